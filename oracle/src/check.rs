@@ -1,0 +1,673 @@
+//! `check`: compares what a target showed (a [`Trace`]) with a [`Prediction`].
+//!
+//! Three kinds of property, as in a state-machine test:
+//! - *always*: every snapshot's phase, conditions and container fields must be what the
+//!   kubelet derives from that snapshot's container states;
+//! - *eventually*: every planned instance starts, exits and is restarted inside its window,
+//!   measured from the observed event it depends on;
+//! - *never*: a restart the policy forbids, a terminal phase left, a restartCount that drops.
+
+use crate::model::{self, AfterExit, STATUS_LAG};
+use crate::predict::Prediction;
+use crate::scenario::{RestartPolicy, Run};
+use crate::trace::Trace;
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, PodCondition};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// The target behaved as the oracle predicts.
+    Pass,
+    /// The target diverged: see the violations.
+    Fail,
+    /// The target or harness broke; says nothing about semantics.
+    Error,
+    /// The case cannot run on this target (a missing privilege or capability).
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub expected: String,
+    pub observed: String,
+    /// Spec time of the observation, in milliseconds since creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+    /// How many snapshots showed the same violation.
+    #[serde(default = "one")]
+    pub occurrences: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub scenario: String,
+    pub target: String,
+    pub outcome: Outcome,
+    pub violations: Vec<Violation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Rules the prediction exercised.
+    pub rules: Vec<String>,
+}
+
+impl Verdict {
+    pub fn error(scenario: &str, target: &str, message: String) -> Verdict {
+        Verdict {
+            scenario: scenario.to_owned(),
+            target: target.to_owned(),
+            outcome: Outcome::Error,
+            violations: Vec::new(),
+            error: Some(message),
+            rules: Vec::new(),
+        }
+    }
+
+    pub fn skipped(scenario: &str, target: &str, reason: String) -> Verdict {
+        Verdict {
+            outcome: Outcome::Skipped,
+            ..Verdict::error(scenario, target, reason)
+        }
+    }
+
+    pub fn violated_rules(&self) -> BTreeSet<&str> {
+        self.violations.iter().map(|v| v.rule.as_str()).collect()
+    }
+}
+
+#[derive(Default, Debug)]
+struct ObservedInstance {
+    started: Option<i64>,
+    finished: Option<i64>,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+}
+
+#[derive(Default, Debug)]
+struct ObservedContainer {
+    instances: BTreeMap<u32, ObservedInstance>,
+    /// First time a CrashLoopBackOff wait was seen after instance N, with its message.
+    crash_loop_waits: BTreeMap<u32, (i64, String)>,
+    max_restart_count: Option<i32>,
+}
+
+struct Collector {
+    violations: Vec<Violation>,
+    seen: BTreeMap<(String, Option<String>, String), usize>,
+}
+
+impl Collector {
+    fn add(&mut self, rule: &str, container: Option<&str>, expected: String, observed: String, at_ms: Option<i64>) {
+        let key = (rule.to_owned(), container.map(str::to_owned), expected.clone());
+        if let Some(&index) = self.seen.get(&key) {
+            self.violations[index].occurrences += 1;
+            return;
+        }
+        self.seen.insert(key, self.violations.len());
+        self.violations.push(Violation {
+            rule: rule.to_owned(),
+            container: container.map(str::to_owned),
+            expected,
+            observed,
+            at_ms,
+            occurrences: 1,
+        });
+    }
+}
+
+fn secs(ms: i64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn window_text(lo: i64, hi: i64) -> String {
+    format!("[{}, {}]", secs(lo), secs(hi))
+}
+
+pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
+    let mut verdict = Verdict {
+        scenario: prediction.scenario.clone(),
+        target: trace.target.clone(),
+        outcome: Outcome::Pass,
+        violations: Vec::new(),
+        error: None,
+        rules: prediction.rules.iter().map(|r| r.to_string()).collect(),
+    };
+    if trace.snapshots.is_empty() {
+        verdict.outcome = Outcome::Error;
+        verdict.error = Some("the target showed no pod status at all".to_owned());
+        return verdict;
+    }
+    let mut out = Collector {
+        violations: Vec::new(),
+        seen: BTreeMap::new(),
+    };
+    let tol = trace.timing.tolerance_ms as i64;
+    let end = trace.spec_ms(&trace.ended_at);
+    let names: Vec<&str> = prediction.containers.iter().map(|c| c.name.as_str()).collect();
+    let policy = prediction.restart_policy;
+    let mut observed: BTreeMap<&str, ObservedContainer> =
+        names.iter().map(|n| (*n, ObservedContainer::default())).collect();
+    let mut terminal: Option<(String, i64)> = None;
+    let mut running_seen = false;
+    let mut first_phase_seen: BTreeMap<String, i64> = BTreeMap::new();
+    let mut last_conditions: Vec<PodCondition> = Vec::new();
+
+    for snapshot in &trace.snapshots {
+        let t = trace.spec_ms(&snapshot.at);
+        let status = &snapshot.status;
+        let statuses = status.container_statuses.clone().unwrap_or_default();
+        let phase = status.phase.clone().unwrap_or_default();
+        first_phase_seen.entry(phase.clone()).or_insert(t);
+        if phase == "Running" {
+            running_seen = true;
+        }
+        for cs in &statuses {
+            if let Some(obs) = observed.get_mut(cs.name.as_str()) {
+                record_container(obs, cs, t, trace);
+                check_container_snapshot(&mut out, obs, cs, t);
+            }
+        }
+        // Phase: derived from the same snapshot's container states; terminal is sticky.
+        let derived = model::derive_phase(&names, &statuses, policy);
+        if let Some((terminal_phase, since)) = &terminal {
+            if &phase != terminal_phase {
+                out.add(
+                    "phase.terminal-never-left",
+                    None,
+                    format!("phase stays {terminal_phase} (reached at {})", secs(*since)),
+                    format!("phase {phase:?}"),
+                    Some(t),
+                );
+            }
+        } else if phase != derived {
+            let rule = phase_rule(derived, &phase, &statuses, policy);
+            out.add(
+                rule,
+                None,
+                format!("phase {derived} for container states {}", describe_states(&statuses)),
+                format!("phase {phase:?}"),
+                Some(t),
+            );
+        }
+        if terminal.is_none() && model::is_terminal_phase(&phase) {
+            terminal = Some((phase.clone(), t));
+        }
+        if !statuses.is_empty() {
+            check_conditions(&mut out, &names, &statuses, &phase, status.conditions.as_deref().unwrap_or(&[]), t);
+        }
+        last_conditions = status.conditions.clone().unwrap_or_default();
+    }
+
+    for plan in &prediction.containers {
+        let Some(obs) = observed.get(plan.name.as_str()) else { continue };
+        check_instances(&mut out, prediction, plan, obs, tol, end);
+    }
+
+    if prediction.running_observable && !running_seen {
+        out.add(
+            "phase.running",
+            None,
+            "phase Running while the containers run".to_owned(),
+            format!("phases seen: {:?}", first_phase_seen.keys().collect::<Vec<_>>()),
+            None,
+        );
+    }
+    check_terminal(&mut out, prediction, &observed, terminal.as_ref(), &last_conditions, tol, end);
+
+    verdict.violations = out.violations;
+    if !verdict.violations.is_empty() {
+        verdict.outcome = Outcome::Fail;
+    }
+    verdict
+}
+
+fn record_container(obs: &mut ObservedContainer, cs: &ContainerStatus, t: i64, trace: &Trace) {
+    let rc = cs.restart_count;
+    obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
+    let Ok(index) = u32::try_from(rc) else { return };
+    let state = cs.state.as_ref();
+    let last_index = if state.and_then(|s| s.waiting.as_ref()).is_some() {
+        Some(index)
+    } else {
+        index.checked_sub(1)
+    };
+    if let Some(running) = state.and_then(|s| s.running.as_ref()) {
+        let entry = obs.instances.entry(index).or_default();
+        if entry.started.is_none() {
+            entry.started = Some(running.started_at.as_ref().map_or(t, |at| trace.spec_ms(at)));
+        }
+    }
+    let mut record_terminated = |index: u32, state: &ContainerState| {
+        if let Some(terminated) = state.terminated.as_ref() {
+            let entry = obs.instances.entry(index).or_default();
+            if entry.started.is_none() {
+                entry.started = terminated.started_at.as_ref().map(|at| trace.spec_ms(at));
+            }
+            if entry.finished.is_none() {
+                entry.finished = Some(terminated.finished_at.as_ref().map_or(t, |at| trace.spec_ms(at)));
+                entry.exit_code = Some(terminated.exit_code);
+                entry.reason = terminated.reason.clone();
+            }
+        }
+    };
+    if let Some(state) = state {
+        record_terminated(index, state);
+    }
+    if let (Some(last_index), Some(last)) = (last_index, cs.last_state.as_ref()) {
+        record_terminated(last_index, last);
+    }
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        if waiting.reason.as_deref() == Some("CrashLoopBackOff") {
+            obs.crash_loop_waits
+                .entry(index)
+                .or_insert_with(|| (t, waiting.message.clone().unwrap_or_default()));
+        }
+    }
+}
+
+fn check_container_snapshot(out: &mut Collector, obs: &ObservedContainer, cs: &ContainerStatus, t: i64) {
+    let name = Some(cs.name.as_str());
+    let state = cs.state.as_ref();
+    let running = state.and_then(|s| s.running.as_ref()).is_some();
+    if cs.ready != running || (cs.started == Some(true)) != running {
+        out.add(
+            "container.ready.no-probe",
+            name,
+            format!("ready={running} started={running} (container {})", if running { "running" } else { "not running" }),
+            format!("ready={} started={:?}", cs.ready, cs.started),
+            Some(t),
+        );
+    }
+    if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
+        check_terminated_reason(out, &cs.name, terminated.exit_code, terminated.reason.as_deref(), t);
+    }
+    if let Some(last) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
+        check_terminated_reason(out, &cs.name, last.exit_code, last.reason.as_deref(), t);
+    }
+    let has_last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some();
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        let reason = waiting.reason.as_deref().unwrap_or("");
+        if cs.restart_count == 0 && !has_last {
+            if reason != "ContainerCreating" {
+                out.add(
+                    "container.state.waiting.creating",
+                    name,
+                    "Waiting reason ContainerCreating before the first start".to_owned(),
+                    format!("Waiting reason {reason:?}"),
+                    Some(t),
+                );
+            }
+        } else if reason != "CrashLoopBackOff" {
+            out.add(
+                "container.state.waiting.crashloop",
+                name,
+                "Waiting reason CrashLoopBackOff between an exit and the restart".to_owned(),
+                format!("Waiting reason {reason:?}"),
+                Some(t),
+            );
+        }
+    }
+    if running && cs.restart_count > 0 && !has_last {
+        out.add(
+            "container.last-state",
+            name,
+            "lastState.terminated holds the previous instance once restarted".to_owned(),
+            format!("restartCount {} with no lastState", cs.restart_count),
+            Some(t),
+        );
+    }
+    if let Some(max) = obs.max_restart_count {
+        if cs.restart_count < max {
+            out.add(
+                "container.restart-count",
+                name,
+                format!("restartCount never decreases (was {max})"),
+                format!("restartCount {}", cs.restart_count),
+                Some(t),
+            );
+        }
+    }
+}
+
+fn check_terminated_reason(out: &mut Collector, name: &str, exit_code: i32, reason: Option<&str>, t: i64) {
+    let expected = model::terminated_reason(exit_code);
+    if reason != Some(expected) {
+        out.add(
+            "container.state.terminated",
+            Some(name),
+            format!("reason {expected} for exit code {exit_code}"),
+            format!("reason {reason:?}"),
+            Some(t),
+        );
+    }
+}
+
+fn phase_rule(derived: &str, observed: &str, statuses: &[ContainerStatus], policy: RestartPolicy) -> &'static str {
+    let all_stopped = !statuses.is_empty()
+        && statuses.iter().all(|s| s.state.as_ref().and_then(|st| st.running.as_ref()).is_none());
+    match derived {
+        "Pending" => "phase.pending",
+        "Succeeded" => "phase.succeeded",
+        "Failed" => "phase.failed",
+        _ if policy == RestartPolicy::Always && (all_stopped || model::is_terminal_phase(observed)) => {
+            "phase.always-never-terminal"
+        }
+        _ if policy == RestartPolicy::OnFailure && all_stopped => "phase.onfailure-restarting-running",
+        _ => "phase.running",
+    }
+}
+
+fn describe_states(statuses: &[ContainerStatus]) -> String {
+    let parts: Vec<String> = statuses
+        .iter()
+        .map(|s| {
+            let state = s.state.as_ref();
+            let text = if state.and_then(|x| x.running.as_ref()).is_some() {
+                "running".to_owned()
+            } else if let Some(t) = state.and_then(|x| x.terminated.as_ref()) {
+                format!("terminated({})", t.exit_code)
+            } else if let Some(w) = state.and_then(|x| x.waiting.as_ref()) {
+                format!("waiting({})", w.reason.as_deref().unwrap_or(""))
+            } else {
+                "unknown".to_owned()
+            };
+            format!("{}={text}", s.name)
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn check_conditions(
+    out: &mut Collector,
+    names: &[&str],
+    statuses: &[ContainerStatus],
+    phase: &str,
+    conditions: &[PodCondition],
+    t: i64,
+) {
+    let any_running = statuses.iter().any(|s| s.state.as_ref().and_then(|st| st.running.as_ref()).is_some());
+    for expected in model::derive_conditions(names, statuses, phase, true) {
+        let rule = match expected.type_ {
+            "PodScheduled" => "condition.pod-scheduled",
+            "PodReadyToStartContainers" => "condition.pod-ready-to-start-containers",
+            "Initialized" => "condition.initialized",
+            "ContainersReady" => "condition.containers-ready",
+            _ => "condition.ready",
+        };
+        let found = conditions.iter().find(|c| c.type_ == expected.type_);
+        // Sandbox state is not visible in container states: only demand it where a
+        // running container proves the sandbox exists (the end of a terminal pod is
+        // checked separately).
+        if expected.type_ == "PodReadyToStartContainers" && !any_running {
+            continue;
+        }
+        let matches = found.is_some_and(|c| {
+            c.status == expected.status
+                && (expected.type_ == "PodReadyToStartContainers" || c.reason.as_deref() == expected.reason)
+                && (expected.message.is_none() || c.message == expected.message)
+        });
+        if !matches {
+            let describe = |c: &PodCondition| {
+                format!(
+                    "{}={} reason={:?}{}",
+                    c.type_,
+                    c.status,
+                    c.reason.as_deref().unwrap_or(""),
+                    c.message.as_deref().map(|m| format!(" message={m:?}")).unwrap_or_default()
+                )
+            };
+            out.add(
+                rule,
+                None,
+                format!("{} in phase {phase} with containers {}", describe(&expected.to_pod_condition()), describe_states(statuses)),
+                found.map_or_else(|| format!("no {} condition", expected.type_), describe),
+                Some(t),
+            );
+        }
+    }
+    let ready = conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str());
+    let containers_ready = conditions.iter().find(|c| c.type_ == "ContainersReady").map(|c| c.status.as_str());
+    if ready == Some("True") && containers_ready != Some("True") {
+        out.add(
+            "condition.ready",
+            None,
+            "Ready=True only with ContainersReady=True".to_owned(),
+            format!("Ready=True, ContainersReady={containers_ready:?}"),
+            Some(t),
+        );
+    }
+}
+
+fn check_instances(
+    out: &mut Collector,
+    prediction: &Prediction,
+    plan: &model::ContainerPlan,
+    obs: &ObservedContainer,
+    tol: i64,
+    end: i64,
+) {
+    let name = Some(plan.name.as_str());
+    let max_rc = i64::from(obs.max_restart_count.unwrap_or(-1));
+    for instance in &plan.instances {
+        let index = instance.index;
+        let seen = obs.instances.get(&index);
+        let anchor = if index == 0 {
+            Some(0)
+        } else {
+            obs.instances.get(&(index - 1)).and_then(|prev| prev.finished)
+        };
+        let (lo, hi) = (instance.start_after.0.as_millis() as i64, instance.start_after.1.as_millis() as i64);
+        let started = seen.and_then(|s| s.started);
+        if let Some(anchor) = anchor {
+            let (min, max) = (anchor + lo - tol, anchor + hi + tol);
+            let from = if index == 0 { "pod creation".to_owned() } else { format!("exit of instance {}", index - 1) };
+            match started {
+                Some(s) if s < min || s > max => out.add(
+                    instance.start_rule,
+                    name,
+                    format!("instance {index} starts {} after {from}", window_text(lo - tol, hi + tol)),
+                    format!("started {} after {from}", secs(s - anchor)),
+                    Some(s),
+                ),
+                None if end > max && i64::from(index) > max_rc => out.add(
+                    instance.start_rule,
+                    name,
+                    format!("instance {index} starts {} after {from}", window_text(lo - tol, hi + tol)),
+                    format!("not started {} after {from} (restartCount {max_rc})", secs(end - anchor)),
+                    None,
+                ),
+                _ => {}
+            }
+        }
+        let finished = seen.and_then(|s| s.finished);
+        match instance.run {
+            Run::Exit { after, code } => {
+                let after = after.as_millis() as i64;
+                if let (Some(s), Some(f)) = (started, finished) {
+                    let observed_code = seen.and_then(|x| x.exit_code);
+                    if observed_code != Some(code) {
+                        out.add(
+                            "container.state.terminated",
+                            name,
+                            format!("instance {index} terminated with exit code {code}"),
+                            format!("exit code {observed_code:?}, reason {:?}", seen.and_then(|x| x.reason.clone())),
+                            Some(f),
+                        );
+                    }
+                    if f - s < after - tol || f - s > after + tol {
+                        out.add(
+                            "container.runs-to-completion",
+                            name,
+                            format!("instance {index} runs {} until its process exits", window_text(after - tol, after + tol)),
+                            format!("terminated after {}", secs(f - s)),
+                            Some(f),
+                        );
+                    }
+                } else if let (Some(s), None) = (started, finished) {
+                    let due = s + after + tol + STATUS_LAG.as_millis() as i64;
+                    if end > due && i64::from(index) >= max_rc {
+                        out.add(
+                            "container.runs-to-completion",
+                            name,
+                            format!("instance {index} exits with code {code} {} after its start", secs(after)),
+                            format!("no termination reported {} after its start", secs(end - s)),
+                            None,
+                        );
+                    }
+                }
+            }
+            Run::Forever => {
+                if let Some(f) = finished {
+                    out.add(
+                        "container.runs-to-completion",
+                        name,
+                        format!("instance {index} keeps running (its process never exits)"),
+                        format!(
+                            "terminated with exit code {:?}, reason {:?}",
+                            seen.and_then(|x| x.exit_code),
+                            seen.and_then(|x| x.reason.clone())
+                        ),
+                        Some(f),
+                    );
+                } else if i64::from(index) < max_rc {
+                    out.add(
+                        "container.runs-to-completion",
+                        name,
+                        format!("instance {index} keeps running (its process never exits)"),
+                        format!("replaced by a new instance (restartCount {max_rc})"),
+                        None,
+                    );
+                }
+            }
+        }
+        match instance.after_exit {
+            Some(AfterExit::StaysTerminated) if max_rc > i64::from(index) => {
+                let rule = match prediction.restart_policy {
+                    RestartPolicy::Never => "restart.policy.never",
+                    RestartPolicy::OnFailure => "restart.policy.onfailure",
+                    RestartPolicy::Always => "restart.policy.always",
+                };
+                out.add(
+                    rule,
+                    name,
+                    format!(
+                        "no restart after exit code {} under restartPolicy {}",
+                        instance.exit().map_or(0, |e| e.1),
+                        prediction.restart_policy.as_str()
+                    ),
+                    format!("restartCount {max_rc}"),
+                    None,
+                );
+            }
+            Some(AfterExit::RestartAfterBackOff(back_off)) => {
+                if let Some(f) = finished {
+                    let next_start = obs.instances.get(&(index + 1)).and_then(|n| n.started);
+                    let window_over = next_start.is_some() || end > f + back_off.as_millis() as i64;
+                    let wait = obs.crash_loop_waits.get(&index);
+                    let expected_message = format!(
+                        "back-off {} restarting failed container={}",
+                        model::go_duration(back_off),
+                        plan.name
+                    );
+                    match wait {
+                        None if window_over => out.add(
+                            "container.state.waiting.crashloop",
+                            name,
+                            format!("Waiting CrashLoopBackOff between the exit of instance {index} and its restart ({expected_message} ...)"),
+                            "no CrashLoopBackOff state shown".to_owned(),
+                            Some(f),
+                        ),
+                        Some((_, message)) if !message.starts_with(&expected_message) => out.add(
+                            "container.state.waiting.crashloop",
+                            name,
+                            format!("message starting {expected_message:?}"),
+                            format!("message {message:?}"),
+                            Some(f),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_terminal(
+    out: &mut Collector,
+    prediction: &Prediction,
+    observed: &BTreeMap<&str, ObservedContainer>,
+    terminal: Option<&(String, i64)>,
+    last_conditions: &[PodCondition],
+    tol: i64,
+    end: i64,
+) {
+    let lag = STATUS_LAG.as_millis() as i64;
+    match (prediction.terminal_phase, terminal) {
+        (Some(expected), _) => {
+            let rule = if expected == "Succeeded" { "phase.succeeded" } else { "phase.failed" };
+            // Anchor: the last final exit, when every container's final exit was seen.
+            let anchor = prediction
+                .containers
+                .iter()
+                .map(|plan| {
+                    let last = plan.last()?.index;
+                    observed.get(plan.name.as_str())?.instances.get(&last)?.finished
+                })
+                .collect::<Option<Vec<i64>>>()
+                .and_then(|v| v.into_iter().max());
+            if let Some(anchor) = anchor {
+                match terminal {
+                    Some((phase, at)) if phase != expected || *at > anchor + lag + tol => out.add(
+                        rule,
+                        None,
+                        format!("phase {expected} within {} of the last exit", secs(lag + tol)),
+                        format!("phase {phase} {} after the last exit", secs(at - anchor)),
+                        Some(*at),
+                    ),
+                    None if end > anchor + lag + tol => out.add(
+                        rule,
+                        None,
+                        format!("phase {expected} within {} of the last exit", secs(lag + tol)),
+                        "no terminal phase".to_owned(),
+                        None,
+                    ),
+                    _ => {}
+                }
+            }
+            if let Some((_, at)) = terminal {
+                if end > at + lag + tol {
+                    let sandbox = last_conditions.iter().find(|c| c.type_ == "PodReadyToStartContainers");
+                    if sandbox.is_none_or(|c| c.status != "False") {
+                        out.add(
+                            "condition.pod-ready-to-start-containers",
+                            None,
+                            "PodReadyToStartContainers=False once the terminal pod's sandbox is torn down".to_owned(),
+                            format!("{:?}", sandbox.map(|c| c.status.clone())),
+                            Some(end),
+                        );
+                    }
+                }
+            }
+        }
+        (None, Some((phase, at))) => {
+            let rule = if prediction.restart_policy == RestartPolicy::Always {
+                "phase.always-never-terminal"
+            } else {
+                "phase.running"
+            };
+            out.add(rule, None, "no terminal phase".to_owned(), format!("phase {phase}"), Some(*at));
+        }
+        (None, None) => {}
+    }
+}

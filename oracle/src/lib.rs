@@ -1,0 +1,22 @@
+//! podcheck's oracle: scenarios, the rules catalogue, the reference model of the kubelet's
+//! Pod and container lifecycle, predictions and the checker.
+//!
+//! Pure and deterministic: no I/O beyond reading a scenario file on request, no clock,
+//! no async runtime.
+
+pub mod check;
+pub mod duration;
+pub mod errors;
+pub mod model;
+pub mod predict;
+pub mod rules;
+pub mod scenario;
+pub mod simulate;
+pub mod trace;
+
+pub use check::{check, Outcome, Verdict, Violation};
+pub use duration::SpecDuration;
+pub use errors::ScenarioError;
+pub use predict::{predict, PredictError, Prediction};
+pub use scenario::{Behaviour, RestartPolicy, Run, Scenario};
+pub use trace::{Snapshot, TimingProfile, Trace};

@@ -1,0 +1,169 @@
+//! `predict`: what must happen to a scenario's pod, as time windows and expected states.
+
+use crate::duration::SpecDuration;
+use crate::model::{self, AfterExit, ContainerPlan, STATUS_LAG};
+use crate::scenario::{BackOffParams, RestartPolicy, Run, Scenario};
+use serde::Serialize;
+use thiserror::Error;
+
+/// How long a settled pod is watched for late surprises (an unexpected restart, a phase
+/// that is left) before the harness may stop early.
+pub const SETTLE: SpecDuration = SpecDuration::from_secs(5);
+
+/// A perpetual crash loop is watched until this many restarts have had time to happen.
+pub const CRASH_LOOP_RESTARTS_WATCHED: usize = 5;
+
+/// Observation never goes beyond this, whatever the scenario says.
+pub const MAX_HORIZON: SpecDuration = SpecDuration::from_secs(3600);
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prediction {
+    pub scenario: String,
+    pub restart_policy: RestartPolicy,
+    pub back_off: BackOffParams,
+    /// How long to watch the pod, in spec time.
+    pub horizon: SpecDuration,
+    pub containers: Vec<ContainerPlan>,
+    /// The phase the pod must end in, when it settles in a terminal phase.
+    pub terminal_phase: Option<&'static str>,
+    /// Whether the Running phase lasts long enough that every target must show it.
+    pub running_observable: bool,
+    /// Every rule this prediction exercises.
+    pub rules: Vec<&'static str>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PredictError {
+    #[error("scenario {scenario}: a container runs within {margin} of the 600s back-off reset threshold, so the restart that follows has no single prediction")]
+    AmbiguousReset {
+        scenario: String,
+        margin: SpecDuration,
+    },
+}
+
+/// Margin around timing thresholds within which the oracle refuses to decide.
+pub const AMBIGUITY_MARGIN: SpecDuration = SpecDuration::from_secs(30);
+
+pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
+    let probe = model::plan_containers(scenario, MAX_HORIZON);
+    if model::reset_is_ambiguous(&probe, AMBIGUITY_MARGIN) {
+        return Err(PredictError::AmbiguousReset {
+            scenario: scenario.name.clone(),
+            margin: AMBIGUITY_MARGIN,
+        });
+    }
+    let horizon = scenario
+        .observe_for
+        .unwrap_or_else(|| default_horizon(&probe))
+        .min(MAX_HORIZON);
+    let containers = model::plan_containers(scenario, horizon);
+    let policy = scenario.restart_policy();
+    let terminal_phase = if containers.iter().all(|c| c.final_exit_code().is_some()) {
+        let all_zero = containers.iter().all(|c| c.final_exit_code() == Some(0));
+        Some(if all_zero { "Succeeded" } else { "Failed" })
+    } else {
+        None
+    };
+    let running_observable = containers.iter().any(|c| {
+        c.instances.first().is_some_and(|first| match first.run {
+            Run::Forever => true,
+            Run::Exit { after, .. } => after >= SpecDuration::from_secs(5),
+        })
+    });
+    let rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
+    Ok(Prediction {
+        scenario: scenario.name.clone(),
+        restart_policy: policy,
+        back_off: model::effective_back_off(scenario.kubelet.crash_loop_back_off),
+        horizon,
+        containers,
+        terminal_phase,
+        running_observable,
+        rules,
+    })
+}
+
+fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
+    plans
+        .iter()
+        .map(|plan| {
+            let watched = if plan.settles {
+                plan.instances.len()
+            } else {
+                plan.instances.len().min(CRASH_LOOP_RESTARTS_WATCHED + 1)
+            };
+            let last = &plan.instances[watched.saturating_sub(1)];
+            let start = if plan.settles {
+                last.latest_start
+            } else {
+                last.earliest_start + STATUS_LAG
+            };
+            let run = match last.run {
+                Run::Exit { after, .. } => after + STATUS_LAG,
+                Run::Forever => SpecDuration::ZERO,
+            };
+            start + run + SETTLE
+        })
+        .max()
+        .unwrap_or(SETTLE)
+}
+
+fn exercised_rules(
+    containers: &[ContainerPlan],
+    policy: RestartPolicy,
+    terminal_phase: Option<&'static str>,
+    running_observable: bool,
+) -> Vec<&'static str> {
+    let mut rules = vec![
+        "phase.pending",
+        "container.state.waiting.creating",
+        "container.state.running",
+        "container.runs-to-completion",
+        "container.restart-count",
+        "container.ready.no-probe",
+        "condition.pod-scheduled",
+        "condition.pod-ready-to-start-containers",
+        "condition.initialized",
+        "condition.containers-ready",
+        "condition.ready",
+        "phase.terminal-never-left",
+    ];
+    if running_observable {
+        rules.push("phase.running");
+    }
+    match terminal_phase {
+        Some("Succeeded") => rules.push("phase.succeeded"),
+        Some(_) => rules.push("phase.failed"),
+        None => {}
+    }
+    let instances = || containers.iter().flat_map(|c| c.instances.iter());
+    if instances().any(|i| i.exit().is_some()) {
+        rules.push("container.state.terminated");
+        rules.push(match policy {
+            RestartPolicy::Always => "restart.policy.always",
+            RestartPolicy::OnFailure => "restart.policy.onfailure",
+            RestartPolicy::Never => "restart.policy.never",
+        });
+        if policy == RestartPolicy::Always {
+            rules.push("phase.always-never-terminal");
+        }
+    }
+    if policy == RestartPolicy::OnFailure
+        && instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_) | AfterExit::RestartImmediately)))
+    {
+        rules.push("phase.onfailure-restarting-running");
+    }
+    if instances().any(|i| i.index > 0) {
+        rules.push("container.last-state");
+    }
+    if instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_)))) {
+        rules.push("container.state.waiting.crashloop");
+    }
+    for instance in instances().filter(|i| i.index > 0) {
+        if !rules.contains(&instance.start_rule) {
+            rules.push(instance.start_rule);
+        }
+    }
+    rules
+}

@@ -1,0 +1,190 @@
+//! The rules catalogue: every statement the oracle predicts, with its sources.
+//!
+//! Ids are stable: suites, predictions, violations and reports all speak in them.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub id: &'static str,
+    pub statement: &'static str,
+    /// Seed section first, then the Kubernetes documentation and kubelet source that decide.
+    pub sources: &'static [&'static str],
+}
+
+const SEED_PHASES: &str = "seed: Pod Lifecycle / Pod Phases";
+const SEED_CONDITIONS: &str = "seed: Pod Lifecycle / Pod Conditions";
+const SEED_STATES: &str = "seed: Pod Lifecycle / Container States";
+const SEED_RESTART: &str = "seed: Pod Lifecycle / Restart Policies";
+const SEED_CRASHLOOP: &str = "seed: Interview Gotchas / 2. CrashLoopBackOff";
+const DOC_LIFECYCLE: &str = "https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/";
+const GET_PHASE: &str = "kubernetes pkg/kubelet/kubelet_pods.go getPhase";
+const CONVERT_STATUSES: &str = "kubernetes pkg/kubelet/kubelet_pods.go convertToAPIContainerStatuses";
+const GENERATE: &str = "kubernetes pkg/kubelet/status/generate.go";
+const DO_BACK_OFF: &str = "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff";
+const FLOWCONTROL: &str = "client-go util/flowcontrol/backoff.go Next, IsInBackOffSince";
+const NEW_BACK_OFF: &str = "kubernetes pkg/kubelet/kubelet.go newCrashLoopBackOff, crashLoopBackOff.HasExpiredFunc";
+const POD_WORKERS: &str = "kubernetes pkg/kubelet/pod_workers.go completeWork (requeue after a back-off error)";
+const PROBER_MANAGER: &str = "kubernetes pkg/kubelet/prober/prober_manager.go UpdatePodStatus";
+const SHOULD_RESTART: &str = "kubernetes pkg/kubelet/container/helpers.go ShouldContainerBeRestarted";
+const CONTAINERD_REASON: &str = "containerd internal/cri/server/container_status.go toCRIContainerStatus (Completed/Error)";
+
+pub const CATALOGUE: &[Rule] = &[
+    Rule {
+        id: "phase.pending",
+        statement: "A pod is Pending while one of its containers has not started yet (Waiting without a previous termination).",
+        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
+    },
+    Rule {
+        id: "phase.running",
+        statement: "A pod is Running once all its containers have started and at least one is running, or while a restart policy will restart its stopped containers.",
+        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
+    },
+    Rule {
+        id: "phase.succeeded",
+        statement: "A pod whose containers all terminated with exit code 0 and will not be restarted (OnFailure or Never) is Succeeded.",
+        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
+    },
+    Rule {
+        id: "phase.failed",
+        statement: "Under restartPolicy Never, a pod whose containers all terminated, at least one with a non-zero exit code, is Failed.",
+        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
+    },
+    Rule {
+        id: "phase.always-never-terminal",
+        statement: "Under restartPolicy Always a pod never reaches Succeeded or Failed by its containers exiting: while all are stopped it stays Running.",
+        sources: &[SEED_RESTART, GET_PHASE],
+    },
+    Rule {
+        id: "phase.onfailure-restarting-running",
+        statement: "Under restartPolicy OnFailure a pod whose stopped containers include a failed one that will be restarted stays Running.",
+        sources: &[SEED_RESTART, GET_PHASE],
+    },
+    Rule {
+        id: "phase.terminal-never-left",
+        statement: "Once a pod is Succeeded or Failed it never changes phase again.",
+        sources: &[DOC_LIFECYCLE, "kubernetes pkg/kubelet/status/status_manager.go checkContainerStateTransition / updateStatusInternal"],
+    },
+    Rule {
+        id: "container.state.waiting.creating",
+        statement: "Before its first start a container is Waiting with reason ContainerCreating.",
+        sources: &[SEED_STATES, CONVERT_STATUSES],
+    },
+    Rule {
+        id: "container.state.running",
+        statement: "A started container is Running with a startedAt time, and it starts within moments of the pod's creation.",
+        sources: &[SEED_STATES, CONVERT_STATUSES],
+    },
+    Rule {
+        id: "container.runs-to-completion",
+        statement: "A container runs until its own process exits: nothing stops it early, and its exit is reported.",
+        sources: &[SEED_STATES, DOC_LIFECYCLE],
+    },
+    Rule {
+        id: "container.state.terminated",
+        statement: "A container whose process exited is Terminated with that exit code, reason Completed for 0 and Error otherwise, and startedAt/finishedAt.",
+        sources: &[SEED_STATES, CONVERT_STATUSES, CONTAINERD_REASON],
+    },
+    Rule {
+        id: "container.state.waiting.crashloop",
+        statement: "A container waiting out its restart back-off is Waiting with reason CrashLoopBackOff and the message 'back-off D restarting failed container=...'.",
+        sources: &[SEED_CRASHLOOP, CONVERT_STATUSES, DO_BACK_OFF],
+    },
+    Rule {
+        id: "container.last-state",
+        statement: "After a restart, lastState holds the previous instance's termination (exit code, reason, times).",
+        sources: &[SEED_CRASHLOOP, CONVERT_STATUSES],
+    },
+    Rule {
+        id: "container.restart-count",
+        statement: "restartCount counts the container's restarts: it starts at 0, grows by one per new instance and never decreases.",
+        sources: &[SEED_CRASHLOOP, CONVERT_STATUSES],
+    },
+    Rule {
+        id: "container.ready.no-probe",
+        statement: "A container without probes is started and ready exactly while it is running.",
+        sources: &[SEED_CONDITIONS, PROBER_MANAGER],
+    },
+    Rule {
+        id: "restart.policy.always",
+        statement: "Under restartPolicy Always a container is restarted after every exit, whatever its exit code.",
+        sources: &[SEED_RESTART, SHOULD_RESTART],
+    },
+    Rule {
+        id: "restart.policy.onfailure",
+        statement: "Under restartPolicy OnFailure a container is restarted after a non-zero exit and never after exit code 0.",
+        sources: &[SEED_RESTART, SHOULD_RESTART],
+    },
+    Rule {
+        id: "restart.policy.never",
+        statement: "Under restartPolicy Never a container is never restarted.",
+        sources: &[SEED_RESTART, SHOULD_RESTART],
+    },
+    Rule {
+        id: "restart.backoff.first-immediate",
+        statement: "The first restart of a container happens without back-off: the back-off entry only exists once a restart has happened.",
+        sources: &[SEED_CRASHLOOP, DO_BACK_OFF, FLOWCONTROL, "kubernetes issue #133472 (containers crash twice before back-off applies)"],
+    },
+    Rule {
+        id: "restart.backoff.doubling",
+        statement: "Each later restart waits the back-off since the previous exit: 10s, then doubling (20s, 40s, ...), and may come up to the kubelet's requeue delay later.",
+        sources: &[SEED_CRASHLOOP, DO_BACK_OFF, FLOWCONTROL, NEW_BACK_OFF, POD_WORKERS],
+    },
+    Rule {
+        id: "restart.backoff.cap",
+        statement: "The back-off stops doubling at its maximum (300s by default, the kubelet's crashLoopBackOff.maxContainerRestartPeriod where configured).",
+        sources: &[SEED_CRASHLOOP, FLOWCONTROL, NEW_BACK_OFF],
+    },
+    Rule {
+        id: "restart.backoff.reset",
+        statement: "A container that ran for more than 600s since its last restart is restarted without back-off, and the back-off starts over at its initial value.",
+        sources: &[NEW_BACK_OFF, FLOWCONTROL],
+    },
+    Rule {
+        id: "condition.pod-scheduled",
+        statement: "A pod whose containers have started has PodScheduled True.",
+        sources: &[SEED_CONDITIONS, GENERATE],
+    },
+    Rule {
+        id: "condition.pod-ready-to-start-containers",
+        statement: "PodReadyToStartContainers is True while the pod sandbox exists and False once a terminal pod's sandbox is torn down.",
+        sources: &[SEED_CONDITIONS, GENERATE, "kubernetes pkg/kubelet/kuberuntime/util/util.go PodSandboxChanged"],
+    },
+    Rule {
+        id: "condition.initialized",
+        statement: "A pod without init containers is Initialized True (reason PodCompleted once Succeeded).",
+        sources: &[SEED_CONDITIONS, GENERATE],
+    },
+    Rule {
+        id: "condition.containers-ready",
+        statement: "ContainersReady is True exactly when every container is ready; otherwise False with reason ContainersNotReady, or PodCompleted/PodFailed on a terminal pod.",
+        sources: &[SEED_CONDITIONS, GENERATE],
+    },
+    Rule {
+        id: "condition.ready",
+        statement: "Ready is ContainersReady plus readiness gates: without gates it has the same status and reason, and Ready is never True without ContainersReady.",
+        sources: &[SEED_CONDITIONS, GENERATE],
+    },
+];
+
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    CATALOGUE.iter().find(|rule| rule.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_cited() {
+        let mut ids: Vec<_> = CATALOGUE.iter().map(|r| r.id).collect();
+        ids.sort();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(before, ids.len(), "duplicate rule ids");
+        for rule in CATALOGUE {
+            assert!(rule.sources.iter().any(|s| s.starts_with("seed:") || s.starts_with("http")) || rule.sources.len() >= 2, "{} lacks a source", rule.id);
+            assert!(!rule.statement.is_empty());
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Scenarios: a real Pod manifest, the behaviour of each of its containers, and a fault schedule.
+
+use crate::duration::SpecDuration;
+use crate::errors::ScenarioError;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One conformance scenario, as written in `suites/**/*.yaml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique, file-name-like name of the case.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The rule ids this case was written to show; the prediction may involve more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Kubelet settings the scenario assumes; defaults are the kubelet's own.
+    #[serde(default, skip_serializing_if = "KubeletParams::is_default")]
+    pub kubelet: KubeletParams,
+    /// How long to watch the pod, in spec time; the oracle chooses when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe_for: Option<SpecDuration>,
+    /// A core/v1 Pod, exactly as `kubectl apply` would take it.
+    pub pod: Pod,
+    /// What each container's process does, by container name.
+    pub behaviours: BTreeMap<String, Behaviour>,
+    /// External actions on the pod over time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
+}
+
+/// What a container's process does each time it starts.
+///
+/// Start `n` (0-based, counted across restarts) acts out `starts[n]` when present and
+/// `then` otherwise; so "crash the first 3 starts, then keep running" is three exits
+/// in `starts` and `then: forever`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Behaviour {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub starts: Vec<Run>,
+    pub then: Run,
+}
+
+impl Behaviour {
+    pub fn run_for_start(&self, start: u32) -> Run {
+        self.starts
+            .get(start as usize)
+            .copied()
+            .unwrap_or(self.then)
+    }
+
+    pub fn forever() -> Self {
+        Behaviour {
+            starts: Vec::new(),
+            then: Run::Forever,
+        }
+    }
+
+    pub fn exit_every_start(after: SpecDuration, code: i32) -> Self {
+        Behaviour {
+            starts: Vec::new(),
+            then: Run::Exit { after, code },
+        }
+    }
+}
+
+/// One start of a container's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Run {
+    /// Run for `after`, then exit with `code`.
+    Exit { after: SpecDuration, code: i32 },
+    /// Run until killed.
+    Forever,
+}
+
+/// An external action on the pod at a point in spec time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fault {
+    pub at: SpecDuration,
+    pub action: FaultAction,
+}
+
+/// The fault actions the oracle models. None are modelled yet: a scenario that lists a
+/// fault is refused with the name of the action rather than half-predicted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FaultAction {}
+
+/// Kubelet configuration the prediction depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeletParams {
+    /// The container restart back-off (kubelet `backOffPeriod` and `MaxContainerBackOff`,
+    /// or `crashLoopBackOff.maxContainerRestartPeriod` where the feature gate allows).
+    #[serde(default)]
+    pub crash_loop_back_off: BackOffParams,
+}
+
+impl KubeletParams {
+    pub fn is_default(&self) -> bool {
+        *self == KubeletParams::default()
+    }
+}
+
+impl Default for KubeletParams {
+    fn default() -> Self {
+        KubeletParams {
+            crash_loop_back_off: BackOffParams::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackOffParams {
+    #[serde(default = "BackOffParams::default_initial")]
+    pub initial: SpecDuration,
+    #[serde(default = "BackOffParams::default_max")]
+    pub max: SpecDuration,
+}
+
+impl BackOffParams {
+    fn default_initial() -> SpecDuration {
+        SpecDuration::from_secs(10)
+    }
+    fn default_max() -> SpecDuration {
+        SpecDuration::from_secs(300)
+    }
+}
+
+impl Default for BackOffParams {
+    fn default() -> Self {
+        BackOffParams {
+            initial: Self::default_initial(),
+            max: Self::default_max(),
+        }
+    }
+}
+
+/// The pod's restart policy, defaulted as the API server does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "Always",
+            RestartPolicy::OnFailure => "OnFailure",
+            RestartPolicy::Never => "Never",
+        }
+    }
+
+    /// Whether a container that exited with `exit_code` is started again
+    /// (`kubecontainer.ShouldContainerBeRestarted`).
+    pub fn restarts_after(self, exit_code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+impl Scenario {
+    /// Parses one scenario document; errors name the source, line and field.
+    pub fn from_yaml(source: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario =
+            serde_saphyr::from_str(text).map_err(|err| ScenarioError::Parse {
+                source_name: source.to_owned(),
+                message: err.to_string(),
+            })?;
+        scenario.validate().map_err(|(field, reason)| ScenarioError::Invalid {
+            source_name: source.to_owned(),
+            field,
+            reason,
+        })?;
+        Ok(scenario)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ScenarioError::Read {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })?;
+        Scenario::from_yaml(&path.display().to_string(), &text)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        // Serialising plain data types cannot fail; keep a readable fallback regardless.
+        serde_saphyr::to_string(self).unwrap_or_else(|err| format!("# unserialisable: {err}\n"))
+    }
+
+    pub fn restart_policy(&self) -> RestartPolicy {
+        match self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.restart_policy.as_deref())
+        {
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    pub fn containers(&self) -> &[Container] {
+        self.pod
+            .spec
+            .as_ref()
+            .map(|spec| spec.containers.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn behaviour(&self, container: &str) -> Option<&Behaviour> {
+        self.behaviours.get(container)
+    }
+
+    pub fn pod_name(&self) -> &str {
+        self.pod
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or(self.name.as_str())
+    }
+
+    /// Checks what the oracle relies on. Returns the offending field path and reason.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let invalid = |field: &str, reason: String| Err((field.to_owned(), reason));
+        if !is_dns_label(&self.name) {
+            return invalid(
+                "name",
+                format!("{:?} must be a DNS label (lower-case letters, digits and '-', at most 63 characters)", self.name),
+            );
+        }
+        if let Some(kind) = self.pod.metadata.name.as_deref() {
+            if !is_dns_label(kind) {
+                return invalid(
+                    "pod.metadata.name",
+                    format!("{kind:?} must be a DNS label"),
+                );
+            }
+        }
+        let Some(spec) = self.pod.spec.as_ref() else {
+            return invalid("pod.spec", "a pod needs a spec".to_owned());
+        };
+        if spec.containers.is_empty() {
+            return invalid(
+                "pod.spec.containers",
+                "a pod needs at least one container".to_owned(),
+            );
+        }
+        if let Some(policy) = spec.restart_policy.as_deref() {
+            if !matches!(policy, "Always" | "OnFailure" | "Never") {
+                return invalid(
+                    "pod.spec.restartPolicy",
+                    format!("{policy:?} is not one of Always, OnFailure, Never"),
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, container) in spec.containers.iter().enumerate() {
+            let field = format!("pod.spec.containers[{index}].name");
+            if !is_dns_label(&container.name) {
+                return invalid(&field, format!("{:?} must be a DNS label", container.name));
+            }
+            if !seen.insert(container.name.as_str()) {
+                return invalid(&field, format!("duplicate container name {:?}", container.name));
+            }
+            if !self.behaviours.contains_key(&container.name) {
+                return invalid(
+                    "behaviours",
+                    format!("container {:?} has no behaviour", container.name),
+                );
+            }
+            for (probe, present) in [
+                ("livenessProbe", container.liveness_probe.is_some()),
+                ("readinessProbe", container.readiness_probe.is_some()),
+                ("startupProbe", container.startup_probe.is_some()),
+                ("lifecycle", container.lifecycle.is_some()),
+            ] {
+                if present {
+                    return invalid(
+                        &format!("pod.spec.containers[{index}].{probe}"),
+                        "not modelled by the oracle yet; the scenario would be half-predicted".to_owned(),
+                    );
+                }
+            }
+        }
+        for (field, present) in [
+            ("initContainers", spec.init_containers.as_ref().is_some_and(|c| !c.is_empty())),
+            ("ephemeralContainers", spec.ephemeral_containers.as_ref().is_some_and(|c| !c.is_empty())),
+            ("readinessGates", spec.readiness_gates.as_ref().is_some_and(|c| !c.is_empty())),
+        ] {
+            if present {
+                return invalid(
+                    &format!("pod.spec.{field}"),
+                    "not modelled by the oracle yet; the scenario would be half-predicted".to_owned(),
+                );
+            }
+        }
+        for name in self.behaviours.keys() {
+            if !spec.containers.iter().any(|c| &c.name == name) {
+                return invalid(
+                    &format!("behaviours.{name}"),
+                    format!("no container named {name:?} in the pod"),
+                );
+            }
+        }
+        for (name, behaviour) in &self.behaviours {
+            for (index, run) in behaviour
+                .starts
+                .iter()
+                .chain(std::iter::once(&behaviour.then))
+                .enumerate()
+            {
+                if let Run::Exit { code, .. } = run {
+                    if !(0..=255).contains(code) {
+                        let field = if index < behaviour.starts.len() {
+                            format!("behaviours.{name}.starts[{index}].exit.code")
+                        } else {
+                            format!("behaviours.{name}.then.exit.code")
+                        };
+                        return invalid(&field, format!("{code} is not an exit status (0..=255)"));
+                    }
+                }
+            }
+        }
+        if let Some(fault) = self.faults.first() {
+            // FaultAction has no variants yet, so a parsed fault cannot exist.
+            match fault.action {}
+        }
+        let back_off = self.kubelet.crash_loop_back_off;
+        if back_off.initial.as_millis() == 0 || back_off.max < back_off.initial {
+            return invalid(
+                "kubelet.crashLoopBackOff",
+                format!(
+                    "initial ({}) must be positive and not above max ({})",
+                    back_off.initial, back_off.max
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// RFC 1123 label, as Kubernetes requires of pod and container names.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
