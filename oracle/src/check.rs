@@ -574,11 +574,8 @@ fn check_instances(
                     let next_start = obs.instances.get(&(index + 1)).and_then(|n| n.started);
                     let window_over = next_start.is_some() || end > f + back_off.as_millis() as i64;
                     let wait = obs.crash_loop_waits.get(&index);
-                    let expected_message = format!(
-                        "back-off {} restarting failed container={}",
-                        model::go_duration(back_off),
-                        plan.name
-                    );
+                    let shown_back_off = model::go_duration(back_off);
+                    let expected_message = format!("back-off {shown_back_off} restarting failed container={}", plan.name);
                     match wait {
                         None if window_over => out.add(
                             "container.state.waiting.crashloop",
@@ -587,13 +584,18 @@ fn check_instances(
                             "no CrashLoopBackOff state shown".to_owned(),
                             Some(f),
                         ),
-                        Some((_, message)) if !message.starts_with(&expected_message) => out.add(
-                            "container.state.waiting.crashloop",
-                            name,
-                            format!("message starting {expected_message:?}"),
-                            format!("message {message:?}"),
-                            Some(f),
-                        ),
+                        Some((at, message)) if !message.starts_with(&expected_message) => {
+                            // The message names the back-off the kubelet waits: a wrong
+                            // duration there is a wrong back-off, whatever the timing shows.
+                            let shown = message
+                                .strip_prefix("back-off ")
+                                .and_then(|rest| rest.split_once(" restarting failed container="));
+                            let rule = match (shown, plan.instances.get(index as usize + 1)) {
+                                (Some((duration, _)), Some(next)) if duration != shown_back_off => next.start_rule,
+                                _ => "container.state.waiting.crashloop",
+                            };
+                            out.add(rule, name, format!("message starting {expected_message:?}"), format!("message {message:?}"), Some(*at));
+                        }
                         _ => {}
                     }
                 }

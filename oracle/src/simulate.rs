@@ -241,8 +241,10 @@ pub fn simulate(
         });
     };
     emit(0, &statuses, &mut terminal, true, &mut snapshots);
+    let mut torn_down = false;
     for (at, _, event) in events {
-        if at > horizon || terminal.is_some() {
+        // A correct kubelet does nothing more once the pod is terminal; a planted bug may.
+        if at > horizon || (terminal.is_some() && deviation.is_none()) {
             break;
         }
         match event {
@@ -298,8 +300,9 @@ pub fn simulate(
                 });
             }
         }
-        emit(at, &statuses, &mut terminal, true, &mut snapshots);
-        if let Some(phase) = terminal {
+        emit(at, &statuses, &mut terminal, !torn_down, &mut snapshots);
+        if let (Some(phase), false) = (terminal, torn_down) {
+            torn_down = true;
             // The kubelet tears the sandbox down after a pod turns terminal.
             let down = at + choices.pick(0, STATUS_LAG.as_millis());
             if down <= horizon {
@@ -344,10 +347,9 @@ fn deviate(
         (Some(Deviation::BackOffOnFirstRestart), AfterExit::RestartImmediately) if index == 0 => {
             AfterExit::RestartAfterBackOff(initial)
         }
-        (Some(Deviation::NoBackOffCap), AfterExit::RestartAfterBackOff(b)) => match previous_wait {
-            Some(previous) if previous >= max => AfterExit::RestartAfterBackOff(previous * 2),
-            _ => AfterExit::RestartAfterBackOff(b),
-        },
+        (Some(Deviation::NoBackOffCap), AfterExit::RestartAfterBackOff(b)) if b >= max => {
+            AfterExit::RestartAfterBackOff(previous_wait.map_or(b, |previous| previous * 2))
+        }
         (Some(Deviation::NoBackOffReset), AfterExit::RestartImmediately) if index > 0 => {
             AfterExit::RestartAfterBackOff(previous_wait.map_or(initial, |p| (p * 2).min(max)))
         }
