@@ -1,1 +1,7 @@
+//! podcheck: the harness, targets, runner and shrinking behind the `podcheck` command.
 
+pub mod compile;
+pub mod fuzz;
+pub mod harness;
+pub mod runner;
+pub mod target;

@@ -1,1 +1,335 @@
-fn main(){}
+//! The `podcheck` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use podcheck::fuzz::{fuzz, FuzzOptions};
+use podcheck::runner::{load_cases, run_cases};
+use podcheck::target::{self, TargetOptions};
+use podcheck_oracle::{predict, rules, Outcome, Scenario};
+use podcheck_reports::{describe_violations, CaseResult, RunReport};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes CI can use.
+const CONFORMANT: u8 = 0;
+const NONCONFORMANT: u8 = 1;
+const USAGE_OR_TARGET_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "podcheck", version, about = "Property-based conformance suite for Kubernetes Pod and container lifecycle semantics")]
+#[command(after_help = "Exit status: 0 conformant, 1 nonconformant (a case failed), 2 usage or target error.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// Where pods run: `local` (the bundled runtime; needs root), `model` (the oracle
+    /// itself), or `model:DEVIATION` (the oracle with a planted bug; see `podcheck deviations`).
+    #[arg(long, short = 't', default_value = "local")]
+    target: String,
+    /// Wall seconds per spec second on the local target (0.05: a 10s back-off lasts 0.5s).
+    #[arg(long, default_value_t = 0.05)]
+    time_scale: f64,
+    /// Timing tolerance in wall milliseconds, added to both ends of every predicted window.
+    #[arg(long, default_value_t = 250)]
+    tolerance_ms: u64,
+    /// How many cases run at once (default: what the target allows).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// The podcheck-agent binary (default: next to podcheck, or $PODCHECK_AGENT).
+    #[arg(long, env = "PODCHECK_AGENT")]
+    agent: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run suite cases (files or directories of *.yaml) on a target and print verdicts.
+    Run {
+        /// Scenario files or directories.
+        #[arg(default_value = "suites")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Directory for results.json, junit.xml and report.html.
+        #[arg(long, short = 'o', default_value = "podcheck-results")]
+        output: PathBuf,
+        /// Keep every trace in results.json (failing cases always keep theirs).
+        #[arg(long)]
+        traces: bool,
+        /// Seed of the model target's timing choices.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Run random scenarios on a target; shrink the first divergence to a minimal scenario.
+    Fuzz {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// How many random scenarios to run.
+        #[arg(long, default_value_t = 32)]
+        cases: u32,
+        /// Seed from which every random choice derives (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where the minimal counterexample is written.
+        #[arg(long, default_value = "podcheck-results/counterexamples")]
+        out: PathBuf,
+    },
+    /// Print what the oracle predicts for a scenario.
+    Predict {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the rules catalogue.
+    Rules,
+    /// List the planted bugs the model target can act out.
+    Deviations,
+}
+
+fn target_options(args: &TargetArgs, seed: u64) -> TargetOptions {
+    TargetOptions {
+        time_scale: args.time_scale,
+        tolerance_wall_ms: args.tolerance_ms,
+        seed,
+        agent_binary: args.agent.clone(),
+        jobs: args.jobs,
+    }
+}
+
+fn print_result(result: &CaseResult) {
+    let v = &result.verdict;
+    let label = match v.outcome {
+        Outcome::Pass => "PASS ",
+        Outcome::Fail => "FAIL ",
+        Outcome::Error => "ERROR",
+        Outcome::Skipped => "SKIP ",
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{label} {:<44} {:>6.1}s  {}", v.scenario, result.wall_ms as f64 / 1000.0, result.source);
+    match v.outcome {
+        Outcome::Fail => {
+            for line in describe_violations(v).lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        Outcome::Error | Outcome::Skipped => {
+            let _ = writeln!(out, "      {}", v.error.as_deref().unwrap_or(""));
+        }
+        Outcome::Pass => {}
+    }
+}
+
+fn write_reports(report: &mut RunReport, output: &PathBuf, keep_traces: bool) -> anyhow::Result<()> {
+    if !keep_traces {
+        for case in &mut report.cases {
+            if case.verdict.outcome == Outcome::Pass {
+                case.trace = None;
+            }
+        }
+    }
+    std::fs::create_dir_all(output).with_context(|| format!("failed to create {}", output.display()))?;
+    for (file, text) in [("results.json", report.to_json()), ("junit.xml", report.to_junit()), ("report.html", report.to_html())] {
+        let path = output.join(file);
+        std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn run(paths: Vec<PathBuf>, args: TargetArgs, output: PathBuf, traces: bool, seed: u64) -> anyhow::Result<u8> {
+    let cases = match load_cases(&paths) {
+        Ok(cases) => cases,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: failed to load a scenario: {error}");
+            }
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    if cases.is_empty() {
+        eprintln!("error: no scenarios found under {paths:?}");
+        return Ok(USAGE_OR_TARGET_ERROR);
+    }
+    let target = match target::from_spec(&args.target, &target_options(&args, seed)).await {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("error: failed to set up target {}: {err}", args.target);
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    println!("podcheck {}: {} cases on target {}", env!("CARGO_PKG_VERSION"), cases.len(), target.name());
+    let total = cases.len();
+    let mut done = 0usize;
+    let run = run_cases(target.as_ref(), &cases, true, |result| {
+        done += 1;
+        print_result(result);
+        if done % 10 == 0 && done < total {
+            println!("      ... {done}/{total} done");
+        }
+    });
+    let mut report = tokio::select! {
+        report = run => report,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: cleaning up");
+            let _ = target.cleanup().await;
+            return Ok(130);
+        }
+    };
+    let _ = target.cleanup().await;
+    let totals = report.totals();
+    println!(
+        "{} passed, {} failed, {} errors, {} skipped in {:.1}s (target {})",
+        totals.passed,
+        totals.failed,
+        totals.errors,
+        totals.skipped,
+        report.wall_ms as f64 / 1000.0,
+        report.target
+    );
+    write_reports(&mut report, &output, traces)?;
+    println!("results: {}/results.json, {}/junit.xml, {}/report.html", output.display(), output.display(), output.display());
+    Ok(if totals.failed > 0 {
+        NONCONFORMANT
+    } else if totals.errors > 0 {
+        USAGE_OR_TARGET_ERROR
+    } else {
+        CONFORMANT
+    })
+}
+
+async fn run_fuzz(args: TargetArgs, cases: u32, seed: Option<u64>, out: PathBuf) -> anyhow::Result<u8> {
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    });
+    let target = match target::from_spec(&args.target, &target_options(&args, seed)).await {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("error: failed to set up target {}: {err}", args.target);
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    println!("podcheck fuzz: {cases} random scenarios on target {}, seed {seed}", target.name());
+    println!("reproduce with: podcheck fuzz --target {} --cases {cases} --seed {seed}", args.target);
+    let handle = tokio::runtime::Handle::current();
+    let options = FuzzOptions { cases, seed, out_dir: out };
+    let report = tokio::task::block_in_place(|| {
+        fuzz(target.as_ref(), &handle, &options, |result| {
+            if result.verdict.outcome != Outcome::Pass {
+                print_result(result);
+            }
+        })
+    });
+    let _ = target.cleanup().await;
+    let report = match report {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    match report.counterexample {
+        None => {
+            println!("{} scenarios conform ({} target errors)", report.cases_run, report.target_errors);
+            Ok(if report.target_errors > 0 { USAGE_OR_TARGET_ERROR } else { CONFORMANT })
+        }
+        Some(found) => {
+            println!("divergence found after {} scenarios; minimal scenario:", report.cases_run);
+            println!("{}", found.scenario.to_yaml());
+            print!("{}", describe_violations(&found.result.verdict));
+            println!("saved to {}; replay with: podcheck run {} --target {}", found.saved_to.display(), found.saved_to.display(), args.target);
+            Ok(NONCONFORMANT)
+        }
+    }
+}
+
+fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
+    let scenario = match Scenario::from_file(&file) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("error: failed to load a scenario: {err}");
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    let prediction = match predict(&scenario) {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&prediction)?);
+        return Ok(CONFORMANT);
+    }
+    println!("scenario {} (restartPolicy {}), observed for {}", prediction.scenario, prediction.restart_policy.as_str(), prediction.horizon);
+    for plan in &prediction.containers {
+        println!("container {}:", plan.name);
+        for instance in &plan.instances {
+            let from = if instance.index == 0 { "pod creation".to_owned() } else { format!("exit of instance {}", instance.index - 1) };
+            let run = match instance.exit() {
+                Some((after, code)) => format!("runs {after}, exits {code}"),
+                None => "runs forever".to_owned(),
+            };
+            let then = match instance.after_exit {
+                Some(podcheck_oracle::model::AfterExit::StaysTerminated) => ", stays terminated",
+                _ => "",
+            };
+            println!(
+                "  instance {}: starts [{}, {}] after {from} ({}); {run}{then}",
+                instance.index, instance.start_after.0, instance.start_after.1, instance.start_rule
+            );
+        }
+        if !plan.settles {
+            println!("  ... keeps crash-looping");
+        }
+    }
+    match prediction.terminal_phase {
+        Some(phase) => println!("pod: becomes {phase}"),
+        None => println!("pod: never terminal"),
+    }
+    println!("rules: {}", prediction.rules.join(", "));
+    Ok(CONFORMANT)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::from(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { paths, target, output, traces, seed } => run(paths, target, output, traces, seed).await,
+            Command::Fuzz { target, cases, seed, out } => run_fuzz(target, cases, seed, out).await,
+            Command::Predict { file, json } => print_prediction(file, json),
+            Command::Rules => {
+                for rule in rules::CATALOGUE {
+                    println!("{:<42} {}", rule.id, rule.statement);
+                    for source in rule.sources {
+                        println!("{:<42}   - {source}", "");
+                    }
+                }
+                Ok(CONFORMANT)
+            }
+            Command::Deviations => {
+                for deviation in podcheck_oracle::simulate::Deviation::ALL {
+                    println!("model:{}", deviation.name());
+                }
+                Ok(CONFORMANT)
+            }
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(USAGE_OR_TARGET_ERROR)
+        }
+    }
+}

@@ -1,1 +1,151 @@
-fn main(){}
+//! podcheck-agent: the workload inside every podcheck container.
+//!
+//! It acts out one container's scripted behaviour and reports what it does as JSON lines
+//! on standard output (the container log), so a trace holds the workload's own view.
+//!
+//! Configuration comes from the environment, which every target can set through the pod
+//! spec:
+//! - `PODCHECK_BEHAVIOUR`: `{"starts":[RUN...],"then":RUN}` where RUN is `"forever"` or
+//!   `{"exit":{"afterMs":N,"code":C}}`; start N (counted across restarts) acts out
+//!   `starts[N]`, later starts `then`.
+//! - `PODCHECK_TIME_SCALE`: wall seconds per spec second (default 1).
+//! - `PODCHECK_STATE_DIR`: a directory that outlives container restarts (an emptyDir),
+//!   where the agent counts its starts (default `/podcheck-state`).
+//! - `PODCHECK_CONTAINER`: the container's name, which keys the start counter.
+//!
+//! `podcheck-agent pause` instead sleeps until killed: the pod sandbox's holder process.
+
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+enum Run {
+    Forever,
+    Exit {
+        #[serde(rename = "afterMs")]
+        after_ms: u64,
+        code: i32,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Behaviour {
+    #[serde(default)]
+    starts: Vec<Run>,
+    then: Run,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn log(event: serde_json::Value) {
+    let mut line = serde_json::json!({ "tsMs": now_ms() as u64 });
+    if let (Some(line), Some(fields)) = (line.as_object_mut(), event.as_object()) {
+        line.extend(fields.clone());
+    }
+    let mut out = std::io::stdout().lock();
+    // A closed log is no reason to change behaviour: the exit code is the contract.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn fail(message: &str) -> ExitCode {
+    log(serde_json::json!({ "event": "error", "message": message }));
+    eprintln!("podcheck-agent: {message}");
+    ExitCode::from(125)
+}
+
+/// Counts this start in the state directory and returns its 0-based index.
+fn count_start(state_dir: &Path, container: &str) -> Result<u32, String> {
+    fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    let path = state_dir.join(format!("{container}.starts"));
+    let previous = match fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u32>()
+            .map_err(|e| format!("{} is corrupt: {e}", path.display()))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    let temporary = path.with_extension("starts.tmp");
+    let mut file = fs::File::create(&temporary).map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+    write!(file, "{}", previous + 1)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+    fs::rename(&temporary, &path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    Ok(previous)
+}
+
+/// Logs SIGTERM when it arrives, then dies of it as an unprepared process would.
+fn watch_sigterm() {
+    // SAFETY: plain libc signal-mask and sigwait calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut signal = 0;
+            if libc::sigwait(&set, &mut signal) == 0 {
+                log(serde_json::json!({ "event": "signal", "signal": "SIGTERM" }));
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                libc::raise(libc::SIGTERM);
+            }
+        });
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("pause") {
+        sleep_forever();
+    }
+    watch_sigterm();
+    let behaviour: Behaviour = match std::env::var("PODCHECK_BEHAVIOUR") {
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(b) => b,
+            Err(err) => return fail(&format!("PODCHECK_BEHAVIOUR is not a behaviour: {err}")),
+        },
+        Err(_) => Behaviour {
+            starts: Vec::new(),
+            then: Run::Forever,
+        },
+    };
+    let scale = match std::env::var("PODCHECK_TIME_SCALE").ok().map(|s| s.parse::<f64>()) {
+        None => 1.0,
+        Some(Ok(scale)) if scale > 0.0 && scale.is_finite() => scale,
+        Some(_) => return fail("PODCHECK_TIME_SCALE must be a positive number"),
+    };
+    let state_dir = PathBuf::from(std::env::var("PODCHECK_STATE_DIR").unwrap_or_else(|_| "/podcheck-state".to_owned()));
+    let container = std::env::var("PODCHECK_CONTAINER").unwrap_or_else(|_| "container".to_owned());
+    let start = match count_start(&state_dir, &container) {
+        Ok(n) => n,
+        Err(message) => return fail(&message),
+    };
+    let run = behaviour.starts.get(start as usize).copied().unwrap_or(behaviour.then);
+    log(serde_json::json!({ "event": "start", "start": start, "run": run }));
+    match run {
+        Run::Forever => sleep_forever(),
+        Run::Exit { after_ms, code } => {
+            std::thread::sleep(Duration::from_secs_f64(after_ms as f64 / 1000.0 * scale));
+            log(serde_json::json!({ "event": "exit", "code": code }));
+            ExitCode::from(u8::try_from(code).unwrap_or(255))
+        }
+    }
+}

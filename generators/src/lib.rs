@@ -1,1 +1,190 @@
+//! Generators of podcheck scenarios: proptest strategies (they shrink towards small pods,
+//! short runs and exit code 0), `arbitrary` for coverage-guided fuzzers, and invalid
+//! scenarios paired with the field validation must name.
 
+use arbitrary::{Arbitrary, Unstructured};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podcheck_oracle::scenario::{BackOffParams, Behaviour, KubeletParams, Run, Scenario};
+use podcheck_oracle::SpecDuration;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// Exit codes worth distinguishing: success, ordinary failures, and codes that look like
+/// signals (137 = 128 + SIGKILL, which is *not* an OOM kill).
+pub const EXIT_CODES: &[i32] = &[0, 1, 2, 3, 42, 137, 143, 255];
+
+pub fn run() -> impl Strategy<Value = Run> {
+    prop_oneof![
+        3 => (1u64..=40, prop::sample::select(EXIT_CODES)).prop_map(|(half_secs, code)| Run::Exit {
+            after: SpecDuration::from_millis(half_secs * 500),
+            code,
+        }),
+        1 => Just(Run::Forever),
+    ]
+}
+
+pub fn behaviour() -> impl Strategy<Value = Behaviour> {
+    (prop::collection::vec(run(), 0..4), run()).prop_map(|(starts, then)| Behaviour { starts, then })
+}
+
+pub fn restart_policy() -> impl Strategy<Value = Option<&'static str>> {
+    prop::sample::select(vec![None, Some("Always"), Some("OnFailure"), Some("Never")])
+}
+
+/// The kubelet's default back-off, or a configured maximum (KubeletCrashLoopBackOffMax).
+pub fn kubelet() -> impl Strategy<Value = KubeletParams> {
+    prop_oneof![
+        4 => Just(KubeletParams::default()),
+        1 => prop::sample::select(vec![20u64, 40, 60]).prop_map(|max| KubeletParams {
+            crash_loop_back_off: BackOffParams {
+                initial: SpecDuration::from_secs(10),
+                max: SpecDuration::from_secs(max),
+            },
+        }),
+    ]
+}
+
+/// Builds a scenario from its parts; container names are c0, c1, ...
+pub fn assemble(index: u64, policy: Option<&str>, kubelet: KubeletParams, behaviours: Vec<Behaviour>) -> Scenario {
+    let name = format!("generated-{index:016x}");
+    let containers = (0..behaviours.len())
+        .map(|i| Container {
+            name: format!("c{i}"),
+            ..Container::default()
+        })
+        .collect();
+    let behaviours: BTreeMap<String, Behaviour> =
+        behaviours.into_iter().enumerate().map(|(i, b)| (format!("c{i}"), b)).collect();
+    Scenario {
+        name: name.clone(),
+        description: None,
+        rules: Vec::new(),
+        kubelet,
+        observe_for: None,
+        pod: Pod {
+            metadata: ObjectMeta {
+                name: Some(name),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                restart_policy: policy.map(str::to_owned),
+                containers,
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        },
+        behaviours,
+        faults: Vec::new(),
+    }
+}
+
+/// Valid scenarios of the restart area: 1 to 3 containers, every restart policy,
+/// scripted exits and runs.
+pub fn scenario() -> impl Strategy<Value = Scenario> {
+    (any::<u64>(), restart_policy(), kubelet(), prop::collection::vec(behaviour(), 1..=3))
+        .prop_map(|(index, policy, kubelet, behaviours)| assemble(index, policy, kubelet, behaviours))
+}
+
+/// A scenario broken in one known way, with the field validation must name.
+pub fn invalid_scenario() -> impl Strategy<Value = (Scenario, String)> {
+    (scenario(), 0usize..5).prop_map(|(mut scenario, breakage)| {
+        let spec = scenario.pod.spec.get_or_insert_with(PodSpec::default);
+        let field = match breakage {
+            0 => {
+                spec.restart_policy = Some("Sometimes".to_owned());
+                "pod.spec.restartPolicy".to_owned()
+            }
+            1 => {
+                let first = spec.containers[0].clone();
+                spec.containers.push(first);
+                format!("pod.spec.containers[{}].name", spec.containers.len() - 1)
+            }
+            2 => {
+                spec.containers[0].name = "Not_A_Label".to_owned();
+                "pod.spec.containers[0].name".to_owned()
+            }
+            3 => {
+                scenario.behaviours.insert("ghost".to_owned(), Behaviour::forever());
+                "behaviours.ghost".to_owned()
+            }
+            _ => {
+                spec.containers.clear();
+                "pod.spec.containers".to_owned()
+            }
+        };
+        (scenario, field)
+    })
+}
+
+/// A scenario drawn from raw bytes, for coverage-guided fuzzers (cargo fuzz, AFL++).
+#[derive(Clone, Debug)]
+pub struct ArbitraryScenario(pub Scenario);
+
+impl<'a> Arbitrary<'a> for ArbitraryScenario {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let arbitrary_run = |u: &mut Unstructured<'a>| -> arbitrary::Result<Run> {
+            Ok(if u.ratio(1, 4)? {
+                Run::Forever
+            } else {
+                Run::Exit {
+                    after: SpecDuration::from_millis(u64::from(u.int_in_range(1u8..=40)?) * 500),
+                    code: *u.choose(EXIT_CODES)?,
+                }
+            })
+        };
+        let policy = *u.choose(&[None, Some("Always"), Some("OnFailure"), Some("Never")])?;
+        let count = u.int_in_range(1u8..=3)?;
+        let mut behaviours = Vec::new();
+        for _ in 0..count {
+            let starts_len = u.int_in_range(0u8..=3)?;
+            let mut starts = Vec::new();
+            for _ in 0..starts_len {
+                starts.push(arbitrary_run(u)?);
+            }
+            behaviours.push(Behaviour { starts, then: arbitrary_run(u)? });
+        }
+        Ok(ArbitraryScenario(assemble(u.arbitrary()?, policy, KubeletParams::default(), behaviours)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::test_runner::Config;
+
+    proptest! {
+        #![proptest_config(Config { cases: 512, ..Config::default() })]
+
+        #[test]
+        fn generated_scenarios_are_valid(scenario in scenario()) {
+            prop_assert_eq!(scenario.validate(), Ok(()));
+        }
+
+        #[test]
+        fn invalid_scenarios_are_refused_naming_the_field((scenario, field) in invalid_scenario()) {
+            let result = scenario.validate();
+            prop_assert!(result.is_err(), "accepted a broken scenario");
+            let (named, _) = result.unwrap_err();
+            prop_assert_eq!(named, field);
+        }
+
+        #[test]
+        fn generated_scenarios_round_trip_through_yaml(scenario in scenario()) {
+            let yaml = scenario.to_yaml();
+            let parsed = Scenario::from_yaml("generated", &yaml);
+            prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed, yaml);
+            prop_assert_eq!(parsed.unwrap(), scenario);
+        }
+    }
+
+    #[test]
+    fn arbitrary_scenarios_are_valid() {
+        let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let mut u = Unstructured::new(&bytes);
+        for _ in 0..50 {
+            let Ok(ArbitraryScenario(scenario)) = ArbitraryScenario::arbitrary(&mut u) else { break };
+            assert_eq!(scenario.validate(), Ok(()));
+        }
+    }
+}

@@ -1,1 +1,248 @@
+//! podcheck's bundled local runtime: runs pods as real Linux processes.
+//!
+//! Each pod gets a sandbox (a holder process in new network, UTS and IPC namespaces, with
+//! loopback up), emptyDir volumes, and a cgroup; each container instance runs in the
+//! sandbox's namespaces, in its own mount namespace over an overlay of its image, in its
+//! own cgroup. The runtime restarts containers as the kubelet does (restart policy,
+//! crash-loop back-off) and reports `PodStatus` snapshots. All durations are multiplied
+//! by the time scale.
+//!
+//! This is an independent implementation of the kubelet's behaviour: it does not use
+//! podcheck's oracle, or comparing the two would prove nothing.
 
+pub mod cgroup;
+pub mod errors;
+pub mod image;
+mod pod;
+pub mod status;
+pub mod sys;
+
+pub use errors::RuntimeError;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use pod::PodEntry;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The image reference that resolves to the agent image.
+pub const AGENT_IMAGE: &str = "podcheck.local/agent:latest";
+
+/// Kubelet settings the runtime honours, in spec time (before scaling).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KubeletConfig {
+    pub back_off_initial: Duration,
+    pub back_off_max: Duration,
+    /// How long a container must run since its last restart for its back-off to reset.
+    pub back_off_reset_after: Duration,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        KubeletConfig {
+            back_off_initial: Duration::from_secs(10),
+            back_off_max: Duration::from_secs(300),
+            back_off_reset_after: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Directory for pod state (volumes, writable layers, logs); one subdirectory per runtime.
+    pub state_root: PathBuf,
+    /// The podcheck-agent binary, from which the agent image is built.
+    pub agent_binary: PathBuf,
+    /// Wall seconds per spec second.
+    pub time_scale: f64,
+    pub kubelet: KubeletConfig,
+}
+
+impl RuntimeConfig {
+    pub fn new(agent_binary: PathBuf, time_scale: f64) -> Self {
+        RuntimeConfig {
+            state_root: default_state_root(),
+            agent_binary,
+            time_scale,
+            kubelet: KubeletConfig::default(),
+        }
+    }
+
+    pub(crate) fn scaled(&self, spec: Duration) -> Duration {
+        spec.mul_f64(self.time_scale)
+    }
+}
+
+fn default_state_root() -> PathBuf {
+    if Path::new("/run").is_dir() {
+        PathBuf::from("/run/podcheck")
+    } else {
+        std::env::temp_dir().join("podcheck")
+    }
+}
+
+/// Cgroup directory (below each hierarchy root) that holds every runtime's groups.
+const CGROUP_BASE: &str = "podcheck";
+
+static RUNTIME_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) struct Shared {
+    pub config: RuntimeConfig,
+    pub id: String,
+    pub dir: PathBuf,
+    pub cgroups: cgroup::Cgroups,
+    pub spawner: sys::Spawner,
+    pub agent_image: PathBuf,
+    pub pod_counter: AtomicU64,
+}
+
+impl Shared {
+    /// This runtime's cgroup, relative to the base.
+    pub fn cgroup(&self, rest: &Path) -> PathBuf {
+        Path::new(&self.id).join(rest)
+    }
+}
+
+/// The bundled runtime. Dropping it kills every pod it runs and removes their state.
+pub struct LocalRuntime {
+    shared: Arc<Shared>,
+    pods: Mutex<HashMap<String, Arc<PodEntry>>>,
+}
+
+impl LocalRuntime {
+    /// Checks privileges, removes what dead runtimes left behind, and builds the agent image.
+    pub fn start(config: RuntimeConfig) -> Result<LocalRuntime, RuntimeError> {
+        if !(config.time_scale > 0.0 && config.time_scale.is_finite()) {
+            return Err(RuntimeError::Unsupported(format!("time scale {} must be a positive number", config.time_scale)));
+        }
+        sys::check_privileges()?;
+        let cgroups = cgroup::Cgroups::detect(Path::new(CGROUP_BASE))?;
+        std::fs::create_dir_all(&config.state_root)
+            .map_err(|e| RuntimeError::io(format!("create the runtime state directory {}", config.state_root.display()), e))?;
+        sweep_dead_runtimes(&config.state_root, &cgroups);
+        let agent_image = image::build_agent_image(&config.agent_binary, &config.state_root.join("images"))?;
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            RUNTIME_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = config.state_root.join("runtimes").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
+        cgroups.create(Path::new(&id))?;
+        let spawner = sys::Spawner::start()?;
+        Ok(LocalRuntime {
+            shared: Arc::new(Shared {
+                config,
+                id,
+                dir,
+                cgroups,
+                spawner,
+                agent_image,
+                pod_counter: AtomicU64::new(0),
+            }),
+            pods: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn cgroup_version(&self) -> &cgroup::Version {
+        &self.shared.cgroups.version
+    }
+
+    pub fn time_scale(&self) -> f64 {
+        self.shared.config.time_scale
+    }
+
+    /// Accepts a pod and starts running it; returns its uid. Must be called inside a
+    /// tokio runtime.
+    pub fn create_pod(&self, pod: Pod) -> Result<String, RuntimeError> {
+        let entry = pod::PodEntry::start(self.shared.clone(), pod)?;
+        let uid = entry.uid.clone();
+        self.lock_pods().insert(uid.clone(), entry);
+        Ok(uid)
+    }
+
+    fn lock_pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PodEntry>>> {
+        // A poisoned map still holds valid entries; cleanup must go on.
+        self.pods.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pod(&self, uid: &str) -> Result<Arc<PodEntry>, RuntimeError> {
+        self.lock_pods().get(uid).cloned().ok_or_else(|| RuntimeError::NoSuchPod(uid.to_owned()))
+    }
+
+    /// Every status the pod has had, in order, with the wall time it was set.
+    pub fn status_history(&self, uid: &str) -> Result<Vec<(Time, PodStatus)>, RuntimeError> {
+        Ok(self.pod(uid)?.history())
+    }
+
+    /// A receiver that changes whenever the pod's status does (its value is the number
+    /// of statuses so far).
+    pub fn watch(&self, uid: &str) -> Result<tokio::sync::watch::Receiver<usize>, RuntimeError> {
+        Ok(self.pod(uid)?.subscribe())
+    }
+
+    /// A container's log: of the current (or last) instance, or of the one before.
+    pub fn logs(&self, uid: &str, container: &str, previous: bool) -> Result<String, RuntimeError> {
+        self.pod(uid)?.logs(container, previous)
+    }
+
+    /// Kills the pod's processes at once and removes everything it had.
+    pub async fn delete_pod(&self, uid: &str) -> Result<(), RuntimeError> {
+        let entry = self.lock_pods().remove(uid).ok_or_else(|| RuntimeError::NoSuchPod(uid.to_owned()))?;
+        entry.stop().await;
+        Ok(())
+    }
+
+    /// Deletes every pod.
+    pub async fn shutdown(&self) {
+        let entries: Vec<_> = self.lock_pods().drain().map(|(_, e)| e).collect();
+        for entry in entries {
+            entry.stop().await;
+        }
+    }
+
+    /// Processes this runtime has running (sandboxes and containers), for leak checks.
+    pub fn process_count(&self) -> usize {
+        self.shared.cgroups.pids(Path::new(&self.shared.id)).len()
+    }
+}
+
+impl Drop for LocalRuntime {
+    fn drop(&mut self) {
+        for entry in self.lock_pods().drain().map(|(_, e)| e) {
+            entry.stop_now();
+        }
+        let own = Path::new(&self.shared.id);
+        self.shared.cgroups.kill_all(own);
+        self.shared.cgroups.remove(own);
+        let _ = std::fs::remove_dir_all(&self.shared.dir);
+    }
+}
+
+/// Removes the cgroups and state of runtimes whose process is gone (killed harnesses).
+/// Their processes already died with them (PR_SET_PDEATHSIG), and their mounts with the
+/// processes' mount namespaces.
+fn sweep_dead_runtimes(state_root: &Path, cgroups: &cgroup::Cgroups) {
+    let is_dead = |id: &str| {
+        id.split('-')
+            .next()
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .is_none_or(|pid| pid as u32 != std::process::id() && !sys::process_alive(pid))
+    };
+    for id in cgroups.children(Path::new("")) {
+        if is_dead(&id) {
+            cgroups.kill_all(Path::new(&id));
+            cgroups.remove(Path::new(&id));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(state_root.join("runtimes")) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            if entry.file_name().to_str().is_some_and(is_dead) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}

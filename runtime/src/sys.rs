@@ -1,0 +1,270 @@
+//! The narrow seam to the OS: privilege checks, process spawning into namespaces, mounts.
+//!
+//! Everything that runs between fork and exec is here, and only uses syscalls on data
+//! prepared before the fork (no allocation), as `pre_exec` requires.
+
+use crate::errors::RuntimeError;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Refuses clearly where the runtime cannot work: it needs root's CAP_SYS_ADMIN for
+/// namespaces and mounts, and overlayfs for container root filesystems.
+pub fn check_privileges() -> Result<(), RuntimeError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| RuntimeError::Unsupported(format!("cannot read /proc/self/status: {e}")))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_SYS_ADMIN) == 0 {
+        return Err(RuntimeError::Unsupported(
+            "the local runtime needs CAP_SYS_ADMIN (run as root) to create namespaces, mounts and cgroups; \
+             use `--target model` to run without it"
+                .to_owned(),
+        ));
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
+        return Err(RuntimeError::Unsupported(
+            "the kernel lacks overlayfs, which container root filesystems need (modprobe overlay)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))
+}
+
+fn check(result: libc::c_int) -> io::Result<()> {
+    if result == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes the child die with the spawning thread and join its cgroups.
+fn common_setup(cgroup_procs: &[File]) -> io::Result<()> {
+    // SAFETY: prctl/write on fds opened before the fork.
+    unsafe {
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        // The parent may have died between fork and prctl: then nobody would kill us.
+        if libc::getppid() == 1 {
+            libc::_exit(1);
+        }
+        for file in cgroup_procs {
+            let written = libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1);
+            if written != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // A new session: signals to the runtime's process group do not reach pods.
+        libc::setsid();
+    }
+    Ok(())
+}
+
+/// What the sandbox holder process needs.
+pub struct SandboxLaunch {
+    pub agent: std::path::PathBuf,
+    pub hostname: String,
+    pub cgroup_procs: Vec<File>,
+}
+
+/// What a container process needs: a rootfs, the sandbox's namespaces, its cgroups.
+pub struct ContainerLaunch {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub sandbox_pid: i32,
+    pub cgroup_procs: Vec<File>,
+    pub image_root: std::path::PathBuf,
+    pub upper: std::path::PathBuf,
+    pub work: std::path::PathBuf,
+    pub merged: std::path::PathBuf,
+    /// (host directory, absolute path inside the container, read-only)
+    pub binds: Vec<(std::path::PathBuf, String, bool)>,
+    pub working_dir: String,
+    pub log: File,
+}
+
+pub fn sandbox_command(launch: SandboxLaunch) -> io::Result<Command> {
+    let hostname = launch.hostname.into_bytes();
+    let procs = launch.cgroup_procs;
+    let mut command = Command::new(&launch.agent);
+    command.arg("pause").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).env_clear();
+    // SAFETY: the closure only makes syscalls on data moved into it before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            common_setup(&procs)?;
+            check(libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC))?;
+            check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
+            loopback_up()
+        });
+    }
+    Ok(command)
+}
+
+/// Brings `lo` up in the current network namespace, so containers reach each other on
+/// localhost.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: ioctl on a socket we own, with a zeroed ifreq naming "lo".
+    unsafe {
+        let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if socket < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut request: libc::ifreq = std::mem::zeroed();
+        request.ifr_name[0] = b'l' as libc::c_char;
+        request.ifr_name[1] = b'o' as libc::c_char;
+        let result = (|| {
+            check(libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request))?;
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            check(libc::ioctl(socket, libc::SIOCSIFFLAGS, &request))
+        })();
+        libc::close(socket);
+        result
+    }
+}
+
+pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
+    let open_ns = |kind: &str| File::open(format!("/proc/{}/ns/{kind}", launch.sandbox_pid));
+    let namespaces = [open_ns("net")?, open_ns("uts")?, open_ns("ipc")?];
+    let merged = cstring(&launch.merged)?;
+    let overlay_options = CString::new(format!(
+        "lowerdir={},upperdir={},workdir={}",
+        launch.image_root.display(),
+        launch.upper.display(),
+        launch.work.display()
+    ))
+    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))?;
+    // Every bind target, with the directories to create on its way, relative to merged.
+    let mut binds = Vec::new();
+    for (source, target, read_only) in &launch.binds {
+        let mut dirs = Vec::new();
+        let mut path = launch.merged.clone();
+        for part in Path::new(target).components().skip(1) {
+            path.push(part);
+            dirs.push(cstring(&path)?);
+        }
+        binds.push((cstring(source)?, dirs, *read_only));
+    }
+    let dev = cstring(&launch.merged.join("dev"))?;
+    let dev_null = cstring(&launch.merged.join("dev/null"))?;
+    let host_dev_null = CString::new("/dev/null").map_err(io::Error::other)?;
+    let working_dir = CString::new(launch.working_dir.clone())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "workingDir with a NUL byte"))?;
+    let procs = launch.cgroup_procs;
+    let overlay = CString::new("overlay").map_err(io::Error::other)?;
+    let root = CString::new("/").map_err(io::Error::other)?;
+
+    let mut command = Command::new(&launch.program);
+    command
+        .args(&launch.args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(launch.log.try_clone()?)
+        .stderr(launch.log);
+    // SAFETY: the closure only makes syscalls on data moved into it before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            common_setup(&procs)?;
+            for ns in &namespaces {
+                check(libc::setns(ns.as_raw_fd(), 0))?;
+            }
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+            check(libc::mount(
+                overlay.as_ptr(),
+                merged.as_ptr(),
+                overlay.as_ptr(),
+                0,
+                overlay_options.as_ptr().cast(),
+            ))?;
+            for (source, dirs, read_only) in &binds {
+                for dir in dirs {
+                    libc::mkdir(dir.as_ptr(), 0o755);
+                }
+                let Some(target) = dirs.last() else { continue };
+                check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                if *read_only {
+                    check(libc::mount(
+                        std::ptr::null(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    ))?;
+                }
+            }
+            libc::mkdir(dev.as_ptr(), 0o755);
+            let fd = libc::open(dev_null.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o666);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            check(libc::mount(host_dev_null.as_ptr(), dev_null.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+            check(libc::chroot(merged.as_ptr()))?;
+            check(libc::chdir(working_dir.as_ptr()))
+        });
+    }
+    Ok(command)
+}
+
+type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns every pod process from one long-lived thread.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, not the process;
+/// spawning from async worker or blocking-pool threads would kill containers whenever
+/// such a thread retires. This thread lives as long as the runtime, so its children die
+/// with the runtime, also when the harness is killed.
+pub struct Spawner {
+    jobs: mpsc::Sender<SpawnJob>,
+}
+
+impl Spawner {
+    pub fn start() -> Result<Spawner, RuntimeError> {
+        let (jobs, receiver) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("podcheck-spawner".to_owned())
+            .spawn(move || {
+                for (mut command, reply) in receiver {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .map_err(|e| RuntimeError::io("start the process spawner thread", e))?;
+        Ok(Spawner { jobs })
+    }
+
+    pub fn spawn(&self, command: Command) -> io::Result<Child> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .send((command, reply))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        answer.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+}
+
+pub fn kill(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a pid we spawned; errors (already gone) are irrelevant.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}

@@ -1,0 +1,103 @@
+//! Compiles a scenario into the Pod manifest a target runs: every container becomes the
+//! agent, told its behaviour through the environment, with a state volume that outlives
+//! container restarts.
+
+use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
+use podcheck_oracle::scenario::{Behaviour, Run};
+use podcheck_oracle::Scenario;
+use serde_json::json;
+
+/// Name of the emptyDir volume the harness adds to every pod.
+pub const STATE_VOLUME: &str = "podcheck-state";
+pub const STATE_DIR: &str = "/podcheck-state";
+/// Label every podcheck pod carries, so targets can find (and clean up) their pods.
+pub const CASE_LABEL: &str = "podcheck.io/case";
+
+/// The agent's wire format of a behaviour (see agent/src/main.rs).
+pub fn behaviour_json(behaviour: &Behaviour) -> String {
+    let run = |run: &Run| match run {
+        Run::Forever => json!("forever"),
+        Run::Exit { after, code } => json!({"exit": {"afterMs": after.as_millis(), "code": code}}),
+    };
+    json!({
+        "starts": behaviour.starts.iter().map(run).collect::<Vec<_>>(),
+        "then": run(&behaviour.then),
+    })
+    .to_string()
+}
+
+/// Reads a behaviour back from the agent's wire format.
+pub fn behaviour_from_json(text: &str) -> Option<Behaviour> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let run = |value: &serde_json::Value| -> Option<Run> {
+        if value.as_str() == Some("forever") {
+            return Some(Run::Forever);
+        }
+        let exit = value.get("exit")?;
+        Some(Run::Exit {
+            after: podcheck_oracle::SpecDuration::from_millis(exit.get("afterMs")?.as_u64()?),
+            code: i32::try_from(exit.get("code")?.as_i64()?).ok()?,
+        })
+    };
+    Some(Behaviour {
+        starts: value.get("starts")?.as_array()?.iter().map(run).collect::<Option<Vec<_>>>()?,
+        then: run(value.get("then")?)?,
+    })
+}
+
+/// The manifest for `scenario` on a target with the given image and time scale.
+pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
+    let mut pod = scenario.pod.clone();
+    pod.metadata.name = Some(scenario.pod_name().to_owned());
+    pod.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(CASE_LABEL.to_owned(), scenario.name.clone());
+    let Some(spec) = pod.spec.as_mut() else { return pod };
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: STATE_VOLUME.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    });
+    for container in &mut spec.containers {
+        let behaviour = scenario.behaviour(&container.name).cloned().unwrap_or_else(Behaviour::forever);
+        container.image = Some(image.to_owned());
+        container.image_pull_policy = Some("Never".to_owned());
+        container.command = None;
+        container.args = None;
+        let env = container.env.get_or_insert_with(Vec::new);
+        for (name, value) in [
+            ("PODCHECK_BEHAVIOUR", behaviour_json(&behaviour)),
+            ("PODCHECK_TIME_SCALE", time_scale.to_string()),
+            ("PODCHECK_STATE_DIR", STATE_DIR.to_owned()),
+            ("PODCHECK_CONTAINER", container.name.clone()),
+        ] {
+            env.push(EnvVar {
+                name: name.to_owned(),
+                value: Some(value),
+                value_from: None,
+            });
+        }
+        container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+            name: STATE_VOLUME.to_owned(),
+            mount_path: STATE_DIR.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+    pod
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podcheck_oracle::SpecDuration;
+
+    #[test]
+    fn behaviour_round_trips_through_the_agent_format() {
+        let behaviour = Behaviour {
+            starts: vec![Run::Exit { after: SpecDuration::from_millis(1500), code: 3 }, Run::Forever],
+            then: Run::Exit { after: SpecDuration::from_secs(2), code: 0 },
+        };
+        assert_eq!(behaviour_from_json(&behaviour_json(&behaviour)), Some(behaviour));
+    }
+}

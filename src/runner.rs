@@ -1,0 +1,97 @@
+//! Loads suites and runs their cases on a target, concurrently, emitting results as they
+//! finish. Reporters consume the events; the runner never prints.
+
+use crate::harness::run_case;
+use crate::target::Target;
+use futures::StreamExt;
+use podcheck_oracle::{Scenario, ScenarioError};
+use podcheck_reports::{CaseResult, RunReport};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct SuiteCase {
+    pub scenario: Scenario,
+    pub path: PathBuf,
+}
+
+/// Every `*.yaml` scenario under the given files and directories, sorted by path. All
+/// malformed files are reported at once, each with its file, line and field.
+pub fn load_cases(paths: &[PathBuf]) -> Result<Vec<SuiteCase>, Vec<ScenarioError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        collect_yaml(path, &mut files, &mut errors);
+    }
+    files.sort();
+    files.dedup();
+    let mut cases = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        match Scenario::from_file(&file) {
+            Ok(scenario) => {
+                if let Some(first) = names.insert(scenario.name.clone(), file.clone()) {
+                    errors.push(ScenarioError::Invalid {
+                        source_name: file.display().to_string(),
+                        field: "name".to_owned(),
+                        reason: format!("{:?} is already the name of {}", scenario.name, first.display()),
+                    });
+                    continue;
+                }
+                cases.push(SuiteCase { scenario, path: file });
+            }
+            Err(err) => errors.push(err),
+        }
+    }
+    if errors.is_empty() {
+        Ok(cases)
+    } else {
+        Err(errors)
+    }
+}
+
+fn collect_yaml(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ScenarioError>) {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
+            Ok(entries) => {
+                for entry in entries.filter_map(|e| e.ok()) {
+                    let child = entry.path();
+                    if child.is_dir() || child.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                        collect_yaml(&child, files, errors);
+                    }
+                }
+            }
+            Err(e) => errors.push(ScenarioError::Read { path: path.display().to_string(), message: e.to_string() }),
+        },
+        Ok(_) => files.push(path.to_path_buf()),
+        Err(e) => errors.push(ScenarioError::Read { path: path.display().to_string(), message: e.to_string() }),
+    }
+}
+
+/// Runs every case, at most the target's concurrency at once, calling `on_result` as each
+/// finishes; the report lists cases in their original order.
+pub async fn run_cases(
+    target: &dyn Target,
+    cases: &[SuiteCase],
+    keep_traces: bool,
+    mut on_result: impl FnMut(&CaseResult),
+) -> RunReport {
+    let started = std::time::Instant::now();
+    let concurrency = target.capabilities().concurrency.max(1);
+    let mut results: Vec<(usize, CaseResult)> = futures::stream::iter(cases.iter().enumerate())
+        .map(|(index, case)| async move {
+            let source = case.path.display().to_string();
+            (index, run_case(target, &case.scenario, &source, keep_traces).await)
+        })
+        .buffer_unordered(concurrency)
+        .inspect(|(_, result)| on_result(result))
+        .collect()
+        .await;
+    results.sort_by_key(|(index, _)| *index);
+    RunReport {
+        target: target.name(),
+        podcheck_version: env!("CARGO_PKG_VERSION").to_owned(),
+        wall_ms: started.elapsed().as_millis() as u64,
+        cases: results.into_iter().map(|(_, r)| r).collect(),
+    }
+}

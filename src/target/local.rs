@@ -1,0 +1,175 @@
+//! The bundled local runtime as a target: real processes, namespaces and cgroups.
+
+use super::{Capabilities, PodRef, Target, TargetError, TargetOptions};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podcheck_oracle::scenario::KubeletParams;
+use podcheck_oracle::{Snapshot, TimingProfile};
+use podcheck_runtime::{KubeletConfig, LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct LocalTarget {
+    options: TargetOptions,
+    agent: PathBuf,
+    /// One runtime ("node") per kubelet configuration the cases ask for.
+    nodes: Mutex<HashMap<String, Arc<LocalRuntime>>>,
+}
+
+/// Finds the podcheck-agent binary: `--agent`, `PODCHECK_AGENT`, or next to this executable
+/// (cargo puts workspace binaries side by side; test binaries live one level deeper).
+pub fn find_agent(explicit: Option<&PathBuf>) -> Result<PathBuf, TargetError> {
+    if let Some(path) = explicit.cloned().or_else(|| std::env::var_os("PODCHECK_AGENT").map(PathBuf::from)) {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(TargetError::Failed(format!("agent binary {} does not exist", path.display())))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| TargetError::Failed(format!("cannot locate this executable: {e}")))?;
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.parent() {
+        candidates.push(dir.join("podcheck-agent"));
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join("podcheck-agent"));
+        }
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        TargetError::Failed(
+            "cannot find the podcheck-agent binary next to podcheck; build it (`cargo build --workspace`) or set PODCHECK_AGENT"
+                .to_owned(),
+        )
+    })
+}
+
+fn runtime_error(err: RuntimeError) -> TargetError {
+    match err {
+        e if e.is_unsupported() => TargetError::NotApplicable(e.to_string()),
+        e @ RuntimeError::InvalidPod { .. } => TargetError::Rejected(e.to_string()),
+        e => TargetError::Failed(e.to_string()),
+    }
+}
+
+impl LocalTarget {
+    pub fn new(options: &TargetOptions) -> Result<LocalTarget, TargetError> {
+        Ok(LocalTarget {
+            options: options.clone(),
+            agent: find_agent(options.agent_binary.as_ref())?,
+            nodes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn node(&self, kubelet: &KubeletParams) -> Result<(String, Arc<LocalRuntime>), TargetError> {
+        let back_off = kubelet.crash_loop_back_off;
+        let key = format!("backoff-{}-{}", back_off.initial, back_off.max);
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = nodes.get(&key) {
+            return Ok((key, node.clone()));
+        }
+        let mut config = RuntimeConfig::new(self.agent.clone(), self.options.time_scale);
+        config.kubelet = KubeletConfig {
+            back_off_initial: Duration::from_millis(back_off.initial.as_millis()),
+            back_off_max: Duration::from_millis(back_off.max.as_millis()),
+            ..KubeletConfig::default()
+        };
+        let runtime = Arc::new(LocalRuntime::start(config).map_err(runtime_error)?);
+        nodes.insert(key.clone(), runtime.clone());
+        Ok((key, runtime))
+    }
+
+    fn runtime(&self, pod: &PodRef) -> Result<Arc<LocalRuntime>, TargetError> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pod.node)
+            .cloned()
+            .ok_or_else(|| TargetError::Failed(format!("no node {}", pod.node)))
+    }
+
+    /// Processes the local runtime has running, across its nodes (for leak checks).
+    pub fn process_count(&self) -> usize {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).values().map(|n| n.process_count()).sum()
+    }
+}
+
+#[async_trait]
+impl Target for LocalTarget {
+    fn name(&self) -> String {
+        "local".to_owned()
+    }
+
+    fn timing(&self) -> TimingProfile {
+        TimingProfile {
+            time_scale: self.options.time_scale,
+            tolerance_ms: (self.options.tolerance_wall_ms as f64 / self.options.time_scale).round() as u64,
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { concurrency: self.options.jobs.unwrap_or(16), virtual_clock: false }
+    }
+
+    fn agent_image(&self) -> String {
+        AGENT_IMAGE.to_owned()
+    }
+
+    async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
+        let (node, runtime) = self.node(kubelet)?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = runtime.create_pod(pod).map_err(runtime_error)?;
+        let created_at = runtime
+            .status_history(&uid)
+            .ok()
+            .and_then(|h| h.first().map(|(at, _)| at.clone()))
+            .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+        Ok(PodRef { name, uid, created_at, node })
+    }
+
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
+        let runtime = self.runtime(pod)?;
+        let changes = runtime.watch(&pod.uid).map_err(runtime_error)?;
+        let uid = pod.uid.clone();
+        let stream = futures::stream::unfold((runtime, changes, 0usize, Vec::new()), move |(runtime, mut changes, mut seen, mut pending)| {
+            let uid = uid.clone();
+            async move {
+                loop {
+                    if let Some(next) = pending.pop() {
+                        return Some((next, (runtime, changes, seen, pending)));
+                    }
+                    let history = runtime.status_history(&uid).ok()?;
+                    if history.len() > seen {
+                        pending = history[seen..]
+                            .iter()
+                            .rev()
+                            .map(|(at, status)| Snapshot { at: at.clone(), status: status.clone() })
+                            .collect();
+                        seen = history.len();
+                        continue;
+                    }
+                    changes.changed().await.ok()?;
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn logs(&self, pod: &PodRef, container: &str, previous: bool) -> Result<String, TargetError> {
+        self.runtime(pod)?.logs(&pod.uid, container, previous).map_err(runtime_error)
+    }
+
+    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
+        self.runtime(pod)?.delete_pod(&pod.uid).await.map_err(runtime_error)
+    }
+
+    async fn cleanup(&self) -> Result<(), TargetError> {
+        let nodes: Vec<_> = self.nodes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for node in nodes {
+            node.shutdown().await;
+        }
+        Ok(())
+    }
+}

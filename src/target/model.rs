@@ -1,0 +1,129 @@
+//! The oracle run as a target: it "runs" a pod by simulating the model, drawing timings
+//! inside the model's windows from a seed. It checks the checker; with a planted
+//! deviation it shows that the suite catches that bug.
+
+use super::{Capabilities, PodRef, Target, TargetError};
+use crate::compile::{behaviour_from_json, CASE_LABEL};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::Pod;
+use podcheck_oracle::predict::MAX_HORIZON;
+use podcheck_oracle::scenario::KubeletParams;
+use podcheck_oracle::simulate::{simulate, Deviation, Seeded};
+use podcheck_oracle::{predict, Scenario, Snapshot, TimingProfile, Trace};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+pub struct ModelTarget {
+    deviation: Option<Deviation>,
+    seed: u64,
+    traces: Mutex<HashMap<String, Trace>>,
+}
+
+impl ModelTarget {
+    pub fn new(deviation: &str, seed: u64) -> Result<ModelTarget, TargetError> {
+        let deviation = match deviation {
+            "" => None,
+            name => Some(Deviation::parse(name).ok_or_else(|| {
+                let known: Vec<String> = Deviation::ALL.iter().map(|d| d.name()).collect();
+                TargetError::Failed(format!("unknown model deviation {name:?}; known: {}", known.join(", ")))
+            })?),
+        };
+        Ok(ModelTarget { deviation, seed, traces: Mutex::new(HashMap::new()) })
+    }
+
+    fn traces(&self) -> std::sync::MutexGuard<'_, HashMap<String, Trace>> {
+        self.traces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reads the scenario back out of a compiled manifest: the model target sees only what
+/// any target sees.
+fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut behaviours = BTreeMap::new();
+    for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        let text = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "PODCHECK_BEHAVIOUR")
+            .and_then(|e| e.value.clone())
+            .ok_or_else(|| TargetError::Rejected(format!("container {} has no PODCHECK_BEHAVIOUR", container.name)))?;
+        let behaviour = behaviour_from_json(&text)
+            .ok_or_else(|| TargetError::Rejected(format!("container {}: malformed PODCHECK_BEHAVIOUR", container.name)))?;
+        behaviours.insert(container.name.clone(), behaviour);
+    }
+    let scenario = Scenario {
+        name: pod.metadata.labels.as_ref().and_then(|l| l.get(CASE_LABEL).cloned()).unwrap_or(name),
+        description: None,
+        rules: Vec::new(),
+        kubelet: *kubelet,
+        observe_for: Some(MAX_HORIZON),
+        pod: pod.clone(),
+        behaviours,
+        faults: Vec::new(),
+    };
+    Ok(scenario)
+}
+
+fn hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+#[async_trait]
+impl Target for ModelTarget {
+    fn name(&self) -> String {
+        match self.deviation {
+            Some(d) => format!("model:{}", d.name()),
+            None => "model".to_owned(),
+        }
+    }
+
+    fn timing(&self) -> TimingProfile {
+        TimingProfile { time_scale: 1.0, tolerance_ms: 0 }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { concurrency: 64, virtual_clock: true }
+    }
+
+    fn agent_image(&self) -> String {
+        podcheck_runtime::AGENT_IMAGE.to_owned()
+    }
+
+    async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
+        let scenario = scenario_of(&pod, kubelet)?;
+        let prediction = predict(&scenario).map_err(|e| TargetError::Rejected(e.to_string()))?;
+        let mut choices = Seeded(self.seed ^ hash(&scenario.name));
+        let trace = simulate(&scenario, &prediction, &mut choices, self.deviation);
+        let uid = format!("model-{:x}", hash(&scenario.name) ^ self.seed);
+        let reference = PodRef {
+            name: scenario.pod_name().to_owned(),
+            uid: uid.clone(),
+            created_at: trace.created_at.clone(),
+            node: "model".to_owned(),
+        };
+        self.traces().insert(uid, trace);
+        Ok(reference)
+    }
+
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
+        let trace = self.traces().get(&pod.uid).cloned().ok_or_else(|| TargetError::Failed(format!("no pod {}", pod.uid)))?;
+        Ok(Box::pin(futures::stream::iter(trace.snapshots)))
+    }
+
+    async fn logs(&self, _pod: &PodRef, _container: &str, _previous: bool) -> Result<String, TargetError> {
+        Ok(String::new())
+    }
+
+    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
+        self.traces().remove(&pod.uid);
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<(), TargetError> {
+        self.traces().clear();
+        Ok(())
+    }
+}
