@@ -40,7 +40,12 @@ pub fn behaviour_from_json(text: &str) -> Option<Behaviour> {
         })
     };
     Some(Behaviour {
-        starts: value.get("starts")?.as_array()?.iter().map(run).collect::<Option<Vec<_>>>()?,
+        starts: value
+            .get("starts")?
+            .as_array()?
+            .iter()
+            .map(run)
+            .collect::<Option<Vec<_>>>()?,
         then: run(value.get("then")?)?,
     })
 }
@@ -53,14 +58,19 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         .labels
         .get_or_insert_with(Default::default)
         .insert(CASE_LABEL.to_owned(), scenario.name.clone());
-    let Some(spec) = pod.spec.as_mut() else { return pod };
+    let Some(spec) = pod.spec.as_mut() else {
+        return pod;
+    };
     spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: STATE_VOLUME.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     });
     for container in &mut spec.containers {
-        let behaviour = scenario.behaviour(&container.name).cloned().unwrap_or_else(Behaviour::forever);
+        let behaviour = scenario
+            .behaviour(&container.name)
+            .cloned()
+            .unwrap_or_else(Behaviour::forever);
         container.image = Some(image.to_owned());
         container.image_pull_policy = Some("Never".to_owned());
         container.command = None;
@@ -78,11 +88,14 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
                 value_from: None,
             });
         }
-        container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
-            name: STATE_VOLUME.to_owned(),
-            mount_path: STATE_DIR.to_owned(),
-            ..VolumeMount::default()
-        });
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: STATE_VOLUME.to_owned(),
+                mount_path: STATE_DIR.to_owned(),
+                ..VolumeMount::default()
+            });
     }
     pod
 }
@@ -95,9 +108,21 @@ mod tests {
     #[test]
     fn behaviour_round_trips_through_the_agent_format() {
         let behaviour = Behaviour {
-            starts: vec![Run::Exit { after: SpecDuration::from_millis(1500), code: 3 }, Run::Forever],
-            then: Run::Exit { after: SpecDuration::from_secs(2), code: 0 },
+            starts: vec![
+                Run::Exit {
+                    after: SpecDuration::from_millis(1500),
+                    code: 3,
+                },
+                Run::Forever,
+            ],
+            then: Run::Exit {
+                after: SpecDuration::from_secs(2),
+                code: 0,
+            },
         };
-        assert_eq!(behaviour_from_json(&behaviour_json(&behaviour)), Some(behaviour));
+        assert_eq!(
+            behaviour_from_json(&behaviour_json(&behaviour)),
+            Some(behaviour)
+        );
     }
 }

@@ -31,7 +31,9 @@ pub struct FuzzReport {
 pub fn rng_for(seed: u64) -> TestRng {
     let mut bytes = [0u8; 32];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
+        chunk.copy_from_slice(
+            &(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes(),
+        );
     }
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
@@ -80,14 +82,19 @@ pub fn fuzz(
         Err(TestError::Abort(reason)) => return Err(format!("fuzzing stopped: {reason}")),
         Err(TestError::Fail(_, minimal)) => {
             // Replay the minimal scenario once more for its own result and trace.
-            let result = handle.block_on(run_case(target, &minimal, "minimal counterexample", true));
+            let result =
+                handle.block_on(run_case(target, &minimal, "minimal counterexample", true));
             let result = if result.verdict.outcome == Outcome::Fail {
                 result
             } else {
                 last_failure.borrow_mut().take().unwrap_or(result)
             };
             let saved_to = save_counterexample(&minimal, &result, options)?;
-            Some(Counterexample { scenario: minimal, result, saved_to })
+            Some(Counterexample {
+                scenario: minimal,
+                result,
+                saved_to,
+            })
         }
     };
     Ok(FuzzReport {
@@ -97,19 +104,30 @@ pub fn fuzz(
     })
 }
 
-fn save_counterexample(scenario: &Scenario, result: &CaseResult, options: &FuzzOptions) -> Result<PathBuf, String> {
+fn save_counterexample(
+    scenario: &Scenario,
+    result: &CaseResult,
+    options: &FuzzOptions,
+) -> Result<PathBuf, String> {
     let mut scenario = scenario.clone();
     scenario.name = format!("fuzz-{:016x}", options.seed);
     scenario.pod.metadata.name = Some(scenario.name.clone());
-    scenario.rules = result.verdict.violated_rules().into_iter().map(str::to_owned).collect();
+    scenario.rules = result
+        .verdict
+        .violated_rules()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     scenario.description = Some(format!(
         "Minimal counterexample found by `podcheck fuzz --seed {}` on target {}:\n{}",
         options.seed,
         result.verdict.target,
         describe_violations(&result.verdict)
     ));
-    std::fs::create_dir_all(&options.out_dir).map_err(|e| format!("failed to create {}: {e}", options.out_dir.display()))?;
+    std::fs::create_dir_all(&options.out_dir)
+        .map_err(|e| format!("failed to create {}: {e}", options.out_dir.display()))?;
     let path = Path::new(&options.out_dir).join(format!("{}.yaml", scenario.name));
-    std::fs::write(&path, scenario.to_yaml()).map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+    std::fs::write(&path, scenario.to_yaml())
+        .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
     Ok(path)
 }

@@ -43,12 +43,16 @@ fn settled(prediction: &Prediction, status: &PodStatus) -> bool {
     let statuses = status.container_statuses.as_deref().unwrap_or(&[]);
     prediction.containers.iter().all(|plan| {
         let Some(last) = plan.last() else { return true };
-        let Some(cs) = statuses.iter().find(|s| s.name == plan.name) else { return false };
+        let Some(cs) = statuses.iter().find(|s| s.name == plan.name) else {
+            return false;
+        };
         let state = cs.state.as_ref();
         cs.restart_count == last.index as i32
             && match (last.run, last.after_exit) {
                 (Run::Forever, _) => state.and_then(|s| s.running.as_ref()).is_some(),
-                (_, Some(AfterExit::StaysTerminated)) => state.and_then(|s| s.terminated.as_ref()).is_some(),
+                (_, Some(AfterExit::StaysTerminated)) => {
+                    state.and_then(|s| s.terminated.as_ref()).is_some()
+                }
                 _ => false,
             }
     })
@@ -56,7 +60,12 @@ fn settled(prediction: &Prediction, status: &PodStatus) -> bool {
 
 /// Runs `scenario` on `target` and checks it. Target trouble becomes an error or skipped
 /// verdict, never a semantic failure.
-pub async fn run_case(target: &dyn Target, scenario: &Scenario, source: &str, keep_trace: bool) -> CaseResult {
+pub async fn run_case(
+    target: &dyn Target,
+    scenario: &Scenario,
+    source: &str,
+    keep_trace: bool,
+) -> CaseResult {
     let started = std::time::Instant::now();
     let target_name = target.name();
     let finish = |verdict: Verdict, trace: Option<Trace>| CaseResult {
@@ -67,26 +76,56 @@ pub async fn run_case(target: &dyn Target, scenario: &Scenario, source: &str, ke
     };
     let prediction = match predict(scenario) {
         Ok(p) => p,
-        Err(err) => return finish(Verdict::error(&scenario.name, &target_name, format!("cannot predict: {err}")), None),
+        Err(err) => {
+            return finish(
+                Verdict::error(
+                    &scenario.name,
+                    &target_name,
+                    format!("cannot predict: {err}"),
+                ),
+                None,
+            )
+        }
     };
     let timing = target.timing();
     let pod = compile(scenario, &target.agent_image(), timing.time_scale);
     let reference = match target.create(pod, &scenario.kubelet).await {
         Ok(r) => r,
-        Err(TargetError::NotApplicable(reason)) => return finish(Verdict::skipped(&scenario.name, &target_name, reason), None),
-        Err(err) => return finish(Verdict::error(&scenario.name, &target_name, format!("failed to create the pod: {err}")), None),
+        Err(TargetError::NotApplicable(reason)) => {
+            return finish(Verdict::skipped(&scenario.name, &target_name, reason), None)
+        }
+        Err(err) => {
+            return finish(
+                Verdict::error(
+                    &scenario.name,
+                    &target_name,
+                    format!("failed to create the pod: {err}"),
+                ),
+                None,
+            )
+        }
     };
     let observed = observe(target, &reference, &prediction).await;
     let mut trace = match observed {
         Ok(trace) => trace,
         Err(err) => {
             let _ = target.delete(&reference).await;
-            return finish(Verdict::error(&scenario.name, &target_name, format!("failed to observe the pod: {err}")), None);
+            return finish(
+                Verdict::error(
+                    &scenario.name,
+                    &target_name,
+                    format!("failed to observe the pod: {err}"),
+                ),
+                None,
+            );
         }
     };
     for container in scenario.containers() {
         if let Ok(log) = target.logs(&reference, &container.name, false).await {
-            trace.logs.insert(container.name.clone(), log.lines().map(str::to_owned).collect());
+            trace.logs.insert(
+                container.name.clone(),
+                log.lines().map(str::to_owned).collect(),
+            );
         }
     }
     let deleted = target.delete(&reference).await;
@@ -99,7 +138,11 @@ pub async fn run_case(target: &dyn Target, scenario: &Scenario, source: &str, ke
     finish(verdict, Some(trace))
 }
 
-async fn observe(target: &dyn Target, reference: &PodRef, prediction: &Prediction) -> Result<Trace, TargetError> {
+async fn observe(
+    target: &dyn Target,
+    reference: &PodRef,
+    prediction: &Prediction,
+) -> Result<Trace, TargetError> {
     let timing = target.timing();
     let virtual_clock = target.capabilities().virtual_clock;
     let horizon = spec_to_wall(prediction.horizon.as_millis(), timing.time_scale);
@@ -126,10 +169,18 @@ async fn observe(target: &dyn Target, reference: &PodRef, prediction: &Predictio
         let is_settled = settled(prediction, &snapshot.status);
         snapshots.push(snapshot);
         if !virtual_clock {
-            stop_at = if is_settled { (tokio::time::Instant::now() + settle).min(wall_deadline) } else { wall_deadline };
+            stop_at = if is_settled {
+                (tokio::time::Instant::now() + settle).min(wall_deadline)
+            } else {
+                wall_deadline
+            };
         }
     }
-    let ended_at = if virtual_clock { deadline_at } else { wall_now() };
+    let ended_at = if virtual_clock {
+        deadline_at
+    } else {
+        wall_now()
+    };
     Ok(Trace {
         target: target.name(),
         timing,

@@ -17,8 +17,14 @@ const NONCONFORMANT: u8 = 1;
 const USAGE_OR_TARGET_ERROR: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "podcheck", version, about = "Property-based conformance suite for Kubernetes Pod and container lifecycle semantics")]
-#[command(after_help = "Exit status: 0 conformant, 1 nonconformant (a case failed), 2 usage or target error.")]
+#[command(
+    name = "podcheck",
+    version,
+    about = "Property-based conformance suite for Kubernetes Pod and container lifecycle semantics"
+)]
+#[command(
+    after_help = "Exit status: 0 conformant, 1 nonconformant (a case failed), 2 usage or target error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,7 +115,13 @@ fn print_result(result: &CaseResult) {
         Outcome::Skipped => "SKIP ",
     };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{label} {:<44} {:>6.1}s  {}", v.scenario, result.wall_ms as f64 / 1000.0, result.source);
+    let _ = writeln!(
+        out,
+        "{label} {:<44} {:>6.1}s  {}",
+        v.scenario,
+        result.wall_ms as f64 / 1000.0,
+        result.source
+    );
     match v.outcome {
         Outcome::Fail => {
             for line in describe_violations(v).lines() {
@@ -123,7 +135,11 @@ fn print_result(result: &CaseResult) {
     }
 }
 
-fn write_reports(report: &mut RunReport, output: &PathBuf, keep_traces: bool) -> anyhow::Result<()> {
+fn write_reports(
+    report: &mut RunReport,
+    output: &PathBuf,
+    keep_traces: bool,
+) -> anyhow::Result<()> {
     if !keep_traces {
         for case in &mut report.cases {
             if case.verdict.outcome == Outcome::Pass {
@@ -131,15 +147,27 @@ fn write_reports(report: &mut RunReport, output: &PathBuf, keep_traces: bool) ->
             }
         }
     }
-    std::fs::create_dir_all(output).with_context(|| format!("failed to create {}", output.display()))?;
-    for (file, text) in [("results.json", report.to_json()), ("junit.xml", report.to_junit()), ("report.html", report.to_html())] {
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("failed to create {}", output.display()))?;
+    for (file, text) in [
+        ("results.json", report.to_json()),
+        ("junit.xml", report.to_junit()),
+        ("report.html", report.to_html()),
+    ] {
         let path = output.join(file);
-        std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
     }
     Ok(())
 }
 
-async fn run(paths: Vec<PathBuf>, args: TargetArgs, output: PathBuf, traces: bool, seed: u64) -> anyhow::Result<u8> {
+async fn run(
+    paths: Vec<PathBuf>,
+    args: TargetArgs,
+    output: PathBuf,
+    traces: bool,
+    seed: u64,
+) -> anyhow::Result<u8> {
     let cases = match load_cases(&paths) {
         Ok(cases) => cases,
         Err(errors) => {
@@ -160,7 +188,12 @@ async fn run(paths: Vec<PathBuf>, args: TargetArgs, output: PathBuf, traces: boo
             return Ok(USAGE_OR_TARGET_ERROR);
         }
     };
-    println!("podcheck {}: {} cases on target {}", env!("CARGO_PKG_VERSION"), cases.len(), target.name());
+    println!(
+        "podcheck {}: {} cases on target {}",
+        env!("CARGO_PKG_VERSION"),
+        cases.len(),
+        target.name()
+    );
     let total = cases.len();
     let mut done = 0usize;
     let run = run_cases(target.as_ref(), &cases, true, |result| {
@@ -190,7 +223,12 @@ async fn run(paths: Vec<PathBuf>, args: TargetArgs, output: PathBuf, traces: boo
         report.target
     );
     write_reports(&mut report, &output, traces)?;
-    println!("results: {}/results.json, {}/junit.xml, {}/report.html", output.display(), output.display(), output.display());
+    println!(
+        "results: {}/results.json, {}/junit.xml, {}/report.html",
+        output.display(),
+        output.display(),
+        output.display()
+    );
     Ok(if totals.failed > 0 {
         NONCONFORMANT
     } else if totals.errors > 0 {
@@ -200,9 +238,17 @@ async fn run(paths: Vec<PathBuf>, args: TargetArgs, output: PathBuf, traces: boo
     })
 }
 
-async fn run_fuzz(args: TargetArgs, cases: u32, seed: Option<u64>, out: PathBuf) -> anyhow::Result<u8> {
+async fn run_fuzz(
+    args: TargetArgs,
+    cases: u32,
+    seed: Option<u64>,
+    out: PathBuf,
+) -> anyhow::Result<u8> {
     let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
     });
     let target = match target::from_spec(&args.target, &target_options(&args, seed)).await {
         Ok(t) => t,
@@ -211,10 +257,20 @@ async fn run_fuzz(args: TargetArgs, cases: u32, seed: Option<u64>, out: PathBuf)
             return Ok(USAGE_OR_TARGET_ERROR);
         }
     };
-    println!("podcheck fuzz: {cases} random scenarios on target {}, seed {seed}", target.name());
-    println!("reproduce with: podcheck fuzz --target {} --cases {cases} --seed {seed}", args.target);
+    println!(
+        "podcheck fuzz: {cases} random scenarios on target {}, seed {seed}",
+        target.name()
+    );
+    println!(
+        "reproduce with: podcheck fuzz --target {} --cases {cases} --seed {seed}",
+        args.target
+    );
     let handle = tokio::runtime::Handle::current();
-    let options = FuzzOptions { cases, seed, out_dir: out };
+    let options = FuzzOptions {
+        cases,
+        seed,
+        out_dir: out,
+    };
     let report = tokio::task::block_in_place(|| {
         fuzz(target.as_ref(), &handle, &options, |result| {
             if result.verdict.outcome != Outcome::Pass {
@@ -232,14 +288,29 @@ async fn run_fuzz(args: TargetArgs, cases: u32, seed: Option<u64>, out: PathBuf)
     };
     match report.counterexample {
         None => {
-            println!("{} scenarios conform ({} target errors)", report.cases_run, report.target_errors);
-            Ok(if report.target_errors > 0 { USAGE_OR_TARGET_ERROR } else { CONFORMANT })
+            println!(
+                "{} scenarios conform ({} target errors)",
+                report.cases_run, report.target_errors
+            );
+            Ok(if report.target_errors > 0 {
+                USAGE_OR_TARGET_ERROR
+            } else {
+                CONFORMANT
+            })
         }
         Some(found) => {
-            println!("divergence found after {} scenarios; minimal scenario:", report.cases_run);
+            println!(
+                "divergence found after {} scenarios; minimal scenario:",
+                report.cases_run
+            );
             println!("{}", found.scenario.to_yaml());
             print!("{}", describe_violations(&found.result.verdict));
-            println!("saved to {}; replay with: podcheck run {} --target {}", found.saved_to.display(), found.saved_to.display(), args.target);
+            println!(
+                "saved to {}; replay with: podcheck run {} --target {}",
+                found.saved_to.display(),
+                found.saved_to.display(),
+                args.target
+            );
             Ok(NONCONFORMANT)
         }
     }
@@ -264,11 +335,20 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&prediction)?);
         return Ok(CONFORMANT);
     }
-    println!("scenario {} (restartPolicy {}), observed for {}", prediction.scenario, prediction.restart_policy.as_str(), prediction.horizon);
+    println!(
+        "scenario {} (restartPolicy {}), observed for {}",
+        prediction.scenario,
+        prediction.restart_policy.as_str(),
+        prediction.horizon
+    );
     for plan in &prediction.containers {
         println!("container {}:", plan.name);
         for instance in &plan.instances {
-            let from = if instance.index == 0 { "pod creation".to_owned() } else { format!("exit of instance {}", instance.index - 1) };
+            let from = if instance.index == 0 {
+                "pod creation".to_owned()
+            } else {
+                format!("exit of instance {}", instance.index - 1)
+            };
             let run = match instance.exit() {
                 Some((after, code)) => format!("runs {after}, exits {code}"),
                 None => "runs forever".to_owned(),
@@ -296,7 +376,10 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(err) => {
             eprintln!("error: failed to start the async runtime: {err}");
@@ -305,8 +388,19 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { paths, target, output, traces, seed } => run(paths, target, output, traces, seed).await,
-            Command::Fuzz { target, cases, seed, out } => run_fuzz(target, cases, seed, out).await,
+            Command::Run {
+                paths,
+                target,
+                output,
+                traces,
+                seed,
+            } => run(paths, target, output, traces, seed).await,
+            Command::Fuzz {
+                target,
+                cases,
+                seed,
+                out,
+            } => run_fuzz(target, cases, seed, out).await,
             Command::Predict { file, json } => print_prediction(file, json),
             Command::Rules => {
                 for rule in rules::CATALOGUE {

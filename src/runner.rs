@@ -34,11 +34,18 @@ pub fn load_cases(paths: &[PathBuf]) -> Result<Vec<SuiteCase>, Vec<ScenarioError
                     errors.push(ScenarioError::Invalid {
                         source_name: file.display().to_string(),
                         field: "name".to_owned(),
-                        reason: format!("{:?} is already the name of {}", scenario.name, first.display()),
+                        reason: format!(
+                            "{:?} is already the name of {}",
+                            scenario.name,
+                            first.display()
+                        ),
                     });
                     continue;
                 }
-                cases.push(SuiteCase { scenario, path: file });
+                cases.push(SuiteCase {
+                    scenario,
+                    path: file,
+                });
             }
             Err(err) => errors.push(err),
         }
@@ -56,15 +63,23 @@ fn collect_yaml(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<Scenario
             Ok(entries) => {
                 for entry in entries.filter_map(|e| e.ok()) {
                     let child = entry.path();
-                    if child.is_dir() || child.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    if child.is_dir()
+                        || child.extension().is_some_and(|e| e == "yaml" || e == "yml")
+                    {
                         collect_yaml(&child, files, errors);
                     }
                 }
             }
-            Err(e) => errors.push(ScenarioError::Read { path: path.display().to_string(), message: e.to_string() }),
+            Err(e) => errors.push(ScenarioError::Read {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
         },
         Ok(_) => files.push(path.to_path_buf()),
-        Err(e) => errors.push(ScenarioError::Read { path: path.display().to_string(), message: e.to_string() }),
+        Err(e) => errors.push(ScenarioError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -81,7 +96,10 @@ pub async fn run_cases(
     let mut results: Vec<(usize, CaseResult)> = futures::stream::iter(cases.iter().enumerate())
         .map(|(index, case)| async move {
             let source = case.path.display().to_string();
-            (index, run_case(target, &case.scenario, &source, keep_traces).await)
+            (
+                index,
+                run_case(target, &case.scenario, &source, keep_traces).await,
+            )
         })
         .buffer_unordered(concurrency)
         .inspect(|(_, result)| on_result(result))

@@ -1,1 +1,103 @@
-fn main(){}
+//! Every suite case on every target as its own test: `model/<area>/<case>` and
+//! `local/<area>/<case>`. Listing reads the suite files only; no target starts.
+//!
+//! Local cases need root. Without it they are ignored (skipped) with the reason printed,
+//! except under `CI=true`, where they run and fail loudly: CI must exercise them.
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use podcheck::harness::run_case;
+use podcheck::runner::{load_cases, SuiteCase};
+use podcheck::target::{self, TargetOptions};
+use podcheck_oracle::Outcome;
+use podcheck_reports::describe_violations;
+use std::path::{Path, PathBuf};
+
+const TARGETS: &[&str] = &["model", "local"];
+
+fn suites_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("suites")
+}
+
+/// Why local cases cannot run here, if they cannot (a cheap check: no runtime starts).
+fn local_unavailable() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    (effective & (1 << 21) == 0).then(|| {
+        "the local runtime needs root (CAP_SYS_ADMIN); run as root to include local cases"
+            .to_owned()
+    })
+}
+
+fn run(target_spec: &str, case: &SuiteCase) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start tokio: {e}"))?;
+    runtime.block_on(async {
+        let target = target::from_spec(target_spec, &TargetOptions::default())
+            .await
+            .map_err(|e| format!("failed to set up target {target_spec}: {e}"))?;
+        let source = case.path.display().to_string();
+        let result = run_case(target.as_ref(), &case.scenario, &source, true).await;
+        let _ = target.cleanup().await;
+        let verdict = &result.verdict;
+        match verdict.outcome {
+            Outcome::Pass => Ok(()),
+            Outcome::Fail => Err(format!(
+                "{} on {}:\n{}\nreplay: podcheck run {} --target {}",
+                verdict.scenario,
+                verdict.target,
+                describe_violations(verdict),
+                source,
+                target_spec
+            )
+            .into()),
+            Outcome::Error | Outcome::Skipped => Err(format!(
+                "{} on {}: target error: {}",
+                verdict.scenario,
+                verdict.target,
+                verdict.error.as_deref().unwrap_or("unknown")
+            )
+            .into()),
+        }
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let cases = match load_cases(&[suites_dir()]) {
+        Ok(cases) => cases,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: failed to load a scenario: {error}");
+            }
+            std::process::exit(2);
+        }
+    };
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let unavailable = local_unavailable().filter(|_| !in_ci);
+    if let (Some(reason), false) = (&unavailable, args.list) {
+        eprintln!("note: local cases are skipped: {reason}");
+    }
+    let mut trials = Vec::new();
+    for &target in TARGETS {
+        for case in &cases {
+            let area = case
+                .path
+                .parent()
+                .and_then(|p| p.strip_prefix(suites_dir()).ok())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let name = format!("{target}/{area}/{}", case.scenario.name);
+            let case = case.clone();
+            let trial = Trial::test(name, move || run(target, &case));
+            let ignored = target == "local" && unavailable.is_some();
+            trials.push(trial.with_ignored_flag(ignored));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

@@ -25,7 +25,8 @@ pub fn run() -> impl Strategy<Value = Run> {
 }
 
 pub fn behaviour() -> impl Strategy<Value = Behaviour> {
-    (prop::collection::vec(run(), 0..4), run()).prop_map(|(starts, then)| Behaviour { starts, then })
+    (prop::collection::vec(run(), 0..4), run())
+        .prop_map(|(starts, then)| Behaviour { starts, then })
 }
 
 pub fn restart_policy() -> impl Strategy<Value = Option<&'static str>> {
@@ -46,7 +47,12 @@ pub fn kubelet() -> impl Strategy<Value = KubeletParams> {
 }
 
 /// Builds a scenario from its parts; container names are c0, c1, ...
-pub fn assemble(index: u64, policy: Option<&str>, kubelet: KubeletParams, behaviours: Vec<Behaviour>) -> Scenario {
+pub fn assemble(
+    index: u64,
+    policy: Option<&str>,
+    kubelet: KubeletParams,
+    behaviours: Vec<Behaviour>,
+) -> Scenario {
     let name = format!("generated-{index:016x}");
     let containers = (0..behaviours.len())
         .map(|i| Container {
@@ -54,8 +60,11 @@ pub fn assemble(index: u64, policy: Option<&str>, kubelet: KubeletParams, behavi
             ..Container::default()
         })
         .collect();
-    let behaviours: BTreeMap<String, Behaviour> =
-        behaviours.into_iter().enumerate().map(|(i, b)| (format!("c{i}"), b)).collect();
+    let behaviours: BTreeMap<String, Behaviour> = behaviours
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("c{i}"), b))
+        .collect();
     Scenario {
         name: name.clone(),
         description: None,
@@ -82,8 +91,15 @@ pub fn assemble(index: u64, policy: Option<&str>, kubelet: KubeletParams, behavi
 /// Valid scenarios of the restart area: 1 to 3 containers, every restart policy,
 /// scripted exits and runs.
 pub fn scenario() -> impl Strategy<Value = Scenario> {
-    (any::<u64>(), restart_policy(), kubelet(), prop::collection::vec(behaviour(), 1..=3))
-        .prop_map(|(index, policy, kubelet, behaviours)| assemble(index, policy, kubelet, behaviours))
+    (
+        any::<u64>(),
+        restart_policy(),
+        kubelet(),
+        prop::collection::vec(behaviour(), 1..=3),
+    )
+        .prop_map(|(index, policy, kubelet, behaviours)| {
+            assemble(index, policy, kubelet, behaviours)
+        })
 }
 
 /// A scenario broken in one known way, with the field validation must name.
@@ -105,7 +121,9 @@ pub fn invalid_scenario() -> impl Strategy<Value = (Scenario, String)> {
                 "pod.spec.containers[0].name".to_owned()
             }
             3 => {
-                scenario.behaviours.insert("ghost".to_owned(), Behaviour::forever());
+                scenario
+                    .behaviours
+                    .insert("ghost".to_owned(), Behaviour::forever());
                 "behaviours.ghost".to_owned()
             }
             _ => {
@@ -142,9 +160,17 @@ impl<'a> Arbitrary<'a> for ArbitraryScenario {
             for _ in 0..starts_len {
                 starts.push(arbitrary_run(u)?);
             }
-            behaviours.push(Behaviour { starts, then: arbitrary_run(u)? });
+            behaviours.push(Behaviour {
+                starts,
+                then: arbitrary_run(u)?,
+            });
         }
-        Ok(ArbitraryScenario(assemble(u.arbitrary()?, policy, KubeletParams::default(), behaviours)))
+        Ok(ArbitraryScenario(assemble(
+            u.arbitrary()?,
+            policy,
+            KubeletParams::default(),
+            behaviours,
+        )))
     }
 }
 
@@ -180,10 +206,14 @@ mod tests {
 
     #[test]
     fn arbitrary_scenarios_are_valid() {
-        let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let bytes: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let mut u = Unstructured::new(&bytes);
         for _ in 0..50 {
-            let Ok(ArbitraryScenario(scenario)) = ArbitraryScenario::arbitrary(&mut u) else { break };
+            let Ok(ArbitraryScenario(scenario)) = ArbitraryScenario::arbitrary(&mut u) else {
+                break;
+            };
             assert_eq!(scenario.validate(), Ok(()));
         }
     }

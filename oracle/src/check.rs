@@ -107,8 +107,19 @@ struct Collector {
 }
 
 impl Collector {
-    fn add(&mut self, rule: &str, container: Option<&str>, expected: String, observed: String, at_ms: Option<i64>) {
-        let key = (rule.to_owned(), container.map(str::to_owned), expected.clone());
+    fn add(
+        &mut self,
+        rule: &str,
+        container: Option<&str>,
+        expected: String,
+        observed: String,
+        at_ms: Option<i64>,
+    ) {
+        let key = (
+            rule.to_owned(),
+            container.map(str::to_owned),
+            expected.clone(),
+        );
         if let Some(&index) = self.seen.get(&key) {
             self.violations[index].occurrences += 1;
             return;
@@ -153,10 +164,16 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     };
     let tol = trace.timing.tolerance_ms as i64;
     let end = trace.spec_ms(&trace.ended_at);
-    let names: Vec<&str> = prediction.containers.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = prediction
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     let policy = prediction.restart_policy;
-    let mut observed: BTreeMap<&str, ObservedContainer> =
-        names.iter().map(|n| (*n, ObservedContainer::default())).collect();
+    let mut observed: BTreeMap<&str, ObservedContainer> = names
+        .iter()
+        .map(|n| (*n, ObservedContainer::default()))
+        .collect();
     let mut terminal: Option<(String, i64)> = None;
     let mut running_seen = false;
     let mut first_phase_seen: BTreeMap<String, i64> = BTreeMap::new();
@@ -194,7 +211,10 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             out.add(
                 rule,
                 None,
-                format!("phase {derived} for container states {}", describe_states(&statuses)),
+                format!(
+                    "phase {derived} for container states {}",
+                    describe_states(&statuses)
+                ),
                 format!("phase {phase:?}"),
                 Some(t),
             );
@@ -203,13 +223,22 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             terminal = Some((phase.clone(), t));
         }
         if !statuses.is_empty() {
-            check_conditions(&mut out, &names, &statuses, &phase, status.conditions.as_deref().unwrap_or(&[]), t);
+            check_conditions(
+                &mut out,
+                &names,
+                &statuses,
+                &phase,
+                status.conditions.as_deref().unwrap_or(&[]),
+                t,
+            );
         }
         last_conditions = status.conditions.clone().unwrap_or_default();
     }
 
     for plan in &prediction.containers {
-        let Some(obs) = observed.get(plan.name.as_str()) else { continue };
+        let Some(obs) = observed.get(plan.name.as_str()) else {
+            continue;
+        };
         check_instances(&mut out, prediction, plan, obs, tol, end);
     }
 
@@ -218,11 +247,22 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             "phase.running",
             None,
             "phase Running while the containers run".to_owned(),
-            format!("phases seen: {:?}", first_phase_seen.keys().collect::<Vec<_>>()),
+            format!(
+                "phases seen: {:?}",
+                first_phase_seen.keys().collect::<Vec<_>>()
+            ),
             None,
         );
     }
-    check_terminal(&mut out, prediction, &observed, terminal.as_ref(), &last_conditions, tol, end);
+    check_terminal(
+        &mut out,
+        prediction,
+        &observed,
+        terminal.as_ref(),
+        &last_conditions,
+        tol,
+        end,
+    );
 
     verdict.violations = out.violations;
     if !verdict.violations.is_empty() {
@@ -244,7 +284,12 @@ fn record_container(obs: &mut ObservedContainer, cs: &ContainerStatus, t: i64, t
     if let Some(running) = state.and_then(|s| s.running.as_ref()) {
         let entry = obs.instances.entry(index).or_default();
         if entry.started.is_none() {
-            entry.started = Some(running.started_at.as_ref().map_or(t, |at| trace.spec_ms(at)));
+            entry.started = Some(
+                running
+                    .started_at
+                    .as_ref()
+                    .map_or(t, |at| trace.spec_ms(at)),
+            );
         }
     }
     let mut record_terminated = |index: u32, state: &ContainerState| {
@@ -254,7 +299,12 @@ fn record_container(obs: &mut ObservedContainer, cs: &ContainerStatus, t: i64, t
                 entry.started = terminated.started_at.as_ref().map(|at| trace.spec_ms(at));
             }
             if entry.finished.is_none() {
-                entry.finished = Some(terminated.finished_at.as_ref().map_or(t, |at| trace.spec_ms(at)));
+                entry.finished = Some(
+                    terminated
+                        .finished_at
+                        .as_ref()
+                        .map_or(t, |at| trace.spec_ms(at)),
+                );
                 entry.exit_code = Some(terminated.exit_code);
                 entry.reason = terminated.reason.clone();
             }
@@ -275,7 +325,12 @@ fn record_container(obs: &mut ObservedContainer, cs: &ContainerStatus, t: i64, t
     }
 }
 
-fn check_container_snapshot(out: &mut Collector, obs: &ObservedContainer, cs: &ContainerStatus, t: i64) {
+fn check_container_snapshot(
+    out: &mut Collector,
+    obs: &ObservedContainer,
+    cs: &ContainerStatus,
+    t: i64,
+) {
     let name = Some(cs.name.as_str());
     let state = cs.state.as_ref();
     let running = state.and_then(|s| s.running.as_ref()).is_some();
@@ -283,18 +338,31 @@ fn check_container_snapshot(out: &mut Collector, obs: &ObservedContainer, cs: &C
         out.add(
             "container.ready.no-probe",
             name,
-            format!("ready={running} started={running} (container {})", if running { "running" } else { "not running" }),
+            format!(
+                "ready={running} started={running} (container {})",
+                if running { "running" } else { "not running" }
+            ),
             format!("ready={} started={:?}", cs.ready, cs.started),
             Some(t),
         );
     }
     if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
-        check_terminated_reason(out, &cs.name, terminated.exit_code, terminated.reason.as_deref(), t);
+        check_terminated_reason(
+            out,
+            &cs.name,
+            terminated.exit_code,
+            terminated.reason.as_deref(),
+            t,
+        );
     }
     if let Some(last) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
         check_terminated_reason(out, &cs.name, last.exit_code, last.reason.as_deref(), t);
     }
-    let has_last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some();
+    let has_last = cs
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .is_some();
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
         let reason = waiting.reason.as_deref().unwrap_or("");
         if cs.restart_count == 0 && !has_last {
@@ -339,7 +407,13 @@ fn check_container_snapshot(out: &mut Collector, obs: &ObservedContainer, cs: &C
     }
 }
 
-fn check_terminated_reason(out: &mut Collector, name: &str, exit_code: i32, reason: Option<&str>, t: i64) {
+fn check_terminated_reason(
+    out: &mut Collector,
+    name: &str,
+    exit_code: i32,
+    reason: Option<&str>,
+    t: i64,
+) {
     let expected = model::terminated_reason(exit_code);
     if reason != Some(expected) {
         out.add(
@@ -352,17 +426,31 @@ fn check_terminated_reason(out: &mut Collector, name: &str, exit_code: i32, reas
     }
 }
 
-fn phase_rule(derived: &str, observed: &str, statuses: &[ContainerStatus], policy: RestartPolicy) -> &'static str {
+fn phase_rule(
+    derived: &str,
+    observed: &str,
+    statuses: &[ContainerStatus],
+    policy: RestartPolicy,
+) -> &'static str {
     let all_stopped = !statuses.is_empty()
-        && statuses.iter().all(|s| s.state.as_ref().and_then(|st| st.running.as_ref()).is_none());
+        && statuses.iter().all(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.running.as_ref())
+                .is_none()
+        });
     match derived {
         "Pending" => "phase.pending",
         "Succeeded" => "phase.succeeded",
         "Failed" => "phase.failed",
-        _ if policy == RestartPolicy::Always && (all_stopped || model::is_terminal_phase(observed)) => {
+        _ if policy == RestartPolicy::Always
+            && (all_stopped || model::is_terminal_phase(observed)) =>
+        {
             "phase.always-never-terminal"
         }
-        _ if policy == RestartPolicy::OnFailure && all_stopped => "phase.onfailure-restarting-running",
+        _ if policy == RestartPolicy::OnFailure && all_stopped => {
+            "phase.onfailure-restarting-running"
+        }
         _ => "phase.running",
     }
 }
@@ -395,7 +483,12 @@ fn check_conditions(
     conditions: &[PodCondition],
     t: i64,
 ) {
-    let any_running = statuses.iter().any(|s| s.state.as_ref().and_then(|st| st.running.as_ref()).is_some());
+    let any_running = statuses.iter().any(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.running.as_ref())
+            .is_some()
+    });
     for expected in model::derive_conditions(names, statuses, phase, true) {
         let rule = match expected.type_ {
             "PodScheduled" => "condition.pod-scheduled",
@@ -413,7 +506,8 @@ fn check_conditions(
         }
         let matches = found.is_some_and(|c| {
             c.status == expected.status
-                && (expected.type_ == "PodReadyToStartContainers" || c.reason.as_deref() == expected.reason)
+                && (expected.type_ == "PodReadyToStartContainers"
+                    || c.reason.as_deref() == expected.reason)
                 && (expected.message.is_none() || c.message == expected.message)
         });
         if !matches {
@@ -423,20 +517,33 @@ fn check_conditions(
                     c.type_,
                     c.status,
                     c.reason.as_deref().unwrap_or(""),
-                    c.message.as_deref().map(|m| format!(" message={m:?}")).unwrap_or_default()
+                    c.message
+                        .as_deref()
+                        .map(|m| format!(" message={m:?}"))
+                        .unwrap_or_default()
                 )
             };
             out.add(
                 rule,
                 None,
-                format!("{} in phase {phase} with containers {}", describe(&expected.to_pod_condition()), describe_states(statuses)),
+                format!(
+                    "{} in phase {phase} with containers {}",
+                    describe(&expected.to_pod_condition()),
+                    describe_states(statuses)
+                ),
                 found.map_or_else(|| format!("no {} condition", expected.type_), describe),
                 Some(t),
             );
         }
     }
-    let ready = conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str());
-    let containers_ready = conditions.iter().find(|c| c.type_ == "ContainersReady").map(|c| c.status.as_str());
+    let ready = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str());
+    let containers_ready = conditions
+        .iter()
+        .find(|c| c.type_ == "ContainersReady")
+        .map(|c| c.status.as_str());
     if ready == Some("True") && containers_ready != Some("True") {
         out.add(
             "condition.ready",
@@ -464,26 +571,44 @@ fn check_instances(
         let anchor = if index == 0 {
             Some(0)
         } else {
-            obs.instances.get(&(index - 1)).and_then(|prev| prev.finished)
+            obs.instances
+                .get(&(index - 1))
+                .and_then(|prev| prev.finished)
         };
-        let (lo, hi) = (instance.start_after.0.as_millis() as i64, instance.start_after.1.as_millis() as i64);
+        let (lo, hi) = (
+            instance.start_after.0.as_millis() as i64,
+            instance.start_after.1.as_millis() as i64,
+        );
         let started = seen.and_then(|s| s.started);
         if let Some(anchor) = anchor {
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
-            let from = if index == 0 { "pod creation".to_owned() } else { format!("exit of instance {}", index - 1) };
+            let from = if index == 0 {
+                "pod creation".to_owned()
+            } else {
+                format!("exit of instance {}", index - 1)
+            };
             match started {
                 Some(s) if s < min || s > max => out.add(
                     instance.start_rule,
                     name,
-                    format!("instance {index} starts {} after {from}", window_text(lo - tol, hi + tol)),
+                    format!(
+                        "instance {index} starts {} after {from}",
+                        window_text(lo - tol, hi + tol)
+                    ),
                     format!("started {} after {from}", secs(s - anchor)),
                     Some(s),
                 ),
                 None if end > max && i64::from(index) > max_rc => out.add(
                     instance.start_rule,
                     name,
-                    format!("instance {index} starts {} after {from}", window_text(lo - tol, hi + tol)),
-                    format!("not started {} after {from} (restartCount {max_rc})", secs(end - anchor)),
+                    format!(
+                        "instance {index} starts {} after {from}",
+                        window_text(lo - tol, hi + tol)
+                    ),
+                    format!(
+                        "not started {} after {from} (restartCount {max_rc})",
+                        secs(end - anchor)
+                    ),
                     None,
                 ),
                 _ => {}
@@ -500,7 +625,10 @@ fn check_instances(
                             "container.state.terminated",
                             name,
                             format!("instance {index} terminated with exit code {code}"),
-                            format!("exit code {observed_code:?}, reason {:?}", seen.and_then(|x| x.reason.clone())),
+                            format!(
+                                "exit code {observed_code:?}, reason {:?}",
+                                seen.and_then(|x| x.reason.clone())
+                            ),
                             Some(f),
                         );
                     }
@@ -508,7 +636,10 @@ fn check_instances(
                         out.add(
                             "container.runs-to-completion",
                             name,
-                            format!("instance {index} runs {} until its process exits", window_text(after - tol, after + tol)),
+                            format!(
+                                "instance {index} runs {} until its process exits",
+                                window_text(after - tol, after + tol)
+                            ),
                             format!("terminated after {}", secs(f - s)),
                             Some(f),
                         );
@@ -519,7 +650,10 @@ fn check_instances(
                         out.add(
                             "container.runs-to-completion",
                             name,
-                            format!("instance {index} exits with code {code} {} after its start", secs(after)),
+                            format!(
+                                "instance {index} exits with code {code} {} after its start",
+                                secs(after)
+                            ),
                             format!("no termination reported {} after its start", secs(end - s)),
                             None,
                         );
@@ -575,7 +709,10 @@ fn check_instances(
                     let window_over = next_start.is_some() || end > f + back_off.as_millis() as i64;
                     let wait = obs.crash_loop_waits.get(&index);
                     let shown_back_off = model::go_duration(back_off);
-                    let expected_message = format!("back-off {shown_back_off} restarting failed container={}", plan.name);
+                    let expected_message = format!(
+                        "back-off {shown_back_off} restarting failed container={}",
+                        plan.name
+                    );
                     match wait {
                         None if window_over => out.add(
                             "container.state.waiting.crashloop",
@@ -617,14 +754,22 @@ fn check_terminal(
     let lag = STATUS_LAG.as_millis() as i64;
     match (prediction.terminal_phase, terminal) {
         (Some(expected), _) => {
-            let rule = if expected == "Succeeded" { "phase.succeeded" } else { "phase.failed" };
+            let rule = if expected == "Succeeded" {
+                "phase.succeeded"
+            } else {
+                "phase.failed"
+            };
             // Anchor: the last final exit, when every container's final exit was seen.
             let anchor = prediction
                 .containers
                 .iter()
                 .map(|plan| {
                     let last = plan.last()?.index;
-                    observed.get(plan.name.as_str())?.instances.get(&last)?.finished
+                    observed
+                        .get(plan.name.as_str())?
+                        .instances
+                        .get(&last)?
+                        .finished
                 })
                 .collect::<Option<Vec<i64>>>()
                 .and_then(|v| v.into_iter().max());
@@ -633,14 +778,20 @@ fn check_terminal(
                     Some((phase, at)) if phase != expected || *at > anchor + lag + tol => out.add(
                         rule,
                         None,
-                        format!("phase {expected} within {} of the last exit", secs(lag + tol)),
+                        format!(
+                            "phase {expected} within {} of the last exit",
+                            secs(lag + tol)
+                        ),
                         format!("phase {phase} {} after the last exit", secs(at - anchor)),
                         Some(*at),
                     ),
                     None if end > anchor + lag + tol => out.add(
                         rule,
                         None,
-                        format!("phase {expected} within {} of the last exit", secs(lag + tol)),
+                        format!(
+                            "phase {expected} within {} of the last exit",
+                            secs(lag + tol)
+                        ),
                         "no terminal phase".to_owned(),
                         None,
                     ),
@@ -649,7 +800,9 @@ fn check_terminal(
             }
             if let Some((_, at)) = terminal {
                 if end > at + lag + tol {
-                    let sandbox = last_conditions.iter().find(|c| c.type_ == "PodReadyToStartContainers");
+                    let sandbox = last_conditions
+                        .iter()
+                        .find(|c| c.type_ == "PodReadyToStartContainers");
                     if sandbox.is_none_or(|c| c.status != "False") {
                         out.add(
                             "condition.pod-ready-to-start-containers",
@@ -668,7 +821,13 @@ fn check_terminal(
             } else {
                 "phase.running"
             };
-            out.add(rule, None, "no terminal phase".to_owned(), format!("phase {phase}"), Some(*at));
+            out.add(
+                rule,
+                None,
+                "no terminal phase".to_owned(),
+                format!("phase {phase}"),
+                Some(*at),
+            );
         }
         (None, None) => {}
     }

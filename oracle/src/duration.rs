@@ -60,7 +60,9 @@ impl SpecDuration {
             return if secs >= 0.0 && secs.is_finite() {
                 Ok(Self::from_secs_f64(secs))
             } else {
-                Err(format!("duration {text:?} must be a non-negative number of seconds"))
+                Err(format!(
+                    "duration {text:?} must be a non-negative number of seconds"
+                ))
             };
         }
         let mut total_ms = 0f64;
@@ -179,7 +181,9 @@ impl<'de> Deserialize<'de> for SpecDuration {
                 if v >= 0.0 && v.is_finite() {
                     Ok(SpecDuration::from_secs_f64(v))
                 } else {
-                    Err(E::custom("a duration must be a non-negative number of seconds"))
+                    Err(E::custom(
+                        "a duration must be a non-negative number of seconds",
+                    ))
                 }
             }
         }
@@ -194,9 +198,18 @@ mod tests {
     #[test]
     fn parses_go_style_and_plain_seconds() {
         assert_eq!(SpecDuration::parse("10s"), Ok(SpecDuration::from_secs(10)));
-        assert_eq!(SpecDuration::parse("1m30s"), Ok(SpecDuration::from_secs(90)));
-        assert_eq!(SpecDuration::parse("250ms"), Ok(SpecDuration::from_millis(250)));
-        assert_eq!(SpecDuration::parse("1.5s"), Ok(SpecDuration::from_millis(1500)));
+        assert_eq!(
+            SpecDuration::parse("1m30s"),
+            Ok(SpecDuration::from_secs(90))
+        );
+        assert_eq!(
+            SpecDuration::parse("250ms"),
+            Ok(SpecDuration::from_millis(250))
+        );
+        assert_eq!(
+            SpecDuration::parse("1.5s"),
+            Ok(SpecDuration::from_millis(1500))
+        );
         assert_eq!(SpecDuration::parse("2"), Ok(SpecDuration::from_secs(2)));
         assert!(SpecDuration::parse("10 parsecs").is_err());
         assert!(SpecDuration::parse("-1").is_err());

@@ -6,7 +6,10 @@ pub enum ScenarioError {
     #[error("{path}: cannot read: {message}")]
     Read { path: String, message: String },
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: field `{field}`: {reason}")]
     Invalid {
         source_name: String,

@@ -36,8 +36,9 @@ pub const BACK_OFF_RESET_AFTER: SpecDuration = SpecDuration::from_secs(600);
 /// it is requeued at `Jitter(min(expiry - now, 60s), 0.5)`, so up to half the remaining
 /// back-off (at most 30 s) late. The window covers both, plus one relist.
 pub fn restart_slack(back_off: SpecDuration) -> SpecDuration {
-    let requeue_overshoot = SpecDuration::from_secs(15)
-        .max(SpecDuration::from_millis(back_off.min(SpecDuration::from_secs(60)).as_millis() / 2));
+    let requeue_overshoot = SpecDuration::from_secs(15).max(SpecDuration::from_millis(
+        back_off.min(SpecDuration::from_secs(60)).as_millis() / 2,
+    ));
     requeue_overshoot + RELIST_PERIOD
 }
 
@@ -191,7 +192,8 @@ fn plan_one(
         // doBackOff: in back-off while now - FinishedAt < entry.backoff, unless the entry
         // expired; once out of it, Next() doubles (or re-initialises) the entry and the
         // container starts.
-        let expired = entry.is_none_or(|e| finished.saturating_sub(e.last_update) > BACK_OFF_RESET_AFTER);
+        let expired =
+            entry.is_none_or(|e| finished.saturating_sub(e.last_update) > BACK_OFF_RESET_AFTER);
         let (wait, rule) = match entry {
             Some(e) if !expired => (
                 e.current,
@@ -245,17 +247,20 @@ fn plan_one(
 /// threshold that timing noise could flip it; such scenarios have no single prediction.
 pub fn reset_is_ambiguous(plans: &[ContainerPlan], margin: SpecDuration) -> bool {
     plans.iter().any(|plan| {
-        plan.instances.iter().skip(1).any(|instance| match instance.run {
-            Run::Exit { after, .. } => {
-                let distance = if after > BACK_OFF_RESET_AFTER {
-                    after - BACK_OFF_RESET_AFTER
-                } else {
-                    BACK_OFF_RESET_AFTER - after
-                };
-                distance <= margin
-            }
-            Run::Forever => false,
-        })
+        plan.instances
+            .iter()
+            .skip(1)
+            .any(|instance| match instance.run {
+                Run::Exit { after, .. } => {
+                    let distance = if after > BACK_OFF_RESET_AFTER {
+                        after - BACK_OFF_RESET_AFTER
+                    } else {
+                        BACK_OFF_RESET_AFTER - after
+                    };
+                    distance <= margin
+                }
+                Run::Forever => false,
+            })
     })
 }
 
@@ -335,20 +340,34 @@ pub fn derive_conditions(
         .filter(|name| !statuses.iter().any(|s| s.name == *name))
         .collect();
     let containers_ready = match phase {
-        "Succeeded" if unknown.is_empty() => ExpectedCondition::new("ContainersReady", "False", Some("PodCompleted")),
+        "Succeeded" if unknown.is_empty() => {
+            ExpectedCondition::new("ContainersReady", "False", Some("PodCompleted"))
+        }
         "Failed" => ExpectedCondition::new("ContainersReady", "False", Some("PodFailed")),
-        _ if unready.is_empty() && unknown.is_empty() => ExpectedCondition::new("ContainersReady", "True", None),
+        _ if unready.is_empty() && unknown.is_empty() => {
+            ExpectedCondition::new("ContainersReady", "True", None)
+        }
         _ => {
             let mut parts = Vec::new();
             if !unknown.is_empty() {
-                parts.push(format!("containers with unknown status: [{}]", unknown.join(" ")));
+                parts.push(format!(
+                    "containers with unknown status: [{}]",
+                    unknown.join(" ")
+                ));
             }
-            let unready_known: Vec<&str> =
-                unready.iter().copied().filter(|n| !unknown.contains(n)).collect();
+            let unready_known: Vec<&str> = unready
+                .iter()
+                .copied()
+                .filter(|n| !unknown.contains(n))
+                .collect();
             if !unready_known.is_empty() {
-                parts.push(format!("containers with unready status: [{}]", unready_known.join(" ")));
+                parts.push(format!(
+                    "containers with unready status: [{}]",
+                    unready_known.join(" ")
+                ));
             }
-            let mut condition = ExpectedCondition::new("ContainersReady", "False", Some("ContainersNotReady"));
+            let mut condition =
+                ExpectedCondition::new("ContainersReady", "False", Some("ContainersNotReady"));
             condition.message = Some(parts.join(", "));
             condition
         }

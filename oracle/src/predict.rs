@@ -150,7 +150,12 @@ fn exercised_rules(
         }
     }
     if policy == RestartPolicy::OnFailure
-        && instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_) | AfterExit::RestartImmediately)))
+        && instances().any(|i| {
+            matches!(
+                i.after_exit,
+                Some(AfterExit::RestartAfterBackOff(_) | AfterExit::RestartImmediately)
+            )
+        })
     {
         rules.push("phase.onfailure-restarting-running");
     }

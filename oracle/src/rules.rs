@@ -19,15 +19,20 @@ const SEED_RESTART: &str = "seed: Pod Lifecycle / Restart Policies";
 const SEED_CRASHLOOP: &str = "seed: Interview Gotchas / 2. CrashLoopBackOff";
 const DOC_LIFECYCLE: &str = "https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/";
 const GET_PHASE: &str = "kubernetes pkg/kubelet/kubelet_pods.go getPhase";
-const CONVERT_STATUSES: &str = "kubernetes pkg/kubelet/kubelet_pods.go convertToAPIContainerStatuses";
+const CONVERT_STATUSES: &str =
+    "kubernetes pkg/kubelet/kubelet_pods.go convertToAPIContainerStatuses";
 const GENERATE: &str = "kubernetes pkg/kubelet/status/generate.go";
 const DO_BACK_OFF: &str = "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff";
 const FLOWCONTROL: &str = "client-go util/flowcontrol/backoff.go Next, IsInBackOffSince";
-const NEW_BACK_OFF: &str = "kubernetes pkg/kubelet/kubelet.go newCrashLoopBackOff, crashLoopBackOff.HasExpiredFunc";
-const POD_WORKERS: &str = "kubernetes pkg/kubelet/pod_workers.go completeWork (requeue after a back-off error)";
+const NEW_BACK_OFF: &str =
+    "kubernetes pkg/kubelet/kubelet.go newCrashLoopBackOff, crashLoopBackOff.HasExpiredFunc";
+const POD_WORKERS: &str =
+    "kubernetes pkg/kubelet/pod_workers.go completeWork (requeue after a back-off error)";
 const PROBER_MANAGER: &str = "kubernetes pkg/kubelet/prober/prober_manager.go UpdatePodStatus";
-const SHOULD_RESTART: &str = "kubernetes pkg/kubelet/container/helpers.go ShouldContainerBeRestarted";
-const CONTAINERD_REASON: &str = "containerd internal/cri/server/container_status.go toCRIContainerStatus (Completed/Error)";
+const SHOULD_RESTART: &str =
+    "kubernetes pkg/kubelet/container/helpers.go ShouldContainerBeRestarted";
+const CONTAINERD_REASON: &str =
+    "containerd internal/cri/server/container_status.go toCRIContainerStatus (Completed/Error)";
 
 pub const CATALOGUE: &[Rule] = &[
     Rule {
@@ -183,7 +188,14 @@ mod tests {
         ids.dedup();
         assert_eq!(before, ids.len(), "duplicate rule ids");
         for rule in CATALOGUE {
-            assert!(rule.sources.iter().any(|s| s.starts_with("seed:") || s.starts_with("http")) || rule.sources.len() >= 2, "{} lacks a source", rule.id);
+            assert!(
+                rule.sources
+                    .iter()
+                    .any(|s| s.starts_with("seed:") || s.starts_with("http"))
+                    || rule.sources.len() >= 2,
+                "{} lacks a source",
+                rule.id
+            );
             assert!(!rule.statement.is_empty());
         }
     }

@@ -180,11 +180,13 @@ impl Scenario {
                 source_name: source.to_owned(),
                 message: err.to_string(),
             })?;
-        scenario.validate().map_err(|(field, reason)| ScenarioError::Invalid {
-            source_name: source.to_owned(),
-            field,
-            reason,
-        })?;
+        scenario
+            .validate()
+            .map_err(|(field, reason)| ScenarioError::Invalid {
+                source_name: source.to_owned(),
+                field,
+                reason,
+            })?;
         Ok(scenario)
     }
 
@@ -245,10 +247,7 @@ impl Scenario {
         }
         if let Some(kind) = self.pod.metadata.name.as_deref() {
             if !is_dns_label(kind) {
-                return invalid(
-                    "pod.metadata.name",
-                    format!("{kind:?} must be a DNS label"),
-                );
+                return invalid("pod.metadata.name", format!("{kind:?} must be a DNS label"));
             }
         }
         let Some(spec) = self.pod.spec.as_ref() else {
@@ -275,7 +274,10 @@ impl Scenario {
                 return invalid(&field, format!("{:?} must be a DNS label", container.name));
             }
             if !seen.insert(container.name.as_str()) {
-                return invalid(&field, format!("duplicate container name {:?}", container.name));
+                return invalid(
+                    &field,
+                    format!("duplicate container name {:?}", container.name),
+                );
             }
             if !self.behaviours.contains_key(&container.name) {
                 return invalid(
@@ -292,20 +294,33 @@ impl Scenario {
                 if present {
                     return invalid(
                         &format!("pod.spec.containers[{index}].{probe}"),
-                        "not modelled by the oracle yet; the scenario would be half-predicted".to_owned(),
+                        "not modelled by the oracle yet; the scenario would be half-predicted"
+                            .to_owned(),
                     );
                 }
             }
         }
         for (field, present) in [
-            ("initContainers", spec.init_containers.as_ref().is_some_and(|c| !c.is_empty())),
-            ("ephemeralContainers", spec.ephemeral_containers.as_ref().is_some_and(|c| !c.is_empty())),
-            ("readinessGates", spec.readiness_gates.as_ref().is_some_and(|c| !c.is_empty())),
+            (
+                "initContainers",
+                spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()),
+            ),
+            (
+                "ephemeralContainers",
+                spec.ephemeral_containers
+                    .as_ref()
+                    .is_some_and(|c| !c.is_empty()),
+            ),
+            (
+                "readinessGates",
+                spec.readiness_gates.as_ref().is_some_and(|c| !c.is_empty()),
+            ),
         ] {
             if present {
                 return invalid(
                     &format!("pod.spec.{field}"),
-                    "not modelled by the oracle yet; the scenario would be half-predicted".to_owned(),
+                    "not modelled by the oracle yet; the scenario would be half-predicted"
+                        .to_owned(),
                 );
             }
         }

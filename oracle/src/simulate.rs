@@ -11,7 +11,8 @@ use crate::predict::Prediction;
 use crate::scenario::{RestartPolicy, Run, Scenario};
 use crate::trace::{Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -129,9 +130,19 @@ fn wall(ms: u64) -> Time {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Start { container: usize, index: u32 },
-    Exit { container: usize, index: u32, code: i32 },
-    CrashLoopWait { container: usize, back_off: SpecDuration },
+    Start {
+        container: usize,
+        index: u32,
+    },
+    Exit {
+        container: usize,
+        index: u32,
+        code: i32,
+    },
+    CrashLoopWait {
+        container: usize,
+        back_off: SpecDuration,
+    },
 }
 
 /// Runs the model once, drawing timings from `choices`, with an optional planted bug.
@@ -141,7 +152,11 @@ pub fn simulate(
     choices: &mut dyn Choices,
     deviation: Option<Deviation>,
 ) -> Trace {
-    let names: Vec<&str> = prediction.containers.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = prediction
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     let horizon = prediction.horizon.as_millis();
     let policy = prediction.restart_policy;
     let initial = prediction.back_off.initial;
@@ -158,18 +173,46 @@ pub fn simulate(
             if start > horizon {
                 break;
             }
-            push(&mut events, start, Event::Start { container, index: instance.index });
-            let Run::Exit { after, code } = instance.run else { break };
+            push(
+                &mut events,
+                start,
+                Event::Start {
+                    container,
+                    index: instance.index,
+                },
+            );
+            let Run::Exit { after, code } = instance.run else {
+                break;
+            };
             let finish = start + after.as_millis();
-            push(&mut events, finish, Event::Exit { container, index: instance.index, code });
+            push(
+                &mut events,
+                finish,
+                Event::Exit {
+                    container,
+                    index: instance.index,
+                    code,
+                },
+            );
             let mut after_exit = instance.after_exit.unwrap_or(AfterExit::StaysTerminated);
-            after_exit = deviate(after_exit, deviation, policy, code, instance.index, initial, previous_wait, prediction.back_off.max);
+            after_exit = deviate(
+                after_exit,
+                deviation,
+                policy,
+                code,
+                instance.index,
+                initial,
+                previous_wait,
+                prediction.back_off.max,
+            );
             let wait = match after_exit {
                 AfterExit::StaysTerminated => break,
                 AfterExit::RestartImmediately => SpecDuration::ZERO,
                 AfterExit::RestartAfterBackOff(b) => b,
             };
-            previous_wait = Some(wait).filter(|w| *w > SpecDuration::ZERO).or(previous_wait);
+            previous_wait = Some(wait)
+                .filter(|w| *w > SpecDuration::ZERO)
+                .or(previous_wait);
             let next = if wait == SpecDuration::ZERO {
                 finish + choices.pick(0, STATUS_LAG.as_millis())
             } else {
@@ -177,7 +220,14 @@ pub fn simulate(
                 let slack = model::restart_slack(wait).as_millis();
                 if deviation != Some(Deviation::NoCrashLoopBackOffState) {
                     let shown = finish + choices.pick(0, STATUS_LAG.as_millis().min(b));
-                    push(&mut events, shown, Event::CrashLoopWait { container, back_off: wait });
+                    push(
+                        &mut events,
+                        shown,
+                        Event::CrashLoopWait {
+                            container,
+                            back_off: wait,
+                        },
+                    );
                 }
                 finish + choices.pick(b, b + slack)
             };
@@ -185,7 +235,14 @@ pub fn simulate(
             if instance.index as usize + 1 >= plan.instances.len() {
                 // A planted restart beyond the plan: the new instance runs on.
                 if next <= horizon {
-                    push(&mut events, next, Event::Start { container, index: instance.index + 1 });
+                    push(
+                        &mut events,
+                        next,
+                        Event::Start {
+                            container,
+                            index: instance.index + 1,
+                        },
+                    );
                 }
                 break;
             }
@@ -216,7 +273,11 @@ pub fn simulate(
     let mut snapshots = Vec::new();
     let mut terminal: Option<&'static str> = None;
     let mut started_at: BTreeMap<(usize, u32), u64> = BTreeMap::new();
-    let emit = |at: u64, statuses: &[ContainerStatus], terminal: &mut Option<&'static str>, sandbox_ready: bool, snapshots: &mut Vec<Snapshot>| {
+    let emit = |at: u64,
+                statuses: &[ContainerStatus],
+                terminal: &mut Option<&'static str>,
+                sandbox_ready: bool,
+                snapshots: &mut Vec<Snapshot>| {
         let mut phase = terminal.unwrap_or_else(|| model::derive_phase(&names, statuses, policy));
         if deviation == Some(Deviation::RunningBeforeStart) && phase == "Pending" {
             phase = "Running";
@@ -251,20 +312,32 @@ pub fn simulate(
             Event::Start { container, index } => {
                 started_at.insert((container, index), at);
                 let status = &mut statuses[container];
-                if status.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() {
+                if status
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some()
+                {
                     status.last_state = status.state.take();
                 }
                 status.state = Some(ContainerState {
-                    running: Some(ContainerStateRunning { started_at: Some(wall(at)) }),
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(wall(at)),
+                    }),
                     ..ContainerState::default()
                 });
                 status.restart_count = index as i32;
                 status.ready = true;
                 status.started = Some(true);
             }
-            Event::Exit { container, index, code } => {
+            Event::Exit {
+                container,
+                index,
+                code,
+            } => {
                 let status = &mut statuses[container];
-                let reason = if code != 0 && deviation == Some(Deviation::OomKilledForEveryFailure) {
+                let reason = if code != 0 && deviation == Some(Deviation::OomKilledForEveryFailure)
+                {
                     "OOMKilled"
                 } else {
                     model::terminated_reason(code)
@@ -282,9 +355,17 @@ pub fn simulate(
                 status.ready = deviation == Some(Deviation::ReadyWhileTerminated);
                 status.started = Some(false);
             }
-            Event::CrashLoopWait { container, back_off } => {
+            Event::CrashLoopWait {
+                container,
+                back_off,
+            } => {
                 let status = &mut statuses[container];
-                if status.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() {
+                if status
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some()
+                {
                     status.last_state = status.state.take();
                 }
                 status.state = Some(ContainerState {
@@ -313,7 +394,10 @@ pub fn simulate(
                 if let Some(last) = snapshots.last().cloned() {
                     let mut status = last.status;
                     status.phase = Some("Running".to_owned());
-                    snapshots.push(Snapshot { at: wall(horizon), status });
+                    snapshots.push(Snapshot {
+                        at: wall(horizon),
+                        status,
+                    });
                 }
             }
         }
@@ -323,7 +407,10 @@ pub fn simulate(
             Some(d) => format!("model:{}", d.name()),
             None => "model".to_owned(),
         },
-        timing: TimingProfile { time_scale: 1.0, tolerance_ms: 0 },
+        timing: TimingProfile {
+            time_scale: 1.0,
+            tolerance_ms: 0,
+        },
         created_at: wall(0),
         ended_at: wall(horizon),
         snapshots,
@@ -343,7 +430,9 @@ fn deviate(
     max: SpecDuration,
 ) -> AfterExit {
     match (deviation, planned) {
-        (Some(Deviation::NoBackOffDoubling), AfterExit::RestartAfterBackOff(_)) => AfterExit::RestartAfterBackOff(initial),
+        (Some(Deviation::NoBackOffDoubling), AfterExit::RestartAfterBackOff(_)) => {
+            AfterExit::RestartAfterBackOff(initial)
+        }
         (Some(Deviation::BackOffOnFirstRestart), AfterExit::RestartImmediately) if index == 0 => {
             AfterExit::RestartAfterBackOff(initial)
         }
@@ -353,7 +442,9 @@ fn deviate(
         (Some(Deviation::NoBackOffReset), AfterExit::RestartImmediately) if index > 0 => {
             AfterExit::RestartAfterBackOff(previous_wait.map_or(initial, |p| (p * 2).min(max)))
         }
-        (Some(Deviation::RestartUnderNever), AfterExit::StaysTerminated) if policy == RestartPolicy::Never => {
+        (Some(Deviation::RestartUnderNever), AfterExit::StaysTerminated)
+            if policy == RestartPolicy::Never =>
+        {
             AfterExit::RestartImmediately
         }
         (Some(Deviation::RestartAfterSuccessOnFailure), AfterExit::StaysTerminated)

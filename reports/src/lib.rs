@@ -91,7 +91,12 @@ impl RunReport {
                     let _ = writeln!(
                         xml,
                         ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                        escape(&v.violated_rules().into_iter().collect::<Vec<_>>().join(", ")),
+                        escape(
+                            &v.violated_rules()
+                                .into_iter()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                         escape(&describe_violations(v))
                     );
                 }
@@ -139,7 +144,11 @@ impl RunReport {
         );
         html.push_str("<h2>Rules</h2><table><tr><th>rule</th><th>statement</th><th>cases</th><th>violated in</th></tr>");
         for rule in rules::CATALOGUE {
-            let exercised = self.cases.iter().filter(|c| c.verdict.rules.iter().any(|r| r == rule.id)).count();
+            let exercised = self
+                .cases
+                .iter()
+                .filter(|c| c.verdict.rules.iter().any(|r| r == rule.id))
+                .count();
             let violated: Vec<&str> = self
                 .cases
                 .iter()
@@ -155,7 +164,9 @@ impl RunReport {
                 escape(&violated.join(", "))
             );
         }
-        html.push_str("</table><h2>Cases</h2><table><tr><th>case</th><th>verdict</th><th>details</th></tr>");
+        html.push_str(
+            "</table><h2>Cases</h2><table><tr><th>case</th><th>verdict</th><th>details</th></tr>",
+        );
         for case in &self.cases {
             let v = &case.verdict;
             let (class, label) = match v.outcome {
@@ -202,5 +213,8 @@ pub fn describe_violations(verdict: &Verdict) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -30,7 +30,10 @@ impl Cgroups {
         let root = Path::new(ROOT);
         let version = if root.join("cgroup.controllers").exists() {
             Version::V2
-        } else if V1_CONTROLLERS.iter().all(|c| root.join(c).join("cgroup.procs").exists()) {
+        } else if V1_CONTROLLERS
+            .iter()
+            .all(|c| root.join(c).join("cgroup.procs").exists())
+        {
             Version::V1
         } else {
             return Err(RuntimeError::Unsupported(format!(
@@ -57,14 +60,18 @@ impl Cgroups {
 
     pub fn create(&self, group: &Path) -> Result<(), RuntimeError> {
         for dir in self.dirs(group) {
-            fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(format!("create cgroup {}", dir.display()), e))?;
+            fs::create_dir_all(&dir)
+                .map_err(|e| RuntimeError::io(format!("create cgroup {}", dir.display()), e))?;
         }
         Ok(())
     }
 
     /// The `cgroup.procs` files a new process writes "0" to, to join the group.
     pub fn procs_files(&self, group: &Path) -> Vec<PathBuf> {
-        self.dirs(group).into_iter().map(|d| d.join("cgroup.procs")).collect()
+        self.dirs(group)
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 
     /// Pids of every process in the group and its descendants.
@@ -81,7 +88,10 @@ impl Cgroups {
     /// SIGKILLs every process in the group and its descendants.
     pub fn kill_all(&self, group: &Path) {
         if self.version == Version::V2 {
-            let kill = Path::new(ROOT).join(&self.base).join(group).join("cgroup.kill");
+            let kill = Path::new(ROOT)
+                .join(&self.base)
+                .join(group)
+                .join("cgroup.kill");
             if fs::write(&kill, "1").is_ok() {
                 return;
             }
@@ -110,9 +120,19 @@ impl Cgroups {
     /// How many times the kernel OOM-killed a process of the group.
     pub fn oom_kills(&self, group: &Path) -> u64 {
         let (file, key) = match self.version {
-            Version::V2 => (Path::new(ROOT).join(&self.base).join(group).join("memory.events"), "oom_kill"),
+            Version::V2 => (
+                Path::new(ROOT)
+                    .join(&self.base)
+                    .join(group)
+                    .join("memory.events"),
+                "oom_kill",
+            ),
             Version::V1 => (
-                Path::new(ROOT).join("memory").join(&self.base).join(group).join("memory.oom_control"),
+                Path::new(ROOT)
+                    .join("memory")
+                    .join(&self.base)
+                    .join(group)
+                    .join("memory.oom_control"),
                 "oom_kill",
             ),
         };
@@ -127,7 +147,9 @@ impl Cgroups {
 
     /// Subgroups directly below `group` (e.g. the runtimes under the base).
     pub fn children(&self, group: &Path) -> Vec<String> {
-        let Some(dir) = self.dirs(group).into_iter().next() else { return Vec::new() };
+        let Some(dir) = self.dirs(group).into_iter().next() else {
+            return Vec::new();
+        };
         fs::read_dir(dir)
             .map(|entries| {
                 entries

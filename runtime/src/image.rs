@@ -17,7 +17,8 @@ pub const AGENT_PATH_IN_IMAGE: &str = "/podcheck-agent";
 /// Builds (once per binary content) the agent's image under `images_dir` and returns the
 /// image root.
 pub fn build_agent_image(agent: &Path, images_dir: &Path) -> Result<PathBuf, RuntimeError> {
-    let bytes = fs::read(agent).map_err(|e| RuntimeError::io(format!("read the agent binary {}", agent.display()), e))?;
+    let bytes = fs::read(agent)
+        .map_err(|e| RuntimeError::io(format!("read the agent binary {}", agent.display()), e))?;
     let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     let root = images_dir.join(format!("agent-{:016x}", hasher.finish()));
@@ -26,22 +27,32 @@ pub fn build_agent_image(agent: &Path, images_dir: &Path) -> Result<PathBuf, Run
     }
     let staging = images_dir.join(format!(".staging-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(&staging).map_err(|e| RuntimeError::io(format!("create {}", staging.display()), e))?;
+    fs::create_dir_all(&staging)
+        .map_err(|e| RuntimeError::io(format!("create {}", staging.display()), e))?;
     let target = staging.join(AGENT_PATH_IN_IMAGE.trim_start_matches('/'));
-    fs::write(&target, &bytes).map_err(|e| RuntimeError::io(format!("write {}", target.display()), e))?;
+    fs::write(&target, &bytes)
+        .map_err(|e| RuntimeError::io(format!("write {}", target.display()), e))?;
     set_mode(&target, 0o755)?;
     for library in shared_libraries(agent)? {
         let inside = staging.join(library.strip_prefix("/").unwrap_or(&library));
         if let Some(parent) = inside.parent() {
-            fs::create_dir_all(parent).map_err(|e| RuntimeError::io(format!("create {}", parent.display()), e))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| RuntimeError::io(format!("create {}", parent.display()), e))?;
         }
-        fs::copy(&library, &inside).map_err(|e| RuntimeError::io(format!("copy {} into the agent image", library.display()), e))?;
+        fs::copy(&library, &inside).map_err(|e| {
+            RuntimeError::io(
+                format!("copy {} into the agent image", library.display()),
+                e,
+            )
+        })?;
         set_mode(&inside, 0o755)?;
     }
     for dir in ["dev", "proc", "tmp", "podcheck-state"] {
-        fs::create_dir_all(staging.join(dir)).map_err(|e| RuntimeError::io("lay out the agent image", e))?;
+        fs::create_dir_all(staging.join(dir))
+            .map_err(|e| RuntimeError::io("lay out the agent image", e))?;
     }
-    fs::write(staging.join(".complete"), b"").map_err(|e| RuntimeError::io("seal the agent image", e))?;
+    fs::write(staging.join(".complete"), b"")
+        .map_err(|e| RuntimeError::io("seal the agent image", e))?;
     match fs::rename(&staging, &root) {
         Ok(()) => Ok(root),
         // Another runtime built the same image meanwhile.
@@ -49,13 +60,17 @@ pub fn build_agent_image(agent: &Path, images_dir: &Path) -> Result<PathBuf, Run
             let _ = fs::remove_dir_all(&staging);
             Ok(root)
         }
-        Err(e) => Err(RuntimeError::io(format!("install the agent image at {}", root.display()), e)),
+        Err(e) => Err(RuntimeError::io(
+            format!("install the agent image at {}", root.display()),
+            e,
+        )),
     }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), RuntimeError> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| RuntimeError::io(format!("chmod {}", path.display()), e))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| RuntimeError::io(format!("chmod {}", path.display()), e))
 }
 
 /// The shared objects a dynamically linked binary loads, as `ldd` resolves them; none for
@@ -63,7 +78,12 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), RuntimeError> {
 fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
     let output = match Command::new("ldd").arg(binary).output() {
         Ok(output) => output,
-        Err(e) => return Err(RuntimeError::io("run ldd to find the agent's shared libraries", e)),
+        Err(e) => {
+            return Err(RuntimeError::io(
+                "run ldd to find the agent's shared libraries",
+                e,
+            ))
+        }
     };
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("not a dynamic executable") || text.contains("statically linked") {
@@ -74,7 +94,10 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
         let path = match line.split_once("=>") {
             Some((_, right)) => right.split_whitespace().next(),
-            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
         };
         if let Some(path) = path.filter(|p| p.starts_with('/')) {
             libraries.push(PathBuf::from(path));

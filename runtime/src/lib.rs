@@ -76,12 +76,15 @@ impl RuntimeConfig {
     }
 }
 
+/// A tmpfs if there is one: writable layers, emptyDirs and logs on a busy disk would add
+/// I/O latency to every container start, which the scaled clock turns into spec seconds.
 fn default_state_root() -> PathBuf {
-    if Path::new("/run").is_dir() {
-        PathBuf::from("/run/podcheck")
-    } else {
-        std::env::temp_dir().join("podcheck")
-    }
+    ["/run", "/dev/shm"]
+        .iter()
+        .map(Path::new)
+        .find(|dir| sys::is_tmpfs(dir))
+        .map(|dir| dir.join("podcheck"))
+        .unwrap_or_else(|| std::env::temp_dir().join("podcheck"))
 }
 
 /// Cgroup directory (below each hierarchy root) that holds every runtime's groups.
@@ -116,21 +119,33 @@ impl LocalRuntime {
     /// Checks privileges, removes what dead runtimes left behind, and builds the agent image.
     pub fn start(config: RuntimeConfig) -> Result<LocalRuntime, RuntimeError> {
         if !(config.time_scale > 0.0 && config.time_scale.is_finite()) {
-            return Err(RuntimeError::Unsupported(format!("time scale {} must be a positive number", config.time_scale)));
+            return Err(RuntimeError::Unsupported(format!(
+                "time scale {} must be a positive number",
+                config.time_scale
+            )));
         }
         sys::check_privileges()?;
         let cgroups = cgroup::Cgroups::detect(Path::new(CGROUP_BASE))?;
-        std::fs::create_dir_all(&config.state_root)
-            .map_err(|e| RuntimeError::io(format!("create the runtime state directory {}", config.state_root.display()), e))?;
+        std::fs::create_dir_all(&config.state_root).map_err(|e| {
+            RuntimeError::io(
+                format!(
+                    "create the runtime state directory {}",
+                    config.state_root.display()
+                ),
+                e,
+            )
+        })?;
         sweep_dead_runtimes(&config.state_root, &cgroups);
-        let agent_image = image::build_agent_image(&config.agent_binary, &config.state_root.join("images"))?;
+        let agent_image =
+            image::build_agent_image(&config.agent_binary, &config.state_root.join("images"))?;
         let id = format!(
             "{}-{}",
             std::process::id(),
             RUNTIME_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let dir = config.state_root.join("runtimes").join(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
         cgroups.create(Path::new(&id))?;
         let spawner = sys::Spawner::start()?;
         Ok(LocalRuntime {
@@ -166,11 +181,16 @@ impl LocalRuntime {
 
     fn lock_pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PodEntry>>> {
         // A poisoned map still holds valid entries; cleanup must go on.
-        self.pods.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pods
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn pod(&self, uid: &str) -> Result<Arc<PodEntry>, RuntimeError> {
-        self.lock_pods().get(uid).cloned().ok_or_else(|| RuntimeError::NoSuchPod(uid.to_owned()))
+        self.lock_pods()
+            .get(uid)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NoSuchPod(uid.to_owned()))
     }
 
     /// Every status the pod has had, in order, with the wall time it was set.
@@ -191,7 +211,10 @@ impl LocalRuntime {
 
     /// Kills the pod's processes at once and removes everything it had.
     pub async fn delete_pod(&self, uid: &str) -> Result<(), RuntimeError> {
-        let entry = self.lock_pods().remove(uid).ok_or_else(|| RuntimeError::NoSuchPod(uid.to_owned()))?;
+        let entry = self
+            .lock_pods()
+            .remove(uid)
+            .ok_or_else(|| RuntimeError::NoSuchPod(uid.to_owned()))?;
         entry.stop().await;
         Ok(())
     }

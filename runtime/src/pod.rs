@@ -3,12 +3,12 @@
 use crate::errors::RuntimeError;
 use crate::image::AGENT_PATH_IN_IMAGE;
 use crate::{status, sys, Shared, AGENT_IMAGE};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
-    PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -45,28 +45,59 @@ struct ContainerSpec {
 
 impl PodEntry {
     pub fn start(shared: Arc<Shared>, pod: Pod) -> Result<Arc<PodEntry>, RuntimeError> {
-        let name = pod.metadata.name.clone().unwrap_or_else(|| "pod".to_owned());
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let name = pod
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "pod".to_owned());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         let invalid = |field: &str, reason: String| RuntimeError::InvalidPod {
             pod: name.clone(),
             field: field.to_owned(),
             reason,
         };
-        let spec = pod.spec.as_ref().ok_or_else(|| invalid("spec", "missing".to_owned()))?;
+        let spec = pod
+            .spec
+            .as_ref()
+            .ok_or_else(|| invalid("spec", "missing".to_owned()))?;
         if spec.containers.is_empty() {
-            return Err(invalid("spec.containers", "a pod needs at least one container".to_owned()));
+            return Err(invalid(
+                "spec.containers",
+                "a pod needs at least one container".to_owned(),
+            ));
         }
         for (field, present) in [
-            ("initContainers", spec.init_containers.as_ref().is_some_and(|c| !c.is_empty())),
-            ("ephemeralContainers", spec.ephemeral_containers.as_ref().is_some_and(|c| !c.is_empty())),
+            (
+                "initContainers",
+                spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()),
+            ),
+            (
+                "ephemeralContainers",
+                spec.ephemeral_containers
+                    .as_ref()
+                    .is_some_and(|c| !c.is_empty()),
+            ),
         ] {
             if present {
-                return Err(invalid(&format!("spec.{field}"), "not supported by the local runtime yet".to_owned()));
+                return Err(invalid(
+                    &format!("spec.{field}"),
+                    "not supported by the local runtime yet".to_owned(),
+                ));
             }
         }
-        let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".to_owned());
+        let restart_policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".to_owned());
         if !matches!(restart_policy.as_str(), "Always" | "OnFailure" | "Never") {
-            return Err(invalid("spec.restartPolicy", format!("{restart_policy:?} is not Always, OnFailure or Never")));
+            return Err(invalid(
+                "spec.restartPolicy",
+                format!("{restart_policy:?} is not Always, OnFailure or Never"),
+            ));
         }
         let serial = shared.pod_counter.fetch_add(1, Ordering::Relaxed);
         let uid = format!("{}-{serial:04}", shared.id);
@@ -76,7 +107,10 @@ impl PodEntry {
             if volume.empty_dir.is_none() {
                 return Err(invalid(
                     &format!("spec.volumes[{index}]"),
-                    format!("volume {:?}: only emptyDir volumes are supported by the local runtime", volume.name),
+                    format!(
+                        "volume {:?}: only emptyDir volumes are supported by the local runtime",
+                        volume.name
+                    ),
                 ));
             }
             volumes.insert(volume.name.clone(), dir.join("volumes").join(&volume.name));
@@ -86,7 +120,8 @@ impl PodEntry {
             containers.push(container_spec(container, index, &volumes, &invalid)?);
         }
         for path in volumes.values() {
-            std::fs::create_dir_all(path).map_err(|e| RuntimeError::io(format!("create emptyDir {}", path.display()), e))?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| RuntimeError::io(format!("create emptyDir {}", path.display()), e))?;
         }
         let history = Arc::new(Mutex::new(Vec::new()));
         let (notify, changes) = watch::channel(0usize);
@@ -155,15 +190,27 @@ impl PodEntry {
         let dir = self.dir.join("logs").join(container);
         let mut instances: Vec<u32> = std::fs::read_dir(&dir)
             .map_err(|e| RuntimeError::io(format!("read the logs of container {container}"), e))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         instances.sort_unstable();
-        let wanted = if previous { instances.iter().rev().nth(1) } else { instances.last() };
+        let wanted = if previous {
+            instances.iter().rev().nth(1)
+        } else {
+            instances.last()
+        };
         let Some(instance) = wanted else {
             return Ok(String::new());
         };
         let path = dir.join(format!("{instance}.log"));
-        std::fs::read_to_string(&path).map_err(|e| RuntimeError::io(format!("read {}", path.display()), e))
+        std::fs::read_to_string(&path)
+            .map_err(|e| RuntimeError::io(format!("read {}", path.display()), e))
     }
 
     /// Stops the worker, which kills every process and removes the pod's state.
@@ -212,11 +259,17 @@ fn container_spec(
     if !program.starts_with('/') {
         return Err(invalid(&field("command"), format!("{program:?}: the local runtime needs an absolute path (images have no PATH lookup)")));
     }
-    let mut env = vec![("PATH".to_owned(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned())];
+    let mut env = vec![(
+        "PATH".to_owned(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+    )];
     for (env_index, var) in container.env.iter().flatten().enumerate() {
         match (&var.value, &var.value_from) {
             (_, Some(_)) => {
-                return Err(invalid(&field(&format!("env[{env_index}].valueFrom")), "not supported by the local runtime".to_owned()))
+                return Err(invalid(
+                    &field(&format!("env[{env_index}].valueFrom")),
+                    "not supported by the local runtime".to_owned(),
+                ))
             }
             (value, None) => env.push((var.name.clone(), value.clone().unwrap_or_default())),
         }
@@ -224,15 +277,25 @@ fn container_spec(
     let mut binds = Vec::new();
     for (mount_index, mount) in container.volume_mounts.iter().flatten().enumerate() {
         let source = volumes.get(&mount.name).ok_or_else(|| {
-            invalid(&field(&format!("volumeMounts[{mount_index}].name")), format!("no volume named {:?}", mount.name))
+            invalid(
+                &field(&format!("volumeMounts[{mount_index}].name")),
+                format!("no volume named {:?}", mount.name),
+            )
         })?;
         if !mount.mount_path.starts_with('/') || mount.mount_path.split('/').any(|p| p == "..") {
             return Err(invalid(
                 &field(&format!("volumeMounts[{mount_index}].mountPath")),
-                format!("{:?} must be an absolute path without '..'", mount.mount_path),
+                format!(
+                    "{:?} must be an absolute path without '..'",
+                    mount.mount_path
+                ),
             ));
         }
-        binds.push((source.clone(), mount.mount_path.clone(), mount.read_only.unwrap_or(false)));
+        binds.push((
+            source.clone(),
+            mount.mount_path.clone(),
+            mount.read_only.unwrap_or(false),
+        ));
     }
     Ok(ContainerSpec {
         name: container.name.clone(),
@@ -240,7 +303,10 @@ fn container_spec(
         program,
         args: command,
         env,
-        working_dir: container.working_dir.clone().unwrap_or_else(|| "/".to_owned()),
+        working_dir: container
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".to_owned()),
         binds,
     })
 }
@@ -333,12 +399,19 @@ impl Worker {
         self.shared.cgroups.create(&group)?;
         let procs = open_procs(&self.shared.cgroups.procs_files(&group))?;
         let command = sys::sandbox_command(sys::SandboxLaunch {
-            agent: self.shared.agent_image.join(AGENT_PATH_IN_IMAGE.trim_start_matches('/')),
+            agent: self
+                .shared
+                .agent_image
+                .join(AGENT_PATH_IN_IMAGE.trim_start_matches('/')),
             hostname: self.pod_name.clone(),
             cgroup_procs: procs,
         })
         .map_err(|e| RuntimeError::io("prepare the pod sandbox", e))?;
-        let child = self.shared.spawner.spawn(command).map_err(|e| RuntimeError::io("start the pod sandbox", e))?;
+        let child = self
+            .shared
+            .spawner
+            .spawn(command)
+            .map_err(|e| RuntimeError::io("start the pod sandbox", e))?;
         self.sandbox_pid = Some(child.id() as i32);
         // Reap it whenever it dies; its exit needs no handling beyond that.
         tokio::task::spawn_blocking(move || {
@@ -362,10 +435,22 @@ impl Worker {
                     run.status.last_state = previous;
                 }
                 run.status.restart_count = instance as i32;
-                run.status.container_id = Some(format!("podcheck://{}/{}/{instance}", self.uid, run.spec.name));
-                run.status.image_id = format!("podcheck.local/images/{}", self.shared.agent_image.file_name().and_then(|n| n.to_str()).unwrap_or("agent"));
+                run.status.container_id = Some(format!(
+                    "podcheck://{}/{}/{instance}",
+                    self.uid, run.spec.name
+                ));
+                run.status.image_id = format!(
+                    "podcheck.local/images/{}",
+                    self.shared
+                        .agent_image
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("agent")
+                );
                 run.status.state = Some(ContainerState {
-                    running: Some(ContainerStateRunning { started_at: Some(now()) }),
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(now()),
+                    }),
                     ..ContainerState::default()
                 });
                 // Without probes a running container is started and ready at once.
@@ -377,16 +462,28 @@ impl Worker {
                     let code = match child.wait() {
                         Ok(status) => {
                             use std::os::unix::process::ExitStatusExt;
-                            status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
                         }
                         Err(_) => 128 + libc::SIGKILL,
                     };
-                    let _ = exits.send(Exit { container: index, instance, code, at: Instant::now(), wall: now() });
+                    let _ = exits.send(Exit {
+                        container: index,
+                        instance,
+                        code,
+                        at: Instant::now(),
+                        wall: now(),
+                    });
                 });
             }
             Err(err) => {
                 let run = &mut self.containers[index];
-                let reason = if run.spec.image == AGENT_IMAGE { "RunContainerError" } else { "ErrImageNeverPull" };
+                let reason = if run.spec.image == AGENT_IMAGE {
+                    "RunContainerError"
+                } else {
+                    "ErrImageNeverPull"
+                };
                 run.status.state = Some(waiting(reason, Some(err.to_string())));
                 run.status.ready = false;
                 run.status.started = Some(false);
@@ -394,24 +491,43 @@ impl Worker {
         }
     }
 
-    fn spawn_instance(&mut self, index: usize, instance: u32) -> Result<std::process::Child, RuntimeError> {
-        let sandbox_pid = self.sandbox_pid.ok_or_else(|| RuntimeError::io("start a container", std::io::Error::other("no sandbox")))?;
+    fn spawn_instance(
+        &mut self,
+        index: usize,
+        instance: u32,
+    ) -> Result<std::process::Child, RuntimeError> {
+        let sandbox_pid = self.sandbox_pid.ok_or_else(|| {
+            RuntimeError::io("start a container", std::io::Error::other("no sandbox"))
+        })?;
         let spec = &self.containers[index].spec;
         if spec.image != AGENT_IMAGE {
             return Err(RuntimeError::io(
                 format!("find image {:?}", spec.image),
-                std::io::Error::other(format!("only {AGENT_IMAGE} is present on this node and imagePullPolicy cannot pull")),
+                std::io::Error::other(format!(
+                    "only {AGENT_IMAGE} is present on this node and imagePullPolicy cannot pull"
+                )),
             ));
         }
-        let layer = self.dir.join("containers").join(&spec.name).join(instance.to_string());
-        let (upper, work, merged) = (layer.join("upper"), layer.join("work"), layer.join("merged"));
+        let layer = self
+            .dir
+            .join("containers")
+            .join(&spec.name)
+            .join(instance.to_string());
+        let (upper, work, merged) = (
+            layer.join("upper"),
+            layer.join("work"),
+            layer.join("merged"),
+        );
         for dir in [&upper, &work, &merged] {
-            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::io(format!("create {}", dir.display()), e))?;
         }
         let log_dir = self.dir.join("logs").join(&spec.name);
-        std::fs::create_dir_all(&log_dir).map_err(|e| RuntimeError::io(format!("create {}", log_dir.display()), e))?;
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| RuntimeError::io(format!("create {}", log_dir.display()), e))?;
         let log_path = log_dir.join(format!("{instance}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| RuntimeError::io(format!("create {}", log_path.display()), e))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| RuntimeError::io(format!("create {}", log_path.display()), e))?;
         let group = self.group(&format!("{}-{instance}", spec.name));
         self.shared.cgroups.create(&group)?;
         self.containers[index].oom_kills_before = self.shared.cgroups.oom_kills(&group);
@@ -431,24 +547,38 @@ impl Worker {
             log,
         })
         .map_err(|e| RuntimeError::io(format!("prepare container {}", spec.name), e))?;
-        self.shared.spawner.spawn(command).map_err(|e| RuntimeError::io(format!("start container {}", spec.name), e))
+        self.shared
+            .spawner
+            .spawn(command)
+            .map_err(|e| RuntimeError::io(format!("start container {}", spec.name), e))
     }
 
     fn on_exit(&mut self, exit: Exit, exits: &mpsc::UnboundedSender<Exit>) {
         let config = self.shared.config.clone();
         let scale = |d: Duration| config.scaled(d);
         let kubelet = config.kubelet;
-        let group = self.group(&format!("{}-{}", self.containers[exit.container].spec.name, exit.instance));
-        let oom_killed = self.shared.cgroups.oom_kills(&group) > self.containers[exit.container].oom_kills_before;
-        // Leftover processes of the instance die with it; then its cgroup goes.
+        let group = self.group(&format!(
+            "{}-{}",
+            self.containers[exit.container].spec.name, exit.instance
+        ));
+        let oom_killed = self.shared.cgroups.oom_kills(&group)
+            > self.containers[exit.container].oom_kills_before;
+        // Leftover processes of the instance die with it; then its cgroup goes, off the
+        // worker, since the kernel may keep it busy for a moment.
         self.shared.cgroups.kill_all(&group);
-        self.shared.cgroups.remove(&group);
+        let cgroups = self.shared.cgroups.clone();
+        tokio::task::spawn_blocking(move || cgroups.remove(&group));
         let run = &mut self.containers[exit.container];
         if run.instance != Some(exit.instance) {
             return;
         }
         run.pid = None;
-        let started_at = run.status.state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.clone());
+        let started_at = run
+            .status
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .and_then(|r| r.started_at.clone());
         let reason = if oom_killed {
             "OOMKilled"
         } else if exit.code == 0 {
@@ -481,9 +611,9 @@ impl Worker {
             return;
         }
         let run = &mut self.containers[exit.container];
-        let expired = run
-            .back_off
-            .is_none_or(|b| exit.at.saturating_duration_since(b.last_update) > scale(kubelet.back_off_reset_after));
+        let expired = run.back_off.is_none_or(|b| {
+            exit.at.saturating_duration_since(b.last_update) > scale(kubelet.back_off_reset_after)
+        });
         if expired {
             run.back_off = Some(BackOff {
                 current: kubelet.back_off_initial.min(kubelet.back_off_max),
@@ -513,7 +643,8 @@ impl Worker {
 
     /// Builds the pod status from the container states and records it if it changed.
     fn publish(&mut self) {
-        let statuses: Vec<ContainerStatus> = self.containers.iter().map(|c| c.status.clone()).collect();
+        let statuses: Vec<ContainerStatus> =
+            self.containers.iter().map(|c| c.status.clone()).collect();
         let mut phase = status::phase(&statuses, &self.restart_policy);
         if let Some(terminal) = self.terminal {
             phase = terminal;
@@ -529,7 +660,10 @@ impl Worker {
         };
         let mut conditions = status::conditions(&statuses, phase, self.sandbox_ready, &stamp);
         if let Some((_, previous)) = history.last() {
-            status::carry_transition_times(&mut conditions, previous.conditions.as_deref().unwrap_or(&[]));
+            status::carry_transition_times(
+                &mut conditions,
+                previous.conditions.as_deref().unwrap_or(&[]),
+            );
         }
         let status = PodStatus {
             phase: Some(phase.to_owned()),
@@ -537,7 +671,10 @@ impl Worker {
             container_statuses: Some(statuses),
             host_ip: Some("127.0.0.1".to_owned()),
             qos_class: Some("BestEffort".to_owned()),
-            start_time: history.first().map(|(at, _)| at.clone()).or_else(|| Some(stamp.clone())),
+            start_time: history
+                .first()
+                .map(|(at, _)| at.clone())
+                .or_else(|| Some(stamp.clone())),
             ..PodStatus::default()
         };
         if history.last().is_some_and(|(_, last)| *last == status) {

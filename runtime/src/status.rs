@@ -22,7 +22,11 @@ pub fn phase(statuses: &[ContainerStatus], restart_policy: &str) -> &'static str
             if terminated.exit_code == 0 {
                 succeeded += 1;
             }
-        } else if status.last_state.as_ref().is_some_and(|s| s.terminated.is_some()) {
+        } else if status
+            .last_state
+            .as_ref()
+            .is_some_and(|s| s.terminated.is_some())
+        {
             // Waiting to restart: it has run before.
             stopped += 1;
         } else {
@@ -46,7 +50,13 @@ pub fn phase(statuses: &[ContainerStatus], restart_policy: &str) -> &'static str
     }
 }
 
-fn condition(type_: &str, status: bool, reason: Option<&str>, message: Option<String>, now: &Time) -> PodCondition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: &Time,
+) -> PodCondition {
     PodCondition {
         type_: type_.to_owned(),
         status: if status { "True" } else { "False" }.to_owned(),
@@ -58,8 +68,17 @@ fn condition(type_: &str, status: bool, reason: Option<&str>, message: Option<St
 }
 
 /// Conditions for a pod without init containers, probes or readiness gates.
-pub fn conditions(statuses: &[ContainerStatus], phase: &str, sandbox_ready: bool, now: &Time) -> Vec<PodCondition> {
-    let unready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+pub fn conditions(
+    statuses: &[ContainerStatus],
+    phase: &str,
+    sandbox_ready: bool,
+    now: &Time,
+) -> Vec<PodCondition> {
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
     let (ready, reason, message) = match phase {
         "Succeeded" => (false, Some("PodCompleted"), None),
         "Failed" => (false, Some("PodFailed"), None),
@@ -67,12 +86,21 @@ pub fn conditions(statuses: &[ContainerStatus], phase: &str, sandbox_ready: bool
         _ => (
             false,
             Some("ContainersNotReady"),
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
         ),
     };
     vec![
         condition("PodReadyToStartContainers", sandbox_ready, None, None, now),
-        condition("Initialized", true, (phase == "Succeeded").then_some("PodCompleted"), None, now),
+        condition(
+            "Initialized",
+            true,
+            (phase == "Succeeded").then_some("PodCompleted"),
+            None,
+            now,
+        ),
         condition("Ready", ready, reason, message.clone(), now),
         condition("ContainersReady", ready, reason, message, now),
         condition("PodScheduled", true, None, None, now),

@@ -34,16 +34,21 @@ pub fn check_privileges() -> Result<(), RuntimeError> {
         ));
     }
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !filesystems.lines().any(|l| l.trim_end().ends_with("overlay")) {
+    if !filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("overlay"))
+    {
         return Err(RuntimeError::Unsupported(
-            "the kernel lacks overlayfs, which container root filesystems need (modprobe overlay)".to_owned(),
+            "the kernel lacks overlayfs, which container root filesystems need (modprobe overlay)"
+                .to_owned(),
         ));
     }
     Ok(())
 }
 
 fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))
 }
 
 fn check(result: libc::c_int) -> io::Result<()> {
@@ -103,12 +108,19 @@ pub fn sandbox_command(launch: SandboxLaunch) -> io::Result<Command> {
     let hostname = launch.hostname.into_bytes();
     let procs = launch.cgroup_procs;
     let mut command = Command::new(&launch.agent);
-    command.arg("pause").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).env_clear();
+    command
+        .arg("pause")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_clear();
     // SAFETY: the closure only makes syscalls on data moved into it before the fork.
     unsafe {
         command.pre_exec(move || {
             common_setup(&procs)?;
-            check(libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC))?;
+            check(libc::unshare(
+                libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
+            ))?;
             check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
             loopback_up()
         });
@@ -185,7 +197,13 @@ pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
                 check(libc::setns(ns.as_raw_fd(), 0))?;
             }
             check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+            check(libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
             check(libc::mount(
                 overlay.as_ptr(),
                 merged.as_ptr(),
@@ -198,7 +216,13 @@ pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
                     libc::mkdir(dir.as_ptr(), 0o755);
                 }
                 let Some(target) = dirs.last() else { continue };
-                check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                check(libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
                 if *read_only {
                     check(libc::mount(
                         std::ptr::null(),
@@ -210,11 +234,21 @@ pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
                 }
             }
             libc::mkdir(dev.as_ptr(), 0o755);
-            let fd = libc::open(dev_null.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o666);
+            let fd = libc::open(
+                dev_null.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o666,
+            );
             if fd >= 0 {
                 libc::close(fd);
             }
-            check(libc::mount(host_dev_null.as_ptr(), dev_null.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+            check(libc::mount(
+                host_dev_null.as_ptr(),
+                dev_null.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
             check(libc::chroot(merged.as_ptr()))?;
             check(libc::chdir(working_dir.as_ptr()))
         });
@@ -253,7 +287,9 @@ impl Spawner {
         self.jobs
             .send((command, reply))
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-        answer.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
     }
 }
 
@@ -267,4 +303,14 @@ pub fn kill(pid: i32, signal: libc::c_int) {
 pub fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Whether `dir` is on a tmpfs (statfs magic TMPFS_MAGIC).
+pub fn is_tmpfs(dir: &Path) -> bool {
+    let Ok(path) = cstring(dir) else { return false };
+    // SAFETY: statfs into a zeroed struct with a valid C path.
+    unsafe {
+        let mut info: libc::statfs = std::mem::zeroed();
+        libc::statfs(path.as_ptr(), &mut info) == 0 && info.f_type == libc::TMPFS_MAGIC
+    }
 }

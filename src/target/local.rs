@@ -23,15 +23,27 @@ pub struct LocalTarget {
 /// Finds the podcheck-agent binary: `--agent`, `PODCHECK_AGENT`, or next to this executable
 /// (cargo puts workspace binaries side by side; test binaries live one level deeper).
 pub fn find_agent(explicit: Option<&PathBuf>) -> Result<PathBuf, TargetError> {
-    if let Some(path) = explicit.cloned().or_else(|| std::env::var_os("PODCHECK_AGENT").map(PathBuf::from)) {
+    if let Some(path) = explicit
+        .cloned()
+        .or_else(|| std::env::var_os("PODCHECK_AGENT").map(PathBuf::from))
+    {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(TargetError::Failed(format!("agent binary {} does not exist", path.display())))
+            Err(TargetError::Failed(format!(
+                "agent binary {} does not exist",
+                path.display()
+            )))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| TargetError::Failed(format!("cannot locate this executable: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| TargetError::Failed(format!("cannot locate this executable: {e}")))?;
     let mut candidates = Vec::new();
+    // The static agent build.rs made for this very build comes first: it matches this
+    // podcheck, and static binaries need no libraries in the image.
+    if let Some(built) = option_env!("PODCHECK_AGENT_BUILT") {
+        candidates.push(PathBuf::from(built));
+    }
     if let Some(dir) = exe.parent() {
         candidates.push(dir.join("podcheck-agent"));
         if let Some(parent) = dir.parent() {
@@ -92,7 +104,12 @@ impl LocalTarget {
 
     /// Processes the local runtime has running, across its nodes (for leak checks).
     pub fn process_count(&self) -> usize {
-        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).values().map(|n| n.process_count()).sum()
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|n| n.process_count())
+            .sum()
     }
 }
 
@@ -105,12 +122,16 @@ impl Target for LocalTarget {
     fn timing(&self) -> TimingProfile {
         TimingProfile {
             time_scale: self.options.time_scale,
-            tolerance_ms: (self.options.tolerance_wall_ms as f64 / self.options.time_scale).round() as u64,
+            tolerance_ms: (self.options.tolerance_wall_ms as f64 / self.options.time_scale).round()
+                as u64,
         }
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { concurrency: self.options.jobs.unwrap_or(16), virtual_clock: false }
+        Capabilities {
+            concurrency: self.options.jobs.unwrap_or(16),
+            virtual_clock: false,
+        }
     }
 
     fn agent_image(&self) -> String {
@@ -126,47 +147,74 @@ impl Target for LocalTarget {
             .ok()
             .and_then(|h| h.first().map(|(at, _)| at.clone()))
             .unwrap_or_else(|| Time(jiff::Timestamp::now()));
-        Ok(PodRef { name, uid, created_at, node })
+        Ok(PodRef {
+            name,
+            uid,
+            created_at,
+            node,
+        })
     }
 
     async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
         let runtime = self.runtime(pod)?;
         let changes = runtime.watch(&pod.uid).map_err(runtime_error)?;
         let uid = pod.uid.clone();
-        let stream = futures::stream::unfold((runtime, changes, 0usize, Vec::new()), move |(runtime, mut changes, mut seen, mut pending)| {
-            let uid = uid.clone();
-            async move {
-                loop {
-                    if let Some(next) = pending.pop() {
-                        return Some((next, (runtime, changes, seen, pending)));
+        let stream = futures::stream::unfold(
+            (runtime, changes, 0usize, Vec::new()),
+            move |(runtime, mut changes, mut seen, mut pending)| {
+                let uid = uid.clone();
+                async move {
+                    loop {
+                        if let Some(next) = pending.pop() {
+                            return Some((next, (runtime, changes, seen, pending)));
+                        }
+                        let history = runtime.status_history(&uid).ok()?;
+                        if history.len() > seen {
+                            pending = history[seen..]
+                                .iter()
+                                .rev()
+                                .map(|(at, status)| Snapshot {
+                                    at: at.clone(),
+                                    status: status.clone(),
+                                })
+                                .collect();
+                            seen = history.len();
+                            continue;
+                        }
+                        changes.changed().await.ok()?;
                     }
-                    let history = runtime.status_history(&uid).ok()?;
-                    if history.len() > seen {
-                        pending = history[seen..]
-                            .iter()
-                            .rev()
-                            .map(|(at, status)| Snapshot { at: at.clone(), status: status.clone() })
-                            .collect();
-                        seen = history.len();
-                        continue;
-                    }
-                    changes.changed().await.ok()?;
                 }
-            }
-        });
+            },
+        );
         Ok(Box::pin(stream))
     }
 
-    async fn logs(&self, pod: &PodRef, container: &str, previous: bool) -> Result<String, TargetError> {
-        self.runtime(pod)?.logs(&pod.uid, container, previous).map_err(runtime_error)
+    async fn logs(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        previous: bool,
+    ) -> Result<String, TargetError> {
+        self.runtime(pod)?
+            .logs(&pod.uid, container, previous)
+            .map_err(runtime_error)
     }
 
     async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
-        self.runtime(pod)?.delete_pod(&pod.uid).await.map_err(runtime_error)
+        self.runtime(pod)?
+            .delete_pod(&pod.uid)
+            .await
+            .map_err(runtime_error)
     }
 
     async fn cleanup(&self) -> Result<(), TargetError> {
-        let nodes: Vec<_> = self.nodes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let nodes: Vec<_> = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for node in nodes {
             node.shutdown().await;
         }

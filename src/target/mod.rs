@@ -57,14 +57,22 @@ pub trait Target: Send + Sync {
     /// Every status the pod has from creation on, each with the time the target set it.
     /// The stream ends when the target has nothing more to show.
     async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError>;
-    async fn logs(&self, pod: &PodRef, container: &str, previous: bool) -> Result<String, TargetError>;
+    async fn logs(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        previous: bool,
+    ) -> Result<String, TargetError>;
     async fn delete(&self, pod: &PodRef) -> Result<(), TargetError>;
     /// Removes everything the target created.
     async fn cleanup(&self) -> Result<(), TargetError>;
 }
 
 /// Parses `model`, `model:DEVIATION` or `local`.
-pub async fn from_spec(spec: &str, options: &TargetOptions) -> Result<Box<dyn Target>, TargetError> {
+pub async fn from_spec(
+    spec: &str,
+    options: &TargetOptions,
+) -> Result<Box<dyn Target>, TargetError> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     match kind {
         "model" => Ok(Box::new(model::ModelTarget::new(rest, options.seed)?)),

@@ -26,10 +26,17 @@ impl ModelTarget {
             "" => None,
             name => Some(Deviation::parse(name).ok_or_else(|| {
                 let known: Vec<String> = Deviation::ALL.iter().map(|d| d.name()).collect();
-                TargetError::Failed(format!("unknown model deviation {name:?}; known: {}", known.join(", ")))
+                TargetError::Failed(format!(
+                    "unknown model deviation {name:?}; known: {}",
+                    known.join(", ")
+                ))
             })?),
         };
-        Ok(ModelTarget { deviation, seed, traces: Mutex::new(HashMap::new()) })
+        Ok(ModelTarget {
+            deviation,
+            seed,
+            traces: Mutex::new(HashMap::new()),
+        })
     }
 
     fn traces(&self) -> std::sync::MutexGuard<'_, HashMap<String, Trace>> {
@@ -49,13 +56,27 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
             .flatten()
             .find(|e| e.name == "PODCHECK_BEHAVIOUR")
             .and_then(|e| e.value.clone())
-            .ok_or_else(|| TargetError::Rejected(format!("container {} has no PODCHECK_BEHAVIOUR", container.name)))?;
-        let behaviour = behaviour_from_json(&text)
-            .ok_or_else(|| TargetError::Rejected(format!("container {}: malformed PODCHECK_BEHAVIOUR", container.name)))?;
+            .ok_or_else(|| {
+                TargetError::Rejected(format!(
+                    "container {} has no PODCHECK_BEHAVIOUR",
+                    container.name
+                ))
+            })?;
+        let behaviour = behaviour_from_json(&text).ok_or_else(|| {
+            TargetError::Rejected(format!(
+                "container {}: malformed PODCHECK_BEHAVIOUR",
+                container.name
+            ))
+        })?;
         behaviours.insert(container.name.clone(), behaviour);
     }
     let scenario = Scenario {
-        name: pod.metadata.labels.as_ref().and_then(|l| l.get(CASE_LABEL).cloned()).unwrap_or(name),
+        name: pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(CASE_LABEL).cloned())
+            .unwrap_or(name),
         description: None,
         rules: Vec::new(),
         kubelet: *kubelet,
@@ -68,7 +89,9 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
 }
 
 fn hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[async_trait]
@@ -81,11 +104,17 @@ impl Target for ModelTarget {
     }
 
     fn timing(&self) -> TimingProfile {
-        TimingProfile { time_scale: 1.0, tolerance_ms: 0 }
+        TimingProfile {
+            time_scale: 1.0,
+            tolerance_ms: 0,
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { concurrency: 64, virtual_clock: true }
+        Capabilities {
+            concurrency: 64,
+            virtual_clock: true,
+        }
     }
 
     fn agent_image(&self) -> String {
@@ -109,11 +138,20 @@ impl Target for ModelTarget {
     }
 
     async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
-        let trace = self.traces().get(&pod.uid).cloned().ok_or_else(|| TargetError::Failed(format!("no pod {}", pod.uid)))?;
+        let trace = self
+            .traces()
+            .get(&pod.uid)
+            .cloned()
+            .ok_or_else(|| TargetError::Failed(format!("no pod {}", pod.uid)))?;
         Ok(Box::pin(futures::stream::iter(trace.snapshots)))
     }
 
-    async fn logs(&self, _pod: &PodRef, _container: &str, _previous: bool) -> Result<String, TargetError> {
+    async fn logs(
+        &self,
+        _pod: &PodRef,
+        _container: &str,
+        _previous: bool,
+    ) -> Result<String, TargetError> {
         Ok(String::new())
     }
 
