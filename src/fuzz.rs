@@ -1,24 +1,32 @@
 //! Random scenarios against a target; on a divergence, shrink to a minimal scenario and
 //! save it as a suite file that replays the failure.
+//!
+//! Every random choice derives from one seed (printed with a reproduce command). Cases
+//! run concurrently, as many as the target allows; shrinking is sequential, one real run
+//! per step, following proptest's simplify/complicate protocol.
 
 use crate::harness::run_case;
 use crate::target::Target;
+use futures::StreamExt;
 use podcheck_oracle::{predict, Outcome, Scenario};
 use podcheck_reports::{describe_violations, CaseResult};
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use std::cell::RefCell;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::{Path, PathBuf};
 
 pub struct FuzzOptions {
     pub cases: u32,
     pub seed: u64,
     pub out_dir: PathBuf,
+    /// Upper bound on shrinking steps (each one a real run on the target).
+    pub max_shrink_steps: u32,
 }
 
 pub struct Counterexample {
     pub scenario: Scenario,
     pub result: CaseResult,
     pub saved_to: PathBuf,
+    pub shrink_steps: u32,
 }
 
 pub struct FuzzReport {
@@ -38,69 +46,109 @@ pub fn rng_for(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
-/// Runs random scenarios on `target` (blocking the current thread on `handle` per case).
-pub fn fuzz(
+/// Scenario value trees for a seed, skipping scenarios the oracle cannot predict.
+pub fn draw(seed: u64, cases: u32) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, String> {
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng_for(seed));
+    let strategy = podcheck_generators::scenario().boxed();
+    let mut trees = Vec::new();
+    let mut rejected = 0u32;
+    while trees.len() < cases as usize {
+        let tree = strategy
+            .new_tree(&mut runner)
+            .map_err(|e| format!("failed to generate a scenario: {e}"))?;
+        if predict(&tree.current()).is_ok() {
+            trees.push(Box::new(tree) as Box<dyn ValueTree<Value = Scenario>>);
+        } else {
+            rejected += 1;
+            if rejected > cases.saturating_mul(10).max(100) {
+                return Err("the generator keeps producing unpredictable scenarios".to_owned());
+            }
+        }
+    }
+    Ok(trees)
+}
+
+/// Distinct names, so that concurrent pods of one run do not collide on a target.
+fn named(mut scenario: Scenario, index: usize) -> Scenario {
+    scenario.name = format!("generated-{index}");
+    scenario.pod.metadata.name = Some(scenario.name.clone());
+    scenario
+}
+
+fn fails(result: &CaseResult) -> bool {
+    result.verdict.outcome == Outcome::Fail
+}
+
+pub async fn fuzz(
     target: &dyn Target,
-    handle: &tokio::runtime::Handle,
     options: &FuzzOptions,
-    progress: impl FnMut(&CaseResult),
+    mut progress: impl FnMut(&CaseResult),
 ) -> Result<FuzzReport, String> {
-    let config = Config {
-        cases: options.cases,
-        failure_persistence: None,
-        max_shrink_iters: 200,
-        max_global_rejects: options.cases.saturating_mul(4).max(64),
-        ..Config::default()
+    let mut trees = draw(options.seed, options.cases)?;
+    let concurrency = target.capabilities().concurrency.max(1);
+    let scenarios: Vec<Scenario> = trees
+        .iter()
+        .enumerate()
+        .map(|(index, t)| named(t.current(), index))
+        .collect();
+    let mut results: Vec<(usize, CaseResult)> = futures::stream::iter(scenarios.iter().enumerate())
+        .map(|(index, scenario)| async move {
+            let source = format!("generated #{index} of seed {}", options.seed);
+            (index, run_case(target, scenario, &source, true).await)
+        })
+        .buffer_unordered(concurrency)
+        .inspect(|(_, result)| progress(result))
+        .collect()
+        .await;
+    results.sort_by_key(|(index, _)| *index);
+    let target_errors = results
+        .iter()
+        .filter(|(_, r)| r.verdict.outcome == Outcome::Error)
+        .count() as u32;
+    let Some((index, first)) = results.into_iter().find(|(_, r)| fails(r)) else {
+        return Ok(FuzzReport {
+            cases_run: options.cases,
+            target_errors,
+            counterexample: None,
+        });
     };
-    let mut runner = TestRunner::new_with_rng(config, rng_for(options.seed));
-    let progress = RefCell::new(progress);
-    let cases_run = RefCell::new(0u32);
-    let target_errors = RefCell::new(0u32);
-    let last_failure: RefCell<Option<CaseResult>> = RefCell::new(None);
-    let outcome = runner.run(&podcheck_generators::scenario(), |scenario| {
-        if predict(&scenario).is_err() {
-            return Err(TestCaseError::reject("no single prediction"));
-        }
-        let result = handle.block_on(run_case(target, &scenario, "generated", true));
-        *cases_run.borrow_mut() += 1;
-        (progress.borrow_mut())(&result);
-        match result.verdict.outcome {
-            Outcome::Fail => {
-                let message = describe_violations(&result.verdict);
-                *last_failure.borrow_mut() = Some(result);
-                Err(TestCaseError::fail(message))
-            }
-            Outcome::Error => {
-                *target_errors.borrow_mut() += 1;
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    });
-    let counterexample = match outcome {
-        Ok(()) => None,
-        Err(TestError::Abort(reason)) => return Err(format!("fuzzing stopped: {reason}")),
-        Err(TestError::Fail(_, minimal)) => {
-            // Replay the minimal scenario once more for its own result and trace.
-            let result =
-                handle.block_on(run_case(target, &minimal, "minimal counterexample", true));
-            let result = if result.verdict.outcome == Outcome::Fail {
-                result
-            } else {
-                last_failure.borrow_mut().take().unwrap_or(result)
+    let tree = &mut trees[index];
+    let mut best = (named(tree.current(), index), first);
+    let mut steps = 0u32;
+    if tree.simplify() {
+        while steps < options.max_shrink_steps {
+            steps += 1;
+            let candidate = named(tree.current(), index);
+            let result = match predict(&candidate) {
+                Ok(_) => Some(run_case(target, &candidate, "shrinking", true).await),
+                Err(_) => None,
             };
-            let saved_to = save_counterexample(&minimal, &result, options)?;
-            Some(Counterexample {
-                scenario: minimal,
-                result,
-                saved_to,
-            })
+            match result {
+                Some(result) if fails(&result) => {
+                    best = (candidate, result);
+                    if !tree.simplify() {
+                        break;
+                    }
+                }
+                _ => {
+                    if !tree.complicate() {
+                        break;
+                    }
+                }
+            }
         }
-    };
+    }
+    let (scenario, result) = best;
+    let saved_to = save_counterexample(&scenario, &result, options)?;
     Ok(FuzzReport {
-        cases_run: cases_run.into_inner(),
-        target_errors: target_errors.into_inner(),
-        counterexample,
+        cases_run: options.cases,
+        target_errors,
+        counterexample: Some(Counterexample {
+            scenario,
+            result,
+            saved_to,
+            shrink_steps: steps,
+        }),
     })
 }
 

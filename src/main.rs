@@ -265,19 +265,22 @@ async fn run_fuzz(
         "reproduce with: podcheck fuzz --target {} --cases {cases} --seed {seed}",
         args.target
     );
-    let handle = tokio::runtime::Handle::current();
     let options = FuzzOptions {
         cases,
         seed,
         out_dir: out,
+        max_shrink_steps: 64,
     };
-    let report = tokio::task::block_in_place(|| {
-        fuzz(target.as_ref(), &handle, &options, |result| {
-            if result.verdict.outcome != Outcome::Pass {
-                print_result(result);
-            }
-        })
-    });
+    let mut done = 0u32;
+    let report = fuzz(target.as_ref(), &options, |result| {
+        done += 1;
+        if result.verdict.outcome != Outcome::Pass {
+            print_result(result);
+        } else if done % 10 == 0 {
+            println!("      ... {done}/{cases} conform so far");
+        }
+    })
+    .await;
     let _ = target.cleanup().await;
     let report = match report {
         Ok(r) => r,
@@ -300,8 +303,8 @@ async fn run_fuzz(
         }
         Some(found) => {
             println!(
-                "divergence found after {} scenarios; minimal scenario:",
-                report.cases_run
+                "divergence found among {} scenarios; minimal scenario after {} shrinking steps:",
+                report.cases_run, found.shrink_steps
             );
             println!("{}", found.scenario.to_yaml());
             print!("{}", describe_violations(&found.result.verdict));

@@ -727,8 +727,14 @@ fn check_instances(
                             let shown = message
                                 .strip_prefix("back-off ")
                                 .and_then(|rest| rest.split_once(" restarting failed container="));
-                            let rule = match (shown, plan.instances.get(index as usize + 1)) {
-                                (Some((duration, _)), Some(next)) if duration != shown_back_off => next.start_rule,
+                            let rule = match shown {
+                                Some((duration, _)) if duration != shown_back_off => {
+                                    if back_off >= prediction.back_off.max {
+                                        "restart.backoff.cap"
+                                    } else {
+                                        "restart.backoff.doubling"
+                                    }
+                                }
                                 _ => "container.state.waiting.crashloop",
                             };
                             out.add(rule, name, format!("message starting {expected_message:?}"), format!("message {message:?}"), Some(*at));

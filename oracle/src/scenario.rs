@@ -94,7 +94,7 @@ pub struct Fault {
 pub enum FaultAction {}
 
 /// Kubelet configuration the prediction depends on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubeletParams {
     /// The container restart back-off (kubelet `backOffPeriod` and `MaxContainerBackOff`,
@@ -106,14 +106,6 @@ pub struct KubeletParams {
 impl KubeletParams {
     pub fn is_default(&self) -> bool {
         *self == KubeletParams::default()
-    }
-}
-
-impl Default for KubeletParams {
-    fn default() -> Self {
-        KubeletParams {
-            crash_loop_back_off: BackOffParams::default(),
-        }
     }
 }
 
