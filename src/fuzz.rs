@@ -8,7 +8,7 @@
 use crate::harness::run_case;
 use crate::target::Target;
 use futures::StreamExt;
-use podcheck_oracle::{predict, Outcome, Scenario};
+use podcheck_oracle::{predict, Outcome, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -20,7 +20,13 @@ pub struct FuzzOptions {
     pub out_dir: PathBuf,
     /// Upper bound on shrinking steps (each one a real run on the target).
     pub max_shrink_steps: u32,
+    /// Scenarios the oracle would watch longer than this (spec time) are not drawn.
+    pub max_horizon: SpecDuration,
 }
+
+/// Long enough for a back-off reset (a 600s run) and a few restarts; 45s of wall time at
+/// the default time scale.
+pub const DEFAULT_MAX_HORIZON: SpecDuration = SpecDuration::from_secs(900);
 
 pub struct Counterexample {
     pub scenario: Scenario,
@@ -46,8 +52,13 @@ pub fn rng_for(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
-/// Scenario value trees for a seed, skipping scenarios the oracle cannot predict.
-pub fn draw(seed: u64, cases: u32) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, String> {
+/// Scenario value trees for a seed, skipping scenarios the oracle cannot predict or would
+/// watch for longer than `max_horizon`.
+pub fn draw(
+    seed: u64,
+    cases: u32,
+    max_horizon: SpecDuration,
+) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, String> {
     let mut runner = TestRunner::new_with_rng(Config::default(), rng_for(seed));
     let strategy = podcheck_generators::scenario().boxed();
     let mut trees = Vec::new();
@@ -56,7 +67,7 @@ pub fn draw(seed: u64, cases: u32) -> Result<Vec<Box<dyn ValueTree<Value = Scena
         let tree = strategy
             .new_tree(&mut runner)
             .map_err(|e| format!("failed to generate a scenario: {e}"))?;
-        if predict(&tree.current()).is_ok() {
+        if predict(&tree.current()).is_ok_and(|p| p.horizon <= max_horizon) {
             trees.push(Box::new(tree) as Box<dyn ValueTree<Value = Scenario>>);
         } else {
             rejected += 1;
@@ -84,7 +95,7 @@ pub async fn fuzz(
     options: &FuzzOptions,
     mut progress: impl FnMut(&CaseResult),
 ) -> Result<FuzzReport, String> {
-    let mut trees = draw(options.seed, options.cases)?;
+    let mut trees = draw(options.seed, options.cases, options.max_horizon)?;
     let concurrency = target.capabilities().concurrency.max(1);
     let scenarios: Vec<Scenario> = trees
         .iter()
@@ -120,8 +131,10 @@ pub async fn fuzz(
             steps += 1;
             let candidate = named(tree.current(), index);
             let result = match predict(&candidate) {
-                Ok(_) => Some(run_case(target, &candidate, "shrinking", true).await),
-                Err(_) => None,
+                Ok(p) if p.horizon <= options.max_horizon => {
+                    Some(run_case(target, &candidate, "shrinking", true).await)
+                }
+                _ => None,
             };
             match result {
                 Some(result) if fails(&result) => {

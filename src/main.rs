@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use podcheck::fuzz::{fuzz, FuzzOptions};
 use podcheck::runner::{load_cases, run_cases};
 use podcheck::target::{self, TargetOptions};
-use podcheck_oracle::{predict, rules, Outcome, Scenario};
+use podcheck_oracle::{predict, rules, Outcome, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult, RunReport};
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,6 +82,9 @@ enum Command {
         /// Where the minimal counterexample is written.
         #[arg(long, default_value = "podcheck-results/counterexamples")]
         out: PathBuf,
+        /// Skip scenarios the oracle would watch longer than this (spec time).
+        #[arg(long, default_value = "900s", value_parser = SpecDuration::parse)]
+        max_horizon: SpecDuration,
     },
     /// Print what the oracle predicts for a scenario.
     Predict {
@@ -243,6 +246,7 @@ async fn run_fuzz(
     cases: u32,
     seed: Option<u64>,
     out: PathBuf,
+    max_horizon: SpecDuration,
 ) -> anyhow::Result<u8> {
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -270,6 +274,7 @@ async fn run_fuzz(
         seed,
         out_dir: out,
         max_shrink_steps: 64,
+        max_horizon,
     };
     let mut done = 0u32;
     let report = fuzz(target.as_ref(), &options, |result| {
@@ -403,7 +408,8 @@ fn main() -> ExitCode {
                 cases,
                 seed,
                 out,
-            } => run_fuzz(target, cases, seed, out).await,
+                max_horizon,
+            } => run_fuzz(target, cases, seed, out, max_horizon).await,
             Command::Predict { file, json } => print_prediction(file, json),
             Command::Rules => {
                 for rule in rules::CATALOGUE {

@@ -5,6 +5,7 @@
 //! except under `CI=true`, where they run and fail loudly: CI must exercise them.
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use podcheck::fuzz::{fuzz, FuzzOptions};
 use podcheck::harness::run_case;
 use podcheck::runner::{load_cases, SuiteCase};
 use podcheck::target::{self, TargetOptions};
@@ -67,6 +68,56 @@ fn run(target_spec: &str, case: &SuiteCase) -> Result<(), Failed> {
     })
 }
 
+/// How many random scenarios each run checks on `local` against the model.
+const RANDOM_CASES: u32 = 24;
+
+/// `local` agrees with the model on random scenarios. The seed changes every run (set
+/// PODCHECK_SEED to replay one); a divergence is shrunk and saved.
+fn random_agreement() -> Result<(), Failed> {
+    let seed = std::env::var("PODCHECK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+    eprintln!("random scenarios from seed {seed} (replay: PODCHECK_SEED={seed})");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start tokio: {e}"))?;
+    runtime.block_on(async {
+        let target = target::from_spec("local", &TargetOptions::default())
+            .await
+            .map_err(|e| format!("failed to set up target local: {e}"))?;
+        let options = FuzzOptions {
+            cases: RANDOM_CASES,
+            seed,
+            out_dir: std::env::temp_dir().join("podcheck-counterexamples"),
+            max_shrink_steps: 32,
+            max_horizon: podcheck::fuzz::DEFAULT_MAX_HORIZON,
+        };
+        let report = fuzz(target.as_ref(), &options, |_| {}).await;
+        let _ = target.cleanup().await;
+        let report = report.map_err(|e| format!("seed {seed}: {e}"))?;
+        if report.target_errors > 0 {
+            return Err(format!("seed {seed}: {} target errors", report.target_errors).into());
+        }
+        match report.counterexample {
+            None => Ok(()),
+            Some(found) => Err(format!(
+                "seed {seed}: local diverges from the model; minimal scenario (saved to {}):\n{}\n{}",
+                found.saved_to.display(),
+                found.scenario.to_yaml(),
+                describe_violations(&found.result.verdict)
+            )
+            .into()),
+        }
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let cases = match load_cases(&[suites_dir()]) {
@@ -99,5 +150,9 @@ fn main() {
             trials.push(trial.with_ignored_flag(ignored));
         }
     }
+    trials.push(
+        Trial::test("local/random/agrees-with-model", random_agreement)
+            .with_ignored_flag(unavailable.is_some()),
+    );
     libtest_mimic::run(&args, trials).exit();
 }

@@ -16,11 +16,17 @@ pub const EXIT_CODES: &[i32] = &[0, 1, 2, 3, 42, 137, 143, 255];
 
 pub fn run() -> impl Strategy<Value = Run> {
     prop_oneof![
-        3 => (1u64..=40, one_of(EXIT_CODES)).prop_map(|(half_secs, code)| Run::Exit {
+        12 => (1u64..=40, one_of(EXIT_CODES)).prop_map(|(half_secs, code)| Run::Exit {
             after: SpecDuration::from_millis(half_secs * 500),
             code,
         }),
-        1 => Just(Run::Forever),
+        4 => Just(Run::Forever),
+        // Rarely, a run long enough (past 600s) to reset the crash-loop back-off; never
+        // within the oracle's ambiguity margin of the threshold.
+        1 => (640u64..=720, one_of(EXIT_CODES)).prop_map(|(secs, code)| Run::Exit {
+            after: SpecDuration::from_secs(secs),
+            code,
+        }),
     ]
 }
 

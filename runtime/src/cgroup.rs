@@ -8,7 +8,8 @@ use crate::errors::RuntimeError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const ROOT: &str = "/sys/fs/cgroup";
+/// Where cgroup hierarchies are mounted on almost every host.
+pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
 /// v1 hierarchies used: memory for OOM accounting, pids for tracking and freezing-free kills.
 const V1_CONTROLLERS: &[&str] = &["memory", "pids"];
 
@@ -21,13 +22,16 @@ pub enum Version {
 #[derive(Clone, Debug)]
 pub struct Cgroups {
     pub version: Version,
+    /// Where the hierarchies are mounted: the unified hierarchy itself on v2, the
+    /// directory holding one mount per controller on v1.
+    root: PathBuf,
     /// Path below each hierarchy's root that holds this runtime's groups.
     base: PathBuf,
 }
 
 impl Cgroups {
-    pub fn detect(base: &Path) -> Result<Cgroups, RuntimeError> {
-        let root = Path::new(ROOT);
+    /// Detects the cgroup version at `root` (v2 if it is a unified hierarchy).
+    pub fn detect(root: &Path, base: &Path) -> Result<Cgroups, RuntimeError> {
         let version = if root.join("cgroup.controllers").exists() {
             Version::V2
         } else if V1_CONTROLLERS
@@ -37,12 +41,14 @@ impl Cgroups {
             Version::V1
         } else {
             return Err(RuntimeError::Unsupported(format!(
-                "no usable cgroup hierarchy under {ROOT}: need cgroup v2, or v1 with the {} controllers mounted",
+                "no usable cgroup hierarchy under {}: need cgroup v2, or v1 with the {} controllers mounted",
+                root.display(),
                 V1_CONTROLLERS.join(" and ")
             )));
         };
         Ok(Cgroups {
             version,
+            root: root.to_path_buf(),
             base: base.to_path_buf(),
         })
     }
@@ -50,10 +56,10 @@ impl Cgroups {
     /// Directories that make up one group (one per v1 hierarchy, one on v2).
     fn dirs(&self, group: &Path) -> Vec<PathBuf> {
         match self.version {
-            Version::V2 => vec![Path::new(ROOT).join(&self.base).join(group)],
+            Version::V2 => vec![self.root.join(&self.base).join(group)],
             Version::V1 => V1_CONTROLLERS
                 .iter()
-                .map(|c| Path::new(ROOT).join(c).join(&self.base).join(group))
+                .map(|c| self.root.join(c).join(&self.base).join(group))
                 .collect(),
         }
     }
@@ -88,10 +94,7 @@ impl Cgroups {
     /// SIGKILLs every process in the group and its descendants.
     pub fn kill_all(&self, group: &Path) {
         if self.version == Version::V2 {
-            let kill = Path::new(ROOT)
-                .join(&self.base)
-                .join(group)
-                .join("cgroup.kill");
+            let kill = self.root.join(&self.base).join(group).join("cgroup.kill");
             if fs::write(&kill, "1").is_ok() {
                 return;
             }
@@ -121,14 +124,11 @@ impl Cgroups {
     pub fn oom_kills(&self, group: &Path) -> u64 {
         let (file, key) = match self.version {
             Version::V2 => (
-                Path::new(ROOT)
-                    .join(&self.base)
-                    .join(group)
-                    .join("memory.events"),
+                self.root.join(&self.base).join(group).join("memory.events"),
                 "oom_kill",
             ),
             Version::V1 => (
-                Path::new(ROOT)
+                self.root
                     .join("memory")
                     .join(&self.base)
                     .join(group)

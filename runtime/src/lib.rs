@@ -59,6 +59,9 @@ pub struct RuntimeConfig {
     /// Wall seconds per spec second.
     pub time_scale: f64,
     pub kubelet: KubeletConfig,
+    /// Where the cgroup hierarchies are mounted (default /sys/fs/cgroup; v1 or v2 is
+    /// detected there).
+    pub cgroup_root: PathBuf,
 }
 
 impl RuntimeConfig {
@@ -68,6 +71,7 @@ impl RuntimeConfig {
             agent_binary,
             time_scale,
             kubelet: KubeletConfig::default(),
+            cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
         }
     }
 
@@ -125,7 +129,7 @@ impl LocalRuntime {
             )));
         }
         sys::check_privileges()?;
-        let cgroups = cgroup::Cgroups::detect(Path::new(CGROUP_BASE))?;
+        let cgroups = cgroup::Cgroups::detect(&config.cgroup_root, Path::new(CGROUP_BASE))?;
         std::fs::create_dir_all(&config.state_root).map_err(|e| {
             RuntimeError::io(
                 format!(
