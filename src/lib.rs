@@ -1,5 +1,6 @@
 //! podcheck: the harness, targets, runner and shrinking behind the `podcheck` command.
 
+pub mod bench;
 pub mod compile;
 pub mod fuzz;
 pub mod harness;

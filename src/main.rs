@@ -93,6 +93,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure a target: pod create-to-Running latency and delete time.
+    Bench {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// How many pods to create.
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// How many pods at a time (1 measures latency without contention).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
     /// List the rules catalogue.
     Rules,
     /// List the planted bugs the model target can act out.
@@ -324,6 +335,43 @@ async fn run_fuzz(
     }
 }
 
+async fn bench(args: TargetArgs, pods: usize, concurrency: usize) -> anyhow::Result<u8> {
+    let target = match target::from_spec(&args.target, &target_options(&args, 0)).await {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("error: failed to set up target {}: {err}", args.target);
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    let started = std::time::Instant::now();
+    let measured = podcheck::bench::create_to_running(target.as_ref(), pods, concurrency).await;
+    let _ = target.cleanup().await;
+    let (create, delete) = match measured {
+        Ok(m) => m,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "target {}: {pods} pods, {concurrency} at a time, {:.1}s in all",
+        target.name(),
+        started.elapsed().as_secs_f64()
+    );
+    for (label, l) in [("create to Running", &create), ("delete", &delete)] {
+        println!(
+            "  {label:<18} mean {:7.2} ms  p50 {:7.2} ms  p90 {:7.2} ms  p99 {:7.2} ms  max {:7.2} ms",
+            ms(l.mean()),
+            ms(l.percentile(50.0)),
+            ms(l.percentile(90.0)),
+            ms(l.percentile(99.0)),
+            ms(l.percentile(100.0))
+        );
+    }
+    Ok(CONFORMANT)
+}
+
 fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
     let scenario = match Scenario::from_file(&file) {
         Ok(s) => s,
@@ -411,6 +459,11 @@ fn main() -> ExitCode {
                 max_horizon,
             } => run_fuzz(target, cases, seed, out, max_horizon).await,
             Command::Predict { file, json } => print_prediction(file, json),
+            Command::Bench {
+                target,
+                pods,
+                concurrency,
+            } => bench(target, pods, concurrency).await,
             Command::Rules => {
                 for rule in rules::CATALOGUE {
                     println!("{:<42} {}", rule.id, rule.statement);

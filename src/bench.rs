@@ -1,0 +1,95 @@
+//! `podcheck bench`: wall-clock figures of a target, measured rather than asserted.
+
+use crate::compile::compile;
+use crate::target::{Target, TargetError};
+use futures::StreamExt;
+use podcheck_oracle::Scenario;
+use std::time::{Duration, Instant};
+
+const RUN_FOREVER: &str = r#"
+name: bench
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: bench}
+  spec:
+    containers:
+      - name: app
+behaviours:
+  app: {then: forever}
+"#;
+
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    pub samples: Vec<Duration>,
+}
+
+impl Latencies {
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[rank.min(sorted.len() - 1)]
+    }
+
+    pub fn mean(&self) -> Duration {
+        if self.samples.is_empty() {
+            return Duration::ZERO;
+        }
+        self.samples.iter().sum::<Duration>() / self.samples.len() as u32
+    }
+}
+
+/// Wall time from `create` until the target first reports phase Running, per pod, and the
+/// time to delete each pod; `concurrency` pods at a time.
+pub async fn create_to_running(
+    target: &dyn Target,
+    pods: usize,
+    concurrency: usize,
+) -> Result<(Latencies, Latencies), TargetError> {
+    let scenario = Scenario::from_yaml("bench", RUN_FOREVER)
+        .map_err(|e| TargetError::Failed(e.to_string()))?;
+    let results: Vec<Result<(Duration, Duration), TargetError>> = futures::stream::iter(0..pods)
+        .map(|index| {
+            let mut scenario = scenario.clone();
+            scenario.name = format!("bench-{index}");
+            async move {
+                let pod = compile(&scenario, &target.agent_image(), target.timing().time_scale);
+                let started = Instant::now();
+                let reference = target.create(pod, &scenario.kubelet).await?;
+                let mut stream = target.watch(&reference).await?;
+                let mut running = None;
+                while let Some(snapshot) =
+                    tokio::time::timeout(Duration::from_secs(30), stream.next())
+                        .await
+                        .map_err(|_| {
+                            TargetError::Failed("no Running phase within 30s".to_owned())
+                        })?
+                {
+                    if snapshot.status.phase.as_deref() == Some("Running") {
+                        running = Some(started.elapsed());
+                        break;
+                    }
+                }
+                let running =
+                    running.ok_or_else(|| TargetError::Failed("the pod never ran".to_owned()))?;
+                let deleting = Instant::now();
+                target.delete(&reference).await?;
+                Ok((running, deleting.elapsed()))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut create = Vec::new();
+    let mut delete = Vec::new();
+    for result in results {
+        let (c, d) = result?;
+        create.push(c);
+        delete.push(d);
+    }
+    Ok((Latencies { samples: create }, Latencies { samples: delete }))
+}
