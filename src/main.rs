@@ -120,6 +120,16 @@ fn target_options(args: &TargetArgs, seed: u64) -> TargetOptions {
     }
 }
 
+async fn set_up_target(args: &TargetArgs, seed: u64) -> Option<Box<dyn target::Target>> {
+    match target::from_spec(&args.target, &target_options(args, seed)).await {
+        Ok(target) => Some(target),
+        Err(err) => {
+            eprintln!("error: failed to set up target {}: {err}", args.target);
+            None
+        }
+    }
+}
+
 fn print_result(result: &CaseResult) {
     let v = &result.verdict;
     let label = match v.outcome {
@@ -195,12 +205,8 @@ async fn run(
         eprintln!("error: no scenarios found under {paths:?}");
         return Ok(USAGE_OR_TARGET_ERROR);
     }
-    let target = match target::from_spec(&args.target, &target_options(&args, seed)).await {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("error: failed to set up target {}: {err}", args.target);
-            return Ok(USAGE_OR_TARGET_ERROR);
-        }
+    let Some(target) = set_up_target(&args, seed).await else {
+        return Ok(USAGE_OR_TARGET_ERROR);
     };
     println!(
         "podcheck {}: {} cases on target {}",
@@ -265,12 +271,8 @@ async fn run_fuzz(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
-    let target = match target::from_spec(&args.target, &target_options(&args, seed)).await {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("error: failed to set up target {}: {err}", args.target);
-            return Ok(USAGE_OR_TARGET_ERROR);
-        }
+    let Some(target) = set_up_target(&args, seed).await else {
+        return Ok(USAGE_OR_TARGET_ERROR);
     };
     println!(
         "podcheck fuzz: {cases} random scenarios on target {}, seed {seed}",
@@ -336,12 +338,8 @@ async fn run_fuzz(
 }
 
 async fn bench(args: TargetArgs, pods: usize, concurrency: usize) -> anyhow::Result<u8> {
-    let target = match target::from_spec(&args.target, &target_options(&args, 0)).await {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("error: failed to set up target {}: {err}", args.target);
-            return Ok(USAGE_OR_TARGET_ERROR);
-        }
+    let Some(target) = set_up_target(&args, 0).await else {
+        return Ok(USAGE_OR_TARGET_ERROR);
     };
     let started = std::time::Instant::now();
     let measured = podcheck::bench::create_to_running(target.as_ref(), pods, concurrency).await;

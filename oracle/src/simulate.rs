@@ -312,20 +312,15 @@ pub fn simulate(
             Event::Start { container, index } => {
                 started_at.insert((container, index), at);
                 let status = &mut statuses[container];
-                if status
-                    .state
-                    .as_ref()
-                    .and_then(|s| s.terminated.as_ref())
-                    .is_some()
-                {
-                    status.last_state = status.state.take();
-                }
-                status.state = Some(ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: Some(wall(at)),
-                    }),
-                    ..ContainerState::default()
-                });
+                replace_state(
+                    status,
+                    ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: Some(wall(at)),
+                        }),
+                        ..ContainerState::default()
+                    },
+                );
                 status.restart_count = index as i32;
                 status.ready = true;
                 status.started = Some(true);
@@ -360,15 +355,8 @@ pub fn simulate(
                 back_off,
             } => {
                 let status = &mut statuses[container];
-                if status
-                    .state
-                    .as_ref()
-                    .and_then(|s| s.terminated.as_ref())
-                    .is_some()
-                {
-                    status.last_state = status.state.take();
-                }
-                status.state = Some(ContainerState {
+                replace_state(
+                    status,ContainerState {
                     waiting: Some(ContainerStateWaiting {
                         reason: Some("CrashLoopBackOff".to_owned()),
                         message: Some(format!(
@@ -416,6 +404,20 @@ pub fn simulate(
         snapshots,
         logs: BTreeMap::new(),
     }
+}
+
+/// A new current state; a terminated one moves to lastState, as the kubelet shows the
+/// previous instance's termination.
+fn replace_state(status: &mut ContainerStatus, state: ContainerState) {
+    if status
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .is_some()
+    {
+        status.last_state = status.state.take();
+    }
+    status.state = Some(state);
 }
 
 #[allow(clippy::too_many_arguments)]
