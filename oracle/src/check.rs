@@ -99,6 +99,9 @@ struct ObservedContainer {
     /// First time a CrashLoopBackOff wait was seen after instance N, with its message.
     crash_loop_waits: BTreeMap<u32, (i64, String)>,
     max_restart_count: Option<i32>,
+    /// Whether the latest snapshot showed the container terminated (as opposed to
+    /// running or waiting for a restart).
+    ends_terminated: bool,
 }
 
 struct Collector {
@@ -273,6 +276,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
 
 fn record_container(obs: &mut ObservedContainer, cs: &ContainerStatus, t: i64, trace: &Trace) {
     let rc = cs.restart_count;
+    obs.ends_terminated = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
     obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
     let Ok(index) = u32::try_from(rc) else { return };
     let state = cs.state.as_ref();
@@ -598,8 +602,17 @@ fn check_instances(
                     format!("started {} after {from}", secs(s - anchor)),
                     Some(s),
                 ),
+                // Not started in time. A container left terminated was never going to
+                // be restarted: the restart policy was broken; one waiting out a
+                // back-off broke the back-off.
                 None if end > max && i64::from(index) > max_rc => out.add(
-                    instance.start_rule,
+                    if index == 0 {
+                        "container.state.running"
+                    } else if obs.ends_terminated {
+                        policy_rule(prediction.restart_policy)
+                    } else {
+                        instance.start_rule
+                    },
                     name,
                     format!(
                         "instance {index} starts {} after {from}",
@@ -686,13 +699,8 @@ fn check_instances(
         }
         match instance.after_exit {
             Some(AfterExit::StaysTerminated) if max_rc > i64::from(index) => {
-                let rule = match prediction.restart_policy {
-                    RestartPolicy::Never => "restart.policy.never",
-                    RestartPolicy::OnFailure => "restart.policy.onfailure",
-                    RestartPolicy::Always => "restart.policy.always",
-                };
                 out.add(
-                    rule,
+                    policy_rule(prediction.restart_policy),
                     name,
                     format!(
                         "no restart after exit code {} under restartPolicy {}",
@@ -745,6 +753,14 @@ fn check_instances(
             }
             _ => {}
         }
+    }
+}
+
+fn policy_rule(policy: RestartPolicy) -> &'static str {
+    match policy {
+        RestartPolicy::Never => "restart.policy.never",
+        RestartPolicy::OnFailure => "restart.policy.onfailure",
+        RestartPolicy::Always => "restart.policy.always",
     }
 }
 

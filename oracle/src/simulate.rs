@@ -90,6 +90,10 @@ pub enum Deviation {
     NoCrashLoopBackOffState,
     /// The pod is Running while containers are still being created.
     RunningBeforeStart,
+    /// Containers are stopped at half their run.
+    ExitsEarly,
+    /// Under restartPolicy Always, a container that exited 0 is not restarted.
+    NoRestartAfterSuccessUnderAlways,
 }
 
 impl Deviation {
@@ -105,6 +109,8 @@ impl Deviation {
         Deviation::ReadyWhileTerminated,
         Deviation::NoCrashLoopBackOffState,
         Deviation::RunningBeforeStart,
+        Deviation::ExitsEarly,
+        Deviation::NoRestartAfterSuccessUnderAlways,
     ];
 
     pub fn name(self) -> String {
@@ -184,7 +190,12 @@ pub fn simulate(
             let Run::Exit { after, code } = instance.run else {
                 break;
             };
-            let finish = start + after.as_millis();
+            let run_for = if deviation == Some(Deviation::ExitsEarly) {
+                after.as_millis() / 2
+            } else {
+                after.as_millis()
+            };
+            let finish = start + run_for;
             push(
                 &mut events,
                 finish,
@@ -449,6 +460,10 @@ fn deviate(
         {
             AfterExit::RestartImmediately
         }
+        (
+            Some(Deviation::NoRestartAfterSuccessUnderAlways),
+            AfterExit::RestartImmediately | AfterExit::RestartAfterBackOff(_),
+        ) if policy == RestartPolicy::Always && code == 0 => AfterExit::StaysTerminated,
         (Some(Deviation::RestartAfterSuccessOnFailure), AfterExit::StaysTerminated)
             if policy == RestartPolicy::OnFailure && code == 0 =>
         {

@@ -98,6 +98,16 @@ const PLANTED: &[(Deviation, &str, &str)] = &[
         "run-forever-ready",
         "phase.pending",
     ),
+    (
+        Deviation::ExitsEarly,
+        "never-exit-0-succeeds",
+        "container.runs-to-completion",
+    ),
+    (
+        Deviation::NoRestartAfterSuccessUnderAlways,
+        "always-exit-0-restarted",
+        "restart.policy.always",
+    ),
 ];
 
 #[test]
@@ -173,4 +183,292 @@ fn every_suite_case_passes_on_the_model_whatever_the_timing() {
         count += 1;
     }
     assert!(count >= 10);
+}
+
+use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
+use podcheck_oracle::Trace;
+
+fn each_status(trace: &mut Trace, mut change: impl FnMut(&mut PodStatus)) {
+    for snapshot in &mut trace.snapshots {
+        change(&mut snapshot.status);
+    }
+}
+
+fn each_container(status: &mut PodStatus, mut change: impl FnMut(&mut ContainerStatus)) {
+    for container in status.container_statuses.iter_mut().flatten() {
+        change(container);
+    }
+}
+
+fn condition<'a>(status: &'a mut PodStatus, type_: &str) -> Option<&'a mut PodCondition> {
+    status
+        .conditions
+        .iter_mut()
+        .flatten()
+        .find(|c| c.type_ == type_)
+}
+
+fn running(c: &ContainerStatus) -> bool {
+    c.state.as_ref().is_some_and(|s| s.running.is_some())
+}
+
+type Mutation = fn(&mut Trace);
+
+/// Faults planted directly into correct traces: a target that reports the wrong field.
+const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
+    (
+        "phase stays Pending while running",
+        "run-forever-ready",
+        "phase.running",
+        |t| each_status(t, |s| s.phase = Some("Pending".to_owned())),
+    ),
+    (
+        "Failed instead of Succeeded",
+        "never-exit-0-succeeds",
+        "phase.succeeded",
+        |t| {
+            each_status(t, |s| {
+                if s.phase.as_deref() == Some("Succeeded") {
+                    s.phase = Some("Failed".to_owned())
+                }
+            })
+        },
+    ),
+    (
+        "Succeeded instead of Failed",
+        "never-exit-1-fails",
+        "phase.failed",
+        |t| {
+            each_status(t, |s| {
+                if s.phase.as_deref() == Some("Failed") {
+                    s.phase = Some("Succeeded".to_owned())
+                }
+            })
+        },
+    ),
+    (
+        "Failed while Always restarts",
+        "always-all-stopped-still-running",
+        "phase.always-never-terminal",
+        |t| {
+            each_status(t, |s| {
+                let all_stopped = s.container_statuses.iter().flatten().all(|c| !running(c));
+                if all_stopped
+                    && s.container_statuses
+                        .iter()
+                        .flatten()
+                        .any(|c| c.restart_count > 0)
+                {
+                    s.phase = Some("Failed".to_owned());
+                }
+            })
+        },
+    ),
+    (
+        "Failed while OnFailure restarts",
+        "onfailure-retries-until-success",
+        "phase.onfailure-restarting-running",
+        |t| {
+            each_status(t, |s| {
+                let waiting = s
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .all(|c| c.state.as_ref().is_some_and(|st| st.waiting.is_some()));
+                if waiting
+                    && s.container_statuses
+                        .iter()
+                        .flatten()
+                        .any(|c| c.last_state.is_some())
+                {
+                    s.phase = Some("Failed".to_owned());
+                }
+            })
+        },
+    ),
+    (
+        "PodInitializing without init containers",
+        "run-forever-ready",
+        "container.state.waiting.creating",
+        |t| {
+            each_status(t, |s| {
+                each_container(s, |c| {
+                    if let Some(w) = c.state.as_mut().and_then(|st| st.waiting.as_mut()) {
+                        w.reason = Some("PodInitializing".to_owned());
+                    }
+                })
+            })
+        },
+    ),
+    (
+        "first start 30s late",
+        "run-forever-ready",
+        "container.state.running",
+        |t| {
+            for snapshot in &mut t.snapshots {
+                let late = |time: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
+                    time.0 += k8s_openapi::jiff::SignedDuration::from_secs(30);
+                };
+                late(&mut snapshot.at);
+                each_container(&mut snapshot.status, |c| {
+                    if let Some(r) = c.state.as_mut().and_then(|st| st.running.as_mut()) {
+                        r.started_at.as_mut().map(late);
+                    }
+                });
+            }
+            t.ended_at.0 += k8s_openapi::jiff::SignedDuration::from_secs(30);
+        },
+    ),
+    (
+        "lastState dropped",
+        "always-crash-then-run",
+        "container.last-state",
+        |t| {
+            each_status(t, |s| {
+                each_container(s, |c| {
+                    if running(c) {
+                        c.last_state = None
+                    }
+                })
+            })
+        },
+    ),
+    (
+        "restartCount drops back to 0",
+        "always-crash-then-run",
+        "container.restart-count",
+        |t| {
+            if let Some(last) = t.snapshots.last_mut() {
+                each_container(&mut last.status, |c| c.restart_count = 0);
+            }
+        },
+    ),
+    (
+        "no PodScheduled condition",
+        "run-forever-ready",
+        "condition.pod-scheduled",
+        |t| {
+            each_status(t, |s| {
+                if let Some(c) = s.conditions.as_mut() {
+                    c.retain(|c| c.type_ != "PodScheduled")
+                }
+            })
+        },
+    ),
+    (
+        "sandbox never torn down",
+        "never-exit-0-succeeds",
+        "condition.pod-ready-to-start-containers",
+        |t| {
+            each_status(t, |s| {
+                if let Some(c) = condition(s, "PodReadyToStartContainers") {
+                    c.status = "True".to_owned()
+                }
+            })
+        },
+    ),
+    (
+        "Initialized without PodCompleted",
+        "never-exit-0-succeeds",
+        "condition.initialized",
+        |t| {
+            each_status(t, |s| {
+                if let Some(c) = condition(s, "Initialized") {
+                    c.reason = None
+                }
+            })
+        },
+    ),
+    (
+        "ContainersReady despite a terminated container",
+        "never-one-exits-other-runs",
+        "condition.containers-ready",
+        |t| {
+            each_status(t, |s| {
+                if let Some(c) = condition(s, "ContainersReady") {
+                    c.status = "True".to_owned();
+                    c.reason = None;
+                    c.message = None;
+                }
+            })
+        },
+    ),
+    (
+        "Ready without ContainersReady",
+        "never-one-exits-other-runs",
+        "condition.ready",
+        |t| {
+            each_status(t, |s| {
+                if let Some(c) = condition(s, "Ready") {
+                    c.status = "True".to_owned();
+                    c.reason = None;
+                    c.message = None;
+                }
+            })
+        },
+    ),
+];
+
+#[test]
+fn every_planted_field_fault_is_flagged_with_its_rule() {
+    for &(fault, case, rule, mutate) in MUTATIONS {
+        let scenario = suite(case);
+        let prediction = predict(&scenario).expect("predictable");
+        for seed in 0..10 {
+            let mut trace = simulate(&scenario, &prediction, &mut Seeded(seed), None);
+            assert_eq!(
+                check(&prediction, &trace).outcome,
+                Outcome::Pass,
+                "{case} unmutated"
+            );
+            mutate(&mut trace);
+            let verdict = check(&prediction, &trace);
+            assert!(
+                verdict.violated_rules().contains(rule),
+                "{fault} on {case}: expected {rule}, got {:#?}",
+                verdict.violations
+            );
+        }
+    }
+}
+
+#[test]
+fn every_rule_has_a_suite_case_and_a_planted_fault() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
+    let mut listed = std::collections::BTreeSet::new();
+    let mut exercised = std::collections::BTreeSet::new();
+    for area in std::fs::read_dir(&dir).expect("suites") {
+        for entry in std::fs::read_dir(area.expect("area").path()).expect("area dir") {
+            let scenario = Scenario::from_file(&entry.expect("entry").path())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let prediction = predict(&scenario).expect("predictable");
+            for rule in &scenario.rules {
+                assert!(
+                    podcheck_oracle::rules::rule(rule).is_some(),
+                    "{} names unknown rule {rule}",
+                    scenario.name
+                );
+                assert!(
+                    prediction.rules.contains(&rule.as_str()),
+                    "{} names {rule} but its prediction does not exercise it",
+                    scenario.name
+                );
+                listed.insert(rule.clone());
+            }
+            exercised.extend(prediction.rules.iter().map(|r| r.to_string()));
+        }
+    }
+    let planted: std::collections::BTreeSet<&str> = PLANTED
+        .iter()
+        .map(|p| p.2)
+        .chain(MUTATIONS.iter().map(|m| m.2))
+        .collect();
+    for rule in podcheck_oracle::rules::CATALOGUE {
+        assert!(listed.contains(rule.id), "no suite case names {}", rule.id);
+        assert!(
+            planted.contains(rule.id),
+            "no planted fault is flagged with {}",
+            rule.id
+        );
+    }
 }
