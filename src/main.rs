@@ -253,6 +253,10 @@ async fn run(
         NONCONFORMANT
     } else if totals.errors > 0 {
         USAGE_OR_TARGET_ERROR
+    } else if totals.skipped == report.cases.len() {
+        // Nothing ran: claiming conformance would be a lie.
+        eprintln!("error: every case was skipped on target {}", report.target);
+        USAGE_OR_TARGET_ERROR
     } else {
         CONFORMANT
     })
