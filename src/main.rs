@@ -139,9 +139,14 @@ fn print_result(result: &CaseResult) {
         Outcome::Skipped => "SKIP ",
     };
     let mut out = std::io::stdout().lock();
+    let headroom = v
+        .timing_headroom_ms
+        .filter(|_| v.outcome == Outcome::Pass)
+        .map(|ms| format!("  headroom {:.1}s", ms as f64 / 1000.0))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{label} {:<44} {:>6.1}s  {}",
+        "{label} {:<44} {:>6.1}s  {}{headroom}",
         v.scenario,
         result.wall_ms as f64 / 1000.0,
         result.source

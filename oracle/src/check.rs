@@ -59,6 +59,11 @@ pub struct Verdict {
     pub error: Option<String>,
     /// Rules the prediction exercised.
     pub rules: Vec<String>,
+    /// The smallest distance, in spec milliseconds, between a timing observation that
+    /// passed and the edge of its window (target tolerance included): how close the run
+    /// came to failing on timing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing_headroom_ms: Option<i64>,
 }
 
 impl Verdict {
@@ -70,6 +75,7 @@ impl Verdict {
             violations: Vec::new(),
             error: Some(message),
             rules: Vec::new(),
+            timing_headroom_ms: None,
         }
     }
 
@@ -107,9 +113,16 @@ struct ObservedContainer {
 struct Collector {
     violations: Vec<Violation>,
     seen: BTreeMap<(String, Option<String>, String), usize>,
+    headroom: Option<i64>,
 }
 
 impl Collector {
+    /// Records how far inside `[min, max]` an observation that passed fell.
+    fn inside(&mut self, observed: i64, min: i64, max: i64) {
+        let margin = (observed - min).min(max - observed);
+        self.headroom = Some(self.headroom.map_or(margin, |h| h.min(margin)));
+    }
+
     fn add(
         &mut self,
         rule: &str,
@@ -155,6 +168,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         violations: Vec::new(),
         error: None,
         rules: prediction.rules.iter().map(|r| r.to_string()).collect(),
+        timing_headroom_ms: None,
     };
     if trace.snapshots.is_empty() {
         verdict.outcome = Outcome::Error;
@@ -164,6 +178,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     let mut out = Collector {
         violations: Vec::new(),
         seen: BTreeMap::new(),
+        headroom: None,
     };
     let tol = trace.timing.tolerance_ms as i64;
     let end = trace.spec_ms(&trace.ended_at);
@@ -268,6 +283,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     );
 
     verdict.violations = out.violations;
+    verdict.timing_headroom_ms = out.headroom;
     if !verdict.violations.is_empty() {
         verdict.outcome = Outcome::Fail;
     }
@@ -624,6 +640,7 @@ fn check_instances(
                     ),
                     None,
                 ),
+                Some(s) => out.inside(s, min, max),
                 _ => {}
             }
         }
@@ -656,6 +673,8 @@ fn check_instances(
                             format!("terminated after {}", secs(f - s)),
                             Some(f),
                         );
+                    } else {
+                        out.inside(f - s, after - tol, after + tol);
                     }
                 } else if let (Some(s), None) = (started, finished) {
                     let due = s + after + tol + STATUS_LAG.as_millis() as i64;
