@@ -177,6 +177,10 @@ impl RunReport {
             };
             let details = match v.outcome {
                 Outcome::Fail => describe_violations(v),
+                Outcome::Pass => v
+                    .timing_headroom_ms
+                    .map(|ms| format!("timing headroom {:.1}s (spec time)", ms as f64 / 1000.0))
+                    .unwrap_or_default(),
                 _ => v.error.clone().unwrap_or_default(),
             };
             let _ = write!(
