@@ -222,3 +222,90 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podcheck_oracle::Violation;
+
+    fn case(outcome: Outcome, violations: Vec<Violation>, error: Option<&str>) -> CaseResult {
+        CaseResult {
+            verdict: Verdict {
+                scenario: "a<b".to_owned(),
+                target: "local".to_owned(),
+                outcome,
+                violations,
+                error: error.map(str::to_owned),
+                rules: vec!["restart.policy.never".to_owned()],
+                timing_headroom_ms: Some(1500),
+            },
+            source: "suites/x.yaml".to_owned(),
+            wall_ms: 1200,
+            trace: None,
+        }
+    }
+
+    fn report() -> RunReport {
+        let violation = Violation {
+            rule: "restart.policy.never".to_owned(),
+            container: Some("app".to_owned()),
+            expected: "no restart".to_owned(),
+            observed: "restartCount 1 & \"more\"".to_owned(),
+            at_ms: Some(2500),
+            occurrences: 1,
+        };
+        RunReport {
+            target: "local".to_owned(),
+            podcheck_version: "0.1.0".to_owned(),
+            wall_ms: 3000,
+            cases: vec![
+                case(Outcome::Pass, vec![], None),
+                case(Outcome::Fail, vec![violation], None),
+                case(Outcome::Error, vec![], Some("pod <creation> failed")),
+                case(Outcome::Skipped, vec![], Some("needs root")),
+            ],
+        }
+    }
+
+    #[test]
+    fn junit_counts_outcomes_and_escapes_text() {
+        let xml = report().to_junit();
+        assert!(
+            xml.contains("tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"restart.policy.never\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"a&lt;b\""), "{xml}");
+        assert!(xml.contains("&amp; &quot;more&quot;"), "{xml}");
+        assert!(!xml.contains("<creation>"), "unescaped text in {xml}");
+        assert_eq!(xml.matches("<testcase").count(), 4);
+    }
+
+    #[test]
+    fn html_marks_violated_rules_and_counts() {
+        let html = report().to_html();
+        assert!(
+            html.contains("1 passed</span>, <span class=fail>1 failed"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=fail><code>restart.policy.never</code>"),
+            "{html}"
+        );
+        assert!(!html.contains("<creation>"));
+    }
+
+    #[test]
+    fn json_round_trips_verdicts() {
+        let json = report().to_json();
+        let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(value["cases"][1]["verdict"]["outcome"], "fail");
+        assert_eq!(
+            value["cases"][1]["verdict"]["violations"][0]["rule"],
+            "restart.policy.never"
+        );
+    }
+}
