@@ -31,12 +31,13 @@ fn settled(prediction: &Prediction, status: &PodStatus) -> bool {
         if status.phase.as_deref() != Some(phase) {
             return false;
         }
-        let sandbox_down = status
+        // Wait for the sandbox teardown where the target reports it at all.
+        let sandbox_up = status
             .conditions
             .iter()
             .flatten()
-            .any(|c| c.type_ == "PodReadyToStartContainers" && c.status == "False");
-        if !sandbox_down {
+            .any(|c| c.type_ == "PodReadyToStartContainers" && c.status != "False");
+        if sandbox_up {
             return false;
         }
     }

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod compile;
 pub mod fuzz;
 pub mod harness;
+pub mod image;
 pub mod runner;
 pub mod target;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use podcheck::fuzz::{fuzz, FuzzOptions};
-use podcheck::runner::{load_cases, run_cases};
+use podcheck::runner::{load_cases, run_cases, RunOptions};
 use podcheck::target::{self, TargetOptions};
 use podcheck_oracle::{predict, rules, Outcome, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult, RunReport};
@@ -68,6 +68,10 @@ enum Command {
         /// Seed of the model target's timing choices.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Skip cases the oracle would watch longer than this (spec time), e.g. `3m` on
+        /// targets whose time cannot be scaled.
+        #[arg(long, value_parser = SpecDuration::parse)]
+        max_horizon: Option<SpecDuration>,
     },
     /// Run random scenarios on a target; shrink the first divergence to a minimal scenario.
     Fuzz {
@@ -104,10 +108,32 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+    /// Build the agent as an OCI image archive (docker-archive format).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// List the rules catalogue.
     Rules,
     /// List the planted bugs the model target can act out.
     Deviations,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Write the archive; load it with `podman load -i`, `ctr images import` or
+    /// `kind load image-archive`.
+    Build {
+        /// Where to write the archive.
+        #[arg(long, short = 'o', default_value = "podcheck-agent.tar")]
+        output: PathBuf,
+        /// The image reference stored in the archive.
+        #[arg(long, default_value = podcheck::image::AGENT_IMAGE)]
+        tag: String,
+        /// The static podcheck-agent binary (default: the one built with podcheck).
+        #[arg(long, env = "PODCHECK_AGENT")]
+        agent: Option<PathBuf>,
+    },
 }
 
 fn target_options(args: &TargetArgs, seed: u64) -> TargetOptions {
@@ -196,6 +222,7 @@ async fn run(
     output: PathBuf,
     traces: bool,
     seed: u64,
+    max_horizon: Option<SpecDuration>,
 ) -> anyhow::Result<u8> {
     let cases = match load_cases(&paths) {
         Ok(cases) => cases,
@@ -221,7 +248,11 @@ async fn run(
     );
     let total = cases.len();
     let mut done = 0usize;
-    let run = run_cases(target.as_ref(), &cases, true, |result| {
+    let options = RunOptions {
+        keep_traces: true,
+        max_horizon,
+    };
+    let run = run_cases(target.as_ref(), &cases, &options, |result| {
         done += 1;
         print_result(result);
         if done % 10 == 0 && done < total {
@@ -457,7 +488,8 @@ fn main() -> ExitCode {
                 output,
                 traces,
                 seed,
-            } => run(paths, target, output, traces, seed).await,
+                max_horizon,
+            } => run(paths, target, output, traces, seed, max_horizon).await,
             Command::Fuzz {
                 target,
                 cases,
@@ -471,6 +503,33 @@ fn main() -> ExitCode {
                 pods,
                 concurrency,
             } => bench(target, pods, concurrency).await,
+            Command::Image {
+                command: ImageCommand::Build { output, tag, agent },
+            } => {
+                let agent = match target::local::find_agent(agent.as_ref()) {
+                    Ok(agent) => agent,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return Ok(USAGE_OR_TARGET_ERROR);
+                    }
+                };
+                match podcheck::image::build_agent_archive(&agent, &output, &tag) {
+                    Ok(image) => {
+                        println!(
+                            "{} -> {} ({} bytes)",
+                            image.reference,
+                            output.display(),
+                            image.size
+                        );
+                        println!("image id {}", image.config_digest);
+                        Ok(CONFORMANT)
+                    }
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        Ok(USAGE_OR_TARGET_ERROR)
+                    }
+                }
+            }
             Command::Rules => {
                 for rule in rules::CATALOGUE {
                     println!("{:<42} {}", rule.id, rule.statement);

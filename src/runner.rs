@@ -4,7 +4,7 @@
 use crate::harness::run_case;
 use crate::target::Target;
 use futures::StreamExt;
-use podcheck_oracle::{Scenario, ScenarioError};
+use podcheck_oracle::{predict, Scenario, ScenarioError, SpecDuration, Verdict};
 use podcheck_reports::{CaseResult, RunReport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,19 +83,48 @@ fn collect_yaml(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<Scenario
     }
 }
 
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Keep every trace in the results (failing cases keep theirs regardless).
+    pub keep_traces: bool,
+    /// Skip cases the oracle would watch longer than this (spec time).
+    pub max_horizon: Option<SpecDuration>,
+}
+
+fn too_long(scenario: &Scenario, max_horizon: Option<SpecDuration>) -> Option<String> {
+    let max = max_horizon?;
+    let horizon = predict(scenario).ok()?.horizon;
+    (horizon > max).then(|| {
+        format!("observing it takes {horizon} of spec time, more than --max-horizon {max}")
+    })
+}
+
 /// Runs every case, at most the target's concurrency at once, calling `on_result` as each
 /// finishes; the report lists cases in their original order.
 pub async fn run_cases(
     target: &dyn Target,
     cases: &[SuiteCase],
-    keep_traces: bool,
+    options: &RunOptions,
     mut on_result: impl FnMut(&CaseResult),
 ) -> RunReport {
+    let keep_traces = options.keep_traces;
     let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
     let mut results: Vec<(usize, CaseResult)> = futures::stream::iter(cases.iter().enumerate())
         .map(|(index, case)| async move {
             let source = case.path.display().to_string();
+            if let Some(reason) = too_long(&case.scenario, options.max_horizon) {
+                let verdict = Verdict::skipped(&case.scenario.name, &target.name(), reason);
+                return (
+                    index,
+                    CaseResult {
+                        verdict,
+                        source,
+                        wall_ms: 0,
+                        trace: None,
+                    },
+                );
+            }
             (
                 index,
                 run_case(target, &case.scenario, &source, keep_traces).await,

@@ -110,6 +110,13 @@ struct ObservedContainer {
     ends_terminated: bool,
 }
 
+struct PhaseMismatch {
+    rule: &'static str,
+    expected: String,
+    observed: String,
+    since: i64,
+}
+
 struct Collector {
     violations: Vec<Violation>,
     seen: BTreeMap<(String, Option<String>, String), usize>,
@@ -196,6 +203,11 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     let mut running_seen = false;
     let mut first_phase_seen: BTreeMap<String, i64> = BTreeMap::new();
     let mut last_conditions: Vec<PodCondition> = Vec::new();
+    // A phase that disagrees with the container states only counts once the disagreement
+    // outlasts the target's tolerance: a target that assembles its status from several
+    // non-atomic reads (podman) may show a brief lag, and whether a poll catches it is
+    // chance. A disagreement that lasts is reported every time.
+    let mut phase_mismatch: Option<PhaseMismatch> = None;
 
     for snapshot in &trace.snapshots {
         let t = trace.spec_ms(&snapshot.at);
@@ -210,6 +222,9 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             if let Some(obs) = observed.get_mut(cs.name.as_str()) {
                 record_container(obs, cs, t, trace);
                 check_container_snapshot(&mut out, obs, cs, t);
+            }
+            if let Some(plan) = prediction.containers.iter().find(|p| p.name == cs.name) {
+                check_restart_count_bound(&mut out, plan, cs, t, tol);
             }
         }
         // Phase: derived from the same snapshot's container states; terminal is sticky.
@@ -226,16 +241,33 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             }
         } else if phase != derived {
             let rule = phase_rule(derived, &phase, &statuses, policy);
-            out.add(
+            let since = phase_mismatch.as_ref().map_or(t, |m| m.since);
+            let mismatch = PhaseMismatch {
                 rule,
-                None,
-                format!(
+                expected: format!(
                     "phase {derived} for container states {}",
                     describe_states(&statuses)
                 ),
-                format!("phase {phase:?}"),
-                Some(t),
-            );
+                observed: format!("phase {phase:?}"),
+                since,
+            };
+            if t - since >= tol {
+                out.add(
+                    mismatch.rule,
+                    None,
+                    mismatch.expected.clone(),
+                    mismatch.observed.clone(),
+                    Some(since),
+                );
+            }
+            phase_mismatch = Some(mismatch);
+        }
+        if phase == derived || terminal.is_some() {
+            if let Some(m) = phase_mismatch.take() {
+                if t - m.since >= tol {
+                    out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+                }
+            }
         }
         if terminal.is_none() && model::is_terminal_phase(&phase) {
             terminal = Some((phase.clone(), t));
@@ -253,6 +285,9 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         last_conditions = status.conditions.clone().unwrap_or_default();
     }
 
+    if let Some(m) = phase_mismatch {
+        out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+    }
     for plan in &prediction.containers {
         let Some(obs) = observed.get(plan.name.as_str()) else {
             continue;
@@ -424,6 +459,50 @@ fn check_container_snapshot(
                 Some(t),
             );
         }
+    }
+}
+
+/// restartCount N cannot be seen before instance N could have started at the earliest.
+///
+/// This needs no per-instance time stamps, so it holds a target to its back-off even when
+/// the harness cannot see every exit (a poller that misses short-lived states, a runtime
+/// that reports no lastState). Observation times are never earlier than the events they
+/// show, so the bound cannot fail a correct target.
+fn check_restart_count_bound(
+    out: &mut Collector,
+    plan: &model::ContainerPlan,
+    cs: &ContainerStatus,
+    t: i64,
+    tol: i64,
+) {
+    let Ok(index) = usize::try_from(cs.restart_count) else {
+        return;
+    };
+    let Some(instance) = plan
+        .instances
+        .get(index)
+        .or_else(|| plan.instances.last().filter(|_| !plan.settles))
+    else {
+        return;
+    };
+    let earliest = instance.earliest_start.as_millis() as i64;
+    if index > 0 && t < earliest - tol {
+        // Counts past the plan share one bound, so they collapse into one violation.
+        let count = if index < plan.instances.len() {
+            format!("{index}")
+        } else {
+            format!("{} or more", instance.index)
+        };
+        out.add(
+            instance.start_rule,
+            Some(&cs.name),
+            format!(
+                "restartCount {count} no earlier than {} after creation",
+                secs(earliest - tol)
+            ),
+            format!("restartCount {index} at {}", secs(t)),
+            Some(t),
+        );
     }
 }
 

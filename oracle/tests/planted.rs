@@ -472,3 +472,33 @@ fn every_rule_has_a_suite_case_and_a_planted_fault() {
         );
     }
 }
+
+/// A harness that sees only some snapshots (a slow poller) still catches a missing
+/// back-off: the restart count alone outruns what the back-off allows.
+#[test]
+fn a_missing_back_off_is_caught_without_seeing_any_exit() {
+    let scenario = suite("always-crash-loop-backoff");
+    let prediction = predict(&scenario).expect("predictable");
+    let mut trace = simulate(
+        &scenario,
+        &prediction,
+        &mut Seeded(3),
+        Some(Deviation::NoBackOffDoubling),
+    );
+    trace.snapshots.retain(|s| {
+        s.status
+            .container_statuses
+            .iter()
+            .flatten()
+            .all(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+    });
+    each_status(&mut trace, |s| each_container(s, |c| c.last_state = None));
+    let verdict = check(&prediction, &trace);
+    assert!(
+        verdict
+            .violated_rules()
+            .contains("restart.backoff.doubling"),
+        "{:#?}",
+        verdict.violations
+    );
+}

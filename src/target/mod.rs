@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod model;
+pub mod podman;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -68,7 +69,7 @@ pub trait Target: Send + Sync {
     async fn cleanup(&self) -> Result<(), TargetError>;
 }
 
-/// Parses `model`, `model:DEVIATION` or `local`.
+/// Parses `model`, `model:DEVIATION`, `local` or `podman`.
 pub async fn from_spec(
     spec: &str,
     options: &TargetOptions,
@@ -77,8 +78,9 @@ pub async fn from_spec(
     match kind {
         "model" => Ok(Box::new(model::ModelTarget::new(rest, options.seed)?)),
         "local" => Ok(Box::new(local::LocalTarget::new(options)?)),
+        "podman" => Ok(Box::new(podman::PodmanTarget::new(options).await?)),
         other => Err(TargetError::Failed(format!(
-            "unknown target {other:?}: use model, model:DEVIATION or local"
+            "unknown target {other:?}: use model, model:DEVIATION, local or podman"
         ))),
     }
 }

@@ -1,0 +1,541 @@
+//! podman as a target: `podman kube play` on the local podman, observed through
+//! `podman inspect`.
+//!
+//! podman is a container engine, not a kubelet: it reports container states, exit codes,
+//! restart counts and times, but no pod phase, conditions, readiness or previous
+//! instance. The target converts what podman reports into a PodStatus without inventing
+//! what podman lacks: the phase is podman's pod state mapped onto Kubernetes phases,
+//! `ready`/`started` are "running" (no probes), and lastState and conditions are absent
+//! because podman has no such thing. (Reconstructing lastState from earlier polls would
+//! make verdicts depend on whether a poll happened to catch a short-lived state.) What
+//! podman does differently from Kubernetes is what the verdicts report.
+//!
+//! Here podman needs lower ulimits (no CAP_SYS_RESOURCE) and the runc runtime; the target
+//! uses its own containers.conf through `CONTAINERS_CONF` and never edits the machine's.
+
+use super::{Capabilities, PodRef, Target, TargetError, TargetOptions};
+use crate::compile::STATE_VOLUME;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, Pod, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podcheck_oracle::scenario::KubeletParams;
+use podcheck_oracle::{Snapshot, TimingProfile};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Label on every pod this target creates, valued with the run's id, for cleanup.
+pub const RUN_LABEL: &str = "podcheck.io/run";
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+const CONTAINERS_CONF: &str = r#"# Written by podcheck for its podman target.
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+"#;
+
+struct PodmanPod {
+    yaml: PathBuf,
+    volume: String,
+    containers: Vec<String>,
+}
+
+pub struct PodmanTarget {
+    options: TargetOptions,
+    dir: PathBuf,
+    run_id: String,
+    pods: Mutex<HashMap<String, PodmanPod>>,
+}
+
+fn install_hint() -> String {
+    "podman not found: install it with `apt-get install podman runc` (Debian/Ubuntu)".to_owned()
+}
+
+impl PodmanTarget {
+    pub async fn new(options: &TargetOptions) -> Result<PodmanTarget, TargetError> {
+        let run_id = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            jiff::Timestamp::now().as_millisecond() & 0xffff
+        );
+        let dir = std::env::temp_dir().join(format!("podcheck-podman-{run_id}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| TargetError::Failed(format!("failed to create {}: {e}", dir.display())))?;
+        std::fs::write(dir.join("containers.conf"), CONTAINERS_CONF)
+            .map_err(|e| TargetError::Failed(format!("failed to write containers.conf: {e}")))?;
+        let target = PodmanTarget {
+            options: options.clone(),
+            dir,
+            run_id,
+            pods: Mutex::new(HashMap::new()),
+        };
+        match target.podman(&["--version"]).await {
+            Ok(_) => {}
+            Err(TargetError::Failed(message)) if message.contains("No such file") => {
+                return Err(TargetError::NotApplicable(install_hint()))
+            }
+            Err(err) => return Err(err),
+        }
+        if !std::process::Command::new("runc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Err(TargetError::NotApplicable(
+                "runc not found: install it with `apt-get install runc`".to_owned(),
+            ));
+        }
+        target.load_agent_image().await?;
+        Ok(target)
+    }
+
+    async fn podman(&self, args: &[&str]) -> Result<String, TargetError> {
+        let mut command = tokio::process::Command::new("podman");
+        command
+            .args(args)
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+            .await
+            .map_err(|_| {
+                TargetError::Failed(format!(
+                    "podman {} did not answer within {COMMAND_TIMEOUT:?}",
+                    args.join(" ")
+                ))
+            })?
+            .map_err(|e| TargetError::Failed(format!("failed to run podman: {e}")))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(TargetError::Failed(format!(
+                "podman {} failed ({}): {}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+
+    async fn load_agent_image(&self) -> Result<(), TargetError> {
+        let agent = super::local::find_agent(self.options.agent_binary.as_ref())?;
+        let archive = self.dir.join("podcheck-agent.tar");
+        let image = crate::image::build_agent_archive(&agent, &archive, crate::image::AGENT_IMAGE)
+            .map_err(TargetError::Failed)?;
+        // Loading the same archive again is cheap for podman (layers are shared), and it
+        // guarantees the tag points at this build of the agent.
+        let archive_path = archive.display().to_string();
+        self.podman(&["load", "--quiet", "-i", &archive_path])
+            .await?;
+        let id = self
+            .podman(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{.Id}}",
+                crate::image::AGENT_IMAGE,
+            ])
+            .await?;
+        if !image.config_digest.ends_with(id.trim()) {
+            return Err(TargetError::Failed(format!(
+                "podman has image {} for {}, expected {}",
+                id.trim(),
+                crate::image::AGENT_IMAGE,
+                image.config_digest
+            )));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodmanPod>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn remove(&self, name: &str, pod: &PodmanPod) -> Result<(), TargetError> {
+        let pod_result = self
+            .podman(&["pod", "rm", "--force", "--time", "0", name])
+            .await;
+        let volume_result = self.podman(&["volume", "rm", "--force", &pod.volume]).await;
+        let _ = std::fs::remove_file(&pod.yaml);
+        pod_result.and(volume_result).map(|_| ())
+    }
+}
+
+/// podman's view of one container, as `podman inspect` reports it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    restart_count: i32,
+    #[serde(default)]
+    state: InspectedState,
+    #[serde(default)]
+    image: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    exit_code: i32,
+    #[serde(default, rename = "OOMKilled")]
+    oom_killed: bool,
+    #[serde(default)]
+    started_at: String,
+    #[serde(default)]
+    finished_at: String,
+}
+
+fn parse_time(text: &str) -> Option<Time> {
+    let timestamp: jiff::Timestamp = text.parse().ok()?;
+    // podman reports "0001-01-01T00:00:00Z" for never.
+    (timestamp.as_second() > 0).then_some(Time(timestamp))
+}
+
+/// Converts podman's container states into a PodStatus (see the module documentation).
+fn convert(
+    spec_names: &[String],
+    pod_prefix: &str,
+    pod_state: &str,
+    inspected: &[Inspected],
+) -> PodStatus {
+    let mut statuses = Vec::new();
+    for name in spec_names {
+        let podman_name = format!("{pod_prefix}-{name}");
+        let Some(container) = inspected.iter().find(|c| c.name == podman_name) else {
+            continue;
+        };
+        let state = &container.state;
+        let converted = match state.status.as_str() {
+            "running" => ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: parse_time(&state.started_at),
+                }),
+                ..ContainerState::default()
+            },
+            "exited" | "stopped" => ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: state.exit_code,
+                    reason: Some(
+                        if state.oom_killed {
+                            "OOMKilled"
+                        } else if state.exit_code == 0 {
+                            "Completed"
+                        } else {
+                            "Error"
+                        }
+                        .to_owned(),
+                    ),
+                    started_at: parse_time(&state.started_at),
+                    finished_at: parse_time(&state.finished_at),
+                    container_id: Some(format!("podman://{}", container.id)),
+                    ..ContainerStateTerminated::default()
+                }),
+                ..ContainerState::default()
+            },
+            other => ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(
+                        if other == "created" || other == "configured" || other.is_empty() {
+                            "ContainerCreating".to_owned()
+                        } else {
+                            format!("podman:{other}")
+                        },
+                    ),
+                    message: None,
+                }),
+                ..ContainerState::default()
+            },
+        };
+        let running = converted.running.is_some();
+        statuses.push(ContainerStatus {
+            name: name.clone(),
+            image: crate::image::AGENT_IMAGE.to_owned(),
+            image_id: container.image.clone(),
+            container_id: Some(format!("podman://{}", container.id)),
+            restart_count: container.restart_count,
+            ready: running,
+            started: Some(running),
+            state: Some(converted),
+            ..ContainerStatus::default()
+        });
+    }
+    let all_exited_zero = statuses.iter().all(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    });
+    let phase = match pod_state {
+        "Created" | "" => "Pending",
+        "Running" | "Degraded" => "Running",
+        "Exited" | "Stopped" if all_exited_zero => "Succeeded",
+        "Exited" | "Stopped" => "Failed",
+        _ => "Unknown",
+    };
+    PodStatus {
+        phase: Some(phase.to_owned()),
+        container_statuses: Some(statuses),
+        ..PodStatus::default()
+    }
+}
+
+#[async_trait]
+impl Target for PodmanTarget {
+    fn name(&self) -> String {
+        "podman".to_owned()
+    }
+
+    fn timing(&self) -> TimingProfile {
+        // podman's own delays (restarts) are wall time: nothing here can scale them, so
+        // spec time is wall time and the agent runs unscaled.
+        TimingProfile {
+            time_scale: 1.0,
+            tolerance_ms: self.options.tolerance_wall_ms.max(1000),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            concurrency: self.options.jobs.unwrap_or(8),
+            virtual_clock: false,
+        }
+    }
+
+    fn agent_image(&self) -> String {
+        crate::image::AGENT_IMAGE.to_owned()
+    }
+
+    async fn create(&self, mut pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
+        if !kubelet.is_default() {
+            return Err(TargetError::NotApplicable(
+                "podman's restart back-off cannot be configured".to_owned(),
+            ));
+        }
+        let base = pod
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "pod".to_owned());
+        let name = format!("{base}-{}", self.run_id);
+        pod.metadata.name = Some(name.clone());
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(RUN_LABEL.to_owned(), self.run_id.clone());
+        // podman turns an emptyDir into a named volume shared by every pod that uses the
+        // name; give each pod its own, or concurrent pods would share their state.
+        let volume = format!("{name}-state");
+        let mut containers = Vec::new();
+        if let Some(spec) = pod.spec.as_mut() {
+            for v in spec
+                .volumes
+                .iter_mut()
+                .flatten()
+                .filter(|v| v.name == STATE_VOLUME)
+            {
+                v.name = volume.clone();
+            }
+            for container in &mut spec.containers {
+                containers.push(container.name.clone());
+                for mount in container
+                    .volume_mounts
+                    .iter_mut()
+                    .flatten()
+                    .filter(|m| m.name == STATE_VOLUME)
+                {
+                    mount.name = volume.clone();
+                }
+            }
+        }
+        let yaml = self.dir.join(format!("{name}.yaml"));
+        let text = serde_saphyr::to_string(&pod)
+            .map_err(|e| TargetError::Failed(format!("failed to write the pod YAML: {e}")))?;
+        std::fs::write(&yaml, text)
+            .map_err(|e| TargetError::Failed(format!("failed to write {}: {e}", yaml.display())))?;
+        let created_at = Time(jiff::Timestamp::now());
+        let yaml_path = yaml.display().to_string();
+        let record = PodmanPod {
+            yaml,
+            volume,
+            containers,
+        };
+        self.lock().insert(
+            name.clone(),
+            PodmanPod {
+                yaml: record.yaml.clone(),
+                volume: record.volume.clone(),
+                containers: record.containers.clone(),
+            },
+        );
+        if let Err(err) = self
+            .podman(&["kube", "play", "--log-driver", "k8s-file", &yaml_path])
+            .await
+        {
+            let _ = self.remove(&name, &record).await;
+            self.lock().remove(&name);
+            return Err(match err {
+                TargetError::Failed(message) => TargetError::Rejected(message),
+                other => other,
+            });
+        }
+        Ok(PodRef {
+            name: name.clone(),
+            uid: name,
+            created_at,
+            node: "podman".to_owned(),
+        })
+    }
+
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
+        let containers = self
+            .lock()
+            .get(&pod.uid)
+            .map(|p| p.containers.clone())
+            .ok_or_else(|| TargetError::Failed(format!("no pod {}", pod.uid)))?;
+        let name = pod.name.clone();
+        let conf = self.dir.join("containers.conf");
+        let state = (name, containers, conf, None::<PodStatus>);
+        let stream =
+            futures::stream::unfold(state, |(name, containers, conf, mut previous)| async move {
+                loop {
+                    let observed = poll(&conf, &name, &containers).await;
+                    let Some(status) = observed else {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                        continue;
+                    };
+                    if previous.as_ref() != Some(&status) {
+                        previous = Some(status.clone());
+                        let snapshot = Snapshot {
+                            at: Time(jiff::Timestamp::now()),
+                            status,
+                        };
+                        return Some((snapshot, (name, containers, conf, previous)));
+                    }
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            });
+        Ok(Box::pin(stream))
+    }
+
+    async fn logs(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        _previous: bool,
+    ) -> Result<String, TargetError> {
+        self.podman(&["logs", &format!("{}-{container}", pod.name)])
+            .await
+    }
+
+    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
+        let record = self.lock().remove(&pod.uid);
+        match record {
+            Some(record) => self.remove(&pod.uid, &record).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn cleanup(&self) -> Result<(), TargetError> {
+        let records: Vec<(String, PodmanPod)> = self.lock().drain().collect();
+        let mut result = Ok(());
+        for (name, record) in records {
+            if let Err(err) = self.remove(&name, &record).await {
+                result = Err(err);
+            }
+        }
+        // Anything else of this run (a pod whose create was interrupted).
+        let filter = format!("label={RUN_LABEL}={}", self.run_id);
+        let leftovers = self
+            .podman(&["pod", "ps", "--quiet", "--filter", &filter])
+            .await
+            .unwrap_or_default();
+        for id in leftovers.split_whitespace() {
+            let _ = self
+                .podman(&["pod", "rm", "--force", "--time", "0", id])
+                .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        result
+    }
+}
+
+/// podman's pod, as `podman pod inspect` reports it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedPod {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    containers: Vec<InspectedPodContainer>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedPodContainer {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    state: String,
+}
+
+/// One consistent observation: the containers' details, then the pod's state. The two
+/// commands are not atomic, so an observation whose pod-level container states disagree
+/// with the details is discarded (None) and the caller polls again.
+async fn poll(conf: &std::path::Path, name: &str, containers: &[String]) -> Option<PodStatus> {
+    let run = |args: Vec<String>| {
+        let conf = conf.to_path_buf();
+        async move {
+            let output = tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                tokio::process::Command::new("podman")
+                    .args(&args)
+                    .env("CONTAINERS_CONF", conf)
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+    };
+    let mut args = vec![
+        "inspect".to_owned(),
+        "--format".to_owned(),
+        "json".to_owned(),
+    ];
+    args.extend(containers.iter().map(|c| format!("{name}-{c}")));
+    let inspected: Vec<Inspected> = serde_json::from_str(&run(args).await?).ok()?;
+    let text = run(vec!["pod".into(), "inspect".into(), name.into()]).await?;
+    let pod: InspectedPod = serde_json::from_str::<InspectedPod>(&text)
+        .or_else(|_| {
+            serde_json::from_str::<Vec<InspectedPod>>(&text)
+                .map(|mut v| v.pop().unwrap_or_default())
+        })
+        .ok()?;
+    let consistent = inspected.iter().all(|c| {
+        pod.containers
+            .iter()
+            .any(|p| p.name == c.name && p.state == c.state.status)
+    });
+    consistent.then(|| convert(containers, name, &pod.state, &inspected))
+}

@@ -1,0 +1,124 @@
+//! The podman target's harness: every case completes with a verdict (not a harness
+//! error), traces hold every container, verdicts are stable from run to run, and nothing
+//! of a run is left in podman afterwards. Nothing here asserts what podman gets right or
+//! wrong: that is what the verdicts are for.
+//!
+//! Needs podman and root; without them (and outside CI) the test says so and returns.
+
+use podcheck::runner::{load_cases, run_cases, RunOptions};
+use podcheck::target::podman::PodmanTarget;
+use podcheck::target::{Target, TargetError, TargetOptions};
+use podcheck_oracle::{Outcome, SpecDuration};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn podman(args: &[&str]) -> String {
+    std::process::Command::new("podman")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    let options = TargetOptions::default();
+    let cases = load_cases(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/restart")])
+        .expect("suite loads");
+    // podman's time cannot be scaled: keep to the cases that finish within seconds.
+    let run_options = RunOptions {
+        keep_traces: true,
+        max_horizon: Some(SpecDuration::from_secs(20)),
+    };
+    let mut verdicts = Vec::new();
+    for round in 0..2 {
+        let target = match PodmanTarget::new(&options).await {
+            Ok(target) => target,
+            Err(TargetError::NotApplicable(reason)) if !in_ci => {
+                eprintln!("skipped: {reason}");
+                return;
+            }
+            Err(err) => panic!("podman target unavailable: {err}"),
+        };
+        let report = run_cases(&target, &cases, &run_options, |_| {}).await;
+        target.cleanup().await.expect("cleanup");
+        let ran: Vec<_> = report
+            .cases
+            .iter()
+            .filter(|c| c.verdict.outcome != Outcome::Skipped)
+            .collect();
+        assert!(
+            ran.len() >= 5,
+            "round {round}: only {} cases ran",
+            ran.len()
+        );
+        for case in &ran {
+            let v = &case.verdict;
+            assert!(
+                matches!(v.outcome, Outcome::Pass | Outcome::Fail),
+                "{}: harness error {:?}",
+                v.scenario,
+                v.error
+            );
+            let trace = case.trace.as_ref().expect("trace kept");
+            let last = trace.snapshots.last().expect("snapshots");
+            let names: BTreeSet<&str> = last
+                .status
+                .container_statuses
+                .iter()
+                .flatten()
+                .map(|c| c.name.as_str())
+                .collect();
+            let expected: BTreeSet<String> = cases
+                .iter()
+                .find(|c| c.scenario.name == v.scenario)
+                .map(|c| {
+                    c.scenario
+                        .containers()
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                names,
+                expected.iter().map(String::as_str).collect(),
+                "{}: every container observed",
+                v.scenario
+            );
+            assert!(
+                trace
+                    .logs
+                    .values()
+                    .any(|lines| lines.iter().any(|l| l.contains("\"event\":\"start\""))),
+                "{}: agent logs",
+                v.scenario
+            );
+        }
+        verdicts.push(
+            ran.iter()
+                .map(|c| {
+                    (
+                        c.verdict.scenario.clone(),
+                        c.verdict.outcome,
+                        c.verdict
+                            .violated_rules()
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect::<BTreeSet<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        let leftovers = podman(&["pod", "ps", "--quiet", "--filter", "label=podcheck.io/run"]);
+        assert!(leftovers.trim().is_empty(), "pods left behind: {leftovers}");
+        let volumes = podman(&["volume", "ls", "--quiet"]);
+        assert!(
+            !volumes.lines().any(|v| v.ends_with("-state")),
+            "volumes left behind: {volumes}"
+        );
+        assert_eq!(target.name(), "podman");
+    }
+    assert_eq!(verdicts[0], verdicts[1], "verdicts differ between two runs");
+}
