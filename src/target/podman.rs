@@ -42,6 +42,7 @@ default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 runtime = "runc"
 "#;
 
+#[derive(Clone)]
 struct PodmanPod {
     yaml: PathBuf,
     volume: String,
@@ -374,20 +375,14 @@ impl Target for PodmanTarget {
             volume,
             containers,
         };
-        self.lock().insert(
-            name.clone(),
-            PodmanPod {
-                yaml: record.yaml.clone(),
-                volume: record.volume.clone(),
-                containers: record.containers.clone(),
-            },
-        );
+        // Recorded before playing, so that a cleanup during `kube play` removes it too.
+        self.lock().insert(name.clone(), record.clone());
         if let Err(err) = self
             .podman(&["kube", "play", "--log-driver", "k8s-file", &yaml_path])
             .await
         {
-            let _ = self.remove(&name, &record).await;
             self.lock().remove(&name);
+            let _ = self.remove(&name, &record).await;
             return Err(match err {
                 TargetError::Failed(message) => TargetError::Rejected(message),
                 other => other,
@@ -538,4 +533,109 @@ async fn poll(conf: &std::path::Path, name: &str, containers: &[String]) -> Opti
             .any(|p| p.name == c.name && p.state == c.state.status)
     });
     consistent.then(|| convert(containers, name, &pod.state, &inspected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(
+        name: &str,
+        status: &str,
+        exit_code: i32,
+        oom_killed: bool,
+        restarts: i32,
+    ) -> Inspected {
+        Inspected {
+            id: format!("id-{name}"),
+            name: format!("p-{name}"),
+            restart_count: restarts,
+            image: "sha256:abc".to_owned(),
+            state: InspectedState {
+                status: status.to_owned(),
+                exit_code,
+                oom_killed,
+                started_at: "2026-01-01T00:00:01.5Z".to_owned(),
+                finished_at: "0001-01-01T00:00:00Z".to_owned(),
+            },
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn podman_states_become_container_states_without_invented_fields() {
+        let inspected = vec![
+            container("run", "running", 0, false, 2),
+            container("ok", "exited", 0, false, 0),
+            container("bad", "exited", 3, false, 0),
+            container("oom", "exited", 137, true, 0),
+            container("new", "created", 0, false, 0),
+        ];
+        let status = convert(
+            &names(&["run", "ok", "bad", "oom", "new"]),
+            "p",
+            "Degraded",
+            &inspected,
+        );
+        let statuses = status.container_statuses.expect("statuses");
+        let state = |i: usize| statuses[i].state.clone().expect("state");
+        assert!(state(0).running.is_some() && statuses[0].ready && statuses[0].restart_count == 2);
+        assert_eq!(
+            state(1).terminated.and_then(|t| t.reason).as_deref(),
+            Some("Completed")
+        );
+        assert_eq!(
+            state(2).terminated.map(|t| (t.exit_code, t.reason)),
+            Some((3, Some("Error".to_owned())))
+        );
+        assert_eq!(
+            state(3).terminated.and_then(|t| t.reason).as_deref(),
+            Some("OOMKilled")
+        );
+        assert_eq!(
+            state(4).waiting.and_then(|w| w.reason).as_deref(),
+            Some("ContainerCreating")
+        );
+        assert!(
+            statuses.iter().all(|s| s.last_state.is_none()),
+            "podman reports no previous instance"
+        );
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(status.conditions.is_none(), "podman reports no conditions");
+        // "0001-01-01" means never.
+        assert!(state(1).terminated.and_then(|t| t.finished_at).is_none());
+    }
+
+    #[test]
+    fn podman_pod_states_map_onto_phases() {
+        let done = vec![container("a", "exited", 0, false, 0)];
+        let failed = vec![container("a", "exited", 1, false, 0)];
+        assert_eq!(
+            convert(&names(&["a"]), "p", "Exited", &done)
+                .phase
+                .as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            convert(&names(&["a"]), "p", "Exited", &failed)
+                .phase
+                .as_deref(),
+            Some("Failed")
+        );
+        assert_eq!(
+            convert(&names(&["a"]), "p", "Created", &done)
+                .phase
+                .as_deref(),
+            Some("Pending")
+        );
+        assert_eq!(
+            convert(&names(&["a"]), "p", "Paused", &done)
+                .phase
+                .as_deref(),
+            Some("Unknown")
+        );
+    }
 }
