@@ -6,7 +6,7 @@ use podcheck::fuzz::{fuzz, FuzzOptions};
 use podcheck::runner::{load_cases, run_cases, RunOptions};
 use podcheck::target::{self, TargetOptions};
 use podcheck_oracle::{predict, rules, Outcome, Scenario, SpecDuration};
-use podcheck_reports::{describe_violations, CaseResult, RunReport};
+use podcheck_reports::{describe_violations, summarize_violations, CaseResult, RunReport};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -179,7 +179,7 @@ fn print_result(result: &CaseResult) {
     );
     match v.outcome {
         Outcome::Fail => {
-            for line in describe_violations(v).lines() {
+            for line in summarize_violations(v, 8).lines() {
                 let _ = writeln!(out, "      {line}");
             }
         }

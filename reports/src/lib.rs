@@ -216,6 +216,44 @@ pub fn describe_violations(verdict: &Verdict) -> String {
     text
 }
 
+/// At most `limit` lines: all violations if they fit, else one line per rule (with how
+/// many violations it has) showing its first violation. The full list stays in the
+/// JSON, JUnit and HTML reports.
+pub fn summarize_violations(verdict: &Verdict, limit: usize) -> String {
+    if verdict.violations.len() <= limit {
+        return describe_violations(verdict);
+    }
+    let mut text = String::new();
+    let mut rules: Vec<&str> = Vec::new();
+    for v in &verdict.violations {
+        if !rules.contains(&v.rule.as_str()) {
+            rules.push(&v.rule);
+        }
+    }
+    for rule in rules {
+        let of_rule: Vec<_> = verdict
+            .violations
+            .iter()
+            .filter(|v| v.rule == rule)
+            .collect();
+        let first = of_rule[0];
+        let _ = write!(text, "{rule}");
+        if let Some(c) = &first.container {
+            let _ = write!(text, " [{c}]");
+        }
+        let _ = write!(
+            text,
+            ": expected {}; observed {}",
+            first.expected, first.observed
+        );
+        if of_rule.len() > 1 {
+            let _ = write!(text, " (+{} more)", of_rule.len() - 1);
+        }
+        text.push('\n');
+    }
+    text
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -296,6 +334,42 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<creation>"));
+    }
+
+    #[test]
+    fn long_violation_lists_are_summarized_per_rule() {
+        let violation = |rule: &str, n: i64| Violation {
+            rule: rule.to_owned(),
+            container: None,
+            expected: format!("e{n}"),
+            observed: format!("o{n}"),
+            at_ms: None,
+            occurrences: 1,
+        };
+        let mut result = case(
+            Outcome::Fail,
+            (0..6).map(|n| violation("a.rule", n)).collect(),
+            None,
+        );
+        result
+            .verdict
+            .violations
+            .extend((0..4).map(|n| violation("b.rule", n)));
+        let summary = summarize_violations(&result.verdict, 8);
+        assert_eq!(summary.lines().count(), 2, "{summary}");
+        assert!(
+            summary.contains("a.rule: expected e0; observed o0 (+5 more)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("b.rule: expected e0; observed o0 (+3 more)"),
+            "{summary}"
+        );
+        result.verdict.violations.truncate(3);
+        assert_eq!(
+            summarize_violations(&result.verdict, 8),
+            describe_violations(&result.verdict)
+        );
     }
 
     #[test]
