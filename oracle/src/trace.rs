@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
+    #[serde(with = "precise_time")]
     pub at: Time,
     pub status: PodStatus,
 }
@@ -29,8 +30,10 @@ pub struct Trace {
     pub target: String,
     pub timing: TimingProfile,
     /// When the pod was created (wall time).
+    #[serde(with = "precise_time")]
     pub created_at: Time,
     /// When observation stopped (wall time).
+    #[serde(with = "precise_time")]
     pub ended_at: Time,
     pub snapshots: Vec<Snapshot>,
     /// The containers' own log lines (agent events), by container name.
@@ -44,5 +47,39 @@ impl Trace {
         let wall = at.0.duration_since(self.created_at.0);
         let wall_ms = wall.as_secs_f64() * 1000.0;
         (wall_ms / self.timing.time_scale.max(1e-9)).round() as i64
+    }
+}
+
+/// Kubernetes `Time` serialises to whole seconds; a trace keeps its own time stamps to the
+/// nanosecond, so that a saved trace can be checked again with the same result.
+mod precise_time {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &Time, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&time.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Time, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map(Time).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_time_stamps_keep_sub_second_precision() {
+        let at = Time("2026-11-28T04:00:00.123456789Z".parse().expect("timestamp"));
+        let snapshot = Snapshot {
+            at: at.clone(),
+            status: PodStatus::default(),
+        };
+        let json = serde_json::to_string(&snapshot).expect("serialise");
+        assert!(json.contains("04:00:00.123456789"), "{json}");
+        let back: Snapshot = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back.at, at);
     }
 }
