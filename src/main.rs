@@ -146,6 +146,21 @@ fn target_options(args: &TargetArgs, seed: u64) -> TargetOptions {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM (a CI timeout), so targets can remove what they created.
+async fn interrupted() -> &'static str {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => "SIGTERM",
+    }
+}
+
 async fn set_up_target(args: &TargetArgs, seed: u64) -> Option<Box<dyn target::Target>> {
     match target::from_spec(&args.target, &target_options(args, seed)).await {
         Ok(target) => Some(target),
@@ -261,8 +276,8 @@ async fn run(
     });
     let mut report = tokio::select! {
         report = run => report,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: cleaning up");
+        signal = interrupted() => {
+            eprintln!("interrupted by {signal}: cleaning up");
             let _ = target.cleanup().await;
             return Ok(130);
         }
@@ -330,15 +345,22 @@ async fn run_fuzz(
         max_horizon,
     };
     let mut done = 0u32;
-    let report = fuzz(target.as_ref(), &options, |result| {
+    let fuzzing = fuzz(target.as_ref(), &options, |result| {
         done += 1;
         if result.verdict.outcome != Outcome::Pass {
             print_result(result);
         } else if done % 10 == 0 {
             println!("      ... {done}/{cases} conform so far");
         }
-    })
-    .await;
+    });
+    let report = tokio::select! {
+        report = fuzzing => report,
+        signal = interrupted() => {
+            eprintln!("interrupted by {signal}: cleaning up");
+            let _ = target.cleanup().await;
+            return Ok(130);
+        }
+    };
     let _ = target.cleanup().await;
     let report = match report {
         Ok(r) => r,
