@@ -284,6 +284,12 @@ async fn run(
     };
     let _ = target.cleanup().await;
     let totals = report.totals();
+    if totals.failed > 0 {
+        println!("violated rules (cases):");
+        for (rule, cases) in report.violated_rules() {
+            println!("  {rule:<42} {cases}");
+        }
+    }
     println!(
         "{} passed, {} failed, {} errors, {} skipped in {:.1}s (target {})",
         totals.passed,

@@ -51,6 +51,22 @@ impl RunReport {
         totals
     }
 
+    /// Every violated rule with the number of cases that violate it, in catalogue order.
+    pub fn violated_rules(&self) -> Vec<(&'static str, usize)> {
+        rules::CATALOGUE
+            .iter()
+            .map(|rule| {
+                let cases = self
+                    .cases
+                    .iter()
+                    .filter(|c| c.verdict.violations.iter().any(|v| v.rule == rule.id))
+                    .count();
+                (rule.id, cases)
+            })
+            .filter(|(_, cases)| *cases > 0)
+            .collect()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
