@@ -15,6 +15,8 @@ use std::process::ExitCode;
 const CONFORMANT: u8 = 0;
 const NONCONFORMANT: u8 = 1;
 const USAGE_OR_TARGET_ERROR: u8 = 2;
+/// As shells report death by SIGINT.
+const INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -161,6 +163,22 @@ async fn interrupted() -> &'static str {
     }
 }
 
+/// Runs `work` unless Ctrl-C or SIGTERM comes first; then removes what the target
+/// created and returns None.
+async fn until_interrupted<T>(
+    target: &dyn target::Target,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        signal = interrupted() => {
+            eprintln!("interrupted by {signal}: cleaning up");
+            let _ = target.cleanup().await;
+            None
+        }
+    }
+}
+
 async fn set_up_target(args: &TargetArgs, seed: u64) -> Option<Box<dyn target::Target>> {
     match target::from_spec(&args.target, &target_options(args, seed)).await {
         Ok(target) => Some(target),
@@ -274,13 +292,8 @@ async fn run(
             println!("      ... {done}/{total} done");
         }
     });
-    let mut report = tokio::select! {
-        report = run => report,
-        signal = interrupted() => {
-            eprintln!("interrupted by {signal}: cleaning up");
-            let _ = target.cleanup().await;
-            return Ok(130);
-        }
+    let Some(mut report) = until_interrupted(target.as_ref(), run).await else {
+        return Ok(INTERRUPTED);
     };
     let _ = target.cleanup().await;
     let totals = report.totals();
@@ -359,13 +372,8 @@ async fn run_fuzz(
             println!("      ... {done}/{cases} conform so far");
         }
     });
-    let report = tokio::select! {
-        report = fuzzing => report,
-        signal = interrupted() => {
-            eprintln!("interrupted by {signal}: cleaning up");
-            let _ = target.cleanup().await;
-            return Ok(130);
-        }
+    let Some(report) = until_interrupted(target.as_ref(), fuzzing).await else {
+        return Ok(INTERRUPTED);
     };
     let _ = target.cleanup().await;
     let report = match report {

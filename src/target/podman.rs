@@ -99,31 +99,7 @@ impl PodmanTarget {
     }
 
     async fn podman(&self, args: &[&str]) -> Result<String, TargetError> {
-        let mut command = tokio::process::Command::new("podman");
-        command
-            .args(args)
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
-            .await
-            .map_err(|_| {
-                TargetError::Failed(format!(
-                    "podman {} did not answer within {COMMAND_TIMEOUT:?}",
-                    args.join(" ")
-                ))
-            })?
-            .map_err(|e| TargetError::Failed(format!("failed to run podman: {e}")))?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(TargetError::Failed(format!(
-                "podman {} failed ({}): {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )))
-        }
+        run_podman(&self.dir.join("containers.conf"), args).await
     }
 
     async fn load_agent_image(&self) -> Result<(), TargetError> {
@@ -469,6 +445,35 @@ impl Target for PodmanTarget {
     }
 }
 
+/// Runs one podman command with the target's containers.conf; a hung podman is an error.
+async fn run_podman(conf: &std::path::Path, args: &[&str]) -> Result<String, TargetError> {
+    let mut command = tokio::process::Command::new("podman");
+    command
+        .args(args)
+        .env("CONTAINERS_CONF", conf)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+        .await
+        .map_err(|_| {
+            TargetError::Failed(format!(
+                "podman {} did not answer within {COMMAND_TIMEOUT:?}",
+                args.join(" ")
+            ))
+        })?
+        .map_err(|e| TargetError::Failed(format!("failed to run podman: {e}")))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(TargetError::Failed(format!(
+            "podman {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
 /// podman's pod, as `podman pod inspect` reports it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -492,35 +497,16 @@ struct InspectedPodContainer {
 /// commands are not atomic, so an observation whose pod-level container states disagree
 /// with the details is discarded (None) and the caller polls again.
 async fn poll(conf: &std::path::Path, name: &str, containers: &[String]) -> Option<PodStatus> {
-    let run = |args: Vec<String>| {
-        let conf = conf.to_path_buf();
-        async move {
-            let output = tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                tokio::process::Command::new("podman")
-                    .args(&args)
-                    .env("CONTAINERS_CONF", conf)
-                    .stdin(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .ok()?
-            .ok()?;
-            output
-                .status
-                .success()
-                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-        }
-    };
     let mut args = vec![
         "inspect".to_owned(),
         "--format".to_owned(),
         "json".to_owned(),
     ];
     args.extend(containers.iter().map(|c| format!("{name}-{c}")));
-    let inspected: Vec<Inspected> = serde_json::from_str(&run(args).await?).ok()?;
-    let text = run(vec!["pod".into(), "inspect".into(), name.into()]).await?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let inspected: Vec<Inspected> =
+        serde_json::from_str(&run_podman(conf, &args).await.ok()?).ok()?;
+    let text = run_podman(conf, &["pod", "inspect", name]).await.ok()?;
     let pod: InspectedPod = serde_json::from_str::<InspectedPod>(&text)
         .or_else(|_| {
             serde_json::from_str::<Vec<InspectedPod>>(&text)
