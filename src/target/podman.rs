@@ -32,7 +32,12 @@ use std::time::Duration;
 /// Label on every pod this target creates, valued with the run's id, for cleanup.
 pub const RUN_LABEL: &str = "podcheck.io/run";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Each poll runs podman twice (~50 ms of CPU each); container times come from podman's
+/// own StartedAt/FinishedAt, so the interval only delays when a change is seen.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Least tolerance on podman: `kube play` sets up a pod (infra container, conmon) before
+/// the first container starts, which takes up to a second or two on a loaded machine.
+const MIN_TOLERANCE_MS: u64 = 2000;
 
 const CONTAINERS_CONF: &str = r#"# Written by podcheck for its podman target.
 [containers]
@@ -282,7 +287,7 @@ impl Target for PodmanTarget {
         // spec time is wall time and the agent runs unscaled.
         TimingProfile {
             time_scale: 1.0,
-            tolerance_ms: self.options.tolerance_wall_ms.max(1000),
+            tolerance_ms: self.options.tolerance_wall_ms.max(MIN_TOLERANCE_MS),
         }
     }
 
