@@ -3,8 +3,9 @@
 //! scenarios paired with the field validation must name.
 
 use arbitrary::{Arbitrary, Unstructured};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podcheck_oracle::scenario::{BackOffParams, Behaviour, KubeletParams, Run, Scenario};
 use podcheck_oracle::SpecDuration;
 use proptest::prelude::*;
@@ -116,9 +117,18 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
         })
 }
 
+fn exec_probe() -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["/podcheck-agent".to_owned(), "probe".to_owned()]),
+        }),
+        ..Probe::default()
+    }
+}
+
 /// A scenario broken in one known way, with the field validation must name.
 pub fn invalid_scenario() -> impl Strategy<Value = (Scenario, String)> {
-    (scenario(), 0usize..5).prop_map(|(mut scenario, breakage)| {
+    (scenario(), 0usize..9).prop_map(|(mut scenario, breakage)| {
         let spec = scenario.pod.spec.get_or_insert_with(PodSpec::default);
         let field = match breakage {
             0 => {
@@ -140,9 +150,38 @@ pub fn invalid_scenario() -> impl Strategy<Value = (Scenario, String)> {
                     .insert("ghost".to_owned(), Behaviour::forever());
                 "behaviours.ghost".to_owned()
             }
-            _ => {
+            4 => {
                 spec.containers.clear();
                 "pod.spec.containers".to_owned()
+            }
+            // Probes Kubernetes' validation refuses (validateProbe and its wrappers).
+            5 => {
+                spec.containers[0].liveness_probe = Some(Probe {
+                    success_threshold: Some(2),
+                    ..exec_probe()
+                });
+                "pod.spec.containers[0].livenessProbe.successThreshold".to_owned()
+            }
+            6 => {
+                spec.containers[0].readiness_probe = Some(Probe {
+                    tcp_socket: Some(TCPSocketAction {
+                        port: IntOrString::Int(8080),
+                        ..TCPSocketAction::default()
+                    }),
+                    ..exec_probe()
+                });
+                "pod.spec.containers[0].readinessProbe.tcpSocket".to_owned()
+            }
+            7 => {
+                spec.containers[0].startup_probe = Some(Probe::default());
+                "pod.spec.containers[0].startupProbe".to_owned()
+            }
+            _ => {
+                spec.containers[0].readiness_probe = Some(Probe {
+                    termination_grace_period_seconds: Some(10),
+                    ..exec_probe()
+                });
+                "pod.spec.containers[0].readinessProbe.terminationGracePeriodSeconds".to_owned()
             }
         };
         (scenario, field)

@@ -13,6 +13,7 @@ pub mod rules;
 pub mod scenario;
 pub mod simulate;
 pub mod trace;
+pub mod validation;
 
 pub use check::{check, Outcome, Verdict, Violation};
 pub use duration::SpecDuration;

@@ -2,6 +2,7 @@
 
 use crate::duration::SpecDuration;
 use crate::errors::ScenarioError;
+use crate::validation::{validate_probe, ProbeKind};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -276,6 +277,25 @@ impl Scenario {
                     "behaviours",
                     format!("container {:?} has no behaviour", container.name),
                 );
+            }
+            // Invalid probes are refused as the API server would, before anything is
+            // refused as not modelled.
+            for (name, probe, kind) in [
+                (
+                    "livenessProbe",
+                    &container.liveness_probe,
+                    ProbeKind::Liveness,
+                ),
+                (
+                    "readinessProbe",
+                    &container.readiness_probe,
+                    ProbeKind::Readiness,
+                ),
+                ("startupProbe", &container.startup_probe, ProbeKind::Startup),
+            ] {
+                if let Some(probe) = probe {
+                    validate_probe(probe, kind, &format!("pod.spec.containers[{index}].{name}"))?;
+                }
             }
             for (probe, present) in [
                 ("livenessProbe", container.liveness_probe.is_some()),
