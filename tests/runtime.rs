@@ -10,23 +10,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn privileged() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .map(|v| v.trim().to_owned())
-        })
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .is_some_and(|caps| caps & (1 << 21) != 0);
-    if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run the local runtime's tests as root"
-        );
-        eprintln!("skipped: the local runtime needs root");
+    match podcheck_runtime::sys::check_privileges() {
+        Ok(()) => true,
+        Err(reason) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must run the local runtime's tests: {reason}"
+            );
+            eprintln!("skipped: {reason}");
+            false
+        }
     }
-    root
 }
 
 const SCENARIO: &str = r#"

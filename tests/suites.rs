@@ -19,18 +19,12 @@ fn suites_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("suites")
 }
 
-/// Why local cases cannot run here, if they cannot (a cheap check: no runtime starts).
+/// Why local cases cannot run here, if they cannot: the runtime's own privilege check,
+/// which starts nothing.
 fn local_unavailable() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    (effective & (1 << 21) == 0).then(|| {
-        "the local runtime needs root (CAP_SYS_ADMIN); run as root to include local cases"
-            .to_owned()
-    })
+    podcheck_runtime::sys::check_privileges()
+        .err()
+        .map(|e| e.to_string())
 }
 
 fn run(target_spec: &str, case: &SuiteCase) -> Result<(), Failed> {

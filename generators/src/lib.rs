@@ -263,11 +263,17 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         let mut u = Unstructured::new(&bytes);
+        let mut checked = 0;
         for _ in 0..50 {
             let Ok(ArbitraryScenario(scenario)) = ArbitraryScenario::arbitrary(&mut u) else {
                 break;
             };
             assert_eq!(scenario.validate(), Ok(()));
+            checked += 1;
         }
+        assert!(
+            checked >= 20,
+            "only {checked} scenarios drawn from the bytes"
+        );
     }
 }
