@@ -3,7 +3,9 @@
 //! container restarts.
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
-use podcheck_oracle::scenario::{Behaviour, Run};
+use podcheck_oracle::scenario::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
+use podcheck_oracle::SpecDuration;
+use std::collections::BTreeMap;
 use podcheck_oracle::Scenario;
 use serde_json::json;
 
@@ -19,11 +21,81 @@ pub fn behaviour_json(behaviour: &Behaviour) -> String {
         Run::Forever => json!("forever"),
         Run::Exit { after, code } => json!({"exit": {"afterMs": after.as_millis(), "code": code}}),
     };
-    json!({
+    let mut wire = json!({
         "starts": behaviour.starts.iter().map(run).collect::<Vec<_>>(),
         "then": run(&behaviour.then),
+    });
+    if let (Some(health), Some(object)) = (&behaviour.health, wire.as_object_mut()) {
+        let endpoints: serde_json::Map<String, serde_json::Value> = health
+            .endpoints
+            .iter()
+            .map(|(name, endpoint)| {
+                let answers: Vec<serde_json::Value> = endpoint
+                    .answers
+                    .iter()
+                    .map(|scripted| {
+                        let mut entry = json!({"answer": match scripted.answer {
+                            Answer::Ok => json!("ok"),
+                            Answer::Fail => json!("fail"),
+                            Answer::Slow(delay) => json!({"slowMs": delay.as_millis()}),
+                        }});
+                        if let (Some(length), Some(entry)) = (scripted.for_, entry.as_object_mut()) {
+                            entry.insert("forMs".to_owned(), json!(length.as_millis()));
+                        }
+                        entry
+                    })
+                    .collect();
+                let mut wire = json!({"answers": answers});
+                if let (Some(port), Some(wire)) = (endpoint.tcp_port, wire.as_object_mut()) {
+                    wire.insert("tcpPort".to_owned(), json!(port));
+                }
+                (name.clone(), wire)
+            })
+            .collect();
+        object.insert(
+            "health".to_owned(),
+            json!({
+                "port": health.port,
+                "listenAfterMs": health.listen_after.as_millis(),
+                "endpoints": endpoints,
+            }),
+        );
+    }
+    wire.to_string()
+}
+
+fn health_from_json(value: &serde_json::Value) -> Option<Health> {
+    let millis = |v: &serde_json::Value| v.as_u64().map(SpecDuration::from_millis);
+    let mut endpoints = BTreeMap::new();
+    for (name, endpoint) in value.get("endpoints")?.as_object()? {
+        let answers = endpoint
+            .get("answers")?
+            .as_array()?
+            .iter()
+            .map(|entry| {
+                let answer = match entry.get("answer")? {
+                    serde_json::Value::String(text) if text == "ok" => Answer::Ok,
+                    serde_json::Value::String(text) if text == "fail" => Answer::Fail,
+                    other => Answer::Slow(millis(other.get("slowMs")?)?),
+                };
+                let for_ = match entry.get("forMs") {
+                    Some(length) => Some(millis(length)?),
+                    None => None,
+                };
+                Some(Scripted { answer, for_ })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let tcp_port = match endpoint.get("tcpPort") {
+            Some(port) => Some(u16::try_from(port.as_u64()?).ok()?),
+            None => None,
+        };
+        endpoints.insert(name.clone(), Endpoint { tcp_port, answers });
+    }
+    Some(Health {
+        port: u16::try_from(value.get("port")?.as_u64()?).ok()?,
+        listen_after: millis(value.get("listenAfterMs")?)?,
+        endpoints,
     })
-    .to_string()
 }
 
 /// Reads a behaviour back from the agent's wire format.
@@ -47,6 +119,10 @@ pub fn behaviour_from_json(text: &str) -> Option<Behaviour> {
             .map(run)
             .collect::<Option<Vec<_>>>()?,
         then: run(value.get("then")?)?,
+        health: match value.get("health") {
+            Some(health) => Some(health_from_json(health)?),
+            None => None,
+        },
     })
 }
 
@@ -103,7 +179,6 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podcheck_oracle::SpecDuration;
 
     #[test]
     fn behaviour_round_trips_through_the_agent_format() {
@@ -119,6 +194,26 @@ mod tests {
                 after: SpecDuration::from_secs(2),
                 code: 0,
             },
+            health: Some(Health {
+                port: 8081,
+                listen_after: SpecDuration::from_secs(3),
+                endpoints: BTreeMap::from([(
+                    "live".to_owned(),
+                    Endpoint {
+                        tcp_port: Some(9001),
+                        answers: vec![
+                            Scripted {
+                                answer: Answer::Slow(SpecDuration::from_millis(2500)),
+                                for_: Some(SpecDuration::from_secs(10)),
+                            },
+                            Scripted {
+                                answer: Answer::Fail,
+                                for_: None,
+                            },
+                        ],
+                    },
+                )]),
+            }),
         };
         assert_eq!(
             behaviour_from_json(&behaviour_json(&behaviour)),

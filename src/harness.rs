@@ -24,7 +24,13 @@ fn spec_to_wall(spec_ms: u64, scale: f64) -> Duration {
 /// its last planned instance, running forever or terminated for good; a predicted
 /// terminal phase reached). None for scenarios that never settle (crash loops).
 fn settled(prediction: &Prediction, status: &PodStatus) -> bool {
-    if prediction.containers.iter().any(|c| !c.settles) {
+    // Probe effects are timed from instance starts the harness does not track here: a
+    // pod with probes is watched to its horizon, which the prediction sizes to them.
+    if prediction
+        .containers
+        .iter()
+        .any(|c| !c.settles || c.instances.iter().any(|i| i.probes.is_some()))
+    {
         return false;
     }
     if let Some(phase) = prediction.terminal_phase {

@@ -479,8 +479,15 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
             } else {
                 format!("exit of instance {}", instance.index - 1)
             };
-            let run = match instance.exit() {
-                Some((after, code)) => format!("runs {after}, exits {code}"),
+            let run = match instance.end() {
+                Some(end) if end.killed_by.is_some() => format!(
+                    "killed by its {:?} probe [{}, {}] after its start (exit {})",
+                    end.killed_by.unwrap_or(podcheck_oracle::probes::ProbeKind::Liveness),
+                    end.lo,
+                    end.hi,
+                    end.code
+                ),
+                Some(end) => format!("runs {}, exits {}", end.lo, end.code),
                 None => "runs forever".to_owned(),
             };
             let then = match instance.after_exit {
@@ -491,6 +498,22 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
                 "  instance {}: starts [{}, {}] after {from} ({}); {run}{then}",
                 instance.index, instance.start_after.0, instance.start_after.1, instance.start_rule
             );
+            if let Some(probes) = &instance.probes {
+                match &probes.started {
+                    Some(w) if w.hi.is_zero() => {}
+                    Some(w) => println!("    started within [{}, {}] after its start", w.lo, w.hi),
+                    None => println!("    never started"),
+                }
+                for flip in &probes.ready {
+                    println!(
+                        "    ready turns {} within [{}, {}] after its start",
+                        flip.to, flip.window.lo, flip.window.hi
+                    );
+                }
+                if probes.ready.is_empty() && probes.probes.readiness.is_some() {
+                    println!("    never ready");
+                }
+            }
         }
         if !plan.settles {
             println!("  ... keeps crash-looping");

@@ -5,22 +5,47 @@
 //!
 //! Configuration comes from the environment, which every target can set through the pod
 //! spec:
-//! - `PODCHECK_BEHAVIOUR`: `{"starts":[RUN...],"then":RUN}` where RUN is `"forever"` or
-//!   `{"exit":{"afterMs":N,"code":C}}`; start N (counted across restarts) acts out
-//!   `starts[N]`, later starts `then`.
+//! - `PODCHECK_BEHAVIOUR`: `{"starts":[RUN...],"then":RUN,"health":HEALTH}` where RUN is
+//!   `"forever"` or `{"exit":{"afterMs":N,"code":C}}`; start N (counted across restarts)
+//!   acts out `starts[N]`, later starts `then`. `health` is optional; without it nothing
+//!   listens.
 //! - `PODCHECK_TIME_SCALE`: wall seconds per spec second (default 1).
 //! - `PODCHECK_STATE_DIR`: a directory that outlives container restarts (an emptyDir),
 //!   where the agent counts its starts (default `/podcheck-state`).
 //! - `PODCHECK_CONTAINER`: the container's name, which keys the start counter.
 //!
+//! HEALTH is `{"port":P,"listenAfterMs":N,"endpoints":{NAME:ENDPOINT...}}` (`port`
+//! required, `listenAfterMs` default 0, `endpoints` default none), ENDPOINT is
+//! `{"tcpPort":T,"answers":[{"answer":ANSWER,"forMs":N}...]}` (`tcpPort` optional) and
+//! ANSWER is `"ok"`, `"fail"` or `{"slowMs":N}` (OK, after waiting N). All times are spec
+//! milliseconds from this process's start, so every start replays the script. Each
+//! `answers` entry lasts its `forMs`; the first without `forMs` lasts forever, and when
+//! the script runs out the last answer continues (an empty script always fails).
+//! - From `listenAfterMs` on (before it connections are refused), an HTTP server on
+//!   0.0.0.0:P answers `GET /NAME`: 200 for ok, 500 for fail, 200 after the wait for slow,
+//!   404 for an unknown name, always with `Connection: close`. Each request is logged as
+//!   `{"event":"probe","via":"http"|"exec","endpoint":NAME,"answer":"ok"|"fail"|"slow"|"unknown","userAgent":UA}`
+//!   when it arrives (`via` is `exec` when the query has `via=exec`).
+//! - An endpoint with `tcpPort` has a TCP listener on 0.0.0.0:T exactly while
+//!   `listenAfterMs` has passed and its answer is not fail; each connection is logged as
+//!   `{"event":"probe","via":"tcp","endpoint":NAME}` and closed at once.
+//! - Invalid `health`, or a port that cannot be bound, ends the agent with code 125.
+//!
+//! `podcheck-agent probe NAME` is the exec probe: it sends `GET /NAME?via=exec` to
+//! 127.0.0.1:P, prints the status line and exits 0 for 2xx/3xx, 1 for any other status
+//! or a failed connection (125 when PODCHECK_BEHAVIOUR has no valid health). It neither
+//! counts a start nor logs one.
+//!
 //! `podcheck-agent pause` instead sleeps until killed: the pod sandbox's holder process.
+
+mod health;
 
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +64,9 @@ struct Behaviour {
     #[serde(default)]
     starts: Vec<Run>,
     then: Run,
+    /// Checked separately by `health::Health::parse`, for a clearer message.
+    #[serde(default)]
+    health: Option<serde_json::Value>,
 }
 
 fn now_ms() -> u128 {
@@ -116,8 +144,11 @@ fn sleep_forever() -> ! {
 }
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("pause") {
-        sleep_forever();
+    let started = Instant::now();
+    match std::env::args().nth(1).as_deref() {
+        Some("pause") => sleep_forever(),
+        Some("probe") => return health::probe_command(std::env::args().nth(2)),
+        _ => {}
     }
     watch_sigterm();
     let behaviour: Behaviour = match std::env::var("PODCHECK_BEHAVIOUR") {
@@ -128,7 +159,13 @@ fn main() -> ExitCode {
         Err(_) => Behaviour {
             starts: Vec::new(),
             then: Run::Forever,
+            health: None,
         },
+    };
+    let health = match behaviour.health.as_ref().map(health::Health::parse) {
+        None => None,
+        Some(Ok(health)) => Some(health),
+        Some(Err(message)) => return fail(&message),
     };
     let scale = match std::env::var("PODCHECK_TIME_SCALE")
         .ok()
@@ -152,6 +189,15 @@ fn main() -> ExitCode {
         .copied()
         .unwrap_or(behaviour.then);
     log(serde_json::json!({ "event": "start", "start": start, "run": run }));
+    if let Some(health) = health {
+        health::serve(
+            health,
+            health::Clock {
+                start: started,
+                scale,
+            },
+        );
+    }
     match run {
         Run::Forever => sleep_forever(),
         Run::Exit { after_ms, code } => {

@@ -33,7 +33,11 @@ pub fn run() -> impl Strategy<Value = Run> {
 
 pub fn behaviour() -> impl Strategy<Value = Behaviour> {
     (prop::collection::vec(run(), 0..4), run())
-        .prop_map(|(starts, then)| Behaviour { starts, then })
+        .prop_map(|(starts, then)| Behaviour {
+            starts,
+            then,
+            health: None,
+        })
 }
 
 /// One of `items`, shrinking towards the first. (`prop::sample::select` shrinks a 64-bit
@@ -216,6 +220,7 @@ impl<'a> Arbitrary<'a> for ArbitraryScenario {
             behaviours.push(Behaviour {
                 starts,
                 then: arbitrary_run(u)?,
+                health: None,
             });
         }
         Ok(ArbitraryScenario(assemble(

@@ -9,7 +9,8 @@
 
 use crate::model::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
-use crate::scenario::{RestartPolicy, Run};
+use crate::duration::SpecDuration;
+use crate::scenario::RestartPolicy;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, PodCondition};
 use serde::{Deserialize, Serialize};
@@ -219,11 +220,15 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             running_seen = true;
         }
         for cs in &statuses {
+            let plan = prediction.containers.iter().find(|p| p.name == cs.name);
             if let Some(obs) = observed.get_mut(cs.name.as_str()) {
                 record_container(obs, cs, t, trace);
                 check_container_snapshot(&mut out, obs, cs, t);
+                if let Some(plan) = plan {
+                    check_probe_flags(&mut out, plan, obs, cs, t, tol);
+                }
             }
-            if let Some(plan) = prediction.containers.iter().find(|p| p.name == cs.name) {
+            if let Some(plan) = plan {
                 check_restart_count_bound(&mut out, plan, cs, t, tol);
             }
         }
@@ -287,6 +292,18 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
 
     if let Some(m) = phase_mismatch {
         out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+    }
+    // A status holds until the next one: the last one still has to be what the probes
+    // allow when observation ends (a flip that never came shows only here).
+    if let Some(last) = trace.snapshots.last() {
+        for cs in last.status.container_statuses.iter().flatten() {
+            if let (Some(plan), Some(obs)) = (
+                prediction.containers.iter().find(|p| p.name == cs.name),
+                observed.get(cs.name.as_str()),
+            ) {
+                check_probe_flags(&mut out, plan, obs, cs, end, tol);
+            }
+        }
     }
     for plan in &prediction.containers {
         let Some(obs) = observed.get(plan.name.as_str()) else {
@@ -389,14 +406,13 @@ fn check_container_snapshot(
     let name = Some(cs.name.as_str());
     let state = cs.state.as_ref();
     let running = state.and_then(|s| s.running.as_ref()).is_some();
-    if cs.ready != running || (cs.started == Some(true)) != running {
+    // Probes decide both flags while the container runs (check_probe_flags); a container
+    // that is not running is never started nor ready, probes or not.
+    if !running && (cs.ready || cs.started == Some(true)) {
         out.add(
             "container.ready.no-probe",
             name,
-            format!(
-                "ready={running} started={running} (container {})",
-                if running { "running" } else { "not running" }
-            ),
+            "ready=false started=false (container not running)".to_owned(),
             format!("ready={} started={:?}", cs.ready, cs.started),
             Some(t),
         );
@@ -459,6 +475,209 @@ fn check_container_snapshot(
                 Some(t),
             );
         }
+    }
+}
+
+/// `started` and `ready` of a running container against what its probes allow at that
+/// moment of its instance (timed from the instance's observed start).
+fn check_probe_flags(
+    out: &mut Collector,
+    plan: &model::ContainerPlan,
+    obs: &ObservedContainer,
+    cs: &ContainerStatus,
+    t: i64,
+    tol: i64,
+) {
+    let running = cs
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .is_some();
+    if !running {
+        return;
+    }
+    let name = Some(cs.name.as_str());
+    let started = cs.started == Some(true);
+    let Ok(index) = u32::try_from(cs.restart_count) else {
+        return;
+    };
+    let instance = plan
+        .instances
+        .get(index as usize)
+        .or_else(|| plan.instances.last().filter(|_| !plan.settles));
+    let Some(probes) = instance.and_then(|i| i.probes.as_ref()) else {
+        if !cs.ready || !started {
+            out.add(
+                "container.ready.no-probe",
+                name,
+                "ready=true started=true (running, no probes)".to_owned(),
+                format!("ready={} started={:?}", cs.ready, cs.started),
+                Some(t),
+            );
+        }
+        return;
+    };
+    let Some(start) = obs.instances.get(&index).and_then(|i| i.started) else {
+        return;
+    };
+    let at = t - start;
+    let ms = |d: SpecDuration| d.as_millis() as i64;
+    // started
+    match &probes.started {
+        None if started => out.add(
+            "probe.startup.started",
+            name,
+            format!("instance {index}: started=false (the startup probe does not succeed)"),
+            format!("started=true {} after the start", secs(at)),
+            Some(t),
+        ),
+        Some(window) if at < ms(window.lo) - tol && started => out.add(
+            window.early_rule,
+            name,
+            format!(
+                "instance {index}: started only from {} after the start",
+                secs(ms(window.lo) - tol)
+            ),
+            format!("started=true {} after the start", secs(at)),
+            Some(t),
+        ),
+        Some(window) if at > ms(window.hi) + tol && !started => {
+            for rule in &window.late_rules {
+                out.add(
+                    rule,
+                    name,
+                    format!(
+                        "instance {index}: started by {} after the start",
+                        secs(ms(window.hi) + tol)
+                    ),
+                    format!("started=false {} after the start", secs(at)),
+                    Some(t),
+                );
+            }
+        }
+        Some(window) if started && !window.hi.is_zero() && at <= ms(window.hi) + tol => {
+            out.inside(at, ms(window.lo) - tol, ms(window.hi) + tol)
+        }
+        _ => {}
+    }
+    if cs.ready && !started {
+        out.add(
+            if probes.probes.startup.is_some() {
+                "probe.startup.gates"
+            } else {
+                "container.ready.no-probe"
+            },
+            name,
+            "ready only once started".to_owned(),
+            "ready=true, started=false".to_owned(),
+            Some(t),
+        );
+    }
+    if probes.probes.readiness.is_none() {
+        if cs.ready != started {
+            out.add(
+                "container.ready.no-probe",
+                name,
+                "without a readiness probe, ready exactly while started".to_owned(),
+                format!("ready={} started={started}", cs.ready),
+                Some(t),
+            );
+        }
+        return;
+    }
+    // ready, flip by flip
+    let mut value = false;
+    for (position, flip) in probes.ready.iter().enumerate() {
+        let (lo, hi) = (ms(flip.window.lo) - tol, ms(flip.window.hi) + tol);
+        if at < lo {
+            if cs.ready != value {
+                out.add(
+                    flip.window.early_rule,
+                    name,
+                    format!(
+                        "instance {index}: ready={value} until {} after the start",
+                        secs(lo)
+                    ),
+                    format!("ready={} {} after the start", cs.ready, secs(at)),
+                    Some(t),
+                );
+            }
+            return;
+        }
+        if at <= hi {
+            if cs.ready == flip.to {
+                out.inside(at, lo, hi);
+            }
+            return;
+        }
+        value = flip.to;
+        if position + 1 == probes.ready.len() && cs.ready != value {
+            for rule in &flip.window.late_rules {
+                out.add(
+                    rule,
+                    name,
+                    format!(
+                        "instance {index}: ready={value} from {} after the start",
+                        secs(hi)
+                    ),
+                    format!("ready={} {} after the start", cs.ready, secs(at)),
+                    Some(t),
+                );
+            }
+            return;
+        }
+    }
+    if probes.ready.is_empty() && cs.ready {
+        let errors = probes
+            .probes
+            .readiness
+            .as_ref()
+            .is_some_and(|r| r.always_errors());
+        out.add(
+            if errors {
+                "probe.error-not-failure"
+            } else {
+                "probe.readiness.initial-failure"
+            },
+            name,
+            format!("instance {index}: never ready (the readiness probe never succeeds)"),
+            format!("ready=true {} after the start", secs(at)),
+            Some(t),
+        );
+    }
+}
+
+/// The rule an unpredicted end of an instance breaks, given the probes that might have
+/// caused it.
+fn surprise_rule(instance: &model::InstancePlan, at: i64) -> &'static str {
+    let Some(plan) = &instance.probes else {
+        return "container.runs-to-completion";
+    };
+    let probes = &plan.probes;
+    let ms = |d: SpecDuration| d.as_millis() as i64;
+    let errors = [&probes.startup, &probes.liveness]
+        .into_iter()
+        .flatten()
+        .any(|p| p.always_errors());
+    if errors {
+        "probe.error-not-failure"
+    } else if probes.readiness.is_some() && !plan.liveness_fails && probes.startup.is_none() {
+        "probe.readiness.no-restart"
+    } else if probes.liveness.is_some()
+        && probes.startup.is_some()
+        && plan.started.as_ref().is_none_or(|w| at < ms(w.lo))
+    {
+        "probe.startup.gates"
+    } else if plan.liveness_slow_success {
+        "probe.timeout"
+    } else if probes.liveness.is_some() && plan.liveness_fails {
+        "probe.liveness.failure-threshold"
+    } else if probes.readiness.is_some() {
+        "probe.readiness.no-restart"
+    } else if probes.startup.is_some() {
+        "probe.startup.failure-restart"
+    } else {
+        "container.runs-to-completion"
     }
 }
 
@@ -724,9 +943,22 @@ fn check_instances(
             }
         }
         let finished = seen.and_then(|s| s.finished);
-        match instance.run {
-            Run::Exit { after, code } => {
-                let after = after.as_millis() as i64;
+        match instance.end() {
+            Some(planned_end) => {
+                let (lo, hi) = (
+                    planned_end.lo.as_millis() as i64,
+                    planned_end.hi.as_millis() as i64,
+                );
+                let code = planned_end.code;
+                let (early_rule, late_rules): (&str, Vec<&str>) =
+                    match instance.probes.as_ref().and_then(|p| p.kill.as_ref()) {
+                        Some((_, window)) => (window.early_rule, window.late_rules.clone()),
+                        None => ("container.runs-to-completion", vec!["container.runs-to-completion"]),
+                    };
+                let how = match planned_end.killed_by {
+                    Some(kind) => format!("is killed by its {kind:?} probe"),
+                    None => format!("exits with code {code}"),
+                };
                 if let (Some(s), Some(f)) = (started, finished) {
                     let observed_code = seen.and_then(|x| x.exit_code);
                     if observed_code != Some(code) {
@@ -741,40 +973,52 @@ fn check_instances(
                             Some(f),
                         );
                     }
-                    if f - s < after - tol || f - s > after + tol {
-                        out.add(
-                            "container.runs-to-completion",
-                            name,
-                            format!(
-                                "instance {index} runs {} until its process exits",
-                                window_text(after - tol, after + tol)
-                            ),
-                            format!("terminated after {}", secs(f - s)),
-                            Some(f),
-                        );
+                    let expected = format!(
+                        "instance {index} {how} {} after its start",
+                        window_text(lo - tol, hi + tol)
+                    );
+                    let observed = format!("terminated after {}", secs(f - s));
+                    if f - s < lo - tol {
+                        let rule = if planned_end.killed_by.is_some() {
+                            early_rule
+                        } else {
+                            surprise_rule(instance, f - s)
+                        };
+                        out.add(rule, name, expected, observed, Some(f));
+                    } else if f - s > hi + tol {
+                        for rule in &late_rules {
+                            out.add(rule, name, expected.clone(), observed.clone(), Some(f));
+                        }
                     } else {
-                        out.inside(f - s, after - tol, after + tol);
+                        out.inside(f - s, lo - tol, hi + tol);
                     }
                 } else if let (Some(s), None) = (started, finished) {
-                    let due = s + after + tol + STATUS_LAG.as_millis() as i64;
+                    let due = s + hi + tol + STATUS_LAG.as_millis() as i64;
                     if end > due && i64::from(index) >= max_rc {
-                        out.add(
-                            "container.runs-to-completion",
-                            name,
-                            format!(
-                                "instance {index} exits with code {code} {} after its start",
-                                secs(after)
-                            ),
-                            format!("no termination reported {} after its start", secs(end - s)),
-                            None,
-                        );
+                        for rule in &late_rules {
+                            out.add(
+                                rule,
+                                name,
+                                format!(
+                                    "instance {index} {how} {} after its start",
+                                    window_text(lo - tol, hi + tol)
+                                ),
+                                format!(
+                                    "no termination reported {} after its start",
+                                    secs(end - s)
+                                ),
+                                None,
+                            );
+                        }
                     }
                 }
             }
-            Run::Forever => {
+            None => {
                 if let Some(f) = finished {
                     out.add(
-                        "container.runs-to-completion",
+                        started.map_or("container.runs-to-completion", |s| {
+                            surprise_rule(instance, f - s)
+                        }),
                         name,
                         format!("instance {index} keeps running (its process never exits)"),
                         format!(
@@ -802,7 +1046,7 @@ fn check_instances(
                     name,
                     format!(
                         "no restart after exit code {} under restartPolicy {}",
-                        instance.exit().map_or(0, |e| e.1),
+                        instance.end().map_or(0, |e| e.code),
                         prediction.restart_policy.as_str()
                     ),
                     format!("restartCount {max_rc}"),

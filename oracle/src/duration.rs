@@ -30,6 +30,10 @@ impl SpecDuration {
         }
     }
 
+    pub const fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+
     pub const fn as_millis(self) -> u64 {
         self.0
     }

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod errors;
 pub mod model;
 pub mod predict;
+pub mod probes;
 pub mod rules;
 pub mod scenario;
 pub mod simulate;

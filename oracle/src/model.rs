@@ -7,6 +7,7 @@
 //! produce its own snapshots.
 
 use crate::duration::SpecDuration;
+use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan};
 use crate::scenario::{BackOffParams, RestartPolicy, Run, Scenario};
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
 
@@ -71,12 +72,38 @@ pub struct InstancePlan {
     /// Earliest and latest start counted from pod creation, before target tolerance.
     pub earliest_start: SpecDuration,
     pub latest_start: SpecDuration,
+    /// What the container's probes do to this instance; None without probes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<ProbePlan>,
+}
+
+/// How an instance ends: its process exits, or a probe has it killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct End {
+    /// Earliest and latest end after the instance's start.
+    pub lo: SpecDuration,
+    pub hi: SpecDuration,
+    pub code: i32,
+    pub killed_by: Option<crate::probes::ProbeKind>,
 }
 
 impl InstancePlan {
-    pub fn exit(&self) -> Option<(SpecDuration, i32)> {
+    pub fn end(&self) -> Option<End> {
+        if let Some((kind, window)) = self.probes.as_ref().and_then(|p| p.kill.as_ref()) {
+            return Some(End {
+                lo: window.lo,
+                hi: window.hi,
+                code: crate::probes::KILLED_EXIT_CODE,
+                killed_by: Some(*kind),
+            });
+        }
         match self.run {
-            Run::Exit { after, code } => Some((after, code)),
+            Run::Exit { after, code } => Some(End {
+                lo: after,
+                hi: after,
+                code,
+                killed_by: None,
+            }),
             Run::Forever => None,
         }
     }
@@ -91,6 +118,9 @@ pub struct ContainerPlan {
     /// Whether the container settles (runs forever or stays terminated) within the plan;
     /// false for a crash loop that goes on past the horizon.
     pub settles: bool,
+    /// Why the probes of some instance have no single prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambiguity: Option<String>,
 }
 
 impl ContainerPlan {
@@ -101,8 +131,8 @@ impl ContainerPlan {
     /// The exit code the container finally stays terminated with, if it does.
     pub fn final_exit_code(&self) -> Option<i32> {
         let last = self.last()?;
-        match (last.after_exit, last.run) {
-            (Some(AfterExit::StaysTerminated), Run::Exit { code, .. }) => Some(code),
+        match (last.after_exit, last.end()) {
+            (Some(AfterExit::StaysTerminated), Some(end)) => Some(end.code),
             _ => None,
         }
     }
@@ -128,12 +158,28 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
     scenario
         .containers()
         .iter()
-        .map(|container| {
+        .enumerate()
+        .map(|(index, container)| {
             let behaviour = scenario
                 .behaviour(&container.name)
                 .cloned()
                 .unwrap_or_else(crate::scenario::Behaviour::forever);
-            plan_one(&container.name, &behaviour, policy, back_off, until)
+            // Scenarios are validated before they are planned; an unreadable probe here
+            // is planned as no probe and reported as an ambiguity.
+            let (probes, unreadable) = match scenario.container_probes(container, index) {
+                Ok(probes) => (probes, None),
+                Err((field, reason)) => (ContainerProbes::default(), Some(format!("{field}: {reason}"))),
+            };
+            let mut plan = plan_one(
+                &container.name,
+                &behaviour,
+                &probes,
+                policy,
+                back_off,
+                until,
+            );
+            plan.ambiguity = plan.ambiguity.or(unreadable);
+            plan
         })
         .collect()
 }
@@ -149,11 +195,14 @@ pub fn effective_back_off(params: BackOffParams) -> BackOffParams {
 fn plan_one(
     name: &str,
     behaviour: &crate::scenario::Behaviour,
+    probes: &ContainerProbes,
     policy: RestartPolicy,
     back_off: BackOffParams,
     until: SpecDuration,
 ) -> ContainerPlan {
     let mut instances = Vec::new();
+    let mut carry = Carry::default();
+    let mut ambiguity = None;
     let mut entry: Option<BackOffEntry> = None;
     let (mut earliest, mut latest) = (SpecDuration::ZERO, FIRST_START_WITHIN);
     let mut start_after = (SpecDuration::ZERO, FIRST_START_WITHIN);
@@ -169,24 +218,43 @@ fn plan_one(
             after_exit: None,
             earliest_start: earliest,
             latest_start: latest,
+            probes: None,
         };
-        let Run::Exit { after, code } = run else {
+        if !probes.is_empty() {
+            let exits_at = match run {
+                Run::Exit { after, .. } => Some(after),
+                Run::Forever => None,
+            };
+            match plan_instance(probes, behaviour.health.as_ref(), carry, exits_at) {
+                Ok((probe_plan, carry_out)) => {
+                    plan.probes = Some(probe_plan);
+                    carry = carry_out;
+                }
+                Err(Ambiguous(reason)) => {
+                    ambiguity = Some(format!("instance {index}: {reason}"));
+                }
+            }
+        }
+        let Some(end) = plan.end() else {
             instances.push(plan);
             return ContainerPlan {
                 name: name.to_owned(),
                 instances,
                 settles: true,
+                ambiguity,
             };
         };
-        let finished = earliest + after;
-        let finished_latest = latest + after;
-        if !policy.restarts_after(code) {
+        let code = end.code;
+        let finished = earliest + end.lo;
+        let finished_latest = latest + end.hi;
+        if !policy.restarts_after(code) || ambiguity.is_some() {
             plan.after_exit = Some(AfterExit::StaysTerminated);
             instances.push(plan);
             return ContainerPlan {
                 name: name.to_owned(),
                 instances,
                 settles: true,
+                ambiguity,
             };
         }
         // doBackOff: in back-off while now - FinishedAt < entry.backoff, unless the entry
@@ -238,6 +306,7 @@ fn plan_one(
                 name: name.to_owned(),
                 instances,
                 settles: false,
+                ambiguity,
             };
         }
     }
@@ -250,16 +319,11 @@ pub fn reset_is_ambiguous(plans: &[ContainerPlan], margin: SpecDuration) -> bool
         plan.instances
             .iter()
             .skip(1)
-            .any(|instance| match instance.run {
-                Run::Exit { after, .. } => {
-                    let distance = if after > BACK_OFF_RESET_AFTER {
-                        after - BACK_OFF_RESET_AFTER
-                    } else {
-                        BACK_OFF_RESET_AFTER - after
-                    };
-                    distance <= margin
-                }
-                Run::Forever => false,
+            .any(|instance| {
+                instance.end().is_some_and(|end| {
+                    end.lo <= BACK_OFF_RESET_AFTER + margin
+                        && end.hi + margin >= BACK_OFF_RESET_AFTER
+                })
             })
     })
 }

@@ -2,7 +2,7 @@
 
 use crate::duration::SpecDuration;
 use crate::model::{self, AfterExit, ContainerPlan, STATUS_LAG};
-use crate::scenario::{BackOffParams, RestartPolicy, Run, Scenario};
+use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -35,6 +35,12 @@ pub struct Prediction {
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PredictError {
+    #[error("scenario {scenario}, container {container}: {reason}")]
+    AmbiguousProbe {
+        scenario: String,
+        container: String,
+        reason: String,
+    },
     #[error("scenario {scenario}: a container runs within {margin} of the 600s back-off reset threshold, so the restart that follows has no single prediction")]
     AmbiguousReset {
         scenario: String,
@@ -53,6 +59,13 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
             margin: AMBIGUITY_MARGIN,
         });
     }
+    if let Some(plan) = probe.iter().find(|p| p.ambiguity.is_some()) {
+        return Err(PredictError::AmbiguousProbe {
+            scenario: scenario.name.clone(),
+            container: plan.name.clone(),
+            reason: plan.ambiguity.clone().unwrap_or_default(),
+        });
+    }
     let horizon = scenario
         .observe_for
         .unwrap_or_else(|| default_horizon(&probe))
@@ -66,10 +79,9 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
         None
     };
     let running_observable = containers.iter().any(|c| {
-        c.instances.first().is_some_and(|first| match first.run {
-            Run::Forever => true,
-            Run::Exit { after, .. } => after >= SpecDuration::from_secs(5),
-        })
+        c.instances
+            .first()
+            .is_some_and(|first| first.end().is_none_or(|end| end.lo >= SpecDuration::from_secs(5)))
     });
     let rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
     Ok(Prediction {
@@ -99,11 +111,12 @@ fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
             } else {
                 last.earliest_start + STATUS_LAG
             };
-            let run = match last.run {
-                Run::Exit { after, .. } => after + STATUS_LAG,
-                Run::Forever => SpecDuration::ZERO,
-            };
-            start + run + SETTLE
+            let run = last.end().map_or(SpecDuration::ZERO, |end| end.hi + STATUS_LAG);
+            let probes = last
+                .probes
+                .as_ref()
+                .map_or(SpecDuration::ZERO, |p| p.quiet_after());
+            start + run.max(probes) + SETTLE
         })
         .max()
         .unwrap_or(SETTLE)
@@ -138,7 +151,7 @@ fn exercised_rules(
         None => {}
     }
     let instances = || containers.iter().flat_map(|c| c.instances.iter());
-    if instances().any(|i| i.exit().is_some()) {
+    if instances().any(|i| i.end().is_some()) {
         rules.push("container.state.terminated");
         rules.push(match policy {
             RestartPolicy::Always => "restart.policy.always",
@@ -164,6 +177,49 @@ fn exercised_rules(
     }
     if instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_)))) {
         rules.push("container.state.waiting.crashloop");
+    }
+    for plan in instances().filter_map(|i| i.probes.as_ref()) {
+        let mut add = |rule: &'static str| {
+            if !rules.contains(&rule) {
+                rules.push(rule);
+            }
+        };
+        let probes = &plan.probes;
+        add("probe.startup.started");
+        if let Some(window) = &plan.started {
+            add(window.early_rule);
+            window.late_rules.iter().for_each(|r| add(r));
+        }
+        if probes.startup.is_some() && (probes.liveness.is_some() || probes.readiness.is_some()) {
+            add("probe.startup.gates");
+        }
+        if plan.liveness_fails {
+            add("probe.liveness.failure-threshold");
+        }
+        if plan.liveness_slow_success {
+            add("probe.timeout");
+        }
+        if let Some((_, window)) = &plan.kill {
+            add(window.early_rule);
+            window.late_rules.iter().for_each(|r| add(r));
+        }
+        for flip in &plan.ready {
+            add(flip.window.early_rule);
+            flip.window.late_rules.iter().for_each(|r| add(r));
+        }
+        if probes.readiness.is_some() {
+            add("probe.readiness.initial-failure");
+            add("probe.readiness.no-restart");
+        }
+        for probe in [&probes.startup, &probes.liveness, &probes.readiness].into_iter().flatten() {
+            if probe.always_errors() {
+                add("probe.error-not-failure");
+            }
+            if probe.initial_delay > SpecDuration::ZERO {
+                add("probe.initial-delay");
+            }
+            add(probe.handler.rule());
+        }
     }
     for instance in instances().filter(|i| i.index > 0) {
         if !rules.contains(&instance.start_rule) {

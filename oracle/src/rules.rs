@@ -34,6 +34,16 @@ const SHOULD_RESTART: &str =
 const CONTAINERD_REASON: &str =
     "containerd internal/cri/server/container_status.go toCRIContainerStatus (Completed/Error)";
 
+const SEED_PROBES: &str = "seed: Probes";
+const SEED_TUNING: &str = "seed: Tuning Probes";
+const SEED_READINESS_GOTCHA: &str = "seed: Interview Gotchas / 6. readiness is not liveness";
+const DOC_PROBES: &str = "https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/";
+const WORKER: &str = "kubernetes pkg/kubelet/prober/worker.go newWorker, run, doProbe";
+const PROBER: &str = "kubernetes pkg/kubelet/prober/prober.go runProbe, runProbeWithRetries";
+const COMPUTE_ACTIONS: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions";
+const FIDELITY_PROBES: &str = "podcheck docs/fidelity/probes.md";
+
 pub const CATALOGUE: &[Rule] = &[
     Rule {
         id: "phase.pending",
@@ -107,7 +117,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: "container.ready.no-probe",
-        statement: "A container without probes is started and ready exactly while it is running.",
+        statement: "A container that is not running is neither started nor ready; without a startup probe a running container is started, and without a readiness probe it is ready exactly while started.",
         sources: &[SEED_CONDITIONS, PROBER_MANAGER],
     },
     Rule {
@@ -169,6 +179,76 @@ pub const CATALOGUE: &[Rule] = &[
         id: "condition.ready",
         statement: "Ready is ContainersReady plus readiness gates: without gates it has the same status and reason, and Ready is never True without ContainersReady.",
         sources: &[SEED_CONDITIONS, GENERATE],
+    },
+    Rule {
+        id: "probe.startup.started",
+        statement: "A container with a startup probe is started (status.started) from the first successful startup probe on, never before; without one it is started once running.",
+        sources: &[SEED_PROBES, DOC_PROBES, PROBER_MANAGER, WORKER, FIDELITY_PROBES],
+    },
+    Rule {
+        id: "probe.startup.gates",
+        statement: "Liveness and readiness probes do not run until the startup probe has succeeded: nothing they find kills the container or makes it ready before.",
+        sources: &[SEED_PROBES, DOC_PROBES, WORKER, FIDELITY_PROBES],
+    },
+    Rule {
+        id: "probe.startup.failure-restart",
+        statement: "A startup probe that fails failureThreshold times in a row gets the container killed and restarted according to restartPolicy.",
+        sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, COMPUTE_ACTIONS, WORKER],
+    },
+    Rule {
+        id: "probe.liveness.failure-threshold",
+        statement: "A liveness probe kills the container only after failureThreshold consecutive failures, periodSeconds apart: never earlier.",
+        sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, WORKER],
+    },
+    Rule {
+        id: "probe.liveness.restart",
+        statement: "Once liveness fails failureThreshold times in a row the container is killed (SIGTERM, exit 143) and restarted according to restartPolicy and the back-off, with restartCount and lastState showing it.",
+        sources: &[SEED_PROBES, DOC_PROBES, COMPUTE_ACTIONS, WORKER, "kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer"],
+    },
+    Rule {
+        id: "probe.readiness.initial-failure",
+        statement: "A container with a readiness probe is not ready until the probe has succeeded: the readiness result starts as Failure for every new container.",
+        sources: &[SEED_PROBES, DOC_PROBES, WORKER, PROBER_MANAGER],
+    },
+    Rule {
+        id: "probe.readiness.transitions",
+        statement: "ready turns true after successThreshold consecutive readiness successes and false after failureThreshold consecutive failures; the pod is then Running but not Ready.",
+        sources: &[SEED_PROBES, SEED_READINESS_GOTCHA, DOC_PROBES, WORKER, GENERATE],
+    },
+    Rule {
+        id: "probe.readiness.no-restart",
+        statement: "A failing readiness probe never kills or restarts the container: it only takes it out of ready (and the pod out of the Service's endpoints).",
+        sources: &[SEED_PROBES, SEED_READINESS_GOTCHA, DOC_PROBES, COMPUTE_ACTIONS],
+    },
+    Rule {
+        id: "probe.initial-delay",
+        statement: "No probe runs before initialDelaySeconds have passed since the container started (measured from its start, also for liveness and readiness behind a startup probe).",
+        sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, WORKER],
+    },
+    Rule {
+        id: "probe.timeout",
+        statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too); a slower answer within the timeout succeeds.",
+        sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe", "kubernetes pkg/probe/exec/exec.go (ExecProbeTimeout)"],
+    },
+    Rule {
+        id: "probe.error-not-failure",
+        statement: "A probe that cannot be run (a named port the container does not declare) is neither a success nor a failure: the result keeps its initial value, so liveness never kills and readiness never turns ready.",
+        sources: &[DOC_PROBES, PROBER, WORKER, "kubernetes pkg/probe/util.go ResolveContainerPort", FIDELITY_PROBES],
+    },
+    Rule {
+        id: "probe.handler.http",
+        statement: "An httpGet probe succeeds on a status from 200 to 399 and fails on any other status or when nothing answers.",
+        sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe"],
+    },
+    Rule {
+        id: "probe.handler.tcp",
+        statement: "A tcpSocket probe succeeds when a connection to the port is established and fails when it is refused.",
+        sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/tcp/tcp.go DoTCPProbe"],
+    },
+    Rule {
+        id: "probe.handler.exec",
+        statement: "An exec probe runs its command inside the container and succeeds exactly when it exits 0.",
+        sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/exec/exec.go"],
     },
 ];
 

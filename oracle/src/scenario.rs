@@ -2,6 +2,7 @@
 
 use crate::duration::SpecDuration;
 use crate::errors::ScenarioError;
+use crate::probes::ContainerProbes;
 use crate::validation::{validate_probe, ProbeKind};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,89 @@ pub struct Behaviour {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub starts: Vec<Run>,
     pub then: Run,
+    /// Health endpoints the process serves for probes; the same script on every start,
+    /// timed from that start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// The agent's health endpoints: `GET /<endpoint>` on `port`, a raw TCP listener on an
+/// endpoint's `tcpPort`, and the exec command `/podcheck-agent probe <endpoint>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Health {
+    /// The HTTP port; containers of one pod share a network namespace, so each needs its own.
+    #[serde(default = "Health::default_port")]
+    pub port: u16,
+    /// Nothing listens (connections are refused) until this long after the start.
+    #[serde(default, skip_serializing_if = "SpecDuration::is_zero")]
+    pub listen_after: SpecDuration,
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+impl Health {
+    pub const DEFAULT_PORT: u16 = 8080;
+    fn default_port() -> u16 {
+        Self::DEFAULT_PORT
+    }
+}
+
+/// One health endpoint and the script of its answers over the life of a start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    /// A TCP port that is listened on exactly while the answer is `ok` or `slow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
+    /// Consecutive answers, each for its `for`; the last one lasts.
+    pub answers: Vec<Scripted>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scripted {
+    pub answer: Answer,
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<SpecDuration>,
+}
+
+/// What a health endpoint answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Answer {
+    /// HTTP 200, exec exit 0, TCP listening.
+    Ok,
+    /// HTTP 500, exec exit 1, TCP not listening.
+    Fail,
+    /// HTTP 200 (exec exit 0) only after this delay; TCP listening.
+    Slow(SpecDuration),
+}
+
+impl Endpoint {
+    /// The answer at `at` after the start.
+    pub fn answer_at(&self, at: SpecDuration) -> Answer {
+        let mut from = SpecDuration::ZERO;
+        for scripted in &self.answers {
+            match scripted.for_ {
+                Some(length) if at >= from + length => from = from + length,
+                _ => return scripted.answer,
+            }
+        }
+        self.answers.last().map_or(Answer::Fail, |s| s.answer)
+    }
+
+    /// Times after the start at which the answer may change.
+    pub fn boundaries(&self) -> Vec<SpecDuration> {
+        let mut at = SpecDuration::ZERO;
+        let mut out = Vec::new();
+        for scripted in &self.answers {
+            if let Some(length) = scripted.for_ {
+                at = at + length;
+                out.push(at);
+            }
+        }
+        out
+    }
 }
 
 impl Behaviour {
@@ -59,6 +143,7 @@ impl Behaviour {
         Behaviour {
             starts: Vec::new(),
             then: Run::Forever,
+            health: None,
         }
     }
 
@@ -66,6 +151,7 @@ impl Behaviour {
         Behaviour {
             starts: Vec::new(),
             then: Run::Exit { after, code },
+            health: None,
         }
     }
 }
@@ -297,19 +383,12 @@ impl Scenario {
                     validate_probe(probe, kind, &format!("pod.spec.containers[{index}].{name}"))?;
                 }
             }
-            for (probe, present) in [
-                ("livenessProbe", container.liveness_probe.is_some()),
-                ("readinessProbe", container.readiness_probe.is_some()),
-                ("startupProbe", container.startup_probe.is_some()),
-                ("lifecycle", container.lifecycle.is_some()),
-            ] {
-                if present {
-                    return invalid(
-                        &format!("pod.spec.containers[{index}].{probe}"),
-                        "not modelled by the oracle yet; the scenario would be half-predicted"
-                            .to_owned(),
-                    );
-                }
+            if container.lifecycle.is_some() {
+                return invalid(
+                    &format!("pod.spec.containers[{index}].lifecycle"),
+                    "not modelled by the oracle yet; the scenario would be half-predicted"
+                        .to_owned(),
+                );
             }
         }
         for (field, present) in [
@@ -363,6 +442,10 @@ impl Scenario {
                 }
             }
         }
+        self.validate_health()?;
+        for (index, container) in spec.containers.iter().enumerate() {
+            self.container_probes(container, index)?;
+        }
         if let Some(fault) = self.faults.first() {
             // FaultAction has no variants yet, so a parsed fault cannot exist.
             match fault.action {}
@@ -376,6 +459,72 @@ impl Scenario {
                     back_off.initial, back_off.max
                 ),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// The probes of the container at `index`, as the oracle models them.
+    pub fn container_probes(
+        &self,
+        container: &Container,
+        index: usize,
+    ) -> Result<ContainerProbes, (String, String)> {
+        let forever = Behaviour::forever();
+        let behaviour = self.behaviour(&container.name).unwrap_or(&forever);
+        let others: Vec<(&Container, &Behaviour)> = self
+            .containers()
+            .iter()
+            .filter(|c| c.name != container.name)
+            .filter_map(|c| Some((c, self.behaviour(&c.name)?)))
+            .collect();
+        ContainerProbes::resolve(
+            container,
+            behaviour,
+            &others,
+            &format!("pod.spec.containers[{index}]"),
+        )
+    }
+
+    /// Health endpoints must be servable: names that are paths, scripts with answers, and
+    /// ports no two listeners of the pod share (its containers share one network).
+    fn validate_health(&self) -> Result<(), (String, String)> {
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        for (name, behaviour) in &self.behaviours {
+            let Some(health) = &behaviour.health else {
+                continue;
+            };
+            let field = format!("behaviours.{name}.health");
+            let mut claim = |port: u16, field: String| {
+                if port == 0 {
+                    return Err((field, "port 0 cannot be listened on".to_owned()));
+                }
+                if let Some(other) = ports.insert(port, field.clone()) {
+                    return Err((
+                        field,
+                        format!("port {port} is already used by {other}; the pod's containers share one network namespace"),
+                    ));
+                }
+                Ok(())
+            };
+            claim(health.port, format!("{field}.port"))?;
+            for (endpoint_name, endpoint) in &health.endpoints {
+                let at = format!("{field}.endpoints.{endpoint_name}");
+                if !is_dns_label(endpoint_name) {
+                    return Err((
+                        at,
+                        "an endpoint name must be a DNS label: it is served as the path /NAME"
+                            .to_owned(),
+                    ));
+                }
+                if endpoint.answers.is_empty() {
+                    return Err((format!("{at}.answers"), "needs at least one answer".to_owned()));
+                }
+                if let Some(port) = endpoint.tcp_port {
+                    claim(port, format!("{at}.tcpPort"))?;
+                }
+            }
         }
         Ok(())
     }

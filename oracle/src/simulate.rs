@@ -8,7 +8,9 @@
 use crate::duration::SpecDuration;
 use crate::model::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
-use crate::scenario::{RestartPolicy, Run, Scenario};
+use crate::probes::ProbePlan;
+use crate::scenario::{Answer, RestartPolicy, Scenario};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::trace::{Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -94,6 +96,32 @@ pub enum Deviation {
     ExitsEarly,
     /// Under restartPolicy Always, a container that exited 0 is not restarted.
     NoRestartAfterSuccessUnderAlways,
+    /// A readiness failure kills the container, as a liveness failure would.
+    ReadinessFailureRestarts,
+    /// A container with a readiness probe is ready as soon as it is started.
+    ReadyBeforeReadinessProbe,
+    /// Liveness runs from the container's start, without waiting for the startup probe.
+    LivenessBeforeStartup,
+    /// Liveness kills at the first failure, whatever its failureThreshold.
+    LivenessIgnoresFailureThreshold,
+    /// Liveness failures never kill the container.
+    NoLivenessKill,
+    /// Readiness turns false at the first failure, whatever its failureThreshold.
+    ReadinessIgnoresFailureThreshold,
+    /// initialDelaySeconds is ignored.
+    IgnoresInitialDelay,
+    /// A probe waits for a slow answer however long it takes (no timeoutSeconds).
+    IgnoresProbeTimeout,
+    /// A probe that errors (a missing named port) counts as a failure.
+    ErrorCountsAsFailure,
+    /// A startup probe that keeps failing never gets the container killed.
+    StartupFailureIgnored,
+    /// httpGet probes succeed whatever the status code.
+    HttpStatusIgnored,
+    /// exec probes succeed whatever the exit code.
+    ExecExitCodeIgnored,
+    /// tcpSocket probes succeed even when nothing listens on the endpoint's port.
+    TcpAlwaysConnects,
 }
 
 impl Deviation {
@@ -111,6 +139,19 @@ impl Deviation {
         Deviation::RunningBeforeStart,
         Deviation::ExitsEarly,
         Deviation::NoRestartAfterSuccessUnderAlways,
+        Deviation::ReadinessFailureRestarts,
+        Deviation::ReadyBeforeReadinessProbe,
+        Deviation::LivenessBeforeStartup,
+        Deviation::LivenessIgnoresFailureThreshold,
+        Deviation::NoLivenessKill,
+        Deviation::ReadinessIgnoresFailureThreshold,
+        Deviation::IgnoresInitialDelay,
+        Deviation::IgnoresProbeTimeout,
+        Deviation::ErrorCountsAsFailure,
+        Deviation::StartupFailureIgnored,
+        Deviation::HttpStatusIgnored,
+        Deviation::ExecExitCodeIgnored,
+        Deviation::TcpAlwaysConnects,
     ];
 
     pub fn name(self) -> String {
@@ -123,6 +164,132 @@ impl Deviation {
     pub fn parse(name: &str) -> Option<Deviation> {
         Deviation::ALL.iter().copied().find(|d| d.name() == name)
     }
+}
+
+/// The scenario as a runtime with a probe bug understands it, when the bug is one of
+/// misreading the probe spec.
+fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scenario> {
+    let mut scenario = scenario.clone();
+    let spec = scenario.pod.spec.as_mut()?;
+    let mut changed = false;
+    for container in &mut spec.containers {
+        let behaviour = scenario.behaviours.get_mut(&container.name);
+        let declared_ports: Vec<(String, i32)> = container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.clone()?, p.container_port)))
+            .collect();
+        let probes = [
+            &mut container.startup_probe,
+            &mut container.liveness_probe,
+            &mut container.readiness_probe,
+        ];
+        match deviation {
+            Deviation::LivenessBeforeStartup => {
+                changed |= container.startup_probe.take().is_some() && container.liveness_probe.is_some();
+            }
+            Deviation::NoLivenessKill => changed |= container.liveness_probe.take().is_some(),
+            Deviation::LivenessIgnoresFailureThreshold => {
+                if let Some(probe) = container.liveness_probe.as_mut() {
+                    changed |= probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) > 1;
+                    probe.failure_threshold = Some(1);
+                }
+            }
+            Deviation::ReadinessIgnoresFailureThreshold => {
+                if let Some(probe) = container.readiness_probe.as_mut() {
+                    changed |= probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) > 1;
+                    probe.failure_threshold = Some(1);
+                }
+            }
+            Deviation::StartupFailureIgnored => {
+                if let Some(probe) = container.startup_probe.as_mut() {
+                    probe.failure_threshold = Some(100_000);
+                    changed = true;
+                }
+            }
+            Deviation::IgnoresInitialDelay => {
+                for probe in probes.into_iter().flatten() {
+                    changed |= probe.initial_delay_seconds.unwrap_or(0) > 0;
+                    probe.initial_delay_seconds = None;
+                }
+            }
+            Deviation::IgnoresProbeTimeout => {
+                for probe in probes.into_iter().flatten() {
+                    probe.timeout_seconds = Some(100_000);
+                    changed = true;
+                }
+            }
+            Deviation::ErrorCountsAsFailure => {
+                let declared: Vec<String> = container
+                    .ports
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.name.clone())
+                    .collect();
+                let unresolved = |port: &mut IntOrString| {
+                    if matches!(port, IntOrString::String(name) if !declared.contains(name)) {
+                        // A port nothing listens on: a failure rather than an error.
+                        *port = IntOrString::Int(1);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                for probe in probes.into_iter().flatten() {
+                    if let Some(http) = probe.http_get.as_mut() {
+                        changed |= unresolved(&mut http.port);
+                    }
+                    if let Some(tcp) = probe.tcp_socket.as_mut() {
+                        changed |= unresolved(&mut tcp.port);
+                    }
+                }
+            }
+            Deviation::HttpStatusIgnored | Deviation::ExecExitCodeIgnored | Deviation::TcpAlwaysConnects => {
+                let Some(health) = behaviour.and_then(|b| b.health.as_mut()) else {
+                    continue;
+                };
+                for probe in probes.into_iter().flatten() {
+                    let endpoint = match deviation {
+                        Deviation::HttpStatusIgnored => probe
+                            .http_get
+                            .as_ref()
+                            .filter(|h| h.port == IntOrString::Int(i32::from(health.port)))
+                            .and_then(|h| h.path.clone())
+                            .map(|p| p.trim_start_matches('/').to_owned()),
+                        Deviation::ExecExitCodeIgnored => probe
+                            .exec
+                            .as_ref()
+                            .and_then(|e| e.command.as_ref()?.get(2).cloned()),
+                        _ => probe.tcp_socket.as_ref().and_then(|t| {
+                            let port = match &t.port {
+                                IntOrString::Int(number) => Some(*number),
+                                IntOrString::String(name) => declared_ports
+                                    .iter()
+                                    .find(|(n, _)| n == name)
+                                    .map(|(_, p)| *p),
+                            };
+                            health
+                                .endpoints
+                                .iter()
+                                .find(|(_, e)| port.is_some() && e.tcp_port.map(i32::from) == port)
+                                .map(|(name, _)| name.clone())
+                        }),
+                    };
+                    if let Some(endpoint) = endpoint.and_then(|e| health.endpoints.get_mut(&e)) {
+                        for scripted in &mut endpoint.answers {
+                            if scripted.answer == Answer::Fail {
+                                scripted.answer = Answer::Ok;
+                                changed = true;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    changed.then_some(scenario)
 }
 
 /// The wall time every model trace starts at; any fixed instant would do.
@@ -149,6 +316,48 @@ enum Event {
         container: usize,
         back_off: SpecDuration,
     },
+    /// A probe result changes `started` or `ready` of a running instance.
+    Flag {
+        container: usize,
+        index: u32,
+        started: Option<bool>,
+        ready: Option<bool>,
+    },
+}
+
+/// The flag events of one instance's probe plan, at times drawn inside their windows.
+fn probe_events(
+    plan: &ProbePlan,
+    start: u64,
+    end: Option<u64>,
+    choices: &mut dyn Choices,
+    deviation: Option<Deviation>,
+) -> Vec<(u64, Option<bool>, Option<bool>)> {
+    let mut events = Vec::new();
+    let before_end = |at: u64| end.is_none_or(|end| at < end);
+    let readiness = plan.probes.readiness.is_some();
+    let mut started_at = None;
+    if let Some(window) = &plan.started {
+        let at = start + choices.pick(window.lo.as_millis(), window.hi.as_millis());
+        if before_end(at) {
+            let ready_now = !readiness || deviation == Some(Deviation::ReadyBeforeReadinessProbe);
+            events.push((at, Some(true), ready_now.then_some(true)));
+            started_at = Some(at);
+        }
+    }
+    let mut previous = started_at.unwrap_or(start);
+    for flip in &plan.ready {
+        let Some(started_at) = started_at else { break };
+        let lo = (start + flip.window.lo.as_millis()).max(started_at).max(previous);
+        let hi = (start + flip.window.hi.as_millis()).max(lo);
+        let at = lo + choices.pick(0, hi - lo);
+        if !before_end(at) {
+            break;
+        }
+        events.push((at, None, Some(flip.to)));
+        previous = at;
+    }
+    events
 }
 
 /// Runs the model once, drawing timings from `choices`, with an optional planted bug.
@@ -158,6 +367,11 @@ pub fn simulate(
     choices: &mut dyn Choices,
     deviation: Option<Deviation>,
 ) -> Trace {
+    // A bug that misreads the probe spec behaves as the model of the misread scenario.
+    let misread_prediction = deviation
+        .and_then(|d| misread(scenario, d))
+        .and_then(|s| crate::predict::predict(&s).ok());
+    let planned = misread_prediction.as_ref().unwrap_or(prediction);
     let names: Vec<&str> = prediction
         .containers
         .iter()
@@ -172,7 +386,7 @@ pub fn simulate(
         sequence += 1;
         events.push((at, sequence, event));
     };
-    for (container, plan) in prediction.containers.iter().enumerate() {
+    for (container, plan) in planned.containers.iter().enumerate() {
         let mut start = choices.pick(0, model::FIRST_START_WITHIN.as_millis());
         let mut previous_wait: Option<SpecDuration> = None;
         for instance in &plan.instances {
@@ -187,15 +401,42 @@ pub fn simulate(
                     index: instance.index,
                 },
             );
-            let Run::Exit { after, code } = instance.run else {
+            let mut end = instance.end().map(|end| {
+                let run_for = match end.killed_by {
+                    Some(_) => choices.pick(end.lo.as_millis(), end.hi.as_millis()),
+                    None if deviation == Some(Deviation::ExitsEarly) => end.lo.as_millis() / 2,
+                    None => end.lo.as_millis(),
+                };
+                (start + run_for, end.code)
+            });
+            if let Some(probe_plan) = &instance.probes {
+                if deviation == Some(Deviation::ReadinessFailureRestarts) {
+                    // The kill comes with the first readiness failure.
+                    let unready = probe_plan.ready.iter().find(|f| !f.to).map(|f| {
+                        start + choices.pick(f.window.lo.as_millis(), f.window.hi.as_millis())
+                    });
+                    if let Some(at) = unready.filter(|at| end.is_none_or(|(e, _)| *at < e)) {
+                        end = Some((at, crate::probes::KILLED_EXIT_CODE));
+                    }
+                }
+                for (at, started, ready) in
+                    probe_events(probe_plan, start, end.map(|e| e.0), choices, deviation)
+                {
+                    push(
+                        &mut events,
+                        at,
+                        Event::Flag {
+                            container,
+                            index: instance.index,
+                            started,
+                            ready,
+                        },
+                    );
+                }
+            }
+            let Some((finish, code)) = end else {
                 break;
             };
-            let run_for = if deviation == Some(Deviation::ExitsEarly) {
-                after.as_millis() / 2
-            } else {
-                after.as_millis()
-            };
-            let finish = start + run_for;
             push(
                 &mut events,
                 finish,
@@ -333,8 +574,33 @@ pub fn simulate(
                     },
                 );
                 status.restart_count = index as i32;
-                status.ready = true;
-                status.started = Some(true);
+                // Probes decide the flags from here on (Flag events); without probes a
+                // running container is started and ready at once.
+                let probed = planned
+                    .containers
+                    .get(container)
+                    .and_then(|plan| plan.instances.get(index as usize).or(plan.instances.last()))
+                    .is_some_and(|instance| instance.probes.is_some());
+                status.ready = !probed;
+                status.started = Some(!probed);
+            }
+            Event::Flag {
+                container,
+                index,
+                started,
+                ready,
+            } => {
+                let status = &mut statuses[container];
+                let running = status.state.as_ref().is_some_and(|s| s.running.is_some());
+                if !running || status.restart_count != index as i32 {
+                    continue;
+                }
+                if let Some(started) = started {
+                    status.started = Some(started);
+                }
+                if let Some(ready) = ready {
+                    status.ready = ready;
+                }
             }
             Event::Exit {
                 container,

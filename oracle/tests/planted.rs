@@ -6,9 +6,12 @@ use podcheck_oracle::{check, predict, Outcome, Scenario};
 use std::path::Path;
 
 fn suite(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../suites/restart")
-        .join(format!("{name}.yaml"));
+    let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
+    let path = ["restart", "probes"]
+        .iter()
+        .map(|area| suites.join(area).join(format!("{name}.yaml")))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("no suite case {name}"));
     match Scenario::from_file(&path) {
         Ok(s) => s,
         Err(err) => panic!("{err}"),
@@ -108,6 +111,81 @@ const PLANTED: &[(Deviation, &str, &str)] = &[
         "always-exit-0-restarted",
         "restart.policy.always",
     ),
+    (
+        Deviation::ReadinessFailureRestarts,
+        "readiness-flips-no-restart",
+        "probe.readiness.no-restart",
+    ),
+    (
+        Deviation::ReadyBeforeReadinessProbe,
+        "readiness-initially-not-ready",
+        "probe.readiness.initial-failure",
+    ),
+    (
+        Deviation::LivenessBeforeStartup,
+        "startup-probe-slow-start",
+        "probe.startup.gates",
+    ),
+    (
+        Deviation::LivenessBeforeStartup,
+        "startup-probe-slow-start",
+        "probe.startup.started",
+    ),
+    (
+        Deviation::LivenessIgnoresFailureThreshold,
+        "liveness-restarts-on-failure",
+        "probe.liveness.failure-threshold",
+    ),
+    (
+        Deviation::NoLivenessKill,
+        "liveness-restarts-on-failure",
+        "probe.liveness.restart",
+    ),
+    (
+        Deviation::ReadinessIgnoresFailureThreshold,
+        "readiness-flips-no-restart",
+        "probe.readiness.transitions",
+    ),
+    (
+        Deviation::IgnoresInitialDelay,
+        "liveness-initial-delay-too-short",
+        "probe.initial-delay",
+    ),
+    (
+        Deviation::IgnoresInitialDelay,
+        "readiness-initial-delay",
+        "probe.initial-delay",
+    ),
+    (
+        Deviation::IgnoresProbeTimeout,
+        "liveness-timeout-too-low",
+        "probe.timeout",
+    ),
+    (
+        Deviation::ErrorCountsAsFailure,
+        "named-port-missing-is-an-error",
+        "probe.error-not-failure",
+    ),
+    (
+        Deviation::StartupFailureIgnored,
+        "startup-probe-fails-restarts",
+        "probe.startup.failure-restart",
+    ),
+    (
+        Deviation::HttpStatusIgnored,
+        "liveness-restarts-on-failure",
+        "probe.handler.http",
+    ),
+    (
+        Deviation::ExecExitCodeIgnored,
+        "exec-liveness-restarts",
+        "probe.handler.exec",
+    ),
+    (
+        Deviation::TcpAlwaysConnects,
+        "tcp-readiness-follows-listener",
+        "probe.handler.tcp",
+    ),
 ];
 
 #[test]
@@ -150,10 +228,14 @@ fn every_deviation_has_a_planted_case() {
 
 #[test]
 fn every_suite_case_passes_on_the_model_whatever_the_timing() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/restart");
+    let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
     let mut count = 0;
-    for entry in std::fs::read_dir(dir).expect("suite dir") {
-        let path = entry.expect("entry").path();
+    let paths = ["restart", "probes"].iter().flat_map(|area| {
+        std::fs::read_dir(suites.join(area))
+            .expect("suite dir")
+            .map(|entry| entry.expect("entry").path())
+    });
+    for path in paths {
         let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let prediction = predict(&scenario).expect("predictable");
         for seed in 0..50 {
@@ -182,7 +264,7 @@ fn every_suite_case_passes_on_the_model_whatever_the_timing() {
         }
         count += 1;
     }
-    assert!(count >= 10);
+    assert!(count >= 30);
 }
 
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};

@@ -1,0 +1,519 @@
+//! Health endpoints the kubelet can probe: an HTTP server, per-endpoint TCP listeners, and
+//! the client side of the exec probe (`podcheck-agent probe <name>`).
+//!
+//! Every answer follows a script timed in spec milliseconds from this process's start; the
+//! semantics match the oracle's `Endpoint::answer_at`: an entry with `forMs` lasts that
+//! long, the first entry without one lasts forever, and when the script runs out the last
+//! answer continues (an empty script always fails).
+
+use crate::log;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The most bytes of a request head (request line and headers) the server reads.
+const MAX_HEAD: u64 = 16 * 1024;
+/// How long a connection may take to send its request head, in wall time.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Health {
+    pub port: u16,
+    #[serde(default)]
+    pub listen_after_ms: u64,
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    #[serde(default)]
+    pub tcp_port: Option<u16>,
+    pub answers: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    pub answer: Answer,
+    #[serde(default)]
+    pub for_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Answer {
+    Ok,
+    Fail,
+    /// Answers OK, but only after this many spec milliseconds.
+    SlowMs(u64),
+}
+
+impl Answer {
+    fn label(self) -> &'static str {
+        match self {
+            Answer::Ok => "ok",
+            Answer::Fail => "fail",
+            Answer::SlowMs(_) => "slow",
+        }
+    }
+}
+
+impl Health {
+    /// Reads and checks the `health` field of PODCHECK_BEHAVIOUR.
+    pub fn parse(value: &serde_json::Value) -> Result<Health, String> {
+        let health = Health::deserialize(value)
+            .map_err(|e| format!("PODCHECK_BEHAVIOUR.health is invalid: {e}"))?;
+        health.validate()?;
+        Ok(health)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let invalid =
+            |message: String| Err(format!("PODCHECK_BEHAVIOUR.health is invalid: {message}"));
+        if self.port == 0 {
+            return invalid("port must be 1 to 65535".to_owned());
+        }
+        let mut ports = vec![self.port];
+        for (name, endpoint) in &self.endpoints {
+            if name.is_empty()
+                || name
+                    .chars()
+                    .any(|c| c == '?' || c == '#' || c.is_whitespace() || c.is_control())
+            {
+                return invalid(format!(
+                    "endpoint name {name:?} cannot be requested as GET /<name>"
+                ));
+            }
+            if let Some(port) = endpoint.tcp_port {
+                if port == 0 {
+                    return invalid(format!("endpoint {name}: tcpPort must be 1 to 65535"));
+                }
+                if ports.contains(&port) {
+                    return invalid(format!("endpoint {name}: port {port} is used twice"));
+                }
+                ports.push(port);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Endpoint {
+    /// The answer at `at` spec milliseconds after the start.
+    pub fn answer_at(&self, at: f64) -> Answer {
+        let mut from: u64 = 0;
+        for step in &self.answers {
+            match step.for_ms {
+                Some(length) if at >= from.saturating_add(length) as f64 => {
+                    from = from.saturating_add(length)
+                }
+                _ => return step.answer,
+            }
+        }
+        self.answers.last().map_or(Answer::Fail, |s| s.answer)
+    }
+
+    /// The first time after `at` at which the answer may change.
+    fn next_boundary_after(&self, at: f64) -> Option<u64> {
+        let mut end: u64 = 0;
+        for step in &self.answers {
+            end = end.saturating_add(step.for_ms?);
+            if end as f64 > at {
+                return Some(end);
+            }
+        }
+        None
+    }
+}
+
+/// Spec time since this process started.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub start: Instant,
+    /// Wall seconds per spec second.
+    pub scale: f64,
+}
+
+impl Clock {
+    fn now_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0 / self.scale
+    }
+
+    fn wall(&self, spec_ms: u64) -> Duration {
+        Duration::try_from_secs_f64(spec_ms as f64 / 1000.0 * self.scale).unwrap_or(Duration::MAX)
+    }
+
+    /// The instant `spec_ms` after the start; `None` when that is beyond any clock.
+    fn deadline(&self, spec_ms: u64) -> Option<Instant> {
+        self.start.checked_add(self.wall(spec_ms))
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+fn sleep_until(deadline: Option<Instant>) {
+    loop {
+        let now = Instant::now();
+        match deadline {
+            Some(deadline) if now >= deadline => return,
+            Some(deadline) => std::thread::sleep(deadline - now),
+            None => std::thread::sleep(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// A listener the scripted behaviour needs cannot be had: like a misconfigured server,
+/// log it and exit.
+fn die_unbindable(port: u16, err: std::io::Error) -> ! {
+    let message = format!("cannot listen on 0.0.0.0:{port}: {err}");
+    log(serde_json::json!({ "event": "error", "message": message }));
+    eprintln!("podcheck-agent: {message}");
+    std::process::exit(125);
+}
+
+/// Binds 0.0.0.0:`port`. The standard library sets SO_REUSEADDR on Unix before binding,
+/// so a port closed a moment ago can be bound again at once.
+fn bind(port: u16) -> TcpListener {
+    match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(listener) => listener,
+        Err(err) => die_unbindable(port, err),
+    }
+}
+
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
+    if let Err(err) = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(work)
+    {
+        log(serde_json::json!({
+            "event": "error",
+            "message": format!("cannot start thread {name}: {err}"),
+        }));
+    }
+}
+
+/// Starts the HTTP server and the TCP listeners in background threads.
+pub fn serve(health: Health, clock: Clock) {
+    let health = Arc::new(health);
+    for (name, endpoint) in &health.endpoints {
+        if let Some(port) = endpoint.tcp_port {
+            let (name, endpoint) = (name.clone(), endpoint.clone());
+            let listen_after = health.listen_after_ms;
+            spawn("tcp", move || {
+                serve_tcp(&name, port, &endpoint, listen_after, clock)
+            });
+        }
+    }
+    spawn("http", move || serve_http(health, clock));
+}
+
+fn serve_http(health: Arc<Health>, clock: Clock) {
+    sleep_until(clock.deadline(health.listen_after_ms));
+    let listener = bind(health.port);
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let health = Arc::clone(&health);
+                spawn("http-conn", move || handle_http(stream, &health, clock));
+            }
+            // Out of descriptors or an aborted handshake: let the moment pass.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn handle_http(stream: TcpStream, health: &Health, clock: Clock) {
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let mut head = BufReader::new(&stream).take(MAX_HEAD);
+    let mut line = Vec::new();
+    match head.read_until(b'\n', &mut line) {
+        Ok(0) | Err(_) => return, // a connection without a request
+        Ok(_) => {}
+    }
+    let request_line = String::from_utf8_lossy(&line).trim().to_owned();
+    let mut user_agent = String::new();
+    loop {
+        line.clear();
+        match head.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let header = String::from_utf8_lossy(&line);
+        let header = header.trim();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((key, value)) = header.split_once(':') {
+            if key.trim().eq_ignore_ascii_case("user-agent") {
+                user_agent = value.trim().to_owned();
+            }
+        }
+    }
+    let arrived = clock.now_ms();
+
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next());
+    let (path, query) = match target {
+        Some(target) => target.split_once('?').unwrap_or((target, "")),
+        None => ("", ""),
+    };
+    let via = if query.split('&').any(|param| param == "via=exec") {
+        "exec"
+    } else {
+        "http"
+    };
+    let name = path.strip_prefix('/').unwrap_or(path);
+    let answer = match (method, target) {
+        ("GET", Some(_)) => health.endpoints.get(name).map(|e| e.answer_at(arrived)),
+        _ => None,
+    };
+    log(serde_json::json!({
+        "event": "probe",
+        "via": via,
+        "endpoint": target.map(|_| name),
+        "answer": answer.map_or("unknown", Answer::label),
+        "userAgent": user_agent,
+    }));
+    let (status, body) = match (method, target, answer) {
+        (_, None, _) => ("400 Bad Request", "bad request".to_owned()),
+        (m, _, _) if m != "GET" => ("405 Method Not Allowed", format!("{m} not allowed")),
+        (_, _, None) => ("404 Not Found", format!("no endpoint {name}")),
+        (_, _, Some(Answer::Fail)) => ("500 Internal Server Error", format!("{name}: fail")),
+        (_, _, Some(Answer::Ok)) => ("200 OK", format!("{name}: ok")),
+        (_, _, Some(Answer::SlowMs(ms))) => {
+            std::thread::sleep(clock.wall(ms));
+            ("200 OK", format!("{name}: ok after {ms}ms"))
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+        body.len() + 1
+    );
+    // The prober may have given up already; that changes nothing here.
+    let mut stream = &stream;
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Keeps `port` listening exactly while the endpoint's answer is not `fail` (and
+/// `listen_after` has passed), waking only at the script's boundaries.
+fn serve_tcp(name: &str, port: u16, endpoint: &Endpoint, listen_after: u64, clock: Clock) {
+    let mut listener: Option<TcpListener> = None;
+    let mut at = clock.now_ms();
+    loop {
+        let listening = at >= listen_after as f64 && endpoint.answer_at(at) != Answer::Fail;
+        let next = [
+            (at < listen_after as f64).then_some(listen_after),
+            endpoint.next_boundary_after(at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let deadline = next.and_then(|b| clock.deadline(b));
+        if listening {
+            let socket = listener.get_or_insert_with(|| {
+                let socket = bind(port);
+                if let Err(err) = socket.set_nonblocking(true) {
+                    die_unbindable(port, err);
+                }
+                socket
+            });
+            if wait_readable(socket, deadline) {
+                accept_all(socket, name);
+            }
+        } else {
+            listener = None; // closed: connections are refused
+            sleep_until(deadline);
+        }
+        // Past a boundary, evaluate exactly at it: float rounding of the elapsed time
+        // must not make the script look as if the boundary had not come yet.
+        at = match (next, deadline) {
+            (Some(boundary), Some(deadline)) if Instant::now() >= deadline => {
+                clock.now_ms().max(boundary as f64)
+            }
+            _ => clock.now_ms(),
+        };
+    }
+}
+
+/// Waits until `listener` has a connection to accept (true) or `deadline` passes (false).
+fn wait_readable(listener: &TcpListener, deadline: Option<Instant>) -> bool {
+    let timeout_ms = match deadline {
+        None => -1,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Round up, so a wake-up is never before the deadline.
+            (left.as_nanos().div_ceil(1_000_000)).min(i32::MAX as u128) as i32
+        }
+    };
+    let mut poll = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+    ready > 0 && poll.revents & libc::POLLIN != 0
+}
+
+fn accept_all(listener: &TcpListener, name: &str) {
+    while let Ok((stream, _)) = listener.accept() {
+        log(serde_json::json!({ "event": "probe", "via": "tcp", "endpoint": name }));
+        drop(stream);
+    }
+}
+
+/// `podcheck-agent probe <name>`: asks this container's own HTTP endpoint, as an exec
+/// probe. Exits 0 on a 2xx/3xx status, 1 on any other status or a failed connection,
+/// 125 when the probe cannot even be set up.
+pub fn probe_command(name: Option<String>) -> ExitCode {
+    let Some(name) = name else {
+        println!("usage: podcheck-agent probe <endpoint>");
+        return ExitCode::from(125);
+    };
+    let port = match configured_port() {
+        Ok(port) => port,
+        Err(message) => {
+            println!("podcheck-agent probe: {message}");
+            return ExitCode::from(125);
+        }
+    };
+    match ask(port, &name) {
+        Ok(status_line) => {
+            println!("{status_line}");
+            let code = status_line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|code| code.parse::<u16>().ok());
+            match code {
+                Some(200..=399) => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            }
+        }
+        Err(message) => {
+            println!("podcheck-agent probe: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn configured_port() -> Result<u16, String> {
+    let text = std::env::var("PODCHECK_BEHAVIOUR")
+        .map_err(|_| "PODCHECK_BEHAVIOUR is not set".to_owned())?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("PODCHECK_BEHAVIOUR is not JSON: {e}"))?;
+    let health = value
+        .get("health")
+        .ok_or_else(|| "PODCHECK_BEHAVIOUR has no health".to_owned())?;
+    Ok(Health::parse(health)?.port)
+}
+
+fn ask(port: u16, name: &str) -> Result<String, String> {
+    let address = format!("127.0.0.1:{port}");
+    let mut stream =
+        TcpStream::connect(&address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let request = format!(
+        "GET /{name}?via=exec HTTP/1.1\r\nHost: {address}\r\nUser-Agent: podcheck-agent-probe\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    let mut status_line = String::new();
+    BufReader::new(&stream)
+        .take(MAX_HEAD)
+        .read_line(&mut status_line)
+        .map_err(|e| format!("no answer from {address}: {e}"))?;
+    let status_line = status_line.trim();
+    if status_line.is_empty() {
+        return Err(format!("{address} closed the connection without an answer"));
+    }
+    Ok(status_line.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn endpoint(answers: serde_json::Value) -> Endpoint {
+        serde_json::from_value(json!({ "answers": answers })).expect("endpoint")
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let health = Health::parse(&json!({
+            "port": 8080,
+            "listenAfterMs": 0,
+            "endpoints": {
+                "live": {"answers": [{"answer": "ok", "forMs": 20000}, {"answer": "fail"}]},
+                "ready": {"tcpPort": 9001, "answers": [{"answer": {"slowMs": 3000}}]}
+            }
+        }))
+        .expect("valid");
+        assert_eq!(health.port, 8080);
+        assert_eq!(health.endpoints["ready"].tcp_port, Some(9001));
+        assert_eq!(
+            health.endpoints["ready"].answers[0].answer,
+            Answer::SlowMs(3000)
+        );
+    }
+
+    #[test]
+    fn invalid_health_is_refused_with_a_reason() {
+        for (value, needle) in [
+            (json!({"endpoints": {}}), "port"),
+            (json!({"port": 0}), "port"),
+            (json!({"port": 80, "listenAfter": 5}), "listenAfter"),
+            (
+                json!({"port": 80, "endpoints": {"x": {"answers": [{"answer": "maybe"}]}}}),
+                "maybe",
+            ),
+            (
+                json!({"port": 80, "endpoints": {"x": {"tcpPort": 80, "answers": []}}}),
+                "used twice",
+            ),
+            (
+                json!({"port": 80, "endpoints": {"a b": {"answers": []}}}),
+                "cannot be requested",
+            ),
+        ] {
+            let err = Health::parse(&value).expect_err("invalid");
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn answers_follow_the_script_and_the_last_one_lasts() {
+        let e = endpoint(json!([
+            {"answer": "ok", "forMs": 100},
+            {"answer": "fail", "forMs": 50},
+            {"answer": {"slowMs": 7}, "forMs": 10}
+        ]));
+        assert_eq!(e.answer_at(0.0), Answer::Ok);
+        assert_eq!(e.answer_at(99.9), Answer::Ok);
+        assert_eq!(e.answer_at(100.0), Answer::Fail);
+        assert_eq!(e.answer_at(150.0), Answer::SlowMs(7));
+        assert_eq!(e.answer_at(1e9), Answer::SlowMs(7));
+        assert_eq!(e.next_boundary_after(0.0), Some(100));
+        assert_eq!(e.next_boundary_after(100.0), Some(150));
+        assert_eq!(e.next_boundary_after(159.0), Some(160));
+        assert_eq!(e.next_boundary_after(160.0), None);
+    }
+
+    #[test]
+    fn an_entry_without_for_lasts_forever_and_an_empty_script_fails() {
+        let e = endpoint(json!([{"answer": "fail", "forMs": 10}, {"answer": "ok"}]));
+        assert_eq!(e.answer_at(5.0), Answer::Fail);
+        assert_eq!(e.answer_at(1e12), Answer::Ok);
+        assert_eq!(e.next_boundary_after(10.0), None);
+        assert_eq!(endpoint(json!([])).answer_at(0.0), Answer::Fail);
+    }
+}
