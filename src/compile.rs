@@ -4,10 +4,10 @@
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
 use podcheck_oracle::scenario::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
-use podcheck_oracle::SpecDuration;
-use std::collections::BTreeMap;
 use podcheck_oracle::Scenario;
+use podcheck_oracle::SpecDuration;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 /// Name of the emptyDir volume the harness adds to every pod.
 pub const STATE_VOLUME: &str = "podcheck-state";
@@ -39,7 +39,8 @@ pub fn behaviour_json(behaviour: &Behaviour) -> String {
                             Answer::Fail => json!("fail"),
                             Answer::Slow(delay) => json!({"slowMs": delay.as_millis()}),
                         }});
-                        if let (Some(length), Some(entry)) = (scripted.for_, entry.as_object_mut()) {
+                        if let (Some(length), Some(entry)) = (scripted.for_, entry.as_object_mut())
+                        {
                             entry.insert("forMs".to_owned(), json!(length.as_millis()));
                         }
                         entry

@@ -482,7 +482,8 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
             let run = match instance.end() {
                 Some(end) if end.killed_by.is_some() => format!(
                     "killed by its {:?} probe [{}, {}] after its start (exit {})",
-                    end.killed_by.unwrap_or(podcheck_oracle::probes::ProbeKind::Liveness),
+                    end.killed_by
+                        .unwrap_or(podcheck_oracle::probes::ProbeKind::Liveness),
                     end.lo,
                     end.hi,
                     end.code

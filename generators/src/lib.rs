@@ -32,12 +32,11 @@ pub fn run() -> impl Strategy<Value = Run> {
 }
 
 pub fn behaviour() -> impl Strategy<Value = Behaviour> {
-    (prop::collection::vec(run(), 0..4), run())
-        .prop_map(|(starts, then)| Behaviour {
-            starts,
-            then,
-            health: None,
-        })
+    (prop::collection::vec(run(), 0..4), run()).prop_map(|(starts, then)| Behaviour {
+        starts,
+        then,
+        health: None,
+    })
 }
 
 /// One of `items`, shrinking towards the first. (`prop::sample::select` shrinks a 64-bit

@@ -7,9 +7,9 @@
 //!   measured from the observed event it depends on;
 //! - *never*: a restart the policy forbids, a terminal phase left, a restartCount that drops.
 
+use crate::duration::SpecDuration;
 use crate::model::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
-use crate::duration::SpecDuration;
 use crate::scenario::RestartPolicy;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, PodCondition};
@@ -488,11 +488,7 @@ fn check_probe_flags(
     t: i64,
     tol: i64,
 ) {
-    let running = cs
-        .state
-        .as_ref()
-        .and_then(|s| s.running.as_ref())
-        .is_some();
+    let running = cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some();
     if !running {
         return;
     }
@@ -953,7 +949,10 @@ fn check_instances(
                 let (early_rule, late_rules): (&str, Vec<&str>) =
                     match instance.probes.as_ref().and_then(|p| p.kill.as_ref()) {
                         Some((_, window)) => (window.early_rule, window.late_rules.clone()),
-                        None => ("container.runs-to-completion", vec!["container.runs-to-completion"]),
+                        None => (
+                            "container.runs-to-completion",
+                            vec!["container.runs-to-completion"],
+                        ),
                     };
                 let how = match planned_end.killed_by {
                     Some(kind) => format!("is killed by its {kind:?} probe"),

@@ -168,7 +168,10 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
             // is planned as no probe and reported as an ambiguity.
             let (probes, unreadable) = match scenario.container_probes(container, index) {
                 Ok(probes) => (probes, None),
-                Err((field, reason)) => (ContainerProbes::default(), Some(format!("{field}: {reason}"))),
+                Err((field, reason)) => (
+                    ContainerProbes::default(),
+                    Some(format!("{field}: {reason}")),
+                ),
             };
             let mut plan = plan_one(
                 &container.name,
@@ -316,15 +319,11 @@ fn plan_one(
 /// threshold that timing noise could flip it; such scenarios have no single prediction.
 pub fn reset_is_ambiguous(plans: &[ContainerPlan], margin: SpecDuration) -> bool {
     plans.iter().any(|plan| {
-        plan.instances
-            .iter()
-            .skip(1)
-            .any(|instance| {
-                instance.end().is_some_and(|end| {
-                    end.lo <= BACK_OFF_RESET_AFTER + margin
-                        && end.hi + margin >= BACK_OFF_RESET_AFTER
-                })
+        plan.instances.iter().skip(1).any(|instance| {
+            instance.end().is_some_and(|end| {
+                end.lo <= BACK_OFF_RESET_AFTER + margin && end.hi + margin >= BACK_OFF_RESET_AFTER
             })
+        })
     })
 }
 

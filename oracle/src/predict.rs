@@ -79,9 +79,11 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
         None
     };
     let running_observable = containers.iter().any(|c| {
-        c.instances
-            .first()
-            .is_some_and(|first| first.end().is_none_or(|end| end.lo >= SpecDuration::from_secs(5)))
+        c.instances.first().is_some_and(|first| {
+            first
+                .end()
+                .is_none_or(|end| end.lo >= SpecDuration::from_secs(5))
+        })
     });
     let rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
     Ok(Prediction {
@@ -111,7 +113,9 @@ fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
             } else {
                 last.earliest_start + STATUS_LAG
             };
-            let run = last.end().map_or(SpecDuration::ZERO, |end| end.hi + STATUS_LAG);
+            let run = last
+                .end()
+                .map_or(SpecDuration::ZERO, |end| end.hi + STATUS_LAG);
             let probes = last
                 .probes
                 .as_ref()
@@ -211,7 +215,10 @@ fn exercised_rules(
             add("probe.readiness.initial-failure");
             add("probe.readiness.no-restart");
         }
-        for probe in [&probes.startup, &probes.liveness, &probes.readiness].into_iter().flatten() {
+        for probe in [&probes.startup, &probes.liveness, &probes.readiness]
+            .into_iter()
+            .flatten()
+        {
             if probe.always_errors() {
                 add("probe.error-not-failure");
             }

@@ -123,16 +123,24 @@ impl ProbeModel {
     }
 
     /// The outcome of a probe sent `at` after the instance started.
-    fn outcome_at(&self, health: Option<&Health>, at: SpecDuration) -> (Outcome, SpecDuration, bool) {
+    fn outcome_at(
+        &self,
+        health: Option<&Health>,
+        at: SpecDuration,
+    ) -> (Outcome, SpecDuration, bool) {
         let listening = health.is_some_and(|h| at >= h.listen_after);
         let endpoint = |name: &str| health.and_then(|h| h.endpoints.get(name));
         match &self.reach {
             Reach::Constant(outcome) => (*outcome, SpecDuration::ZERO, false),
             Reach::HealthPort if listening => (Outcome::Success, SpecDuration::ZERO, false),
-            Reach::TcpEndpoint(name) if listening => match endpoint(name).map(|e| e.answer_at(at)) {
-                Some(Answer::Ok | Answer::Slow(_)) => (Outcome::Success, SpecDuration::ZERO, false),
-                _ => (Outcome::Failure, SpecDuration::ZERO, false),
-            },
+            Reach::TcpEndpoint(name) if listening => {
+                match endpoint(name).map(|e| e.answer_at(at)) {
+                    Some(Answer::Ok | Answer::Slow(_)) => {
+                        (Outcome::Success, SpecDuration::ZERO, false)
+                    }
+                    _ => (Outcome::Failure, SpecDuration::ZERO, false),
+                }
+            }
             Reach::Endpoint(Some(name)) if listening => {
                 match endpoint(name).map(|e| e.answer_at(at)) {
                     Some(Answer::Ok) => (Outcome::Success, SpecDuration::ZERO, false),
@@ -223,8 +231,16 @@ impl ContainerProbes {
         let mut probes = ContainerProbes::default();
         for (name, probe, kind) in [
             ("startupProbe", &container.startup_probe, ProbeKind::Startup),
-            ("livenessProbe", &container.liveness_probe, ProbeKind::Liveness),
-            ("readinessProbe", &container.readiness_probe, ProbeKind::Readiness),
+            (
+                "livenessProbe",
+                &container.liveness_probe,
+                ProbeKind::Liveness,
+            ),
+            (
+                "readinessProbe",
+                &container.readiness_probe,
+                ProbeKind::Readiness,
+            ),
         ] {
             let Some(probe) = probe else { continue };
             let model = resolve_probe(
@@ -285,7 +301,9 @@ fn resolve_probe(
         let used_elsewhere = others.iter().any(|(_, b)| {
             b.health.as_ref().is_some_and(|h| {
                 i32::from(h.port) == port
-                    || h.endpoints.values().any(|e| e.tcp_port.map(i32::from) == Some(port))
+                    || h.endpoints
+                        .values()
+                        .any(|e| e.tcp_port.map(i32::from) == Some(port))
             })
         });
         if used_elsewhere {
@@ -298,8 +316,7 @@ fn resolve_probe(
         }
     };
     let endpoint_name = |name: &str| -> Option<String> {
-        health
-            .and_then(|h| h.endpoints.contains_key(name).then(|| name.to_owned()))
+        health.and_then(|h| h.endpoints.contains_key(name).then(|| name.to_owned()))
     };
     let (handler, reach) = if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
@@ -374,7 +391,9 @@ fn resolve_probe(
         handler,
         period: seconds(probe.period_seconds, 10),
         timeout: seconds(probe.timeout_seconds, 1),
-        initial_delay: SpecDuration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+        initial_delay: SpecDuration::from_secs(
+            probe.initial_delay_seconds.unwrap_or(0).max(0) as u64
+        ),
         success_threshold: probe.success_threshold.filter(|t| *t > 0).unwrap_or(1) as u32,
         failure_threshold: probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) as u32,
         reach,
@@ -502,7 +521,9 @@ fn cross(
 /// The rule broken by a crossing that comes too late: the probe kind's, and the handler's
 /// or the timeout's that produced the outcome.
 fn late_rules(kind_rule: &'static str, probe: &ProbeModel, segment: &Segment) -> Vec<&'static str> {
-    let cause = if segment.timed_out || (segment.outcome == Outcome::Success && segment.latency > SpecDuration::ZERO) {
+    let cause = if segment.timed_out
+        || (segment.outcome == Outcome::Success && segment.latency > SpecDuration::ZERO)
+    {
         "probe.timeout"
     } else {
         probe.handler.rule()
@@ -518,7 +539,8 @@ fn early_rule(
     started: Option<(SpecDuration, SpecDuration)>,
 ) -> &'static str {
     let gated_by_delay = probe.initial_delay > segment.from;
-    let gated_by_startup = started.is_some_and(|(lo, _)| lo > segment.from.max(probe.initial_delay));
+    let gated_by_startup =
+        started.is_some_and(|(lo, _)| lo > segment.from.max(probe.initial_delay));
     if gated_by_startup {
         "probe.startup.gates"
     } else if gated_by_delay {

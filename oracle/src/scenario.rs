@@ -519,7 +519,10 @@ impl Scenario {
                     ));
                 }
                 if endpoint.answers.is_empty() {
-                    return Err((format!("{at}.answers"), "needs at least one answer".to_owned()));
+                    return Err((
+                        format!("{at}.answers"),
+                        "needs at least one answer".to_owned(),
+                    ));
                 }
                 if let Some(port) = endpoint.tcp_port {
                     claim(port, format!("{at}.tcpPort"))?;

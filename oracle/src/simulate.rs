@@ -10,13 +10,13 @@ use crate::model::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::ProbePlan;
 use crate::scenario::{Answer, RestartPolicy, Scenario};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::trace::{Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -187,7 +187,8 @@ fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scenario> {
         ];
         match deviation {
             Deviation::LivenessBeforeStartup => {
-                changed |= container.startup_probe.take().is_some() && container.liveness_probe.is_some();
+                changed |=
+                    container.startup_probe.take().is_some() && container.liveness_probe.is_some();
             }
             Deviation::NoLivenessKill => changed |= container.liveness_probe.take().is_some(),
             Deviation::LivenessIgnoresFailureThreshold => {
@@ -245,7 +246,9 @@ fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scenario> {
                     }
                 }
             }
-            Deviation::HttpStatusIgnored | Deviation::ExecExitCodeIgnored | Deviation::TcpAlwaysConnects => {
+            Deviation::HttpStatusIgnored
+            | Deviation::ExecExitCodeIgnored
+            | Deviation::TcpAlwaysConnects => {
                 let Some(health) = behaviour.and_then(|b| b.health.as_mut()) else {
                     continue;
                 };
@@ -348,7 +351,9 @@ fn probe_events(
     let mut previous = started_at.unwrap_or(start);
     for flip in &plan.ready {
         let Some(started_at) = started_at else { break };
-        let lo = (start + flip.window.lo.as_millis()).max(started_at).max(previous);
+        let lo = (start + flip.window.lo.as_millis())
+            .max(started_at)
+            .max(previous);
         let hi = (start + flip.window.hi.as_millis()).max(lo);
         let at = lo + choices.pick(0, hi - lo);
         if !before_end(at) {

@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod errors;
 pub mod image;
 mod pod;
+mod probe;
 pub mod status;
 pub mod sys;
 

@@ -2,6 +2,7 @@
 
 use crate::errors::RuntimeError;
 use crate::image::AGENT_PATH_IN_IMAGE;
+use crate::probe::{self, ContainerView, Kind, PodView, ProbeSpec, ProbeUpdate, WorkerContext};
 use crate::{status, sys, Shared, AGENT_IMAGE};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
@@ -41,6 +42,15 @@ struct ContainerSpec {
     env: Vec<(String, String)>,
     working_dir: String,
     binds: Vec<(PathBuf, String, bool)>,
+    probes: Vec<ProbeSpec>,
+    /// The manifest's container, for what probes look up in it (named ports).
+    manifest: Container,
+}
+
+impl ContainerSpec {
+    fn has_probe(&self, kind: Kind) -> bool {
+        self.probes.iter().any(|p| p.kind == kind)
+    }
 }
 
 impl PodEntry {
@@ -158,8 +168,17 @@ impl PodEntry {
                     back_off: None,
                     restart_at: None,
                     oom_kills_before: 0,
+                    running_since: None,
+                    killing: false,
                 })
                 .collect(),
+            termination_grace: Duration::from_secs(
+                spec.termination_grace_period_seconds
+                    .filter(|g| *g >= 0)
+                    .unwrap_or(30) as u64,
+            ),
+            view: watch::channel(PodView::default()).0,
+            probe_tasks: Vec::new(),
             sandbox_pid: None,
             sandbox_ready: false,
             history: history.clone(),
@@ -297,6 +316,22 @@ fn container_spec(
             mount.read_only.unwrap_or(false),
         ));
     }
+    let mut probes = Vec::new();
+    for (name, probe, kind) in [
+        ("startupProbe", &container.startup_probe, Kind::Startup),
+        ("livenessProbe", &container.liveness_probe, Kind::Liveness),
+        (
+            "readinessProbe",
+            &container.readiness_probe,
+            Kind::Readiness,
+        ),
+    ] {
+        if let Some(probe) = probe {
+            probes.push(
+                ProbeSpec::parse(probe, kind).map_err(|reason| invalid(&field(name), reason))?,
+            );
+        }
+    }
     Ok(ContainerSpec {
         name: container.name.clone(),
         image,
@@ -308,6 +343,8 @@ fn container_spec(
             .clone()
             .unwrap_or_else(|| "/".to_owned()),
         binds,
+        probes,
+        manifest: container.clone(),
     })
 }
 
@@ -327,6 +364,9 @@ struct ContainerRun {
     back_off: Option<BackOff>,
     restart_at: Option<Instant>,
     oom_kills_before: u64,
+    running_since: Option<Instant>,
+    /// Set once a probe failure had the current instance stopped.
+    killing: bool,
 }
 
 struct Exit {
@@ -350,11 +390,23 @@ struct Worker {
     history: Arc<Mutex<Vec<(Time, PodStatus)>>>,
     notify: watch::Sender<usize>,
     terminal: Option<&'static str>,
+    /// The pod's terminationGracePeriodSeconds (spec time).
+    termination_grace: Duration,
+    /// What probe workers see of the containers.
+    view: watch::Sender<PodView>,
+    probe_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Kubelets identify their probes as `kube-probe/<major>.<minor>`.
+const PROBE_USER_AGENT: &str = "kube-probe/1.35";
+
+/// The kubelet never gives a container less than this to stop (`minimumGracePeriodInSeconds`).
+const MINIMUM_GRACE: Duration = Duration::from_secs(2);
 
 impl Worker {
     async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
         let (exits_tx, mut exits) = mpsc::unbounded_channel::<Exit>();
+        let (probe_tx, mut probe_updates) = mpsc::unbounded_channel::<ProbeUpdate>();
         self.publish();
         if let Err(err) = self.start_sandbox() {
             for run in &mut self.containers {
@@ -363,10 +415,19 @@ impl Worker {
             self.publish();
         } else {
             self.publish();
-            for index in 0..self.containers.len() {
-                self.start_instance(index, &exits_tx);
+            // Workers exist before the containers start, as the kubelet adds them in SyncPod.
+            if let Err(err) = self.start_probe_workers(&probe_tx) {
+                for run in &mut self.containers {
+                    run.status.state =
+                        Some(waiting("CreatePodSandboxError", Some(err.to_string())));
+                }
+                self.publish();
+            } else {
+                for index in 0..self.containers.len() {
+                    self.start_instance(index, &exits_tx);
+                }
+                self.publish();
             }
-            self.publish();
         }
         loop {
             let next_restart = self.containers.iter().filter_map(|c| c.restart_at).min();
@@ -374,6 +435,9 @@ impl Worker {
                 _ = &mut stop => break,
                 Some(exit) = exits.recv() => {
                     self.on_exit(exit, &exits_tx);
+                }
+                Some(update) = probe_updates.recv() => {
+                    self.on_probe(update);
                 }
                 _ = sleep_until(next_restart) => {
                     let now = Instant::now();
@@ -422,6 +486,109 @@ impl Worker {
         Ok(())
     }
 
+    fn start_probe_workers(
+        &mut self,
+        updates: &mpsc::UnboundedSender<ProbeUpdate>,
+    ) -> Result<(), RuntimeError> {
+        if self.containers.iter().all(|c| c.spec.probes.is_empty()) {
+            return Ok(());
+        }
+        let sandbox = self
+            .sandbox_pid
+            .ok_or_else(|| RuntimeError::io("start probes", std::io::Error::other("no sandbox")))?;
+        let netns = Arc::new(
+            std::fs::File::open(format!("/proc/{sandbox}/ns/net"))
+                .map_err(|e| RuntimeError::io("open the pod's network namespace", e))?,
+        );
+        let shared = self.shared.clone();
+        let spawner: Arc<
+            dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync,
+        > = Arc::new(move |command| shared.spawner.spawn(command));
+        for (index, run) in self.containers.iter().enumerate() {
+            for probe in &run.spec.probes {
+                let context = WorkerContext {
+                    container: index,
+                    spec: run.spec.manifest.clone(),
+                    env: run.spec.env.clone(),
+                    netns: netns.clone(),
+                    spawner: spawner.clone(),
+                    time_scale: self.shared.config.time_scale,
+                    restart_never: self.restart_policy == "Never",
+                    user_agent: PROBE_USER_AGENT.to_owned(),
+                };
+                self.probe_tasks.push(tokio::spawn(probe::run_worker(
+                    context,
+                    probe.clone(),
+                    self.view.subscribe(),
+                    updates.clone(),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A probe result crossed its threshold for a container instance.
+    fn on_probe(&mut self, update: ProbeUpdate) {
+        let Some(run) = self.containers.get_mut(update.container) else {
+            return;
+        };
+        let running = run
+            .status
+            .state
+            .as_ref()
+            .is_some_and(|s| s.running.is_some());
+        if run.instance != Some(update.instance) || !running || self.terminal.is_some() {
+            return;
+        }
+        match (update.kind, update.success) {
+            (Kind::Startup, true) => {
+                run.status.started = Some(true);
+                if !run.spec.has_probe(Kind::Readiness) {
+                    run.status.ready = true;
+                }
+            }
+            (Kind::Readiness, ready) => {
+                run.status.ready = ready && run.status.started == Some(true);
+            }
+            (Kind::Liveness | Kind::Startup, false) => {
+                self.kill_container(update.container, update.kind)
+            }
+            (Kind::Liveness, true) => {}
+        }
+        self.publish();
+    }
+
+    /// Stops a container a probe found unhealthy: SIGTERM, then SIGKILL after the grace
+    /// period (the probe's own, else the pod's, never below the kubelet's minimum).
+    fn kill_container(&mut self, index: usize, kind: Kind) {
+        let pod_grace = self.termination_grace;
+        let scale = self.shared.config.time_scale;
+        let run = &mut self.containers[index];
+        let (Some(pid), Some(instance)) = (run.pid, run.instance) else {
+            return;
+        };
+        if run.killing {
+            return;
+        }
+        run.killing = true;
+        let grace = run
+            .spec
+            .probes
+            .iter()
+            .find(|p| p.kind == kind)
+            .and_then(|p| p.termination_grace)
+            .unwrap_or(pod_grace)
+            .max(MINIMUM_GRACE);
+        sys::kill(pid, libc::SIGTERM);
+        let name = run.spec.name.clone();
+        let group = self.group(&format!("{name}-{instance}"));
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace.mul_f64(scale)).await;
+            shared.cgroups.kill_all(&group);
+        });
+    }
+
     fn start_instance(&mut self, index: usize, exits: &mpsc::UnboundedSender<Exit>) {
         let instance = self.containers[index].instance.map_or(0, |i| i + 1);
         match self.spawn_instance(index, instance) {
@@ -453,9 +620,14 @@ impl Worker {
                     }),
                     ..ContainerState::default()
                 });
-                // Without probes a running container is started and ready at once.
-                run.status.started = Some(true);
-                run.status.ready = true;
+                // A new container's initial probe results: startup Unknown (not started),
+                // readiness Failure (not ready); without those probes it is started and
+                // ready at once.
+                let started = !run.spec.has_probe(Kind::Startup);
+                run.status.started = Some(started);
+                run.status.ready = started && !run.spec.has_probe(Kind::Readiness);
+                run.running_since = Some(Instant::now());
+                run.killing = false;
                 let exits = exits.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut child = child;
@@ -573,6 +745,7 @@ impl Worker {
             return;
         }
         run.pid = None;
+        run.running_since = None;
         let started_at = run
             .status
             .state
@@ -665,6 +838,24 @@ impl Worker {
                 previous.conditions.as_deref().unwrap_or(&[]),
             );
         }
+        self.view.send_replace(PodView {
+            containers: self
+                .containers
+                .iter()
+                .map(|c| ContainerView {
+                    instance: c.instance,
+                    running_since: c.running_since,
+                    started: c.status.started == Some(true),
+                    terminated: c
+                        .status
+                        .state
+                        .as_ref()
+                        .is_some_and(|s| s.terminated.is_some()),
+                    pid: c.pid,
+                })
+                .collect(),
+            terminal: self.terminal.is_some(),
+        });
         let status = PodStatus {
             phase: Some(phase.to_owned()),
             conditions: Some(conditions),
@@ -696,6 +887,9 @@ impl Worker {
     }
 
     async fn kill_everything(&mut self) {
+        for task in self.probe_tasks.drain(..) {
+            task.abort();
+        }
         self.tear_down_sandbox();
         for run in &mut self.containers {
             run.restart_at = None;

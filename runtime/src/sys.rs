@@ -256,6 +256,87 @@ pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
     Ok(command)
 }
 
+/// What an exec probe needs: the container to enter and the command to run there.
+pub struct ExecLaunch {
+    pub container_pid: i32,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A command that runs inside a running container: its namespaces and its root.
+pub fn exec_command(launch: ExecLaunch) -> io::Result<Command> {
+    let Some((program, args)) = launch.argv.split_first() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an empty command",
+        ));
+    };
+    if !program.starts_with('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{program:?}: the local runtime needs an absolute path (images have no PATH lookup)"),
+        ));
+    }
+    let proc_dir = format!("/proc/{}", launch.container_pid);
+    let open_ns = |kind: &str| File::open(format!("{proc_dir}/ns/{kind}"));
+    // The mount namespace last: after it, paths resolve inside the container.
+    let namespaces = [
+        open_ns("net")?,
+        open_ns("uts")?,
+        open_ns("ipc")?,
+        open_ns("mnt")?,
+    ];
+    let root = File::open(format!("{proc_dir}/root"))?;
+    let dot = CString::new(".").map_err(io::Error::other)?;
+    let slash = CString::new("/").map_err(io::Error::other)?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: the closure only makes syscalls on data moved into it before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            common_setup(&[])?;
+            for ns in &namespaces {
+                check(libc::setns(ns.as_raw_fd(), 0))?;
+            }
+            check(libc::fchdir(root.as_raw_fd()))?;
+            check(libc::chroot(dot.as_ptr()))?;
+            check(libc::chdir(slash.as_ptr()))
+        });
+    }
+    Ok(command)
+}
+
+/// An unconnected, non-blocking TCP socket that belongs to the network namespace `netns`
+/// (a probe connects to the pod's own address from inside the pod's network).
+pub fn tcp_socket_in(netns: &File) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let netns = netns.try_clone()?;
+    // setns changes only the calling thread's namespace: do it on a thread of its own.
+    std::thread::spawn(move || {
+        // SAFETY: setns on an open namespace fd; socket(2) returns a fresh fd we own.
+        unsafe {
+            check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
+            let fd = libc::socket(
+                libc::AF_INET,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            );
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(std::os::fd::OwnedFd::from_raw_fd(fd))
+        }
+    })
+    .join()
+    .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
 type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 
 /// Spawns every pod process from one long-lived thread.

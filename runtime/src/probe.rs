@@ -1,0 +1,404 @@
+//! Probe workers: the kubelet's prober, one worker per container and probe.
+//!
+//! Written from the Kubernetes documentation and pkg/kubelet/prober: a worker ticks every
+//! `periodSeconds` from its own start; it waits while the container is not running, before
+//! `initialDelaySeconds` have passed since the container started, and (liveness,
+//! readiness) until the container is started; it counts consecutive results and reports a
+//! result once its threshold is reached; a probe that cannot be run is discarded. The
+//! worker outlives container restarts, and so do its counters.
+
+use crate::sys;
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Http {
+        port: IntOrString,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+    Tcp {
+        port: IntOrString,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+/// One probe of a container, with the API server's defaults applied.
+#[derive(Clone, Debug)]
+pub(crate) struct ProbeSpec {
+    pub kind: Kind,
+    action: Action,
+    period: Duration,
+    timeout: Duration,
+    initial_delay_secs: u64,
+    success_threshold: u32,
+    failure_threshold: u32,
+    /// Probe-level terminationGracePeriodSeconds (liveness and startup).
+    pub termination_grace: Option<Duration>,
+}
+
+impl ProbeSpec {
+    /// Reads a probe from the manifest; the error names what the runtime cannot run.
+    pub fn parse(probe: &Probe, kind: Kind) -> Result<ProbeSpec, String> {
+        let action = if let Some(http) = &probe.http_get {
+            if http.host.as_deref().is_some_and(|h| !h.is_empty()) {
+                return Err("httpGet.host: only the pod's own address is supported".to_owned());
+            }
+            if http.scheme.as_deref() == Some("HTTPS") {
+                return Err("httpGet.scheme: HTTPS is not supported".to_owned());
+            }
+            Action::Http {
+                port: http.port.clone(),
+                path: http
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "/".to_owned()),
+                headers: http
+                    .http_headers
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
+            }
+        } else if let Some(tcp) = &probe.tcp_socket {
+            if tcp.host.as_deref().is_some_and(|h| !h.is_empty()) {
+                return Err("tcpSocket.host: only the pod's own address is supported".to_owned());
+            }
+            Action::Tcp {
+                port: tcp.port.clone(),
+            }
+        } else if let Some(exec) = &probe.exec {
+            Action::Exec {
+                command: exec.command.clone().unwrap_or_default(),
+            }
+        } else if probe.grpc.is_some() {
+            return Err("grpc probes are not supported by the local runtime yet".to_owned());
+        } else {
+            return Err("no handler".to_owned());
+        };
+        let seconds = |value: Option<i32>, default: u64| {
+            Duration::from_secs(value.filter(|v| *v > 0).map_or(default, |v| v as u64))
+        };
+        Ok(ProbeSpec {
+            kind,
+            action,
+            period: seconds(probe.period_seconds, 10),
+            timeout: seconds(probe.timeout_seconds, 1),
+            initial_delay_secs: probe.initial_delay_seconds.unwrap_or(0).max(0) as u64,
+            success_threshold: probe.success_threshold.filter(|t| *t > 0).unwrap_or(1) as u32,
+            failure_threshold: probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) as u32,
+            termination_grace: probe
+                .termination_grace_period_seconds
+                .filter(|g| *g > 0)
+                .map(|g| Duration::from_secs(g as u64)),
+        })
+    }
+}
+
+/// What a probe worker needs to know about its container, published by the pod worker.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ContainerView {
+    pub instance: Option<u32>,
+    /// When the current instance started, while it runs.
+    pub running_since: Option<Instant>,
+    pub started: bool,
+    pub terminated: bool,
+    pub pid: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PodView {
+    pub containers: Vec<ContainerView>,
+    pub terminal: bool,
+}
+
+/// A probe result that crossed its threshold.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProbeUpdate {
+    pub container: usize,
+    pub instance: u32,
+    pub kind: Kind,
+    pub success: bool,
+}
+
+/// Everything a worker uses; cheap to clone per worker.
+#[derive(Clone)]
+pub(crate) struct WorkerContext {
+    pub container: usize,
+    pub spec: Container,
+    pub env: Vec<(String, String)>,
+    pub netns: Arc<File>,
+    pub spawner:
+        Arc<dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync>,
+    pub time_scale: f64,
+    pub restart_never: bool,
+    pub user_agent: String,
+}
+
+impl WorkerContext {
+    fn scaled(&self, spec: Duration) -> Duration {
+        spec.mul_f64(self.time_scale)
+    }
+}
+
+/// Runs one probe worker until the pod is terminal, its container will not run again,
+/// or the pod worker goes away.
+pub(crate) async fn run_worker(
+    context: WorkerContext,
+    probe: ProbeSpec,
+    mut view: watch::Receiver<PodView>,
+    updates: mpsc::UnboundedSender<ProbeUpdate>,
+) {
+    let mut ticker = tokio::time::interval(context.scaled(probe.period));
+    // Go's ticker drops ticks a slow receiver missed, rather than bursting.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seen: Option<u32> = None;
+    // The kubelet's worker starts with lastResult = Success (the zero value).
+    let mut last_success = true;
+    let mut run = 0u32;
+    let mut on_hold = false;
+    loop {
+        ticker.tick().await;
+        if view.has_changed().is_err() {
+            return;
+        }
+        let snapshot = view.borrow_and_update().clone();
+        if snapshot.terminal {
+            return;
+        }
+        let Some(container) = snapshot.containers.get(context.container).cloned() else {
+            return;
+        };
+        let Some(instance) = container.instance else {
+            continue;
+        };
+        if seen != Some(instance) {
+            // A new container: resume probing (its initial result is set by the pod worker).
+            seen = Some(instance);
+            on_hold = false;
+        }
+        if on_hold {
+            continue;
+        }
+        let Some(since) = container.running_since else {
+            if container.terminated && context.restart_never {
+                return;
+            }
+            continue;
+        };
+        // initialDelaySeconds against whole seconds since the start, as the kubelet does.
+        let elapsed_secs = (since.elapsed().as_secs_f64() / context.time_scale) as u64;
+        if elapsed_secs < probe.initial_delay_secs {
+            continue;
+        }
+        match (probe.kind, container.started) {
+            (Kind::Startup, true) => continue,
+            (Kind::Liveness | Kind::Readiness, false) => continue,
+            _ => {}
+        }
+        let Ok(success) = execute(&context, &probe, container.pid).await else {
+            // An error is not a result: the attempt is thrown away.
+            continue;
+        };
+        if success == last_success {
+            run += 1;
+        } else {
+            last_success = success;
+            run = 1;
+        }
+        let threshold = if success {
+            probe.success_threshold
+        } else {
+            probe.failure_threshold
+        };
+        if run < threshold {
+            continue;
+        }
+        let update = ProbeUpdate {
+            container: context.container,
+            instance,
+            kind: probe.kind,
+            success,
+        };
+        if updates.send(update).is_err() {
+            return;
+        }
+        if (probe.kind == Kind::Liveness && !success) || probe.kind == Kind::Startup {
+            on_hold = true;
+            run = 0;
+        }
+    }
+}
+
+/// Runs the probe once: Ok(success) or Err when it could not be run at all.
+async fn execute(
+    context: &WorkerContext,
+    probe: &ProbeSpec,
+    pid: Option<i32>,
+) -> Result<bool, String> {
+    let timeout = context.scaled(probe.timeout);
+    match &probe.action {
+        Action::Http {
+            port,
+            path,
+            headers,
+        } => {
+            let port = resolve_port(&context.spec, port)?;
+            let request = http_request(port, path, headers, &context.user_agent);
+            let attempt = async {
+                let mut stream = connect(&context.netns, port).await?;
+                stream.write_all(request.as_bytes()).await?;
+                let mut response = Vec::new();
+                let mut buffer = [0u8; 1024];
+                // The status line is all that decides; read until it is complete.
+                while !response.contains(&b'\n') && response.len() < 8192 {
+                    let read = stream.read(&mut buffer).await?;
+                    if read == 0 {
+                        break;
+                    }
+                    response.extend_from_slice(&buffer[..read]);
+                }
+                Ok::<_, std::io::Error>(status_code(&response))
+            };
+            Ok(match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(Some(code))) => (200..400).contains(&code),
+                _ => false,
+            })
+        }
+        Action::Tcp { port } => {
+            let port = resolve_port(&context.spec, port)?;
+            Ok(matches!(
+                tokio::time::timeout(timeout, connect(&context.netns, port)).await,
+                Ok(Ok(_))
+            ))
+        }
+        Action::Exec { command } => {
+            let pid = pid.ok_or("the container is not running")?;
+            let launch = sys::ExecLaunch {
+                container_pid: pid,
+                argv: command.clone(),
+                env: context.env.clone(),
+            };
+            let command = sys::exec_command(launch).map_err(|e| e.to_string())?;
+            let child = (context.spawner)(command).map_err(|e| e.to_string())?;
+            let child_pid = child.id() as i32;
+            let wait = tokio::task::spawn_blocking(move || {
+                let mut child = child;
+                child.wait()
+            });
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(Ok(Ok(status))) => Ok(status.success()),
+                Ok(_) => Err("lost the exec probe's process".to_owned()),
+                Err(_) => {
+                    // Timed out: a failure (ExecProbeTimeout), and the command is stopped.
+                    sys::kill(child_pid, libc::SIGKILL);
+                    Ok(false)
+                }
+            }
+        }
+    }
+}
+
+/// A named port is looked up in the container's own ports; a missing one is an error.
+fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String> {
+    let number = match port {
+        IntOrString::Int(number) => *number,
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| p.container_port)
+            .ok_or_else(|| format!("port {name:?} not found"))?,
+    };
+    u16::try_from(number)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid port number: {number}"))
+}
+
+fn http_request(port: u16, path: &str, headers: &[(String, String)], user_agent: &str) -> String {
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut request = format!("GET {path} HTTP/1.1\r\n");
+    if !has("Host") {
+        request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    if !has("User-Agent") {
+        request.push_str(&format!("User-Agent: {user_agent}\r\n"));
+    }
+    if !has("Accept") {
+        request.push_str("Accept: */*\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    request
+}
+
+fn status_code(response: &[u8]) -> Option<u16> {
+    let line = response.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split_whitespace();
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/") {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
+/// A TCP connection to the pod's own address, made from inside its network namespace.
+async fn connect(netns: &Arc<File>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let netns = netns.clone();
+    let socket = tokio::task::spawn_blocking(move || sys::tcp_socket_in(&netns))
+        .await
+        .map_err(std::io::Error::other)??;
+    let socket = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(socket));
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_read() {
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"HTTP/1.0 500 x\r\n"), Some(500));
+        assert_eq!(status_code(b"garbage\r\n"), None);
+        assert_eq!(status_code(b""), None);
+    }
+
+    #[test]
+    fn user_headers_replace_the_defaults() {
+        let request = http_request(
+            8080,
+            "/live",
+            &[("Host".to_owned(), "example".to_owned())],
+            "kube-probe/1.35",
+        );
+        assert!(request.starts_with("GET /live HTTP/1.1\r\n"));
+        assert!(request.contains("Host: example\r\n"));
+        assert!(!request.contains("Host: 127.0.0.1"));
+        assert!(request.contains("User-Agent: kube-probe/1.35\r\n"));
+    }
+}
