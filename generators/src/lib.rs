@@ -3,10 +3,15 @@
 //! scenarios paired with the field validation must name.
 
 use arbitrary::{Arbitrary, Unstructured};
-use k8s_openapi::api::core::v1::{Container, ExecAction, Pod, PodSpec, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ExecAction, HTTPGetAction, Pod, PodSpec, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use podcheck_oracle::scenario::{BackOffParams, Behaviour, KubeletParams, Run, Scenario};
+use podcheck_oracle::probes::ProbeKind;
+use podcheck_oracle::scenario::{
+    Answer, BackOffParams, Behaviour, Endpoint, Health, KubeletParams, Run, Scenario, Scripted,
+};
 use podcheck_oracle::SpecDuration;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -106,17 +111,179 @@ pub fn assemble(
     }
 }
 
-/// Valid scenarios of the restart area: 1 to 3 containers, every restart policy,
-/// scripted exits and runs. All are named `generated`; callers that run several at once
-/// rename them. (A random name would only cost shrinking steps.)
+/// The health endpoint every generated probe addresses (as `/h`, or its TCP port).
+const ENDPOINT: &str = "h";
+/// A port name generated containers declare for their health port, and one they do not.
+const DECLARED_PORT: &str = "health";
+const UNDECLARED_PORT: &str = "missing";
+
+fn secs(s: u64) -> SpecDuration {
+    SpecDuration::from_secs(s)
+}
+
+/// A health script: up to three answers (ok, fail, slow) of 5 to 60 s, the last one lasting.
+pub fn health(port: u16) -> impl Strategy<Value = Health> {
+    let answer = prop_oneof![
+        4 => Just(Answer::Ok),
+        3 => Just(Answer::Fail),
+        // Slow answers are 3s or 9s and timeouts 1, 5 or 6s: never within the oracle's
+        // 2s ambiguity margin of each other.
+        1 => one_of(&[3u64, 9]).prop_map(|s| Answer::Slow(secs(s))),
+    ];
+    (
+        prop::collection::vec((answer, 5u64..=60), 1..=3),
+        prop_oneof![4 => Just(0u64), 1 => 1u64..=30],
+        any::<bool>(),
+    )
+        .prop_map(move |(answers, listen_after, tcp)| {
+            let last = answers.len() - 1;
+            let answers = answers
+                .into_iter()
+                .enumerate()
+                .map(|(index, (answer, length))| Scripted {
+                    answer,
+                    for_: (index < last).then(|| secs(length)),
+                })
+                .collect();
+            Health {
+                port,
+                listen_after: secs(listen_after),
+                endpoints: BTreeMap::from([(
+                    ENDPOINT.to_owned(),
+                    Endpoint {
+                        tcp_port: tcp.then_some(port + 1000),
+                        answers,
+                    },
+                )]),
+            }
+        })
+}
+
+/// A probe of kind `kind` on the generated health endpoint: any handler, any field.
+pub fn probe(kind: ProbeKind, port: u16) -> impl Strategy<Value = Probe> {
+    let handler = prop_oneof![
+        4 => Just(0u8), // httpGet by number
+        1 => Just(1u8), // httpGet by declared name
+        1 => Just(2u8), // httpGet by a name the container does not declare: an error
+        2 => Just(3u8), // tcpSocket on the endpoint's own port (or the health port)
+        2 => Just(4u8), // exec
+    ];
+    let success_threshold = match kind {
+        ProbeKind::Readiness => (1i32..=3).boxed(),
+        _ => Just(1i32).boxed(),
+    };
+    (
+        handler,
+        1i32..=10,
+        one_of(&[1i32, 5, 6]),
+        prop_oneof![3 => Just(0i32), 1 => 1i32..=20],
+        success_threshold,
+        1i32..=5,
+    )
+        .prop_map(move |(handler, period, timeout, delay, success, failure)| {
+            let http = |port: IntOrString| HTTPGetAction {
+                path: Some(format!("/{ENDPOINT}")),
+                port,
+                ..HTTPGetAction::default()
+            };
+            let mut probe = Probe {
+                period_seconds: Some(period),
+                timeout_seconds: Some(timeout),
+                initial_delay_seconds: Some(delay).filter(|d| *d > 0),
+                success_threshold: Some(success),
+                failure_threshold: Some(failure),
+                ..Probe::default()
+            };
+            match handler {
+                0 => probe.http_get = Some(http(IntOrString::Int(i32::from(port)))),
+                1 => probe.http_get = Some(http(IntOrString::String(DECLARED_PORT.to_owned()))),
+                2 => probe.http_get = Some(http(IntOrString::String(UNDECLARED_PORT.to_owned()))),
+                3 => {
+                    probe.tcp_socket = Some(TCPSocketAction {
+                        port: IntOrString::Int(i32::from(port) + 1000),
+                        ..TCPSocketAction::default()
+                    })
+                }
+                _ => {
+                    probe.exec = Some(ExecAction {
+                        command: Some(vec![
+                            podcheck_oracle::probes::AGENT_PROGRAM.to_owned(),
+                            "probe".to_owned(),
+                            ENDPOINT.to_owned(),
+                        ]),
+                    })
+                }
+            }
+            probe
+        })
+}
+
+/// The probes of one container: each kind present or not.
+pub fn container_probes(port: u16) -> impl Strategy<Value = [Option<Probe>; 3]> {
+    (
+        prop::option::weighted(0.3, probe(ProbeKind::Startup, port)),
+        prop::option::weighted(0.5, probe(ProbeKind::Liveness, port)),
+        prop::option::weighted(0.5, probe(ProbeKind::Readiness, port)),
+    )
+        .prop_map(|(startup, liveness, readiness)| [startup, liveness, readiness])
+}
+
+/// A container's behaviour and probes; container `index` serves health on 8080 + index.
+pub fn probed_container(index: u16) -> impl Strategy<Value = (Behaviour, [Option<Probe>; 3])> {
+    let port = 8080 + index;
+    (
+        behaviour(),
+        prop::option::weighted(0.5, (health(port), container_probes(port))),
+    )
+        .prop_map(|(mut behaviour, probes)| match probes {
+            Some((health, probes)) => {
+                behaviour.health = Some(health);
+                (behaviour, probes)
+            }
+            None => (behaviour, [None, None, None]),
+        })
+}
+
+/// Puts each container's probes on the pod, declaring the health port by name.
+pub fn with_probes(mut scenario: Scenario, probes: Vec<[Option<Probe>; 3]>) -> Scenario {
+    let Some(spec) = scenario.pod.spec.as_mut() else {
+        return scenario;
+    };
+    for (index, (container, [startup, liveness, readiness])) in
+        spec.containers.iter_mut().zip(probes).enumerate()
+    {
+        if startup.is_none() && liveness.is_none() && readiness.is_none() {
+            continue;
+        }
+        container.ports = Some(vec![ContainerPort {
+            name: Some(DECLARED_PORT.to_owned()),
+            container_port: 8080 + index as i32,
+            ..ContainerPort::default()
+        }]);
+        container.startup_probe = startup;
+        container.liveness_probe = liveness;
+        container.readiness_probe = readiness;
+    }
+    scenario
+}
+
+/// Valid scenarios: 1 to 3 containers, every restart policy, scripted exits and runs, and
+/// for about half the containers health endpoints with probes of every kind. All are
+/// named `generated`; callers that run several at once rename them. (A random name would
+/// only cost shrinking steps.)
 pub fn scenario() -> impl Strategy<Value = Scenario> {
     (
         restart_policy(),
         kubelet(),
-        prop::collection::vec(behaviour(), 1..=3),
+        (1u16..=3).prop_flat_map(|count| {
+            (0..count)
+                .map(probed_container)
+                .collect::<Vec<_>>()
+        }),
     )
-        .prop_map(|(policy, kubelet, behaviours)| {
-            assemble("generated", policy, kubelet, behaviours)
+        .prop_map(|(policy, kubelet, containers)| {
+            let (behaviours, probes): (Vec<_>, Vec<_>) = containers.into_iter().unzip();
+            with_probes(assemble("generated", policy, kubelet, behaviours), probes)
         })
 }
 

@@ -98,6 +98,9 @@ pub struct ProbeModel {
     pub success_threshold: u32,
     pub failure_threshold: u32,
     reach: Reach,
+    /// Why the probe's outcome has no single prediction, if it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ambiguity: Option<String>,
 }
 
 /// A stretch of an instance's life over which a probe gives one outcome.
@@ -386,7 +389,7 @@ fn resolve_probe(
     } else {
         return Err((path.to_owned(), "must specify a handler type".to_owned()));
     };
-    let model = ProbeModel {
+    let mut model = ProbeModel {
         kind,
         handler,
         period: seconds(probe.period_seconds, 10),
@@ -397,6 +400,7 @@ fn resolve_probe(
         success_threshold: probe.success_threshold.filter(|t| *t > 0).unwrap_or(1) as u32,
         failure_threshold: probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) as u32,
         reach,
+        ambiguity: None,
     };
     // A slow answer within the margin of the timeout could go either way.
     if let Some(health) = health {
@@ -412,9 +416,10 @@ fn resolve_probe(
                         model.timeout - delay
                     };
                     if distance < AMBIGUITY_MARGIN {
-                        return Err((
+                        model.ambiguity = Some(format!(
+                            "{}: endpoint {name:?} answers after {delay}, within {AMBIGUITY_MARGIN} of the {} timeout: timing noise would decide the outcome",
                             at("timeoutSeconds"),
-                            format!("endpoint {name:?} answers after {delay}, within {AMBIGUITY_MARGIN} of the {} timeout: timing noise would decide the outcome", model.timeout),
+                            model.timeout
                         ));
                     }
                 }
@@ -494,7 +499,9 @@ fn cross(
     }
     let period = probe.period;
     let threshold = u64::from(probe.threshold(segment.outcome).max(1));
-    let last_tick = u_hi + period * threshold;
+    // A probe that outlasts its period delays the next one (the ticker keeps one tick).
+    let spacing = period.max(segment.latency);
+    let last_tick = u_hi + spacing * threshold;
     let lo = if on_demand || carried {
         u_lo
     } else {
@@ -589,6 +596,13 @@ pub fn plan_instance(
             .as_ref()
             .is_some_and(|l| l.has_slow_success(health)),
     };
+    if let Some(reason) = [&probes.startup, &probes.liveness, &probes.readiness]
+        .into_iter()
+        .flatten()
+        .find_map(|p| p.ambiguity.clone())
+    {
+        return Err(Ambiguous(reason));
+    }
     let mut carry_out = Carry::default();
     // The instance ends at its own exit or at a kill, whichever comes first.
     let mut end = exits_at;
