@@ -518,6 +518,11 @@ fn check_probe_flags(
     };
     let at = t - start;
     let ms = |d: SpecDuration| d.as_millis() as i64;
+    // Once the process may be gone (its exit, or the kill window), its readiness probe
+    // may fail before the exit shows: ready=false is then always allowed.
+    let ending = instance
+        .and_then(|i| i.end())
+        .is_some_and(|end| at >= ms(end.lo) - ms(crate::probes::PROBE_SLACK) - tol);
     // started
     match &probes.started {
         None if started => out.add(
@@ -579,6 +584,9 @@ fn check_probe_flags(
                 Some(t),
             );
         }
+        return;
+    }
+    if ending && !cs.ready {
         return;
     }
     // ready, flip by flip

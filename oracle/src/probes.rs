@@ -36,6 +36,10 @@ pub const PROBE_SLACK: SpecDuration = SpecDuration::from_secs(1);
 /// Distance from a threshold within which the oracle refuses to decide.
 pub const AMBIGUITY_MARGIN: SpecDuration = SpecDuration::from_secs(2);
 
+/// How long after its start (or its `listenAfter`) a process may take to listen: a probe
+/// that comes sooner is refused, for the agent as for any server.
+pub const LISTEN_LATENCY: SpecDuration = SpecDuration::from_secs(1);
+
 /// How late after a crossing the status shows it, or the killed container's exit is seen.
 pub const PROBE_ACTION_LAG: SpecDuration = SpecDuration::from_secs(2);
 
@@ -131,7 +135,7 @@ impl ProbeModel {
         health: Option<&Health>,
         at: SpecDuration,
     ) -> (Outcome, SpecDuration, bool) {
-        let listening = health.is_some_and(|h| at >= h.listen_after);
+        let listening = health.is_some_and(|h| at >= h.listen_after + LISTEN_LATENCY);
         let endpoint = |name: &str| health.and_then(|h| h.endpoints.get(name));
         match &self.reach {
             Reach::Constant(outcome) => (*outcome, SpecDuration::ZERO, false),
@@ -162,7 +166,7 @@ impl ProbeModel {
     pub fn segments(&self, health: Option<&Health>) -> Vec<Segment> {
         let mut boundaries = vec![SpecDuration::ZERO];
         if let Some(health) = health {
-            boundaries.push(health.listen_after);
+            boundaries.push(health.listen_after + LISTEN_LATENCY);
             let names: Vec<&str> = match &self.reach {
                 Reach::Endpoint(Some(name)) | Reach::TcpEndpoint(name) => vec![name.as_str()],
                 _ => Vec::new(),
@@ -180,9 +184,10 @@ impl ProbeModel {
             let (outcome, latency, timed_out) = self.outcome_at(health, *from);
             let until = boundaries.get(index + 1).copied();
             match segments.last_mut() {
-                Some(last) if last.outcome == outcome && last.timed_out == timed_out => {
+                Some(last) if last.outcome == outcome => {
                     last.until = until;
                     last.latency = last.latency.max(latency);
+                    last.timed_out |= timed_out;
                 }
                 _ => segments.push(Segment {
                     from: *from,
@@ -511,10 +516,11 @@ fn cross(
     match segment.until {
         None => Ok(Crossing::At(lo, hi)),
         Some(until) if until >= last_tick + AMBIGUITY_MARGIN => Ok(Crossing::At(lo, hi)),
+        // At most one tick per period fits in the segment: fewer than the threshold.
         Some(until)
             if !on_demand
                 && !carried
-                && until + AMBIGUITY_MARGIN <= u_lo + period * (threshold - 1) =>
+                && until + PROBE_SLACK <= u_lo + period * (threshold - 1) =>
         {
             Ok(Crossing::Never)
         }
