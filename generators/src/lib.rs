@@ -275,11 +275,7 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
     (
         restart_policy(),
         kubelet(),
-        (1u16..=3).prop_flat_map(|count| {
-            (0..count)
-                .map(probed_container)
-                .collect::<Vec<_>>()
-        }),
+        (1u16..=3).prop_flat_map(|count| (0..count).map(probed_container).collect::<Vec<_>>()),
     )
         .prop_map(|(policy, kubelet, containers)| {
             let (behaviours, probes): (Vec<_>, Vec<_>) = containers.into_iter().unzip();

@@ -134,8 +134,9 @@ impl ProbeModel {
         &self,
         health: Option<&Health>,
         at: SpecDuration,
+        latency: SpecDuration,
     ) -> (Outcome, SpecDuration, bool) {
-        let listening = health.is_some_and(|h| at >= h.listen_after + LISTEN_LATENCY);
+        let listening = health.is_some_and(|h| at >= h.listen_after + latency);
         let endpoint = |name: &str| health.and_then(|h| h.endpoints.get(name));
         match &self.reach {
             Reach::Constant(outcome) => (*outcome, SpecDuration::ZERO, false),
@@ -163,10 +164,10 @@ impl ProbeModel {
     }
 
     /// The probe's outcomes over an instance's life, adjacent equal outcomes merged.
-    pub fn segments(&self, health: Option<&Health>) -> Vec<Segment> {
+    pub fn segments(&self, health: Option<&Health>, latency: SpecDuration) -> Vec<Segment> {
         let mut boundaries = vec![SpecDuration::ZERO];
         if let Some(health) = health {
-            boundaries.push(health.listen_after + LISTEN_LATENCY);
+            boundaries.push(health.listen_after + latency);
             let names: Vec<&str> = match &self.reach {
                 Reach::Endpoint(Some(name)) | Reach::TcpEndpoint(name) => vec![name.as_str()],
                 _ => Vec::new(),
@@ -181,19 +182,19 @@ impl ProbeModel {
         boundaries.dedup();
         let mut segments: Vec<Segment> = Vec::new();
         for (index, from) in boundaries.iter().enumerate() {
-            let (outcome, latency, timed_out) = self.outcome_at(health, *from);
+            let (outcome, delay, timed_out) = self.outcome_at(health, *from, latency);
             let until = boundaries.get(index + 1).copied();
             match segments.last_mut() {
                 Some(last) if last.outcome == outcome => {
                     last.until = until;
-                    last.latency = last.latency.max(latency);
+                    last.latency = last.latency.max(delay);
                     last.timed_out |= timed_out;
                 }
                 _ => segments.push(Segment {
                     from: *from,
                     until,
                     outcome,
-                    latency,
+                    latency: delay,
                     timed_out,
                 }),
             }
@@ -208,7 +209,7 @@ impl ProbeModel {
 
     /// Whether some answer is slow but in time, which a runtime with a wrong timeout fails.
     pub fn has_slow_success(&self, health: Option<&Health>) -> bool {
-        self.segments(health)
+        self.segments(health, SpecDuration::ZERO)
             .iter()
             .any(|s| s.outcome == Outcome::Success && s.latency > SpecDuration::ZERO)
     }
@@ -581,11 +582,82 @@ fn may_continue(segments: &[Segment], index: usize, probe: &ProbeModel) -> bool 
 }
 
 /// What the probes do to an instance whose own process exits at `exits_at` (None: never).
+///
+/// The process listens anywhere from at once to [`LISTEN_LATENCY`] after its start (or
+/// its `listenAfter`): both extremes are planned, and they must agree on what happens;
+/// the windows cover both.
 pub fn plan_instance(
     probes: &ContainerProbes,
     health: Option<&Health>,
     carry: Carry,
     exits_at: Option<SpecDuration>,
+) -> Result<(ProbePlan, Carry), Ambiguous> {
+    let (fast, fast_carry) =
+        plan_listening_after(probes, health, carry, exits_at, SpecDuration::ZERO)?;
+    let (slow, slow_carry) = plan_listening_after(probes, health, carry, exits_at, LISTEN_LATENCY)?;
+    let disagree = |what: &str| {
+        Ambiguous(format!(
+            "whether the process listens at once or up to {LISTEN_LATENCY} after it starts decides {what}"
+        ))
+    };
+    let union = |a: &Window, b: &Window| Window {
+        lo: a.lo.min(b.lo),
+        hi: a.hi.max(b.hi),
+        early_rule: a.early_rule,
+        late_rules: a.late_rules.clone(),
+    };
+    let started = match (&fast.started, &slow.started) {
+        (None, None) => None,
+        (Some(a), Some(b)) => Some(union(a, b)),
+        _ => return Err(disagree("whether the container is started")),
+    };
+    let kill = match (&fast.kill, &slow.kill) {
+        (None, None) => None,
+        (Some((kind, a)), Some((other, b))) if kind == other => Some((*kind, union(a, b))),
+        _ => return Err(disagree("whether a probe kills the container")),
+    };
+    if fast.ready.len() != slow.ready.len()
+        || fast
+            .ready
+            .iter()
+            .zip(&slow.ready)
+            .any(|(a, b)| a.to != b.to)
+    {
+        return Err(disagree("when the container is ready"));
+    }
+    let ready = fast
+        .ready
+        .iter()
+        .zip(&slow.ready)
+        .map(|(a, b)| Flip {
+            to: a.to,
+            window: union(&a.window, &b.window),
+        })
+        .collect();
+    let carry = Carry {
+        startup: fast_carry.startup.or(slow_carry.startup),
+        liveness: fast_carry.liveness.or(slow_carry.liveness),
+        readiness: fast_carry.readiness.or(slow_carry.readiness),
+    };
+    Ok((
+        ProbePlan {
+            started,
+            ready,
+            kill,
+            probes: fast.probes,
+            liveness_fails: fast.liveness_fails || slow.liveness_fails,
+            liveness_slow_success: fast.liveness_slow_success || slow.liveness_slow_success,
+        },
+        carry,
+    ))
+}
+
+fn plan_listening_after(
+    probes: &ContainerProbes,
+    health: Option<&Health>,
+    carry: Carry,
+    exits_at: Option<SpecDuration>,
+    latency: SpecDuration,
 ) -> Result<(ProbePlan, Carry), Ambiguous> {
     let mut plan = ProbePlan {
         started: None,
@@ -593,7 +665,7 @@ pub fn plan_instance(
         kill: None,
         probes: probes.clone(),
         liveness_fails: probes.liveness.as_ref().is_some_and(|l| {
-            l.segments(health)
+            l.segments(health, latency)
                 .iter()
                 .any(|s| s.outcome == Outcome::Failure)
         }),
@@ -619,7 +691,7 @@ pub fn plan_instance(
         None => Some((SpecDuration::ZERO, SpecDuration::ZERO)),
         Some(startup) => {
             let gate = (startup.initial_delay, startup.initial_delay);
-            let segments = startup.segments(health);
+            let segments = startup.segments(health, latency);
             let mut started = None;
             for (index, segment) in segments.iter().enumerate() {
                 if segment.outcome == Outcome::Error {
@@ -682,7 +754,7 @@ pub fn plan_instance(
             liveness.initial_delay.max(started.0),
             liveness.initial_delay.max(started.1),
         );
-        let segments = liveness.segments(health);
+        let segments = liveness.segments(health, latency);
         for (index, segment) in segments.iter().enumerate() {
             if segment.outcome != Outcome::Failure {
                 continue;
@@ -740,7 +812,7 @@ pub fn plan_instance(
             readiness.initial_delay.max(started.1),
         );
         let startup_gate = probes.startup.as_ref().map(|_| started);
-        let segments = readiness.segments(health);
+        let segments = readiness.segments(health, latency);
         let mut cached = Outcome::Failure;
         let mut first = true;
         for (index, segment) in segments.iter().enumerate() {
@@ -792,7 +864,7 @@ pub fn plan_instance(
     if let (Some(exit), None) = (exits_at, &plan.kill) {
         let outcome_at = |probe: &Option<ProbeModel>| {
             probe.as_ref().and_then(|p| {
-                p.segments(health)
+                p.segments(health, latency)
                     .iter()
                     .find(|s| s.from <= exit && s.until.is_none_or(|u| exit < u))
                     .map(|s| s.outcome)
@@ -806,7 +878,7 @@ pub fn plan_instance(
         // A kill puts liveness and startup on hold, which zeroes their runs.
         carry_out.readiness = probes.readiness.as_ref().and_then(|r| {
             let at = end.unwrap_or_default();
-            r.segments(health)
+            r.segments(health, latency)
                 .iter()
                 .find(|s| s.from <= at && s.until.is_none_or(|u| at < u))
                 .map(|s| s.outcome)
