@@ -312,6 +312,11 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         check_instances(&mut out, prediction, plan, obs, tol, end);
     }
 
+    for plan in &prediction.containers {
+        if let Some(lines) = trace.logs.get(&plan.name) {
+            check_liveness_log(&mut out, plan, lines);
+        }
+    }
     if prediction.running_observable && !running_seen {
         out.add(
             "phase.running",
@@ -647,6 +652,59 @@ fn check_probe_flags(
             format!("instance {index}: never ready (the readiness probe never succeeds)"),
             format!("ready=true {} after the start", secs(at)),
             Some(t),
+        );
+    }
+}
+
+/// The workload's own log shows each liveness probe it answered: a kill must follow
+/// failureThreshold consecutive failed answers, whatever the timing looked like.
+fn check_liveness_log(out: &mut Collector, plan: &model::ContainerPlan, lines: &[String]) {
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let event = |e: &serde_json::Value| e.get("event").and_then(|v| v.as_str()).map(str::to_owned);
+    let Some(index) = events
+        .iter()
+        .find(|e| event(e).as_deref() == Some("start"))
+        .and_then(|e| e.get("start")?.as_u64())
+    else {
+        return;
+    };
+    let Some(probes) = plan
+        .instances
+        .get(index as usize)
+        .and_then(|i| i.probes.as_ref())
+    else {
+        return;
+    };
+    let (Some((crate::probes::ProbeKind::Liveness, _)), Some((endpoint, threshold))) =
+        (&probes.kill, &probes.liveness_log)
+    else {
+        return;
+    };
+    let Some(killed) = events
+        .iter()
+        .position(|e| event(e).as_deref() == Some("signal"))
+    else {
+        return;
+    };
+    let failures = events[..killed]
+        .iter()
+        .rev()
+        .filter(|e| {
+            event(e).as_deref() == Some("probe")
+                && e.get("endpoint").and_then(|v| v.as_str()) == Some(endpoint.as_str())
+        })
+        .take_while(|e| e.get("answer").and_then(|v| v.as_str()) != Some("ok"))
+        .count();
+    if failures < *threshold as usize {
+        out.add(
+            "probe.liveness.failure-threshold",
+            Some(&plan.name),
+            format!("instance {index} killed after {threshold} consecutive failed liveness probes"),
+            format!("SIGTERM after {failures} consecutive failed answers of /{endpoint} (the workload's log)"),
+            None,
         );
     }
 }

@@ -471,6 +471,40 @@ pub struct ProbePlan {
     pub liveness_fails: bool,
     /// Whether some liveness answer is slow but in time.
     pub liveness_slow_success: bool,
+    /// The endpoint whose logged answers count the liveness failures before a kill, with
+    /// the failure threshold: only when no other probe of the container asks it and every
+    /// answer it gives is logged as what it is (no slow answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness_log: Option<(String, u32)>,
+}
+
+impl ProbeModel {
+    /// The health endpoint this probe's requests are logged under, if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.reach {
+            Reach::Endpoint(Some(name)) | Reach::TcpEndpoint(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+fn liveness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(String, u32)> {
+    let liveness = probes.liveness.as_ref()?;
+    if liveness.handler == Handler::Tcp {
+        return None;
+    }
+    let endpoint = liveness.endpoint()?;
+    let shared = [&probes.startup, &probes.readiness]
+        .into_iter()
+        .flatten()
+        .any(|p| p.endpoint() == Some(endpoint));
+    let slow = health?
+        .endpoints
+        .get(endpoint)?
+        .answers
+        .iter()
+        .any(|a| matches!(a.answer, Answer::Slow(_)));
+    (!shared && !slow).then(|| (endpoint.to_owned(), liveness.failure_threshold))
 }
 
 /// Consecutive results in progress when an instance ended, by probe kind: the kubelet's
@@ -647,6 +681,7 @@ pub fn plan_instance(
             probes: fast.probes,
             liveness_fails: fast.liveness_fails || slow.liveness_fails,
             liveness_slow_success: fast.liveness_slow_success || slow.liveness_slow_success,
+            liveness_log: fast.liveness_log,
         },
         carry,
     ))
@@ -673,6 +708,7 @@ fn plan_listening_after(
             .liveness
             .as_ref()
             .is_some_and(|l| l.has_slow_success(health)),
+        liveness_log: liveness_log(probes, health),
     };
     if let Some(reason) = [&probes.startup, &probes.liveness, &probes.readiness]
         .into_iter()

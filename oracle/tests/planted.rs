@@ -584,3 +584,56 @@ fn a_missing_back_off_is_caught_without_seeing_any_exit() {
         verdict.violations
     );
 }
+
+/// The workload's log of the instance a liveness probe killed: its start, `failures`
+/// failed answers of /live in a row, then SIGTERM.
+fn liveness_log(instance: i32, failures: usize) -> Vec<String> {
+    let mut lines = vec![format!(
+        r#"{{"event":"start","start":{instance},"run":"forever","tsMs":0}}"#
+    )];
+    for _ in 0..3 {
+        lines.push(
+            r#"{"event":"probe","via":"http","endpoint":"live","answer":"ok","tsMs":1}"#.to_owned(),
+        );
+    }
+    for _ in 0..failures {
+        lines.push(
+            r#"{"event":"probe","via":"http","endpoint":"live","answer":"fail","tsMs":2}"#
+                .to_owned(),
+        );
+    }
+    lines.push(r#"{"event":"signal","signal":"SIGTERM","tsMs":3}"#.to_owned());
+    lines
+}
+
+#[test]
+fn a_kill_before_failure_threshold_failures_is_caught_in_the_workload_log() {
+    let scenario = suite("liveness-restarts-on-failure");
+    let prediction = predict(&scenario).expect("predictable");
+    for seed in 0..10 {
+        let mut trace = simulate(&scenario, &prediction, &mut Seeded(seed), None);
+        let shown = trace
+            .snapshots
+            .last()
+            .and_then(|s| s.status.container_statuses.as_ref()?.first().cloned())
+            .expect("a container status");
+        // The log kubectl shows is the latest instance's, once it was killed.
+        let killed = if shown.state.as_ref().is_some_and(|s| s.running.is_some()) {
+            shown.restart_count - 1
+        } else {
+            shown.restart_count
+        };
+        trace.logs.insert("app".to_owned(), liveness_log(killed, 5));
+        let verdict = check(&prediction, &trace);
+        assert_eq!(verdict.outcome, Outcome::Pass, "{:#?}", verdict.violations);
+        trace.logs.insert("app".to_owned(), liveness_log(killed, 4));
+        let verdict = check(&prediction, &trace);
+        assert!(
+            verdict
+                .violated_rules()
+                .contains("probe.liveness.failure-threshold"),
+            "a kill after 4 of 5 failures passed: {:#?}",
+            verdict.violations
+        );
+    }
+}
