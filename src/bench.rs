@@ -93,3 +93,65 @@ pub async fn create_to_running(
     }
     Ok((Latencies { samples: create }, Latencies { samples: delete }))
 }
+
+/// One container per probe handler, each probed for readiness every spec second.
+const PROBED: &str = r#"
+name: bench-probes
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: bench-probes}
+  spec:
+    containers:
+      - name: http
+        readinessProbe:
+          httpGet: {path: /h, port: 8080}
+          periodSeconds: 1
+      - name: tcp
+        readinessProbe:
+          tcpSocket: {port: 9081}
+          periodSeconds: 1
+      - name: exec
+        readinessProbe:
+          exec: {command: [/podcheck-agent, probe, h]}
+          periodSeconds: 1
+behaviours:
+  http:
+    then: forever
+    health: {port: 8080, endpoints: {h: {answers: [{answer: ok}]}}}
+  tcp:
+    then: forever
+    health: {port: 8081, endpoints: {h: {tcpPort: 9081, answers: [{answer: ok}]}}}
+  exec:
+    then: forever
+    health: {port: 8082, endpoints: {h: {answers: [{answer: ok}]}}}
+"#;
+
+/// Runs a pod whose containers are probed over HTTP, TCP and exec for `wall` and returns
+/// how long the target took per probe, by handler (empty where it cannot tell).
+pub async fn probe_overhead(
+    target: &dyn Target,
+    wall: Duration,
+) -> Result<Vec<(&'static str, Latencies)>, TargetError> {
+    let scenario = Scenario::from_yaml("bench-probes", PROBED)
+        .map_err(|e| TargetError::Failed(e.to_string()))?;
+    let pod = compile(&scenario, &target.agent_image(), target.timing().time_scale);
+    let before = target.probe_timings().len();
+    let reference = target.create(pod, &scenario.kubelet).await?;
+    tokio::time::sleep(wall).await;
+    target.delete(&reference).await?;
+    let timings = target.probe_timings();
+    Ok(["http", "tcp", "exec"]
+        .into_iter()
+        .map(|handler| {
+            let samples = timings
+                .iter()
+                .skip(before)
+                .filter(|(h, _)| *h == handler)
+                .map(|(_, d)| *d)
+                .collect();
+            (handler, Latencies { samples })
+        })
+        .filter(|(_, l)| !l.samples.is_empty())
+        .collect())
+}

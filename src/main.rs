@@ -419,6 +419,8 @@ async fn bench(args: TargetArgs, pods: usize, concurrency: usize) -> anyhow::Res
     };
     let started = std::time::Instant::now();
     let measured = podcheck::bench::create_to_running(target.as_ref(), pods, concurrency).await;
+    let probes =
+        podcheck::bench::probe_overhead(target.as_ref(), std::time::Duration::from_secs(5)).await;
     let _ = target.cleanup().await;
     let (create, delete) = match measured {
         Ok(m) => m,
@@ -442,6 +444,22 @@ async fn bench(args: TargetArgs, pods: usize, concurrency: usize) -> anyhow::Res
             ms(l.percentile(99.0)),
             ms(l.percentile(100.0))
         );
+    }
+    match probes {
+        Ok(probes) => {
+            for (handler, l) in &probes {
+                println!(
+                    "  probe {handler:<12} mean {:7.2} ms  p50 {:7.2} ms  p90 {:7.2} ms  p99 {:7.2} ms  max {:7.2} ms  ({} probes)",
+                    ms(l.mean()),
+                    ms(l.percentile(50.0)),
+                    ms(l.percentile(90.0)),
+                    ms(l.percentile(99.0)),
+                    ms(l.percentile(100.0)),
+                    l.samples.len()
+                );
+            }
+        }
+        Err(err) => eprintln!("warning: the probe measurement failed: {err}"),
     }
     Ok(CONFORMANT)
 }

@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub spawner: sys::Spawner,
     pub agent_image: PathBuf,
     pub pod_counter: AtomicU64,
+    /// How long each probe took to run, by handler: the runtime's probe overhead.
+    pub probe_timings: Arc<Mutex<Vec<(&'static str, Duration)>>>,
 }
 
 impl Shared {
@@ -162,6 +164,7 @@ impl LocalRuntime {
                 spawner,
                 agent_image,
                 pod_counter: AtomicU64::new(0),
+                probe_timings: Arc::new(Mutex::new(Vec::new())),
             }),
             pods: Mutex::new(HashMap::new()),
         })
@@ -233,6 +236,15 @@ impl LocalRuntime {
     }
 
     /// Processes this runtime has running (sandboxes and containers), for leak checks.
+    /// How long each probe this runtime ran took, by handler (`http`, `tcp`, `exec`).
+    pub fn probe_timings(&self) -> Vec<(&'static str, Duration)> {
+        self.shared
+            .probe_timings
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+
     pub fn process_count(&self) -> usize {
         self.shared.cgroups.pids(Path::new(&self.shared.id)).len()
     }

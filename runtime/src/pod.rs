@@ -515,6 +515,7 @@ impl Worker {
                     time_scale: self.shared.config.time_scale,
                     restart_never: self.restart_policy == "Never",
                     user_agent: PROBE_USER_AGENT.to_owned(),
+                    timings: self.shared.probe_timings.clone(),
                 };
                 self.probe_tasks.push(tokio::spawn(probe::run_worker(
                     context,

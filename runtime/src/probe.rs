@@ -150,7 +150,11 @@ pub(crate) struct WorkerContext {
     pub time_scale: f64,
     pub restart_never: bool,
     pub user_agent: String,
+    pub timings: Arc<std::sync::Mutex<Vec<(&'static str, Duration)>>>,
 }
+
+/// Probe timings kept for `probe_timings`; older ones are dropped beyond this.
+const TIMINGS_KEPT: usize = 100_000;
 
 impl WorkerContext {
     fn scaled(&self, spec: Duration) -> Duration {
@@ -213,7 +217,19 @@ pub(crate) async fn run_worker(
             (Kind::Liveness | Kind::Readiness, false) => continue,
             _ => {}
         }
-        let Ok(success) = execute(&context, &probe, container.pid).await else {
+        let began = Instant::now();
+        let result = execute(&context, &probe, container.pid).await;
+        if let Ok(mut timings) = context.timings.lock() {
+            if timings.len() < TIMINGS_KEPT {
+                let handler = match probe.action {
+                    Action::Http { .. } => "http",
+                    Action::Tcp { .. } => "tcp",
+                    Action::Exec { .. } => "exec",
+                };
+                timings.push((handler, began.elapsed()));
+            }
+        }
+        let Ok(success) = result else {
             // An error is not a result: the attempt is thrown away.
             continue;
         };

@@ -220,4 +220,13 @@ impl Target for LocalTarget {
         }
         Ok(())
     }
+
+    fn probe_timings(&self) -> Vec<(&'static str, std::time::Duration)> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flat_map(|node| node.probe_timings())
+            .collect()
+    }
 }

@@ -67,6 +67,10 @@ pub trait Target: Send + Sync {
     async fn delete(&self, pod: &PodRef) -> Result<(), TargetError>;
     /// Removes everything the target created.
     async fn cleanup(&self) -> Result<(), TargetError>;
+    /// How long the target took to run each probe, by handler, where it can tell.
+    fn probe_timings(&self) -> Vec<(&'static str, std::time::Duration)> {
+        Vec::new()
+    }
 }
 
 /// Parses `model`, `model:DEVIATION`, `local` or `podman`.
