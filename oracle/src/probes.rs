@@ -829,7 +829,9 @@ fn plan_listening_after(
                 )));
             }
             _ => {
-                end = Some(window.lo);
+                // Readiness may still flip until the latest kill; after the earliest one the
+                // checker accepts a container turning unready as it dies.
+                end = Some(window.hi);
                 plan.kill = Some((kind, window));
             }
         }
