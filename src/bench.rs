@@ -115,6 +115,10 @@ pod:
         readinessProbe:
           exec: {command: [/podcheck-agent, probe, h]}
           periodSeconds: 1
+      - name: grpc
+        readinessProbe:
+          grpc: {port: 9083, service: h}
+          periodSeconds: 1
 behaviours:
   http:
     then: forever
@@ -125,6 +129,9 @@ behaviours:
   exec:
     then: forever
     health: {port: 8082, endpoints: {h: {answers: [{answer: ok}]}}}
+  grpc:
+    then: forever
+    health: {port: 8083, grpcPort: 9083, endpoints: {h: {answers: [{answer: ok}]}}}
 "#;
 
 /// Runs a pod whose containers are probed over HTTP, TCP and exec for `wall` and returns
@@ -141,7 +148,7 @@ pub async fn probe_overhead(
     tokio::time::sleep(wall).await;
     target.delete(&reference).await?;
     let timings = target.probe_timings();
-    Ok(["http", "tcp", "exec"]
+    Ok(["http", "tcp", "exec", "grpc"]
         .into_iter()
         .map(|handler| {
             let samples = timings

@@ -53,14 +53,15 @@ pub fn behaviour_json(behaviour: &Behaviour) -> String {
                 (name.clone(), wire)
             })
             .collect();
-        object.insert(
-            "health".to_owned(),
-            json!({
-                "port": health.port,
-                "listenAfterMs": health.listen_after.as_millis(),
-                "endpoints": endpoints,
-            }),
-        );
+        let mut wire = json!({
+            "port": health.port,
+            "listenAfterMs": health.listen_after.as_millis(),
+            "endpoints": endpoints,
+        });
+        if let (Some(port), Some(wire)) = (health.grpc_port, wire.as_object_mut()) {
+            wire.insert("grpcPort".to_owned(), json!(port));
+        }
+        object.insert("health".to_owned(), wire);
     }
     wire.to_string()
 }
@@ -95,6 +96,10 @@ fn health_from_json(value: &serde_json::Value) -> Option<Health> {
     Some(Health {
         port: u16::try_from(value.get("port")?.as_u64()?).ok()?,
         listen_after: millis(value.get("listenAfterMs")?)?,
+        grpc_port: match value.get("grpcPort") {
+            Some(port) => Some(u16::try_from(port.as_u64()?).ok()?),
+            None => None,
+        },
         endpoints,
     })
 }
@@ -198,6 +203,7 @@ mod tests {
             health: Some(Health {
                 port: 8081,
                 listen_after: SpecDuration::from_secs(3),
+                grpc_port: Some(9090),
                 endpoints: BTreeMap::from([(
                     "live".to_owned(),
                     Endpoint {

@@ -135,18 +135,13 @@ async fn exercise(cgroup_root: Option<&Path>) {
     );
     runtime.delete_pod(&uid).await.expect("delete");
     assert_eq!(runtime.process_count(), 0, "no process survives deletion");
+    let id = runtime.id().to_owned();
     drop(runtime);
     let runtimes = state_root.join("runtimes");
     let leftovers: Vec<_> = std::fs::read_dir(&runtimes)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    let own: Vec<_> = leftovers
-        .iter()
-        .filter(|p| {
-            p.to_string_lossy()
-                .contains(&format!("/{}-", std::process::id()))
-        })
-        .collect();
+    let own: Vec<_> = leftovers.iter().filter(|p| p.ends_with(&id)).collect();
     assert!(own.is_empty(), "state left behind: {own:?}");
     assert_eq!(mounts_under(&state_root), 0, "mounts left behind");
 }
@@ -166,7 +161,8 @@ fn process_ids(runtime: &LocalRuntime) -> Vec<i32> {
             continue;
         };
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if cgroup.contains("/podcheck/") && cgroup.contains(&format!("/{}-", std::process::id())) {
+        // By runtime id, not process id: `cargo test` runs several runtimes in one process.
+        if cgroup.contains("/podcheck/") && cgroup.contains(&format!("/{}/", runtime.id())) {
             pids.push(pid);
         }
     }

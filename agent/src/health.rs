@@ -1,5 +1,6 @@
-//! Health endpoints the kubelet can probe: an HTTP server, per-endpoint TCP listeners, and
-//! the client side of the exec probe (`podcheck-agent probe <name>`).
+//! Health endpoints the kubelet can probe: an HTTP server, per-endpoint TCP listeners, an
+//! optional gRPC health server (in `crate::grpc`), and the client side of the exec probe
+//! (`podcheck-agent probe <name>`).
 //!
 //! Every answer follows a script timed in spec milliseconds from this process's start; the
 //! semantics match the oracle's `Endpoint::answer_at`: an entry with `forMs` lasts that
@@ -27,6 +28,9 @@ pub struct Health {
     pub port: u16,
     #[serde(default)]
     pub listen_after_ms: u64,
+    /// The port of the gRPC health server (grpc.health.v1), if there is one.
+    #[serde(default)]
+    pub grpc_port: Option<u16>,
     #[serde(default)]
     pub endpoints: BTreeMap<String, Endpoint>,
 }
@@ -57,7 +61,7 @@ pub enum Answer {
 }
 
 impl Answer {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Answer::Ok => "ok",
             Answer::Fail => "fail",
@@ -82,6 +86,15 @@ impl Health {
             return invalid("port must be 1 to 65535".to_owned());
         }
         let mut ports = vec![self.port];
+        if let Some(port) = self.grpc_port {
+            if port == 0 {
+                return invalid("grpcPort must be 1 to 65535".to_owned());
+            }
+            if port == self.port {
+                return invalid(format!("grpcPort {port} is also the HTTP port"));
+            }
+            ports.push(port);
+        }
         for (name, endpoint) in &self.endpoints {
             if name.is_empty()
                 || name
@@ -143,22 +156,22 @@ pub struct Clock {
 }
 
 impl Clock {
-    fn now_ms(&self) -> f64 {
+    pub(crate) fn now_ms(&self) -> f64 {
         self.start.elapsed().as_secs_f64() * 1000.0 / self.scale
     }
 
-    fn wall(&self, spec_ms: u64) -> Duration {
+    pub(crate) fn wall(&self, spec_ms: u64) -> Duration {
         Duration::try_from_secs_f64(spec_ms as f64 / 1000.0 * self.scale).unwrap_or(Duration::MAX)
     }
 
     /// The instant `spec_ms` after the start; `None` when that is beyond any clock.
-    fn deadline(&self, spec_ms: u64) -> Option<Instant> {
+    pub(crate) fn deadline(&self, spec_ms: u64) -> Option<Instant> {
         self.start.checked_add(self.wall(spec_ms))
     }
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
-fn sleep_until(deadline: Option<Instant>) {
+pub(crate) fn sleep_until(deadline: Option<Instant>) {
     loop {
         let now = Instant::now();
         match deadline {
@@ -169,18 +182,22 @@ fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// A listener the scripted behaviour needs cannot be had: like a misconfigured server,
-/// log it and exit.
-fn die_unbindable(port: u16, err: std::io::Error) -> ! {
-    let message = format!("cannot listen on 0.0.0.0:{port}: {err}");
+/// Something the scripted behaviour needs cannot be had: like a misconfigured server, log
+/// it and exit.
+pub(crate) fn die(message: &str) -> ! {
     log(serde_json::json!({ "event": "error", "message": message }));
     eprintln!("podcheck-agent: {message}");
     std::process::exit(125);
 }
 
+/// A listener the scripted behaviour needs cannot be had.
+pub(crate) fn die_unbindable(port: u16, err: std::io::Error) -> ! {
+    die(&format!("cannot listen on 0.0.0.0:{port}: {err}"))
+}
+
 /// Binds 0.0.0.0:`port`. The standard library sets SO_REUSEADDR on Unix before binding,
 /// so a port closed a moment ago can be bound again at once.
-fn bind(port: u16) -> TcpListener {
+pub(crate) fn bind(port: u16) -> TcpListener {
     match TcpListener::bind(("0.0.0.0", port)) {
         Ok(listener) => listener,
         Err(err) => die_unbindable(port, err),
@@ -199,9 +216,13 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// Starts the HTTP server and the TCP listeners in background threads.
+/// Starts the HTTP server, the TCP listeners and the gRPC server in background threads.
 pub fn serve(health: Health, clock: Clock) {
     let health = Arc::new(health);
+    if let Some(port) = health.grpc_port {
+        let health = Arc::clone(&health);
+        spawn("grpc", move || crate::grpc::serve(port, health, clock));
+    }
     for (name, endpoint) in &health.endpoints {
         if let Some(port) = endpoint.tcp_port {
             let (name, endpoint) = (name.clone(), endpoint.clone());
@@ -459,11 +480,23 @@ mod tests {
         }))
         .expect("valid");
         assert_eq!(health.port, 8080);
+        assert_eq!(health.grpc_port, None);
         assert_eq!(health.endpoints["ready"].tcp_port, Some(9001));
         assert_eq!(
             health.endpoints["ready"].answers[0].answer,
             Answer::SlowMs(3000)
         );
+    }
+
+    #[test]
+    fn a_grpc_port_parses() {
+        let health = Health::parse(&json!({
+            "port": 8080,
+            "grpcPort": 9090,
+            "endpoints": {"live": {"tcpPort": 9001, "answers": [{"answer": "ok"}]}}
+        }))
+        .expect("valid");
+        assert_eq!(health.grpc_port, Some(9090));
     }
 
     #[test]
@@ -484,6 +517,13 @@ mod tests {
                 json!({"port": 80, "endpoints": {"a b": {"answers": []}}}),
                 "cannot be requested",
             ),
+            (json!({"port": 80, "grpcPort": 0}), "grpcPort"),
+            (json!({"port": 80, "grpcPort": 80}), "grpcPort 80"),
+            (
+                json!({"port": 80, "grpcPort": 81, "endpoints": {"x": {"tcpPort": 81, "answers": []}}}),
+                "used twice",
+            ),
+            (json!({"port": 80, "grpcPort": "81"}), "u16"),
         ] {
             let err = Health::parse(&value).expect_err("invalid");
             assert!(err.contains(needle), "{err} should mention {needle}");

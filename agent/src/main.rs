@@ -14,8 +14,9 @@
 //!   where the agent counts its starts (default `/podcheck-state`).
 //! - `PODCHECK_CONTAINER`: the container's name, which keys the start counter.
 //!
-//! HEALTH is `{"port":P,"listenAfterMs":N,"endpoints":{NAME:ENDPOINT...}}` (`port`
-//! required, `listenAfterMs` default 0, `endpoints` default none), ENDPOINT is
+//! HEALTH is `{"port":P,"listenAfterMs":N,"grpcPort":G,"endpoints":{NAME:ENDPOINT...}}`
+//! (`port` required, `listenAfterMs` default 0, `grpcPort` optional, `endpoints` default
+//! none; all ports distinct), ENDPOINT is
 //! `{"tcpPort":T,"answers":[{"answer":ANSWER,"forMs":N}...]}` (`tcpPort` optional) and
 //! ANSWER is `"ok"`, `"fail"` or `{"slowMs":N}` (OK, after waiting N). All times are spec
 //! milliseconds from this process's start, so every start replays the script. Each
@@ -29,6 +30,13 @@
 //! - An endpoint with `tcpPort` has a TCP listener on 0.0.0.0:T exactly while
 //!   `listenAfterMs` has passed and its answer is not fail; each connection is logged as
 //!   `{"event":"probe","via":"tcp","endpoint":NAME}` and closed at once.
+//! - With `grpcPort`, from `listenAfterMs` on a gRPC health server (grpc.health.v1, over
+//!   cleartext HTTP/2 with prior knowledge) on 0.0.0.0:G answers `Health/Check`: service
+//!   `""` is SERVING, an endpoint's name is SERVING for ok, NOT_SERVING for fail, SERVING
+//!   after the wait for slow, and any other service gets gRPC status NOT_FOUND. Other
+//!   methods are UNIMPLEMENTED, a request that does not decode INVALID_ARGUMENT. Each
+//!   Check is logged like an HTTP request, with `"via":"grpc"` (`endpoint` is the service,
+//!   or null when the request does not decode).
 //! - Invalid `health`, or a port that cannot be bound, ends the agent with code 125.
 //!
 //! `podcheck-agent probe NAME` is the exec probe: it sends `GET /NAME?via=exec` to
@@ -38,6 +46,7 @@
 //!
 //! `podcheck-agent pause` instead sleeps until killed: the pod sandbox's holder process.
 
+mod grpc;
 mod health;
 
 use serde::{Deserialize, Serialize};

@@ -4,7 +4,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, ExecAction, HTTPGetAction, Pod, PodSpec, Probe, TCPSocketAction,
+    Container, ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Pod, PodSpec, Probe,
+    TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -148,6 +149,7 @@ pub fn health(port: u16) -> impl Strategy<Value = Health> {
             Health {
                 port,
                 listen_after: secs(listen_after),
+                grpc_port: Some(port + 2000),
                 endpoints: BTreeMap::from([(
                     ENDPOINT.to_owned(),
                     Endpoint {
@@ -167,6 +169,8 @@ pub fn probe(kind: ProbeKind, port: u16) -> impl Strategy<Value = Probe> {
         1 => Just(2u8), // httpGet by a name the container does not declare: an error
         2 => Just(3u8), // tcpSocket on the endpoint's own port (or the health port)
         2 => Just(4u8), // exec
+        2 => Just(5u8), // grpc, the endpoint's service or the whole server ("")
+        1 => Just(6u8),
     ];
     let success_threshold = match kind {
         ProbeKind::Readiness => (1i32..=3).boxed(),
@@ -202,6 +206,16 @@ pub fn probe(kind: ProbeKind, port: u16) -> impl Strategy<Value = Probe> {
                     probe.tcp_socket = Some(TCPSocketAction {
                         port: IntOrString::Int(i32::from(port) + 1000),
                         ..TCPSocketAction::default()
+                    })
+                }
+                5 | 6 => {
+                    probe.grpc = Some(GRPCAction {
+                        port: i32::from(port) + 2000,
+                        service: Some(if handler == 5 {
+                            ENDPOINT.to_owned()
+                        } else {
+                            String::new()
+                        }),
                     })
                 }
                 _ => {

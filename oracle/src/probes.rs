@@ -63,6 +63,7 @@ pub enum Handler {
     Http,
     Tcp,
     Exec,
+    Grpc,
 }
 
 impl Handler {
@@ -71,6 +72,7 @@ impl Handler {
             Handler::Http => "probe.handler.http",
             Handler::Tcp => "probe.handler.tcp",
             Handler::Exec => "probe.handler.exec",
+            Handler::Grpc => "probe.handler.grpc",
         }
     }
 }
@@ -88,6 +90,8 @@ enum Reach {
     HealthPort,
     /// A TCP connection to an endpoint's own port.
     TcpEndpoint(String),
+    /// A gRPC health check of a service on the gRPC port ("" is the server as a whole).
+    GrpcService(String),
 }
 
 /// One probe of one container, defaulted as the API server does.
@@ -149,7 +153,10 @@ impl ProbeModel {
                     _ => (Outcome::Failure, SpecDuration::ZERO, false),
                 }
             }
-            Reach::Endpoint(Some(name)) if listening => {
+            Reach::GrpcService(name) if listening && name.is_empty() => {
+                (Outcome::Success, SpecDuration::ZERO, false)
+            }
+            Reach::Endpoint(Some(name)) | Reach::GrpcService(name) if listening => {
                 match endpoint(name).map(|e| e.answer_at(at)) {
                     Some(Answer::Ok) => (Outcome::Success, SpecDuration::ZERO, false),
                     Some(Answer::Slow(delay)) if delay < self.timeout => {
@@ -169,7 +176,11 @@ impl ProbeModel {
         if let Some(health) = health {
             boundaries.push(health.listen_after + latency);
             let names: Vec<&str> = match &self.reach {
-                Reach::Endpoint(Some(name)) | Reach::TcpEndpoint(name) => vec![name.as_str()],
+                Reach::Endpoint(Some(name))
+                | Reach::TcpEndpoint(name)
+                | Reach::GrpcService(name) => {
+                    vec![name.as_str()]
+                }
                 _ => Vec::new(),
             };
             for name in names {
@@ -310,6 +321,7 @@ fn resolve_probe(
         let used_elsewhere = others.iter().any(|(_, b)| {
             b.health.as_ref().is_some_and(|h| {
                 i32::from(h.port) == port
+                    || h.grpc_port.map(i32::from) == Some(port)
                     || h.endpoints
                         .values()
                         .any(|e| e.tcp_port.map(i32::from) == Some(port))
@@ -390,8 +402,15 @@ fn resolve_probe(
             }
         };
         (Handler::Tcp, reach)
-    } else if probe.grpc.is_some() {
-        return not_modelled(at("grpc"), "a gRPC probe");
+    } else if let Some(grpc) = &probe.grpc {
+        foreign(grpc.port, at("grpc.port"))?;
+        let reach = match health {
+            Some(h) if h.grpc_port.map(i32::from) == Some(grpc.port) => {
+                Reach::GrpcService(grpc.service.clone().unwrap_or_default())
+            }
+            _ => Reach::Constant(Outcome::Failure),
+        };
+        (Handler::Grpc, reach)
     } else {
         return Err((path.to_owned(), "must specify a handler type".to_owned()));
     };
@@ -411,7 +430,9 @@ fn resolve_probe(
     // A slow answer within the margin of the timeout could go either way.
     if let Some(health) = health {
         for (name, endpoint) in &health.endpoints {
-            if model.reach != Reach::Endpoint(Some(name.clone())) {
+            if model.reach != Reach::Endpoint(Some(name.clone()))
+                && model.reach != Reach::GrpcService(name.clone())
+            {
                 continue;
             }
             for scripted in &endpoint.answers {
@@ -483,6 +504,7 @@ impl ProbeModel {
     pub fn endpoint(&self) -> Option<&str> {
         match &self.reach {
             Reach::Endpoint(Some(name)) | Reach::TcpEndpoint(name) => Some(name),
+            Reach::GrpcService(name) if !name.is_empty() => Some(name),
             _ => None,
         }
     }
@@ -985,6 +1007,7 @@ mod tests {
         Health {
             port: 8080,
             listen_after: SpecDuration::ZERO,
+            grpc_port: None,
             endpoints: BTreeMap::from([(
                 "live".to_owned(),
                 Endpoint {

@@ -246,6 +246,11 @@ pub const CATALOGUE: &[Rule] = &[
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/tcp/tcp.go DoTCPProbe"],
     },
     Rule {
+        id: "probe.handler.grpc",
+        statement: "A grpc probe calls grpc.health.v1.Health/Check for its service and succeeds exactly when the answer is SERVING; NOT_SERVING, an unknown service or no server is a failure.",
+        sources: &[DOC_PROBES, "kubernetes pkg/probe/grpc/grpc.go", "https://github.com/grpc/grpc/blob/master/doc/health-checking.md"],
+    },
+    Rule {
         id: "probe.handler.exec",
         statement: "An exec probe runs its command inside the container and succeeds exactly when it exits 0.",
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/exec/exec.go"],

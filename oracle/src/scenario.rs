@@ -63,6 +63,10 @@ pub struct Health {
     /// Nothing listens (connections are refused) until this long after the start.
     #[serde(default, skip_serializing_if = "SpecDuration::is_zero")]
     pub listen_after: SpecDuration,
+    /// A port serving the gRPC health protocol (grpc.health.v1): the service named like an
+    /// endpoint answers SERVING or NOT_SERVING as the endpoint does; service "" SERVING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_port: Option<u16>,
     pub endpoints: BTreeMap<String, Endpoint>,
 }
 
@@ -509,6 +513,9 @@ impl Scenario {
                 Ok(())
             };
             claim(health.port, format!("{field}.port"))?;
+            if let Some(port) = health.grpc_port {
+                claim(port, format!("{field}.grpcPort"))?;
+            }
             for (endpoint_name, endpoint) in &health.endpoints {
                 let at = format!("{field}.endpoints.{endpoint_name}");
                 if !is_dns_label(endpoint_name) {

@@ -122,6 +122,8 @@ pub enum Deviation {
     ExecExitCodeIgnored,
     /// tcpSocket probes succeed even when nothing listens on the endpoint's port.
     TcpAlwaysConnects,
+    /// grpc probes succeed on any answer, NOT_SERVING included.
+    GrpcStatusIgnored,
 }
 
 impl Deviation {
@@ -152,6 +154,7 @@ impl Deviation {
         Deviation::HttpStatusIgnored,
         Deviation::ExecExitCodeIgnored,
         Deviation::TcpAlwaysConnects,
+        Deviation::GrpcStatusIgnored,
     ];
 
     pub fn name(self) -> String {
@@ -248,7 +251,8 @@ fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scenario> {
             }
             Deviation::HttpStatusIgnored
             | Deviation::ExecExitCodeIgnored
-            | Deviation::TcpAlwaysConnects => {
+            | Deviation::TcpAlwaysConnects
+            | Deviation::GrpcStatusIgnored => {
                 let Some(health) = behaviour.and_then(|b| b.health.as_mut()) else {
                     continue;
                 };
@@ -264,6 +268,11 @@ fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scenario> {
                             .exec
                             .as_ref()
                             .and_then(|e| e.command.as_ref()?.get(2).cloned()),
+                        Deviation::GrpcStatusIgnored => probe
+                            .grpc
+                            .as_ref()
+                            .filter(|g| health.grpc_port.map(i32::from) == Some(g.port))
+                            .and_then(|g| g.service.clone()),
                         _ => probe.tcp_socket.as_ref().and_then(|t| {
                             let port = match &t.port {
                                 IntOrString::Int(number) => Some(*number),

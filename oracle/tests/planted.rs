@@ -182,6 +182,11 @@ const PLANTED: &[(Deviation, &str, &str)] = &[
         "probe.handler.exec",
     ),
     (
+        Deviation::GrpcStatusIgnored,
+        "grpc-readiness-follows-serving-status",
+        "probe.handler.grpc",
+    ),
+    (
         Deviation::TcpAlwaysConnects,
         "tcp-readiness-follows-listener",
         "probe.handler.tcp",

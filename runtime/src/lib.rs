@@ -174,6 +174,11 @@ impl LocalRuntime {
         &self.shared.cgroups.version
     }
 
+    /// This runtime's id: the name of its cgroup and state directory.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
     pub fn time_scale(&self) -> f64 {
         self.shared.config.time_scale
     }
