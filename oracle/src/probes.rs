@@ -703,7 +703,7 @@ pub fn plan_instance(
             probes: fast.probes,
             liveness_fails: fast.liveness_fails || slow.liveness_fails,
             liveness_slow_success: fast.liveness_slow_success || slow.liveness_slow_success,
-            liveness_log: fast.liveness_log,
+            liveness_log: fast.liveness_log.filter(|_| slow.liveness_log.is_some()),
         },
         carry,
     ))
@@ -820,6 +820,16 @@ fn plan_listening_after(
             let carried = (index == 0 && carry.liveness == Some(Outcome::Failure))
                 || may_continue(&segments, index, liveness);
             if let Crossing::At(lo, hi) = cross(liveness, segment, gate, false, carried)? {
+                // The log shows the run only if every failure in it was answered (not a
+                // refused connection) and logged on this instance.
+                let answered = index >= 1
+                    && segments[index - 1].outcome == Outcome::Success
+                    && !carried
+                    && health.is_some_and(|h| segment.from >= h.listen_after + latency)
+                    && gate.0 <= segment.from;
+                if !answered {
+                    plan.liveness_log = None;
+                }
                 let window = widen((lo, hi));
                 let startup_gate = probes.startup.as_ref().map(|_| started);
                 kill_at = Some((
