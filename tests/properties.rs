@@ -13,7 +13,9 @@ use proptest::test_runner::{Config, TestRunner};
 use std::collections::BTreeMap;
 
 proptest! {
-    #![proptest_config(Config { cases: 3000, ..Config::default() })]
+    // About a third of generated scenarios have no single prediction (a probe threshold or an
+    // exit within timing noise): those are refused by predict, not counted.
+    #![proptest_config(Config { cases: 3000, max_global_rejects: 6000, ..Config::default() })]
 
     #[test]
     fn every_trace_the_model_allows_passes_the_checker(scenario in podcheck_generators::scenario(), seed in any::<u64>()) {

@@ -529,13 +529,53 @@ fn liveness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(St
     (!shared && !slow).then(|| (endpoint.to_owned(), liveness.failure_threshold))
 }
 
-/// Consecutive results in progress when an instance ended, by probe kind: the kubelet's
-/// worker keeps counting on the next container.
+/// Consecutive results possibly in progress when an instance ended, by probe kind: the
+/// kubelet's worker keeps counting on the next container.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Carry {
-    pub startup: Option<Outcome>,
-    pub liveness: Option<Outcome>,
-    pub readiness: Option<Outcome>,
+    pub startup: Outcomes,
+    pub liveness: Outcomes,
+    pub readiness: Outcomes,
+}
+
+/// A set of outcomes (success, failure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub success: bool,
+    pub failure: bool,
+}
+
+impl Outcomes {
+    pub fn contains(self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Success => self.success,
+            Outcome::Failure => self.failure,
+            Outcome::Error => false,
+        }
+    }
+
+    fn with(mut self, outcome: Option<Outcome>) -> Self {
+        match outcome {
+            Some(Outcome::Success) => self.success = true,
+            Some(Outcome::Failure) => self.failure = true,
+            _ => {}
+        }
+        self
+    }
+
+    fn union(self, other: Outcomes) -> Outcomes {
+        Outcomes {
+            success: self.success || other.success,
+            failure: self.failure || other.failure,
+        }
+    }
+}
+
+/// Whether `index` is the first segment with its outcome: the one a carried run continues.
+fn first_of_its_outcome(segments: &[Segment], index: usize) -> bool {
+    segments[..index]
+        .iter()
+        .all(|s| s.outcome != segments[index].outcome)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -691,9 +731,9 @@ pub fn plan_instance(
         })
         .collect();
     let carry = Carry {
-        startup: fast_carry.startup.or(slow_carry.startup),
-        liveness: fast_carry.liveness.or(slow_carry.liveness),
-        readiness: fast_carry.readiness.or(slow_carry.readiness),
+        startup: fast_carry.startup.union(slow_carry.startup),
+        liveness: fast_carry.liveness.union(slow_carry.liveness),
+        readiness: fast_carry.readiness.union(slow_carry.readiness),
     };
     Ok((
         ProbePlan {
@@ -755,7 +795,8 @@ fn plan_listening_after(
                 if segment.outcome == Outcome::Error {
                     continue;
                 }
-                let carried = (index == 0 && carry.startup == Some(segment.outcome))
+                let carried = (first_of_its_outcome(&segments, index)
+                    && carry.startup.contains(segment.outcome))
                     || may_continue(&segments, index, startup);
                 match cross(startup, segment, gate, false, carried)? {
                     Crossing::Never => continue,
@@ -817,7 +858,8 @@ fn plan_listening_after(
             if segment.outcome != Outcome::Failure {
                 continue;
             }
-            let carried = (index == 0 && carry.liveness == Some(Outcome::Failure))
+            let carried = (first_of_its_outcome(&segments, index)
+                && carry.liveness.contains(Outcome::Failure))
                 || may_continue(&segments, index, liveness);
             if let Crossing::At(lo, hi) = cross(liveness, segment, gate, false, carried)? {
                 // The log shows the run only if every failure in it was answered (not a
@@ -892,7 +934,8 @@ fn plan_listening_after(
             if segment.outcome == Outcome::Error || segment.outcome == cached {
                 continue;
             }
-            let carried = (index == 0 && carry.readiness == Some(segment.outcome))
+            let carried = (first_of_its_outcome(&segments, index)
+                && carry.readiness.contains(segment.outcome))
                 || may_continue(&segments, index, readiness);
             let on_demand = segment.outcome == Outcome::Success;
             match cross(readiness, segment, gate, on_demand, carried)? {
@@ -930,30 +973,42 @@ fn plan_listening_after(
         }
     }
 
-    // What a worker still counts when the instance ends by its own exit.
-    if let (Some(exit), None) = (exits_at, &plan.kill) {
-        let outcome_at = |probe: &Option<ProbeModel>| {
-            probe.as_ref().and_then(|p| {
-                p.segments(health, latency)
-                    .iter()
-                    .find(|s| s.from <= exit && s.until.is_none_or(|u| exit < u))
-                    .map(|s| s.outcome)
-                    .filter(|o| *o != Outcome::Error)
-            })
-        };
-        carry_out.startup = outcome_at(&probes.startup).filter(|_| plan.started.is_none());
-        carry_out.liveness = outcome_at(&probes.liveness);
-        carry_out.readiness = outcome_at(&probes.readiness);
-    } else if plan.kill.is_some() {
-        // A kill puts liveness and startup on hold, which zeroes their runs.
-        carry_out.readiness = probes.readiness.as_ref().and_then(|r| {
-            let at = end.unwrap_or_default();
-            r.segments(health, latency)
+    // What a worker may still be counting when the instance ends: the outcome of the
+    // moment, and failures, since a worker probes a dying process until the kubelet sees
+    // its exit. A kill puts liveness and startup on hold, which zeroes their runs.
+    if let Some(at) = end {
+        let outcome_at = |probe: &Option<ProbeModel>, gate: SpecDuration| {
+            let probe = probe.as_ref()?;
+            if at < gate.max(probe.initial_delay) {
+                return None;
+            }
+            probe
+                .segments(health, latency)
                 .iter()
                 .find(|s| s.from <= at && s.until.is_none_or(|u| at < u))
                 .map(|s| s.outcome)
                 .filter(|o| *o != Outcome::Error)
-        });
+        };
+        let dying = Outcomes {
+            success: false,
+            failure: true,
+        };
+        let started_from = started_internal.map(|(lo, _)| lo);
+        if plan.kill.is_none() {
+            if probes.startup.is_some() && started_internal.is_none_or(|(_, hi)| at <= hi) {
+                carry_out.startup = dying.with(outcome_at(&probes.startup, SpecDuration::ZERO));
+            }
+            if let Some(from) = started_from {
+                if outcome_at(&probes.liveness, from).is_some() {
+                    carry_out.liveness = dying.with(outcome_at(&probes.liveness, from));
+                }
+            }
+        }
+        if let Some(from) = started_from {
+            if outcome_at(&probes.readiness, from).is_some() {
+                carry_out.readiness = dying.with(outcome_at(&probes.readiness, from));
+            }
+        }
     }
     Ok((plan, carry_out))
 }
