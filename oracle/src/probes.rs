@@ -249,19 +249,7 @@ impl ContainerProbes {
         path: &str,
     ) -> Result<ContainerProbes, (String, String)> {
         let mut probes = ContainerProbes::default();
-        for (name, probe, kind) in [
-            ("startupProbe", &container.startup_probe, ProbeKind::Startup),
-            (
-                "livenessProbe",
-                &container.liveness_probe,
-                ProbeKind::Liveness,
-            ),
-            (
-                "readinessProbe",
-                &container.readiness_probe,
-                ProbeKind::Readiness,
-            ),
-        ] {
+        for (name, probe, kind) in crate::validation::container_probes(container) {
             let Some(probe) = probe else { continue };
             let model = resolve_probe(
                 probe,

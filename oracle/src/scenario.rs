@@ -3,7 +3,7 @@
 use crate::duration::SpecDuration;
 use crate::errors::ScenarioError;
 use crate::probes::ContainerProbes;
-use crate::validation::{validate_probe, ProbeKind};
+use crate::validation::{container_probes, validate_probe};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -370,19 +370,7 @@ impl Scenario {
             }
             // Invalid probes are refused as the API server would, before anything is
             // refused as not modelled.
-            for (name, probe, kind) in [
-                (
-                    "livenessProbe",
-                    &container.liveness_probe,
-                    ProbeKind::Liveness,
-                ),
-                (
-                    "readinessProbe",
-                    &container.readiness_probe,
-                    ProbeKind::Readiness,
-                ),
-                ("startupProbe", &container.startup_probe, ProbeKind::Startup),
-            ] {
+            for (name, probe, kind) in container_probes(container) {
                 if let Some(probe) = probe {
                     validate_probe(probe, kind, &format!("pod.spec.containers[{index}].{name}"))?;
                 }

@@ -17,6 +17,25 @@ pub enum ProbeKind {
     Startup,
 }
 
+/// A container's probes with their field names, in the order the API server validates them.
+pub fn container_probes(
+    container: &k8s_openapi::api::core::v1::Container,
+) -> [(&'static str, &Option<Probe>, ProbeKind); 3] {
+    [
+        (
+            "livenessProbe",
+            &container.liveness_probe,
+            ProbeKind::Liveness,
+        ),
+        (
+            "readinessProbe",
+            &container.readiness_probe,
+            ProbeKind::Readiness,
+        ),
+        ("startupProbe", &container.startup_probe, ProbeKind::Startup),
+    ]
+}
+
 /// The first validation error of `probe` at `path`, as (field path, reason).
 pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), (String, String)> {
     let at = |field: &str| format!("{path}.{field}");
