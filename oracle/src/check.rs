@@ -315,6 +315,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     for plan in &prediction.containers {
         if let Some(lines) = trace.logs.get(&plan.name) {
             check_liveness_log(&mut out, plan, lines);
+            check_readiness_log(&mut out, plan, lines, trace);
         }
     }
     if prediction.running_observable && !running_seen {
@@ -704,6 +705,73 @@ fn check_liveness_log(out: &mut Collector, plan: &model::ContainerPlan, lines: &
             Some(&plan.name),
             format!("instance {index} killed after {threshold} consecutive failed liveness probes"),
             format!("SIGTERM after {failures} consecutive failed answers of /{endpoint} (the workload's log)"),
+            None,
+        );
+    }
+}
+
+/// The workload's log shows each readiness probe it answered: the first time a container
+/// turns ready, successThreshold successful answers in a row must precede it. Only the
+/// first instance is checked (a later one may continue a run its predecessor logged), and
+/// answers are counted up to the moment the ready snapshot arrived plus the target's
+/// tolerance, so a skewed clock can only weaken the check.
+fn check_readiness_log(
+    out: &mut Collector,
+    plan: &model::ContainerPlan,
+    lines: &[String],
+    trace: &Trace,
+) {
+    let Some(first) = plan.instances.first() else {
+        return;
+    };
+    let Some((endpoint, threshold)) = first.probes.as_ref().and_then(|p| p.readiness_log.clone())
+    else {
+        return;
+    };
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let field =
+        |e: &serde_json::Value, name: &str| e.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let this_instance = events
+        .iter()
+        .find(|e| field(e, "event").as_deref() == Some("start"))
+        .and_then(|e| e.get("start")?.as_u64())
+        == Some(0);
+    if !this_instance {
+        return;
+    }
+    let Some(ready_at) = trace.snapshots.iter().find_map(|snapshot| {
+        let status = snapshot
+            .status
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|cs| cs.name == plan.name)?;
+        (status.restart_count == 0 && status.ready).then(|| snapshot.at.0.as_millisecond())
+    }) else {
+        return;
+    };
+    let slack_ms = (trace.timing.tolerance_ms as f64 * trace.timing.time_scale).ceil() as i64;
+    let successes = events
+        .iter()
+        .filter(|e| {
+            field(e, "event").as_deref() == Some("probe")
+                && field(e, "endpoint").as_deref() == Some(endpoint.as_str())
+                && e.get("tsMs")
+                    .and_then(|v| v.as_i64())
+                    .is_some_and(|ts| ts <= ready_at + slack_ms)
+        })
+        .rev()
+        .take_while(|e| field(e, "answer").as_deref() == Some("ok"))
+        .count();
+    if successes < threshold as usize {
+        out.add(
+            "probe.readiness.transitions",
+            Some(&plan.name),
+            format!("instance 0 ready after {threshold} consecutive successful readiness probes"),
+            format!("ready after {successes} consecutive successful answers of /{endpoint} (the workload's log)"),
             None,
         );
     }

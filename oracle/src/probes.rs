@@ -485,6 +485,10 @@ pub struct ProbePlan {
     /// answer it gives is logged as what it is (no slow answers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness_log: Option<(String, u32)>,
+    /// The same for the successes before the first time a readiness probe with a
+    /// successThreshold above 1 makes the container ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_log: Option<(String, u32)>,
 }
 
 impl ProbeModel {
@@ -498,13 +502,20 @@ impl ProbeModel {
     }
 }
 
-fn liveness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(String, u32)> {
-    let liveness = probes.liveness.as_ref()?;
-    if liveness.handler == Handler::Tcp {
+/// The endpoint whose answers in the workload's log are exactly `probe`'s results: no
+/// other probe of the container asks it, and every answer is logged as what it is (no
+/// slow answers; TCP refusals are not logged at all).
+fn logged_endpoint(
+    probe: Option<&ProbeModel>,
+    others: [&Option<ProbeModel>; 2],
+    health: Option<&Health>,
+) -> Option<String> {
+    let probe = probe?;
+    if probe.handler == Handler::Tcp {
         return None;
     }
-    let endpoint = liveness.endpoint()?;
-    let shared = [&probes.startup, &probes.readiness]
+    let endpoint = probe.endpoint()?;
+    let shared = others
         .into_iter()
         .flatten()
         .any(|p| p.endpoint() == Some(endpoint));
@@ -514,7 +525,23 @@ fn liveness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(St
         .answers
         .iter()
         .any(|a| matches!(a.answer, Answer::Slow(_)));
-    (!shared && !slow).then(|| (endpoint.to_owned(), liveness.failure_threshold))
+    (!shared && !slow).then(|| endpoint.to_owned())
+}
+
+fn liveness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(String, u32)> {
+    let liveness = probes.liveness.as_ref()?;
+    logged_endpoint(Some(liveness), [&probes.startup, &probes.readiness], health)
+        .map(|endpoint| (endpoint, liveness.failure_threshold))
+}
+
+/// Like [`liveness_log`], for a readiness probe that needs more than one success.
+fn readiness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(String, u32)> {
+    let readiness = probes
+        .readiness
+        .as_ref()
+        .filter(|r| r.success_threshold > 1)?;
+    logged_endpoint(Some(readiness), [&probes.startup, &probes.liveness], health)
+        .map(|endpoint| (endpoint, readiness.success_threshold))
 }
 
 /// Consecutive results possibly in progress when an instance ended, by probe kind: the
@@ -732,6 +759,7 @@ pub fn plan_instance(
             liveness_fails: fast.liveness_fails || slow.liveness_fails,
             liveness_slow_success: fast.liveness_slow_success || slow.liveness_slow_success,
             liveness_log: fast.liveness_log.filter(|_| slow.liveness_log.is_some()),
+            readiness_log: fast.readiness_log,
         },
         carry,
     ))
@@ -759,6 +787,7 @@ fn plan_listening_after(
             .as_ref()
             .is_some_and(|l| l.has_slow_success(health)),
         liveness_log: liveness_log(probes, health),
+        readiness_log: readiness_log(probes, health),
     };
     if let Some(reason) = [&probes.startup, &probes.liveness, &probes.readiness]
         .into_iter()

@@ -642,3 +642,38 @@ fn a_kill_before_failure_threshold_failures_is_caught_in_the_workload_log() {
         );
     }
 }
+
+#[test]
+fn ready_before_success_threshold_successes_is_caught_in_the_workload_log() {
+    let scenario = suite("readiness-success-threshold");
+    let prediction = predict(&scenario).expect("predictable");
+    // Answers logged at the pod's creation, long before any snapshot shows ready.
+    let created_ms = 1_750_000_000_000i64;
+    let log = |successes: usize| {
+        let mut lines = vec![r#"{"event":"start","start":0,"run":"forever","tsMs":0}"#.to_owned()];
+        lines.push(format!(
+            r#"{{"event":"probe","via":"http","endpoint":"ready","answer":"fail","tsMs":{created_ms}}}"#
+        ));
+        for _ in 0..successes {
+            lines.push(format!(
+                r#"{{"event":"probe","via":"http","endpoint":"ready","answer":"ok","tsMs":{created_ms}}}"#
+            ));
+        }
+        lines
+    };
+    for seed in 0..10 {
+        let mut trace = simulate(&scenario, &prediction, &mut Seeded(seed), None);
+        trace.logs.insert("app".to_owned(), log(3));
+        let verdict = check(&prediction, &trace);
+        assert_eq!(verdict.outcome, Outcome::Pass, "{:#?}", verdict.violations);
+        trace.logs.insert("app".to_owned(), log(2));
+        let verdict = check(&prediction, &trace);
+        assert!(
+            verdict
+                .violated_rules()
+                .contains("probe.readiness.transitions"),
+            "ready after 2 of 3 successes passed: {:#?}",
+            verdict.violations
+        );
+    }
+}
