@@ -657,19 +657,45 @@ fn check_probe_flags(
     }
 }
 
+/// The agent's JSON log lines, and the start (instance index) they belong to.
+struct WorkloadLog {
+    start: Option<u64>,
+    events: Vec<serde_json::Value>,
+}
+
+impl WorkloadLog {
+    fn parse(lines: &[String]) -> WorkloadLog {
+        let events: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let start = events
+            .iter()
+            .find(|e| field(e, "event") == Some("start"))
+            .and_then(|e| e.get("start")?.as_u64());
+        WorkloadLog { start, events }
+    }
+}
+
+/// Probe answers of `endpoint` among `events`, in log order.
+fn answers<'a>(
+    events: &'a [serde_json::Value],
+    endpoint: &'a str,
+) -> impl DoubleEndedIterator<Item = &'a serde_json::Value> + 'a {
+    events.iter().filter(move |e| {
+        field(e, "event") == Some("probe") && field(e, "endpoint") == Some(endpoint)
+    })
+}
+
+fn field<'a>(event: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    event.get(name).and_then(|v| v.as_str())
+}
+
 /// The workload's own log shows each liveness probe it answered: a kill must follow
 /// failureThreshold consecutive failed answers, whatever the timing looked like.
 fn check_liveness_log(out: &mut Collector, plan: &model::ContainerPlan, lines: &[String]) {
-    let events: Vec<serde_json::Value> = lines
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    let event = |e: &serde_json::Value| e.get("event").and_then(|v| v.as_str()).map(str::to_owned);
-    let Some(index) = events
-        .iter()
-        .find(|e| event(e).as_deref() == Some("start"))
-        .and_then(|e| e.get("start")?.as_u64())
-    else {
+    let log = WorkloadLog::parse(lines);
+    let Some(index) = log.start else {
         return;
     };
     let Some(probes) = plan
@@ -684,20 +710,16 @@ fn check_liveness_log(out: &mut Collector, plan: &model::ContainerPlan, lines: &
     else {
         return;
     };
-    let Some(killed) = events
+    let Some(killed) = log
+        .events
         .iter()
-        .position(|e| event(e).as_deref() == Some("signal"))
+        .position(|e| field(e, "event") == Some("signal"))
     else {
         return;
     };
-    let failures = events[..killed]
-        .iter()
+    let failures = answers(&log.events[..killed], endpoint)
         .rev()
-        .filter(|e| {
-            event(e).as_deref() == Some("probe")
-                && e.get("endpoint").and_then(|v| v.as_str()) == Some(endpoint.as_str())
-        })
-        .take_while(|e| e.get("answer").and_then(|v| v.as_str()) != Some("ok"))
+        .take_while(|e| field(e, "answer") != Some("ok"))
         .count();
     if failures < *threshold as usize {
         out.add(
@@ -728,18 +750,8 @@ fn check_readiness_log(
     else {
         return;
     };
-    let events: Vec<serde_json::Value> = lines
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    let field =
-        |e: &serde_json::Value, name: &str| e.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    let this_instance = events
-        .iter()
-        .find(|e| field(e, "event").as_deref() == Some("start"))
-        .and_then(|e| e.get("start")?.as_u64())
-        == Some(0);
-    if !this_instance {
+    let log = WorkloadLog::parse(lines);
+    if log.start != Some(0) {
         return;
     }
     let Some(ready_at) = trace.snapshots.iter().find_map(|snapshot| {
@@ -754,17 +766,14 @@ fn check_readiness_log(
         return;
     };
     let slack_ms = (trace.timing.tolerance_ms as f64 * trace.timing.time_scale).ceil() as i64;
-    let successes = events
-        .iter()
+    let successes = answers(&log.events, &endpoint)
         .filter(|e| {
-            field(e, "event").as_deref() == Some("probe")
-                && field(e, "endpoint").as_deref() == Some(endpoint.as_str())
-                && e.get("tsMs")
-                    .and_then(|v| v.as_i64())
-                    .is_some_and(|ts| ts <= ready_at + slack_ms)
+            e.get("tsMs")
+                .and_then(|v| v.as_i64())
+                .is_some_and(|ts| ts <= ready_at + slack_ms)
         })
         .rev()
-        .take_while(|e| field(e, "answer").as_deref() == Some("ok"))
+        .take_while(|e| field(e, "answer") == Some("ok"))
         .count();
     if successes < threshold as usize {
         out.add(
