@@ -1,7 +1,7 @@
 //! `podcheck bench`: wall-clock figures of a target, measured rather than asserted.
 
 use crate::compile::compile;
-use crate::target::{Target, TargetError};
+use crate::targets::{Target, TargetError};
 use futures::StreamExt;
 use podcheck_oracle::Scenario;
 use std::time::{Duration, Instant};

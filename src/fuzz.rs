@@ -6,7 +6,7 @@
 //! per step, following proptest's simplify/complicate protocol.
 
 use crate::harness::run_case;
-use crate::target::Target;
+use crate::targets::Target;
 use futures::StreamExt;
 use podcheck_oracle::{predict, Outcome, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult};

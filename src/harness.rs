@@ -1,7 +1,7 @@
 //! Runs one scenario on one target: predict, create, observe, check, clean up.
 
 use crate::compile::compile;
-use crate::target::{PodRef, Target, TargetError};
+use crate::targets::{PodRef, Target, TargetError};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

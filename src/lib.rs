@@ -6,4 +6,4 @@ pub mod fuzz;
 pub mod harness;
 pub mod image;
 pub mod runner;
-pub mod target;
+pub mod targets;

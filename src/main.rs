@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use podcheck::fuzz::{fuzz, FuzzOptions};
 use podcheck::runner::{load_cases, run_cases, RunOptions};
-use podcheck::target::{self, TargetOptions};
+use podcheck::targets::{self, TargetOptions};
 use podcheck_oracle::{predict, rules, Outcome, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, summarize_violations, CaseResult, RunReport};
 use std::io::Write;
@@ -166,7 +166,7 @@ async fn interrupted() -> &'static str {
 /// Runs `work` unless Ctrl-C or SIGTERM comes first; then removes what the target
 /// created and returns None.
 async fn until_interrupted<T>(
-    target: &dyn target::Target,
+    target: &dyn targets::Target,
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
     tokio::select! {
@@ -179,8 +179,8 @@ async fn until_interrupted<T>(
     }
 }
 
-async fn set_up_target(args: &TargetArgs, seed: u64) -> Option<Box<dyn target::Target>> {
-    match target::from_spec(&args.target, &target_options(args, seed)).await {
+async fn set_up_target(args: &TargetArgs, seed: u64) -> Option<Box<dyn targets::Target>> {
+    match targets::from_spec(&args.target, &target_options(args, seed)).await {
         Ok(target) => Some(target),
         Err(err) => {
             eprintln!("error: failed to set up target {}: {err}", args.target);
@@ -584,7 +584,7 @@ fn main() -> ExitCode {
             Command::Image {
                 command: ImageCommand::Build { output, tag, agent },
             } => {
-                let agent = match target::local::find_agent(agent.as_ref()) {
+                let agent = match targets::local::find_agent(agent.as_ref()) {
                     Ok(agent) => agent,
                     Err(err) => {
                         eprintln!("error: {err}");

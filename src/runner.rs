@@ -2,7 +2,7 @@
 //! finish. Reporters consume the events; the runner never prints.
 
 use crate::harness::run_case;
-use crate::target::Target;
+use crate::targets::Target;
 use futures::StreamExt;
 use podcheck_oracle::{predict, Scenario, ScenarioError, SpecDuration, Verdict};
 use podcheck_reports::{CaseResult, RunReport};

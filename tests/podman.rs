@@ -6,8 +6,8 @@
 //! Needs podman and root; without them (and outside CI) the test says so and returns.
 
 use podcheck::runner::{load_cases, run_cases, RunOptions};
-use podcheck::target::podman::PodmanTarget;
-use podcheck::target::{Target, TargetError, TargetOptions};
+use podcheck::targets::podman::PodmanTarget;
+use podcheck::targets::{Target, TargetError, TargetOptions};
 use podcheck_oracle::{Outcome, SpecDuration};
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{PodStatus, Volume};
 use podcheck::compile::compile;
-use podcheck::target::local::find_agent;
+use podcheck::targets::local::find_agent;
 use podcheck_oracle::Scenario;
 use podcheck_runtime::{LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use podcheck::fuzz::{fuzz, FuzzOptions};
 use podcheck::harness::run_case;
 use podcheck::runner::{load_cases, SuiteCase};
-use podcheck::target::{self, TargetOptions};
+use podcheck::targets::{self, TargetOptions};
 use podcheck_oracle::Outcome;
 use podcheck_reports::describe_violations;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ fn run(target_spec: &str, case: &SuiteCase) -> Result<(), Failed> {
         .build()
         .map_err(|e| format!("failed to start tokio: {e}"))?;
     runtime.block_on(async {
-        let target = target::from_spec(target_spec, &TargetOptions::default())
+        let target = targets::from_spec(target_spec, &TargetOptions::default())
             .await
             .map_err(|e| format!("failed to set up target {target_spec}: {e}"))?;
         let source = case.path.display().to_string();
@@ -83,7 +83,7 @@ fn random_agreement() -> Result<(), Failed> {
         .build()
         .map_err(|e| format!("failed to start tokio: {e}"))?;
     runtime.block_on(async {
-        let target = target::from_spec("local", &TargetOptions::default())
+        let target = targets::from_spec("local", &TargetOptions::default())
             .await
             .map_err(|e| format!("failed to set up target local: {e}"))?;
         let options = FuzzOptions {
