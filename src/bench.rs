@@ -3,7 +3,7 @@
 use crate::compile::compile;
 use crate::targets::{Target, TargetError};
 use futures::StreamExt;
-use podcheck_oracle::Scenario;
+use podcheck_oracle::{Observation, Scenario};
 use std::time::{Duration, Instant};
 
 const RUN_FOREVER: &str = r#"
@@ -50,8 +50,8 @@ pub async fn create_to_running(
     pods: usize,
     concurrency: usize,
 ) -> Result<(Latencies, Latencies), TargetError> {
-    let scenario = Scenario::from_yaml("bench", RUN_FOREVER)
-        .map_err(|e| TargetError::Failed(e.to_string()))?;
+    let scenario =
+        Scenario::from_yaml("bench", RUN_FOREVER).expect("the built-in bench scenario is valid");
     let results: Vec<Result<(Duration, Duration), TargetError>> = futures::stream::iter(0..pods)
         .map(|index| {
             let mut scenario = scenario.clone();
@@ -62,22 +62,25 @@ pub async fn create_to_running(
                 let reference = target.create(pod, &scenario.kubelet).await?;
                 let mut stream = target.watch(&reference).await?;
                 let mut running = None;
-                while let Some(snapshot) =
+                while let Some(observation) =
                     tokio::time::timeout(Duration::from_secs(30), stream.next())
                         .await
                         .map_err(|_| {
-                            TargetError::Failed("no Running phase within 30s".to_owned())
+                            TargetError::Broken("no Running phase within 30s".to_owned())
                         })?
                 {
+                    let Observation::Snapshot(snapshot) = observation else {
+                        continue;
+                    };
                     if snapshot.status.phase.as_deref() == Some("Running") {
                         running = Some(started.elapsed());
                         break;
                     }
                 }
                 let running =
-                    running.ok_or_else(|| TargetError::Failed("the pod never ran".to_owned()))?;
+                    running.ok_or_else(|| TargetError::Broken("the pod never ran".to_owned()))?;
                 let deleting = Instant::now();
-                target.delete(&reference).await?;
+                target.remove(&reference).await?;
                 Ok((running, deleting.elapsed()))
             }
         })
@@ -141,12 +144,12 @@ pub async fn probe_overhead(
     wall: Duration,
 ) -> Result<Vec<(&'static str, Latencies)>, TargetError> {
     let scenario = Scenario::from_yaml("bench-probes", PROBED)
-        .map_err(|e| TargetError::Failed(e.to_string()))?;
+        .expect("the built-in probe bench scenario is valid");
     let pod = compile(&scenario, &target.agent_image(), target.timing().time_scale);
     let before = target.probe_timings().len();
     let reference = target.create(pod, &scenario.kubelet).await?;
     tokio::time::sleep(wall).await;
-    target.delete(&reference).await?;
+    target.remove(&reference).await?;
     let timings = target.probe_timings();
     Ok(["http", "tcp", "exec", "grpc"]
         .into_iter()
@@ -161,4 +164,17 @@ pub async fn probe_overhead(
         })
         .filter(|(_, l)| !l.samples.is_empty())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_scenarios_are_valid_and_predictable() {
+        for (name, text) in [("bench", RUN_FOREVER), ("bench-probes", PROBED)] {
+            let scenario = Scenario::from_yaml(name, text).expect("valid");
+            podcheck_oracle::predict(&scenario).expect("predictable");
+        }
+    }
 }

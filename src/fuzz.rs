@@ -13,6 +13,21 @@ use podcheck_reports::{describe_violations, CaseResult};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum FuzzError {
+    #[error("failed to generate a scenario: {0}")]
+    Generate(String),
+    #[error("the generator keeps producing unpredictable scenarios ({rejected} refused)")]
+    Unpredictable { rejected: u32 },
+    #[error("failed to {action}")]
+    Save {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 pub struct FuzzOptions {
     pub cases: u32,
@@ -58,7 +73,7 @@ pub fn draw(
     seed: u64,
     cases: u32,
     max_horizon: SpecDuration,
-) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, String> {
+) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, FuzzError> {
     let mut runner = TestRunner::new_with_rng(Config::default(), rng_for(seed));
     let strategy = podcheck_generators::scenario().boxed();
     let mut trees = Vec::new();
@@ -66,13 +81,13 @@ pub fn draw(
     while trees.len() < cases as usize {
         let tree = strategy
             .new_tree(&mut runner)
-            .map_err(|e| format!("failed to generate a scenario: {e}"))?;
+            .map_err(|reason| FuzzError::Generate(reason.to_string()))?;
         if predict(&tree.current()).is_ok_and(|p| p.horizon <= max_horizon) {
             trees.push(Box::new(tree) as Box<dyn ValueTree<Value = Scenario>>);
         } else {
             rejected += 1;
             if rejected > cases.saturating_mul(10).max(100) {
-                return Err("the generator keeps producing unpredictable scenarios".to_owned());
+                return Err(FuzzError::Unpredictable { rejected });
             }
         }
     }
@@ -94,7 +109,7 @@ pub async fn fuzz(
     target: &dyn Target,
     options: &FuzzOptions,
     mut progress: impl FnMut(&CaseResult),
-) -> Result<FuzzReport, String> {
+) -> Result<FuzzReport, FuzzError> {
     let mut trees = draw(options.seed, options.cases, options.max_horizon)?;
     let concurrency = target.capabilities().concurrency.max(1);
     let scenarios: Vec<Scenario> = trees
@@ -169,7 +184,7 @@ fn save_counterexample(
     scenario: &Scenario,
     result: &CaseResult,
     options: &FuzzOptions,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, FuzzError> {
     let mut scenario = scenario.clone();
     scenario.name = format!("fuzz-{:016x}", options.seed);
     scenario.pod.metadata.name = Some(scenario.name.clone());
@@ -185,10 +200,14 @@ fn save_counterexample(
         result.verdict.target,
         describe_violations(&result.verdict)
     ));
-    std::fs::create_dir_all(&options.out_dir)
-        .map_err(|e| format!("failed to create {}: {e}", options.out_dir.display()))?;
+    std::fs::create_dir_all(&options.out_dir).map_err(|source| FuzzError::Save {
+        action: format!("create {}", options.out_dir.display()),
+        source,
+    })?;
     let path = Path::new(&options.out_dir).join(format!("{}.yaml", scenario.name));
-    std::fs::write(&path, scenario.to_yaml())
-        .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+    std::fs::write(&path, scenario.to_yaml()).map_err(|source| FuzzError::Save {
+        action: format!("write {}", path.display()),
+        source,
+    })?;
     Ok(path)
 }

@@ -1,15 +1,21 @@
-//! Runs one scenario on one target: predict, create, observe, check, clean up.
+//! Runs one scenario on one target: predict, create, observe (acting out the scenario's
+//! fault schedule), check, clean up.
 
 use crate::compile::compile;
+use crate::errors::describe;
 use crate::targets::{PodRef, Target, TargetError};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podcheck_oracle::model::AfterExit;
 use podcheck_oracle::predict::SETTLE;
-use podcheck_oracle::{check, predict, Prediction, Run, Scenario, Trace, Verdict};
+use podcheck_oracle::scenario::Fault;
+use podcheck_oracle::{
+    check, predict, ActionRecord, ActionResult, Observation, Prediction, Run, Scenario, Trace,
+    Verdict,
+};
 use podcheck_reports::CaseResult;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 fn wall_now() -> Time {
@@ -18,6 +24,10 @@ fn wall_now() -> Time {
 
 fn spec_to_wall(spec_ms: u64, scale: f64) -> Duration {
     Duration::from_secs_f64(spec_ms as f64 / 1000.0 * scale)
+}
+
+fn plus(time: &Time, wall: Duration) -> Time {
+    Time(time.0 + jiff::SignedDuration::try_from(wall).unwrap_or_default())
 }
 
 /// Whether the pod is in the state the prediction says it settles in (every container at
@@ -81,18 +91,10 @@ pub async fn run_case(
         wall_ms: started.elapsed().as_millis() as u64,
         trace: if keep_trace { trace } else { None },
     };
+    let error = |message: String| Verdict::error(&scenario.name, &target_name, message);
     let prediction = match predict(scenario) {
         Ok(p) => p,
-        Err(err) => {
-            return finish(
-                Verdict::error(
-                    &scenario.name,
-                    &target_name,
-                    format!("cannot predict: {err}"),
-                ),
-                None,
-            )
-        }
+        Err(err) => return finish(error(format!("cannot predict: {err}")), None),
     };
     let timing = target.timing();
     let pod = compile(scenario, &target.agent_image(), timing.time_scale);
@@ -103,26 +105,17 @@ pub async fn run_case(
         }
         Err(err) => {
             return finish(
-                Verdict::error(
-                    &scenario.name,
-                    &target_name,
-                    format!("failed to create the pod: {err}"),
-                ),
+                error(format!("failed to create the pod: {}", describe(&err))),
                 None,
             )
         }
     };
-    let observed = observe(target, &reference, &prediction).await;
-    let mut trace = match observed {
+    let mut trace = match observe(target, &reference, &prediction, &scenario.faults).await {
         Ok(trace) => trace,
         Err(err) => {
-            let _ = target.delete(&reference).await;
+            let _ = target.remove(&reference).await;
             return finish(
-                Verdict::error(
-                    &scenario.name,
-                    &target_name,
-                    format!("failed to observe the pod: {err}"),
-                ),
+                error(format!("failed to observe the pod: {}", describe(&err))),
                 None,
             );
         }
@@ -135,65 +128,169 @@ pub async fn run_case(
             );
         }
     }
-    let deleted = target.delete(&reference).await;
-    let mut verdict = check(&prediction, &trace);
-    if let Err(err) = deleted {
+    let removed = target.remove(&reference).await;
+    let mut verdict = match unperformed_action(&trace) {
+        Some((action, ActionResult::NotApplicable(reason))) => {
+            Verdict::skipped(&scenario.name, &target_name, format!("{action}: {reason}"))
+        }
+        Some((action, ActionResult::Failed(reason))) => {
+            error(format!("failed to perform {action}: {reason}"))
+        }
+        _ => check(&prediction, &trace),
+    };
+    if let Err(err) = removed {
         if verdict.error.is_none() {
-            verdict.error = Some(format!("failed to delete the pod afterwards: {err}"));
+            verdict.error = Some(format!(
+                "failed to remove the pod afterwards: {}",
+                describe(&err)
+            ));
         }
     }
     finish(verdict, Some(trace))
 }
 
-async fn observe(
+/// The first fault action the target did not perform: without it the case shows nothing
+/// about the scenario it was written for.
+fn unperformed_action(trace: &Trace) -> Option<(String, ActionResult)> {
+    trace
+        .actions
+        .iter()
+        .find(|record| record.result != ActionResult::Done)
+        .map(|record| (record.action.to_string(), record.result.clone()))
+}
+
+/// Asks the target to perform one fault action and records how it went.
+async fn perform(
     target: &dyn Target,
     reference: &PodRef,
-    prediction: &Prediction,
-) -> Result<Trace, TargetError> {
-    let timing = target.timing();
-    let virtual_clock = target.capabilities().virtual_clock;
-    let horizon = spec_to_wall(prediction.horizon.as_millis(), timing.time_scale);
-    let settle = spec_to_wall(SETTLE.as_millis() + timing.tolerance_ms, timing.time_scale);
-    let created = reference.created_at.clone();
-    let deadline_at = Time(created.0 + jiff::SignedDuration::try_from(horizon).unwrap_or_default());
-    let mut stream = target.watch(reference).await?;
-    let mut snapshots = Vec::new();
-    let wall_deadline = tokio::time::Instant::now() + horizon;
-    let mut stop_at = wall_deadline;
-    loop {
-        let next = if virtual_clock {
-            stream.next().await
-        } else {
-            match tokio::time::timeout_at(stop_at, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            }
-        };
-        let Some(snapshot) = next else { break };
-        if virtual_clock && snapshot.at.0 > deadline_at.0 {
-            break;
-        }
-        let is_settled = settled(prediction, &snapshot.status);
-        snapshots.push(snapshot);
-        if !virtual_clock {
-            stop_at = if is_settled {
-                (tokio::time::Instant::now() + settle).min(wall_deadline)
-            } else {
-                wall_deadline
-            };
-        }
-    }
-    let ended_at = if virtual_clock {
-        deadline_at
+    fault: &Fault,
+    requested_at: Time,
+    virtual_clock: bool,
+) -> ActionRecord {
+    let outcome = target.act(reference, &fault.action).await;
+    let acknowledged = if virtual_clock {
+        requested_at.clone()
     } else {
         wall_now()
     };
-    Ok(Trace {
+    let (acknowledged_at, result) = match outcome {
+        Ok(()) => (Some(acknowledged), ActionResult::Done),
+        Err(TargetError::NotApplicable(reason)) => (None, ActionResult::NotApplicable(reason)),
+        Err(err) => (None, ActionResult::Failed(describe(&err))),
+    };
+    ActionRecord {
+        action: fault.action.clone(),
+        due_ms: fault.at.as_millis(),
+        requested_at,
+        acknowledged_at,
+        result,
+    }
+}
+
+/// Watches the pod until the prediction's horizon: one loop over the target's
+/// observations, the fault schedule's timers and the deadline, all in spec time scaled by
+/// the target's time scale. A wall-clock target's settled pod is watched only a little
+/// longer, once every fault is done; a virtual-clock target's time stamps are the clock.
+pub async fn observe(
+    target: &dyn Target,
+    reference: &PodRef,
+    prediction: &Prediction,
+    faults: &[Fault],
+) -> Result<Trace, TargetError> {
+    let timing = target.timing();
+    let virtual_clock = target.capabilities().virtual_clock;
+    let scale = timing.time_scale;
+    let horizon = spec_to_wall(prediction.horizon.as_millis(), scale);
+    let settle = spec_to_wall(SETTLE.as_millis() + timing.tolerance_ms, scale);
+    let created = reference.created_at.clone();
+    let mut schedule: VecDeque<&Fault> = {
+        let mut faults: Vec<&Fault> = faults.iter().collect();
+        faults.sort_by_key(|f| f.at);
+        faults.into()
+    };
+    // Fault times count from the pod's creation, which lies a little in the past.
+    let since_creation = jiff::Timestamp::now()
+        .duration_since(created.0)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    let now = tokio::time::Instant::now();
+    let creation = now.checked_sub(since_creation).unwrap_or(now);
+    let due = |fault: &Fault| creation + spec_to_wall(fault.at.as_millis(), scale);
+    let virtual_deadline = plus(&created, horizon);
+    let wall_deadline = now + horizon;
+    let mut trace = Trace {
         target: target.name(),
         timing,
-        created_at: created,
-        ended_at,
-        snapshots,
+        created_at: created.clone(),
+        ended_at: created.clone(),
+        snapshots: Vec::new(),
+        events: Vec::new(),
+        actions: Vec::new(),
         logs: BTreeMap::new(),
-    })
+    };
+    let mut stream = target.watch(reference).await?;
+    let mut stop_at = wall_deadline;
+    loop {
+        if virtual_clock {
+            let next = stream
+                .next()
+                .await
+                .filter(|observation| observation.at().0 <= virtual_deadline.0);
+            let now = next.as_ref().map_or(&virtual_deadline, |o| o.at()).clone();
+            while let Some(fault) = schedule.front().copied() {
+                let requested_at = plus(&created, spec_to_wall(fault.at.as_millis(), scale));
+                if requested_at.0 > now.0 {
+                    break;
+                }
+                schedule.pop_front();
+                let record = perform(target, reference, fault, requested_at, true).await;
+                trace.actions.push(record);
+            }
+            match next {
+                Some(observation) => record(&mut trace, observation),
+                None => break,
+            }
+            continue;
+        }
+        let next_fault = schedule.front().copied();
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(next_fault.map_or(stop_at, due)), if next_fault.is_some() => {
+                schedule.pop_front();
+                if let Some(fault) = next_fault {
+                    let record = perform(target, reference, fault, wall_now(), false).await;
+                    trace.actions.push(record);
+                }
+            }
+            next = stream.next() => {
+                let Some(observation) = next else { break };
+                let settles = matches!(
+                    &observation,
+                    Observation::Snapshot(snapshot) if settled(prediction, &snapshot.status)
+                );
+                if matches!(observation, Observation::Snapshot(_)) {
+                    stop_at = if settles && schedule.is_empty() {
+                        (tokio::time::Instant::now() + settle).min(wall_deadline)
+                    } else {
+                        wall_deadline
+                    };
+                }
+                record(&mut trace, observation);
+            }
+            _ = tokio::time::sleep_until(stop_at) => break,
+        }
+    }
+    trace.ended_at = if virtual_clock {
+        virtual_deadline
+    } else {
+        wall_now()
+    };
+    Ok(trace)
+}
+
+fn record(trace: &mut Trace, observation: Observation) {
+    match observation {
+        Observation::Snapshot(snapshot) => trace.snapshots.push(snapshot),
+        Observation::Event(event) => trace.events.push(event),
+    }
 }

@@ -7,6 +7,31 @@
 
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("failed to {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to encode the {what}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_error(action: String) -> impl FnOnce(std::io::Error) -> ImageError {
+    move |source| ImageError::Io { action, source }
+}
+
+fn encode_error(what: &'static str) -> impl FnOnce(serde_json::Error) -> ImageError {
+    move |source| ImageError::Encode { what, source }
+}
 
 /// The reference every target gives the agent's containers.
 pub const AGENT_IMAGE: &str = podcheck_runtime::AGENT_IMAGE;
@@ -28,11 +53,16 @@ fn sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn header(path: &str, size: u64, mode: u32, kind: tar::EntryType) -> Result<tar::Header, String> {
+fn header(
+    path: &str,
+    size: u64,
+    mode: u32,
+    kind: tar::EntryType,
+) -> Result<tar::Header, ImageError> {
     let mut header = tar::Header::new_ustar();
     header
         .set_path(path)
-        .map_err(|e| format!("failed to name tar entry {path}: {e}"))?;
+        .map_err(io_error(format!("name tar entry {path}")))?;
     header.set_size(size);
     header.set_mode(mode);
     header.set_uid(0);
@@ -43,7 +73,7 @@ fn header(path: &str, size: u64, mode: u32, kind: tar::EntryType) -> Result<tar:
     Ok(header)
 }
 
-fn tar_bytes(entries: &[(String, Option<Vec<u8>>, u32)]) -> Result<Vec<u8>, String> {
+fn tar_bytes(entries: &[(String, Option<Vec<u8>>, u32)]) -> Result<Vec<u8>, ImageError> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, content, mode) in entries {
         match content {
@@ -56,11 +86,11 @@ fn tar_bytes(entries: &[(String, Option<Vec<u8>>, u32)]) -> Result<Vec<u8>, Stri
                 builder.append(&header, std::io::empty())
             }
         }
-        .map_err(|e| format!("failed to write tar entry {path}: {e}"))?;
+        .map_err(io_error(format!("write tar entry {path}")))?;
     }
     builder
         .into_inner()
-        .map_err(|e| format!("failed to finish a tar archive: {e}"))
+        .map_err(io_error("finish a tar archive".to_owned()))
 }
 
 /// Builds the image archive of `agent` (a static binary) at `output`.
@@ -68,9 +98,9 @@ pub fn build_agent_archive(
     agent: &Path,
     output: &Path,
     reference: &str,
-) -> Result<BuiltImage, String> {
-    let binary = std::fs::read(agent)
-        .map_err(|e| format!("failed to read the agent {}: {e}", agent.display()))?;
+) -> Result<BuiltImage, ImageError> {
+    let binary =
+        std::fs::read(agent).map_err(io_error(format!("read the agent {}", agent.display())))?;
     let layer = tar_bytes(&[
         ("dev/".to_owned(), None, 0o755),
         ("podcheck-agent".to_owned(), Some(binary), 0o755),
@@ -92,19 +122,18 @@ pub fn build_agent_archive(
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "podcheck image build"}]
     });
-    let config = serde_json::to_vec(&config)
-        .map_err(|e| format!("failed to encode the image config: {e}"))?;
+    let config = serde_json::to_vec(&config).map_err(encode_error("image config"))?;
     let config_digest = sha256(&config);
     let manifest = serde_json::to_vec(&serde_json::json!([{
         "Config": format!("{config_digest}.json"),
         "RepoTags": [reference],
         "Layers": [format!("{layer_digest}/layer.tar")],
     }]))
-    .map_err(|e| format!("failed to encode the manifest: {e}"))?;
+    .map_err(encode_error("manifest"))?;
     let repositories = {
         let (name, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
         serde_json::to_vec(&serde_json::json!({ name: { tag: layer_digest } }))
-            .map_err(|e| format!("failed to encode repositories: {e}"))?
+            .map_err(encode_error("repositories file"))?
     };
     let archive = tar_bytes(&[
         (format!("{config_digest}.json"), Some(config), 0o644),
@@ -115,10 +144,9 @@ pub fn build_agent_archive(
     ])?;
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
+            .map_err(io_error(format!("create {}", parent.display())))?;
     }
-    std::fs::write(output, &archive)
-        .map_err(|e| format!("failed to write {}: {e}", output.display()))?;
+    std::fs::write(output, &archive).map_err(io_error(format!("write {}", output.display())))?;
     Ok(BuiltImage {
         reference: reference.to_owned(),
         config_digest: format!("sha256:{config_digest}"),

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compile;
+pub mod errors;
 pub mod fuzz;
 pub mod harness;
 pub mod image;

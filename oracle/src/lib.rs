@@ -21,4 +21,6 @@ pub use duration::SpecDuration;
 pub use errors::ScenarioError;
 pub use predict::{predict, PredictError, Prediction};
 pub use scenario::{Behaviour, RestartPolicy, Run, Scenario};
-pub use trace::{Snapshot, TimingProfile, Trace};
+pub use trace::{
+    ActionRecord, ActionResult, Observation, PodEvent, PodMetadata, Snapshot, TimingProfile, Trace,
+};

@@ -178,11 +178,36 @@ pub struct Fault {
     pub action: FaultAction,
 }
 
-/// The fault actions the oracle models. None are modelled yet: a scenario that lists a
-/// fault is refused with the name of the action rather than half-predicted.
+/// An external action on a pod, performed by a target (`Target::act`) at a scheduled
+/// spec time and recorded in the trace with its request and acknowledgement times.
+///
+/// The oracle does not model any action yet: a scenario that lists a fault is refused with
+/// the action named rather than half-predicted. Targets can already perform them, so the
+/// harness's schedule is exercised on real targets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum FaultAction {}
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum FaultAction {
+    /// The container's running process is SIGKILLed from outside the kubelet, as the
+    /// kernel's OOM killer or an operator's `kill -9` on the node would.
+    KillContainer { container: String },
+}
+
+impl FaultAction {
+    /// The action's name as written in scenarios.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultAction::KillContainer { .. } => "killContainer",
+        }
+    }
+}
+
+impl std::fmt::Display for FaultAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultAction::KillContainer { container } => write!(f, "killContainer {container}"),
+        }
+    }
+}
 
 /// Kubelet configuration the prediction depends on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -439,8 +464,13 @@ impl Scenario {
             self.container_probes(container, index)?;
         }
         if let Some(fault) = self.faults.first() {
-            // FaultAction has no variants yet, so a parsed fault cannot exist.
-            match fault.action {}
+            return invalid(
+                "faults[0].action",
+                format!(
+                    "{} is not modelled by the oracle yet; the scenario would be half-predicted",
+                    fault.action.name()
+                ),
+            );
         }
         let back_off = self.kubelet.crash_loop_back_off;
         if back_off.initial.as_millis() == 0 || back_off.max < back_off.initial {

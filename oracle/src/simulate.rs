@@ -10,7 +10,7 @@ use crate::model::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::ProbePlan;
 use crate::scenario::{Answer, RestartPolicy, Scenario};
-use crate::trace::{Snapshot, TimingProfile, Trace};
+use crate::trace::{PodMetadata, Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, PodStatus,
@@ -82,7 +82,7 @@ pub enum Deviation {
     RestartUnderNever,
     /// Containers that exited 0 are restarted under restartPolicy OnFailure.
     RestartAfterSuccessOnFailure,
-    /// A terminal pod goes back to Running at the end.
+    /// A terminal pod goes back to Running shortly after its sandbox is torn down.
     LeaveTerminalPhase,
     /// Non-zero exits are reported as OOMKilled.
     OomKilledForEveryFailure,
@@ -557,6 +557,7 @@ pub fn simulate(
             .collect();
         snapshots.push(Snapshot {
             at: wall(at),
+            metadata: PodMetadata::default(),
             status: PodStatus {
                 phase: Some(phase.to_owned()),
                 conditions: Some(conditions),
@@ -670,13 +671,13 @@ pub fn simulate(
                 emit(down, &statuses, &mut done, false, &mut snapshots);
             }
             if deviation == Some(Deviation::LeaveTerminalPhase) {
+                // Soon after the teardown, so that a harness which watches a settled pod
+                // only for a while still sees it.
+                let left = (down + choices.pick(0, STATUS_LAG.as_millis())).min(horizon);
                 if let Some(last) = snapshots.last().cloned() {
                     let mut status = last.status;
                     status.phase = Some("Running".to_owned());
-                    snapshots.push(Snapshot {
-                        at: wall(horizon),
-                        status,
-                    });
+                    snapshots.push(Snapshot::of_status(wall(left), status));
                 }
             }
         }
@@ -693,6 +694,8 @@ pub fn simulate(
         created_at: wall(0),
         ended_at: wall(horizon),
         snapshots,
+        events: Vec::new(),
+        actions: Vec::new(),
         logs: BTreeMap::new(),
     }
 }

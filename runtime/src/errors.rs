@@ -19,6 +19,8 @@ pub enum RuntimeError {
     },
     #[error("find pod {0}: no such pod")]
     NoSuchPod(String),
+    #[error("find a running instance of container {container} in pod {pod}: none runs")]
+    ContainerNotRunning { pod: String, container: String },
 }
 
 impl RuntimeError {

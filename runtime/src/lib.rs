@@ -222,6 +222,36 @@ impl LocalRuntime {
         self.pod(uid)?.logs(container, previous)
     }
 
+    /// SIGKILLs the processes of a container's running instance from outside the kubelet,
+    /// as the kernel's OOM killer or `kill -9` on the node would; the kubelet part then sees
+    /// the exit as any other death of the process.
+    pub fn kill_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        let entry = self.pod(uid)?;
+        let not_running = || RuntimeError::ContainerNotRunning {
+            pod: uid.to_owned(),
+            container: container.to_owned(),
+        };
+        let history = entry.history();
+        let status = history
+            .last()
+            .and_then(|(_, status)| status.container_statuses.as_ref())
+            .and_then(|statuses| statuses.iter().find(|s| s.name == container))
+            .filter(|s| {
+                s.state
+                    .as_ref()
+                    .is_some_and(|state| state.running.is_some())
+            })
+            .ok_or_else(not_running)?;
+        let group = self
+            .shared
+            .cgroup(&Path::new(uid).join(format!("{container}-{}", status.restart_count)));
+        if self.shared.cgroups.pids(&group).is_empty() {
+            return Err(not_running());
+        }
+        self.shared.cgroups.kill_all(&group);
+        Ok(())
+    }
+
     /// Kills the pod's processes at once and removes everything it had.
     pub async fn delete_pod(&self, uid: &str) -> Result<(), RuntimeError> {
         let entry = self

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use podcheck_oracle::scenario::KubeletParams;
-use podcheck_oracle::{Snapshot, TimingProfile};
+use podcheck_oracle::scenario::{FaultAction, KubeletParams};
+use podcheck_oracle::{Observation, Snapshot, TimingProfile};
 use podcheck_runtime::{KubeletConfig, LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,14 +30,13 @@ pub fn find_agent(explicit: Option<&PathBuf>) -> Result<PathBuf, TargetError> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(TargetError::Failed(format!(
+            Err(TargetError::Broken(format!(
                 "agent binary {} does not exist",
                 path.display()
             )))
         };
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| TargetError::Failed(format!("cannot locate this executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| TargetError::io("locate this executable", e))?;
     let mut candidates = Vec::new();
     // The static agent build.rs made for this very build comes first: it matches this
     // podcheck, and static binaries need no libraries in the image.
@@ -51,7 +50,7 @@ pub fn find_agent(explicit: Option<&PathBuf>) -> Result<PathBuf, TargetError> {
         }
     }
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        TargetError::Failed(
+        TargetError::Broken(
             "cannot find the podcheck-agent binary next to podcheck; build it (`cargo build --workspace`) or set PODCHECK_AGENT"
                 .to_owned(),
         )
@@ -61,8 +60,8 @@ pub fn find_agent(explicit: Option<&PathBuf>) -> Result<PathBuf, TargetError> {
 fn runtime_error(err: RuntimeError) -> TargetError {
     match err {
         e if e.is_unsupported() => TargetError::NotApplicable(e.to_string()),
-        e @ RuntimeError::InvalidPod { .. } => TargetError::Rejected(e.to_string()),
-        e => TargetError::Failed(e.to_string()),
+        e @ RuntimeError::InvalidPod { .. } => TargetError::Rejected(Box::new(e)),
+        e => TargetError::Runtime(e),
     }
 }
 
@@ -99,7 +98,7 @@ impl LocalTarget {
             .unwrap_or_else(|p| p.into_inner())
             .get(&pod.node)
             .cloned()
-            .ok_or_else(|| TargetError::Failed(format!("no node {}", pod.node)))
+            .ok_or_else(|| TargetError::NoSuchPod(format!("{} (no node {})", pod.uid, pod.node)))
     }
 
     /// Processes the local runtime has running, across its nodes (for leak checks).
@@ -155,7 +154,7 @@ impl Target for LocalTarget {
         })
     }
 
-    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Observation>, TargetError> {
         let runtime = self.runtime(pod)?;
         let changes = runtime.watch(&pod.uid).map_err(runtime_error)?;
         let uid = pod.uid.clone();
@@ -173,9 +172,11 @@ impl Target for LocalTarget {
                             pending = history[seen..]
                                 .iter()
                                 .rev()
-                                .map(|(at, status)| Snapshot {
-                                    at: at.clone(),
-                                    status: status.clone(),
+                                .map(|(at, status)| {
+                                    Observation::Snapshot(Snapshot::of_status(
+                                        at.clone(),
+                                        status.clone(),
+                                    ))
                                 })
                                 .collect();
                             seen = history.len();
@@ -200,7 +201,16 @@ impl Target for LocalTarget {
             .map_err(runtime_error)
     }
 
-    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
+    async fn act(&self, pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
+        match action {
+            FaultAction::KillContainer { container } => self
+                .runtime(pod)?
+                .kill_container(&pod.uid, container)
+                .map_err(runtime_error),
+        }
+    }
+
+    async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
         self.runtime(pod)?
             .delete_pod(&pod.uid)
             .await

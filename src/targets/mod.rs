@@ -1,17 +1,24 @@
 //! Targets: where a scenario's pod runs. One async trait, shaped like the Kubernetes API
-//! (create a pod, watch its status, read logs, delete it), so a real cluster fits it.
+//! (create a pod, watch the object and its events, act on it, read logs, remove it), so a
+//! real cluster fits it.
+//!
+//! A new target is one file here implementing [`Target`], plus its name in [`from_spec`]
+//! and [`TARGET_SPECS`]; nothing else changes.
 
 pub mod local;
 pub mod model;
 pub mod podman;
 
+pub use crate::errors::TargetError;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use podcheck_oracle::scenario::KubeletParams;
-use podcheck_oracle::{Snapshot, TimingProfile};
-use thiserror::Error;
+use podcheck_oracle::scenario::{FaultAction, KubeletParams};
+use podcheck_oracle::{Observation, TimingProfile};
+
+/// The targets `--target` takes, as every subcommand's help lists them.
+pub const TARGET_SPECS: &str = "model, model:DEVIATION, local or podman";
 
 /// A pod a target created.
 #[derive(Clone, Debug)]
@@ -31,20 +38,6 @@ pub struct Capabilities {
     pub virtual_clock: bool,
 }
 
-#[derive(Debug, Error)]
-pub enum TargetError {
-    /// The target cannot run this case here (missing privilege, unsupported node
-    /// configuration): the case is skipped with this reason, never failed.
-    #[error("not applicable: {0}")]
-    NotApplicable(String),
-    /// The target rejected the pod.
-    #[error("the target rejected the pod: {0}")]
-    Rejected(String),
-    /// The target broke.
-    #[error("{0}")]
-    Failed(String),
-}
-
 #[async_trait]
 pub trait Target: Send + Sync {
     /// How the target is named on the command line and in reports.
@@ -55,16 +48,23 @@ pub trait Target: Send + Sync {
     fn agent_image(&self) -> String;
     /// Creates the pod on a node with the given kubelet configuration.
     async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError>;
-    /// Every status the pod has from creation on, each with the time the target set it.
-    /// The stream ends when the target has nothing more to show.
-    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError>;
+    /// Every state the pod object has from creation on, and the target's events about it,
+    /// each with the time the target set it, in the order the target reports them. The
+    /// stream ends when the target has nothing more to show.
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Observation>, TargetError>;
+    /// Performs a scenario's fault action on the pod and returns once the target has
+    /// acknowledged it; [`TargetError::NotApplicable`] for an action this target cannot
+    /// perform.
+    async fn act(&self, pod: &PodRef, action: &FaultAction) -> Result<(), TargetError>;
     async fn logs(
         &self,
         pod: &PodRef,
         container: &str,
         previous: bool,
     ) -> Result<String, TargetError>;
-    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError>;
+    /// Removes the pod and what it holds once observation is over, whatever its state.
+    /// Cleanup, not a fault action: it is never part of what is checked.
+    async fn remove(&self, pod: &PodRef) -> Result<(), TargetError>;
     /// Removes everything the target created.
     async fn cleanup(&self) -> Result<(), TargetError>;
     /// How long the target took to run each probe, by handler, where it can tell.
@@ -83,9 +83,7 @@ pub async fn from_spec(
         "model" => Ok(Box::new(model::ModelTarget::new(rest, options.seed)?)),
         "local" => Ok(Box::new(local::LocalTarget::new(options)?)),
         "podman" => Ok(Box::new(podman::PodmanTarget::new(options).await?)),
-        other => Err(TargetError::Failed(format!(
-            "unknown target {other:?}: use model, model:DEVIATION, local or podman"
-        ))),
+        other => Err(TargetError::UnknownTarget(other.to_owned())),
     }
 }
 

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
 use podcheck_oracle::predict::MAX_HORIZON;
-use podcheck_oracle::scenario::KubeletParams;
+use podcheck_oracle::scenario::{FaultAction, KubeletParams};
 use podcheck_oracle::simulate::{simulate, Deviation, Seeded};
-use podcheck_oracle::{predict, Scenario, Snapshot, TimingProfile, Trace};
+use podcheck_oracle::{predict, Observation, Scenario, TimingProfile, Trace};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -26,10 +26,10 @@ impl ModelTarget {
             "" => None,
             name => Some(Deviation::parse(name).ok_or_else(|| {
                 let known: Vec<String> = Deviation::ALL.iter().map(|d| d.name()).collect();
-                TargetError::Failed(format!(
-                    "unknown model deviation {name:?}; known: {}",
-                    known.join(", ")
-                ))
+                TargetError::UnknownDeviation {
+                    name: name.to_owned(),
+                    known: known.join(", "),
+                }
             })?),
         };
         Ok(ModelTarget {
@@ -57,13 +57,13 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
             .find(|e| e.name == "PODCHECK_BEHAVIOUR")
             .and_then(|e| e.value.clone())
             .ok_or_else(|| {
-                TargetError::Rejected(format!(
+                TargetError::rejected(format!(
                     "container {} has no PODCHECK_BEHAVIOUR",
                     container.name
                 ))
             })?;
         let behaviour = behaviour_from_json(&text).ok_or_else(|| {
-            TargetError::Rejected(format!(
+            TargetError::rejected(format!(
                 "container {}: malformed PODCHECK_BEHAVIOUR",
                 container.name
             ))
@@ -123,7 +123,7 @@ impl Target for ModelTarget {
 
     async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
         let scenario = scenario_of(&pod, kubelet)?;
-        let prediction = predict(&scenario).map_err(|e| TargetError::Rejected(e.to_string()))?;
+        let prediction = predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?;
         let mut choices = Seeded(self.seed ^ hash(&scenario.name));
         let trace = simulate(&scenario, &prediction, &mut choices, self.deviation);
         let uid = format!("model-{:x}", hash(&scenario.name) ^ self.seed);
@@ -137,13 +137,23 @@ impl Target for ModelTarget {
         Ok(reference)
     }
 
-    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Observation>, TargetError> {
         let trace = self
             .traces()
             .get(&pod.uid)
             .cloned()
-            .ok_or_else(|| TargetError::Failed(format!("no pod {}", pod.uid)))?;
-        Ok(Box::pin(futures::stream::iter(trace.snapshots)))
+            .ok_or_else(|| TargetError::NoSuchPod(pod.uid.clone()))?;
+        let observations = trace.snapshots.into_iter().map(Observation::Snapshot);
+        Ok(Box::pin(futures::stream::iter(observations)))
+    }
+
+    /// The simulation is drawn when the pod is created, from the pod alone; until the oracle
+    /// models an action, the model target has nothing to act it out with.
+    async fn act(&self, _pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
+        Err(TargetError::NotApplicable(format!(
+            "the model target cannot act out {}: the oracle does not model it yet",
+            action.name()
+        )))
     }
 
     async fn logs(
@@ -155,7 +165,7 @@ impl Target for ModelTarget {
         Ok(String::new())
     }
 
-    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
+    async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
         self.traces().remove(&pod.uid);
         Ok(())
     }

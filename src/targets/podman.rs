@@ -22,8 +22,8 @@ use k8s_openapi::api::core::v1::{
     ContainerStatus, Pod, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use podcheck_oracle::scenario::KubeletParams;
-use podcheck_oracle::{Snapshot, TimingProfile};
+use podcheck_oracle::scenario::{FaultAction, KubeletParams};
+use podcheck_oracle::{Observation, Snapshot, TimingProfile};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -74,9 +74,9 @@ impl PodmanTarget {
         );
         let dir = std::env::temp_dir().join(format!("podcheck-podman-{run_id}"));
         std::fs::create_dir_all(&dir)
-            .map_err(|e| TargetError::Failed(format!("failed to create {}: {e}", dir.display())))?;
+            .map_err(|e| TargetError::io(format!("create {}", dir.display()), e))?;
         std::fs::write(dir.join("containers.conf"), CONTAINERS_CONF)
-            .map_err(|e| TargetError::Failed(format!("failed to write containers.conf: {e}")))?;
+            .map_err(|e| TargetError::io("write containers.conf", e))?;
         let target = PodmanTarget {
             options: options.clone(),
             dir,
@@ -85,7 +85,9 @@ impl PodmanTarget {
         };
         match target.podman(&["--version"]).await {
             Ok(_) => {}
-            Err(TargetError::Failed(message)) if message.contains("No such file") => {
+            Err(TargetError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 return Err(TargetError::NotApplicable(install_hint()))
             }
             Err(err) => return Err(err),
@@ -111,7 +113,7 @@ impl PodmanTarget {
         let agent = super::local::find_agent(self.options.agent_binary.as_ref())?;
         let archive = self.dir.join("podcheck-agent.tar");
         let image = crate::image::build_agent_archive(&agent, &archive, crate::image::AGENT_IMAGE)
-            .map_err(TargetError::Failed)?;
+            .map_err(TargetError::Image)?;
         // Loading the same archive again is cheap for podman (layers are shared), and it
         // guarantees the tag points at this build of the agent.
         let archive_path = archive.display().to_string();
@@ -127,7 +129,7 @@ impl PodmanTarget {
             ])
             .await?;
         if !image.config_digest.ends_with(id.trim()) {
-            return Err(TargetError::Failed(format!(
+            return Err(TargetError::Broken(format!(
                 "podman has image {} for {}, expected {}",
                 id.trim(),
                 crate::image::AGENT_IMAGE,
@@ -345,10 +347,10 @@ impl Target for PodmanTarget {
             }
         }
         let yaml = self.dir.join(format!("{name}.yaml"));
-        let text = serde_saphyr::to_string(&pod)
-            .map_err(|e| TargetError::Failed(format!("failed to write the pod YAML: {e}")))?;
+        let text =
+            serde_saphyr::to_string(&pod).map_err(|e| TargetError::rejected(e.to_string()))?;
         std::fs::write(&yaml, text)
-            .map_err(|e| TargetError::Failed(format!("failed to write {}: {e}", yaml.display())))?;
+            .map_err(|e| TargetError::io(format!("write {}", yaml.display()), e))?;
         let created_at = Time(jiff::Timestamp::now());
         let yaml_path = yaml.display().to_string();
         let record = PodmanPod {
@@ -365,7 +367,7 @@ impl Target for PodmanTarget {
             self.lock().remove(&name);
             let _ = self.remove(&name, &record).await;
             return Err(match err {
-                TargetError::Failed(message) => TargetError::Rejected(message),
+                err @ TargetError::Command { .. } => TargetError::Rejected(Box::new(err)),
                 other => other,
             });
         }
@@ -377,12 +379,12 @@ impl Target for PodmanTarget {
         })
     }
 
-    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Snapshot>, TargetError> {
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Observation>, TargetError> {
         let containers = self
             .lock()
             .get(&pod.uid)
             .map(|p| p.containers.clone())
-            .ok_or_else(|| TargetError::Failed(format!("no pod {}", pod.uid)))?;
+            .ok_or_else(|| TargetError::NoSuchPod(pod.uid.clone()))?;
         let name = pod.name.clone();
         let conf = self.dir.join("containers.conf");
         let state = (name, containers, conf, None::<PodStatus>);
@@ -396,10 +398,10 @@ impl Target for PodmanTarget {
                     };
                     if previous.as_ref() != Some(&status) {
                         previous = Some(status.clone());
-                        let snapshot = Snapshot {
-                            at: Time(jiff::Timestamp::now()),
+                        let snapshot = Observation::Snapshot(Snapshot::of_status(
+                            Time(jiff::Timestamp::now()),
                             status,
-                        };
+                        ));
                         return Some((snapshot, (name, containers, conf, previous)));
                     }
                     tokio::time::sleep(POLL_INTERVAL).await;
@@ -418,7 +420,21 @@ impl Target for PodmanTarget {
             .await
     }
 
-    async fn delete(&self, pod: &PodRef) -> Result<(), TargetError> {
+    async fn act(&self, pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
+        match action {
+            FaultAction::KillContainer { container } => self
+                .podman(&[
+                    "kill",
+                    "--signal",
+                    "KILL",
+                    &format!("{}-{container}", pod.name),
+                ])
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
         let record = self.lock().remove(&pod.uid);
         match record {
             Some(record) => self.remove(&pod.uid, &record).await,
@@ -458,24 +474,22 @@ async fn run_podman(conf: &std::path::Path, args: &[&str]) -> Result<String, Tar
         .env("CONTAINERS_CONF", conf)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    let command_line = || format!("podman {}", args.join(" "));
     let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
         .await
-        .map_err(|_| {
-            TargetError::Failed(format!(
-                "podman {} did not answer within {COMMAND_TIMEOUT:?}",
-                args.join(" ")
-            ))
+        .map_err(|_| TargetError::CommandTimedOut {
+            command: command_line(),
+            timeout: COMMAND_TIMEOUT,
         })?
-        .map_err(|e| TargetError::Failed(format!("failed to run podman: {e}")))?;
+        .map_err(|e| TargetError::io("run podman", e))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(TargetError::Failed(format!(
-            "podman {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
+        Err(TargetError::Command {
+            command: command_line(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
     }
 }
 
