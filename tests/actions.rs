@@ -1,0 +1,150 @@
+//! The harness acts: a scenario's fault schedule is performed on a real target at its spec
+//! time, recorded in the trace with its request and acknowledgement times, and the
+//! target's reaction shows in the snapshots. Runs on the local runtime (needs root;
+//! skipped with the reason otherwise, except under `CI=true`).
+
+use podcheck::compile::compile;
+use podcheck::harness::observe;
+use podcheck::targets::{self, TargetError, TargetOptions};
+use podcheck_oracle::scenario::{Fault, FaultAction};
+use podcheck_oracle::{predict, ActionResult, Scenario, SpecDuration};
+
+const FOREVER: &str = r#"
+name: killed-from-outside
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: killed-from-outside}
+  spec:
+    containers:
+      - name: app
+behaviours:
+  app: {then: forever}
+"#;
+
+fn privileged() -> bool {
+    match podcheck_runtime::sys::check_privileges() {
+        Ok(()) => true,
+        Err(reason) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must run the local runtime's tests: {reason}"
+            );
+            eprintln!("skipped: {reason}");
+            false
+        }
+    }
+}
+
+fn kill_app_at(secs: u64) -> Fault {
+    Fault {
+        at: SpecDuration::from_secs(secs),
+        action: FaultAction::KillContainer {
+            container: "app".to_owned(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_kill_is_performed_on_time_and_recorded() {
+    if !privileged() {
+        return;
+    }
+    let scenario = Scenario::from_yaml("actions", FOREVER).expect("scenario");
+    let prediction = predict(&scenario).expect("prediction");
+    let target = targets::from_spec("local", &TargetOptions::default())
+        .await
+        .expect("local target");
+    let timing = target.timing();
+    let pod = compile(&scenario, &target.agent_image(), timing.time_scale);
+    let reference = target.create(pod, &scenario.kubelet).await.expect("create");
+    let fault = kill_app_at(3);
+    let trace = observe(target.as_ref(), &reference, &prediction, &[fault.clone()])
+        .await
+        .expect("observe");
+    target.remove(&reference).await.expect("remove");
+    target.cleanup().await.expect("cleanup");
+
+    assert_eq!(trace.actions.len(), 1, "{:?}", trace.actions);
+    let record = &trace.actions[0];
+    assert_eq!(record.action, fault.action);
+    assert_eq!(record.result, ActionResult::Done);
+    let requested = trace.spec_ms(&record.requested_at);
+    let acknowledged = trace.spec_ms(record.acknowledged_at.as_ref().expect("acknowledged"));
+    let tolerance = timing.tolerance_ms as i64;
+    assert!(
+        (requested - 3000).abs() <= tolerance,
+        "requested at {requested} spec ms, due at 3000 (tolerance {tolerance})"
+    );
+    assert!(acknowledged >= requested);
+
+    // The kubelet part sees a death by SIGKILL (137, Error) and, under Always, restarts
+    // the container at once (the first restart has no back-off).
+    let statuses = trace
+        .snapshots
+        .iter()
+        .flat_map(|s| s.status.container_statuses.iter().flatten());
+    let killed = statuses
+        .clone()
+        .filter_map(|s| s.last_state.as_ref()?.terminated.as_ref())
+        .chain(
+            statuses
+                .clone()
+                .filter_map(|s| s.state.as_ref()?.terminated.as_ref()),
+        )
+        .next()
+        .expect("the kill shows as a termination");
+    assert_eq!(killed.exit_code, 137);
+    assert_eq!(killed.reason.as_deref(), Some("Error"));
+    let finished = trace.spec_ms(killed.finished_at.as_ref().expect("finishedAt"));
+    assert!(finished >= requested - tolerance, "finished at {finished}");
+    assert!(
+        statuses.clone().any(|s| s.restart_count == 1
+            && s.state
+                .as_ref()
+                .is_some_and(|state| state.running.is_some())),
+        "the killed container is restarted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actions_a_target_cannot_perform_are_not_applicable() {
+    let target = targets::from_spec("model", &TargetOptions::default())
+        .await
+        .expect("model target");
+    let scenario = Scenario::from_yaml("actions", FOREVER).expect("scenario");
+    let pod = compile(&scenario, &target.agent_image(), 1.0);
+    let reference = target.create(pod, &scenario.kubelet).await.expect("create");
+    let prediction = predict(&scenario).expect("prediction");
+    let trace = observe(target.as_ref(), &reference, &prediction, &[kill_app_at(3)])
+        .await
+        .expect("observe");
+    assert!(
+        matches!(&trace.actions[..], [record] if matches!(record.result, ActionResult::NotApplicable(_))),
+        "{:?}",
+        trace.actions
+    );
+    assert_eq!(trace.spec_ms(&trace.actions[0].requested_at), 3000);
+    let direct = target.act(&reference, &kill_app_at(3).action).await;
+    assert!(matches!(direct, Err(TargetError::NotApplicable(_))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_container_that_does_not_run_is_an_error_not_a_success() {
+    if !privileged() {
+        return;
+    }
+    let target = targets::from_spec("local", &TargetOptions::default())
+        .await
+        .expect("local target");
+    let scenario = Scenario::from_yaml("actions", FOREVER).expect("scenario");
+    let pod = compile(&scenario, &target.agent_image(), target.timing().time_scale);
+    let reference = target.create(pod, &scenario.kubelet).await.expect("create");
+    let missing = FaultAction::KillContainer {
+        container: "nope".to_owned(),
+    };
+    let result = target.act(&reference, &missing).await;
+    target.remove(&reference).await.expect("remove");
+    target.cleanup().await.expect("cleanup");
+    assert!(matches!(result, Err(TargetError::Runtime(_))), "{result:?}");
+}
