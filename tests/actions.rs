@@ -59,9 +59,14 @@ async fn a_scheduled_kill_is_performed_on_time_and_recorded() {
     let pod = compile(&scenario, &target.agent_image(), timing.time_scale);
     let reference = target.create(pod, &scenario.kubelet).await.expect("create");
     let fault = kill_app_at(3);
-    let trace = observe(target.as_ref(), &reference, &prediction, &[fault.clone()])
-        .await
-        .expect("observe");
+    let trace = observe(
+        target.as_ref(),
+        &reference,
+        &prediction,
+        std::slice::from_ref(&fault),
+    )
+    .await
+    .expect("observe");
     target.remove(&reference).await.expect("remove");
     target.cleanup().await.expect("cleanup");
 
