@@ -4,6 +4,7 @@
 //! Pure and deterministic: no I/O beyond reading a scenario file on request, no clock,
 //! no async runtime.
 
+pub mod behaviour;
 pub mod check;
 pub mod duration;
 pub mod errors;
@@ -16,9 +17,10 @@ pub mod simulate;
 pub mod trace;
 pub mod validation;
 
+pub use behaviour::{Behaviour, Run};
 pub use check::{check, Outcome, Verdict, Violation};
 pub use duration::SpecDuration;
 pub use errors::ScenarioError;
 pub use predict::{predict, PredictError, Prediction};
-pub use scenario::{Behaviour, RestartPolicy, Run, Scenario};
+pub use scenario::{RestartPolicy, Scenario};
 pub use trace::{Snapshot, TimingProfile, Trace};

@@ -6,9 +6,10 @@
 //! the checker applies them to every observed snapshot and the model target uses them to
 //! produce its own snapshots.
 
+use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
 use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan};
-use crate::scenario::{BackOffParams, RestartPolicy, Run, Scenario};
+use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
 
 /// PLEG relist period (`genericPlegRelistPeriod`, pkg/kubelet/kubelet.go): a container's exit
@@ -163,7 +164,7 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
             let behaviour = scenario
                 .behaviour(&container.name)
                 .cloned()
-                .unwrap_or_else(crate::scenario::Behaviour::forever);
+                .unwrap_or_else(Behaviour::forever);
             // Scenarios are validated before they are planned; an unreadable probe here
             // is planned as no probe and reported as an ambiguity.
             let (probes, unreadable) = match scenario.container_probes(container, index) {
@@ -197,7 +198,7 @@ pub fn effective_back_off(params: BackOffParams) -> BackOffParams {
 
 fn plan_one(
     name: &str,
-    behaviour: &crate::scenario::Behaviour,
+    behaviour: &Behaviour,
     probes: &ContainerProbes,
     policy: RestartPolicy,
     back_off: BackOffParams,

@@ -19,8 +19,8 @@
 //! which a threshold is crossed. Where timing noise could decide whether a threshold is
 //! crossed at all, the scenario has no single prediction and is refused.
 
+use crate::behaviour::{Answer, Behaviour, Health};
 use crate::duration::SpecDuration;
-use crate::scenario::{Answer, Behaviour, Health};
 pub use crate::validation::ProbeKind;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -1050,7 +1050,7 @@ impl ProbePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{Endpoint, Run, Scripted};
+    use crate::behaviour::{Endpoint, Run, Scripted};
     use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction};
     use std::collections::BTreeMap;
 

@@ -5,11 +5,12 @@
 //! can show that the checker accepts every trace the model allows, including its extremes.
 //! A [`Deviation`] plants one known bug, to show that the checker catches it.
 
+use crate::behaviour::Answer;
 use crate::duration::SpecDuration;
 use crate::model::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::ProbePlan;
-use crate::scenario::{Answer, RestartPolicy, Scenario};
+use crate::scenario::{RestartPolicy, Scenario};
 use crate::trace::{Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
