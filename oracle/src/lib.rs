@@ -6,9 +6,10 @@
 
 pub mod behaviour;
 pub mod check;
+pub mod derive;
 pub mod duration;
 pub mod errors;
-pub mod model;
+pub mod plan;
 pub mod predict;
 pub mod probes;
 pub mod rules;

@@ -1,7 +1,7 @@
 //! `predict`: what must happen to a scenario's pod, as time windows and expected states.
 
 use crate::duration::SpecDuration;
-use crate::model::{self, AfterExit, ContainerPlan, STATUS_LAG};
+use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG};
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 use serde::Serialize;
 use thiserror::Error;
@@ -48,15 +48,16 @@ pub enum PredictError {
     },
 }
 
-/// Margin around timing thresholds within which the oracle refuses to decide.
-pub const AMBIGUITY_MARGIN: SpecDuration = SpecDuration::from_secs(30);
+/// Distance from the 600 s back-off reset threshold ([`plan::BACK_OFF_RESET_AFTER`])
+/// within which a container's run length leaves the restart that follows undecided.
+pub const BACK_OFF_RESET_MARGIN: SpecDuration = SpecDuration::from_secs(30);
 
 pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
-    let probe = model::plan_containers(scenario, MAX_HORIZON);
-    if model::reset_is_ambiguous(&probe, AMBIGUITY_MARGIN) {
+    let probe = plan::plan_containers(scenario, MAX_HORIZON);
+    if plan::reset_is_ambiguous(&probe, BACK_OFF_RESET_MARGIN) {
         return Err(PredictError::AmbiguousReset {
             scenario: scenario.name.clone(),
-            margin: AMBIGUITY_MARGIN,
+            margin: BACK_OFF_RESET_MARGIN,
         });
     }
     if let Some(plan) = probe.iter().find(|p| p.ambiguity.is_some()) {
@@ -70,7 +71,7 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
         .observe_for
         .unwrap_or_else(|| default_horizon(&probe))
         .min(MAX_HORIZON);
-    let containers = model::plan_containers(scenario, horizon);
+    let containers = plan::plan_containers(scenario, horizon);
     let policy = scenario.restart_policy();
     let terminal_phase = if containers.iter().all(|c| c.final_exit_code().is_some()) {
         let all_zero = containers.iter().all(|c| c.final_exit_code() == Some(0));
@@ -89,7 +90,7 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
     Ok(Prediction {
         scenario: scenario.name.clone(),
         restart_policy: policy,
-        back_off: model::effective_back_off(scenario.kubelet.crash_loop_back_off),
+        back_off: plan::effective_back_off(scenario.kubelet.crash_loop_back_off),
         horizon,
         containers,
         terminal_phase,

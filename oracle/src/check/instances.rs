@@ -4,7 +4,8 @@
 
 use super::probes::surprise_rule;
 use super::{secs, window_text, Collector};
-use crate::model::{self, AfterExit, STATUS_LAG};
+use crate::derive::{go_duration, terminated_reason};
+use crate::plan::{AfterExit, ContainerPlan, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::scenario::RestartPolicy;
 use crate::trace::Trace;
@@ -179,7 +180,7 @@ pub(super) fn check_container_snapshot(
 /// show, so the bound cannot fail a correct target.
 pub(super) fn check_restart_count_bound(
     out: &mut Collector,
-    plan: &model::ContainerPlan,
+    plan: &ContainerPlan,
     cs: &ContainerStatus,
     t: i64,
     tol: i64,
@@ -222,7 +223,7 @@ fn check_terminated_reason(
     reason: Option<&str>,
     t: i64,
 ) {
-    let expected = model::terminated_reason(exit_code);
+    let expected = terminated_reason(exit_code);
     if reason != Some(expected) {
         out.add(
             "container.state.terminated",
@@ -237,7 +238,7 @@ fn check_terminated_reason(
 pub(super) fn check_instances(
     out: &mut Collector,
     prediction: &Prediction,
-    plan: &model::ContainerPlan,
+    plan: &ContainerPlan,
     obs: &ObservedContainer,
     tol: i64,
     end: i64,
@@ -422,7 +423,7 @@ pub(super) fn check_instances(
                     let next_start = obs.instances.get(&(index + 1)).and_then(|n| n.started);
                     let window_over = next_start.is_some() || end > f + back_off.as_millis() as i64;
                     let wait = obs.crash_loop_waits.get(&index);
-                    let shown_back_off = model::go_duration(back_off);
+                    let shown_back_off = go_duration(back_off);
                     let expected_message = format!(
                         "back-off {shown_back_off} restarting failed container={}",
                         plan.name

@@ -6,7 +6,7 @@ use super::instances::ObservedContainer;
 use super::workload_log::{answers, field, WorkloadLog};
 use super::{secs, Collector};
 use crate::duration::SpecDuration;
-use crate::model;
+use crate::plan::{ContainerPlan, InstancePlan};
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::ContainerStatus;
 
@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::ContainerStatus;
 /// moment of its instance (timed from the instance's observed start).
 pub(super) fn check_probe_flags(
     out: &mut Collector,
-    plan: &model::ContainerPlan,
+    plan: &ContainerPlan,
     obs: &ObservedContainer,
     cs: &ContainerStatus,
     t: i64,
@@ -185,11 +185,7 @@ pub(super) fn check_probe_flags(
 
 /// The workload's own log shows each liveness probe it answered: a kill must follow
 /// failureThreshold consecutive failed answers, whatever the timing looked like.
-pub(super) fn check_liveness_log(
-    out: &mut Collector,
-    plan: &model::ContainerPlan,
-    lines: &[String],
-) {
+pub(super) fn check_liveness_log(out: &mut Collector, plan: &ContainerPlan, lines: &[String]) {
     let log = WorkloadLog::parse(lines);
     let Some(index) = log.start else {
         return;
@@ -235,7 +231,7 @@ pub(super) fn check_liveness_log(
 /// tolerance, so a skewed clock can only weaken the check.
 pub(super) fn check_readiness_log(
     out: &mut Collector,
-    plan: &model::ContainerPlan,
+    plan: &ContainerPlan,
     lines: &[String],
     trace: &Trace,
 ) {
@@ -284,7 +280,7 @@ pub(super) fn check_readiness_log(
 
 /// The rule an unpredicted end of an instance breaks, given the probes that might have
 /// caused it.
-pub(super) fn surprise_rule(instance: &model::InstancePlan, at: i64) -> &'static str {
+pub(super) fn surprise_rule(instance: &InstancePlan, at: i64) -> &'static str {
     let Some(plan) = &instance.probes else {
         return "container.runs-to-completion";
     };

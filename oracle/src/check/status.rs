@@ -2,7 +2,7 @@
 //! derives from that snapshot's container states; a terminal phase is never left.
 
 use super::{secs, Collector};
-use crate::model;
+use crate::derive::{derive_conditions, derive_phase, is_terminal_phase};
 use crate::predict::Prediction;
 use crate::scenario::RestartPolicy;
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
@@ -50,7 +50,7 @@ impl PhaseWatch {
         if phase == "Running" {
             self.running_seen = true;
         }
-        let derived = model::derive_phase(names, statuses, policy);
+        let derived = derive_phase(names, statuses, policy);
         if let Some((terminal_phase, since)) = &self.terminal {
             if phase != terminal_phase {
                 out.add(
@@ -91,7 +91,7 @@ impl PhaseWatch {
                 }
             }
         }
-        if self.terminal.is_none() && model::is_terminal_phase(phase) {
+        if self.terminal.is_none() && is_terminal_phase(phase) {
             self.terminal = Some((phase.to_owned(), t));
         }
     }
@@ -144,9 +144,7 @@ fn phase_rule(
         "Pending" => "phase.pending",
         "Succeeded" => "phase.succeeded",
         "Failed" => "phase.failed",
-        _ if policy == RestartPolicy::Always
-            && (all_stopped || model::is_terminal_phase(observed)) =>
-        {
+        _ if policy == RestartPolicy::Always && (all_stopped || is_terminal_phase(observed)) => {
             "phase.always-never-terminal"
         }
         _ if policy == RestartPolicy::OnFailure && all_stopped => {
@@ -190,7 +188,7 @@ pub(super) fn check_conditions(
             .and_then(|st| st.running.as_ref())
             .is_some()
     });
-    for expected in model::derive_conditions(names, statuses, phase, true) {
+    for expected in derive_conditions(names, statuses, phase, true) {
         let rule = match expected.type_ {
             "PodScheduled" => "condition.pod-scheduled",
             "PodReadyToStartContainers" => "condition.pod-ready-to-start-containers",

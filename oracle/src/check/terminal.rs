@@ -4,7 +4,7 @@
 
 use super::instances::ObservedContainer;
 use super::{secs, Collector};
-use crate::model::STATUS_LAG;
+use crate::plan::STATUS_LAG;
 use crate::predict::Prediction;
 use crate::scenario::RestartPolicy;
 use k8s_openapi::api::core::v1::PodCondition;

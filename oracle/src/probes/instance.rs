@@ -4,8 +4,8 @@
 
 use super::segments::{cross, first_of_its_outcome, may_continue, Crossing};
 use super::{
-    Ambiguous, ContainerProbes, Handler, Outcome, ProbeKind, ProbeModel, Segment, AMBIGUITY_MARGIN,
-    LISTEN_LATENCY, PROBE_ACTION_LAG, PROBE_SLACK,
+    Ambiguous, ContainerProbes, Handler, ProbeKind, ProbeModel, ProbeResult, Segment,
+    LISTEN_LATENCY, PROBE_ACTION_LAG, PROBE_SLACK, PROBE_TIMING_MARGIN,
 };
 use crate::behaviour::{Answer, Health};
 use crate::duration::SpecDuration;
@@ -121,38 +121,38 @@ fn readiness_log(probes: &ContainerProbes, health: Option<&Health>) -> Option<(S
 /// kubelet's worker keeps counting on the next container.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Carry {
-    pub startup: Outcomes,
-    pub liveness: Outcomes,
-    pub readiness: Outcomes,
+    pub startup: ProbeResults,
+    pub liveness: ProbeResults,
+    pub readiness: ProbeResults,
 }
 
-/// A set of outcomes (success, failure).
+/// A set of probe results (success, failure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Outcomes {
+pub struct ProbeResults {
     pub success: bool,
     pub failure: bool,
 }
 
-impl Outcomes {
-    pub fn contains(self, outcome: Outcome) -> bool {
+impl ProbeResults {
+    pub fn contains(self, outcome: ProbeResult) -> bool {
         match outcome {
-            Outcome::Success => self.success,
-            Outcome::Failure => self.failure,
-            Outcome::Error => false,
+            ProbeResult::Success => self.success,
+            ProbeResult::Failure => self.failure,
+            ProbeResult::Error => false,
         }
     }
 
-    fn with(mut self, outcome: Option<Outcome>) -> Self {
+    fn with(mut self, outcome: Option<ProbeResult>) -> Self {
         match outcome {
-            Some(Outcome::Success) => self.success = true,
-            Some(Outcome::Failure) => self.failure = true,
+            Some(ProbeResult::Success) => self.success = true,
+            Some(ProbeResult::Failure) => self.failure = true,
             _ => {}
         }
         self
     }
 
-    fn union(self, other: Outcomes) -> Outcomes {
-        Outcomes {
+    fn union(self, other: ProbeResults) -> ProbeResults {
+        ProbeResults {
             success: self.success || other.success,
             failure: self.failure || other.failure,
         }
@@ -163,7 +163,7 @@ impl Outcomes {
 /// or the timeout's that produced the outcome.
 fn late_rules(kind_rule: &'static str, probe: &ProbeModel, segment: &Segment) -> Vec<&'static str> {
     let cause = if segment.timed_out
-        || (segment.outcome == Outcome::Success && segment.latency > SpecDuration::ZERO)
+        || (segment.outcome == ProbeResult::Success && segment.latency > SpecDuration::ZERO)
     {
         "probe.timeout"
     } else {
@@ -286,7 +286,7 @@ fn plan_listening_after(
         liveness_fails: probes.liveness.as_ref().is_some_and(|l| {
             l.segments(health, latency)
                 .iter()
-                .any(|s| s.outcome == Outcome::Failure)
+                .any(|s| s.outcome == ProbeResult::Failure)
         }),
         liveness_slow_success: probes
             .liveness
@@ -315,7 +315,7 @@ fn plan_listening_after(
             let segments = startup.segments(health, latency);
             let mut started = None;
             for (index, segment) in segments.iter().enumerate() {
-                if segment.outcome == Outcome::Error {
+                if segment.outcome == ProbeResult::Error {
                     continue;
                 }
                 let carried = (first_of_its_outcome(&segments, index)
@@ -323,7 +323,7 @@ fn plan_listening_after(
                     || may_continue(&segments, index, startup);
                 match cross(startup, segment, gate, false, carried)? {
                     Crossing::Never => continue,
-                    Crossing::At(lo, hi) if segment.outcome == Outcome::Success => {
+                    Crossing::At(lo, hi) if segment.outcome == ProbeResult::Success => {
                         started = Some((lo, hi));
                         plan.started = Some(Window {
                             lo: widen((lo, hi)).0,
@@ -378,17 +378,17 @@ fn plan_listening_after(
         );
         let segments = liveness.segments(health, latency);
         for (index, segment) in segments.iter().enumerate() {
-            if segment.outcome != Outcome::Failure {
+            if segment.outcome != ProbeResult::Failure {
                 continue;
             }
             let carried = (first_of_its_outcome(&segments, index)
-                && carry.liveness.contains(Outcome::Failure))
+                && carry.liveness.contains(ProbeResult::Failure))
                 || may_continue(&segments, index, liveness);
             if let Crossing::At(lo, hi) = cross(liveness, segment, gate, false, carried)? {
                 // The log shows the run only if every failure in it was answered (not a
                 // refused connection) and logged on this instance.
                 let answered = index >= 1
-                    && segments[index - 1].outcome == Outcome::Success
+                    && segments[index - 1].outcome == ProbeResult::Success
                     && !carried
                     && health.is_some_and(|h| segment.from >= h.listen_after + latency)
                     && gate.0 <= segment.from;
@@ -419,8 +419,8 @@ fn plan_listening_after(
 
     if let Some((kind, (lo, hi), window)) = kill_at {
         match exits_at {
-            Some(exit) if exit + AMBIGUITY_MARGIN + PROBE_SLACK < lo => {}
-            Some(exit) if exit <= hi + AMBIGUITY_MARGIN + PROBE_SLACK => {
+            Some(exit) if exit + PROBE_TIMING_MARGIN + PROBE_SLACK < lo => {}
+            Some(exit) if exit <= hi + PROBE_TIMING_MARGIN + PROBE_SLACK => {
                 return Err(Ambiguous(format!(
                     "the process exits at {exit}, inside the window [{lo}, {hi}] in which the {kind:?} probe kills it"
                 )));
@@ -448,26 +448,26 @@ fn plan_listening_after(
         );
         let startup_gate = probes.startup.as_ref().map(|_| started);
         let segments = readiness.segments(health, latency);
-        let mut cached = Outcome::Failure;
+        let mut cached = ProbeResult::Failure;
         let mut first = true;
         for (index, segment) in segments.iter().enumerate() {
             if end.is_some_and(|end| segment.from >= end) {
                 break;
             }
-            if segment.outcome == Outcome::Error || segment.outcome == cached {
+            if segment.outcome == ProbeResult::Error || segment.outcome == cached {
                 continue;
             }
             let carried = (first_of_its_outcome(&segments, index)
                 && carry.readiness.contains(segment.outcome))
                 || may_continue(&segments, index, readiness);
-            let on_demand = segment.outcome == Outcome::Success;
+            let on_demand = segment.outcome == ProbeResult::Success;
             match cross(readiness, segment, gate, on_demand, carried)? {
                 Crossing::Never => {}
                 Crossing::At(lo, hi) => {
                     if end.is_some_and(|end| lo >= end) {
                         break;
                     }
-                    let to = segment.outcome == Outcome::Success;
+                    let to = segment.outcome == ProbeResult::Success;
                     let default = if !to {
                         "probe.readiness.transitions"
                     } else if first {
@@ -510,9 +510,9 @@ fn plan_listening_after(
                 .iter()
                 .find(|s| s.from <= at && s.until.is_none_or(|u| at < u))
                 .map(|s| s.outcome)
-                .filter(|o| *o != Outcome::Error)
+                .filter(|o| *o != ProbeResult::Error)
         };
-        let dying = Outcomes {
+        let dying = ProbeResults {
             success: false,
             failure: true,
         };

@@ -35,7 +35,7 @@ use crate::duration::SpecDuration;
 use serde::Serialize;
 
 pub use crate::validation::ProbeKind;
-pub use instance::{plan_instance, Carry, Flip, Outcomes, ProbePlan, Window};
+pub use instance::{plan_instance, Carry, Flip, ProbePlan, ProbeResults, Window};
 pub use segments::Segment;
 pub use spec::{ContainerProbes, ProbeModel};
 
@@ -46,8 +46,9 @@ pub const AGENT_PROGRAM: &str = "/podcheck-agent";
 /// start of an exec probe.
 pub const PROBE_SLACK: SpecDuration = SpecDuration::from_secs(1);
 
-/// Distance from a threshold within which the oracle refuses to decide.
-pub const AMBIGUITY_MARGIN: SpecDuration = SpecDuration::from_secs(2);
+/// Distance from a probe's timing threshold (its timeout, the last tick a run needs to
+/// reach its threshold, the window of a kill) within which the oracle refuses to decide.
+pub const PROBE_TIMING_MARGIN: SpecDuration = SpecDuration::from_secs(2);
 
 /// How long after its start (or its `listenAfter`) a process may take to listen: a probe
 /// that comes sooner is refused, for the agent as for any server.
@@ -60,9 +61,10 @@ pub const PROBE_ACTION_LAG: SpecDuration = SpecDuration::from_secs(2);
 /// which the runtime reports as 128 + 15.
 pub const KILLED_EXIT_CODE: i32 = 143;
 
+/// The result of one probe attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Outcome {
+pub enum ProbeResult {
     Success,
     Failure,
     /// The probe could not be run; the kubelet discards the attempt.

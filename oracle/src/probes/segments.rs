@@ -2,7 +2,7 @@
 //! decides it, and when a run of consecutive outcomes crosses the probe's threshold.
 
 use super::spec::Reach;
-use super::{Ambiguous, Outcome, ProbeModel, AMBIGUITY_MARGIN, PROBE_SLACK};
+use super::{Ambiguous, ProbeModel, ProbeResult, PROBE_SLACK, PROBE_TIMING_MARGIN};
 use crate::behaviour::{Answer, Health};
 use crate::duration::SpecDuration;
 
@@ -12,7 +12,7 @@ pub struct Segment {
     pub from: SpecDuration,
     /// None: to the end of the instance.
     pub until: Option<SpecDuration>,
-    pub outcome: Outcome,
+    pub outcome: ProbeResult,
     /// How long after the request the result is known (a slow answer, a timeout).
     pub latency: SpecDuration,
     /// Whether the outcome comes from a timeout.
@@ -20,8 +20,8 @@ pub struct Segment {
 }
 
 impl ProbeModel {
-    fn threshold(&self, outcome: Outcome) -> u32 {
-        if outcome == Outcome::Success {
+    fn threshold(&self, outcome: ProbeResult) -> u32 {
+        if outcome == ProbeResult::Success {
             self.success_threshold
         } else {
             self.failure_threshold
@@ -34,34 +34,34 @@ impl ProbeModel {
         health: Option<&Health>,
         at: SpecDuration,
         latency: SpecDuration,
-    ) -> (Outcome, SpecDuration, bool) {
+    ) -> (ProbeResult, SpecDuration, bool) {
         let listening = health.is_some_and(|h| at >= h.listen_after + latency);
         let endpoint = |name: &str| health.and_then(|h| h.endpoints.get(name));
         match &self.reach {
             Reach::Constant(outcome) => (*outcome, SpecDuration::ZERO, false),
-            Reach::HealthPort if listening => (Outcome::Success, SpecDuration::ZERO, false),
+            Reach::HealthPort if listening => (ProbeResult::Success, SpecDuration::ZERO, false),
             Reach::TcpEndpoint(name) if listening => {
                 match endpoint(name).map(|e| e.answer_at(at)) {
                     Some(Answer::Ok | Answer::Slow(_)) => {
-                        (Outcome::Success, SpecDuration::ZERO, false)
+                        (ProbeResult::Success, SpecDuration::ZERO, false)
                     }
-                    _ => (Outcome::Failure, SpecDuration::ZERO, false),
+                    _ => (ProbeResult::Failure, SpecDuration::ZERO, false),
                 }
             }
             Reach::GrpcService(name) if listening && name.is_empty() => {
-                (Outcome::Success, SpecDuration::ZERO, false)
+                (ProbeResult::Success, SpecDuration::ZERO, false)
             }
             Reach::Endpoint(Some(name)) | Reach::GrpcService(name) if listening => {
                 match endpoint(name).map(|e| e.answer_at(at)) {
-                    Some(Answer::Ok) => (Outcome::Success, SpecDuration::ZERO, false),
+                    Some(Answer::Ok) => (ProbeResult::Success, SpecDuration::ZERO, false),
                     Some(Answer::Slow(delay)) if delay < self.timeout => {
-                        (Outcome::Success, delay, false)
+                        (ProbeResult::Success, delay, false)
                     }
-                    Some(Answer::Slow(_)) => (Outcome::Failure, self.timeout, true),
-                    _ => (Outcome::Failure, SpecDuration::ZERO, false),
+                    Some(Answer::Slow(_)) => (ProbeResult::Failure, self.timeout, true),
+                    _ => (ProbeResult::Failure, SpecDuration::ZERO, false),
                 }
             }
-            _ => (Outcome::Failure, SpecDuration::ZERO, false),
+            _ => (ProbeResult::Failure, SpecDuration::ZERO, false),
         }
     }
 
@@ -110,14 +110,14 @@ impl ProbeModel {
 
     /// Whether the probe never gives a result (every attempt errors).
     pub fn always_errors(&self) -> bool {
-        self.reach == Reach::Constant(Outcome::Error)
+        self.reach == Reach::Constant(ProbeResult::Error)
     }
 
     /// Whether some answer is slow but in time, which a runtime with a wrong timeout fails.
     pub fn has_slow_success(&self, health: Option<&Health>) -> bool {
         self.segments(health, SpecDuration::ZERO)
             .iter()
-            .any(|s| s.outcome == Outcome::Success && s.latency > SpecDuration::ZERO)
+            .any(|s| s.outcome == ProbeResult::Success && s.latency > SpecDuration::ZERO)
     }
 }
 
@@ -159,7 +159,7 @@ pub(super) fn cross(
     let hi = last_tick + segment.latency;
     match segment.until {
         None => Ok(Crossing::At(lo, hi)),
-        Some(until) if until >= last_tick + AMBIGUITY_MARGIN => Ok(Crossing::At(lo, hi)),
+        Some(until) if until >= last_tick + PROBE_TIMING_MARGIN => Ok(Crossing::At(lo, hi)),
         // At most one tick per period fits in the segment: fewer than the threshold.
         Some(until)
             if !on_demand
@@ -180,7 +180,7 @@ pub(super) fn cross(
 pub(super) fn may_continue(segments: &[Segment], index: usize, probe: &ProbeModel) -> bool {
     index >= 2
         && segments[index - 2].outcome == segments[index].outcome
-        && segments[index - 1]
-            .until
-            .is_some_and(|until| until < segments[index - 1].from + probe.period + AMBIGUITY_MARGIN)
+        && segments[index - 1].until.is_some_and(|until| {
+            until < segments[index - 1].from + probe.period + PROBE_TIMING_MARGIN
+        })
 }

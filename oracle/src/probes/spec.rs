@@ -1,7 +1,7 @@
 //! Probe specs: a container's probes defaulted as the API server does, checked against
 //! its behaviour, and what each one reaches in the pod (an endpoint, a port, a constant).
 
-use super::{Handler, Outcome, ProbeKind, AGENT_PROGRAM, AMBIGUITY_MARGIN};
+use super::{Handler, ProbeKind, ProbeResult, AGENT_PROGRAM, PROBE_TIMING_MARGIN};
 use crate::behaviour::{Answer, Behaviour};
 use crate::duration::SpecDuration;
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -13,7 +13,7 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub(super) enum Reach {
     /// Always the same outcome: a port nothing listens on, a missing named port.
-    Constant(Outcome),
+    Constant(ProbeResult),
     /// `GET /<endpoint>` on the health port (exec probes go the same way); None: no such
     /// endpoint (404).
     Endpoint(Option<String>),
@@ -161,7 +161,7 @@ fn resolve_probe(
                 let reach = if health.is_some() {
                     Reach::Endpoint(endpoint_name(name))
                 } else {
-                    Reach::Constant(Outcome::Failure)
+                    Reach::Constant(ProbeResult::Failure)
                 };
                 (Handler::Exec, reach)
             }
@@ -181,7 +181,7 @@ fn resolve_probe(
         }
         let reach = match port_of(&http.port) {
             // `port %q not found`: an error, which the kubelet discards.
-            None => Reach::Constant(Outcome::Error),
+            None => Reach::Constant(ProbeResult::Error),
             Some(port) => {
                 foreign(port, at("httpGet.port"))?;
                 match health {
@@ -190,7 +190,7 @@ fn resolve_probe(
                         let target = target.split('?').next().unwrap_or("");
                         Reach::Endpoint(endpoint_name(target.trim_start_matches('/')))
                     }
-                    _ => Reach::Constant(Outcome::Failure),
+                    _ => Reach::Constant(ProbeResult::Failure),
                 }
             }
         };
@@ -200,7 +200,7 @@ fn resolve_probe(
             return not_modelled(at("tcpSocket.host"), "a probe host other than the pod IP");
         }
         let reach = match port_of(&tcp.port) {
-            None => Reach::Constant(Outcome::Error),
+            None => Reach::Constant(ProbeResult::Error),
             Some(port) => {
                 foreign(port, at("tcpSocket.port"))?;
                 match health {
@@ -209,10 +209,10 @@ fn resolve_probe(
                         .endpoints
                         .iter()
                         .find(|(_, e)| e.tcp_port.map(i32::from) == Some(port))
-                        .map_or(Reach::Constant(Outcome::Failure), |(name, _)| {
+                        .map_or(Reach::Constant(ProbeResult::Failure), |(name, _)| {
                             Reach::TcpEndpoint(name.clone())
                         }),
-                    None => Reach::Constant(Outcome::Failure),
+                    None => Reach::Constant(ProbeResult::Failure),
                 }
             }
         };
@@ -223,7 +223,7 @@ fn resolve_probe(
             Some(h) if h.grpc_port.map(i32::from) == Some(grpc.port) => {
                 Reach::GrpcService(grpc.service.clone().unwrap_or_default())
             }
-            _ => Reach::Constant(Outcome::Failure),
+            _ => Reach::Constant(ProbeResult::Failure),
         };
         (Handler::Grpc, reach)
     } else {
@@ -257,9 +257,9 @@ fn resolve_probe(
                     } else {
                         model.timeout - delay
                     };
-                    if distance < AMBIGUITY_MARGIN {
+                    if distance < PROBE_TIMING_MARGIN {
                         model.ambiguity = Some(format!(
-                            "{}: endpoint {name:?} answers after {delay}, within {AMBIGUITY_MARGIN} of the {} timeout: timing noise would decide the outcome",
+                            "{}: endpoint {name:?} answers after {delay}, within {PROBE_TIMING_MARGIN} of the {} timeout: timing noise would decide the outcome",
                             at("timeoutSeconds"),
                             model.timeout
                         ));
