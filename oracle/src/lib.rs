@@ -23,5 +23,6 @@ pub use check::{check, Outcome, Verdict, Violation};
 pub use duration::SpecDuration;
 pub use errors::ScenarioError;
 pub use predict::{predict, PredictError, Prediction};
+pub use rules::RuleId;
 pub use scenario::{RestartPolicy, Scenario};
 pub use trace::{Snapshot, TimingProfile, Trace};

@@ -9,6 +9,7 @@
 use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
 use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan};
+use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 
 /// PLEG relist period (`genericPlegRelistPeriod`, pkg/kubelet/kubelet.go): a container's exit
@@ -63,7 +64,7 @@ pub struct InstancePlan {
     pub index: u32,
     pub run: Run,
     /// Rule that decides when this instance starts.
-    pub start_rule: &'static str,
+    pub start_rule: RuleId,
     /// Start window: after pod creation for instance 0, after the previous instance's
     /// exit for later ones.
     pub start_after: (SpecDuration, SpecDuration),
@@ -209,7 +210,7 @@ fn plan_one(
     let mut entry: Option<BackOffEntry> = None;
     let (mut earliest, mut latest) = (SpecDuration::ZERO, FIRST_START_WITHIN);
     let mut start_after = (SpecDuration::ZERO, FIRST_START_WITHIN);
-    let mut start_rule = "container.state.running";
+    let mut start_rule = RuleId::ContainerStateRunning;
     let mut index = 0u32;
     loop {
         let run = behaviour.run_for_start(index);
@@ -269,13 +270,13 @@ fn plan_one(
             Some(e) if !expired => (
                 e.current,
                 if e.current >= back_off.max {
-                    "restart.backoff.cap"
+                    RuleId::RestartBackoffCap
                 } else {
-                    "restart.backoff.doubling"
+                    RuleId::RestartBackoffDoubling
                 },
             ),
-            Some(_) => (SpecDuration::ZERO, "restart.backoff.reset"),
-            None => (SpecDuration::ZERO, "restart.backoff.first-immediate"),
+            Some(_) => (SpecDuration::ZERO, RuleId::RestartBackoffReset),
+            None => (SpecDuration::ZERO, RuleId::RestartBackoffFirstImmediate),
         };
         let next_start = finished + wait;
         entry = Some(match entry {

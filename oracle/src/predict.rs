@@ -2,6 +2,7 @@
 
 use crate::duration::SpecDuration;
 use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG};
+use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 use serde::Serialize;
 use thiserror::Error;
@@ -30,7 +31,7 @@ pub struct Prediction {
     /// Whether the Running phase lasts long enough that every target must show it.
     pub running_observable: bool,
     /// Every rule this prediction exercises.
-    pub rules: Vec<&'static str>,
+    pub rules: Vec<RuleId>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -132,39 +133,39 @@ fn exercised_rules(
     policy: RestartPolicy,
     terminal_phase: Option<&'static str>,
     running_observable: bool,
-) -> Vec<&'static str> {
+) -> Vec<RuleId> {
     let mut rules = vec![
-        "phase.pending",
-        "container.state.waiting.creating",
-        "container.state.running",
-        "container.runs-to-completion",
-        "container.restart-count",
-        "container.ready.no-probe",
-        "condition.pod-scheduled",
-        "condition.pod-ready-to-start-containers",
-        "condition.initialized",
-        "condition.containers-ready",
-        "condition.ready",
-        "phase.terminal-never-left",
+        RuleId::PhasePending,
+        RuleId::ContainerStateWaitingCreating,
+        RuleId::ContainerStateRunning,
+        RuleId::ContainerRunsToCompletion,
+        RuleId::ContainerRestartCount,
+        RuleId::ContainerReadyNoProbe,
+        RuleId::ConditionPodScheduled,
+        RuleId::ConditionPodReadyToStartContainers,
+        RuleId::ConditionInitialized,
+        RuleId::ConditionContainersReady,
+        RuleId::ConditionReady,
+        RuleId::PhaseTerminalNeverLeft,
     ];
     if running_observable {
-        rules.push("phase.running");
+        rules.push(RuleId::PhaseRunning);
     }
     match terminal_phase {
-        Some("Succeeded") => rules.push("phase.succeeded"),
-        Some(_) => rules.push("phase.failed"),
+        Some("Succeeded") => rules.push(RuleId::PhaseSucceeded),
+        Some(_) => rules.push(RuleId::PhaseFailed),
         None => {}
     }
     let instances = || containers.iter().flat_map(|c| c.instances.iter());
     if instances().any(|i| i.end().is_some()) {
-        rules.push("container.state.terminated");
+        rules.push(RuleId::ContainerStateTerminated);
         rules.push(match policy {
-            RestartPolicy::Always => "restart.policy.always",
-            RestartPolicy::OnFailure => "restart.policy.onfailure",
-            RestartPolicy::Never => "restart.policy.never",
+            RestartPolicy::Always => RuleId::RestartPolicyAlways,
+            RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
+            RestartPolicy::Never => RuleId::RestartPolicyNever,
         });
         if policy == RestartPolicy::Always {
-            rules.push("phase.always-never-terminal");
+            rules.push(RuleId::PhaseAlwaysNeverTerminal);
         }
     }
     if policy == RestartPolicy::OnFailure
@@ -175,56 +176,56 @@ fn exercised_rules(
             )
         })
     {
-        rules.push("phase.onfailure-restarting-running");
+        rules.push(RuleId::PhaseOnfailureRestartingRunning);
     }
     if instances().any(|i| i.index > 0) {
-        rules.push("container.last-state");
+        rules.push(RuleId::ContainerLastState);
     }
     if instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_)))) {
-        rules.push("container.state.waiting.crashloop");
+        rules.push(RuleId::ContainerStateWaitingCrashloop);
     }
     for plan in instances().filter_map(|i| i.probes.as_ref()) {
-        let mut add = |rule: &'static str| {
+        let mut add = |rule: RuleId| {
             if !rules.contains(&rule) {
                 rules.push(rule);
             }
         };
         let probes = &plan.probes;
-        add("probe.startup.started");
+        add(RuleId::ProbeStartupStarted);
         if let Some(window) = &plan.started {
             add(window.early_rule);
-            window.late_rules.iter().for_each(|r| add(r));
+            window.late_rules.iter().for_each(|r| add(*r));
         }
         if probes.startup.is_some() && (probes.liveness.is_some() || probes.readiness.is_some()) {
-            add("probe.startup.gates");
+            add(RuleId::ProbeStartupGates);
         }
         if plan.liveness_fails {
-            add("probe.liveness.failure-threshold");
+            add(RuleId::ProbeLivenessFailureThreshold);
         }
         if plan.liveness_slow_success {
-            add("probe.timeout");
+            add(RuleId::ProbeTimeout);
         }
         if let Some((_, window)) = &plan.kill {
             add(window.early_rule);
-            window.late_rules.iter().for_each(|r| add(r));
+            window.late_rules.iter().for_each(|r| add(*r));
         }
         for flip in &plan.ready {
             add(flip.window.early_rule);
-            flip.window.late_rules.iter().for_each(|r| add(r));
+            flip.window.late_rules.iter().for_each(|r| add(*r));
         }
         if probes.readiness.is_some() {
-            add("probe.readiness.initial-failure");
-            add("probe.readiness.no-restart");
+            add(RuleId::ProbeReadinessInitialFailure);
+            add(RuleId::ProbeReadinessNoRestart);
         }
         for probe in [&probes.startup, &probes.liveness, &probes.readiness]
             .into_iter()
             .flatten()
         {
             if probe.always_errors() {
-                add("probe.error-not-failure");
+                add(RuleId::ProbeErrorNotFailure);
             }
             if probe.initial_delay > SpecDuration::ZERO {
-                add("probe.initial-delay");
+                add(RuleId::ProbeInitialDelay);
             }
             add(probe.handler.rule());
         }

@@ -4,6 +4,7 @@ use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
 use crate::errors::ScenarioError;
 use crate::probes::ContainerProbes;
+use crate::rules::RuleId;
 use crate::validation::{container_probes, validate_probe};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ pub struct Scenario {
     pub description: Option<String>,
     /// The rule ids this case was written to show; the prediction may involve more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<String>,
+    pub rules: Vec<RuleId>,
     /// Kubelet settings the scenario assumes; defaults are the kubelet's own.
     #[serde(default, skip_serializing_if = "KubeletParams::is_default")]
     pub kubelet: KubeletParams,

@@ -7,6 +7,7 @@ use super::{secs, window_text, Collector};
 use crate::derive::{go_duration, terminated_reason};
 use crate::plan::{AfterExit, ContainerPlan, STATUS_LAG};
 use crate::predict::Prediction;
+use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus};
@@ -104,7 +105,7 @@ pub(super) fn check_container_snapshot(
     // that is not running is never started nor ready, probes or not.
     if !running && (cs.ready || cs.started == Some(true)) {
         out.add(
-            "container.ready.no-probe",
+            RuleId::ContainerReadyNoProbe,
             name,
             "ready=false started=false (container not running)".to_owned(),
             format!("ready={} started={:?}", cs.ready, cs.started),
@@ -133,7 +134,7 @@ pub(super) fn check_container_snapshot(
         if cs.restart_count == 0 && !has_last {
             if reason != "ContainerCreating" {
                 out.add(
-                    "container.state.waiting.creating",
+                    RuleId::ContainerStateWaitingCreating,
                     name,
                     "Waiting reason ContainerCreating before the first start".to_owned(),
                     format!("Waiting reason {reason:?}"),
@@ -142,7 +143,7 @@ pub(super) fn check_container_snapshot(
             }
         } else if reason != "CrashLoopBackOff" {
             out.add(
-                "container.state.waiting.crashloop",
+                RuleId::ContainerStateWaitingCrashloop,
                 name,
                 "Waiting reason CrashLoopBackOff between an exit and the restart".to_owned(),
                 format!("Waiting reason {reason:?}"),
@@ -152,7 +153,7 @@ pub(super) fn check_container_snapshot(
     }
     if running && cs.restart_count > 0 && !has_last {
         out.add(
-            "container.last-state",
+            RuleId::ContainerLastState,
             name,
             "lastState.terminated holds the previous instance once restarted".to_owned(),
             format!("restartCount {} with no lastState", cs.restart_count),
@@ -162,7 +163,7 @@ pub(super) fn check_container_snapshot(
     if let Some(max) = obs.max_restart_count {
         if cs.restart_count < max {
             out.add(
-                "container.restart-count",
+                RuleId::ContainerRestartCount,
                 name,
                 format!("restartCount never decreases (was {max})"),
                 format!("restartCount {}", cs.restart_count),
@@ -226,7 +227,7 @@ fn check_terminated_reason(
     let expected = terminated_reason(exit_code);
     if reason != Some(expected) {
         out.add(
-            "container.state.terminated",
+            RuleId::ContainerStateTerminated,
             Some(name),
             format!("reason {expected} for exit code {exit_code}"),
             format!("reason {reason:?}"),
@@ -283,7 +284,7 @@ pub(super) fn check_instances(
                 // back-off broke the back-off.
                 None if end > max && i64::from(index) > max_rc => out.add(
                     if index == 0 {
-                        "container.state.running"
+                        RuleId::ContainerStateRunning
                     } else if obs.ends_terminated {
                         policy_rule(prediction.restart_policy)
                     } else {
@@ -312,12 +313,12 @@ pub(super) fn check_instances(
                     planned_end.hi.as_millis() as i64,
                 );
                 let code = planned_end.code;
-                let (early_rule, late_rules): (&str, Vec<&str>) =
+                let (early_rule, late_rules): (RuleId, Vec<RuleId>) =
                     match instance.probes.as_ref().and_then(|p| p.kill.as_ref()) {
                         Some((_, window)) => (window.early_rule, window.late_rules.clone()),
                         None => (
-                            "container.runs-to-completion",
-                            vec!["container.runs-to-completion"],
+                            RuleId::ContainerRunsToCompletion,
+                            vec![RuleId::ContainerRunsToCompletion],
                         ),
                     };
                 let how = match planned_end.killed_by {
@@ -328,7 +329,7 @@ pub(super) fn check_instances(
                     let observed_code = seen.and_then(|x| x.exit_code);
                     if observed_code != Some(code) {
                         out.add(
-                            "container.state.terminated",
+                            RuleId::ContainerStateTerminated,
                             name,
                             format!("instance {index} terminated with exit code {code}"),
                             format!(
@@ -351,7 +352,7 @@ pub(super) fn check_instances(
                         };
                         out.add(rule, name, expected, observed, Some(f));
                     } else if f - s > hi + tol {
-                        for rule in &late_rules {
+                        for &rule in &late_rules {
                             out.add(rule, name, expected.clone(), observed.clone(), Some(f));
                         }
                     } else {
@@ -360,7 +361,7 @@ pub(super) fn check_instances(
                 } else if let (Some(s), None) = (started, finished) {
                     let due = s + hi + tol + STATUS_LAG.as_millis() as i64;
                     if end > due && i64::from(index) >= max_rc {
-                        for rule in &late_rules {
+                        for &rule in &late_rules {
                             out.add(
                                 rule,
                                 name,
@@ -381,7 +382,7 @@ pub(super) fn check_instances(
             None => {
                 if let Some(f) = finished {
                     out.add(
-                        started.map_or("container.runs-to-completion", |s| {
+                        started.map_or(RuleId::ContainerRunsToCompletion, |s| {
                             surprise_rule(instance, f - s)
                         }),
                         name,
@@ -395,7 +396,7 @@ pub(super) fn check_instances(
                     );
                 } else if i64::from(index) < max_rc {
                     out.add(
-                        "container.runs-to-completion",
+                        RuleId::ContainerRunsToCompletion,
                         name,
                         format!("instance {index} keeps running (its process never exits)"),
                         format!("replaced by a new instance (restartCount {max_rc})"),
@@ -430,7 +431,7 @@ pub(super) fn check_instances(
                     );
                     match wait {
                         None if window_over => out.add(
-                            "container.state.waiting.crashloop",
+                            RuleId::ContainerStateWaitingCrashloop,
                             name,
                             format!("Waiting CrashLoopBackOff between the exit of instance {index} and its restart ({expected_message} ...)"),
                             "no CrashLoopBackOff state shown".to_owned(),
@@ -445,12 +446,12 @@ pub(super) fn check_instances(
                             let rule = match shown {
                                 Some((duration, _)) if duration != shown_back_off => {
                                     if back_off >= prediction.back_off.max {
-                                        "restart.backoff.cap"
+                                        RuleId::RestartBackoffCap
                                     } else {
-                                        "restart.backoff.doubling"
+                                        RuleId::RestartBackoffDoubling
                                     }
                                 }
-                                _ => "container.state.waiting.crashloop",
+                                _ => RuleId::ContainerStateWaitingCrashloop,
                             };
                             out.add(rule, name, format!("message starting {expected_message:?}"), format!("message {message:?}"), Some(*at));
                         }
@@ -463,10 +464,10 @@ pub(super) fn check_instances(
     }
 }
 
-fn policy_rule(policy: RestartPolicy) -> &'static str {
+fn policy_rule(policy: RestartPolicy) -> RuleId {
     match policy {
-        RestartPolicy::Never => "restart.policy.never",
-        RestartPolicy::OnFailure => "restart.policy.onfailure",
-        RestartPolicy::Always => "restart.policy.always",
+        RestartPolicy::Never => RuleId::RestartPolicyNever,
+        RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
+        RestartPolicy::Always => RuleId::RestartPolicyAlways,
     }
 }

@@ -17,6 +17,7 @@ mod terminal;
 mod workload_log;
 
 use crate::predict::Prediction;
+use crate::rules::RuleId;
 use crate::trace::Trace;
 use instances::{
     check_container_snapshot, check_instances, check_restart_count_bound, record_container,
@@ -45,7 +46,7 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
-    pub rule: String,
+    pub rule: RuleId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub expected: String,
@@ -72,7 +73,7 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Rules the prediction exercised.
-    pub rules: Vec<String>,
+    pub rules: Vec<RuleId>,
     /// The smallest distance, in spec milliseconds, between a timing observation that
     /// passed and the edge of its window (target tolerance included): how close the run
     /// came to failing on timing.
@@ -100,14 +101,14 @@ impl Verdict {
         }
     }
 
-    pub fn violated_rules(&self) -> BTreeSet<&str> {
-        self.violations.iter().map(|v| v.rule.as_str()).collect()
+    pub fn violated_rules(&self) -> BTreeSet<RuleId> {
+        self.violations.iter().map(|v| v.rule).collect()
     }
 }
 
 struct Collector {
     violations: Vec<Violation>,
-    seen: BTreeMap<(String, Option<String>, String), usize>,
+    seen: BTreeMap<(RuleId, Option<String>, String), usize>,
     headroom: Option<i64>,
 }
 
@@ -120,24 +121,20 @@ impl Collector {
 
     fn add(
         &mut self,
-        rule: &str,
+        rule: RuleId,
         container: Option<&str>,
         expected: String,
         observed: String,
         at_ms: Option<i64>,
     ) {
-        let key = (
-            rule.to_owned(),
-            container.map(str::to_owned),
-            expected.clone(),
-        );
+        let key = (rule, container.map(str::to_owned), expected.clone());
         if let Some(&index) = self.seen.get(&key) {
             self.violations[index].occurrences += 1;
             return;
         }
         self.seen.insert(key, self.violations.len());
         self.violations.push(Violation {
-            rule: rule.to_owned(),
+            rule,
             container: container.map(str::to_owned),
             expected,
             observed,
@@ -162,7 +159,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         outcome: Outcome::Pass,
         violations: Vec::new(),
         error: None,
-        rules: prediction.rules.iter().map(|r| r.to_string()).collect(),
+        rules: prediction.rules.clone(),
         timing_headroom_ms: None,
     };
     if trace.snapshots.is_empty() {

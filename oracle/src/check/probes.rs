@@ -7,6 +7,7 @@ use super::workload_log::{answers, field, WorkloadLog};
 use super::{secs, Collector};
 use crate::duration::SpecDuration;
 use crate::plan::{ContainerPlan, InstancePlan};
+use crate::rules::RuleId;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::ContainerStatus;
 
@@ -36,7 +37,7 @@ pub(super) fn check_probe_flags(
     let Some(probes) = instance.and_then(|i| i.probes.as_ref()) else {
         if !cs.ready || !started {
             out.add(
-                "container.ready.no-probe",
+                RuleId::ContainerReadyNoProbe,
                 name,
                 "ready=true started=true (running, no probes)".to_owned(),
                 format!("ready={} started={:?}", cs.ready, cs.started),
@@ -58,7 +59,7 @@ pub(super) fn check_probe_flags(
     // started
     match &probes.started {
         None if started => out.add(
-            "probe.startup.started",
+            RuleId::ProbeStartupStarted,
             name,
             format!("instance {index}: started=false (the startup probe does not succeed)"),
             format!("started=true {} after the start", secs(at)),
@@ -75,7 +76,7 @@ pub(super) fn check_probe_flags(
             Some(t),
         ),
         Some(window) if at > ms(window.hi) + tol && !started => {
-            for rule in &window.late_rules {
+            for &rule in &window.late_rules {
                 out.add(
                     rule,
                     name,
@@ -96,9 +97,9 @@ pub(super) fn check_probe_flags(
     if cs.ready && !started {
         out.add(
             if probes.probes.startup.is_some() {
-                "probe.startup.gates"
+                RuleId::ProbeStartupGates
             } else {
-                "container.ready.no-probe"
+                RuleId::ContainerReadyNoProbe
             },
             name,
             "ready only once started".to_owned(),
@@ -109,7 +110,7 @@ pub(super) fn check_probe_flags(
     if probes.probes.readiness.is_none() {
         if cs.ready != started {
             out.add(
-                "container.ready.no-probe",
+                RuleId::ContainerReadyNoProbe,
                 name,
                 "without a readiness probe, ready exactly while started".to_owned(),
                 format!("ready={} started={started}", cs.ready),
@@ -148,7 +149,7 @@ pub(super) fn check_probe_flags(
         }
         value = flip.to;
         if position + 1 == probes.ready.len() && cs.ready != value {
-            for rule in &flip.window.late_rules {
+            for &rule in &flip.window.late_rules {
                 out.add(
                     rule,
                     name,
@@ -171,9 +172,9 @@ pub(super) fn check_probe_flags(
             .is_some_and(|r| r.always_errors());
         out.add(
             if errors {
-                "probe.error-not-failure"
+                RuleId::ProbeErrorNotFailure
             } else {
-                "probe.readiness.initial-failure"
+                RuleId::ProbeReadinessInitialFailure
             },
             name,
             format!("instance {index}: never ready (the readiness probe never succeeds)"),
@@ -215,7 +216,7 @@ pub(super) fn check_liveness_log(out: &mut Collector, plan: &ContainerPlan, line
         .count();
     if failures < *threshold as usize {
         out.add(
-            "probe.liveness.failure-threshold",
+            RuleId::ProbeLivenessFailureThreshold,
             Some(&plan.name),
             format!("instance {index} killed after {threshold} consecutive failed liveness probes"),
             format!("SIGTERM after {failures} consecutive failed answers of /{endpoint} (the workload's log)"),
@@ -269,7 +270,7 @@ pub(super) fn check_readiness_log(
         .count();
     if successes < threshold as usize {
         out.add(
-            "probe.readiness.transitions",
+            RuleId::ProbeReadinessTransitions,
             Some(&plan.name),
             format!("instance 0 ready after {threshold} consecutive successful readiness probes"),
             format!("ready after {successes} consecutive successful answers of /{endpoint} (the workload's log)"),
@@ -280,9 +281,9 @@ pub(super) fn check_readiness_log(
 
 /// The rule an unpredicted end of an instance breaks, given the probes that might have
 /// caused it.
-pub(super) fn surprise_rule(instance: &InstancePlan, at: i64) -> &'static str {
+pub(super) fn surprise_rule(instance: &InstancePlan, at: i64) -> RuleId {
     let Some(plan) = &instance.probes else {
-        return "container.runs-to-completion";
+        return RuleId::ContainerRunsToCompletion;
     };
     let probes = &plan.probes;
     let ms = |d: SpecDuration| d.as_millis() as i64;
@@ -291,23 +292,23 @@ pub(super) fn surprise_rule(instance: &InstancePlan, at: i64) -> &'static str {
         .flatten()
         .any(|p| p.always_errors());
     if errors {
-        "probe.error-not-failure"
+        RuleId::ProbeErrorNotFailure
     } else if probes.readiness.is_some() && !plan.liveness_fails && probes.startup.is_none() {
-        "probe.readiness.no-restart"
+        RuleId::ProbeReadinessNoRestart
     } else if probes.liveness.is_some()
         && probes.startup.is_some()
         && plan.started.as_ref().is_none_or(|w| at < ms(w.lo))
     {
-        "probe.startup.gates"
+        RuleId::ProbeStartupGates
     } else if plan.liveness_slow_success {
-        "probe.timeout"
+        RuleId::ProbeTimeout
     } else if probes.liveness.is_some() && plan.liveness_fails {
-        "probe.liveness.failure-threshold"
+        RuleId::ProbeLivenessFailureThreshold
     } else if probes.readiness.is_some() {
-        "probe.readiness.no-restart"
+        RuleId::ProbeReadinessNoRestart
     } else if probes.startup.is_some() {
-        "probe.startup.failure-restart"
+        RuleId::ProbeStartupFailureRestart
     } else {
-        "container.runs-to-completion"
+        RuleId::ContainerRunsToCompletion
     }
 }

@@ -4,6 +4,7 @@
 use super::{secs, Collector};
 use crate::derive::{derive_conditions, derive_phase, is_terminal_phase};
 use crate::predict::Prediction;
+use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
 use std::collections::BTreeSet;
@@ -54,7 +55,7 @@ impl PhaseWatch {
         if let Some((terminal_phase, since)) = &self.terminal {
             if phase != terminal_phase {
                 out.add(
-                    "phase.terminal-never-left",
+                    RuleId::PhaseTerminalNeverLeft,
                     None,
                     format!("phase stays {terminal_phase} (reached at {})", secs(*since)),
                     format!("phase {phase:?}"),
@@ -107,7 +108,7 @@ impl PhaseWatch {
     pub(super) fn check_running_shown(&self, out: &mut Collector, prediction: &Prediction) {
         if prediction.running_observable && !self.running_seen {
             out.add(
-                "phase.running",
+                RuleId::PhaseRunning,
                 None,
                 "phase Running while the containers run".to_owned(),
                 format!(
@@ -121,7 +122,7 @@ impl PhaseWatch {
 }
 
 struct PhaseMismatch {
-    rule: &'static str,
+    rule: RuleId,
     expected: String,
     observed: String,
     since: i64,
@@ -132,7 +133,7 @@ fn phase_rule(
     observed: &str,
     statuses: &[ContainerStatus],
     policy: RestartPolicy,
-) -> &'static str {
+) -> RuleId {
     let all_stopped = !statuses.is_empty()
         && statuses.iter().all(|s| {
             s.state
@@ -141,16 +142,16 @@ fn phase_rule(
                 .is_none()
         });
     match derived {
-        "Pending" => "phase.pending",
-        "Succeeded" => "phase.succeeded",
-        "Failed" => "phase.failed",
+        "Pending" => RuleId::PhasePending,
+        "Succeeded" => RuleId::PhaseSucceeded,
+        "Failed" => RuleId::PhaseFailed,
         _ if policy == RestartPolicy::Always && (all_stopped || is_terminal_phase(observed)) => {
-            "phase.always-never-terminal"
+            RuleId::PhaseAlwaysNeverTerminal
         }
         _ if policy == RestartPolicy::OnFailure && all_stopped => {
-            "phase.onfailure-restarting-running"
+            RuleId::PhaseOnfailureRestartingRunning
         }
-        _ => "phase.running",
+        _ => RuleId::PhaseRunning,
     }
 }
 
@@ -190,11 +191,11 @@ pub(super) fn check_conditions(
     });
     for expected in derive_conditions(names, statuses, phase, true) {
         let rule = match expected.type_ {
-            "PodScheduled" => "condition.pod-scheduled",
-            "PodReadyToStartContainers" => "condition.pod-ready-to-start-containers",
-            "Initialized" => "condition.initialized",
-            "ContainersReady" => "condition.containers-ready",
-            _ => "condition.ready",
+            "PodScheduled" => RuleId::ConditionPodScheduled,
+            "PodReadyToStartContainers" => RuleId::ConditionPodReadyToStartContainers,
+            "Initialized" => RuleId::ConditionInitialized,
+            "ContainersReady" => RuleId::ConditionContainersReady,
+            _ => RuleId::ConditionReady,
         };
         let found = conditions.iter().find(|c| c.type_ == expected.type_);
         // Sandbox state is not visible in container states: only demand it where a
@@ -245,7 +246,7 @@ pub(super) fn check_conditions(
         .map(|c| c.status.as_str());
     if ready == Some("True") && containers_ready != Some("True") {
         out.add(
-            "condition.ready",
+            RuleId::ConditionReady,
             None,
             "Ready=True only with ContainersReady=True".to_owned(),
             format!("Ready=True, ContainersReady={containers_ready:?}"),

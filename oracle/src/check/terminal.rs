@@ -6,6 +6,7 @@ use super::instances::ObservedContainer;
 use super::{secs, Collector};
 use crate::plan::STATUS_LAG;
 use crate::predict::Prediction;
+use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
 use k8s_openapi::api::core::v1::PodCondition;
 use std::collections::BTreeMap;
@@ -23,9 +24,9 @@ pub(super) fn check_terminal(
     match (prediction.terminal_phase, terminal) {
         (Some(expected), _) => {
             let rule = if expected == "Succeeded" {
-                "phase.succeeded"
+                RuleId::PhaseSucceeded
             } else {
-                "phase.failed"
+                RuleId::PhaseFailed
             };
             // Anchor: the last final exit, when every container's final exit was seen.
             let anchor = prediction
@@ -73,7 +74,7 @@ pub(super) fn check_terminal(
                         .find(|c| c.type_ == "PodReadyToStartContainers");
                     if sandbox.is_none_or(|c| c.status != "False") {
                         out.add(
-                            "condition.pod-ready-to-start-containers",
+                            RuleId::ConditionPodReadyToStartContainers,
                             None,
                             "PodReadyToStartContainers=False once the terminal pod's sandbox is torn down".to_owned(),
                             format!("{:?}", sandbox.map(|c| c.status.clone())),
@@ -85,9 +86,9 @@ pub(super) fn check_terminal(
         }
         (None, Some((phase, at))) => {
             let rule = if prediction.restart_policy == RestartPolicy::Always {
-                "phase.always-never-terminal"
+                RuleId::PhaseAlwaysNeverTerminal
             } else {
-                "phase.running"
+                RuleId::PhaseRunning
             };
             out.add(
                 rule,

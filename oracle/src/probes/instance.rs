@@ -9,6 +9,7 @@ use super::{
 };
 use crate::behaviour::{Answer, Health};
 use crate::duration::SpecDuration;
+use crate::rules::RuleId;
 use serde::Serialize;
 
 /// A window, relative to the instance's start, in which something happens, with the rule
@@ -18,8 +19,8 @@ use serde::Serialize;
 pub struct Window {
     pub lo: SpecDuration,
     pub hi: SpecDuration,
-    pub early_rule: &'static str,
-    pub late_rules: Vec<&'static str>,
+    pub early_rule: RuleId,
+    pub late_rules: Vec<RuleId>,
 }
 
 /// `ready` turns `to` within the window.
@@ -161,11 +162,11 @@ impl ProbeResults {
 
 /// The rule broken by a crossing that comes too late: the probe kind's, and the handler's
 /// or the timeout's that produced the outcome.
-fn late_rules(kind_rule: &'static str, probe: &ProbeModel, segment: &Segment) -> Vec<&'static str> {
+fn late_rules(kind_rule: RuleId, probe: &ProbeModel, segment: &Segment) -> Vec<RuleId> {
     let cause = if segment.timed_out
         || (segment.outcome == ProbeResult::Success && segment.latency > SpecDuration::ZERO)
     {
-        "probe.timeout"
+        RuleId::ProbeTimeout
     } else {
         probe.handler.rule()
     };
@@ -174,18 +175,18 @@ fn late_rules(kind_rule: &'static str, probe: &ProbeModel, segment: &Segment) ->
 
 /// The rule broken by a crossing that comes too early, given what held it back.
 fn early_rule(
-    default: &'static str,
+    default: RuleId,
     probe: &ProbeModel,
     segment: &Segment,
     started: Option<(SpecDuration, SpecDuration)>,
-) -> &'static str {
+) -> RuleId {
     let gated_by_delay = probe.initial_delay > segment.from;
     let gated_by_startup =
         started.is_some_and(|(lo, _)| lo > segment.from.max(probe.initial_delay));
     if gated_by_startup {
-        "probe.startup.gates"
+        RuleId::ProbeStartupGates
     } else if gated_by_delay {
-        "probe.initial-delay"
+        RuleId::ProbeInitialDelay
     } else {
         default
     }
@@ -328,8 +329,13 @@ fn plan_listening_after(
                         plan.started = Some(Window {
                             lo: widen((lo, hi)).0,
                             hi: widen((lo, hi)).1,
-                            early_rule: early_rule("probe.startup.started", startup, segment, None),
-                            late_rules: late_rules("probe.startup.started", startup, segment),
+                            early_rule: early_rule(
+                                RuleId::ProbeStartupStarted,
+                                startup,
+                                segment,
+                                None,
+                            ),
+                            late_rules: late_rules(RuleId::ProbeStartupStarted, startup, segment),
                         });
                         break;
                     }
@@ -342,13 +348,13 @@ fn plan_listening_after(
                                 lo: window.0,
                                 hi: window.1,
                                 early_rule: early_rule(
-                                    "probe.startup.failure-restart",
+                                    RuleId::ProbeStartupFailureRestart,
                                     startup,
                                     segment,
                                     None,
                                 ),
                                 late_rules: late_rules(
-                                    "probe.startup.failure-restart",
+                                    RuleId::ProbeStartupFailureRestart,
                                     startup,
                                     segment,
                                 ),
@@ -365,8 +371,8 @@ fn plan_listening_after(
         plan.started = Some(Window {
             lo: SpecDuration::ZERO,
             hi: SpecDuration::ZERO,
-            early_rule: "probe.startup.started",
-            late_rules: vec!["probe.startup.started"],
+            early_rule: RuleId::ProbeStartupStarted,
+            late_rules: vec![RuleId::ProbeStartupStarted],
         });
     }
 
@@ -404,12 +410,12 @@ fn plan_listening_after(
                         lo: window.0,
                         hi: window.1,
                         early_rule: early_rule(
-                            "probe.liveness.failure-threshold",
+                            RuleId::ProbeLivenessFailureThreshold,
                             liveness,
                             segment,
                             startup_gate,
                         ),
-                        late_rules: late_rules("probe.liveness.restart", liveness, segment),
+                        late_rules: late_rules(RuleId::ProbeLivenessRestart, liveness, segment),
                     },
                 ));
                 break;
@@ -469,11 +475,11 @@ fn plan_listening_after(
                     }
                     let to = segment.outcome == ProbeResult::Success;
                     let default = if !to {
-                        "probe.readiness.transitions"
+                        RuleId::ProbeReadinessTransitions
                     } else if first {
-                        "probe.readiness.initial-failure"
+                        RuleId::ProbeReadinessInitialFailure
                     } else {
-                        "probe.readiness.transitions"
+                        RuleId::ProbeReadinessTransitions
                     };
                     let window = widen((lo, hi));
                     plan.ready.push(Flip {
@@ -483,7 +489,7 @@ fn plan_listening_after(
                             hi: window.1,
                             early_rule: early_rule(default, readiness, segment, startup_gate),
                             late_rules: late_rules(
-                                "probe.readiness.transitions",
+                                RuleId::ProbeReadinessTransitions,
                                 readiness,
                                 segment,
                             ),

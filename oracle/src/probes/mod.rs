@@ -32,6 +32,7 @@ mod spec;
 mod tests;
 
 use crate::duration::SpecDuration;
+use crate::rules::RuleId;
 use serde::Serialize;
 
 pub use crate::validation::ProbeKind;
@@ -82,12 +83,12 @@ pub enum Handler {
 }
 
 impl Handler {
-    pub fn rule(self) -> &'static str {
+    pub fn rule(self) -> RuleId {
         match self {
-            Handler::Http => "probe.handler.http",
-            Handler::Tcp => "probe.handler.tcp",
-            Handler::Exec => "probe.handler.exec",
-            Handler::Grpc => "probe.handler.grpc",
+            Handler::Http => RuleId::ProbeHandlerHttp,
+            Handler::Tcp => RuleId::ProbeHandlerTcp,
+            Handler::Exec => RuleId::ProbeHandlerExec,
+            Handler::Grpc => RuleId::ProbeHandlerGrpc,
         }
     }
 }
