@@ -3,7 +3,7 @@
 //! container restarts.
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
-use podcheck_oracle::scenario::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
+use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
 use podcheck_oracle::Scenario;
 use podcheck_oracle::SpecDuration;
 use serde_json::json;

@@ -188,12 +188,7 @@ fn save_counterexample(
     let mut scenario = scenario.clone();
     scenario.name = format!("fuzz-{:016x}", options.seed);
     scenario.pod.metadata.name = Some(scenario.name.clone());
-    scenario.rules = result
-        .verdict
-        .violated_rules()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    scenario.rules = result.verdict.violated_rules().into_iter().collect();
     scenario.description = Some(format!(
         "Minimal counterexample found by `podcheck fuzz --seed {}` on target {}:\n{}",
         options.seed,

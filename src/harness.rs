@@ -7,7 +7,7 @@ use crate::targets::{PodRef, Target, TargetError};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use podcheck_oracle::model::AfterExit;
+use podcheck_oracle::plan::AfterExit;
 use podcheck_oracle::predict::SETTLE;
 use podcheck_oracle::scenario::Fault;
 use podcheck_oracle::{

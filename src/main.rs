@@ -510,7 +510,7 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
                 None => "runs forever".to_owned(),
             };
             let then = match instance.after_exit {
-                Some(podcheck_oracle::model::AfterExit::StaysTerminated) => ", stays terminated",
+                Some(podcheck_oracle::plan::AfterExit::StaysTerminated) => ", stays terminated",
                 _ => "",
             };
             println!(
@@ -542,7 +542,8 @@ fn print_prediction(file: PathBuf, json: bool) -> anyhow::Result<u8> {
         Some(phase) => println!("pod: becomes {phase}"),
         None => println!("pod: never terminal"),
     }
-    println!("rules: {}", prediction.rules.join(", "));
+    let rules: Vec<&str> = prediction.rules.iter().map(|r| r.as_str()).collect();
+    println!("rules: {}", rules.join(", "));
     Ok(CONFORMANT)
 }
 

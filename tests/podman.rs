@@ -102,11 +102,7 @@ async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
                     (
                         c.verdict.scenario.clone(),
                         c.verdict.outcome,
-                        c.verdict
-                            .violated_rules()
-                            .into_iter()
-                            .map(str::to_owned)
-                            .collect::<BTreeSet<_>>(),
+                        c.verdict.violated_rules(),
                     )
                 })
                 .collect::<Vec<_>>(),

@@ -6,7 +6,7 @@
 //!   exercises all of them.
 
 use podcheck_oracle::simulate::{simulate, Earliest, Latest, Seeded};
-use podcheck_oracle::{check, predict, rules, Outcome};
+use podcheck_oracle::{check, predict, rules, Outcome, RuleId};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
@@ -37,7 +37,7 @@ proptest! {
 fn random_generation_reaches_every_rule() {
     let mut runner = TestRunner::new(Config::default());
     let strategy = podcheck_generators::scenario();
-    let mut reached: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut reached: BTreeMap<RuleId, usize> = BTreeMap::new();
     for _ in 0..3000 {
         let scenario = strategy.new_tree(&mut runner).expect("generate").current();
         if let Ok(prediction) = predict(&scenario) {
@@ -46,7 +46,7 @@ fn random_generation_reaches_every_rule() {
             }
         }
     }
-    let missing: Vec<&str> = rules::CATALOGUE
+    let missing: Vec<RuleId> = rules::CATALOGUE
         .iter()
         .map(|r| r.id)
         .filter(|id| !reached.contains_key(id))

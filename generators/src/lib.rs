@@ -9,10 +9,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
 use podcheck_oracle::probes::ProbeKind;
-use podcheck_oracle::scenario::{
-    Answer, BackOffParams, Behaviour, Endpoint, Health, KubeletParams, Run, Scenario, Scripted,
-};
+use podcheck_oracle::scenario::{BackOffParams, KubeletParams, Scenario};
 use podcheck_oracle::SpecDuration;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

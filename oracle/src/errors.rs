@@ -17,3 +17,8 @@ pub enum ScenarioError {
         reason: String,
     },
 }
+
+/// A rule id that is not in the catalogue.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("unknown rule id {0:?}: `podcheck rules` lists the catalogue")]
+pub struct UnknownRuleId(pub String);

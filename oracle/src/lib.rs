@@ -4,10 +4,12 @@
 //! Pure and deterministic: no I/O beyond reading a scenario file on request, no clock,
 //! no async runtime.
 
+pub mod behaviour;
 pub mod check;
+pub mod derive;
 pub mod duration;
 pub mod errors;
-pub mod model;
+pub mod plan;
 pub mod predict;
 pub mod probes;
 pub mod rules;
@@ -16,11 +18,13 @@ pub mod simulate;
 pub mod trace;
 pub mod validation;
 
+pub use behaviour::{Behaviour, Run};
 pub use check::{check, Outcome, Verdict, Violation};
 pub use duration::SpecDuration;
 pub use errors::ScenarioError;
 pub use predict::{predict, PredictError, Prediction};
-pub use scenario::{Behaviour, RestartPolicy, Run, Scenario};
+pub use rules::RuleId;
+pub use scenario::{RestartPolicy, Scenario};
 pub use trace::{
     ActionRecord, ActionResult, Observation, PodEvent, PodMetadata, Snapshot, TimingProfile, Trace,
 };

@@ -1,7 +1,8 @@
 //! `predict`: what must happen to a scenario's pod, as time windows and expected states.
 
 use crate::duration::SpecDuration;
-use crate::model::{self, AfterExit, ContainerPlan, STATUS_LAG};
+use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG};
+use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 use serde::Serialize;
 use thiserror::Error;
@@ -30,7 +31,7 @@ pub struct Prediction {
     /// Whether the Running phase lasts long enough that every target must show it.
     pub running_observable: bool,
     /// Every rule this prediction exercises.
-    pub rules: Vec<&'static str>,
+    pub rules: Vec<RuleId>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -48,15 +49,16 @@ pub enum PredictError {
     },
 }
 
-/// Margin around timing thresholds within which the oracle refuses to decide.
-pub const AMBIGUITY_MARGIN: SpecDuration = SpecDuration::from_secs(30);
+/// Distance from the 600 s back-off reset threshold ([`plan::BACK_OFF_RESET_AFTER`])
+/// within which a container's run length leaves the restart that follows undecided.
+pub const BACK_OFF_RESET_MARGIN: SpecDuration = SpecDuration::from_secs(30);
 
 pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
-    let probe = model::plan_containers(scenario, MAX_HORIZON);
-    if model::reset_is_ambiguous(&probe, AMBIGUITY_MARGIN) {
+    let probe = plan::plan_containers(scenario, MAX_HORIZON);
+    if plan::reset_is_ambiguous(&probe, BACK_OFF_RESET_MARGIN) {
         return Err(PredictError::AmbiguousReset {
             scenario: scenario.name.clone(),
-            margin: AMBIGUITY_MARGIN,
+            margin: BACK_OFF_RESET_MARGIN,
         });
     }
     if let Some(plan) = probe.iter().find(|p| p.ambiguity.is_some()) {
@@ -70,7 +72,7 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
         .observe_for
         .unwrap_or_else(|| default_horizon(&probe))
         .min(MAX_HORIZON);
-    let containers = model::plan_containers(scenario, horizon);
+    let containers = plan::plan_containers(scenario, horizon);
     let policy = scenario.restart_policy();
     let terminal_phase = if containers.iter().all(|c| c.final_exit_code().is_some()) {
         let all_zero = containers.iter().all(|c| c.final_exit_code() == Some(0));
@@ -89,7 +91,7 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
     Ok(Prediction {
         scenario: scenario.name.clone(),
         restart_policy: policy,
-        back_off: model::effective_back_off(scenario.kubelet.crash_loop_back_off),
+        back_off: plan::effective_back_off(scenario.kubelet.crash_loop_back_off),
         horizon,
         containers,
         terminal_phase,
@@ -131,39 +133,39 @@ fn exercised_rules(
     policy: RestartPolicy,
     terminal_phase: Option<&'static str>,
     running_observable: bool,
-) -> Vec<&'static str> {
+) -> Vec<RuleId> {
     let mut rules = vec![
-        "phase.pending",
-        "container.state.waiting.creating",
-        "container.state.running",
-        "container.runs-to-completion",
-        "container.restart-count",
-        "container.ready.no-probe",
-        "condition.pod-scheduled",
-        "condition.pod-ready-to-start-containers",
-        "condition.initialized",
-        "condition.containers-ready",
-        "condition.ready",
-        "phase.terminal-never-left",
+        RuleId::PhasePending,
+        RuleId::ContainerStateWaitingCreating,
+        RuleId::ContainerStateRunning,
+        RuleId::ContainerRunsToCompletion,
+        RuleId::ContainerRestartCount,
+        RuleId::ContainerReadyNoProbe,
+        RuleId::ConditionPodScheduled,
+        RuleId::ConditionPodReadyToStartContainers,
+        RuleId::ConditionInitialized,
+        RuleId::ConditionContainersReady,
+        RuleId::ConditionReady,
+        RuleId::PhaseTerminalNeverLeft,
     ];
     if running_observable {
-        rules.push("phase.running");
+        rules.push(RuleId::PhaseRunning);
     }
     match terminal_phase {
-        Some("Succeeded") => rules.push("phase.succeeded"),
-        Some(_) => rules.push("phase.failed"),
+        Some("Succeeded") => rules.push(RuleId::PhaseSucceeded),
+        Some(_) => rules.push(RuleId::PhaseFailed),
         None => {}
     }
     let instances = || containers.iter().flat_map(|c| c.instances.iter());
     if instances().any(|i| i.end().is_some()) {
-        rules.push("container.state.terminated");
+        rules.push(RuleId::ContainerStateTerminated);
         rules.push(match policy {
-            RestartPolicy::Always => "restart.policy.always",
-            RestartPolicy::OnFailure => "restart.policy.onfailure",
-            RestartPolicy::Never => "restart.policy.never",
+            RestartPolicy::Always => RuleId::RestartPolicyAlways,
+            RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
+            RestartPolicy::Never => RuleId::RestartPolicyNever,
         });
         if policy == RestartPolicy::Always {
-            rules.push("phase.always-never-terminal");
+            rules.push(RuleId::PhaseAlwaysNeverTerminal);
         }
     }
     if policy == RestartPolicy::OnFailure
@@ -174,56 +176,56 @@ fn exercised_rules(
             )
         })
     {
-        rules.push("phase.onfailure-restarting-running");
+        rules.push(RuleId::PhaseOnfailureRestartingRunning);
     }
     if instances().any(|i| i.index > 0) {
-        rules.push("container.last-state");
+        rules.push(RuleId::ContainerLastState);
     }
     if instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_)))) {
-        rules.push("container.state.waiting.crashloop");
+        rules.push(RuleId::ContainerStateWaitingCrashloop);
     }
     for plan in instances().filter_map(|i| i.probes.as_ref()) {
-        let mut add = |rule: &'static str| {
+        let mut add = |rule: RuleId| {
             if !rules.contains(&rule) {
                 rules.push(rule);
             }
         };
         let probes = &plan.probes;
-        add("probe.startup.started");
+        add(RuleId::ProbeStartupStarted);
         if let Some(window) = &plan.started {
             add(window.early_rule);
-            window.late_rules.iter().for_each(|r| add(r));
+            window.late_rules.iter().for_each(|r| add(*r));
         }
         if probes.startup.is_some() && (probes.liveness.is_some() || probes.readiness.is_some()) {
-            add("probe.startup.gates");
+            add(RuleId::ProbeStartupGates);
         }
         if plan.liveness_fails {
-            add("probe.liveness.failure-threshold");
+            add(RuleId::ProbeLivenessFailureThreshold);
         }
         if plan.liveness_slow_success {
-            add("probe.timeout");
+            add(RuleId::ProbeTimeout);
         }
         if let Some((_, window)) = &plan.kill {
             add(window.early_rule);
-            window.late_rules.iter().for_each(|r| add(r));
+            window.late_rules.iter().for_each(|r| add(*r));
         }
         for flip in &plan.ready {
             add(flip.window.early_rule);
-            flip.window.late_rules.iter().for_each(|r| add(r));
+            flip.window.late_rules.iter().for_each(|r| add(*r));
         }
         if probes.readiness.is_some() {
-            add("probe.readiness.initial-failure");
-            add("probe.readiness.no-restart");
+            add(RuleId::ProbeReadinessInitialFailure);
+            add(RuleId::ProbeReadinessNoRestart);
         }
         for probe in [&probes.startup, &probes.liveness, &probes.readiness]
             .into_iter()
             .flatten()
         {
             if probe.always_errors() {
-                add("probe.error-not-failure");
+                add(RuleId::ProbeErrorNotFailure);
             }
             if probe.initial_delay > SpecDuration::ZERO {
-                add("probe.initial-delay");
+                add(RuleId::ProbeInitialDelay);
             }
             add(probe.handler.rule());
         }

@@ -1,12 +1,143 @@
 //! The rules catalogue: every statement the oracle predicts, with its sources.
 //!
-//! Ids are stable: suites, predictions, violations and reports all speak in them.
+//! Ids are stable: suites, predictions, violations and reports all speak in them. In code a
+//! rule is a [`RuleId`], never a string, so a misspelt id does not compile; a new rule is a
+//! variant below and an entry in [`CATALOGUE`], in the same position.
 
-use serde::Serialize;
+use crate::errors::UnknownRuleId;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! rule_ids {
+    ($($variant:ident => $id:literal,)*) => {
+        /// A rule of the catalogue. Written, read, shown and ordered as its dotted id.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum RuleId {
+            $($variant,)*
+        }
+
+        impl RuleId {
+            /// Every rule, in catalogue order.
+            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant,)*];
+
+            /// The stable dotted id, as in suites, predictions, violations and reports.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(RuleId::$variant => $id,)*
+                }
+            }
+        }
+    };
+}
+
+rule_ids! {
+    PhasePending => "phase.pending",
+    PhaseRunning => "phase.running",
+    PhaseSucceeded => "phase.succeeded",
+    PhaseFailed => "phase.failed",
+    PhaseAlwaysNeverTerminal => "phase.always-never-terminal",
+    PhaseOnfailureRestartingRunning => "phase.onfailure-restarting-running",
+    PhaseTerminalNeverLeft => "phase.terminal-never-left",
+    ContainerStateWaitingCreating => "container.state.waiting.creating",
+    ContainerStateRunning => "container.state.running",
+    ContainerRunsToCompletion => "container.runs-to-completion",
+    ContainerStateTerminated => "container.state.terminated",
+    ContainerStateWaitingCrashloop => "container.state.waiting.crashloop",
+    ContainerLastState => "container.last-state",
+    ContainerRestartCount => "container.restart-count",
+    ContainerReadyNoProbe => "container.ready.no-probe",
+    RestartPolicyAlways => "restart.policy.always",
+    RestartPolicyOnfailure => "restart.policy.onfailure",
+    RestartPolicyNever => "restart.policy.never",
+    RestartBackoffFirstImmediate => "restart.backoff.first-immediate",
+    RestartBackoffDoubling => "restart.backoff.doubling",
+    RestartBackoffCap => "restart.backoff.cap",
+    RestartBackoffReset => "restart.backoff.reset",
+    ConditionPodScheduled => "condition.pod-scheduled",
+    ConditionPodReadyToStartContainers => "condition.pod-ready-to-start-containers",
+    ConditionInitialized => "condition.initialized",
+    ConditionContainersReady => "condition.containers-ready",
+    ConditionReady => "condition.ready",
+    ProbeStartupStarted => "probe.startup.started",
+    ProbeStartupGates => "probe.startup.gates",
+    ProbeStartupFailureRestart => "probe.startup.failure-restart",
+    ProbeLivenessFailureThreshold => "probe.liveness.failure-threshold",
+    ProbeLivenessRestart => "probe.liveness.restart",
+    ProbeReadinessInitialFailure => "probe.readiness.initial-failure",
+    ProbeReadinessTransitions => "probe.readiness.transitions",
+    ProbeReadinessNoRestart => "probe.readiness.no-restart",
+    ProbeInitialDelay => "probe.initial-delay",
+    ProbeTimeout => "probe.timeout",
+    ProbeErrorNotFailure => "probe.error-not-failure",
+    ProbeHandlerHttp => "probe.handler.http",
+    ProbeHandlerTcp => "probe.handler.tcp",
+    ProbeHandlerGrpc => "probe.handler.grpc",
+    ProbeHandlerExec => "probe.handler.exec",
+}
+
+impl RuleId {
+    /// The catalogue entry: its statement and sources.
+    pub fn rule(self) -> &'static Rule {
+        &CATALOGUE[self as usize]
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that width and alignment apply as they do to the id as a string.
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl FromStr for RuleId {
+    type Err = UnknownRuleId;
+
+    fn from_str(id: &str) -> Result<RuleId, UnknownRuleId> {
+        RuleId::ALL
+            .iter()
+            .copied()
+            .find(|rule| rule.as_str() == id)
+            .ok_or_else(|| UnknownRuleId(id.to_owned()))
+    }
+}
+
+/// Rule ids sort as their dotted ids do, so sorted sets of rules read alphabetically.
+impl Ord for RuleId {
+    fn cmp(&self, other: &RuleId) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for RuleId {
+    fn partial_cmp(&self, other: &RuleId) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RuleId, D::Error> {
+        let id = String::deserialize(deserializer)?;
+        id.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
-    pub id: &'static str,
+    pub id: RuleId,
     pub statement: &'static str,
     /// Seed section first, then the Kubernetes documentation and kubelet source that decide.
     pub sources: &'static [&'static str],
@@ -46,228 +177,288 @@ const FIDELITY_PROBES: &str = "podcheck docs/fidelity/probes.md";
 
 pub const CATALOGUE: &[Rule] = &[
     Rule {
-        id: "phase.pending",
+        id: RuleId::PhasePending,
         statement: "A pod is Pending while one of its containers has not started yet (Waiting without a previous termination).",
         sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
     },
     Rule {
-        id: "phase.running",
+        id: RuleId::PhaseRunning,
         statement: "A pod is Running once all its containers have started and at least one is running, or while a restart policy will restart its stopped containers.",
         sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
     },
     Rule {
-        id: "phase.succeeded",
+        id: RuleId::PhaseSucceeded,
         statement: "A pod whose containers all terminated with exit code 0 and will not be restarted (OnFailure or Never) is Succeeded.",
         sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
     },
     Rule {
-        id: "phase.failed",
+        id: RuleId::PhaseFailed,
         statement: "Under restartPolicy Never, a pod whose containers all terminated, at least one with a non-zero exit code, is Failed.",
         sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
     },
     Rule {
-        id: "phase.always-never-terminal",
+        id: RuleId::PhaseAlwaysNeverTerminal,
         statement: "Under restartPolicy Always a pod never reaches Succeeded or Failed by its containers exiting: while all are stopped it stays Running.",
         sources: &[SEED_RESTART, GET_PHASE],
     },
     Rule {
-        id: "phase.onfailure-restarting-running",
+        id: RuleId::PhaseOnfailureRestartingRunning,
         statement: "Under restartPolicy OnFailure a pod whose stopped containers include a failed one that will be restarted stays Running.",
         sources: &[SEED_RESTART, GET_PHASE],
     },
     Rule {
-        id: "phase.terminal-never-left",
+        id: RuleId::PhaseTerminalNeverLeft,
         statement: "Once a pod is Succeeded or Failed it never changes phase again.",
         sources: &[DOC_LIFECYCLE, "kubernetes pkg/kubelet/status/status_manager.go checkContainerStateTransition / updateStatusInternal"],
     },
     Rule {
-        id: "container.state.waiting.creating",
+        id: RuleId::ContainerStateWaitingCreating,
         statement: "Before its first start a container is Waiting with reason ContainerCreating.",
         sources: &[SEED_STATES, CONVERT_STATUSES],
     },
     Rule {
-        id: "container.state.running",
+        id: RuleId::ContainerStateRunning,
         statement: "A started container is Running with a startedAt time, and it starts within moments of the pod's creation.",
         sources: &[SEED_STATES, CONVERT_STATUSES],
     },
     Rule {
-        id: "container.runs-to-completion",
+        id: RuleId::ContainerRunsToCompletion,
         statement: "A container runs until its own process exits: nothing stops it early, and its exit is reported.",
         sources: &[SEED_STATES, DOC_LIFECYCLE],
     },
     Rule {
-        id: "container.state.terminated",
+        id: RuleId::ContainerStateTerminated,
         statement: "A container whose process exited is Terminated with that exit code, reason Completed for 0 and Error otherwise, and startedAt/finishedAt.",
         sources: &[SEED_STATES, CONVERT_STATUSES, CONTAINERD_REASON],
     },
     Rule {
-        id: "container.state.waiting.crashloop",
+        id: RuleId::ContainerStateWaitingCrashloop,
         statement: "A container waiting out its restart back-off is Waiting with reason CrashLoopBackOff and the message 'back-off D restarting failed container=...'.",
         sources: &[SEED_CRASHLOOP, CONVERT_STATUSES, DO_BACK_OFF],
     },
     Rule {
-        id: "container.last-state",
+        id: RuleId::ContainerLastState,
         statement: "After a restart, lastState holds the previous instance's termination (exit code, reason, times).",
         sources: &[SEED_CRASHLOOP, CONVERT_STATUSES],
     },
     Rule {
-        id: "container.restart-count",
+        id: RuleId::ContainerRestartCount,
         statement: "restartCount counts the container's restarts: it starts at 0, grows by one per new instance and never decreases.",
         sources: &[SEED_CRASHLOOP, CONVERT_STATUSES],
     },
     Rule {
-        id: "container.ready.no-probe",
+        id: RuleId::ContainerReadyNoProbe,
         statement: "A container that is not running is neither started nor ready; without a startup probe a running container is started, and without a readiness probe it is ready exactly while started.",
         sources: &[SEED_CONDITIONS, PROBER_MANAGER],
     },
     Rule {
-        id: "restart.policy.always",
+        id: RuleId::RestartPolicyAlways,
         statement: "Under restartPolicy Always a container is restarted after every exit, whatever its exit code.",
         sources: &[SEED_RESTART, SHOULD_RESTART],
     },
     Rule {
-        id: "restart.policy.onfailure",
+        id: RuleId::RestartPolicyOnfailure,
         statement: "Under restartPolicy OnFailure a container is restarted after a non-zero exit and never after exit code 0.",
         sources: &[SEED_RESTART, SHOULD_RESTART],
     },
     Rule {
-        id: "restart.policy.never",
+        id: RuleId::RestartPolicyNever,
         statement: "Under restartPolicy Never a container is never restarted.",
         sources: &[SEED_RESTART, SHOULD_RESTART],
     },
     Rule {
-        id: "restart.backoff.first-immediate",
+        id: RuleId::RestartBackoffFirstImmediate,
         statement: "The first restart of a container happens without back-off: the back-off entry only exists once a restart has happened.",
         sources: &[SEED_CRASHLOOP, DO_BACK_OFF, FLOWCONTROL, "kubernetes issue #133472 (containers crash twice before back-off applies)"],
     },
     Rule {
-        id: "restart.backoff.doubling",
+        id: RuleId::RestartBackoffDoubling,
         statement: "Each later restart waits the back-off since the previous exit: 10s, then doubling (20s, 40s, ...), and may come up to the kubelet's requeue delay later.",
         sources: &[SEED_CRASHLOOP, DO_BACK_OFF, FLOWCONTROL, NEW_BACK_OFF, POD_WORKERS],
     },
     Rule {
-        id: "restart.backoff.cap",
+        id: RuleId::RestartBackoffCap,
         statement: "The back-off stops doubling at its maximum (300s by default, the kubelet's crashLoopBackOff.maxContainerRestartPeriod where configured).",
         sources: &[SEED_CRASHLOOP, FLOWCONTROL, NEW_BACK_OFF],
     },
     Rule {
-        id: "restart.backoff.reset",
+        id: RuleId::RestartBackoffReset,
         statement: "A container that ran for more than 600s since its last restart is restarted without back-off, and the back-off starts over at its initial value.",
         sources: &[NEW_BACK_OFF, FLOWCONTROL],
     },
     Rule {
-        id: "condition.pod-scheduled",
+        id: RuleId::ConditionPodScheduled,
         statement: "A pod whose containers have started has PodScheduled True.",
         sources: &[SEED_CONDITIONS, GENERATE],
     },
     Rule {
-        id: "condition.pod-ready-to-start-containers",
+        id: RuleId::ConditionPodReadyToStartContainers,
         statement: "PodReadyToStartContainers is True while the pod sandbox exists and False once a terminal pod's sandbox is torn down.",
         sources: &[SEED_CONDITIONS, GENERATE, "kubernetes pkg/kubelet/kuberuntime/util/util.go PodSandboxChanged"],
     },
     Rule {
-        id: "condition.initialized",
+        id: RuleId::ConditionInitialized,
         statement: "A pod without init containers is Initialized True (reason PodCompleted once Succeeded).",
         sources: &[SEED_CONDITIONS, GENERATE],
     },
     Rule {
-        id: "condition.containers-ready",
+        id: RuleId::ConditionContainersReady,
         statement: "ContainersReady is True exactly when every container is ready; otherwise False with reason ContainersNotReady, or PodCompleted/PodFailed on a terminal pod.",
         sources: &[SEED_CONDITIONS, GENERATE],
     },
     Rule {
-        id: "condition.ready",
+        id: RuleId::ConditionReady,
         statement: "Ready is ContainersReady plus readiness gates: without gates it has the same status and reason, and Ready is never True without ContainersReady.",
         sources: &[SEED_CONDITIONS, GENERATE],
     },
     Rule {
-        id: "probe.startup.started",
+        id: RuleId::ProbeStartupStarted,
         statement: "A container with a startup probe is started (status.started) from the first successful startup probe on, never before; without one it is started once running.",
         sources: &[SEED_PROBES, DOC_PROBES, PROBER_MANAGER, WORKER, FIDELITY_PROBES],
     },
     Rule {
-        id: "probe.startup.gates",
+        id: RuleId::ProbeStartupGates,
         statement: "Liveness and readiness probes do not run until the startup probe has succeeded: nothing they find kills the container or makes it ready before.",
         sources: &[SEED_PROBES, DOC_PROBES, WORKER, FIDELITY_PROBES],
     },
     Rule {
-        id: "probe.startup.failure-restart",
+        id: RuleId::ProbeStartupFailureRestart,
         statement: "A startup probe that fails failureThreshold times in a row gets the container killed and restarted according to restartPolicy.",
         sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, COMPUTE_ACTIONS, WORKER],
     },
     Rule {
-        id: "probe.liveness.failure-threshold",
+        id: RuleId::ProbeLivenessFailureThreshold,
         statement: "A liveness probe kills the container only after failureThreshold consecutive failures, periodSeconds apart: never earlier.",
         sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, WORKER],
     },
     Rule {
-        id: "probe.liveness.restart",
+        id: RuleId::ProbeLivenessRestart,
         statement: "Once liveness fails failureThreshold times in a row the container is killed (SIGTERM, exit 143) and restarted according to restartPolicy and the back-off, with restartCount and lastState showing it.",
         sources: &[SEED_PROBES, DOC_PROBES, COMPUTE_ACTIONS, WORKER, "kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer"],
     },
     Rule {
-        id: "probe.readiness.initial-failure",
+        id: RuleId::ProbeReadinessInitialFailure,
         statement: "A container with a readiness probe is not ready until the probe has succeeded: the readiness result starts as Failure for every new container.",
         sources: &[SEED_PROBES, DOC_PROBES, WORKER, PROBER_MANAGER],
     },
     Rule {
-        id: "probe.readiness.transitions",
+        id: RuleId::ProbeReadinessTransitions,
         statement: "ready turns true after successThreshold consecutive readiness successes and false after failureThreshold consecutive failures; the pod is then Running but not Ready.",
         sources: &[SEED_PROBES, SEED_READINESS_GOTCHA, DOC_PROBES, WORKER, GENERATE],
     },
     Rule {
-        id: "probe.readiness.no-restart",
+        id: RuleId::ProbeReadinessNoRestart,
         statement: "A failing readiness probe never kills or restarts the container: it only takes it out of ready (and the pod out of the Service's endpoints).",
         sources: &[SEED_PROBES, SEED_READINESS_GOTCHA, DOC_PROBES, COMPUTE_ACTIONS],
     },
     Rule {
-        id: "probe.initial-delay",
+        id: RuleId::ProbeInitialDelay,
         statement: "No probe runs before initialDelaySeconds have passed since the container started (measured from its start, also for liveness and readiness behind a startup probe).",
         sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, WORKER],
     },
     Rule {
-        id: "probe.timeout",
+        id: RuleId::ProbeTimeout,
         statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too); a slower answer within the timeout succeeds.",
         sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe", "kubernetes pkg/probe/exec/exec.go (ExecProbeTimeout)"],
     },
     Rule {
-        id: "probe.error-not-failure",
+        id: RuleId::ProbeErrorNotFailure,
         statement: "A probe that cannot be run (a named port the container does not declare) is neither a success nor a failure: the result keeps its initial value, so liveness never kills and readiness never turns ready.",
         sources: &[DOC_PROBES, PROBER, WORKER, "kubernetes pkg/probe/util.go ResolveContainerPort", FIDELITY_PROBES],
     },
     Rule {
-        id: "probe.handler.http",
+        id: RuleId::ProbeHandlerHttp,
         statement: "An httpGet probe succeeds on a status from 200 to 399 and fails on any other status or when nothing answers.",
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe"],
     },
     Rule {
-        id: "probe.handler.tcp",
+        id: RuleId::ProbeHandlerTcp,
         statement: "A tcpSocket probe succeeds when a connection to the port is established and fails when it is refused.",
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/tcp/tcp.go DoTCPProbe"],
     },
     Rule {
-        id: "probe.handler.grpc",
+        id: RuleId::ProbeHandlerGrpc,
         statement: "A grpc probe calls grpc.health.v1.Health/Check for its service and succeeds exactly when the answer is SERVING; NOT_SERVING, an unknown service or no server is a failure.",
         sources: &[DOC_PROBES, "kubernetes pkg/probe/grpc/grpc.go", "https://github.com/grpc/grpc/blob/master/doc/health-checking.md"],
     },
     Rule {
-        id: "probe.handler.exec",
+        id: RuleId::ProbeHandlerExec,
         statement: "An exec probe runs its command inside the container and succeeds exactly when it exits 0.",
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/exec/exec.go"],
     },
 ];
 
-pub fn rule(id: &str) -> Option<&'static Rule> {
-    CATALOGUE.iter().find(|rule| rule.id == id)
-}
+// `RuleId::rule` indexes the catalogue: it must list every rule once, in `RuleId` order.
+const _: () = {
+    assert!(CATALOGUE.len() == RuleId::ALL.len());
+    let mut index = 0;
+    while index < CATALOGUE.len() {
+        assert!(CATALOGUE[index].id as usize == index);
+        index += 1;
+    }
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn the_catalogue_has_one_entry_per_rule_id() {
+        for id in RuleId::ALL {
+            let entries = CATALOGUE.iter().filter(|rule| rule.id == *id).count();
+            assert_eq!(entries, 1, "{id} has {entries} catalogue entries");
+            assert_eq!(id.rule().id, *id);
+        }
+        assert_eq!(CATALOGUE.len(), RuleId::ALL.len());
+    }
+
+    #[test]
+    fn ids_read_back_and_serialise_as_their_dotted_names() {
+        for id in RuleId::ALL {
+            assert_eq!(id.as_str().parse::<RuleId>(), Ok(*id));
+            assert_eq!(id.to_string(), id.as_str());
+            assert_eq!(
+                serde_json::to_string(id).ok(),
+                Some(format!("\"{}\"", id.as_str()))
+            );
+            assert_eq!(
+                serde_json::from_str::<RuleId>(&format!("\"{}\"", id.as_str())).ok(),
+                Some(*id)
+            );
+        }
+        assert_eq!(
+            "restart.backoff.doubled".parse::<RuleId>(),
+            Err(UnknownRuleId("restart.backoff.doubled".to_owned()))
+        );
+        assert_eq!(
+            format!("{:<20}|", RuleId::PhasePending),
+            "phase.pending       |"
+        );
+    }
+
+    #[test]
+    fn a_scenario_naming_an_unknown_rule_is_refused() {
+        let yaml = |rule: &str| {
+            format!(
+                "name: x\nrules: [{rule}]\npod:\n  spec:\n    containers: [{{name: app}}]\nbehaviours:\n  app: {{then: forever}}\n"
+            )
+        };
+        let known = crate::Scenario::from_yaml("x.yaml", &yaml("restart.backoff.doubling"));
+        assert_eq!(
+            known.map(|s| s.rules),
+            Ok(vec![RuleId::RestartBackoffDoubling])
+        );
+        match crate::Scenario::from_yaml("x.yaml", &yaml("restart.backoff.doubled")) {
+            Err(crate::ScenarioError::Parse { message, .. }) => {
+                assert!(message.contains("restart.backoff.doubled"), "{message}")
+            }
+            other => panic!("an unknown rule id must not parse: {other:?}"),
+        }
+    }
+
+    #[test]
     fn ids_are_unique_and_cited() {
-        let mut ids: Vec<_> = CATALOGUE.iter().map(|r| r.id).collect();
+        let mut ids: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
         ids.sort();
         let before = ids.len();
         ids.dedup();

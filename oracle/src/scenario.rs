@@ -1,8 +1,10 @@
 //! Scenarios: a real Pod manifest, the behaviour of each of its containers, and a fault schedule.
 
+use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
 use crate::errors::ScenarioError;
 use crate::probes::ContainerProbes;
+use crate::rules::RuleId;
 use crate::validation::{container_probes, validate_probe};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,7 @@ pub struct Scenario {
     pub description: Option<String>,
     /// The rule ids this case was written to show; the prediction may involve more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<String>,
+    pub rules: Vec<RuleId>,
     /// Kubelet settings the scenario assumes; defaults are the kubelet's own.
     #[serde(default, skip_serializing_if = "KubeletParams::is_default")]
     pub kubelet: KubeletParams,
@@ -33,141 +35,6 @@ pub struct Scenario {
     /// External actions on the pod over time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
-}
-
-/// What a container's process does each time it starts.
-///
-/// Start `n` (0-based, counted across restarts) acts out `starts[n]` when present and
-/// `then` otherwise; so "crash the first 3 starts, then keep running" is three exits
-/// in `starts` and `then: forever`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Behaviour {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub starts: Vec<Run>,
-    pub then: Run,
-    /// Health endpoints the process serves for probes; the same script on every start,
-    /// timed from that start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<Health>,
-}
-
-/// The agent's health endpoints: `GET /<endpoint>` on `port`, a raw TCP listener on an
-/// endpoint's `tcpPort`, and the exec command `/podcheck-agent probe <endpoint>`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Health {
-    /// The HTTP port; containers of one pod share a network namespace, so each needs its own.
-    #[serde(default = "Health::default_port")]
-    pub port: u16,
-    /// Nothing listens (connections are refused) until this long after the start.
-    #[serde(default, skip_serializing_if = "SpecDuration::is_zero")]
-    pub listen_after: SpecDuration,
-    /// A port serving the gRPC health protocol (grpc.health.v1): the service named like an
-    /// endpoint answers SERVING or NOT_SERVING as the endpoint does; service "" SERVING.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grpc_port: Option<u16>,
-    pub endpoints: BTreeMap<String, Endpoint>,
-}
-
-impl Health {
-    pub const DEFAULT_PORT: u16 = 8080;
-    fn default_port() -> u16 {
-        Self::DEFAULT_PORT
-    }
-}
-
-/// One health endpoint and the script of its answers over the life of a start.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Endpoint {
-    /// A TCP port that is listened on exactly while the answer is `ok` or `slow`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp_port: Option<u16>,
-    /// Consecutive answers, each for its `for`; the last one lasts.
-    pub answers: Vec<Scripted>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Scripted {
-    pub answer: Answer,
-    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
-    pub for_: Option<SpecDuration>,
-}
-
-/// What a health endpoint answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Answer {
-    /// HTTP 200, exec exit 0, TCP listening.
-    Ok,
-    /// HTTP 500, exec exit 1, TCP not listening.
-    Fail,
-    /// HTTP 200 (exec exit 0) only after this delay; TCP listening.
-    Slow(SpecDuration),
-}
-
-impl Endpoint {
-    /// The answer at `at` after the start.
-    pub fn answer_at(&self, at: SpecDuration) -> Answer {
-        let mut from = SpecDuration::ZERO;
-        for scripted in &self.answers {
-            match scripted.for_ {
-                Some(length) if at >= from + length => from = from + length,
-                _ => return scripted.answer,
-            }
-        }
-        self.answers.last().map_or(Answer::Fail, |s| s.answer)
-    }
-
-    /// Times after the start at which the answer may change.
-    pub fn boundaries(&self) -> Vec<SpecDuration> {
-        let mut at = SpecDuration::ZERO;
-        let mut out = Vec::new();
-        for scripted in &self.answers {
-            if let Some(length) = scripted.for_ {
-                at = at + length;
-                out.push(at);
-            }
-        }
-        out
-    }
-}
-
-impl Behaviour {
-    pub fn run_for_start(&self, start: u32) -> Run {
-        self.starts
-            .get(start as usize)
-            .copied()
-            .unwrap_or(self.then)
-    }
-
-    pub fn forever() -> Self {
-        Behaviour {
-            starts: Vec::new(),
-            then: Run::Forever,
-            health: None,
-        }
-    }
-
-    pub fn exit_every_start(after: SpecDuration, code: i32) -> Self {
-        Behaviour {
-            starts: Vec::new(),
-            then: Run::Exit { after, code },
-            health: None,
-        }
-    }
-}
-
-/// One start of a container's process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum Run {
-    /// Run for `after`, then exit with `code`.
-    Exit { after: SpecDuration, code: i32 },
-    /// Run until killed.
-    Forever,
 }
 
 /// An external action on the pod at a point in spec time.

@@ -5,11 +5,13 @@
 //! can show that the checker accepts every trace the model allows, including its extremes.
 //! A [`Deviation`] plants one known bug, to show that the checker catches it.
 
+use crate::behaviour::Answer;
+use crate::derive;
 use crate::duration::SpecDuration;
-use crate::model::{self, AfterExit, STATUS_LAG};
+use crate::plan::{self, AfterExit, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::ProbePlan;
-use crate::scenario::{Answer, RestartPolicy, Scenario};
+use crate::scenario::{RestartPolicy, Scenario};
 use crate::trace::{PodMetadata, Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -401,7 +403,7 @@ pub fn simulate(
         events.push((at, sequence, event));
     };
     for (container, plan) in planned.containers.iter().enumerate() {
-        let mut start = choices.pick(0, model::FIRST_START_WITHIN.as_millis());
+        let mut start = choices.pick(0, plan::FIRST_START_WITHIN.as_millis());
         let mut previous_wait: Option<SpecDuration> = None;
         for instance in &plan.instances {
             if start > horizon {
@@ -483,7 +485,7 @@ pub fn simulate(
                 finish + choices.pick(0, STATUS_LAG.as_millis())
             } else {
                 let b = wait.as_millis();
-                let slack = model::restart_slack(wait).as_millis();
+                let slack = plan::restart_slack(wait).as_millis();
                 if deviation != Some(Deviation::NoCrashLoopBackOffState) {
                     let shown = finish + choices.pick(0, STATUS_LAG.as_millis().min(b));
                     push(
@@ -544,14 +546,14 @@ pub fn simulate(
                 terminal: &mut Option<&'static str>,
                 sandbox_ready: bool,
                 snapshots: &mut Vec<Snapshot>| {
-        let mut phase = terminal.unwrap_or_else(|| model::derive_phase(&names, statuses, policy));
+        let mut phase = terminal.unwrap_or_else(|| derive::derive_phase(&names, statuses, policy));
         if deviation == Some(Deviation::RunningBeforeStart) && phase == "Pending" {
             phase = "Running";
         }
-        if terminal.is_none() && model::is_terminal_phase(phase) {
+        if terminal.is_none() && derive::is_terminal_phase(phase) {
             *terminal = Some(phase);
         }
-        let conditions = model::derive_conditions(&names, statuses, phase, sandbox_ready)
+        let conditions = derive::derive_conditions(&names, statuses, phase, sandbox_ready)
             .iter()
             .map(|c| c.to_pod_condition())
             .collect();
@@ -627,7 +629,7 @@ pub fn simulate(
                 {
                     "OOMKilled"
                 } else {
-                    model::terminated_reason(code)
+                    derive::terminated_reason(code)
                 };
                 status.state = Some(ContainerState {
                     terminated: Some(ContainerStateTerminated {
@@ -653,7 +655,7 @@ pub fn simulate(
                         reason: Some("CrashLoopBackOff".to_owned()),
                         message: Some(format!(
                             "back-off {} restarting failed container={} pod={pod_name}_default(model)",
-                            model::go_duration(back_off),
+                            derive::go_duration(back_off),
                             names[container]
                         )),
                     }),

@@ -2,7 +2,7 @@
 //! rule it breaks.
 
 use podcheck_oracle::simulate::{simulate, Deviation, Earliest, Latest, Seeded};
-use podcheck_oracle::{check, predict, Outcome, Scenario};
+use podcheck_oracle::{check, predict, Outcome, RuleId, Scenario};
 use std::path::Path;
 
 fn suite(name: &str) -> Scenario {
@@ -40,156 +40,156 @@ fn model_traces_pass_at_both_extremes() {
 }
 
 /// Each planted bug, a suite case that exposes it, and the rule it must be flagged with.
-const PLANTED: &[(Deviation, &str, &str)] = &[
+const PLANTED: &[(Deviation, &str, RuleId)] = &[
     (
         Deviation::NoBackOffDoubling,
         "always-crash-loop-backoff",
-        "restart.backoff.doubling",
+        RuleId::RestartBackoffDoubling,
     ),
     (
         Deviation::BackOffOnFirstRestart,
         "always-crash-loop-backoff",
-        "restart.backoff.first-immediate",
+        RuleId::RestartBackoffFirstImmediate,
     ),
     (
         Deviation::NoBackOffCap,
         "backoff-cap-configured",
-        "restart.backoff.cap",
+        RuleId::RestartBackoffCap,
     ),
     (
         Deviation::NoBackOffCap,
         "backoff-cap-default",
-        "restart.backoff.cap",
+        RuleId::RestartBackoffCap,
     ),
     (
         Deviation::NoBackOffReset,
         "backoff-reset-after-long-run",
-        "restart.backoff.reset",
+        RuleId::RestartBackoffReset,
     ),
     (
         Deviation::RestartUnderNever,
         "never-exit-1-fails",
-        "restart.policy.never",
+        RuleId::RestartPolicyNever,
     ),
     (
         Deviation::RestartAfterSuccessOnFailure,
         "onfailure-exit-0-not-restarted",
-        "restart.policy.onfailure",
+        RuleId::RestartPolicyOnfailure,
     ),
     (
         Deviation::LeaveTerminalPhase,
         "never-exit-0-succeeds",
-        "phase.terminal-never-left",
+        RuleId::PhaseTerminalNeverLeft,
     ),
     (
         Deviation::OomKilledForEveryFailure,
         "never-exit-1-fails",
-        "container.state.terminated",
+        RuleId::ContainerStateTerminated,
     ),
     (
         Deviation::ReadyWhileTerminated,
         "never-one-exits-other-runs",
-        "container.ready.no-probe",
+        RuleId::ContainerReadyNoProbe,
     ),
     (
         Deviation::NoCrashLoopBackOffState,
         "always-crash-loop-backoff",
-        "container.state.waiting.crashloop",
+        RuleId::ContainerStateWaitingCrashloop,
     ),
     (
         Deviation::RunningBeforeStart,
         "run-forever-ready",
-        "phase.pending",
+        RuleId::PhasePending,
     ),
     (
         Deviation::ExitsEarly,
         "never-exit-0-succeeds",
-        "container.runs-to-completion",
+        RuleId::ContainerRunsToCompletion,
     ),
     (
         Deviation::NoRestartAfterSuccessUnderAlways,
         "always-exit-0-restarted",
-        "restart.policy.always",
+        RuleId::RestartPolicyAlways,
     ),
     (
         Deviation::ReadinessFailureRestarts,
         "readiness-flips-no-restart",
-        "probe.readiness.no-restart",
+        RuleId::ProbeReadinessNoRestart,
     ),
     (
         Deviation::ReadyBeforeReadinessProbe,
         "readiness-initially-not-ready",
-        "probe.readiness.initial-failure",
+        RuleId::ProbeReadinessInitialFailure,
     ),
     (
         Deviation::LivenessBeforeStartup,
         "startup-probe-slow-start",
-        "probe.startup.gates",
+        RuleId::ProbeStartupGates,
     ),
     (
         Deviation::LivenessBeforeStartup,
         "startup-probe-slow-start",
-        "probe.startup.started",
+        RuleId::ProbeStartupStarted,
     ),
     (
         Deviation::LivenessIgnoresFailureThreshold,
         "liveness-restarts-on-failure",
-        "probe.liveness.failure-threshold",
+        RuleId::ProbeLivenessFailureThreshold,
     ),
     (
         Deviation::NoLivenessKill,
         "liveness-restarts-on-failure",
-        "probe.liveness.restart",
+        RuleId::ProbeLivenessRestart,
     ),
     (
         Deviation::ReadinessIgnoresFailureThreshold,
         "readiness-flips-no-restart",
-        "probe.readiness.transitions",
+        RuleId::ProbeReadinessTransitions,
     ),
     (
         Deviation::IgnoresInitialDelay,
         "liveness-initial-delay-too-short",
-        "probe.initial-delay",
+        RuleId::ProbeInitialDelay,
     ),
     (
         Deviation::IgnoresInitialDelay,
         "readiness-initial-delay",
-        "probe.initial-delay",
+        RuleId::ProbeInitialDelay,
     ),
     (
         Deviation::IgnoresProbeTimeout,
         "liveness-timeout-too-low",
-        "probe.timeout",
+        RuleId::ProbeTimeout,
     ),
     (
         Deviation::ErrorCountsAsFailure,
         "named-port-missing-is-an-error",
-        "probe.error-not-failure",
+        RuleId::ProbeErrorNotFailure,
     ),
     (
         Deviation::StartupFailureIgnored,
         "startup-probe-fails-restarts",
-        "probe.startup.failure-restart",
+        RuleId::ProbeStartupFailureRestart,
     ),
     (
         Deviation::HttpStatusIgnored,
         "liveness-restarts-on-failure",
-        "probe.handler.http",
+        RuleId::ProbeHandlerHttp,
     ),
     (
         Deviation::ExecExitCodeIgnored,
         "exec-liveness-restarts",
-        "probe.handler.exec",
+        RuleId::ProbeHandlerExec,
     ),
     (
         Deviation::GrpcStatusIgnored,
         "grpc-readiness-follows-serving-status",
-        "probe.handler.grpc",
+        RuleId::ProbeHandlerGrpc,
     ),
     (
         Deviation::TcpAlwaysConnects,
         "tcp-readiness-follows-listener",
-        "probe.handler.tcp",
+        RuleId::ProbeHandlerTcp,
     ),
 ];
 
@@ -213,7 +213,7 @@ fn every_planted_bug_is_flagged_with_its_rule_whatever_the_timing() {
                 "{deviation:?} on {case} passed"
             );
             assert!(
-                verdict.violated_rules().contains(rule),
+                verdict.violated_rules().contains(&rule),
                 "{deviation:?} on {case}: expected {rule}, got {:?}",
                 verdict.violations
             );
@@ -302,17 +302,17 @@ fn running(c: &ContainerStatus) -> bool {
 type Mutation = fn(&mut Trace);
 
 /// Faults planted directly into correct traces: a target that reports the wrong field.
-const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
+const MUTATIONS: &[(&str, &str, RuleId, Mutation)] = &[
     (
         "phase stays Pending while running",
         "run-forever-ready",
-        "phase.running",
+        RuleId::PhaseRunning,
         |t| each_status(t, |s| s.phase = Some("Pending".to_owned())),
     ),
     (
         "Failed instead of Succeeded",
         "never-exit-0-succeeds",
-        "phase.succeeded",
+        RuleId::PhaseSucceeded,
         |t| {
             each_status(t, |s| {
                 if s.phase.as_deref() == Some("Succeeded") {
@@ -324,7 +324,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "Succeeded instead of Failed",
         "never-exit-1-fails",
-        "phase.failed",
+        RuleId::PhaseFailed,
         |t| {
             each_status(t, |s| {
                 if s.phase.as_deref() == Some("Failed") {
@@ -336,7 +336,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "Failed while Always restarts",
         "always-all-stopped-still-running",
-        "phase.always-never-terminal",
+        RuleId::PhaseAlwaysNeverTerminal,
         |t| {
             each_status(t, |s| {
                 let all_stopped = s.container_statuses.iter().flatten().all(|c| !running(c));
@@ -354,7 +354,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "Failed while OnFailure restarts",
         "onfailure-retries-until-success",
-        "phase.onfailure-restarting-running",
+        RuleId::PhaseOnfailureRestartingRunning,
         |t| {
             each_status(t, |s| {
                 let waiting = s
@@ -376,7 +376,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "PodInitializing without init containers",
         "run-forever-ready",
-        "container.state.waiting.creating",
+        RuleId::ContainerStateWaitingCreating,
         |t| {
             each_status(t, |s| {
                 each_container(s, |c| {
@@ -390,7 +390,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "first start 30s late",
         "run-forever-ready",
-        "container.state.running",
+        RuleId::ContainerStateRunning,
         |t| {
             for snapshot in &mut t.snapshots {
                 let late = |time: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
@@ -409,7 +409,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "lastState dropped",
         "always-crash-then-run",
-        "container.last-state",
+        RuleId::ContainerLastState,
         |t| {
             each_status(t, |s| {
                 each_container(s, |c| {
@@ -423,7 +423,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "restartCount drops back to 0",
         "always-crash-then-run",
-        "container.restart-count",
+        RuleId::ContainerRestartCount,
         |t| {
             if let Some(last) = t.snapshots.last_mut() {
                 each_container(&mut last.status, |c| c.restart_count = 0);
@@ -433,7 +433,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "no PodScheduled condition",
         "run-forever-ready",
-        "condition.pod-scheduled",
+        RuleId::ConditionPodScheduled,
         |t| {
             each_status(t, |s| {
                 if let Some(c) = s.conditions.as_mut() {
@@ -445,7 +445,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "sandbox never torn down",
         "never-exit-0-succeeds",
-        "condition.pod-ready-to-start-containers",
+        RuleId::ConditionPodReadyToStartContainers,
         |t| {
             each_status(t, |s| {
                 if let Some(c) = condition(s, "PodReadyToStartContainers") {
@@ -457,7 +457,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "Initialized without PodCompleted",
         "never-exit-0-succeeds",
-        "condition.initialized",
+        RuleId::ConditionInitialized,
         |t| {
             each_status(t, |s| {
                 if let Some(c) = condition(s, "Initialized") {
@@ -469,7 +469,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "ContainersReady despite a terminated container",
         "never-one-exits-other-runs",
-        "condition.containers-ready",
+        RuleId::ConditionContainersReady,
         |t| {
             each_status(t, |s| {
                 if let Some(c) = condition(s, "ContainersReady") {
@@ -483,7 +483,7 @@ const MUTATIONS: &[(&str, &str, &str, Mutation)] = &[
     (
         "Ready without ContainersReady",
         "never-one-exits-other-runs",
-        "condition.ready",
+        RuleId::ConditionReady,
         |t| {
             each_status(t, |s| {
                 if let Some(c) = condition(s, "Ready") {
@@ -511,7 +511,7 @@ fn every_planted_field_fault_is_flagged_with_its_rule() {
             mutate(&mut trace);
             let verdict = check(&prediction, &trace);
             assert!(
-                verdict.violated_rules().contains(rule),
+                verdict.violated_rules().contains(&rule),
                 "{fault} on {case}: expected {rule}, got {:#?}",
                 verdict.violations
             );
@@ -529,31 +529,27 @@ fn every_rule_has_a_suite_case_and_a_planted_fault() {
             let scenario = Scenario::from_file(&entry.expect("entry").path())
                 .unwrap_or_else(|e| panic!("{e}"));
             let prediction = predict(&scenario).expect("predictable");
+            // A rule id outside the catalogue does not parse: from_file refuses it.
             for rule in &scenario.rules {
                 assert!(
-                    podcheck_oracle::rules::rule(rule).is_some(),
-                    "{} names unknown rule {rule}",
-                    scenario.name
-                );
-                assert!(
-                    prediction.rules.contains(&rule.as_str()),
+                    prediction.rules.contains(rule),
                     "{} names {rule} but its prediction does not exercise it",
                     scenario.name
                 );
-                listed.insert(rule.clone());
+                listed.insert(*rule);
             }
-            exercised.extend(prediction.rules.iter().map(|r| r.to_string()));
+            exercised.extend(prediction.rules.iter().copied());
         }
     }
-    let planted: std::collections::BTreeSet<&str> = PLANTED
+    let planted: std::collections::BTreeSet<RuleId> = PLANTED
         .iter()
         .map(|p| p.2)
         .chain(MUTATIONS.iter().map(|m| m.2))
         .collect();
     for rule in podcheck_oracle::rules::CATALOGUE {
-        assert!(listed.contains(rule.id), "no suite case names {}", rule.id);
+        assert!(listed.contains(&rule.id), "no suite case names {}", rule.id);
         assert!(
-            planted.contains(rule.id),
+            planted.contains(&rule.id),
             "no planted fault is flagged with {}",
             rule.id
         );
@@ -584,7 +580,7 @@ fn a_missing_back_off_is_caught_without_seeing_any_exit() {
     assert!(
         verdict
             .violated_rules()
-            .contains("restart.backoff.doubling"),
+            .contains(&RuleId::RestartBackoffDoubling),
         "{:#?}",
         verdict.violations
     );
@@ -636,7 +632,7 @@ fn a_kill_before_failure_threshold_failures_is_caught_in_the_workload_log() {
         assert!(
             verdict
                 .violated_rules()
-                .contains("probe.liveness.failure-threshold"),
+                .contains(&RuleId::ProbeLivenessFailureThreshold),
             "a kill after 4 of 5 failures passed: {:#?}",
             verdict.violations
         );
@@ -671,7 +667,7 @@ fn ready_before_success_threshold_successes_is_caught_in_the_workload_log() {
         assert!(
             verdict
                 .violated_rules()
-                .contains("probe.readiness.transitions"),
+                .contains(&RuleId::ProbeReadinessTransitions),
             "ready after 2 of 3 successes passed: {:#?}",
             verdict.violations
         );

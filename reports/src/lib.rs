@@ -3,7 +3,7 @@
 //!
 //! Reporters only consume results; they never run anything.
 
-use podcheck_oracle::{rules, Outcome, Trace, Verdict};
+use podcheck_oracle::{rules, Outcome, RuleId, Trace, Verdict};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -61,7 +61,7 @@ impl RunReport {
                     .iter()
                     .filter(|c| c.verdict.violations.iter().any(|v| v.rule == rule.id))
                     .count();
-                (rule.id, cases)
+                (rule.id.as_str(), cases)
             })
             .filter(|(_, cases)| *cases > 0)
             .collect()
@@ -110,6 +110,7 @@ impl RunReport {
                         escape(
                             &v.violated_rules()
                                 .into_iter()
+                                .map(RuleId::as_str)
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -163,7 +164,7 @@ impl RunReport {
             let exercised = self
                 .cases
                 .iter()
-                .filter(|c| c.verdict.rules.iter().any(|r| r == rule.id))
+                .filter(|c| c.verdict.rules.contains(&rule.id))
                 .count();
             let violated: Vec<&str> = self
                 .cases
@@ -240,10 +241,10 @@ pub fn summarize_violations(verdict: &Verdict, limit: usize) -> String {
         return describe_violations(verdict);
     }
     let mut text = String::new();
-    let mut rules: Vec<&str> = Vec::new();
+    let mut rules: Vec<RuleId> = Vec::new();
     for v in &verdict.violations {
-        if !rules.contains(&v.rule.as_str()) {
-            rules.push(&v.rule);
+        if !rules.contains(&v.rule) {
+            rules.push(v.rule);
         }
     }
     for rule in rules {
@@ -290,7 +291,7 @@ mod tests {
                 outcome,
                 violations,
                 error: error.map(str::to_owned),
-                rules: vec!["restart.policy.never".to_owned()],
+                rules: vec![RuleId::RestartPolicyNever],
                 timing_headroom_ms: Some(1500),
             },
             source: "suites/x.yaml".to_owned(),
@@ -301,7 +302,7 @@ mod tests {
 
     fn report() -> RunReport {
         let violation = Violation {
-            rule: "restart.policy.never".to_owned(),
+            rule: RuleId::RestartPolicyNever,
             container: Some("app".to_owned()),
             expected: "no restart".to_owned(),
             observed: "restartCount 1 & \"more\"".to_owned(),
@@ -354,8 +355,8 @@ mod tests {
 
     #[test]
     fn long_violation_lists_are_summarized_per_rule() {
-        let violation = |rule: &str, n: i64| Violation {
-            rule: rule.to_owned(),
+        let violation = |rule: RuleId, n: i64| Violation {
+            rule,
             container: None,
             expected: format!("e{n}"),
             observed: format!("o{n}"),
@@ -364,21 +365,23 @@ mod tests {
         };
         let mut result = case(
             Outcome::Fail,
-            (0..6).map(|n| violation("a.rule", n)).collect(),
+            (0..6)
+                .map(|n| violation(RuleId::RestartBackoffDoubling, n))
+                .collect(),
             None,
         );
         result
             .verdict
             .violations
-            .extend((0..4).map(|n| violation("b.rule", n)));
+            .extend((0..4).map(|n| violation(RuleId::RestartBackoffCap, n)));
         let summary = summarize_violations(&result.verdict, 8);
         assert_eq!(summary.lines().count(), 2, "{summary}");
         assert!(
-            summary.contains("a.rule: expected e0; observed o0 (+5 more)"),
+            summary.contains("restart.backoff.doubling: expected e0; observed o0 (+5 more)"),
             "{summary}"
         );
         assert!(
-            summary.contains("b.rule: expected e0; observed o0 (+3 more)"),
+            summary.contains("restart.backoff.cap: expected e0; observed o0 (+3 more)"),
             "{summary}"
         );
         result.verdict.violations.truncate(3);

@@ -1,15 +1,16 @@
-//! The reference model: what the kubelet does with a pod, as pure functions.
+//! The planner: which instances of each container run and when, from the restart policy,
+//! the crash-loop back-off and what the container's probes do to each instance.
 //!
-//! Two halves. [`plan_containers`] decides, per container, which instances run and when
-//! (restart policy and crash-loop back-off). The `derive_*` functions compute the pod-level
-//! status (phase, conditions) that the kubelet generates from a set of container statuses;
-//! the checker applies them to every observed snapshot and the model target uses them to
-//! produce its own snapshots.
+//! Planning is pure: [`plan_containers`] reads the scenario and returns a [`ContainerPlan`]
+//! per container; the probe model ([`crate::probes`]) plans the probes' effects on one
+//! instance. A new rule area that decides when instances start or end gets its own module
+//! next to `probes`, called from here.
 
+use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
 use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan};
-use crate::scenario::{BackOffParams, RestartPolicy, Run, Scenario};
-use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
+use crate::rules::RuleId;
+use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 
 /// PLEG relist period (`genericPlegRelistPeriod`, pkg/kubelet/kubelet.go): a container's exit
 /// is seen by the kubelet at most this late.
@@ -63,7 +64,7 @@ pub struct InstancePlan {
     pub index: u32,
     pub run: Run,
     /// Rule that decides when this instance starts.
-    pub start_rule: &'static str,
+    pub start_rule: RuleId,
     /// Start window: after pod creation for instance 0, after the previous instance's
     /// exit for later ones.
     pub start_after: (SpecDuration, SpecDuration),
@@ -163,7 +164,7 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
             let behaviour = scenario
                 .behaviour(&container.name)
                 .cloned()
-                .unwrap_or_else(crate::scenario::Behaviour::forever);
+                .unwrap_or_else(Behaviour::forever);
             // Scenarios are validated before they are planned; an unreadable probe here
             // is planned as no probe and reported as an ambiguity.
             let (probes, unreadable) = match scenario.container_probes(container, index) {
@@ -197,7 +198,7 @@ pub fn effective_back_off(params: BackOffParams) -> BackOffParams {
 
 fn plan_one(
     name: &str,
-    behaviour: &crate::scenario::Behaviour,
+    behaviour: &Behaviour,
     probes: &ContainerProbes,
     policy: RestartPolicy,
     back_off: BackOffParams,
@@ -209,7 +210,7 @@ fn plan_one(
     let mut entry: Option<BackOffEntry> = None;
     let (mut earliest, mut latest) = (SpecDuration::ZERO, FIRST_START_WITHIN);
     let mut start_after = (SpecDuration::ZERO, FIRST_START_WITHIN);
-    let mut start_rule = "container.state.running";
+    let mut start_rule = RuleId::ContainerStateRunning;
     let mut index = 0u32;
     loop {
         let run = behaviour.run_for_start(index);
@@ -269,13 +270,13 @@ fn plan_one(
             Some(e) if !expired => (
                 e.current,
                 if e.current >= back_off.max {
-                    "restart.backoff.cap"
+                    RuleId::RestartBackoffCap
                 } else {
-                    "restart.backoff.doubling"
+                    RuleId::RestartBackoffDoubling
                 },
             ),
-            Some(_) => (SpecDuration::ZERO, "restart.backoff.reset"),
-            None => (SpecDuration::ZERO, "restart.backoff.first-immediate"),
+            Some(_) => (SpecDuration::ZERO, RuleId::RestartBackoffReset),
+            None => (SpecDuration::ZERO, RuleId::RestartBackoffFirstImmediate),
         };
         let next_start = finished + wait;
         entry = Some(match entry {
@@ -325,185 +326,4 @@ pub fn reset_is_ambiguous(plans: &[ContainerPlan], margin: SpecDuration) -> bool
             })
         })
     })
-}
-
-/// The phase the kubelet computes from container statuses (`getPhase`,
-/// pkg/kubelet/kubelet_pods.go), for pods without init containers.
-pub fn derive_phase(
-    container_names: &[&str],
-    statuses: &[ContainerStatus],
-    policy: RestartPolicy,
-) -> &'static str {
-    let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
-    for name in container_names {
-        let Some(status) = statuses.iter().find(|s| s.name == *name) else {
-            unknown += 1;
-            continue;
-        };
-        let state = status.state.as_ref();
-        if state.and_then(|s| s.running.as_ref()).is_some() {
-            running += 1;
-        } else if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
-            stopped += 1;
-            if terminated.exit_code == 0 {
-                succeeded += 1;
-            }
-        } else if state.and_then(|s| s.waiting.as_ref()).is_some() {
-            let has_last_termination = status
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some();
-            if has_last_termination {
-                stopped += 1;
-            } else {
-                waiting += 1;
-            }
-        } else {
-            unknown += 1;
-        }
-    }
-    if waiting > 0 {
-        "Pending"
-    } else if running > 0 && unknown == 0 {
-        "Running"
-    } else if running == 0 && stopped > 0 && unknown == 0 {
-        match policy {
-            RestartPolicy::Always => "Running",
-            _ if stopped == succeeded => "Succeeded",
-            RestartPolicy::Never => "Failed",
-            RestartPolicy::OnFailure => "Running",
-        }
-    } else {
-        "Pending"
-    }
-}
-
-pub fn is_terminal_phase(phase: &str) -> bool {
-    matches!(phase, "Succeeded" | "Failed")
-}
-
-/// The conditions the kubelet generates (pkg/kubelet/status/generate.go) for a pod without
-/// init containers, probes or readiness gates. `sandbox_ready` is whether the pod sandbox
-/// (network namespace) exists: true from sandbox creation until a terminal pod is torn down.
-pub fn derive_conditions(
-    container_names: &[&str],
-    statuses: &[ContainerStatus],
-    phase: &str,
-    sandbox_ready: bool,
-) -> Vec<ExpectedCondition> {
-    let unready: Vec<&str> = container_names
-        .iter()
-        .copied()
-        .filter(|name| !statuses.iter().any(|s| s.name == *name && s.ready))
-        .collect();
-    let unknown: Vec<&str> = container_names
-        .iter()
-        .copied()
-        .filter(|name| !statuses.iter().any(|s| s.name == *name))
-        .collect();
-    let containers_ready = match phase {
-        "Succeeded" if unknown.is_empty() => {
-            ExpectedCondition::new("ContainersReady", "False", Some("PodCompleted"))
-        }
-        "Failed" => ExpectedCondition::new("ContainersReady", "False", Some("PodFailed")),
-        _ if unready.is_empty() && unknown.is_empty() => {
-            ExpectedCondition::new("ContainersReady", "True", None)
-        }
-        _ => {
-            let mut parts = Vec::new();
-            if !unknown.is_empty() {
-                parts.push(format!(
-                    "containers with unknown status: [{}]",
-                    unknown.join(" ")
-                ));
-            }
-            let unready_known: Vec<&str> = unready
-                .iter()
-                .copied()
-                .filter(|n| !unknown.contains(n))
-                .collect();
-            if !unready_known.is_empty() {
-                parts.push(format!(
-                    "containers with unready status: [{}]",
-                    unready_known.join(" ")
-                ));
-            }
-            let mut condition =
-                ExpectedCondition::new("ContainersReady", "False", Some("ContainersNotReady"));
-            condition.message = Some(parts.join(", "));
-            condition
-        }
-    };
-    let mut ready = containers_ready.clone();
-    ready.type_ = "Ready";
-    let initialized = if phase == "Succeeded" {
-        ExpectedCondition::new("Initialized", "True", Some("PodCompleted"))
-    } else {
-        ExpectedCondition::new("Initialized", "True", None)
-    };
-    vec![
-        ExpectedCondition::new(
-            "PodReadyToStartContainers",
-            if sandbox_ready { "True" } else { "False" },
-            None,
-        ),
-        initialized,
-        ready,
-        containers_ready,
-        ExpectedCondition::new("PodScheduled", "True", None),
-    ]
-}
-
-/// A condition as the model expects it; `reason` None means "no reason".
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ExpectedCondition {
-    #[serde(rename = "type")]
-    pub type_: &'static str,
-    pub status: &'static str,
-    pub reason: Option<&'static str>,
-    pub message: Option<String>,
-}
-
-impl ExpectedCondition {
-    fn new(type_: &'static str, status: &'static str, reason: Option<&'static str>) -> Self {
-        ExpectedCondition {
-            type_,
-            status,
-            reason,
-            message: None,
-        }
-    }
-
-    pub fn to_pod_condition(&self) -> PodCondition {
-        PodCondition {
-            type_: self.type_.to_owned(),
-            status: self.status.to_owned(),
-            reason: self.reason.map(str::to_owned),
-            message: self.message.clone(),
-            ..PodCondition::default()
-        }
-    }
-}
-
-/// The terminated reason the container runtime reports for an exit that was not an OOM
-/// kill (containerd `toCRIContainerStatus`; the kubelet copies it verbatim).
-pub fn terminated_reason(exit_code: i32) -> &'static str {
-    if exit_code == 0 {
-        "Completed"
-    } else {
-        "Error"
-    }
-}
-
-/// Go's `time.Duration.String()` for whole seconds, as in the CrashLoopBackOff message.
-pub fn go_duration(d: SpecDuration) -> String {
-    let secs = d.as_millis() / 1000;
-    if secs < 60 {
-        format!("{secs}s")
-    } else if secs < 3600 {
-        format!("{}m{}s", secs / 60, secs % 60)
-    } else {
-        format!("{}h{}m{}s", secs / 3600, (secs % 3600) / 60, secs % 60)
-    }
 }

@@ -1,0 +1,473 @@
+//! Instances and restarts: each planned instance starts, ends and is restarted inside its
+//! window, anchored on the observed event it depends on (pod creation, the previous
+//! instance's exit); restart counts, last states, waiting and terminated reasons.
+
+use super::probes::surprise_rule;
+use super::{secs, window_text, Collector};
+use crate::derive::{go_duration, terminated_reason};
+use crate::plan::{AfterExit, ContainerPlan, STATUS_LAG};
+use crate::predict::Prediction;
+use crate::rules::RuleId;
+use crate::scenario::RestartPolicy;
+use crate::trace::Trace;
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus};
+use std::collections::BTreeMap;
+
+#[derive(Default, Debug)]
+pub(super) struct ObservedInstance {
+    pub(super) started: Option<i64>,
+    pub(super) finished: Option<i64>,
+    pub(super) exit_code: Option<i32>,
+    pub(super) reason: Option<String>,
+}
+
+#[derive(Default, Debug)]
+pub(super) struct ObservedContainer {
+    pub(super) instances: BTreeMap<u32, ObservedInstance>,
+    /// First time a CrashLoopBackOff wait was seen after instance N, with its message.
+    pub(super) crash_loop_waits: BTreeMap<u32, (i64, String)>,
+    pub(super) max_restart_count: Option<i32>,
+    /// Whether the latest snapshot showed the container terminated (as opposed to
+    /// running or waiting for a restart).
+    pub(super) ends_terminated: bool,
+}
+
+pub(super) fn record_container(
+    obs: &mut ObservedContainer,
+    cs: &ContainerStatus,
+    t: i64,
+    trace: &Trace,
+) {
+    let rc = cs.restart_count;
+    obs.ends_terminated = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
+    obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
+    let Ok(index) = u32::try_from(rc) else { return };
+    let state = cs.state.as_ref();
+    let last_index = if state.and_then(|s| s.waiting.as_ref()).is_some() {
+        Some(index)
+    } else {
+        index.checked_sub(1)
+    };
+    if let Some(running) = state.and_then(|s| s.running.as_ref()) {
+        let entry = obs.instances.entry(index).or_default();
+        if entry.started.is_none() {
+            entry.started = Some(
+                running
+                    .started_at
+                    .as_ref()
+                    .map_or(t, |at| trace.spec_ms(at)),
+            );
+        }
+    }
+    let mut record_terminated = |index: u32, state: &ContainerState| {
+        if let Some(terminated) = state.terminated.as_ref() {
+            let entry = obs.instances.entry(index).or_default();
+            if entry.started.is_none() {
+                entry.started = terminated.started_at.as_ref().map(|at| trace.spec_ms(at));
+            }
+            if entry.finished.is_none() {
+                entry.finished = Some(
+                    terminated
+                        .finished_at
+                        .as_ref()
+                        .map_or(t, |at| trace.spec_ms(at)),
+                );
+                entry.exit_code = Some(terminated.exit_code);
+                entry.reason = terminated.reason.clone();
+            }
+        }
+    };
+    if let Some(state) = state {
+        record_terminated(index, state);
+    }
+    if let (Some(last_index), Some(last)) = (last_index, cs.last_state.as_ref()) {
+        record_terminated(last_index, last);
+    }
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        if waiting.reason.as_deref() == Some("CrashLoopBackOff") {
+            obs.crash_loop_waits
+                .entry(index)
+                .or_insert_with(|| (t, waiting.message.clone().unwrap_or_default()));
+        }
+    }
+}
+
+pub(super) fn check_container_snapshot(
+    out: &mut Collector,
+    obs: &ObservedContainer,
+    cs: &ContainerStatus,
+    t: i64,
+) {
+    let name = Some(cs.name.as_str());
+    let state = cs.state.as_ref();
+    let running = state.and_then(|s| s.running.as_ref()).is_some();
+    // Probes decide both flags while the container runs (check_probe_flags); a container
+    // that is not running is never started nor ready, probes or not.
+    if !running && (cs.ready || cs.started == Some(true)) {
+        out.add(
+            RuleId::ContainerReadyNoProbe,
+            name,
+            "ready=false started=false (container not running)".to_owned(),
+            format!("ready={} started={:?}", cs.ready, cs.started),
+            Some(t),
+        );
+    }
+    if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
+        check_terminated_reason(
+            out,
+            &cs.name,
+            terminated.exit_code,
+            terminated.reason.as_deref(),
+            t,
+        );
+    }
+    if let Some(last) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
+        check_terminated_reason(out, &cs.name, last.exit_code, last.reason.as_deref(), t);
+    }
+    let has_last = cs
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .is_some();
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+        let reason = waiting.reason.as_deref().unwrap_or("");
+        if cs.restart_count == 0 && !has_last {
+            if reason != "ContainerCreating" {
+                out.add(
+                    RuleId::ContainerStateWaitingCreating,
+                    name,
+                    "Waiting reason ContainerCreating before the first start".to_owned(),
+                    format!("Waiting reason {reason:?}"),
+                    Some(t),
+                );
+            }
+        } else if reason != "CrashLoopBackOff" {
+            out.add(
+                RuleId::ContainerStateWaitingCrashloop,
+                name,
+                "Waiting reason CrashLoopBackOff between an exit and the restart".to_owned(),
+                format!("Waiting reason {reason:?}"),
+                Some(t),
+            );
+        }
+    }
+    if running && cs.restart_count > 0 && !has_last {
+        out.add(
+            RuleId::ContainerLastState,
+            name,
+            "lastState.terminated holds the previous instance once restarted".to_owned(),
+            format!("restartCount {} with no lastState", cs.restart_count),
+            Some(t),
+        );
+    }
+    if let Some(max) = obs.max_restart_count {
+        if cs.restart_count < max {
+            out.add(
+                RuleId::ContainerRestartCount,
+                name,
+                format!("restartCount never decreases (was {max})"),
+                format!("restartCount {}", cs.restart_count),
+                Some(t),
+            );
+        }
+    }
+}
+
+/// restartCount N cannot be seen before instance N could have started at the earliest.
+///
+/// This needs no per-instance time stamps, so it holds a target to its back-off even when
+/// the harness cannot see every exit (a poller that misses short-lived states, a runtime
+/// that reports no lastState). Observation times are never earlier than the events they
+/// show, so the bound cannot fail a correct target.
+pub(super) fn check_restart_count_bound(
+    out: &mut Collector,
+    plan: &ContainerPlan,
+    cs: &ContainerStatus,
+    t: i64,
+    tol: i64,
+) {
+    let Ok(index) = usize::try_from(cs.restart_count) else {
+        return;
+    };
+    let Some(instance) = plan
+        .instances
+        .get(index)
+        .or_else(|| plan.instances.last().filter(|_| !plan.settles))
+    else {
+        return;
+    };
+    let earliest = instance.earliest_start.as_millis() as i64;
+    if index > 0 && t < earliest - tol {
+        // Counts past the plan share one bound, so they collapse into one violation.
+        let count = if index < plan.instances.len() {
+            format!("{index}")
+        } else {
+            format!("{} or more", instance.index)
+        };
+        out.add(
+            instance.start_rule,
+            Some(&cs.name),
+            format!(
+                "restartCount {count} no earlier than {} after creation",
+                secs(earliest - tol)
+            ),
+            format!("restartCount {index} at {}", secs(t)),
+            Some(t),
+        );
+    }
+}
+
+fn check_terminated_reason(
+    out: &mut Collector,
+    name: &str,
+    exit_code: i32,
+    reason: Option<&str>,
+    t: i64,
+) {
+    let expected = terminated_reason(exit_code);
+    if reason != Some(expected) {
+        out.add(
+            RuleId::ContainerStateTerminated,
+            Some(name),
+            format!("reason {expected} for exit code {exit_code}"),
+            format!("reason {reason:?}"),
+            Some(t),
+        );
+    }
+}
+
+pub(super) fn check_instances(
+    out: &mut Collector,
+    prediction: &Prediction,
+    plan: &ContainerPlan,
+    obs: &ObservedContainer,
+    tol: i64,
+    end: i64,
+) {
+    let name = Some(plan.name.as_str());
+    let max_rc = i64::from(obs.max_restart_count.unwrap_or(-1));
+    for instance in &plan.instances {
+        let index = instance.index;
+        let seen = obs.instances.get(&index);
+        let anchor = if index == 0 {
+            Some(0)
+        } else {
+            obs.instances
+                .get(&(index - 1))
+                .and_then(|prev| prev.finished)
+        };
+        let (lo, hi) = (
+            instance.start_after.0.as_millis() as i64,
+            instance.start_after.1.as_millis() as i64,
+        );
+        let started = seen.and_then(|s| s.started);
+        if let Some(anchor) = anchor {
+            let (min, max) = (anchor + lo - tol, anchor + hi + tol);
+            let from = if index == 0 {
+                "pod creation".to_owned()
+            } else {
+                format!("exit of instance {}", index - 1)
+            };
+            match started {
+                Some(s) if s < min || s > max => out.add(
+                    instance.start_rule,
+                    name,
+                    format!(
+                        "instance {index} starts {} after {from}",
+                        window_text(lo - tol, hi + tol)
+                    ),
+                    format!("started {} after {from}", secs(s - anchor)),
+                    Some(s),
+                ),
+                // Not started in time. A container left terminated was never going to
+                // be restarted: the restart policy was broken; one waiting out a
+                // back-off broke the back-off.
+                None if end > max && i64::from(index) > max_rc => out.add(
+                    if index == 0 {
+                        RuleId::ContainerStateRunning
+                    } else if obs.ends_terminated {
+                        policy_rule(prediction.restart_policy)
+                    } else {
+                        instance.start_rule
+                    },
+                    name,
+                    format!(
+                        "instance {index} starts {} after {from}",
+                        window_text(lo - tol, hi + tol)
+                    ),
+                    format!(
+                        "not started {} after {from} (restartCount {max_rc})",
+                        secs(end - anchor)
+                    ),
+                    None,
+                ),
+                Some(s) => out.inside(s, min, max),
+                _ => {}
+            }
+        }
+        let finished = seen.and_then(|s| s.finished);
+        match instance.end() {
+            Some(planned_end) => {
+                let (lo, hi) = (
+                    planned_end.lo.as_millis() as i64,
+                    planned_end.hi.as_millis() as i64,
+                );
+                let code = planned_end.code;
+                let (early_rule, late_rules): (RuleId, Vec<RuleId>) =
+                    match instance.probes.as_ref().and_then(|p| p.kill.as_ref()) {
+                        Some((_, window)) => (window.early_rule, window.late_rules.clone()),
+                        None => (
+                            RuleId::ContainerRunsToCompletion,
+                            vec![RuleId::ContainerRunsToCompletion],
+                        ),
+                    };
+                let how = match planned_end.killed_by {
+                    Some(kind) => format!("is killed by its {kind:?} probe"),
+                    None => format!("exits with code {code}"),
+                };
+                if let (Some(s), Some(f)) = (started, finished) {
+                    let observed_code = seen.and_then(|x| x.exit_code);
+                    if observed_code != Some(code) {
+                        out.add(
+                            RuleId::ContainerStateTerminated,
+                            name,
+                            format!("instance {index} terminated with exit code {code}"),
+                            format!(
+                                "exit code {observed_code:?}, reason {:?}",
+                                seen.and_then(|x| x.reason.clone())
+                            ),
+                            Some(f),
+                        );
+                    }
+                    let expected = format!(
+                        "instance {index} {how} {} after its start",
+                        window_text(lo - tol, hi + tol)
+                    );
+                    let observed = format!("terminated after {}", secs(f - s));
+                    if f - s < lo - tol {
+                        let rule = if planned_end.killed_by.is_some() {
+                            early_rule
+                        } else {
+                            surprise_rule(instance, f - s)
+                        };
+                        out.add(rule, name, expected, observed, Some(f));
+                    } else if f - s > hi + tol {
+                        for &rule in &late_rules {
+                            out.add(rule, name, expected.clone(), observed.clone(), Some(f));
+                        }
+                    } else {
+                        out.inside(f - s, lo - tol, hi + tol);
+                    }
+                } else if let (Some(s), None) = (started, finished) {
+                    let due = s + hi + tol + STATUS_LAG.as_millis() as i64;
+                    if end > due && i64::from(index) >= max_rc {
+                        for &rule in &late_rules {
+                            out.add(
+                                rule,
+                                name,
+                                format!(
+                                    "instance {index} {how} {} after its start",
+                                    window_text(lo - tol, hi + tol)
+                                ),
+                                format!(
+                                    "no termination reported {} after its start",
+                                    secs(end - s)
+                                ),
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
+            None => {
+                if let Some(f) = finished {
+                    out.add(
+                        started.map_or(RuleId::ContainerRunsToCompletion, |s| {
+                            surprise_rule(instance, f - s)
+                        }),
+                        name,
+                        format!("instance {index} keeps running (its process never exits)"),
+                        format!(
+                            "terminated with exit code {:?}, reason {:?}",
+                            seen.and_then(|x| x.exit_code),
+                            seen.and_then(|x| x.reason.clone())
+                        ),
+                        Some(f),
+                    );
+                } else if i64::from(index) < max_rc {
+                    out.add(
+                        RuleId::ContainerRunsToCompletion,
+                        name,
+                        format!("instance {index} keeps running (its process never exits)"),
+                        format!("replaced by a new instance (restartCount {max_rc})"),
+                        None,
+                    );
+                }
+            }
+        }
+        match instance.after_exit {
+            Some(AfterExit::StaysTerminated) if max_rc > i64::from(index) => {
+                out.add(
+                    policy_rule(prediction.restart_policy),
+                    name,
+                    format!(
+                        "no restart after exit code {} under restartPolicy {}",
+                        instance.end().map_or(0, |e| e.code),
+                        prediction.restart_policy.as_str()
+                    ),
+                    format!("restartCount {max_rc}"),
+                    None,
+                );
+            }
+            Some(AfterExit::RestartAfterBackOff(back_off)) => {
+                if let Some(f) = finished {
+                    let next_start = obs.instances.get(&(index + 1)).and_then(|n| n.started);
+                    let window_over = next_start.is_some() || end > f + back_off.as_millis() as i64;
+                    let wait = obs.crash_loop_waits.get(&index);
+                    let shown_back_off = go_duration(back_off);
+                    let expected_message = format!(
+                        "back-off {shown_back_off} restarting failed container={}",
+                        plan.name
+                    );
+                    match wait {
+                        None if window_over => out.add(
+                            RuleId::ContainerStateWaitingCrashloop,
+                            name,
+                            format!("Waiting CrashLoopBackOff between the exit of instance {index} and its restart ({expected_message} ...)"),
+                            "no CrashLoopBackOff state shown".to_owned(),
+                            Some(f),
+                        ),
+                        Some((at, message)) if !message.starts_with(&expected_message) => {
+                            // The message names the back-off the kubelet waits: a wrong
+                            // duration there is a wrong back-off, whatever the timing shows.
+                            let shown = message
+                                .strip_prefix("back-off ")
+                                .and_then(|rest| rest.split_once(" restarting failed container="));
+                            let rule = match shown {
+                                Some((duration, _)) if duration != shown_back_off => {
+                                    if back_off >= prediction.back_off.max {
+                                        RuleId::RestartBackoffCap
+                                    } else {
+                                        RuleId::RestartBackoffDoubling
+                                    }
+                                }
+                                _ => RuleId::ContainerStateWaitingCrashloop,
+                            };
+                            out.add(rule, name, format!("message starting {expected_message:?}"), format!("message {message:?}"), Some(*at));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn policy_rule(policy: RestartPolicy) -> RuleId {
+    match policy {
+        RestartPolicy::Never => RuleId::RestartPolicyNever,
+        RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
+        RestartPolicy::Always => RuleId::RestartPolicyAlways,
+    }
+}

@@ -1,0 +1,265 @@
+//! `check`: compares what a target showed (a [`Trace`]) with a [`Prediction`].
+//!
+//! Three kinds of property, as in a state-machine test:
+//! - *always*: every snapshot's phase, conditions and container fields must be what the
+//!   kubelet derives from that snapshot's container states;
+//! - *eventually*: every planned instance starts, exits and is restarted inside its window,
+//!   measured from the observed event it depends on;
+//! - *never*: a restart the policy forbids, a terminal phase left, a restartCount that drops.
+//!
+//! One module per rule area (`status`, `instances`, `probes`, `terminal`); a new rule area
+//! gets its own module here, called from [`check`], and reports through the `Collector`.
+
+mod instances;
+mod probes;
+mod status;
+mod terminal;
+mod workload_log;
+
+use crate::predict::Prediction;
+use crate::rules::RuleId;
+use crate::trace::Trace;
+use instances::{
+    check_container_snapshot, check_instances, check_restart_count_bound, record_container,
+    ObservedContainer,
+};
+use k8s_openapi::api::core::v1::PodCondition;
+use probes::{check_liveness_log, check_probe_flags, check_readiness_log};
+use serde::{Deserialize, Serialize};
+use status::{check_conditions, PhaseWatch};
+use std::collections::{BTreeMap, BTreeSet};
+use terminal::check_terminal;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// The target behaved as the oracle predicts.
+    Pass,
+    /// The target diverged: see the violations.
+    Fail,
+    /// The target or harness broke; says nothing about semantics.
+    Error,
+    /// The case cannot run on this target (a missing privilege or capability).
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    pub rule: RuleId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub expected: String,
+    pub observed: String,
+    /// Spec time of the observation, in milliseconds since creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+    /// How many snapshots showed the same violation.
+    #[serde(default = "one")]
+    pub occurrences: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub scenario: String,
+    pub target: String,
+    pub outcome: Outcome,
+    pub violations: Vec<Violation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Rules the prediction exercised.
+    pub rules: Vec<RuleId>,
+    /// The smallest distance, in spec milliseconds, between a timing observation that
+    /// passed and the edge of its window (target tolerance included): how close the run
+    /// came to failing on timing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing_headroom_ms: Option<i64>,
+}
+
+impl Verdict {
+    pub fn error(scenario: &str, target: &str, message: String) -> Verdict {
+        Verdict {
+            scenario: scenario.to_owned(),
+            target: target.to_owned(),
+            outcome: Outcome::Error,
+            violations: Vec::new(),
+            error: Some(message),
+            rules: Vec::new(),
+            timing_headroom_ms: None,
+        }
+    }
+
+    pub fn skipped(scenario: &str, target: &str, reason: String) -> Verdict {
+        Verdict {
+            outcome: Outcome::Skipped,
+            ..Verdict::error(scenario, target, reason)
+        }
+    }
+
+    pub fn violated_rules(&self) -> BTreeSet<RuleId> {
+        self.violations.iter().map(|v| v.rule).collect()
+    }
+}
+
+struct Collector {
+    violations: Vec<Violation>,
+    seen: BTreeMap<(RuleId, Option<String>, String), usize>,
+    headroom: Option<i64>,
+}
+
+impl Collector {
+    /// Records how far inside `[min, max]` an observation that passed fell.
+    fn inside(&mut self, observed: i64, min: i64, max: i64) {
+        let margin = (observed - min).min(max - observed);
+        self.headroom = Some(self.headroom.map_or(margin, |h| h.min(margin)));
+    }
+
+    fn add(
+        &mut self,
+        rule: RuleId,
+        container: Option<&str>,
+        expected: String,
+        observed: String,
+        at_ms: Option<i64>,
+    ) {
+        let key = (rule, container.map(str::to_owned), expected.clone());
+        if let Some(&index) = self.seen.get(&key) {
+            self.violations[index].occurrences += 1;
+            return;
+        }
+        self.seen.insert(key, self.violations.len());
+        self.violations.push(Violation {
+            rule,
+            container: container.map(str::to_owned),
+            expected,
+            observed,
+            at_ms,
+            occurrences: 1,
+        });
+    }
+}
+
+fn secs(ms: i64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn window_text(lo: i64, hi: i64) -> String {
+    format!("[{}, {}]", secs(lo), secs(hi))
+}
+
+pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
+    let mut verdict = Verdict {
+        scenario: prediction.scenario.clone(),
+        target: trace.target.clone(),
+        outcome: Outcome::Pass,
+        violations: Vec::new(),
+        error: None,
+        rules: prediction.rules.clone(),
+        timing_headroom_ms: None,
+    };
+    if trace.snapshots.is_empty() {
+        verdict.outcome = Outcome::Error;
+        verdict.error = Some("the target showed no pod status at all".to_owned());
+        return verdict;
+    }
+    let mut out = Collector {
+        violations: Vec::new(),
+        seen: BTreeMap::new(),
+        headroom: None,
+    };
+    let tol = trace.timing.tolerance_ms as i64;
+    let end = trace.spec_ms(&trace.ended_at);
+    let names: Vec<&str> = prediction
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let policy = prediction.restart_policy;
+    let mut observed: BTreeMap<&str, ObservedContainer> = names
+        .iter()
+        .map(|n| (*n, ObservedContainer::default()))
+        .collect();
+    let mut phases = PhaseWatch::new(policy, tol);
+    let mut last_conditions: Vec<PodCondition> = Vec::new();
+
+    for snapshot in &trace.snapshots {
+        let t = trace.spec_ms(&snapshot.at);
+        let status = &snapshot.status;
+        let statuses = status.container_statuses.clone().unwrap_or_default();
+        let phase = status.phase.clone().unwrap_or_default();
+        for cs in &statuses {
+            let plan = prediction.containers.iter().find(|p| p.name == cs.name);
+            if let Some(obs) = observed.get_mut(cs.name.as_str()) {
+                record_container(obs, cs, t, trace);
+                check_container_snapshot(&mut out, obs, cs, t);
+                if let Some(plan) = plan {
+                    check_probe_flags(&mut out, plan, obs, cs, t, tol);
+                }
+            }
+            if let Some(plan) = plan {
+                check_restart_count_bound(&mut out, plan, cs, t, tol);
+            }
+        }
+        phases.observe(&mut out, &names, &statuses, &phase, t);
+        if !statuses.is_empty() {
+            check_conditions(
+                &mut out,
+                &names,
+                &statuses,
+                &phase,
+                status.conditions.as_deref().unwrap_or(&[]),
+                t,
+            );
+        }
+        last_conditions = status.conditions.clone().unwrap_or_default();
+    }
+
+    phases.report_lasting_mismatch(&mut out);
+    // A status holds until the next one: the last one still has to be what the probes
+    // allow when observation ends (a flip that never came shows only here).
+    if let Some(last) = trace.snapshots.last() {
+        for cs in last.status.container_statuses.iter().flatten() {
+            if let (Some(plan), Some(obs)) = (
+                prediction.containers.iter().find(|p| p.name == cs.name),
+                observed.get(cs.name.as_str()),
+            ) {
+                check_probe_flags(&mut out, plan, obs, cs, end, tol);
+            }
+        }
+    }
+    for plan in &prediction.containers {
+        let Some(obs) = observed.get(plan.name.as_str()) else {
+            continue;
+        };
+        check_instances(&mut out, prediction, plan, obs, tol, end);
+    }
+
+    for plan in &prediction.containers {
+        if let Some(lines) = trace.logs.get(&plan.name) {
+            check_liveness_log(&mut out, plan, lines);
+            check_readiness_log(&mut out, plan, lines, trace);
+        }
+    }
+    phases.check_running_shown(&mut out, prediction);
+    check_terminal(
+        &mut out,
+        prediction,
+        &observed,
+        phases.terminal.as_ref(),
+        &last_conditions,
+        tol,
+        end,
+    );
+
+    verdict.violations = out.violations;
+    verdict.timing_headroom_ms = out.headroom;
+    if !verdict.violations.is_empty() {
+        verdict.outcome = Outcome::Fail;
+    }
+    verdict
+}

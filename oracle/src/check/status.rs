@@ -1,0 +1,256 @@
+//! Pod-level status: the phase and the conditions of every snapshot must be what the kubelet
+//! derives from that snapshot's container states; a terminal phase is never left.
+
+use super::{secs, Collector};
+use crate::derive::{derive_conditions, derive_phase, is_terminal_phase};
+use crate::predict::Prediction;
+use crate::rules::RuleId;
+use crate::scenario::RestartPolicy;
+use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
+use std::collections::BTreeSet;
+
+/// The pod's phase across snapshots.
+pub(super) struct PhaseWatch {
+    policy: RestartPolicy,
+    tol: i64,
+    /// The terminal phase the pod reached, and when.
+    pub(super) terminal: Option<(String, i64)>,
+    running_seen: bool,
+    phases_seen: BTreeSet<String>,
+    /// A phase that disagrees with the container states only counts once the
+    /// disagreement outlasts the target's tolerance: a target that assembles its status
+    /// from several non-atomic reads (podman) may show a brief lag, and whether a poll
+    /// catches it is chance. A disagreement that lasts is reported every time.
+    mismatch: Option<PhaseMismatch>,
+}
+
+impl PhaseWatch {
+    pub(super) fn new(policy: RestartPolicy, tol: i64) -> PhaseWatch {
+        PhaseWatch {
+            policy,
+            tol,
+            terminal: None,
+            running_seen: false,
+            phases_seen: BTreeSet::new(),
+            mismatch: None,
+        }
+    }
+
+    /// Checks one snapshot's phase against the phase derived from the same snapshot's
+    /// container states; a terminal phase is sticky.
+    pub(super) fn observe(
+        &mut self,
+        out: &mut Collector,
+        names: &[&str],
+        statuses: &[ContainerStatus],
+        phase: &str,
+        t: i64,
+    ) {
+        let (policy, tol) = (self.policy, self.tol);
+        self.phases_seen.insert(phase.to_owned());
+        if phase == "Running" {
+            self.running_seen = true;
+        }
+        let derived = derive_phase(names, statuses, policy);
+        if let Some((terminal_phase, since)) = &self.terminal {
+            if phase != terminal_phase {
+                out.add(
+                    RuleId::PhaseTerminalNeverLeft,
+                    None,
+                    format!("phase stays {terminal_phase} (reached at {})", secs(*since)),
+                    format!("phase {phase:?}"),
+                    Some(t),
+                );
+            }
+        } else if phase != derived {
+            let rule = phase_rule(derived, phase, statuses, policy);
+            let since = self.mismatch.as_ref().map_or(t, |m| m.since);
+            let mismatch = PhaseMismatch {
+                rule,
+                expected: format!(
+                    "phase {derived} for container states {}",
+                    describe_states(statuses)
+                ),
+                observed: format!("phase {phase:?}"),
+                since,
+            };
+            if t - since >= tol {
+                out.add(
+                    mismatch.rule,
+                    None,
+                    mismatch.expected.clone(),
+                    mismatch.observed.clone(),
+                    Some(since),
+                );
+            }
+            self.mismatch = Some(mismatch);
+        }
+        if phase == derived || self.terminal.is_some() {
+            if let Some(m) = self.mismatch.take() {
+                if t - m.since >= tol {
+                    out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+                }
+            }
+        }
+        if self.terminal.is_none() && is_terminal_phase(phase) {
+            self.terminal = Some((phase.to_owned(), t));
+        }
+    }
+
+    /// A disagreement still going on when observation ends has lasted as long as it could.
+    pub(super) fn report_lasting_mismatch(&mut self, out: &mut Collector) {
+        if let Some(m) = self.mismatch.take() {
+            out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+        }
+    }
+
+    /// A pod whose containers run long enough must be seen Running.
+    pub(super) fn check_running_shown(&self, out: &mut Collector, prediction: &Prediction) {
+        if prediction.running_observable && !self.running_seen {
+            out.add(
+                RuleId::PhaseRunning,
+                None,
+                "phase Running while the containers run".to_owned(),
+                format!(
+                    "phases seen: {:?}",
+                    self.phases_seen.iter().collect::<Vec<_>>()
+                ),
+                None,
+            );
+        }
+    }
+}
+
+struct PhaseMismatch {
+    rule: RuleId,
+    expected: String,
+    observed: String,
+    since: i64,
+}
+
+fn phase_rule(
+    derived: &str,
+    observed: &str,
+    statuses: &[ContainerStatus],
+    policy: RestartPolicy,
+) -> RuleId {
+    let all_stopped = !statuses.is_empty()
+        && statuses.iter().all(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.running.as_ref())
+                .is_none()
+        });
+    match derived {
+        "Pending" => RuleId::PhasePending,
+        "Succeeded" => RuleId::PhaseSucceeded,
+        "Failed" => RuleId::PhaseFailed,
+        _ if policy == RestartPolicy::Always && (all_stopped || is_terminal_phase(observed)) => {
+            RuleId::PhaseAlwaysNeverTerminal
+        }
+        _ if policy == RestartPolicy::OnFailure && all_stopped => {
+            RuleId::PhaseOnfailureRestartingRunning
+        }
+        _ => RuleId::PhaseRunning,
+    }
+}
+
+pub(super) fn describe_states(statuses: &[ContainerStatus]) -> String {
+    let parts: Vec<String> = statuses
+        .iter()
+        .map(|s| {
+            let state = s.state.as_ref();
+            let text = if state.and_then(|x| x.running.as_ref()).is_some() {
+                "running".to_owned()
+            } else if let Some(t) = state.and_then(|x| x.terminated.as_ref()) {
+                format!("terminated({})", t.exit_code)
+            } else if let Some(w) = state.and_then(|x| x.waiting.as_ref()) {
+                format!("waiting({})", w.reason.as_deref().unwrap_or(""))
+            } else {
+                "unknown".to_owned()
+            };
+            format!("{}={text}", s.name)
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+pub(super) fn check_conditions(
+    out: &mut Collector,
+    names: &[&str],
+    statuses: &[ContainerStatus],
+    phase: &str,
+    conditions: &[PodCondition],
+    t: i64,
+) {
+    let any_running = statuses.iter().any(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.running.as_ref())
+            .is_some()
+    });
+    for expected in derive_conditions(names, statuses, phase, true) {
+        let rule = match expected.type_ {
+            "PodScheduled" => RuleId::ConditionPodScheduled,
+            "PodReadyToStartContainers" => RuleId::ConditionPodReadyToStartContainers,
+            "Initialized" => RuleId::ConditionInitialized,
+            "ContainersReady" => RuleId::ConditionContainersReady,
+            _ => RuleId::ConditionReady,
+        };
+        let found = conditions.iter().find(|c| c.type_ == expected.type_);
+        // Sandbox state is not visible in container states: only demand it where a
+        // running container proves the sandbox exists (the end of a terminal pod is
+        // checked separately).
+        if expected.type_ == "PodReadyToStartContainers" && !any_running {
+            continue;
+        }
+        let matches = found.is_some_and(|c| {
+            c.status == expected.status
+                && (expected.type_ == "PodReadyToStartContainers"
+                    || c.reason.as_deref() == expected.reason)
+                && (expected.message.is_none() || c.message == expected.message)
+        });
+        if !matches {
+            let describe = |c: &PodCondition| {
+                format!(
+                    "{}={} reason={:?}{}",
+                    c.type_,
+                    c.status,
+                    c.reason.as_deref().unwrap_or(""),
+                    c.message
+                        .as_deref()
+                        .map(|m| format!(" message={m:?}"))
+                        .unwrap_or_default()
+                )
+            };
+            out.add(
+                rule,
+                None,
+                format!(
+                    "{} in phase {phase} with containers {}",
+                    describe(&expected.to_pod_condition()),
+                    describe_states(statuses)
+                ),
+                found.map_or_else(|| format!("no {} condition", expected.type_), describe),
+                Some(t),
+            );
+        }
+    }
+    let ready = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str());
+    let containers_ready = conditions
+        .iter()
+        .find(|c| c.type_ == "ContainersReady")
+        .map(|c| c.status.as_str());
+    if ready == Some("True") && containers_ready != Some("True") {
+        out.add(
+            RuleId::ConditionReady,
+            None,
+            "Ready=True only with ContainersReady=True".to_owned(),
+            format!("Ready=True, ContainersReady={containers_ready:?}"),
+            Some(t),
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Terminal states: a pod whose containers all stay terminated reaches the predicted
+//! terminal phase soon after the last exit and tears its sandbox down; any other pod never
+//! becomes terminal.
+
+use super::instances::ObservedContainer;
+use super::{secs, Collector};
+use crate::plan::STATUS_LAG;
+use crate::predict::Prediction;
+use crate::rules::RuleId;
+use crate::scenario::RestartPolicy;
+use k8s_openapi::api::core::v1::PodCondition;
+use std::collections::BTreeMap;
+
+pub(super) fn check_terminal(
+    out: &mut Collector,
+    prediction: &Prediction,
+    observed: &BTreeMap<&str, ObservedContainer>,
+    terminal: Option<&(String, i64)>,
+    last_conditions: &[PodCondition],
+    tol: i64,
+    end: i64,
+) {
+    let lag = STATUS_LAG.as_millis() as i64;
+    match (prediction.terminal_phase, terminal) {
+        (Some(expected), _) => {
+            let rule = if expected == "Succeeded" {
+                RuleId::PhaseSucceeded
+            } else {
+                RuleId::PhaseFailed
+            };
+            // Anchor: the last final exit, when every container's final exit was seen.
+            let anchor = prediction
+                .containers
+                .iter()
+                .map(|plan| {
+                    let last = plan.last()?.index;
+                    observed
+                        .get(plan.name.as_str())?
+                        .instances
+                        .get(&last)?
+                        .finished
+                })
+                .collect::<Option<Vec<i64>>>()
+                .and_then(|v| v.into_iter().max());
+            if let Some(anchor) = anchor {
+                match terminal {
+                    Some((phase, at)) if phase != expected || *at > anchor + lag + tol => out.add(
+                        rule,
+                        None,
+                        format!(
+                            "phase {expected} within {} of the last exit",
+                            secs(lag + tol)
+                        ),
+                        format!("phase {phase} {} after the last exit", secs(at - anchor)),
+                        Some(*at),
+                    ),
+                    None if end > anchor + lag + tol => out.add(
+                        rule,
+                        None,
+                        format!(
+                            "phase {expected} within {} of the last exit",
+                            secs(lag + tol)
+                        ),
+                        "no terminal phase".to_owned(),
+                        None,
+                    ),
+                    _ => {}
+                }
+            }
+            if let Some((_, at)) = terminal {
+                if end > at + lag + tol {
+                    let sandbox = last_conditions
+                        .iter()
+                        .find(|c| c.type_ == "PodReadyToStartContainers");
+                    if sandbox.is_none_or(|c| c.status != "False") {
+                        out.add(
+                            RuleId::ConditionPodReadyToStartContainers,
+                            None,
+                            "PodReadyToStartContainers=False once the terminal pod's sandbox is torn down".to_owned(),
+                            format!("{:?}", sandbox.map(|c| c.status.clone())),
+                            Some(end),
+                        );
+                    }
+                }
+            }
+        }
+        (None, Some((phase, at))) => {
+            let rule = if prediction.restart_policy == RestartPolicy::Always {
+                RuleId::PhaseAlwaysNeverTerminal
+            } else {
+                RuleId::PhaseRunning
+            };
+            out.add(
+                rule,
+                None,
+                "no terminal phase".to_owned(),
+                format!("phase {phase}"),
+                Some(*at),
+            );
+        }
+        (None, None) => {}
+    }
+}

@@ -1,0 +1,137 @@
+use super::*;
+use crate::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+fn secs(s: u64) -> SpecDuration {
+    SpecDuration::from_secs(s)
+}
+
+fn health(answers: Vec<Scripted>) -> Health {
+    Health {
+        port: 8080,
+        listen_after: SpecDuration::ZERO,
+        grpc_port: None,
+        endpoints: BTreeMap::from([(
+            "live".to_owned(),
+            Endpoint {
+                tcp_port: None,
+                answers,
+            },
+        )]),
+    }
+}
+
+fn http_probe(port: IntOrString, period: i32, failure: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/live".to_owned()),
+            port,
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failure),
+        ..Probe::default()
+    }
+}
+
+fn resolve(container: &Container, behaviour: &Behaviour) -> ContainerProbes {
+    match ContainerProbes::resolve(container, behaviour, &[], "c") {
+        Ok(probes) => probes,
+        Err(err) => panic!("probes do not resolve: {err:?}"),
+    }
+}
+
+fn behaviour(health: Health) -> Behaviour {
+    Behaviour {
+        starts: Vec::new(),
+        then: Run::Forever,
+        health: Some(health),
+    }
+}
+
+#[test]
+fn liveness_kills_within_threshold_periods_of_the_first_failure() {
+    let health = health(vec![
+        Scripted {
+            answer: Answer::Ok,
+            for_: Some(secs(30)),
+        },
+        Scripted {
+            answer: Answer::Fail,
+            for_: None,
+        },
+    ]);
+    let container = Container {
+        name: "app".to_owned(),
+        liveness_probe: Some(http_probe(IntOrString::Int(8080), 10, 3)),
+        ..Container::default()
+    };
+    let probes = resolve(&container, &behaviour(health.clone()));
+    let (plan, _) = plan_instance(&probes, Some(&health), Carry::default(), None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (kind, window) = plan.kill.clone().unwrap_or_else(|| panic!("no kill"));
+    assert_eq!(kind, ProbeKind::Liveness);
+    // Failures from 30s; three ticks 10s apart: the third between 50s and 60s.
+    assert_eq!(window.lo, secs(49));
+    assert_eq!(window.hi, secs(63));
+    // Without a startup probe the container is started as soon as it runs.
+    assert_eq!(plan.started.map(|w| (w.lo, w.hi)), Some((secs(0), secs(0))));
+}
+
+#[test]
+fn a_missing_named_port_is_an_error_that_never_kills() {
+    let health = health(vec![Scripted {
+        answer: Answer::Fail,
+        for_: None,
+    }]);
+    let container = Container {
+        name: "app".to_owned(),
+        ports: Some(vec![ContainerPort {
+            container_port: 8080,
+            name: Some("http".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(http_probe(IntOrString::String("metrics".to_owned()), 5, 1)),
+        ..Container::default()
+    };
+    let probes = resolve(&container, &behaviour(health.clone()));
+    let (plan, _) = plan_instance(&probes, Some(&health), Carry::default(), None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(plan.kill.is_none());
+    // The same probe by the declared name fails and kills.
+    let named = Container {
+        liveness_probe: Some(http_probe(IntOrString::String("http".to_owned()), 5, 1)),
+        ..container
+    };
+    let probes = resolve(&named, &behaviour(health.clone()));
+    let (plan, _) = plan_instance(&probes, Some(&health), Carry::default(), None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(plan.kill.is_some());
+}
+
+#[test]
+fn a_short_blip_near_the_threshold_is_refused() {
+    let health = health(vec![
+        Scripted {
+            answer: Answer::Ok,
+            for_: Some(secs(30)),
+        },
+        Scripted {
+            answer: Answer::Fail,
+            for_: Some(secs(25)),
+        },
+        Scripted {
+            answer: Answer::Ok,
+            for_: None,
+        },
+    ]);
+    let container = Container {
+        name: "app".to_owned(),
+        liveness_probe: Some(http_probe(IntOrString::Int(8080), 10, 3)),
+        ..Container::default()
+    };
+    let probes = resolve(&container, &behaviour(health.clone()));
+    assert!(plan_instance(&probes, Some(&health), Carry::default(), None).is_err());
+}
