@@ -5,6 +5,12 @@
 //! per container; the probe model ([`crate::probes`]) plans the probes' effects on one
 //! instance. A new rule area that decides when instances start or end gets its own module
 //! next to `probes`, called from here.
+//!
+//! Containers are planned as one pod, not one by one: every instance's start window counts
+//! from a [`StartGate`], an event that may belong to another container (the exit of the
+//! init container before it, a sidecar's start) or to the fault schedule. The planner
+//! resolves a gate against the plans made before it, and the checker anchors the window at
+//! the gate's observed time.
 
 use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
@@ -56,6 +62,52 @@ pub enum AfterExit {
     RestartAfterBackOff(SpecDuration),
 }
 
+/// The event an instance's start window counts from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartGate {
+    /// The pod's creation: the first instance of every regular container, which the
+    /// kubelet starts in one sync without waiting on the others (`SyncPod` step 7).
+    PodCreated,
+    /// The exit of an instance of a container: for a restart, the same container's
+    /// previous instance.
+    Exited { container: String, instance: u32 },
+}
+
+impl StartGate {
+    /// How a violation names the gate, seen from `container`.
+    pub fn describe(&self, container: &str) -> String {
+        match self {
+            StartGate::PodCreated => "pod creation".to_owned(),
+            StartGate::Exited {
+                container: other,
+                instance,
+            } if other == container => format!("exit of instance {instance}"),
+            StartGate::Exited {
+                container: other,
+                instance,
+            } => format!("exit of container {other} instance {instance}"),
+        }
+    }
+
+    /// When the gate opens, earliest and latest, counted from pod creation; None when it
+    /// refers to an instance the plans made so far do not end.
+    pub fn opens(&self, planned: &[ContainerPlan]) -> Option<(SpecDuration, SpecDuration)> {
+        match self {
+            StartGate::PodCreated => Some((SpecDuration::ZERO, SpecDuration::ZERO)),
+            StartGate::Exited {
+                container,
+                instance,
+            } => {
+                let plan = planned.iter().find(|p| &p.name == container)?;
+                let ended = plan.instances.get(*instance as usize)?;
+                let end = ended.end()?;
+                Some((ended.earliest_start + end.lo, ended.latest_start + end.hi))
+            }
+        }
+    }
+}
+
 /// One instance (one `restartCount` value) of a container.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -65,8 +117,9 @@ pub struct InstancePlan {
     pub run: Run,
     /// Rule that decides when this instance starts.
     pub start_rule: RuleId,
-    /// Start window: after pod creation for instance 0, after the previous instance's
-    /// exit for later ones.
+    /// The event the start window counts from.
+    pub start_gate: StartGate,
+    /// Start window, after the gate opens.
     pub start_after: (SpecDuration, SpecDuration),
     /// What the kubelet does once this instance exits (None while it runs forever).
     pub after_exit: Option<AfterExit>,
@@ -156,36 +209,59 @@ struct BackOffEntry {
 pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<ContainerPlan> {
     let policy = scenario.restart_policy();
     let back_off = effective_back_off(scenario.kubelet.crash_loop_back_off);
-    scenario
-        .containers()
-        .iter()
-        .enumerate()
-        .map(|(index, container)| {
-            let behaviour = scenario
-                .behaviour(&container.name)
-                .cloned()
-                .unwrap_or_else(Behaviour::forever);
-            // Scenarios are validated before they are planned; an unreadable probe here
-            // is planned as no probe and reported as an ambiguity.
-            let (probes, unreadable) = match scenario.container_probes(container, index) {
-                Ok(probes) => (probes, None),
-                Err((field, reason)) => (
-                    ContainerProbes::default(),
-                    Some(format!("{field}: {reason}")),
-                ),
-            };
-            let mut plan = plan_one(
-                &container.name,
-                &behaviour,
-                &probes,
-                policy,
-                back_off,
-                until,
-            );
-            plan.ambiguity = plan.ambiguity.or(unreadable);
-            plan
-        })
-        .collect()
+    let mut plans: Vec<ContainerPlan> = Vec::new();
+    for (index, container) in scenario.containers().iter().enumerate() {
+        let gate = StartGate::PodCreated;
+        // A gate always refers to a container planned before; one that does not end
+        // never opens, and the container never starts within the plan.
+        let Some(opens) = gate.opens(&plans) else {
+            plans.push(ContainerPlan {
+                name: container.name.clone(),
+                instances: Vec::new(),
+                settles: true,
+                ambiguity: None,
+            });
+            continue;
+        };
+        let first = FirstStart {
+            gate,
+            opens,
+            after: (SpecDuration::ZERO, FIRST_START_WITHIN),
+        };
+        let behaviour = scenario
+            .behaviour(&container.name)
+            .cloned()
+            .unwrap_or_else(Behaviour::forever);
+        // Scenarios are validated before they are planned; an unreadable probe here
+        // is planned as no probe and reported as an ambiguity.
+        let (probes, unreadable) = match scenario.container_probes(container, index) {
+            Ok(probes) => (probes, None),
+            Err((field, reason)) => (
+                ContainerProbes::default(),
+                Some(format!("{field}: {reason}")),
+            ),
+        };
+        let mut plan = plan_one(
+            &container.name,
+            &behaviour,
+            &probes,
+            first,
+            policy,
+            back_off,
+            until,
+        );
+        plan.ambiguity = plan.ambiguity.or(unreadable);
+        plans.push(plan);
+    }
+    plans
+}
+
+/// When a container's first instance may start: a window after its gate opens.
+struct FirstStart {
+    gate: StartGate,
+    /// When the gate opens, earliest and latest, from pod creation.
+    opens: (SpecDuration, SpecDuration),
+    after: (SpecDuration, SpecDuration),
 }
 
 /// `newCrashLoopBackOff`: a configured maximum below the initial back-off lowers the initial.
@@ -200,6 +276,7 @@ fn plan_one(
     name: &str,
     behaviour: &Behaviour,
     probes: &ContainerProbes,
+    first: FirstStart,
     policy: RestartPolicy,
     back_off: BackOffParams,
     until: SpecDuration,
@@ -208,8 +285,9 @@ fn plan_one(
     let mut carry = Carry::default();
     let mut ambiguity = None;
     let mut entry: Option<BackOffEntry> = None;
-    let (mut earliest, mut latest) = (SpecDuration::ZERO, FIRST_START_WITHIN);
-    let mut start_after = (SpecDuration::ZERO, FIRST_START_WITHIN);
+    let (mut earliest, mut latest) = (first.opens.0 + first.after.0, first.opens.1 + first.after.1);
+    let mut start_gate = first.gate;
+    let mut start_after = first.after;
     let mut start_rule = RuleId::ContainerStateRunning;
     let mut index = 0u32;
     loop {
@@ -218,6 +296,7 @@ fn plan_one(
             index,
             run,
             start_rule,
+            start_gate: start_gate.clone(),
             start_after,
             after_exit: None,
             earliest_start: earliest,
@@ -302,6 +381,10 @@ fn plan_one(
         instances.push(plan);
         earliest = next_start;
         latest = finished_latest + wait + slack;
+        start_gate = StartGate::Exited {
+            container: name.to_owned(),
+            instance: index,
+        };
         start_after = (wait, wait + slack);
         start_rule = rule;
         index += 1;
@@ -326,4 +409,77 @@ pub fn reset_is_ambiguous(plans: &[ContainerPlan], margin: SpecDuration) -> bool
             })
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"
+name: two
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: two}
+  spec:
+    restartPolicy: OnFailure
+    containers:
+      - name: a
+      - name: b
+behaviours:
+  a:
+    starts: [{exit: {after: 3s, code: 1}}]
+    then: {exit: {after: 4s, code: 0}}
+  b: {then: forever}
+"#;
+
+    #[test]
+    fn first_instances_wait_for_pod_creation_and_restarts_for_the_exit_before() {
+        let scenario = Scenario::from_yaml("two", TWO).expect("scenario");
+        let plans = plan_containers(&scenario, SpecDuration::from_secs(60));
+        let a = &plans[0];
+        assert_eq!(a.instances[0].start_gate, StartGate::PodCreated);
+        assert_eq!(
+            a.instances[1].start_gate,
+            StartGate::Exited {
+                container: "a".to_owned(),
+                instance: 0
+            }
+        );
+        assert_eq!(plans[1].instances[0].start_gate, StartGate::PodCreated);
+        assert_eq!(
+            a.instances[1].start_gate.describe("a"),
+            "exit of instance 0"
+        );
+        assert_eq!(
+            a.instances[1].start_gate.describe("b"),
+            "exit of container a instance 0"
+        );
+    }
+
+    #[test]
+    fn a_gate_on_another_container_opens_within_that_instance_s_end_window() {
+        let scenario = Scenario::from_yaml("two", TWO).expect("scenario");
+        let plans = plan_containers(&scenario, SpecDuration::from_secs(60));
+        let exit_of = |instance| StartGate::Exited {
+            container: "a".to_owned(),
+            instance,
+        };
+        // a's first instance starts within [0, 2s] of creation and runs 3s.
+        assert_eq!(
+            exit_of(0).opens(&plans),
+            Some((SpecDuration::from_secs(3), SpecDuration::from_secs(5)))
+        );
+        assert_eq!(
+            StartGate::PodCreated.opens(&plans),
+            Some((SpecDuration::ZERO, SpecDuration::ZERO))
+        );
+        // b runs forever, and there is no third instance of a: such gates never open.
+        let forever = StartGate::Exited {
+            container: "b".to_owned(),
+            instance: 0,
+        };
+        assert_eq!(forever.opens(&plans), None);
+        assert_eq!(exit_of(2).opens(&plans), None);
+    }
 }

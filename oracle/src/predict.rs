@@ -109,7 +109,10 @@ fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
             } else {
                 plan.instances.len().min(CRASH_LOOP_RESTARTS_WATCHED + 1)
             };
-            let last = &plan.instances[watched.saturating_sub(1)];
+            let Some(last) = plan.instances.get(watched.saturating_sub(1)) else {
+                // A container whose start gate never opens has nothing to watch.
+                return SETTLE;
+            };
             let start = if plan.settles {
                 last.latest_start
             } else {

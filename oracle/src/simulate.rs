@@ -8,7 +8,7 @@
 use crate::behaviour::Answer;
 use crate::derive;
 use crate::duration::SpecDuration;
-use crate::plan::{self, AfterExit, STATUS_LAG};
+use crate::plan::{AfterExit, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::ProbePlan;
 use crate::scenario::{RestartPolicy, Scenario};
@@ -402,8 +402,24 @@ pub fn simulate(
         sequence += 1;
         events.push((at, sequence, event));
     };
+    // When each instance exited, for the start gates of the containers planned after it.
+    let mut exits: BTreeMap<(&str, u32), u64> = BTreeMap::new();
     for (container, plan) in planned.containers.iter().enumerate() {
-        let mut start = choices.pick(0, plan::FIRST_START_WITHIN.as_millis());
+        let Some(first) = plan.instances.first() else {
+            continue;
+        };
+        let gate_opened = match &first.start_gate {
+            StartGate::PodCreated => Some(0),
+            StartGate::Exited {
+                container,
+                instance,
+            } => exits.get(&(container.as_str(), *instance)).copied(),
+        };
+        let Some(gate_opened) = gate_opened else {
+            continue;
+        };
+        let (after_lo, after_hi) = first.start_after;
+        let mut start = gate_opened + choices.pick(after_lo.as_millis(), after_hi.as_millis());
         let mut previous_wait: Option<SpecDuration> = None;
         for instance in &plan.instances {
             if start > horizon {
@@ -462,6 +478,7 @@ pub fn simulate(
                     code,
                 },
             );
+            exits.insert((plan.name.as_str(), instance.index), finish);
             let mut after_exit = instance.after_exit.unwrap_or(AfterExit::StaysTerminated);
             after_exit = deviate(
                 after_exit,
@@ -485,7 +502,7 @@ pub fn simulate(
                 finish + choices.pick(0, STATUS_LAG.as_millis())
             } else {
                 let b = wait.as_millis();
-                let slack = plan::restart_slack(wait).as_millis();
+                let slack = crate::plan::restart_slack(wait).as_millis();
                 if deviation != Some(Deviation::NoCrashLoopBackOffState) {
                     let shown = finish + choices.pick(0, STATUS_LAG.as_millis().min(b));
                     push(

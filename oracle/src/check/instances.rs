@@ -1,11 +1,11 @@
 //! Instances and restarts: each planned instance starts, ends and is restarted inside its
-//! window, anchored on the observed event it depends on (pod creation, the previous
-//! instance's exit); restart counts, last states, waiting and terminated reasons.
+//! window, anchored on the observed opening of its start gate (pod creation, the exit of
+//! the instance before it); restart counts, last states, waiting and terminated reasons.
 
 use super::probes::surprise_rule;
 use super::{secs, window_text, Collector};
 use crate::derive::{go_duration, terminated_reason};
-use crate::plan::{AfterExit, ContainerPlan, STATUS_LAG};
+use crate::plan::{AfterExit, ContainerPlan, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
@@ -236,11 +236,35 @@ fn check_terminated_reason(
     }
 }
 
+/// When a start gate was seen to open, in spec milliseconds since creation; None while it
+/// has not been seen.
+pub(super) fn observed_gate(
+    gate: &StartGate,
+    observed: &BTreeMap<&str, ObservedContainer>,
+) -> Option<i64> {
+    match gate {
+        StartGate::PodCreated => Some(0),
+        StartGate::Exited {
+            container,
+            instance,
+        } => {
+            observed
+                .get(container.as_str())?
+                .instances
+                .get(instance)?
+                .finished
+        }
+    }
+}
+
+/// Each planned instance starts and ends inside its window; a start window is anchored at
+/// the observed opening of the instance's start gate.
 pub(super) fn check_instances(
     out: &mut Collector,
     prediction: &Prediction,
     plan: &ContainerPlan,
     obs: &ObservedContainer,
+    gate_opened: &dyn Fn(&StartGate) -> Option<i64>,
     tol: i64,
     end: i64,
 ) {
@@ -249,13 +273,7 @@ pub(super) fn check_instances(
     for instance in &plan.instances {
         let index = instance.index;
         let seen = obs.instances.get(&index);
-        let anchor = if index == 0 {
-            Some(0)
-        } else {
-            obs.instances
-                .get(&(index - 1))
-                .and_then(|prev| prev.finished)
-        };
+        let anchor = gate_opened(&instance.start_gate);
         let (lo, hi) = (
             instance.start_after.0.as_millis() as i64,
             instance.start_after.1.as_millis() as i64,
@@ -263,11 +281,7 @@ pub(super) fn check_instances(
         let started = seen.and_then(|s| s.started);
         if let Some(anchor) = anchor {
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
-            let from = if index == 0 {
-                "pod creation".to_owned()
-            } else {
-                format!("exit of instance {}", index - 1)
-            };
+            let from = instance.start_gate.describe(&plan.name);
             match started {
                 Some(s) if s < min || s > max => out.add(
                     instance.start_rule,

@@ -16,12 +16,13 @@ mod status;
 mod terminal;
 mod workload_log;
 
+use crate::plan::StartGate;
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::trace::Trace;
 use instances::{
-    check_container_snapshot, check_instances, check_restart_count_bound, record_container,
-    ObservedContainer,
+    check_container_snapshot, check_instances, check_restart_count_bound, observed_gate,
+    record_container, ObservedContainer,
 };
 use k8s_openapi::api::core::v1::PodCondition;
 use probes::{check_liveness_log, check_probe_flags, check_readiness_log};
@@ -236,7 +237,8 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         let Some(obs) = observed.get(plan.name.as_str()) else {
             continue;
         };
-        check_instances(&mut out, prediction, plan, obs, tol, end);
+        let gate_opened = |gate: &StartGate| observed_gate(gate, &observed);
+        check_instances(&mut out, prediction, plan, obs, &gate_opened, tol, end);
     }
 
     for plan in &prediction.containers {
