@@ -22,3 +22,22 @@ pub enum ScenarioError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("unknown rule id {0:?}: `podcheck rules` lists the catalogue")]
 pub struct UnknownRuleId(pub String);
+
+/// A field of a scenario or its pod that cannot be used, and why, as Kubernetes' validation
+/// would name it.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("field `{field}`: {reason}")]
+pub struct FieldError {
+    /// The field's path, e.g. `pod.spec.containers[0].livenessProbe.periodSeconds`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub mod validation;
 pub use behaviour::{Behaviour, Run};
 pub use check::{check, Outcome, Verdict, Violation};
 pub use duration::SpecDuration;
-pub use errors::ScenarioError;
+pub use errors::{FieldError, ScenarioError};
 pub use predict::{predict, PredictError, Prediction};
 pub use rules::RuleId;
 pub use scenario::{RestartPolicy, Scenario};

@@ -14,6 +14,7 @@
 
 use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
+use crate::errors::FieldError;
 use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan};
 use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
@@ -236,7 +237,7 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
         // is planned as no probe and reported as an ambiguity.
         let (probes, unreadable) = match scenario.container_probes(container, index) {
             Ok(probes) => (probes, None),
-            Err((field, reason)) => (
+            Err(FieldError { field, reason }) => (
                 ContainerProbes::default(),
                 Some(format!("{field}: {reason}")),
             ),

@@ -2,7 +2,7 @@
 
 use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
-use crate::errors::ScenarioError;
+use crate::errors::{FieldError, ScenarioError};
 use crate::probes::ContainerProbes;
 use crate::rules::RuleId;
 use crate::validation::{container_probes, validate_probe};
@@ -157,7 +157,7 @@ impl Scenario {
             })?;
         scenario
             .validate()
-            .map_err(|(field, reason)| ScenarioError::Invalid {
+            .map_err(|FieldError { field, reason }| ScenarioError::Invalid {
                 source_name: source.to_owned(),
                 field,
                 reason,
@@ -212,8 +212,8 @@ impl Scenario {
     }
 
     /// Checks what the oracle relies on. Returns the offending field path and reason.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid = |field: &str, reason: String| Err((field.to_owned(), reason));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let invalid = |field: &str, reason: String| Err(FieldError::new(field.to_owned(), reason));
         if !is_dns_label(&self.name) {
             return invalid(
                 "name",
@@ -359,7 +359,7 @@ impl Scenario {
         &self,
         container: &Container,
         index: usize,
-    ) -> Result<ContainerProbes, (String, String)> {
+    ) -> Result<ContainerProbes, FieldError> {
         let forever = Behaviour::forever();
         let behaviour = self.behaviour(&container.name).unwrap_or(&forever);
         let others: Vec<(&Container, &Behaviour)> = self
@@ -378,7 +378,7 @@ impl Scenario {
 
     /// Health endpoints must be servable: names that are paths, scripts with answers, and
     /// ports no two listeners of the pod share (its containers share one network).
-    fn validate_health(&self) -> Result<(), (String, String)> {
+    fn validate_health(&self) -> Result<(), FieldError> {
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
         for (name, behaviour) in &self.behaviours {
             let Some(health) = &behaviour.health else {
@@ -387,13 +387,15 @@ impl Scenario {
             let field = format!("behaviours.{name}.health");
             let mut claim = |port: u16, field: String| {
                 if port == 0 {
-                    return Err((field, "port 0 cannot be listened on".to_owned()));
+                    return Err(FieldError::new(
+                        field,
+                        "port 0 cannot be listened on".to_owned(),
+                    ));
                 }
                 if let Some(other) = ports.insert(port, field.clone()) {
-                    return Err((
+                    return Err(FieldError::new(
                         field,
-                        format!("port {port} is already used by {other}; the pod's containers share one network namespace"),
-                    ));
+                        format!("port {port} is already used by {other}; the pod's containers share one network namespace")));
                 }
                 Ok(())
             };
@@ -404,14 +406,14 @@ impl Scenario {
             for (endpoint_name, endpoint) in &health.endpoints {
                 let at = format!("{field}.endpoints.{endpoint_name}");
                 if !is_dns_label(endpoint_name) {
-                    return Err((
+                    return Err(FieldError::new(
                         at,
                         "an endpoint name must be a DNS label: it is served as the path /NAME"
                             .to_owned(),
                     ));
                 }
                 if endpoint.answers.is_empty() {
-                    return Err((
+                    return Err(FieldError::new(
                         format!("{at}.answers"),
                         "needs at least one answer".to_owned(),
                     ));

@@ -6,6 +6,7 @@
 //! applied after `SetDefaults_Probe` (pkg/apis/core/v1/defaults.go), which turns a 0 in
 //! timeout, period and thresholds into the default. See docs/fidelity/probes.md.
 
+use crate::errors::FieldError;
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -37,7 +38,7 @@ pub fn container_probes(
 }
 
 /// The first validation error of `probe` at `path`, as (field path, reason).
-pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), (String, String)> {
+pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), FieldError> {
     let at = |field: &str| format!("{path}.{field}");
     let handlers = [
         ("exec", probe.exec.is_some()),
@@ -50,24 +51,30 @@ pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), 
         .filter(|(_, present)| *present)
         .map(|(name, _)| *name);
     if set.next().is_none() {
-        return Err((path.to_owned(), "must specify a handler type".to_owned()));
+        return Err(FieldError::new(
+            path.to_owned(),
+            "must specify a handler type".to_owned(),
+        ));
     }
     if let Some(second) = set.next() {
-        return Err((
+        return Err(FieldError::new(
             at(second),
             "may not specify more than 1 handler type".to_owned(),
         ));
     }
     if let Some(exec) = &probe.exec {
         if exec.command.as_ref().is_none_or(|c| c.is_empty()) {
-            return Err((at("exec.command"), "Required value".to_owned()));
+            return Err(FieldError::new(
+                at("exec.command"),
+                "Required value".to_owned(),
+            ));
         }
     }
     if let Some(http) = &probe.http_get {
         validate_port(&http.port, &at("httpGet.port"))?;
         if let Some(scheme) = http.scheme.as_deref() {
             if !matches!(scheme, "HTTP" | "HTTPS") {
-                return Err((
+                return Err(FieldError::new(
                     at("httpGet.scheme"),
                     format!("Unsupported value: {scheme:?}: supported values: \"HTTP\", \"HTTPS\""),
                 ));
@@ -75,7 +82,7 @@ pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), 
         }
         for (index, header) in http.http_headers.iter().flatten().enumerate() {
             if header.name.is_empty() || !header.name.bytes().all(is_token_byte) {
-                return Err((at(&format!("httpGet.httpHeaders[{index}].name")), format!("{:?}: a valid HTTP header must consist of alphanumeric characters, '-', '_' or '.'", header.name)));
+                return Err(FieldError::new(at(&format!("httpGet.httpHeaders[{index}].name")), format!("{:?}: a valid HTTP header must consist of alphanumeric characters, '-', '_' or '.'", header.name)));
             }
         }
     }
@@ -84,7 +91,7 @@ pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), 
     }
     if let Some(grpc) = &probe.grpc {
         if !(1..=65535).contains(&grpc.port) {
-            return Err((
+            return Err(FieldError::new(
                 at("grpc.port"),
                 format!("{}: must be between 1 and 65535, inclusive", grpc.port),
             ));
@@ -98,14 +105,14 @@ pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), 
         ("failureThreshold", probe.failure_threshold),
     ] {
         if let Some(value) = value.filter(|v| *v < 0) {
-            return Err((
+            return Err(FieldError::new(
                 at(field),
                 format!("{value}: must be greater than or equal to 0"),
             ));
         }
     }
     if let Some(grace) = probe.termination_grace_period_seconds.filter(|g| *g <= 0) {
-        return Err((
+        return Err(FieldError::new(
             at("terminationGracePeriodSeconds"),
             format!("{grace}: must be greater than 0"),
         ));
@@ -113,28 +120,29 @@ pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), 
     // Defaulting turns an absent or 0 successThreshold into 1 before these checks.
     let success_threshold = probe.success_threshold.filter(|t| *t != 0).unwrap_or(1);
     match kind {
-        ProbeKind::Liveness | ProbeKind::Startup if success_threshold != 1 => Err((
+        ProbeKind::Liveness | ProbeKind::Startup if success_threshold != 1 => Err(FieldError::new(
             at("successThreshold"),
             format!("{success_threshold}: must be 1"),
         )),
-        ProbeKind::Readiness if probe.termination_grace_period_seconds.is_some() => Err((
-            at("terminationGracePeriodSeconds"),
-            "must not be set for readinessProbes".to_owned(),
-        )),
+        ProbeKind::Readiness if probe.termination_grace_period_seconds.is_some() => {
+            Err(FieldError::new(
+                at("terminationGracePeriodSeconds"),
+                "must not be set for readinessProbes".to_owned(),
+            ))
+        }
         _ => Ok(()),
     }
 }
 
 /// `ValidatePortNumOrName`: 1..=65535, or an IANA service name.
-fn validate_port(port: &IntOrString, path: &str) -> Result<(), (String, String)> {
+fn validate_port(port: &IntOrString, path: &str) -> Result<(), FieldError> {
     match port {
         IntOrString::Int(number) if (1..=65535).contains(number) => Ok(()),
-        IntOrString::Int(number) => Err((path.to_owned(), format!("{number}: must be between 1 and 65535, inclusive"))),
+        IntOrString::Int(number) => Err(FieldError::new(path.to_owned(), format!("{number}: must be between 1 and 65535, inclusive"))),
         IntOrString::String(name) if is_port_name(name) => Ok(()),
-        IntOrString::String(name) => Err((
+        IntOrString::String(name) => Err(FieldError::new(
             path.to_owned(),
-            format!("{name:?}: must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters, with at least one letter, not starting or ending with a hyphen, and no two adjacent hyphens"),
-        )),
+            format!("{name:?}: must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters, with at least one letter, not starting or ending with a hyphen, and no two adjacent hyphens"))),
     }
 }
 
@@ -170,8 +178,8 @@ mod tests {
         }
     }
 
-    fn field(result: Result<(), (String, String)>) -> Option<String> {
-        result.err().map(|(field, _)| field)
+    fn field(result: Result<(), FieldError>) -> Option<String> {
+        result.err().map(|error| error.field)
     }
 
     #[test]
@@ -232,7 +240,10 @@ mod tests {
         };
         assert_eq!(
             validate_probe(&liveness, ProbeKind::Liveness, "p"),
-            Err(("p.successThreshold".to_owned(), "2: must be 1".to_owned()))
+            Err(FieldError::new(
+                "p.successThreshold".to_owned(),
+                "2: must be 1".to_owned()
+            ))
         );
         let readiness = Probe {
             termination_grace_period_seconds: Some(5),
@@ -240,7 +251,7 @@ mod tests {
         };
         assert_eq!(
             validate_probe(&readiness, ProbeKind::Readiness, "p"),
-            Err((
+            Err(FieldError::new(
                 "p.terminationGracePeriodSeconds".to_owned(),
                 "must not be set for readinessProbes".to_owned()
             ))

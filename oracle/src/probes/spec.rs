@@ -4,6 +4,7 @@
 use super::{Handler, ProbeKind, ProbeResult, AGENT_PROGRAM, PROBE_TIMING_MARGIN};
 use crate::behaviour::{Answer, Behaviour};
 use crate::duration::SpecDuration;
+use crate::errors::FieldError;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -74,7 +75,7 @@ impl ContainerProbes {
         behaviour: &Behaviour,
         others: &[(&Container, &Behaviour)],
         path: &str,
-    ) -> Result<ContainerProbes, (String, String)> {
+    ) -> Result<ContainerProbes, FieldError> {
         let mut probes = ContainerProbes::default();
         for (name, probe, kind) in crate::validation::container_probes(container) {
             let Some(probe) = probe else { continue };
@@ -104,8 +105,8 @@ fn seconds(value: Option<i32>, default: u64) -> SpecDuration {
     }
 }
 
-fn not_modelled(field: String, what: &str) -> Result<ProbeModel, (String, String)> {
-    Err((
+fn not_modelled(field: String, what: &str) -> Result<ProbeModel, FieldError> {
+    Err(FieldError::new(
         field,
         format!("{what} is not modelled by the oracle yet; the scenario would be half-predicted"),
     ))
@@ -118,7 +119,7 @@ fn resolve_probe(
     behaviour: &Behaviour,
     others: &[(&Container, &Behaviour)],
     path: &str,
-) -> Result<ProbeModel, (String, String)> {
+) -> Result<ProbeModel, FieldError> {
     let health = behaviour.health.as_ref();
     let at = |field: &str| format!("{path}.{field}");
     let port_of = |port: &IntOrString| -> Option<i32> {
@@ -132,7 +133,7 @@ fn resolve_probe(
                 .map(|p| p.container_port),
         }
     };
-    let foreign = |port: i32, field: String| -> Result<(), (String, String)> {
+    let foreign = |port: i32, field: String| -> Result<(), FieldError> {
         let used_elsewhere = others.iter().any(|(_, b)| {
             b.health.as_ref().is_some_and(|h| {
                 i32::from(h.port) == port
@@ -143,10 +144,9 @@ fn resolve_probe(
             })
         });
         if used_elsewhere {
-            Err((
+            Err(FieldError::new(
                 field,
-                format!("port {port} belongs to another container's health endpoints; probes across containers are not modelled"),
-            ))
+                format!("port {port} belongs to another container's health endpoints; probes across containers are not modelled")))
         } else {
             Ok(())
         }
@@ -227,7 +227,10 @@ fn resolve_probe(
         };
         (Handler::Grpc, reach)
     } else {
-        return Err((path.to_owned(), "must specify a handler type".to_owned()));
+        return Err(FieldError::new(
+            path.to_owned(),
+            "must specify a handler type".to_owned(),
+        ));
     };
     let mut model = ProbeModel {
         kind,
