@@ -160,6 +160,9 @@ pub(crate) struct WorkerContext {
     pub timings: Arc<std::sync::Mutex<Vec<(&'static str, Duration)>>>,
 }
 
+/// Kubelets identify their probes as `kube-probe/<major>.<minor>`.
+pub(crate) const PROBE_USER_AGENT: &str = "kube-probe/1.35";
+
 /// Probe timings kept for `probe_timings`; older ones are dropped beyond this.
 const TIMINGS_KEPT: usize = 100_000;
 
