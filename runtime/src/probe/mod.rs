@@ -7,13 +7,14 @@
 //! result once its threshold is reached; a probe that cannot be run is discarded. The
 //! worker outlives container restarts, and so do its counters.
 
+mod http_get;
+
 use crate::sys;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -287,27 +288,14 @@ async fn execute(
             path,
             headers,
         } => {
-            let port = resolve_port(&context.spec, port)?;
-            let request = http_request(port, path, headers, &context.user_agent);
-            let attempt = async {
-                let mut stream = connect(&context.netns, port).await?;
-                stream.write_all(request.as_bytes()).await?;
-                let mut response = Vec::new();
-                let mut buffer = [0u8; 1024];
-                // The status line is all that decides; read until it is complete.
-                while !response.contains(&b'\n') && response.len() < 8192 {
-                    let read = stream.read(&mut buffer).await?;
-                    if read == 0 {
-                        break;
-                    }
-                    response.extend_from_slice(&buffer[..read]);
-                }
-                Ok::<_, std::io::Error>(status_code(&response))
+            let get = http_get::HttpGet {
+                port: resolve_port(&context.spec, port)?,
+                path,
+                headers,
+                user_agent: &context.user_agent,
             };
-            Ok(match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(Some(code))) => (200..400).contains(&code),
-                _ => false,
-            })
+            let connect = |port| connect(&context.netns, port);
+            http_get::probe(connect, get, timeout).await.result()
         }
         Action::Tcp { port } => {
             let port = resolve_port(&context.spec, port)?;
@@ -371,36 +359,6 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("invalid port number: {number}"))
-}
-
-fn http_request(port: u16, path: &str, headers: &[(String, String)], user_agent: &str) -> String {
-    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    let mut request = format!("GET {path} HTTP/1.1\r\n");
-    if !has("Host") {
-        request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
-    }
-    if !has("User-Agent") {
-        request.push_str(&format!("User-Agent: {user_agent}\r\n"));
-    }
-    if !has("Accept") {
-        request.push_str("Accept: */*\r\n");
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("Connection: close\r\n\r\n");
-    request
-}
-
-fn status_code(response: &[u8]) -> Option<u16> {
-    let line = response.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split_whitespace();
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/") {
-        return None;
-    }
-    parts.next()?.parse().ok()
 }
 
 /// `grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING`.
@@ -550,14 +508,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_lines_are_read() {
-        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(status_code(b"HTTP/1.0 500 x\r\n"), Some(500));
-        assert_eq!(status_code(b"garbage\r\n"), None);
-        assert_eq!(status_code(b""), None);
-    }
-
-    #[test]
     fn grpc_health_messages_encode_and_decode() {
         assert_eq!(health_check_request(""), Vec::<u8>::new());
         assert_eq!(health_check_request("h"), vec![0x0A, 1, b'h']);
@@ -571,19 +521,5 @@ mod tests {
             Some(1)
         );
         assert_eq!(serving_status(&[0, 0, 0]), None);
-    }
-
-    #[test]
-    fn user_headers_replace_the_defaults() {
-        let request = http_request(
-            8080,
-            "/live",
-            &[("Host".to_owned(), "example".to_owned())],
-            "kube-probe/1.35",
-        );
-        assert!(request.starts_with("GET /live HTTP/1.1\r\n"));
-        assert!(request.contains("Host: example\r\n"));
-        assert!(!request.contains("Host: 127.0.0.1"));
-        assert!(request.contains("User-Agent: kube-probe/1.35\r\n"));
     }
 }
