@@ -7,6 +7,7 @@
 //! result once its threshold is reached; a probe that cannot be run is discarded. The
 //! worker outlives container restarts, and so do its counters.
 
+mod grpc;
 mod http_get;
 
 use crate::sys;
@@ -310,10 +311,11 @@ async fn execute(
             let Ok(port) = u16::try_from(*port) else {
                 return Ok(false);
             };
-            let attempt = grpc_health_check(&context.netns, port, service, &context.user_agent);
+            let connect = |port| connect(&context.netns, port);
+            let attempt = grpc::is_serving(connect, port, service, &context.user_agent);
             Ok(matches!(
                 tokio::time::timeout(timeout, attempt).await,
-                Ok(Ok(SERVING))
+                Ok(Ok(true))
             ))
         }
         Action::Exec { command } => {
@@ -361,136 +363,6 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String
         .ok_or_else(|| format!("invalid port number: {number}"))
 }
 
-/// `grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING`.
-const SERVING: u64 = 1;
-
-/// Calls `grpc.health.v1.Health/Check` for `service` over cleartext HTTP/2 and returns the
-/// serving status, or an error for anything short of a well-formed OK answer.
-async fn grpc_health_check(
-    netns: &Arc<File>,
-    port: u16,
-    service: &str,
-    user_agent: &str,
-) -> Result<u64, String> {
-    let stream = connect(netns, port).await.map_err(|e| e.to_string())?;
-    let (client, connection) = h2::client::handshake(stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
-    let result = async {
-        let mut client = client.ready().await.map_err(|e| e.to_string())?;
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!(
-                "http://127.0.0.1:{port}/grpc.health.v1.Health/Check"
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("user-agent", user_agent)
-            .body(())
-            .map_err(|e| e.to_string())?;
-        let (response, mut body) = client
-            .send_request(request, false)
-            .map_err(|e| e.to_string())?;
-        body.send_data(grpc_frame(&health_check_request(service)), true)
-            .map_err(|e| e.to_string())?;
-        let response = response.await.map_err(|e| e.to_string())?;
-        if response.status() != http::StatusCode::OK {
-            return Err(format!("HTTP status {}", response.status()));
-        }
-        let trailers_only = response.headers().get("grpc-status").cloned();
-        let mut data = response.into_body();
-        let mut message = Vec::new();
-        while let Some(chunk) = data.data().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            let _ = data.flow_control().release_capacity(chunk.len());
-            message.extend_from_slice(&chunk);
-        }
-        let trailers = data.trailers().await.map_err(|e| e.to_string())?;
-        let status = trailers
-            .as_ref()
-            .and_then(|t| t.get("grpc-status").cloned())
-            .or(trailers_only);
-        if status.as_ref().and_then(|s| s.to_str().ok()) != Some("0") {
-            return Err(format!("grpc-status {status:?}"));
-        }
-        serving_status(&message).ok_or_else(|| "an unreadable HealthCheckResponse".to_owned())
-    }
-    .await;
-    driver.abort();
-    result
-}
-
-/// A gRPC length-prefixed message (uncompressed).
-fn grpc_frame(message: &[u8]) -> bytes::Bytes {
-    let mut frame = Vec::with_capacity(message.len() + 5);
-    frame.push(0);
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(message);
-    bytes::Bytes::from(frame)
-}
-
-/// `HealthCheckRequest { string service = 1; }`, protobuf-encoded.
-fn health_check_request(service: &str) -> Vec<u8> {
-    if service.is_empty() {
-        return Vec::new();
-    }
-    let mut message = vec![0x0A];
-    push_varint(&mut message, service.len() as u64);
-    message.extend_from_slice(service.as_bytes());
-    message
-}
-
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7F) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7F) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// The `status` (field 1) of a framed `HealthCheckResponse`; absent means UNKNOWN (0).
-fn serving_status(frame: &[u8]) -> Option<u64> {
-    let (header, message) = (frame.get(..5)?, frame.get(5..)?);
-    if header[0] != 0 {
-        return None;
-    }
-    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let message = message.get(..length)?;
-    let mut at = 0;
-    let mut status = 0;
-    while at < message.len() {
-        let key = read_varint(message, &mut at)?;
-        match (key >> 3, key & 7) {
-            (1, 0) => status = read_varint(message, &mut at)?,
-            (_, 0) => {
-                read_varint(message, &mut at)?;
-            }
-            (_, 2) => {
-                let skip = read_varint(message, &mut at)? as usize;
-                at = at.checked_add(skip)?;
-            }
-            (_, 1) => at += 8,
-            (_, 5) => at += 4,
-            _ => return None,
-        }
-    }
-    Some(status)
-}
-
 /// A TCP connection to the pod's own address, made from inside its network namespace.
 async fn connect(netns: &Arc<File>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
     let netns = netns.clone();
@@ -501,25 +373,4 @@ async fn connect(netns: &Arc<File>, port: u16) -> std::io::Result<tokio::net::Tc
     socket
         .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_health_messages_encode_and_decode() {
-        assert_eq!(health_check_request(""), Vec::<u8>::new());
-        assert_eq!(health_check_request("h"), vec![0x0A, 1, b'h']);
-        let frame = grpc_frame(&[0x08, 2]);
-        assert_eq!(&frame[..], &[0, 0, 0, 0, 2, 0x08, 2]);
-        assert_eq!(serving_status(&frame), Some(2));
-        // An empty message is UNKNOWN; an unknown field is skipped.
-        assert_eq!(serving_status(&grpc_frame(&[])), Some(0));
-        assert_eq!(
-            serving_status(&grpc_frame(&[0x12, 1, b'x', 0x08, 1])),
-            Some(1)
-        );
-        assert_eq!(serving_status(&[0, 0, 0]), None);
-    }
 }
