@@ -172,9 +172,9 @@ impl Worker {
         if self.specs.iter().all(|c| c.probes.is_empty()) {
             return Ok(());
         }
-        let sandbox = self
-            .sandbox_pid
-            .ok_or_else(|| RuntimeError::io("start probes", std::io::Error::other("no sandbox")))?;
+        let sandbox = self.sandbox_pid.ok_or(RuntimeError::NoSandbox {
+            action: "start probes",
+        })?;
         let netns = Arc::new(
             std::fs::File::open(format!("/proc/{sandbox}/ns/net"))
                 .map_err(|e| RuntimeError::io("open the pod's network namespace", e))?,
@@ -267,17 +267,14 @@ impl Worker {
         container: usize,
         instance: u32,
     ) -> Result<std::process::Child, RuntimeError> {
-        let sandbox_pid = self.sandbox_pid.ok_or_else(|| {
-            RuntimeError::io("start a container", std::io::Error::other("no sandbox"))
+        let sandbox_pid = self.sandbox_pid.ok_or(RuntimeError::NoSandbox {
+            action: "start a container",
         })?;
         let spec = &self.specs[container];
         if spec.image != AGENT_IMAGE {
-            return Err(RuntimeError::io(
-                format!("find image {:?}", spec.image),
-                std::io::Error::other(format!(
-                    "only {AGENT_IMAGE} is present on this node and imagePullPolicy cannot pull"
-                )),
-            ));
+            return Err(RuntimeError::ImageNotPresent {
+                image: spec.image.clone(),
+            });
         }
         let layer = self
             .dir

@@ -2,6 +2,7 @@
 //! net/http client): one HTTP/1.1 GET per connection, redirects to the same host
 //! followed, the body read up to a limit, all of it within the probe's timeout.
 
+use crate::errors::ProbeError;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -35,20 +36,25 @@ pub(super) struct HttpGet<'a> {
 }
 
 /// What one HTTP probe found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "a warning's status and a failure's cause are the probe's output, which the \
+              kubelet puts in events; the local runtime records no events, its tests read them"
+)]
 pub(super) enum Outcome {
     Success,
-    /// The answer was a redirect the prober did not follow (to another host): a
-    /// success, with a warning.
-    Warning(String),
-    Failure(String),
+    /// The answer was a redirect the prober did not follow (to another host), or
+    /// another 3xx: a success, with a warning.
+    Warning(StatusCode),
+    Failure(ProbeError),
     /// The probe could not be carried through; its result is thrown away.
-    Error(String),
+    Error(ProbeError),
 }
 
 impl Outcome {
     /// The result as probe workers count it: `Err` when it is thrown away.
-    pub fn result(self) -> Result<bool, String> {
+    pub fn result(self) -> Result<bool, ProbeError> {
         // pkg/kubelet/prober/prober.go: `case probe.Warning: ... return results.Success, nil`
         match self {
             Outcome::Success | Outcome::Warning(_) => Ok(true),
@@ -120,14 +126,16 @@ where
         let exchange = tokio::time::timeout_at(deadline, send(&connect, &target, request));
         let (response, connection) = match exchange.await {
             Ok(Ok(exchange)) => exchange,
-            Ok(Err(reason)) => return Outcome::Failure(reason),
-            Err(_) => return Outcome::Failure(format!("{} timed out", target.url())),
+            Ok(Err(error)) => return Outcome::Failure(error),
+            Err(_) => {
+                return Outcome::Failure(ProbeError::TimedOut(format!("GET {}", target.url())))
+            }
         };
         let Some(location) = redirect_location(&response) else {
             break (response, connection);
         };
         let Some(next) = resolve(&target, &location) else {
-            return Outcome::Failure(format!("failed to parse Location header {location:?}"));
+            return Outcome::Failure(ProbeError::Location(location));
         };
         // Go's client keeps a custom Host header through a redirect only to a relative
         // location ("If the caller specified a custom host header and the redirect
@@ -144,12 +152,12 @@ where
             break (response, connection);
         }
         if requests >= MAX_REQUESTS {
-            return Outcome::Failure(format!("stopped after {MAX_REQUESTS} redirects"));
+            return Outcome::Failure(ProbeError::TooManyRedirects(MAX_REQUESTS));
         }
         if next.scheme != "http" {
             // Go would speak TLS for https, which the local runtime cannot; other
             // schemes fail in Go's transport too.
-            return Outcome::Failure(format!("cannot follow a redirect to {}", next.url()));
+            return Outcome::Failure(ProbeError::RedirectScheme(next.url()));
         }
         target = next;
     };
@@ -158,29 +166,32 @@ where
         Ok(Ok(_)) => {}
         // DoHTTPProbe: a body that cannot be read is an error (`return probe.Failure,
         // "", err`), which the prober's worker throws away; the limit is not.
-        Ok(Err(reason)) => return Outcome::Error(reason),
-        Err(_) => return Outcome::Error(format!("reading the body of {} timed out", target.url())),
+        Ok(Err(error)) => return Outcome::Error(error),
+        Err(_) => {
+            let what = format!("read the body of {}", target.url());
+            return Outcome::Error(ProbeError::TimedOut(what));
+        }
     }
     // DoHTTPProbe: `if res.StatusCode >= http.StatusOK && res.StatusCode <
     // http.StatusBadRequest { if res.StatusCode >= http.StatusMultipleChoices { //
     // Redirect ... return probe.Warning, ...`
     match status.as_u16() {
         200..=299 => Outcome::Success,
-        300..=399 => Outcome::Warning(format!("Probe terminated redirects ({status})")),
-        code => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+        300..=399 => Outcome::Warning(status),
+        code => Outcome::Failure(ProbeError::Status(code)),
     }
 }
 
 /// The headers every request of the probe carries, as the kubelet's
 /// `newProbeRequest` sets them and Go's client writes them.
-fn probe_headers(manifest: &[(String, String)], user_agent: &str) -> Result<HeaderMap, String> {
+fn probe_headers(manifest: &[(String, String)], user_agent: &str) -> Result<HeaderMap, ProbeError> {
     let mut headers = HeaderMap::new();
     for (name, value) in manifest {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header field name {name:?}"))?;
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| invalid(format!("use header name {name:?}"), e))?;
         let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid header field value for {name}"))?;
-        headers.append(name, value);
+            .map_err(|e| invalid(format!("use the value of header {name:?}"), e))?;
+        headers.append(header_name, value);
     }
     // Go writes `req.Host`, never a Host in the header map.
     headers.remove(http::header::HOST);
@@ -189,7 +200,7 @@ fn probe_headers(manifest: &[(String, String)], user_agent: &str) -> Result<Head
     match first(&headers, &http::header::USER_AGENT) {
         None => {
             let agent = HeaderValue::from_str(user_agent)
-                .map_err(|_| format!("invalid user agent {user_agent:?}"))?;
+                .map_err(|e| invalid(format!("use user agent {user_agent:?}"), e))?;
             headers.insert(http::header::USER_AGENT, agent);
         }
         Some(agent) if agent.is_empty() => {
@@ -233,21 +244,28 @@ fn request(
     host: &str,
     headers: &HeaderMap,
     referer: Option<&str>,
-) -> Result<Request<Empty<Bytes>>, String> {
-    let mut request = Request::get(target.path_and_query.as_str())
+) -> Result<Request<Empty<Bytes>>, ProbeError> {
+    let path = &target.path_and_query;
+    let mut request = Request::get(path.as_str())
         .body(Empty::new())
-        .map_err(|e| format!("invalid request target {:?}: {e}", target.path_and_query))?;
+        .map_err(|e| invalid(format!("request {path:?}"), e))?;
     let mut all = HeaderMap::with_capacity(headers.len() + 2);
-    all.insert(
-        http::header::HOST,
-        HeaderValue::from_str(host).map_err(|_| format!("invalid Host header {host:?}"))?,
-    );
+    let host =
+        HeaderValue::from_str(host).map_err(|e| invalid(format!("use Host header {host:?}"), e))?;
+    all.insert(http::header::HOST, host);
     all.extend(headers.clone());
     if let Some(referer) = referer.and_then(|r| HeaderValue::from_str(r).ok()) {
         all.insert(http::header::REFERER, referer);
     }
     *request.headers_mut() = all;
     Ok(request)
+}
+
+fn invalid(action: String, source: impl Into<http::Error>) -> ProbeError {
+    ProbeError::InvalidRequest {
+        action,
+        source: source.into(),
+    }
 }
 
 /// Stops a connection's task when the probe is done with it.
@@ -263,8 +281,8 @@ impl Drop for Connection {
 async fn send<C, F>(
     connect: &C,
     target: &Target,
-    request: Result<Request<Empty<Bytes>>, String>,
-) -> Result<(Response<Incoming>, Connection), String>
+    request: Result<Request<Empty<Bytes>>, ProbeError>,
+) -> Result<(Response<Incoming>, Connection), ProbeError>
 where
     C: Fn(u16) -> F,
     F: Future<Output = std::io::Result<TcpStream>>,
@@ -272,20 +290,26 @@ where
     let request = request?;
     let stream = connect(target.port)
         .await
-        .map_err(|e| format!("dial {}: {e}", target.authority()))?;
+        .map_err(|e| ProbeError::io(format!("dial {}", target.authority()), e))?;
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         // Go writes canonical header names (`User-Agent`); some servers care.
         .title_case_headers(true)
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ProbeError::Http {
+            action: format!("speak HTTP/1.1 to {}", target.authority()),
+            source,
+        })?;
     let connection = Connection(tokio::spawn(async move {
         let _ = connection.await;
     }));
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("GET {}: {e}", target.url()))?;
+        .map_err(|source| ProbeError::Http {
+            action: format!("GET {}", target.url()),
+            source,
+        })?;
     Ok((response, connection))
 }
 
@@ -307,13 +331,18 @@ fn redirect_location(response: &Response<Incoming>) -> Option<String> {
 
 /// Reads up to `limit` bytes of the body (Go's `utilio.ReadAtMost`: reaching the
 /// limit is not an error).
-async fn read_at_most(mut body: Incoming, limit: usize) -> Result<usize, String> {
+async fn read_at_most(mut body: Incoming, limit: usize) -> Result<usize, ProbeError> {
     let mut read = 0;
     while read < limit {
         match body.frame().await {
             None => break,
             Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-            Some(Err(e)) => return Err(format!("read the response body: {e}")),
+            Some(Err(source)) => {
+                return Err(ProbeError::Http {
+                    action: "read the response body".to_owned(),
+                    source,
+                })
+            }
         }
     }
     Ok(read.min(limit))

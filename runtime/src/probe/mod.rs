@@ -10,6 +10,7 @@
 mod grpc;
 mod http_get;
 
+use crate::errors::ProbeError;
 use crate::sys;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -281,7 +282,7 @@ async fn execute(
     context: &WorkerContext,
     probe: &ProbeSpec,
     pid: Option<i32>,
-) -> Result<bool, String> {
+) -> Result<bool, ProbeError> {
     let timeout = context.scaled(probe.timeout);
     match &probe.action {
         Action::Http {
@@ -319,14 +320,16 @@ async fn execute(
             ))
         }
         Action::Exec { command } => {
-            let pid = pid.ok_or("the container is not running")?;
+            let pid = pid.ok_or(ProbeError::NotRunning)?;
             let launch = sys::ExecLaunch {
                 container_pid: pid,
                 argv: command.clone(),
                 env: context.env.clone(),
             };
-            let command = sys::exec_command(launch).map_err(|e| e.to_string())?;
-            let child = (context.spawner)(command).map_err(|e| e.to_string())?;
+            let command = sys::exec_command(launch)
+                .map_err(|e| ProbeError::io("prepare the exec probe's command", e))?;
+            let child = (context.spawner)(command)
+                .map_err(|e| ProbeError::io("start the exec probe's command", e))?;
             let child_pid = child.id() as i32;
             let wait = tokio::task::spawn_blocking(move || {
                 let mut child = child;
@@ -334,7 +337,11 @@ async fn execute(
             });
             match tokio::time::timeout(timeout, wait).await {
                 Ok(Ok(Ok(status))) => Ok(status.success()),
-                Ok(_) => Err("lost the exec probe's process".to_owned()),
+                Ok(Ok(Err(e))) => Err(ProbeError::io("wait for the exec probe's command", e)),
+                Ok(Err(e)) => Err(ProbeError::io(
+                    "wait for the exec probe's command",
+                    std::io::Error::other(e),
+                )),
                 Err(_) => {
                     // Timed out: a failure (ExecProbeTimeout), and the command is stopped.
                     sys::kill(child_pid, libc::SIGKILL);
@@ -346,7 +353,7 @@ async fn execute(
 }
 
 /// A named port is looked up in the container's own ports; a missing one is an error.
-fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String> {
+fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, ProbeError> {
     let number = match port {
         IntOrString::Int(number) => *number,
         IntOrString::String(name) => container
@@ -355,12 +362,12 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String
             .flatten()
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .map(|p| p.container_port)
-            .ok_or_else(|| format!("port {name:?} not found"))?,
+            .ok_or_else(|| ProbeError::NoSuchPort(name.clone()))?,
     };
     u16::try_from(number)
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid port number: {number}"))
+        .ok_or(ProbeError::InvalidPort(number))
 }
 
 /// A TCP connection to the pod's own address, made from inside its network namespace.
