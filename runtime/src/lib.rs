@@ -13,6 +13,7 @@
 pub mod cgroup;
 pub mod errors;
 pub mod image;
+mod kubelet;
 mod pod;
 mod probe;
 pub mod status;
@@ -74,10 +75,6 @@ impl RuntimeConfig {
             kubelet: KubeletConfig::default(),
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
         }
-    }
-
-    pub(crate) fn scaled(&self, spec: Duration) -> Duration {
-        spec.mul_f64(self.time_scale)
     }
 }
 

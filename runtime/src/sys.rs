@@ -19,8 +19,12 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// Refuses clearly where the runtime cannot work: it needs root's CAP_SYS_ADMIN for
 /// namespaces and mounts, and overlayfs for container root filesystems.
 pub fn check_privileges() -> Result<(), RuntimeError> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| RuntimeError::Unsupported(format!("cannot read /proc/self/status: {e}")))?;
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|source| {
+        RuntimeError::HostUnreadable {
+            path: "/proc/self/status".into(),
+            source,
+        }
+    })?;
     let effective = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))

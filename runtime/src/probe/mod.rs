@@ -7,13 +7,16 @@
 //! result once its threshold is reached; a probe that cannot be run is discarded. The
 //! worker outlives container restarts, and so do its counters.
 
+mod grpc;
+mod http_get;
+
+use crate::errors::ProbeError;
 use crate::sys;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -160,6 +163,9 @@ pub(crate) struct WorkerContext {
     pub timings: Arc<std::sync::Mutex<Vec<(&'static str, Duration)>>>,
 }
 
+/// Kubelets identify their probes as `kube-probe/<major>.<minor>`.
+pub(crate) const PROBE_USER_AGENT: &str = "kube-probe/1.35";
+
 /// Probe timings kept for `probe_timings`; older ones are dropped beyond this.
 const TIMINGS_KEPT: usize = 100_000;
 
@@ -276,7 +282,7 @@ async fn execute(
     context: &WorkerContext,
     probe: &ProbeSpec,
     pid: Option<i32>,
-) -> Result<bool, String> {
+) -> Result<bool, ProbeError> {
     let timeout = context.scaled(probe.timeout);
     match &probe.action {
         Action::Http {
@@ -284,27 +290,14 @@ async fn execute(
             path,
             headers,
         } => {
-            let port = resolve_port(&context.spec, port)?;
-            let request = http_request(port, path, headers, &context.user_agent);
-            let attempt = async {
-                let mut stream = connect(&context.netns, port).await?;
-                stream.write_all(request.as_bytes()).await?;
-                let mut response = Vec::new();
-                let mut buffer = [0u8; 1024];
-                // The status line is all that decides; read until it is complete.
-                while !response.contains(&b'\n') && response.len() < 8192 {
-                    let read = stream.read(&mut buffer).await?;
-                    if read == 0 {
-                        break;
-                    }
-                    response.extend_from_slice(&buffer[..read]);
-                }
-                Ok::<_, std::io::Error>(status_code(&response))
+            let get = http_get::HttpGet {
+                port: resolve_port(&context.spec, port)?,
+                path,
+                headers,
+                user_agent: &context.user_agent,
             };
-            Ok(match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(Some(code))) => (200..400).contains(&code),
-                _ => false,
-            })
+            let connect = |port| connect(&context.netns, port);
+            http_get::probe(connect, get, timeout).await.result()
         }
         Action::Tcp { port } => {
             let port = resolve_port(&context.spec, port)?;
@@ -319,21 +312,24 @@ async fn execute(
             let Ok(port) = u16::try_from(*port) else {
                 return Ok(false);
             };
-            let attempt = grpc_health_check(&context.netns, port, service, &context.user_agent);
+            let connect = |port| connect(&context.netns, port);
+            let attempt = grpc::is_serving(connect, port, service, &context.user_agent);
             Ok(matches!(
                 tokio::time::timeout(timeout, attempt).await,
-                Ok(Ok(SERVING))
+                Ok(Ok(true))
             ))
         }
         Action::Exec { command } => {
-            let pid = pid.ok_or("the container is not running")?;
+            let pid = pid.ok_or(ProbeError::NotRunning)?;
             let launch = sys::ExecLaunch {
                 container_pid: pid,
                 argv: command.clone(),
                 env: context.env.clone(),
             };
-            let command = sys::exec_command(launch).map_err(|e| e.to_string())?;
-            let child = (context.spawner)(command).map_err(|e| e.to_string())?;
+            let command = sys::exec_command(launch)
+                .map_err(|e| ProbeError::io("prepare the exec probe's command", e))?;
+            let child = (context.spawner)(command)
+                .map_err(|e| ProbeError::io("start the exec probe's command", e))?;
             let child_pid = child.id() as i32;
             let wait = tokio::task::spawn_blocking(move || {
                 let mut child = child;
@@ -341,7 +337,11 @@ async fn execute(
             });
             match tokio::time::timeout(timeout, wait).await {
                 Ok(Ok(Ok(status))) => Ok(status.success()),
-                Ok(_) => Err("lost the exec probe's process".to_owned()),
+                Ok(Ok(Err(e))) => Err(ProbeError::io("wait for the exec probe's command", e)),
+                Ok(Err(e)) => Err(ProbeError::io(
+                    "wait for the exec probe's command",
+                    std::io::Error::other(e),
+                )),
                 Err(_) => {
                     // Timed out: a failure (ExecProbeTimeout), and the command is stopped.
                     sys::kill(child_pid, libc::SIGKILL);
@@ -353,7 +353,7 @@ async fn execute(
 }
 
 /// A named port is looked up in the container's own ports; a missing one is an error.
-fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String> {
+fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, ProbeError> {
     let number = match port {
         IntOrString::Int(number) => *number,
         IntOrString::String(name) => container
@@ -362,172 +362,12 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, String
             .flatten()
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .map(|p| p.container_port)
-            .ok_or_else(|| format!("port {name:?} not found"))?,
+            .ok_or_else(|| ProbeError::NoSuchPort(name.clone()))?,
     };
     u16::try_from(number)
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid port number: {number}"))
-}
-
-fn http_request(port: u16, path: &str, headers: &[(String, String)], user_agent: &str) -> String {
-    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    let mut request = format!("GET {path} HTTP/1.1\r\n");
-    if !has("Host") {
-        request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
-    }
-    if !has("User-Agent") {
-        request.push_str(&format!("User-Agent: {user_agent}\r\n"));
-    }
-    if !has("Accept") {
-        request.push_str("Accept: */*\r\n");
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("Connection: close\r\n\r\n");
-    request
-}
-
-fn status_code(response: &[u8]) -> Option<u16> {
-    let line = response.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split_whitespace();
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/") {
-        return None;
-    }
-    parts.next()?.parse().ok()
-}
-
-/// `grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING`.
-const SERVING: u64 = 1;
-
-/// Calls `grpc.health.v1.Health/Check` for `service` over cleartext HTTP/2 and returns the
-/// serving status, or an error for anything short of a well-formed OK answer.
-async fn grpc_health_check(
-    netns: &Arc<File>,
-    port: u16,
-    service: &str,
-    user_agent: &str,
-) -> Result<u64, String> {
-    let stream = connect(netns, port).await.map_err(|e| e.to_string())?;
-    let (client, connection) = h2::client::handshake(stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(connection);
-    let result = async {
-        let mut client = client.ready().await.map_err(|e| e.to_string())?;
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!(
-                "http://127.0.0.1:{port}/grpc.health.v1.Health/Check"
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("user-agent", user_agent)
-            .body(())
-            .map_err(|e| e.to_string())?;
-        let (response, mut body) = client
-            .send_request(request, false)
-            .map_err(|e| e.to_string())?;
-        body.send_data(grpc_frame(&health_check_request(service)), true)
-            .map_err(|e| e.to_string())?;
-        let response = response.await.map_err(|e| e.to_string())?;
-        if response.status() != http::StatusCode::OK {
-            return Err(format!("HTTP status {}", response.status()));
-        }
-        let trailers_only = response.headers().get("grpc-status").cloned();
-        let mut data = response.into_body();
-        let mut message = Vec::new();
-        while let Some(chunk) = data.data().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            let _ = data.flow_control().release_capacity(chunk.len());
-            message.extend_from_slice(&chunk);
-        }
-        let trailers = data.trailers().await.map_err(|e| e.to_string())?;
-        let status = trailers
-            .as_ref()
-            .and_then(|t| t.get("grpc-status").cloned())
-            .or(trailers_only);
-        if status.as_ref().and_then(|s| s.to_str().ok()) != Some("0") {
-            return Err(format!("grpc-status {status:?}"));
-        }
-        serving_status(&message).ok_or_else(|| "an unreadable HealthCheckResponse".to_owned())
-    }
-    .await;
-    driver.abort();
-    result
-}
-
-/// A gRPC length-prefixed message (uncompressed).
-fn grpc_frame(message: &[u8]) -> bytes::Bytes {
-    let mut frame = Vec::with_capacity(message.len() + 5);
-    frame.push(0);
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(message);
-    bytes::Bytes::from(frame)
-}
-
-/// `HealthCheckRequest { string service = 1; }`, protobuf-encoded.
-fn health_check_request(service: &str) -> Vec<u8> {
-    if service.is_empty() {
-        return Vec::new();
-    }
-    let mut message = vec![0x0A];
-    push_varint(&mut message, service.len() as u64);
-    message.extend_from_slice(service.as_bytes());
-    message
-}
-
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7F) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7F) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// The `status` (field 1) of a framed `HealthCheckResponse`; absent means UNKNOWN (0).
-fn serving_status(frame: &[u8]) -> Option<u64> {
-    let (header, message) = (frame.get(..5)?, frame.get(5..)?);
-    if header[0] != 0 {
-        return None;
-    }
-    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let message = message.get(..length)?;
-    let mut at = 0;
-    let mut status = 0;
-    while at < message.len() {
-        let key = read_varint(message, &mut at)?;
-        match (key >> 3, key & 7) {
-            (1, 0) => status = read_varint(message, &mut at)?,
-            (_, 0) => {
-                read_varint(message, &mut at)?;
-            }
-            (_, 2) => {
-                let skip = read_varint(message, &mut at)? as usize;
-                at = at.checked_add(skip)?;
-            }
-            (_, 1) => at += 8,
-            (_, 5) => at += 4,
-            _ => return None,
-        }
-    }
-    Some(status)
+        .ok_or(ProbeError::InvalidPort(number))
 }
 
 /// A TCP connection to the pod's own address, made from inside its network namespace.
@@ -540,47 +380,4 @@ async fn connect(netns: &Arc<File>, port: u16) -> std::io::Result<tokio::net::Tc
     socket
         .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_lines_are_read() {
-        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(status_code(b"HTTP/1.0 500 x\r\n"), Some(500));
-        assert_eq!(status_code(b"garbage\r\n"), None);
-        assert_eq!(status_code(b""), None);
-    }
-
-    #[test]
-    fn grpc_health_messages_encode_and_decode() {
-        assert_eq!(health_check_request(""), Vec::<u8>::new());
-        assert_eq!(health_check_request("h"), vec![0x0A, 1, b'h']);
-        let frame = grpc_frame(&[0x08, 2]);
-        assert_eq!(&frame[..], &[0, 0, 0, 0, 2, 0x08, 2]);
-        assert_eq!(serving_status(&frame), Some(2));
-        // An empty message is UNKNOWN; an unknown field is skipped.
-        assert_eq!(serving_status(&grpc_frame(&[])), Some(0));
-        assert_eq!(
-            serving_status(&grpc_frame(&[0x12, 1, b'x', 0x08, 1])),
-            Some(1)
-        );
-        assert_eq!(serving_status(&[0, 0, 0]), None);
-    }
-
-    #[test]
-    fn user_headers_replace_the_defaults() {
-        let request = http_request(
-            8080,
-            "/live",
-            &[("Host".to_owned(), "example".to_owned())],
-            "kube-probe/1.35",
-        );
-        assert!(request.starts_with("GET /live HTTP/1.1\r\n"));
-        assert!(request.contains("Host: example\r\n"));
-        assert!(!request.contains("Host: 127.0.0.1"));
-        assert!(request.contains("User-Agent: kube-probe/1.35\r\n"));
-    }
 }

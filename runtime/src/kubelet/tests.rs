@@ -1,0 +1,563 @@
+//! The kubelet's decisions, driven by events at chosen times: no process, no root.
+
+use super::backoff::go_duration;
+use super::*;
+use jiff::Timestamp;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn container(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetup {
+    ContainerSetup {
+        name: name.to_owned(),
+        image: AGENT_IMAGE.to_owned(),
+        probes,
+    }
+}
+
+/// One pod driven through the decisions, with a clock the test moves.
+struct Pod {
+    lifecycle: PodLifecycle,
+    t0: Instant,
+    now: Instant,
+    next_pid: i32,
+}
+
+impl Pod {
+    fn new(policy: RestartPolicy, containers: Vec<ContainerSetup>) -> Pod {
+        Pod::scaled(policy, containers, 1.0)
+    }
+
+    fn scaled(policy: RestartPolicy, containers: Vec<ContainerSetup>, time_scale: f64) -> Pod {
+        let lifecycle = PodLifecycle::new(
+            PodSetup {
+                identity: PodIdentity {
+                    name: "web".to_owned(),
+                    namespace: "default".to_owned(),
+                    uid: "uid-1".to_owned(),
+                },
+                restart_policy: policy,
+                termination_grace: secs(30),
+                image_id: "podcheck.local/images/agent".to_owned(),
+                containers,
+            },
+            Timing {
+                kubelet: KubeletConfig::default(),
+                time_scale,
+            },
+        );
+        let t0 = Instant::now();
+        Pod {
+            lifecycle,
+            t0,
+            now: t0,
+            next_pid: 100,
+        }
+    }
+
+    fn wall(&self) -> Time {
+        let since = self.now.duration_since(self.t0);
+        Time(Timestamp::from_millisecond(since.as_millis() as i64).expect("a time near 1970"))
+    }
+
+    /// Delivers `event` and carries out the starts it decides, as the worker would
+    /// (every start succeeds); returns every effect.
+    fn handle(&mut self, event: Event) -> Vec<Effect> {
+        let effects = self.lifecycle.handle(event, self.now);
+        for effect in &effects {
+            if let Effect::Start {
+                container,
+                instance,
+            } = *effect
+            {
+                self.next_pid += 1;
+                let started = Event::Started {
+                    container,
+                    instance,
+                    pid: self.next_pid,
+                    at: self.now,
+                    wall: self.wall(),
+                };
+                assert_eq!(self.lifecycle.handle(started, self.now), []);
+            }
+        }
+        effects
+    }
+
+    fn start(&mut self) {
+        assert_eq!(self.handle(Event::SandboxStarted), [Effect::Publish]);
+        self.handle(Event::SandboxReady);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    fn exit(&mut self, container: usize, code: i32) -> Vec<Effect> {
+        let instance = self.status(container).restart_count as u32;
+        self.exit_instance(container, instance, code)
+    }
+
+    fn exit_instance(&mut self, container: usize, instance: u32, code: i32) -> Vec<Effect> {
+        let exit = Exit {
+            container,
+            instance,
+            code,
+            oom_killed: false,
+            at: self.now,
+            wall: self.wall(),
+        };
+        self.handle(Event::Exited(exit))
+    }
+
+    fn probe(&mut self, container: usize, kind: Kind, success: bool) -> Vec<Effect> {
+        let instance = self.status(container).restart_count as u32;
+        self.handle(Event::Probe(ProbeUpdate {
+            container,
+            instance,
+            kind,
+            success,
+        }))
+    }
+
+    /// Waits for the pending back-off to end and lets it restart the container.
+    fn wait_for_restart(&mut self) -> Vec<Effect> {
+        let at = self.lifecycle.next_restart().expect("a restart is pending");
+        self.now = at;
+        self.handle(Event::RestartsDue)
+    }
+
+    fn status(&self, container: usize) -> ContainerStatus {
+        self.lifecycle.container_statuses()[container].clone()
+    }
+
+    fn waiting(&self, container: usize) -> (String, Option<String>) {
+        let waiting = self
+            .status(container)
+            .state
+            .and_then(|s| s.waiting)
+            .expect("a waiting container");
+        (waiting.reason.unwrap_or_default(), waiting.message)
+    }
+
+    fn phase(&mut self) -> String {
+        self.lifecycle.settle();
+        let stamp = self.wall();
+        let status = self.lifecycle.pod_status(&stamp, None, None);
+        status.phase.unwrap_or_default()
+    }
+
+    fn condition(&mut self, type_: &str) -> String {
+        self.lifecycle.settle();
+        let stamp = self.wall();
+        let status = self.lifecycle.pod_status(&stamp, None, None);
+        status
+            .conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status)
+            .unwrap_or_default()
+    }
+
+    /// Crashes the running container at once and returns how long it waited to restart.
+    fn crash_and_restart(&mut self) -> Duration {
+        let exited = self.now;
+        let effects = self.exit(0, 1);
+        if !effects.iter().any(|e| matches!(e, Effect::Start { .. })) {
+            self.wait_for_restart();
+        }
+        self.now - exited
+    }
+}
+
+fn starts(effects: &[Effect]) -> Vec<u32> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Start { instance, .. } => Some(*instance),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_first_restart_is_immediate_then_the_back_off_doubles_up_to_the_cap() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    let waits: Vec<u64> = (0..9).map(|_| pod.crash_and_restart().as_secs()).collect();
+    assert_eq!(waits, [0, 10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(pod.status(0).restart_count, 9);
+}
+
+#[test]
+fn a_container_in_back_off_waits_with_the_kubelets_message() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    pod.crash_and_restart();
+    pod.advance(secs(3));
+    let effects = pod.exit(0, 2);
+    assert_eq!(effects, [Effect::Publish, Effect::Publish]);
+    assert_eq!(
+        pod.waiting(0),
+        (
+            "CrashLoopBackOff".to_owned(),
+            Some("back-off 10s restarting failed container=app pod=web_default(uid-1)".to_owned())
+        )
+    );
+    let last = pod.status(0).last_state.and_then(|s| s.terminated);
+    assert_eq!(
+        last.map(|t| (t.exit_code, t.reason)),
+        Some((2, Some("Error".to_owned())))
+    );
+    // Waiting to restart is still a running pod.
+    assert_eq!(pod.phase(), "Running");
+    assert_eq!(starts(&pod.wait_for_restart()), [2]);
+    pod.exit(0, 2);
+    assert_eq!(
+        pod.waiting(0).1.as_deref(),
+        Some("back-off 20s restarting failed container=app pod=web_default(uid-1)")
+    );
+}
+
+#[test]
+fn no_restart_happens_before_the_back_off_ends() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    pod.crash_and_restart();
+    pod.exit(0, 1);
+    pod.advance(secs(10) - Duration::from_millis(1));
+    assert_eq!(pod.handle(Event::RestartsDue), [Effect::Publish]);
+    pod.advance(Duration::from_millis(1));
+    assert_eq!(starts(&pod.handle(Event::RestartsDue)), [2]);
+}
+
+#[test]
+fn the_back_off_resets_after_a_run_longer_than_ten_minutes() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    let waits: Vec<u64> = (0..3).map(|_| pod.crash_and_restart().as_secs()).collect();
+    assert_eq!(waits, [0, 10, 20]);
+    // Exactly ten minutes since the last restart is not long enough...
+    pod.advance(secs(600));
+    assert_eq!(pod.crash_and_restart(), secs(40));
+    // ...a moment longer is: the restart is immediate and the delays start over.
+    pod.advance(secs(600) + SECOND);
+    assert_eq!(pod.crash_and_restart(), Duration::ZERO);
+    assert_eq!(pod.crash_and_restart(), secs(10));
+    assert_eq!(pod.crash_and_restart(), secs(20));
+}
+
+#[test]
+fn back_off_timers_follow_the_time_scale_but_messages_speak_spec_time() {
+    let mut pod = Pod::scaled(RestartPolicy::Always, vec![container("app", vec![])], 0.05);
+    pod.start();
+    assert_eq!(pod.crash_and_restart(), Duration::ZERO);
+    pod.exit(0, 1);
+    assert_eq!(
+        pod.waiting(0).1.as_deref(),
+        Some("back-off 10s restarting failed container=app pod=web_default(uid-1)")
+    );
+    let exited = pod.now;
+    pod.wait_for_restart();
+    assert_eq!(pod.now - exited, Duration::from_millis(500));
+    // The ten-minute reset is scaled too: 30 wall seconds.
+    pod.advance(secs(31));
+    assert_eq!(pod.crash_and_restart(), Duration::ZERO);
+}
+
+#[test]
+fn the_restart_policy_decides_by_exit_code() {
+    for (policy, code, restarts) in [
+        (RestartPolicy::Always, 0, true),
+        (RestartPolicy::Always, 1, true),
+        (RestartPolicy::OnFailure, 0, false),
+        (RestartPolicy::OnFailure, 137, true),
+        (RestartPolicy::Never, 0, false),
+        (RestartPolicy::Never, 1, false),
+    ] {
+        let mut pod = Pod::new(policy, vec![container("app", vec![])]);
+        pod.start();
+        let effects = pod.exit(0, code);
+        let expected: &[u32] = if restarts { &[1] } else { &[] };
+        assert_eq!(
+            starts(&effects),
+            expected,
+            "{policy:?} after exit code {code}"
+        );
+        assert_eq!(effects[0], Effect::Publish, "the termination shows first");
+    }
+}
+
+#[test]
+fn a_stopped_pod_reaches_the_phase_its_policy_and_exit_codes_give() {
+    for (policy, code, phase) in [
+        (RestartPolicy::Never, 0, "Succeeded"),
+        (RestartPolicy::Never, 1, "Failed"),
+        (RestartPolicy::OnFailure, 0, "Succeeded"),
+        (RestartPolicy::OnFailure, 1, "Running"),
+        (RestartPolicy::Always, 0, "Running"),
+    ] {
+        let mut pod = Pod::new(policy, vec![container("app", vec![])]);
+        pod.start();
+        pod.exit(0, code);
+        let terminal = phase != "Running";
+        assert_eq!(pod.lifecycle.settle(), terminal, "{policy:?}, exit {code}");
+        assert_eq!(pod.phase(), phase, "{policy:?}, exit {code}");
+        // A terminal pod's sandbox is gone.
+        let sandbox = if terminal { "False" } else { "True" };
+        assert_eq!(pod.condition("PodReadyToStartContainers"), sandbox);
+        assert!(pod.lifecycle.probe_view().terminal == terminal);
+    }
+}
+
+#[test]
+fn a_pod_waits_for_every_container_before_it_completes() {
+    let mut pod = Pod::new(
+        RestartPolicy::Never,
+        vec![container("a", vec![]), container("b", vec![])],
+    );
+    pod.start();
+    assert_eq!(pod.phase(), "Running");
+    assert_eq!(pod.condition("Ready"), "True");
+    pod.exit(0, 0);
+    assert_eq!(pod.phase(), "Running");
+    assert_eq!(pod.condition("Ready"), "False");
+    pod.exit(1, 3);
+    assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn a_liveness_failure_stops_the_container_and_the_restart_follows_its_exit() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    let pid = pod.lifecycle.probe_view().containers[0]
+        .pid
+        .expect("running");
+    assert_eq!(
+        pod.probe(0, Kind::Liveness, false),
+        [
+            Effect::Stop {
+                container: 0,
+                instance: 0,
+                pid,
+                grace: secs(30),
+            },
+            Effect::Publish,
+        ]
+    );
+    // The instance is stopped once, however many failures follow.
+    assert_eq!(pod.probe(0, Kind::Liveness, false), [Effect::Publish]);
+    pod.advance(SECOND);
+    let effects = pod.exit(0, 128 + libc::SIGTERM);
+    assert_eq!(starts(&effects), [1], "the first restart is immediate");
+    let status = pod.status(0);
+    assert_eq!(status.restart_count, 1);
+    let last = status
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("last state");
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (143, Some("Error"))
+    );
+    // The new instance can be stopped again.
+    assert!(matches!(
+        pod.probe(0, Kind::Liveness, false)[0],
+        Effect::Stop { instance: 1, .. }
+    ));
+}
+
+#[test]
+fn a_liveness_kill_under_restart_policy_never_ends_the_pod() {
+    let mut pod = Pod::new(
+        RestartPolicy::Never,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    pod.probe(0, Kind::Liveness, false);
+    assert_eq!(starts(&pod.exit(0, 137)), Vec::<u32>::new());
+    assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn the_grace_period_is_the_probes_else_the_pods_and_never_below_two_seconds() {
+    for (probe_grace, time_scale, expected) in [
+        (None, 1.0, secs(30)),
+        (Some(secs(5)), 1.0, secs(5)),
+        (Some(SECOND), 1.0, secs(2)),
+        (Some(secs(5)), 0.5, Duration::from_millis(2500)),
+    ] {
+        let setup = container("app", vec![(Kind::Startup, probe_grace)]);
+        let mut pod = Pod::scaled(RestartPolicy::Always, vec![setup], time_scale);
+        pod.start();
+        let effects = pod.probe(0, Kind::Startup, false);
+        assert!(
+            matches!(effects[0], Effect::Stop { grace, .. } if grace == expected),
+            "probe grace {probe_grace:?} at scale {time_scale}: {effects:?}"
+        );
+    }
+}
+
+#[test]
+fn probes_decide_started_and_ready() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![
+            container("plain", vec![]),
+            container("slow", vec![(Kind::Startup, None)]),
+            container(
+                "gated",
+                vec![(Kind::Startup, None), (Kind::Readiness, None)],
+            ),
+        ],
+    );
+    pod.start();
+    let flags = |pod: &Pod, c: usize| {
+        let status = pod.status(c);
+        (status.started, status.ready)
+    };
+    assert_eq!(flags(&pod, 0), (Some(true), true));
+    assert_eq!(flags(&pod, 1), (Some(false), false));
+    assert_eq!(pod.condition("Ready"), "False");
+    pod.probe(1, Kind::Startup, true);
+    assert_eq!(flags(&pod, 1), (Some(true), true));
+    // Readiness counts only once the container has started.
+    pod.probe(2, Kind::Readiness, true);
+    assert_eq!(flags(&pod, 2), (Some(false), false));
+    pod.probe(2, Kind::Startup, true);
+    assert_eq!(flags(&pod, 2), (Some(true), false));
+    pod.probe(2, Kind::Readiness, true);
+    assert_eq!(flags(&pod, 2), (Some(true), true));
+    assert_eq!(pod.condition("Ready"), "True");
+    pod.probe(2, Kind::Readiness, false);
+    assert_eq!(flags(&pod, 2), (Some(true), false));
+    // A liveness success changes nothing, but is published like every result.
+    assert_eq!(pod.probe(0, Kind::Liveness, true), [Effect::Publish]);
+}
+
+#[test]
+fn results_and_exits_of_a_previous_instance_are_ignored() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Readiness, None)])],
+    );
+    pod.start();
+    pod.exit(0, 1);
+    assert_eq!(pod.status(0).restart_count, 1);
+    assert_eq!(pod.exit_instance(0, 0, 1), []);
+    let stale = ProbeUpdate {
+        container: 0,
+        instance: 0,
+        kind: Kind::Readiness,
+        success: true,
+    };
+    assert_eq!(pod.handle(Event::Probe(stale)), []);
+    assert!(!pod.status(0).ready);
+}
+
+#[test]
+fn an_oom_kill_is_the_termination_reason() {
+    let mut pod = Pod::new(RestartPolicy::Never, vec![container("app", vec![])]);
+    pod.start();
+    let exit = Exit {
+        container: 0,
+        instance: 0,
+        code: 137,
+        oom_killed: true,
+        at: pod.now,
+        wall: pod.wall(),
+    };
+    pod.handle(Event::Exited(exit));
+    let terminated = pod.status(0).state.and_then(|s| s.terminated);
+    assert_eq!(
+        terminated.and_then(|t| t.reason).as_deref(),
+        Some("OOMKilled")
+    );
+}
+
+#[test]
+fn containers_that_cannot_start_wait_with_the_kubelets_reason() {
+    let mut other = container("other", vec![]);
+    other.image = "registry.example/other:1".to_owned();
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![]), other]);
+    assert_eq!(pod.waiting(0).0, "ContainerCreating");
+    pod.handle(Event::SandboxStarted);
+    for container in 0..2 {
+        let message = "it failed".to_owned();
+        pod.handle(Event::StartFailed { container, message });
+    }
+    assert_eq!(
+        pod.waiting(0),
+        ("RunContainerError".to_owned(), Some("it failed".to_owned()))
+    );
+    assert_eq!(pod.waiting(1).0, "ErrImageNeverPull");
+    assert_eq!(pod.phase(), "Pending");
+}
+
+#[test]
+fn a_failed_sandbox_leaves_every_container_waiting() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("a", vec![]), container("b", vec![])],
+    );
+    let message = "no network namespace".to_owned();
+    assert_eq!(
+        pod.handle(Event::SandboxFailed { message }),
+        [Effect::Publish]
+    );
+    for container in 0..2 {
+        assert_eq!(
+            pod.waiting(container),
+            (
+                "CreatePodSandboxError".to_owned(),
+                Some("no network namespace".to_owned())
+            )
+        );
+    }
+    assert_eq!(pod.phase(), "Pending");
+    assert_eq!(pod.condition("PodReadyToStartContainers"), "False");
+}
+
+#[test]
+fn a_started_container_reports_its_instance() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    pod.exit(0, 0);
+    let status = pod.status(0);
+    assert_eq!(
+        status.container_id.as_deref(),
+        Some("podcheck://uid-1/app/1")
+    );
+    assert_eq!(status.image_id, "podcheck.local/images/agent");
+    assert!(status.state.and_then(|s| s.running).is_some());
+}
+
+#[test]
+fn stopping_the_pod_cancels_pending_restarts() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("a", vec![]), container("b", vec![])],
+    );
+    pod.start();
+    pod.crash_and_restart();
+    pod.exit(0, 1);
+    assert!(pod.lifecycle.next_restart().is_some());
+    let pids = pod.lifecycle.stop_all();
+    assert_eq!(pids.len(), 1, "only b still runs");
+    assert_eq!(pod.lifecycle.next_restart(), None);
+}
+
+#[test]
+fn back_offs_print_as_go_durations() {
+    assert_eq!(go_duration(secs(10)), "10s");
+    assert_eq!(go_duration(secs(80)), "1m20s");
+    assert_eq!(go_duration(secs(300)), "5m0s");
+    assert_eq!(go_duration(secs(3600)), "1h0m0s");
+}
