@@ -424,7 +424,7 @@ mod tests {
         fn invalid_scenarios_are_refused_naming_the_field((scenario, field) in invalid_scenario()) {
             let result = scenario.validate();
             prop_assert!(result.is_err(), "accepted a broken scenario");
-            let (named, _) = result.unwrap_err();
+            let named = result.unwrap_err().field;
             prop_assert_eq!(named, field);
         }
 
