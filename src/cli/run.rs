@@ -97,8 +97,8 @@ fn write_reports(report: &mut RunReport, output: &Path, keep_traces: bool) -> an
     std::fs::create_dir_all(output)
         .with_context(|| format!("failed to create {}", output.display()))?;
     for (file, text) in [
-        ("results.json", report.to_json()),
-        ("junit.xml", report.to_junit()),
+        ("results.json", report.to_json()?),
+        ("junit.xml", report.to_junit()?),
         ("report.html", report.to_html()),
     ] {
         let path = output.join(file);
