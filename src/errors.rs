@@ -15,7 +15,7 @@ pub enum TargetError {
     /// The target refused the pod.
     #[error("the target rejected the pod")]
     Rejected(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("unknown target {0:?}: use {targets}", targets = crate::targets::TARGET_SPECS)]
+    #[error("unknown target {0:?}. {help}", help = crate::targets::TARGET_HELP)]
     UnknownTarget(String),
     #[error("unknown model deviation {name:?}; known: {known}")]
     UnknownDeviation { name: String, known: String },

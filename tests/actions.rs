@@ -1,13 +1,17 @@
 //! The harness acts: a scenario's fault schedule is performed on a real target at its spec
 //! time, recorded in the trace with its request and acknowledgement times, and the
-//! target's reaction shows in the snapshots. Runs on the local runtime (needs root;
-//! skipped with the reason otherwise, except under `CI=true`).
+//! target's reaction shows in the snapshots. The local cases need root: without it they
+//! are ignored with the reason, except under `CI=true`.
 
+mod common;
+
+use libtest_mimic::{Arguments, Failed, Trial};
 use podcheck::compile::compile;
 use podcheck::harness::observe;
 use podcheck::targets::{self, TargetError, TargetOptions};
 use podcheck_oracle::scenario::{Fault, FaultAction};
 use podcheck_oracle::{predict, ActionResult, Scenario, SpecDuration};
+use std::future::Future;
 
 const FOREVER: &str = r#"
 name: killed-from-outside
@@ -22,20 +26,6 @@ behaviours:
   app: {then: forever}
 "#;
 
-fn privileged() -> bool {
-    match podcheck_runtime::sys::check_privileges() {
-        Ok(()) => true,
-        Err(reason) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI must run the local runtime's tests: {reason}"
-            );
-            eprintln!("skipped: {reason}");
-            false
-        }
-    }
-}
-
 fn kill_app_at(secs: u64) -> Fault {
     Fault {
         at: SpecDuration::from_secs(secs),
@@ -45,11 +35,7 @@ fn kill_app_at(secs: u64) -> Fault {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn a_scheduled_kill_is_performed_on_time_and_recorded() {
-    if !privileged() {
-        return;
-    }
     let scenario = Scenario::from_yaml("actions", FOREVER).expect("scenario");
     let prediction = predict(&scenario).expect("prediction");
     let target = targets::from_spec("local", &TargetOptions::default())
@@ -112,7 +98,6 @@ async fn a_scheduled_kill_is_performed_on_time_and_recorded() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn actions_a_target_cannot_perform_are_not_applicable() {
     let target = targets::from_spec("model", &TargetOptions::default())
         .await
@@ -134,11 +119,7 @@ async fn actions_a_target_cannot_perform_are_not_applicable() {
     assert!(matches!(direct, Err(TargetError::NotApplicable(_))));
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn killing_a_container_that_does_not_run_is_an_error_not_a_success() {
-    if !privileged() {
-        return;
-    }
     let target = targets::from_spec("local", &TargetOptions::default())
         .await
         .expect("local target");
@@ -152,4 +133,54 @@ async fn killing_a_container_that_does_not_run_is_an_error_not_a_success() {
     target.remove(&reference).await.expect("remove");
     target.cleanup().await.expect("cleanup");
     assert!(matches!(result, Err(TargetError::Runtime(_))), "{result:?}");
+}
+
+fn trial<F>(name: &str, needs_root: bool, test: fn() -> F) -> Trial
+where
+    F: Future<Output = ()> + 'static,
+{
+    Trial::test(name, move || {
+        if needs_root {
+            podcheck_runtime::sys::check_privileges()
+                .map_err(|e| format!("the local runtime's tests need root: {e}"))?;
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failed::from(format!("failed to start tokio: {e}")))?
+            .block_on(test());
+        Ok(())
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let no_root = common::skip_reason(|| {
+        podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string())
+    });
+    common::note_skipped(
+        &args,
+        "fault actions on the local runtime",
+        no_root.as_ref(),
+    );
+    let trials = vec![
+        trial(
+            "a_scheduled_kill_is_performed_on_time_and_recorded",
+            true,
+            a_scheduled_kill_is_performed_on_time_and_recorded,
+        )
+        .with_ignored_flag(no_root.is_some()),
+        trial(
+            "killing_a_container_that_does_not_run_is_an_error_not_a_success",
+            true,
+            killing_a_container_that_does_not_run_is_an_error_not_a_success,
+        )
+        .with_ignored_flag(no_root.is_some()),
+        trial(
+            "actions_a_target_cannot_perform_are_not_applicable",
+            false,
+            actions_a_target_cannot_perform_are_not_applicable,
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }

@@ -1,27 +1,18 @@
 //! The local runtime's real parts: namespaces, cgroups (v1 and v2), cleanup. These need
-//! root; without it (and outside CI) they return early, saying so.
+//! root: without it they are ignored (skipped) with the reason printed, except under
+//! `CI=true`, where they run and fail if they cannot.
+
+mod common;
 
 use k8s_openapi::api::core::v1::{PodStatus, Volume};
+use libtest_mimic::{Arguments, Failed, Trial};
 use podcheck::compile::compile;
 use podcheck::targets::local::find_agent;
 use podcheck_oracle::Scenario;
 use podcheck_runtime::{LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn privileged() -> bool {
-    match podcheck_runtime::sys::check_privileges() {
-        Ok(()) => true,
-        Err(reason) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI must run the local runtime's tests: {reason}"
-            );
-            eprintln!("skipped: {reason}");
-            false
-        }
-    }
-}
 
 const SCENARIO: &str = r#"
 name: runtime-probe
@@ -170,37 +161,27 @@ fn process_ids(runtime: &LocalRuntime) -> Vec<i32> {
     pids
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pods_run_in_their_own_namespaces_and_leave_nothing_behind() {
-    if privileged() {
-        exercise(None).await;
-    }
+/// The unified (v2) cgroup hierarchy: on a v2 host the default root already is v2; on a
+/// hybrid host it is mounted beside the v1 controllers.
+fn cgroup_v2_root() -> Option<&'static Path> {
+    [
+        Path::new("/sys/fs/cgroup"),
+        Path::new("/sys/fs/cgroup/unified"),
+    ]
+    .into_iter()
+    .find(|root| root.join("cgroup.controllers").exists())
 }
 
-#[tokio::test(flavor = "multi_thread")]
+async fn pods_run_in_their_own_namespaces_and_leave_nothing_behind() {
+    exercise(None).await;
+}
+
 async fn runs_on_a_cgroup_v2_hierarchy() {
-    if !privileged() {
-        return;
-    }
-    // On a v2 host the default root already is v2; on a hybrid host the unified
-    // hierarchy is mounted beside the v1 controllers.
-    let unified = Path::new("/sys/fs/cgroup/unified");
-    let root = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        Path::new("/sys/fs/cgroup")
-    } else if unified.join("cgroup.controllers").exists() {
-        unified
-    } else {
-        eprintln!("skipped: no cgroup v2 hierarchy on this host");
-        return;
-    };
+    let root = cgroup_v2_root().expect("a cgroup v2 hierarchy");
     exercise(Some(root)).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn unsupported_volumes_are_refused_naming_the_field() {
-    if !privileged() {
-        return;
-    }
     let scenario = Scenario::from_yaml("runtime-probe", SCENARIO).expect("scenario");
     let mut pod = compile(&scenario, AGENT_IMAGE, 0.05);
     if let Some(spec) = pod.spec.as_mut() {
@@ -219,4 +200,54 @@ async fn unsupported_volumes_are_refused_naming_the_field() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(runtime.process_count(), 0);
+}
+
+/// A trial that runs `test` on a multi-threaded tokio runtime once the runtime's
+/// privileges are there; it fails naming what is missing otherwise.
+fn privileged_trial<F>(name: &str, test: fn() -> F) -> Trial
+where
+    F: Future<Output = ()> + 'static,
+{
+    Trial::test(name, move || {
+        podcheck_runtime::sys::check_privileges()
+            .map_err(|e| format!("the local runtime's tests need root: {e}"))?;
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failed::from(format!("failed to start tokio: {e}")))?
+            .block_on(test());
+        Ok(())
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let no_root = common::skip_reason(|| {
+        podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string())
+    });
+    let no_cgroup_v2 = cgroup_v2_root()
+        .is_none()
+        .then(|| "no cgroup v2 hierarchy on this host".to_owned());
+    common::note_skipped(&args, "the local runtime's tests", no_root.as_ref());
+    if no_root.is_none() {
+        common::note_skipped(&args, "cgroup v2 tests", no_cgroup_v2.as_ref());
+    }
+    let trials = vec![
+        privileged_trial(
+            "pods_run_in_their_own_namespaces_and_leave_nothing_behind",
+            pods_run_in_their_own_namespaces_and_leave_nothing_behind,
+        )
+        .with_ignored_flag(no_root.is_some()),
+        privileged_trial(
+            "runs_on_a_cgroup_v2_hierarchy",
+            runs_on_a_cgroup_v2_hierarchy,
+        )
+        .with_ignored_flag(no_root.is_some() || no_cgroup_v2.is_some()),
+        privileged_trial(
+            "unsupported_volumes_are_refused_naming_the_field",
+            unsupported_volumes_are_refused_naming_the_field,
+        )
+        .with_ignored_flag(no_root.is_some()),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }

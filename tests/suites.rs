@@ -4,6 +4,8 @@
 //! Local cases need root. Without it they are ignored (skipped) with the reason printed,
 //! except under `CI=true`, where they run and fail loudly: CI must exercise them.
 
+mod common;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use podcheck::fuzz::{fuzz, FuzzOptions};
 use podcheck::harness::run_case;
@@ -17,14 +19,6 @@ const TARGETS: &[&str] = &["model", "local"];
 
 fn suites_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("suites")
-}
-
-/// Why local cases cannot run here, if they cannot: the runtime's own privilege check,
-/// which starts nothing.
-fn local_unavailable() -> Option<String> {
-    podcheck_runtime::sys::check_privileges()
-        .err()
-        .map(|e| e.to_string())
 }
 
 fn run(target_spec: &str, case: &SuiteCase) -> Result<(), Failed> {
@@ -123,11 +117,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let unavailable = local_unavailable().filter(|_| !in_ci);
-    if let (Some(reason), false) = (&unavailable, args.list) {
-        eprintln!("note: local cases are skipped: {reason}");
-    }
+    // The runtime's own privilege check, which starts nothing.
+    let unavailable = common::skip_reason(|| {
+        podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string())
+    });
+    common::note_skipped(&args, "local cases", unavailable.as_ref());
     let mut trials = Vec::new();
     for &target in TARGETS {
         for case in &cases {

@@ -3,7 +3,7 @@
 //! real cluster fits it.
 //!
 //! A new target is one file here implementing [`Target`], plus its name in [`from_spec`]
-//! and [`TARGET_SPECS`]; nothing else changes.
+//! and [`TARGET_HELP`]; nothing else changes.
 
 pub mod local;
 pub mod model;
@@ -17,8 +17,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podcheck_oracle::scenario::{FaultAction, KubeletParams};
 use podcheck_oracle::{Observation, TimingProfile};
 
-/// The targets `--target` takes, as every subcommand's help lists them.
-pub const TARGET_SPECS: &str = "model, model:DEVIATION, local or podman";
+/// What `--target` accepts: every subcommand's help and the unknown-target error say it.
+pub const TARGET_HELP: &str = "Where pods run: `local` (the bundled runtime; needs root), \
+    `podman` (this machine's podman; needs podman and runc), `model` (the oracle itself), or \
+    `model:DEVIATION` (the oracle with a planted bug; see `podcheck deviations`)";
 
 /// A pod a target created.
 #[derive(Clone, Debug)]

@@ -1,0 +1,182 @@
+//! The command line: what each subcommand accepts.
+
+use clap::{Args, Parser, Subcommand};
+use podcheck::targets::{TargetOptions, TARGET_HELP};
+use podcheck_oracle::SpecDuration;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "podcheck",
+    version,
+    about = "Property-based conformance suite for Kubernetes Pod and container lifecycle semantics"
+)]
+#[command(
+    after_help = "Exit status: 0 conformant, 1 nonconformant (a case failed), 2 usage or target error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct TargetArgs {
+    #[arg(long, short = 't', default_value = "local", help = TARGET_HELP)]
+    pub target: String,
+    /// Wall seconds per spec second on the local target (0.05: a 10s back-off lasts 0.5s).
+    #[arg(long, default_value_t = 0.05)]
+    pub time_scale: f64,
+    /// Timing tolerance in wall milliseconds, added to both ends of every predicted window.
+    #[arg(long, default_value_t = 250)]
+    pub tolerance_ms: u64,
+    /// How many cases run at once (default: what the target allows).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// The podcheck-agent binary (default: next to podcheck, or $PODCHECK_AGENT).
+    #[arg(long, env = "PODCHECK_AGENT")]
+    pub agent: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    pub fn options(&self, seed: u64) -> TargetOptions {
+        TargetOptions {
+            time_scale: self.time_scale,
+            tolerance_wall_ms: self.tolerance_ms,
+            seed,
+            agent_binary: self.agent.clone(),
+            jobs: self.jobs,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run suite cases (files or directories of *.yaml) on a target and print verdicts.
+    Run(RunArgs),
+    /// Run random scenarios on a target; shrink the first divergence to a minimal scenario.
+    Fuzz(FuzzArgs),
+    /// Print what the oracle predicts for a scenario.
+    Predict(PredictArgs),
+    /// Measure a target: pod create-to-Running latency and delete time.
+    Bench(BenchArgs),
+    /// Build the agent as an OCI image archive (docker-archive format).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// List the rules catalogue.
+    Rules,
+    /// List the planted bugs the model target can act out.
+    Deviations,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scenario files or directories.
+    #[arg(default_value = "suites")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Directory for results.json, junit.xml and report.html.
+    #[arg(long, short = 'o', default_value = "podcheck-results")]
+    pub output: PathBuf,
+    /// Keep every trace in results.json (failing cases always keep theirs).
+    #[arg(long)]
+    pub traces: bool,
+    /// Seed of the model target's timing choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip cases the oracle would watch longer than this (spec time), e.g. `3m` on
+    /// targets whose time cannot be scaled.
+    #[arg(long, value_parser = SpecDuration::parse)]
+    pub max_horizon: Option<SpecDuration>,
+}
+
+#[derive(Args)]
+pub struct FuzzArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How many random scenarios to run.
+    #[arg(long, default_value_t = 32)]
+    pub cases: u32,
+    /// Seed from which every random choice derives (default: from the clock; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the minimal counterexample is written.
+    #[arg(long, default_value = "podcheck-results/counterexamples")]
+    pub out: PathBuf,
+    /// Skip scenarios the oracle would watch longer than this (spec time).
+    #[arg(long, default_value = "900s", value_parser = SpecDuration::parse)]
+    pub max_horizon: SpecDuration,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How many pods to create.
+    #[arg(long, default_value_t = 50)]
+    pub pods: usize,
+    /// How many pods at a time (1 measures latency without contention).
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Write the archive; load it with `podman load -i`, `ctr images import` or
+    /// `kind load image-archive`.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Args)]
+pub struct ImageBuildArgs {
+    /// Where to write the archive.
+    #[arg(long, short = 'o', default_value = "podcheck-agent.tar")]
+    pub output: PathBuf,
+    /// The image reference stored in the archive.
+    #[arg(long, default_value = podcheck::image::AGENT_IMAGE)]
+    pub tag: String,
+    /// The static podcheck-agent binary (default: the one built with podcheck).
+    #[arg(long, env = "PODCHECK_AGENT")]
+    pub agent: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_target_option_lists_every_target() {
+        let cli = Cli::command();
+        let mut with_target = Vec::new();
+        for sub in cli.get_subcommands() {
+            if let Some(arg) = sub.get_arguments().find(|a| a.get_id() == "target") {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                for target in ["`local`", "`podman`", "`model`", "`model:DEVIATION`"] {
+                    assert!(
+                        help.contains(target),
+                        "{}: --target help lacks {target}: {help}",
+                        sub.get_name()
+                    );
+                }
+                with_target.push(sub.get_name().to_owned());
+            }
+        }
+        assert_eq!(with_target, ["run", "fuzz", "bench"]);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

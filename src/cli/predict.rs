@@ -1,0 +1,95 @@
+//! `podcheck predict`: what the oracle expects of a scenario, as text or JSON.
+
+use super::args::PredictArgs;
+use super::terminal::outln;
+use super::{CONFORMANT, USAGE_OR_TARGET_ERROR};
+use podcheck_oracle::plan::{AfterExit, End};
+use podcheck_oracle::{predict, Prediction, Scenario};
+
+pub fn print_prediction(args: &PredictArgs) -> anyhow::Result<u8> {
+    let scenario = match Scenario::from_file(&args.file) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("error: failed to load a scenario: {err}");
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    let prediction = match predict(&scenario) {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(USAGE_OR_TARGET_ERROR);
+        }
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&prediction)?)?;
+    } else {
+        print_text(&prediction)?;
+    }
+    Ok(CONFORMANT)
+}
+
+fn print_text(prediction: &Prediction) -> std::io::Result<()> {
+    outln!(
+        "scenario {} (restartPolicy {}), observed for {}",
+        prediction.scenario,
+        prediction.restart_policy.as_str(),
+        prediction.horizon
+    )?;
+    for plan in &prediction.containers {
+        outln!("container {}:", plan.name)?;
+        for instance in &plan.instances {
+            let from = instance.start_gate.describe(&plan.name);
+            let run = match instance.end() {
+                Some(End {
+                    killed_by: Some(kind),
+                    lo,
+                    hi,
+                    code,
+                }) => format!(
+                    "killed by its {kind:?} probe [{lo}, {hi}] after its start (exit {code})"
+                ),
+                Some(end) => format!("runs {}, exits {}", end.lo, end.code),
+                None => "runs forever".to_owned(),
+            };
+            let then = match instance.after_exit {
+                Some(AfterExit::StaysTerminated) => ", stays terminated",
+                _ => "",
+            };
+            outln!(
+                "  instance {}: starts [{}, {}] after {from} ({}); {run}{then}",
+                instance.index,
+                instance.start_after.0,
+                instance.start_after.1,
+                instance.start_rule
+            )?;
+            if let Some(probes) = &instance.probes {
+                match &probes.started {
+                    Some(w) if w.hi.is_zero() => {}
+                    Some(w) => outln!("    started within [{}, {}] after its start", w.lo, w.hi)?,
+                    None => outln!("    never started")?,
+                }
+                for flip in &probes.ready {
+                    outln!(
+                        "    ready turns {} within [{}, {}] after its start",
+                        flip.to,
+                        flip.window.lo,
+                        flip.window.hi
+                    )?;
+                }
+                if probes.ready.is_empty() && probes.probes.readiness.is_some() {
+                    outln!("    never ready")?;
+                }
+            }
+        }
+        if !plan.settles {
+            outln!("  ... keeps crash-looping")?;
+        }
+    }
+    match prediction.terminal_phase {
+        Some(phase) => outln!("pod: becomes {phase}")?,
+        None => outln!("pod: never terminal")?,
+    }
+    let rules: Vec<&str> = prediction.rules.iter().map(|r| r.as_str()).collect();
+    outln!("rules: {}", rules.join(", "))
+}

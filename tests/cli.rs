@@ -1,0 +1,96 @@
+//! The `podcheck` command as a user runs it: its output read by a program that stops
+//! early (`podcheck rules | head -3`). The command must finish quietly, with the exit
+//! status it would have had, and write its report files.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs podcheck with stdout connected to a reader that has already gone: every write
+/// to it fails with a broken pipe, as `head` leaves it once it has read its lines.
+fn run_with_stdout_closed(args: &[&str]) -> Output {
+    let (reader, writer) = UnixStream::pair().expect("socket pair");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_podcheck"))
+        .args(args)
+        .current_dir(manifest_dir())
+        .stdout(Stdio::from(OwnedFd::from(writer)))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("podcheck runs")
+}
+
+fn assert_quiet_success(args: &[&str]) -> Output {
+    let output = run_with_stdout_closed(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.is_empty(),
+        "podcheck {args:?} with stdout closed: {}\n{stderr}",
+        output.status
+    );
+    output
+}
+
+#[test]
+fn listing_commands_exit_quietly_when_the_reader_stops() {
+    assert_quiet_success(&["rules"]);
+    assert_quiet_success(&["deviations"]);
+}
+
+#[test]
+fn predict_exits_quietly_when_the_reader_stops() {
+    let scenario = "suites/restart/always-crash-loop-backoff.yaml";
+    assert_quiet_success(&["predict", scenario]);
+    assert_quiet_success(&["predict", "--json", scenario]);
+}
+
+#[test]
+fn run_finishes_and_writes_its_reports_when_the_reader_stops() {
+    let output_dir: PathBuf =
+        std::env::temp_dir().join(format!("podcheck-cli-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&output_dir);
+    let output_arg = output_dir.display().to_string();
+    assert_quiet_success(&[
+        "run",
+        "suites/restart",
+        "--target",
+        "model",
+        "--output",
+        &output_arg,
+    ]);
+    for file in ["results.json", "junit.xml", "report.html"] {
+        let written = std::fs::metadata(output_dir.join(file)).map(|m| m.len());
+        assert!(
+            written.as_ref().is_ok_and(|len| *len > 0),
+            "{file} not written: {written:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&output_dir);
+}
+
+#[test]
+fn a_failing_run_still_fails_when_the_reader_stops() {
+    let output_dir: PathBuf =
+        std::env::temp_dir().join(format!("podcheck-cli-test-failing-{}", std::process::id()));
+    let output_arg = output_dir.display().to_string();
+    let output = run_with_stdout_closed(&[
+        "run",
+        "suites/restart",
+        "--target",
+        "model:no-back-off-doubling",
+        "--output",
+        &output_arg,
+    ]);
+    let _ = std::fs::remove_dir_all(&output_dir);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "nonconformant: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
