@@ -15,13 +15,14 @@
 //! does not decode is INVALID_ARGUMENT, and one larger than `MAX_REQUEST` bytes is
 //! RESOURCE_EXHAUSTED.
 
-use crate::health::{self, Answer, Clock, Health};
+use crate::health::{self, Clock};
 use crate::log;
 use bytes::{BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::header::{HeaderName, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Request, Response};
+use podcheck_wire::{Answer, Answered, Event, Health, Probe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ async fn call(
         Ok(body) => body,
         Err(BodyError::Broken) => return,
         Err(BodyError::TooLarge) => {
-            log_check(None, "unknown", &user_agent);
+            log_check(None, Answered::Unknown, &user_agent);
             send_trailers_only(
                 &mut respond,
                 RESOURCE_EXHAUSTED,
@@ -140,7 +141,7 @@ async fn call(
     let service = match unframe(&body).and_then(decode_check_request) {
         Ok(service) => service,
         Err(reason) => {
-            log_check(None, "unknown", &user_agent);
+            log_check(None, Answered::Unknown, &user_agent);
             send_trailers_only(&mut respond, INVALID_ARGUMENT, &reason);
             return;
         }
@@ -151,11 +152,11 @@ async fn call(
         health
             .endpoints
             .get(&service)
-            .map(|endpoint| endpoint.answer_at(arrived))
+            .map(|endpoint| health::answer_at(endpoint, arrived))
     };
     log_check(
         Some(&service),
-        answer.map_or("unknown", Answer::label),
+        answer.map_or(Answered::Unknown, Answer::answered),
         &user_agent,
     );
     let status = match answer {
@@ -178,14 +179,12 @@ async fn call(
     let _ = send_reply(&mut respond, Some(message), OK, "");
 }
 
-fn log_check(service: Option<&str>, answer: &str, user_agent: &str) {
-    log(serde_json::json!({
-        "event": "probe",
-        "via": "grpc",
-        "endpoint": service,
-        "answer": answer,
-        "userAgent": user_agent,
-    }));
+fn log_check(service: Option<&str>, answer: Answered, user_agent: &str) {
+    log(Event::Probe(Probe::Grpc(podcheck_wire::Request {
+        endpoint: service.map(str::to_owned),
+        answer,
+        user_agent: user_agent.to_owned(),
+    })));
 }
 
 enum BodyError {
