@@ -6,6 +6,30 @@
 //! - Out: one JSON [`LogEvent`] a line on standard output (the container log), read back
 //!   as a [`WorkloadLog`].
 //!
+//! A checker counts, say, the failed answers of an endpoint right before the workload was
+//! killed:
+//!
+//! ```
+//! use podcheck_wire::{Answered, WorkloadLog};
+//!
+//! let lines = [
+//!     r#"{"tsMs":1000,"event":"start","start":0,"run":"forever"}"#,
+//!     r#"{"tsMs":2000,"event":"probe","via":"http","endpoint":"live","answer":"ok","userAgent":"kube-probe/1.35"}"#,
+//!     r#"{"tsMs":3000,"event":"probe","via":"http","endpoint":"live","answer":"fail","userAgent":"kube-probe/1.35"}"#,
+//!     r#"{"tsMs":4000,"event":"probe","via":"http","endpoint":"live","answer":"fail","userAgent":"kube-probe/1.35"}"#,
+//!     r#"{"tsMs":4500,"event":"signal","signal":"SIGTERM"}"#,
+//! ];
+//! let log = WorkloadLog::parse(lines);
+//! assert_eq!(log.events().start(), Some(0));
+//! let before_kill = log.events().before_first_signal().expect("killed");
+//! let failures = before_kill
+//!     .answers("live")
+//!     .rev()
+//!     .take_while(|a| a.answer != Some(Answered::Ok))
+//!     .count();
+//! assert_eq!(failures, 2);
+//! ```
+//!
 //! The container runtime under test never sees any of it: to the runtime the agent is an
 //! opaque process with environment variables and a log.
 
