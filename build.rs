@@ -12,7 +12,13 @@ fn main() {
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned()));
     let out_dir =
         PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| "target/agent".to_owned()));
-    for path in ["agent/src", "agent/Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "agent/src",
+        "agent/Cargo.toml",
+        "wire/src",
+        "wire/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             manifest_dir.join(path).display()

@@ -6,8 +6,7 @@ use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, Volu
 use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
 use podcheck_oracle::Scenario;
 use podcheck_oracle::SpecDuration;
-use serde_json::json;
-use std::collections::BTreeMap;
+use podcheck_wire as wire;
 
 /// Name of the emptyDir volume the harness adds to every pod.
 pub const STATE_VOLUME: &str = "podcheck-state";
@@ -15,121 +14,92 @@ pub const STATE_DIR: &str = "/podcheck-state";
 /// Label every podcheck pod carries, so targets can find (and clean up) their pods.
 pub const CASE_LABEL: &str = "podcheck.io/case";
 
-/// The agent's wire format of a behaviour (see agent/src/main.rs).
+/// The agent's wire format of a behaviour.
 pub fn behaviour_json(behaviour: &Behaviour) -> String {
-    let run = |run: &Run| match run {
-        Run::Forever => json!("forever"),
-        Run::Exit { after, code } => json!({"exit": {"afterMs": after.as_millis(), "code": code}}),
-    };
-    let mut wire = json!({
-        "starts": behaviour.starts.iter().map(run).collect::<Vec<_>>(),
-        "then": run(&behaviour.then),
-    });
-    if let (Some(health), Some(object)) = (&behaviour.health, wire.as_object_mut()) {
-        let endpoints: serde_json::Map<String, serde_json::Value> = health
-            .endpoints
-            .iter()
-            .map(|(name, endpoint)| {
-                let answers: Vec<serde_json::Value> = endpoint
-                    .answers
-                    .iter()
-                    .map(|scripted| {
-                        let mut entry = json!({"answer": match scripted.answer {
-                            Answer::Ok => json!("ok"),
-                            Answer::Fail => json!("fail"),
-                            Answer::Slow(delay) => json!({"slowMs": delay.as_millis()}),
-                        }});
-                        if let (Some(length), Some(entry)) = (scripted.for_, entry.as_object_mut())
-                        {
-                            entry.insert("forMs".to_owned(), json!(length.as_millis()));
-                        }
-                        entry
-                    })
-                    .collect();
-                let mut wire = json!({"answers": answers});
-                if let (Some(port), Some(wire)) = (endpoint.tcp_port, wire.as_object_mut()) {
-                    wire.insert("tcpPort".to_owned(), json!(port));
-                }
-                (name.clone(), wire)
-            })
-            .collect();
-        let mut wire = json!({
-            "port": health.port,
-            "listenAfterMs": health.listen_after.as_millis(),
-            "endpoints": endpoints,
-        });
-        if let (Some(port), Some(wire)) = (health.grpc_port, wire.as_object_mut()) {
-            wire.insert("grpcPort".to_owned(), json!(port));
-        }
-        object.insert("health".to_owned(), wire);
-    }
-    wire.to_string()
-}
-
-fn health_from_json(value: &serde_json::Value) -> Option<Health> {
-    let millis = |v: &serde_json::Value| v.as_u64().map(SpecDuration::from_millis);
-    let mut endpoints = BTreeMap::new();
-    for (name, endpoint) in value.get("endpoints")?.as_object()? {
-        let answers = endpoint
-            .get("answers")?
-            .as_array()?
-            .iter()
-            .map(|entry| {
-                let answer = match entry.get("answer")? {
-                    serde_json::Value::String(text) if text == "ok" => Answer::Ok,
-                    serde_json::Value::String(text) if text == "fail" => Answer::Fail,
-                    other => Answer::Slow(millis(other.get("slowMs")?)?),
-                };
-                let for_ = match entry.get("forMs") {
-                    Some(length) => Some(millis(length)?),
-                    None => None,
-                };
-                Some(Scripted { answer, for_ })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let tcp_port = match endpoint.get("tcpPort") {
-            Some(port) => Some(u16::try_from(port.as_u64()?).ok()?),
-            None => None,
-        };
-        endpoints.insert(name.clone(), Endpoint { tcp_port, answers });
-    }
-    Some(Health {
-        port: u16::try_from(value.get("port")?.as_u64()?).ok()?,
-        listen_after: millis(value.get("listenAfterMs")?)?,
-        grpc_port: match value.get("grpcPort") {
-            Some(port) => Some(u16::try_from(port.as_u64()?).ok()?),
-            None => None,
-        },
-        endpoints,
-    })
+    to_wire(behaviour).to_json()
 }
 
 /// Reads a behaviour back from the agent's wire format.
 pub fn behaviour_from_json(text: &str) -> Option<Behaviour> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let run = |value: &serde_json::Value| -> Option<Run> {
-        if value.as_str() == Some("forever") {
-            return Some(Run::Forever);
-        }
-        let exit = value.get("exit")?;
-        Some(Run::Exit {
-            after: podcheck_oracle::SpecDuration::from_millis(exit.get("afterMs")?.as_u64()?),
-            code: i32::try_from(exit.get("code")?.as_i64()?).ok()?,
-        })
-    };
-    Some(Behaviour {
-        starts: value
-            .get("starts")?
-            .as_array()?
-            .iter()
-            .map(run)
-            .collect::<Option<Vec<_>>>()?,
-        then: run(value.get("then")?)?,
-        health: match value.get("health") {
-            Some(health) => Some(health_from_json(health)?),
-            None => None,
+    wire::Behaviour::from_json(text).ok().map(from_wire)
+}
+
+fn to_wire(behaviour: &Behaviour) -> wire::Behaviour {
+    let run = |run: &Run| match *run {
+        Run::Forever => wire::Run::Forever,
+        Run::Exit { after, code } => wire::Run::Exit {
+            after_ms: after.as_millis(),
+            code,
         },
-    })
+    };
+    let endpoint = |endpoint: &Endpoint| wire::Endpoint {
+        answers: endpoint
+            .answers
+            .iter()
+            .map(|scripted| wire::Step {
+                answer: match scripted.answer {
+                    Answer::Ok => wire::Answer::Ok,
+                    Answer::Fail => wire::Answer::Fail,
+                    Answer::Slow(delay) => wire::Answer::SlowMs(delay.as_millis()),
+                },
+                for_ms: scripted.for_.map(SpecDuration::as_millis),
+            })
+            .collect(),
+        tcp_port: endpoint.tcp_port,
+    };
+    wire::Behaviour {
+        health: behaviour.health.as_ref().map(|health| wire::Health {
+            endpoints: health
+                .endpoints
+                .iter()
+                .map(|(name, e)| (name.clone(), endpoint(e)))
+                .collect(),
+            grpc_port: health.grpc_port,
+            listen_after_ms: health.listen_after.as_millis(),
+            port: health.port,
+        }),
+        starts: behaviour.starts.iter().map(run).collect(),
+        then: run(&behaviour.then),
+    }
+}
+
+fn from_wire(behaviour: wire::Behaviour) -> Behaviour {
+    let run = |run: wire::Run| match run {
+        wire::Run::Forever => Run::Forever,
+        wire::Run::Exit { after_ms, code } => Run::Exit {
+            after: SpecDuration::from_millis(after_ms),
+            code,
+        },
+    };
+    let endpoint = |endpoint: wire::Endpoint| Endpoint {
+        tcp_port: endpoint.tcp_port,
+        answers: endpoint
+            .answers
+            .into_iter()
+            .map(|step| Scripted {
+                answer: match step.answer {
+                    wire::Answer::Ok => Answer::Ok,
+                    wire::Answer::Fail => Answer::Fail,
+                    wire::Answer::SlowMs(ms) => Answer::Slow(SpecDuration::from_millis(ms)),
+                },
+                for_: step.for_ms.map(SpecDuration::from_millis),
+            })
+            .collect(),
+    };
+    Behaviour {
+        starts: behaviour.starts.into_iter().map(run).collect(),
+        then: run(behaviour.then),
+        health: behaviour.health.map(|health| Health {
+            port: health.port,
+            listen_after: SpecDuration::from_millis(health.listen_after_ms),
+            grpc_port: health.grpc_port,
+            endpoints: health
+                .endpoints
+                .into_iter()
+                .map(|(name, e)| (name, endpoint(e)))
+                .collect(),
+        }),
+    }
 }
 
 /// The manifest for `scenario` on a target with the given image and time scale.
@@ -159,10 +129,10 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         container.args = None;
         let env = container.env.get_or_insert_with(Vec::new);
         for (name, value) in [
-            ("PODCHECK_BEHAVIOUR", behaviour_json(&behaviour)),
-            ("PODCHECK_TIME_SCALE", time_scale.to_string()),
-            ("PODCHECK_STATE_DIR", STATE_DIR.to_owned()),
-            ("PODCHECK_CONTAINER", container.name.clone()),
+            (wire::env::BEHAVIOUR, behaviour_json(&behaviour)),
+            (wire::env::TIME_SCALE, time_scale.to_string()),
+            (wire::env::STATE_DIR, STATE_DIR.to_owned()),
+            (wire::env::CONTAINER, container.name.clone()),
         ] {
             env.push(EnvVar {
                 name: name.to_owned(),
@@ -185,6 +155,7 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn behaviour_round_trips_through_the_agent_format() {
@@ -222,6 +193,16 @@ mod tests {
                 )]),
             }),
         };
+        // The exact text the agent has always been given (keys sorted, as a JSON map had
+        // them).
+        assert_eq!(
+            behaviour_json(&behaviour),
+            concat!(
+                r#"{"health":{"endpoints":{"live":{"answers":[{"answer":{"slowMs":2500},"forMs":10000},{"answer":"fail"}],"tcpPort":9001}},"#,
+                r#""grpcPort":9090,"listenAfterMs":3000,"port":8081},"#,
+                r#""starts":[{"exit":{"afterMs":1500,"code":3}},"forever"],"then":{"exit":{"afterMs":2000,"code":0}}}"#
+            )
+        );
         assert_eq!(
             behaviour_from_json(&behaviour_json(&behaviour)),
             Some(behaviour)

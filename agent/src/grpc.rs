@@ -2,12 +2,15 @@
 //!
 //! It speaks cleartext HTTP/2 with prior knowledge (h2c), as gRPC clients without TLS do,
 //! on a tokio current-thread runtime of its own thread; the rest of the agent stays on
-//! plain threads. There is no gRPC stack: the gRPC message framing and the two protobuf
-//! messages are encoded by hand.
+//! plain threads. The two protobuf messages are `prost` derives (`HealthCheckRequest`,
+//! `HealthCheckResponse`), written out here rather than generated, so no protoc is needed.
 //!
-//! - `HealthCheckRequest { string service = 1; }`: fields other than `service` are skipped
-//!   by wire type; an absent `service` is the empty service.
-//! - `HealthCheckResponse { ServingStatus status = 1; }` with SERVING = 1, NOT_SERVING = 2.
+//! There is no gRPC stack on purpose: every Check must be logged, a request that does not
+//! decode too (with a null endpoint), and its answer is timed from the moment it arrived;
+//! tonic would refuse an undecodable request before our code saw it, and would bring hyper
+//! and tower into a binary that is copied into every container. What is left by hand is
+//! gRPC's own layer over HTTP/2: the path, the 5-byte message framing and the status in
+//! the trailers.
 //!
 //! The empty service is always SERVING; an endpoint's name gives that endpoint's answer at
 //! the moment the request arrives (ok: SERVING, fail: NOT_SERVING, slow: SERVING after the
@@ -15,13 +18,15 @@
 //! does not decode is INVALID_ARGUMENT, and one larger than `MAX_REQUEST` bytes is
 //! RESOURCE_EXHAUSTED.
 
-use crate::health::{self, Answer, Clock, Health};
+use crate::health::{self, Clock};
 use crate::log;
 use bytes::{BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::header::{HeaderName, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Request, Response};
+use podcheck_wire::{Answer, Answered, Event, Health, Probe};
+use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +36,6 @@ pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 const MAX_REQUEST: usize = 64 * 1024;
 /// How long a connection may take to complete the HTTP/2 handshake, in wall time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How deeply protobuf groups may nest in a request before it is refused.
-const MAX_GROUP_DEPTH: u32 = 32;
 
 /// gRPC status codes.
 const OK: u32 = 0;
@@ -41,9 +44,30 @@ const NOT_FOUND: u32 = 5;
 const RESOURCE_EXHAUSTED: u32 = 8;
 const UNIMPLEMENTED: u32 = 12;
 
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckResponse {
+    #[prost(enumeration = "ServingStatus", tag = "1")]
+    status: i32,
+}
+
 /// `grpc.health.v1.HealthCheckResponse.ServingStatus`.
-const SERVING: u64 = 1;
-const NOT_SERVING: u64 = 2;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+enum ServingStatus {
+    Unknown = 0,
+    Serving = 1,
+    NotServing = 2,
+    /// Only for Watch, which is not served.
+    ServiceUnknown = 3,
+}
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
@@ -128,7 +152,7 @@ async fn call(
         Ok(body) => body,
         Err(BodyError::Broken) => return,
         Err(BodyError::TooLarge) => {
-            log_check(None, "unknown", &user_agent);
+            log_check(None, Answered::Unknown, &user_agent);
             send_trailers_only(
                 &mut respond,
                 RESOURCE_EXHAUSTED,
@@ -138,9 +162,9 @@ async fn call(
         }
     };
     let service = match unframe(&body).and_then(decode_check_request) {
-        Ok(service) => service,
+        Ok(request) => request.service,
         Err(reason) => {
-            log_check(None, "unknown", &user_agent);
+            log_check(None, Answered::Unknown, &user_agent);
             send_trailers_only(&mut respond, INVALID_ARGUMENT, &reason);
             return;
         }
@@ -151,11 +175,11 @@ async fn call(
         health
             .endpoints
             .get(&service)
-            .map(|endpoint| endpoint.answer_at(arrived))
+            .map(|endpoint| health::answer_at(endpoint, arrived))
     };
     log_check(
         Some(&service),
-        answer.map_or("unknown", Answer::label),
+        answer.map_or(Answered::Unknown, Answer::answered),
         &user_agent,
     );
     let status = match answer {
@@ -163,29 +187,30 @@ async fn call(
             let _ = send_reply(&mut respond, None, NOT_FOUND, "unknown service");
             return;
         }
-        Some(Answer::Fail) => NOT_SERVING,
-        Some(Answer::Ok) => SERVING,
+        Some(Answer::Fail) => ServingStatus::NotServing,
+        Some(Answer::Ok) => ServingStatus::Serving,
         Some(Answer::SlowMs(ms)) => {
             tokio::select! {
                 () = tokio::time::sleep(clock.wall(ms)) => {}
                 // The client gave up (a probe timeout): nobody is left to answer.
                 _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
             }
-            SERVING
+            ServingStatus::Serving
         }
     };
-    let message = frame(&encode_check_response(status));
+    let response = HealthCheckResponse {
+        status: status.into(),
+    };
+    let message = frame(&response.encode_to_vec());
     let _ = send_reply(&mut respond, Some(message), OK, "");
 }
 
-fn log_check(service: Option<&str>, answer: &str, user_agent: &str) {
-    log(serde_json::json!({
-        "event": "probe",
-        "via": "grpc",
-        "endpoint": service,
-        "answer": answer,
-        "userAgent": user_agent,
-    }));
+fn log_check(service: Option<&str>, answer: Answered, user_agent: &str) {
+    log(Event::Probe(Probe::Grpc(podcheck_wire::Request {
+        endpoint: service.map(str::to_owned),
+        answer,
+        user_agent: user_agent.to_owned(),
+    })));
 }
 
 enum BodyError {
@@ -295,106 +320,10 @@ fn unframe(body: &[u8]) -> Result<&[u8], String> {
     }
 }
 
-/// Decodes `HealthCheckRequest { string service = 1; }` into its service.
-fn decode_check_request(mut buf: &[u8]) -> Result<String, String> {
-    let mut service = String::new();
-    while !buf.is_empty() {
-        let (field, wire) = read_key(&mut buf)?;
-        if field == 1 {
-            if wire != 2 {
-                return Err(format!("service has wire type {wire}, not 2"));
-            }
-            let bytes = read_length_delimited(&mut buf)?;
-            // A repeated field: as in protobuf, the last one wins.
-            service =
-                String::from_utf8(bytes.to_vec()).map_err(|_| "service is not UTF-8".to_owned())?;
-        } else {
-            skip_field(&mut buf, field, wire, 0)?;
-        }
-    }
-    Ok(service)
-}
-
-/// `HealthCheckResponse { ServingStatus status = 1; }`.
-fn encode_check_response(status: u64) -> Vec<u8> {
-    let mut message = vec![0x08];
-    put_varint(&mut message, status);
-    message
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn read_varint(buf: &mut &[u8]) -> Result<u64, String> {
-    let mut value: u64 = 0;
-    for index in 0..10 {
-        let Some((&byte, rest)) = buf.split_first() else {
-            return Err("a varint is cut short".to_owned());
-        };
-        *buf = rest;
-        value |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err("a varint is longer than 10 bytes".to_owned())
-}
-
-/// A field key: the field number (1 to 2^29 - 1) and the wire type.
-fn read_key(buf: &mut &[u8]) -> Result<(u32, u8), String> {
-    let key = read_varint(buf)?;
-    let field = u32::try_from(key >> 3).map_err(|_| format!("field key {key} is too large"))?;
-    if field == 0 {
-        return Err("field number 0".to_owned());
-    }
-    Ok((field, (key & 7) as u8))
-}
-
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-    if buf.len() < n {
-        return Err(format!("a field is cut short: {} of {n} bytes", buf.len()));
-    }
-    let (taken, rest) = buf.split_at(n);
-    *buf = rest;
-    Ok(taken)
-}
-
-fn read_length_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
-    let length = read_varint(buf)?;
-    let length = usize::try_from(length).map_err(|_| format!("length {length} is too large"))?;
-    take(buf, length)
-}
-
-/// Skips an unknown field's value, by its wire type.
-fn skip_field(buf: &mut &[u8], field: u32, wire: u8, depth: u32) -> Result<(), String> {
-    match wire {
-        0 => read_varint(buf).map(drop),
-        1 => take(buf, 8).map(drop),
-        2 => read_length_delimited(buf).map(drop),
-        5 => take(buf, 4).map(drop),
-        3 => {
-            // A (deprecated) group: fields up to the matching end-group key.
-            if depth >= MAX_GROUP_DEPTH {
-                return Err("groups nest too deeply".to_owned());
-            }
-            loop {
-                if buf.is_empty() {
-                    return Err(format!("group {field} is not ended"));
-                }
-                match read_key(buf)? {
-                    (end, 4) if end == field => return Ok(()),
-                    (end, 4) => return Err(format!("group {field} ended as group {end}")),
-                    (inner, wire) => skip_field(buf, inner, wire, depth + 1)?,
-                }
-            }
-        }
-        _ => Err(format!("field {field} has wire type {wire}")),
-    }
+/// Decodes a `HealthCheckRequest`; as in protobuf, unknown fields are skipped and an
+/// absent `service` is the empty one.
+fn decode_check_request(message: &[u8]) -> Result<HealthCheckRequest, String> {
+    HealthCheckRequest::decode(message).map_err(|err| format!("the request does not decode: {err}"))
 }
 
 #[cfg(test)]
@@ -406,7 +335,9 @@ mod tests {
     }
 
     fn decode(body: &[u8]) -> Result<String, String> {
-        unframe(body).and_then(decode_check_request)
+        unframe(body)
+            .and_then(decode_check_request)
+            .map(|request| request.service)
     }
 
     #[test]
@@ -414,8 +345,7 @@ mod tests {
         assert_eq!(decode(&framed(b"\x0a\x04live")), Ok("live".to_owned()));
         assert_eq!(decode(&framed(b"")), Ok(String::new()));
         let long = "s".repeat(200);
-        let mut message = vec![0x0a];
-        put_varint(&mut message, 200);
+        let mut message = vec![0x0a, 0xc8, 0x01]; // a length of 200 takes two bytes
         message.extend_from_slice(long.as_bytes());
         assert_eq!(decode(&framed(&message)), Ok(long));
         // The last of a repeated field wins.
@@ -464,15 +394,17 @@ mod tests {
 
     #[test]
     fn a_response_is_the_framed_status() {
+        let encode = |status: ServingStatus| {
+            HealthCheckResponse {
+                status: status.into(),
+            }
+            .encode_to_vec()
+        };
         assert_eq!(
-            framed(&encode_check_response(SERVING)),
+            framed(&encode(ServingStatus::Serving)),
             [0, 0, 0, 0, 2, 0x08, 0x01]
         );
-        assert_eq!(encode_check_response(NOT_SERVING), [0x08, 0x02]);
-        let mut varint = Vec::new();
-        put_varint(&mut varint, 300);
-        assert_eq!(varint, [0xac, 0x02]);
-        assert_eq!(read_varint(&mut &varint[..]), Ok(300));
+        assert_eq!(encode(ServingStatus::NotServing), [0x08, 0x02]);
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! semantics match the oracle's `Endpoint::answer_at`: an entry with `forMs` lasts that
 //! long, the first entry without one lasts forever, and when the script runs out the last
 //! answer continues (an empty script always fails).
+//!
+//! The HTTP server is written by hand on purpose: a request must be logged the moment its
+//! head has arrived, before a slow answer's wait, and connections must close after one
+//! answer; a server library would decide both for us. The exec probe's client sends one
+//! fixed request and reads one status line, which needs no library either.
 
 use crate::log;
-use serde::Deserialize;
-use std::collections::BTreeMap;
+use podcheck_wire::{env, Answer, Answered, Behaviour, Endpoint, Event, Health, Probe, Request};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -22,129 +26,30 @@ const MAX_HEAD: u64 = 16 * 1024;
 /// How long a connection may take to send its request head, in wall time.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Health {
-    pub port: u16,
-    #[serde(default)]
-    pub listen_after_ms: u64,
-    /// The port of the gRPC health server (grpc.health.v1), if there is one.
-    #[serde(default)]
-    pub grpc_port: Option<u16>,
-    #[serde(default)]
-    pub endpoints: BTreeMap<String, Endpoint>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Endpoint {
-    #[serde(default)]
-    pub tcp_port: Option<u16>,
-    pub answers: Vec<Step>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Step {
-    pub answer: Answer,
-    #[serde(default)]
-    pub for_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Answer {
-    Ok,
-    Fail,
-    /// Answers OK, but only after this many spec milliseconds.
-    SlowMs(u64),
-}
-
-impl Answer {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Answer::Ok => "ok",
-            Answer::Fail => "fail",
-            Answer::SlowMs(_) => "slow",
+/// The answer of `endpoint` at `at` spec milliseconds after the start.
+pub(crate) fn answer_at(endpoint: &Endpoint, at: f64) -> Answer {
+    let mut from: u64 = 0;
+    for step in &endpoint.answers {
+        match step.for_ms {
+            Some(length) if at >= from.saturating_add(length) as f64 => {
+                from = from.saturating_add(length)
+            }
+            _ => return step.answer,
         }
     }
+    endpoint.answers.last().map_or(Answer::Fail, |s| s.answer)
 }
 
-impl Health {
-    /// Reads and checks the `health` field of PODCHECK_BEHAVIOUR.
-    pub fn parse(value: &serde_json::Value) -> Result<Health, String> {
-        let health = Health::deserialize(value)
-            .map_err(|e| format!("PODCHECK_BEHAVIOUR.health is invalid: {e}"))?;
-        health.validate()?;
-        Ok(health)
+/// The first time after `at` at which the answer of `endpoint` may change.
+fn next_boundary_after(endpoint: &Endpoint, at: f64) -> Option<u64> {
+    let mut end: u64 = 0;
+    for step in &endpoint.answers {
+        end = end.saturating_add(step.for_ms?);
+        if end as f64 > at {
+            return Some(end);
+        }
     }
-
-    fn validate(&self) -> Result<(), String> {
-        let invalid =
-            |message: String| Err(format!("PODCHECK_BEHAVIOUR.health is invalid: {message}"));
-        if self.port == 0 {
-            return invalid("port must be 1 to 65535".to_owned());
-        }
-        let mut ports = vec![self.port];
-        if let Some(port) = self.grpc_port {
-            if port == 0 {
-                return invalid("grpcPort must be 1 to 65535".to_owned());
-            }
-            if port == self.port {
-                return invalid(format!("grpcPort {port} is also the HTTP port"));
-            }
-            ports.push(port);
-        }
-        for (name, endpoint) in &self.endpoints {
-            if name.is_empty()
-                || name
-                    .chars()
-                    .any(|c| c == '?' || c == '#' || c.is_whitespace() || c.is_control())
-            {
-                return invalid(format!(
-                    "endpoint name {name:?} cannot be requested as GET /<name>"
-                ));
-            }
-            if let Some(port) = endpoint.tcp_port {
-                if port == 0 {
-                    return invalid(format!("endpoint {name}: tcpPort must be 1 to 65535"));
-                }
-                if ports.contains(&port) {
-                    return invalid(format!("endpoint {name}: port {port} is used twice"));
-                }
-                ports.push(port);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Endpoint {
-    /// The answer at `at` spec milliseconds after the start.
-    pub fn answer_at(&self, at: f64) -> Answer {
-        let mut from: u64 = 0;
-        for step in &self.answers {
-            match step.for_ms {
-                Some(length) if at >= from.saturating_add(length) as f64 => {
-                    from = from.saturating_add(length)
-                }
-                _ => return step.answer,
-            }
-        }
-        self.answers.last().map_or(Answer::Fail, |s| s.answer)
-    }
-
-    /// The first time after `at` at which the answer may change.
-    fn next_boundary_after(&self, at: f64) -> Option<u64> {
-        let mut end: u64 = 0;
-        for step in &self.answers {
-            end = end.saturating_add(step.for_ms?);
-            if end as f64 > at {
-                return Some(end);
-            }
-        }
-        None
-    }
+    None
 }
 
 /// Spec time since this process started.
@@ -185,7 +90,9 @@ pub(crate) fn sleep_until(deadline: Option<Instant>) {
 /// Something the scripted behaviour needs cannot be had: like a misconfigured server, log
 /// it and exit.
 pub(crate) fn die(message: &str) -> ! {
-    log(serde_json::json!({ "event": "error", "message": message }));
+    log(Event::Error {
+        message: message.to_owned(),
+    });
     eprintln!("podcheck-agent: {message}");
     std::process::exit(125);
 }
@@ -209,10 +116,9 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
         .name(name.to_owned())
         .spawn(work)
     {
-        log(serde_json::json!({
-            "event": "error",
-            "message": format!("cannot start thread {name}: {err}"),
-        }));
+        log(Event::Error {
+            message: format!("cannot start thread {name}: {err}"),
+        });
     }
 }
 
@@ -285,23 +191,26 @@ fn handle_http(stream: TcpStream, health: &Health, clock: Clock) {
         Some(target) => target.split_once('?').unwrap_or((target, "")),
         None => ("", ""),
     };
-    let via = if query.split('&').any(|param| param == "via=exec") {
-        "exec"
-    } else {
-        "http"
-    };
     let name = path.strip_prefix('/').unwrap_or(path);
     let answer = match (method, target) {
-        ("GET", Some(_)) => health.endpoints.get(name).map(|e| e.answer_at(arrived)),
+        ("GET", Some(_)) => health.endpoints.get(name).map(|e| answer_at(e, arrived)),
         _ => None,
     };
-    log(serde_json::json!({
-        "event": "probe",
-        "via": via,
-        "endpoint": target.map(|_| name),
-        "answer": answer.map_or("unknown", Answer::label),
-        "userAgent": user_agent,
-    }));
+    let request = Request {
+        endpoint: target.map(|_| name.to_owned()),
+        answer: answer.map_or(Answered::Unknown, Answer::answered),
+        user_agent,
+    };
+    log(Event::Probe(
+        if query
+            .split('&')
+            .any(|param| param == podcheck_wire::EXEC_QUERY)
+        {
+            Probe::Exec(request)
+        } else {
+            Probe::Http(request)
+        },
+    ));
     let (status, body) = match (method, target, answer) {
         (_, None, _) => ("400 Bad Request", "bad request".to_owned()),
         (m, _, _) if m != "GET" => ("405 Method Not Allowed", format!("{m} not allowed")),
@@ -330,10 +239,10 @@ fn serve_tcp(name: &str, port: u16, endpoint: &Endpoint, listen_after: u64, cloc
     let mut listener: Option<TcpListener> = None;
     let mut at = clock.now_ms();
     loop {
-        let listening = at >= listen_after as f64 && endpoint.answer_at(at) != Answer::Fail;
+        let listening = at >= listen_after as f64 && answer_at(endpoint, at) != Answer::Fail;
         let next = [
             (at < listen_after as f64).then_some(listen_after),
-            endpoint.next_boundary_after(at),
+            next_boundary_after(endpoint, at),
         ]
         .into_iter()
         .flatten()
@@ -387,7 +296,9 @@ fn wait_readable(listener: &TcpListener, deadline: Option<Instant>) -> bool {
 
 fn accept_all(listener: &TcpListener, name: &str) {
     while let Ok((stream, _)) = listener.accept() {
-        log(serde_json::json!({ "event": "probe", "via": "tcp", "endpoint": name }));
+        log(Event::Probe(Probe::Tcp {
+            endpoint: name.to_owned(),
+        }));
         drop(stream);
     }
 }
@@ -427,14 +338,17 @@ pub fn probe_command(name: Option<String>) -> ExitCode {
 }
 
 fn configured_port() -> Result<u16, String> {
-    let text = std::env::var("PODCHECK_BEHAVIOUR")
-        .map_err(|_| "PODCHECK_BEHAVIOUR is not set".to_owned())?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("PODCHECK_BEHAVIOUR is not JSON: {e}"))?;
-    let health = value
-        .get("health")
-        .ok_or_else(|| "PODCHECK_BEHAVIOUR has no health".to_owned())?;
-    Ok(Health::parse(health)?.port)
+    let text =
+        std::env::var(env::BEHAVIOUR).map_err(|_| format!("{} is not set", env::BEHAVIOUR))?;
+    let behaviour =
+        Behaviour::from_json(&text).map_err(|err| format!("{}: {err}", env::BEHAVIOUR))?;
+    let health = behaviour
+        .health
+        .ok_or_else(|| format!("{} has no health", env::BEHAVIOUR))?;
+    health
+        .validate()
+        .map_err(|err| format!("{}: {err}", env::BEHAVIOUR))?;
+    Ok(health.port)
 }
 
 fn ask(port: u16, name: &str) -> Result<String, String> {
@@ -442,7 +356,8 @@ fn ask(port: u16, name: &str) -> Result<String, String> {
     let mut stream =
         TcpStream::connect(&address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
     let request = format!(
-        "GET /{name}?via=exec HTTP/1.1\r\nHost: {address}\r\nUser-Agent: podcheck-agent-probe\r\nConnection: close\r\n\r\n"
+        "GET /{name}?{} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: podcheck-agent-probe\r\nConnection: close\r\n\r\n",
+        podcheck_wire::EXEC_QUERY
     );
     stream
         .write_all(request.as_bytes())
@@ -469,91 +384,29 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_example_parses() {
-        let health = Health::parse(&json!({
-            "port": 8080,
-            "listenAfterMs": 0,
-            "endpoints": {
-                "live": {"answers": [{"answer": "ok", "forMs": 20000}, {"answer": "fail"}]},
-                "ready": {"tcpPort": 9001, "answers": [{"answer": {"slowMs": 3000}}]}
-            }
-        }))
-        .expect("valid");
-        assert_eq!(health.port, 8080);
-        assert_eq!(health.grpc_port, None);
-        assert_eq!(health.endpoints["ready"].tcp_port, Some(9001));
-        assert_eq!(
-            health.endpoints["ready"].answers[0].answer,
-            Answer::SlowMs(3000)
-        );
-    }
-
-    #[test]
-    fn a_grpc_port_parses() {
-        let health = Health::parse(&json!({
-            "port": 8080,
-            "grpcPort": 9090,
-            "endpoints": {"live": {"tcpPort": 9001, "answers": [{"answer": "ok"}]}}
-        }))
-        .expect("valid");
-        assert_eq!(health.grpc_port, Some(9090));
-    }
-
-    #[test]
-    fn invalid_health_is_refused_with_a_reason() {
-        for (value, needle) in [
-            (json!({"endpoints": {}}), "port"),
-            (json!({"port": 0}), "port"),
-            (json!({"port": 80, "listenAfter": 5}), "listenAfter"),
-            (
-                json!({"port": 80, "endpoints": {"x": {"answers": [{"answer": "maybe"}]}}}),
-                "maybe",
-            ),
-            (
-                json!({"port": 80, "endpoints": {"x": {"tcpPort": 80, "answers": []}}}),
-                "used twice",
-            ),
-            (
-                json!({"port": 80, "endpoints": {"a b": {"answers": []}}}),
-                "cannot be requested",
-            ),
-            (json!({"port": 80, "grpcPort": 0}), "grpcPort"),
-            (json!({"port": 80, "grpcPort": 80}), "grpcPort 80"),
-            (
-                json!({"port": 80, "grpcPort": 81, "endpoints": {"x": {"tcpPort": 81, "answers": []}}}),
-                "used twice",
-            ),
-            (json!({"port": 80, "grpcPort": "81"}), "u16"),
-        ] {
-            let err = Health::parse(&value).expect_err("invalid");
-            assert!(err.contains(needle), "{err} should mention {needle}");
-        }
-    }
-
-    #[test]
     fn answers_follow_the_script_and_the_last_one_lasts() {
         let e = endpoint(json!([
             {"answer": "ok", "forMs": 100},
             {"answer": "fail", "forMs": 50},
             {"answer": {"slowMs": 7}, "forMs": 10}
         ]));
-        assert_eq!(e.answer_at(0.0), Answer::Ok);
-        assert_eq!(e.answer_at(99.9), Answer::Ok);
-        assert_eq!(e.answer_at(100.0), Answer::Fail);
-        assert_eq!(e.answer_at(150.0), Answer::SlowMs(7));
-        assert_eq!(e.answer_at(1e9), Answer::SlowMs(7));
-        assert_eq!(e.next_boundary_after(0.0), Some(100));
-        assert_eq!(e.next_boundary_after(100.0), Some(150));
-        assert_eq!(e.next_boundary_after(159.0), Some(160));
-        assert_eq!(e.next_boundary_after(160.0), None);
+        assert_eq!(answer_at(&e, 0.0), Answer::Ok);
+        assert_eq!(answer_at(&e, 99.9), Answer::Ok);
+        assert_eq!(answer_at(&e, 100.0), Answer::Fail);
+        assert_eq!(answer_at(&e, 150.0), Answer::SlowMs(7));
+        assert_eq!(answer_at(&e, 1e9), Answer::SlowMs(7));
+        assert_eq!(next_boundary_after(&e, 0.0), Some(100));
+        assert_eq!(next_boundary_after(&e, 100.0), Some(150));
+        assert_eq!(next_boundary_after(&e, 159.0), Some(160));
+        assert_eq!(next_boundary_after(&e, 160.0), None);
     }
 
     #[test]
     fn an_entry_without_for_lasts_forever_and_an_empty_script_fails() {
         let e = endpoint(json!([{"answer": "fail", "forMs": 10}, {"answer": "ok"}]));
-        assert_eq!(e.answer_at(5.0), Answer::Fail);
-        assert_eq!(e.answer_at(1e12), Answer::Ok);
-        assert_eq!(e.next_boundary_after(10.0), None);
-        assert_eq!(endpoint(json!([])).answer_at(0.0), Answer::Fail);
+        assert_eq!(answer_at(&e, 5.0), Answer::Fail);
+        assert_eq!(answer_at(&e, 1e12), Answer::Ok);
+        assert_eq!(next_boundary_after(&e, 10.0), None);
+        assert_eq!(answer_at(&endpoint(json!([])), 0.0), Answer::Fail);
     }
 }

@@ -1,42 +1,36 @@
 //! podcheck-agent: the workload inside every podcheck container.
 //!
 //! It acts out one container's scripted behaviour and reports what it does as JSON lines
-//! on standard output (the container log), so a trace holds the workload's own view.
+//! on standard output (the container log), so a trace holds the workload's own view. Both
+//! the behaviour and the log lines are defined in `podcheck-wire`; this is the one program
+//! that acts the one out and writes the other.
 //!
 //! Configuration comes from the environment, which every target can set through the pod
-//! spec:
-//! - `PODCHECK_BEHAVIOUR`: `{"starts":[RUN...],"then":RUN,"health":HEALTH}` where RUN is
-//!   `"forever"` or `{"exit":{"afterMs":N,"code":C}}`; start N (counted across restarts)
-//!   acts out `starts[N]`, later starts `then`. `health` is optional; without it nothing
-//!   listens.
+//! spec (`podcheck_wire::env`):
+//! - `PODCHECK_BEHAVIOUR`: the `podcheck_wire::Behaviour`. Start N (counted across
+//!   restarts) acts out `starts[N]`, later starts `then`. Without `health` nothing listens.
+//!   All times are spec milliseconds from this process's start, so every start replays
+//!   the script.
 //! - `PODCHECK_TIME_SCALE`: wall seconds per spec second (default 1).
 //! - `PODCHECK_STATE_DIR`: a directory that outlives container restarts (an emptyDir),
 //!   where the agent counts its starts (default `/podcheck-state`).
 //! - `PODCHECK_CONTAINER`: the container's name, which keys the start counter.
 //!
-//! HEALTH is `{"port":P,"listenAfterMs":N,"grpcPort":G,"endpoints":{NAME:ENDPOINT...}}`
-//! (`port` required, `listenAfterMs` default 0, `grpcPort` optional, `endpoints` default
-//! none; all ports distinct), ENDPOINT is
-//! `{"tcpPort":T,"answers":[{"answer":ANSWER,"forMs":N}...]}` (`tcpPort` optional) and
-//! ANSWER is `"ok"`, `"fail"` or `{"slowMs":N}` (OK, after waiting N). All times are spec
-//! milliseconds from this process's start, so every start replays the script. Each
-//! `answers` entry lasts its `forMs`; the first without `forMs` lasts forever, and when
-//! the script runs out the last answer continues (an empty script always fails).
+//! With `health`:
 //! - From `listenAfterMs` on (before it connections are refused), an HTTP server on
-//!   0.0.0.0:P answers `GET /NAME`: 200 for ok, 500 for fail, 200 after the wait for slow,
-//!   404 for an unknown name, always with `Connection: close`. Each request is logged as
-//!   `{"event":"probe","via":"http"|"exec","endpoint":NAME,"answer":"ok"|"fail"|"slow"|"unknown","userAgent":UA}`
-//!   when it arrives (`via` is `exec` when the query has `via=exec`).
+//!   0.0.0.0:`port` answers `GET /NAME`: 200 for ok, 500 for fail, 200 after the wait for
+//!   slow, 404 for an unknown name, always with `Connection: close`. Each request is logged
+//!   as a probe event when it arrives (via `exec` when the query has `via=exec`).
 //! - An endpoint with `tcpPort` has a TCP listener on 0.0.0.0:T exactly while
-//!   `listenAfterMs` has passed and its answer is not fail; each connection is logged as
-//!   `{"event":"probe","via":"tcp","endpoint":NAME}` and closed at once.
+//!   `listenAfterMs` has passed and its answer is not fail; each connection is logged as a
+//!   probe event via `tcp` and closed at once.
 //! - With `grpcPort`, from `listenAfterMs` on a gRPC health server (grpc.health.v1, over
 //!   cleartext HTTP/2 with prior knowledge) on 0.0.0.0:G answers `Health/Check`: service
 //!   `""` is SERVING, an endpoint's name is SERVING for ok, NOT_SERVING for fail, SERVING
 //!   after the wait for slow, and any other service gets gRPC status NOT_FOUND. Other
 //!   methods are UNIMPLEMENTED, a request that does not decode INVALID_ARGUMENT. Each
-//!   Check is logged like an HTTP request, with `"via":"grpc"` (`endpoint` is the service,
-//!   or null when the request does not decode).
+//!   Check is logged like an HTTP request, via `grpc` (`endpoint` is the service, or null
+//!   when the request does not decode).
 //! - Invalid `health`, or a port that cannot be bound, ends the agent with code 125.
 //!
 //! `podcheck-agent probe NAME` is the exec probe: it sends `GET /NAME?via=exec` to
@@ -49,47 +43,26 @@
 mod grpc;
 mod health;
 
-use serde::{Deserialize, Serialize};
+use podcheck_wire::{env, Behaviour, Event, LogEvent, Run, Signal};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-enum Run {
-    Forever,
-    Exit {
-        #[serde(rename = "afterMs")]
-        after_ms: u64,
-        code: i32,
-    },
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Behaviour {
-    #[serde(default)]
-    starts: Vec<Run>,
-    then: Run,
-    /// Checked separately by `health::Health::parse`, for a clearer message.
-    #[serde(default)]
-    health: Option<serde_json::Value>,
-}
-
-fn now_ms() -> u128 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-fn log(event: serde_json::Value) {
-    let mut line = serde_json::json!({ "tsMs": now_ms() as u64 });
-    if let (Some(line), Some(fields)) = (line.as_object_mut(), event.as_object()) {
-        line.extend(fields.clone());
-    }
+/// Writes `event` to the log, stamped with the wall clock.
+fn log(event: Event) {
+    let line = LogEvent {
+        ts_ms: now_ms(),
+        event,
+    };
     let mut out = std::io::stdout().lock();
     // A closed log is no reason to change behaviour: the exit code is the contract.
     let _ = writeln!(out, "{line}");
@@ -97,7 +70,9 @@ fn log(event: serde_json::Value) {
 }
 
 fn fail(message: &str) -> ExitCode {
-    log(serde_json::json!({ "event": "error", "message": message }));
+    log(Event::Error {
+        message: message.to_owned(),
+    });
     eprintln!("podcheck-agent: {message}");
     ExitCode::from(125)
 }
@@ -137,7 +112,9 @@ fn watch_sigterm() {
         std::thread::spawn(move || {
             let mut signal = 0;
             if libc::sigwait(&set, &mut signal) == 0 {
-                log(serde_json::json!({ "event": "signal", "signal": "SIGTERM" }));
+                log(Event::Signal {
+                    signal: Signal::Sigterm,
+                });
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
                 libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
                 libc::raise(libc::SIGTERM);
@@ -160,45 +137,35 @@ fn main() -> ExitCode {
         _ => {}
     }
     watch_sigterm();
-    let behaviour: Behaviour = match std::env::var("PODCHECK_BEHAVIOUR") {
-        Ok(text) => match serde_json::from_str(&text) {
-            Ok(b) => b,
-            Err(err) => return fail(&format!("PODCHECK_BEHAVIOUR is not a behaviour: {err}")),
+    let behaviour = match std::env::var(env::BEHAVIOUR) {
+        Ok(text) => match Behaviour::from_json(&text) {
+            Ok(behaviour) => behaviour,
+            Err(err) => return fail(&format!("{}: {err}", env::BEHAVIOUR)),
         },
-        Err(_) => Behaviour {
-            starts: Vec::new(),
-            then: Run::Forever,
-            health: None,
-        },
+        Err(_) => Behaviour::forever(),
     };
-    let health = match behaviour.health.as_ref().map(health::Health::parse) {
-        None => None,
-        Some(Ok(health)) => Some(health),
-        Some(Err(message)) => return fail(&message),
-    };
-    let scale = match std::env::var("PODCHECK_TIME_SCALE")
+    if let Some(Err(err)) = behaviour.health.as_ref().map(|h| h.validate()) {
+        return fail(&format!("{}: {err}", env::BEHAVIOUR));
+    }
+    let scale = match std::env::var(env::TIME_SCALE)
         .ok()
         .map(|s| s.parse::<f64>())
     {
         None => 1.0,
         Some(Ok(scale)) if scale > 0.0 && scale.is_finite() => scale,
-        Some(_) => return fail("PODCHECK_TIME_SCALE must be a positive number"),
+        Some(_) => return fail(&format!("{} must be a positive number", env::TIME_SCALE)),
     };
     let state_dir = PathBuf::from(
-        std::env::var("PODCHECK_STATE_DIR").unwrap_or_else(|_| "/podcheck-state".to_owned()),
+        std::env::var(env::STATE_DIR).unwrap_or_else(|_| "/podcheck-state".to_owned()),
     );
-    let container = std::env::var("PODCHECK_CONTAINER").unwrap_or_else(|_| "container".to_owned());
+    let container = std::env::var(env::CONTAINER).unwrap_or_else(|_| "container".to_owned());
     let start = match count_start(&state_dir, &container) {
         Ok(n) => n,
         Err(message) => return fail(&message),
     };
-    let run = behaviour
-        .starts
-        .get(start as usize)
-        .copied()
-        .unwrap_or(behaviour.then);
-    log(serde_json::json!({ "event": "start", "start": start, "run": run }));
-    if let Some(health) = health {
+    let run = behaviour.run_of_start(start);
+    log(Event::Start { start, run });
+    if let Some(health) = behaviour.health {
         health::serve(
             health,
             health::Clock {
@@ -211,7 +178,7 @@ fn main() -> ExitCode {
         Run::Forever => sleep_forever(),
         Run::Exit { after_ms, code } => {
             std::thread::sleep(Duration::from_secs_f64(after_ms as f64 / 1000.0 * scale));
-            log(serde_json::json!({ "event": "exit", "code": code }));
+            log(Event::Exit { code });
             ExitCode::from(u8::try_from(code).unwrap_or(255))
         }
     }

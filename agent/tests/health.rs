@@ -6,6 +6,7 @@
 //! "start" line is read), so "agent time is at most X" is checked with `spawned` and "agent
 //! time is at least X" with `started`.
 
+use podcheck_wire::LogEvent;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -95,7 +96,7 @@ impl Agent {
             .lock()
             .expect("log lock")
             .iter()
-            .map(|line| serde_json::from_str(line).expect("log lines are JSON"))
+            .map(|line| typed_log_line(line))
             .collect()
     }
 
@@ -139,6 +140,19 @@ impl Drop for Agent {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
+}
+
+/// Reads a log line as JSON, after checking it is one of the events `podcheck-wire`
+/// defines and says nothing that the typed event does not.
+fn typed_log_line(line: &str) -> Value {
+    let event = LogEvent::parse(line).unwrap_or_else(|err| panic!("{line}: {err}"));
+    let value: Value = serde_json::from_str(line).expect("log lines are JSON");
+    assert_eq!(
+        serde_json::to_value(&event).expect("an event serializes"),
+        value,
+        "{line}"
+    );
+    value
 }
 
 /// Connects to 127.0.0.1:`port`, retrying refused connections until `PATIENCE` passes.
@@ -422,6 +436,9 @@ fn run_to_end(behaviour: &Value) -> (Option<i32>, String) {
         let _ = out.read_to_string(&mut stdout);
     }
     let _ = std::fs::remove_dir_all(&state);
+    for line in stdout.lines() {
+        typed_log_line(line);
+    }
     (status.code(), stdout)
 }
 
