@@ -14,7 +14,6 @@ mod instances;
 mod probes;
 mod status;
 mod terminal;
-mod workload_log;
 
 use crate::plan::StartGate;
 use crate::predict::Prediction;

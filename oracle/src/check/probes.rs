@@ -3,13 +3,13 @@
 //! it answered, and the rule an unpredicted end breaks given the container's probes.
 
 use super::instances::ObservedContainer;
-use super::workload_log::{answers, field, WorkloadLog};
 use super::{secs, Collector};
 use crate::duration::SpecDuration;
 use crate::plan::{ContainerPlan, InstancePlan};
 use crate::rules::RuleId;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::ContainerStatus;
+use podcheck_wire::{Answered, WorkloadLog};
 
 /// `started` and `ready` of a running container against what its probes allow at that
 /// moment of its instance (timed from the instance's observed start).
@@ -188,7 +188,7 @@ pub(super) fn check_probe_flags(
 /// failureThreshold consecutive failed answers, whatever the timing looked like.
 pub(super) fn check_liveness_log(out: &mut Collector, plan: &ContainerPlan, lines: &[String]) {
     let log = WorkloadLog::parse(lines);
-    let Some(index) = log.start else {
+    let Some(index) = log.events().start() else {
         return;
     };
     let Some(probes) = plan
@@ -203,16 +203,13 @@ pub(super) fn check_liveness_log(out: &mut Collector, plan: &ContainerPlan, line
     else {
         return;
     };
-    let Some(killed) = log
-        .events
-        .iter()
-        .position(|e| field(e, "event") == Some("signal"))
-    else {
+    let Some(before_kill) = log.events().before_first_signal() else {
         return;
     };
-    let failures = answers(&log.events[..killed], endpoint)
+    let failures = before_kill
+        .answers(endpoint)
         .rev()
-        .take_while(|e| field(e, "answer") != Some("ok"))
+        .take_while(|a| a.answer != Some(Answered::Ok))
         .count();
     if failures < *threshold as usize {
         out.add(
@@ -244,7 +241,7 @@ pub(super) fn check_readiness_log(
         return;
     };
     let log = WorkloadLog::parse(lines);
-    if log.start != Some(0) {
+    if log.events().start() != Some(0) {
         return;
     }
     let Some(ready_at) = trace.snapshots.iter().find_map(|snapshot| {
@@ -259,14 +256,12 @@ pub(super) fn check_readiness_log(
         return;
     };
     let slack_ms = (trace.timing.tolerance_ms as f64 * trace.timing.time_scale).ceil() as i64;
-    let successes = answers(&log.events, &endpoint)
-        .filter(|e| {
-            e.get("tsMs")
-                .and_then(|v| v.as_i64())
-                .is_some_and(|ts| ts <= ready_at + slack_ms)
-        })
+    let successes = log
+        .events()
+        .answers(&endpoint)
+        .filter(|a| i64::try_from(a.ts_ms).is_ok_and(|ts| ts <= ready_at + slack_ms))
         .rev()
-        .take_while(|e| field(e, "answer") == Some("ok"))
+        .take_while(|a| a.answer == Some(Answered::Ok))
         .count();
     if successes < threshold as usize {
         out.add(
