@@ -54,18 +54,20 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
             .env
             .iter()
             .flatten()
-            .find(|e| e.name == "PODCHECK_BEHAVIOUR")
+            .find(|e| e.name == podcheck_wire::env::BEHAVIOUR)
             .and_then(|e| e.value.clone())
             .ok_or_else(|| {
                 TargetError::rejected(format!(
-                    "container {} has no PODCHECK_BEHAVIOUR",
-                    container.name
+                    "container {} has no {}",
+                    container.name,
+                    podcheck_wire::env::BEHAVIOUR
                 ))
             })?;
         let behaviour = behaviour_from_json(&text).ok_or_else(|| {
             TargetError::rejected(format!(
-                "container {}: malformed PODCHECK_BEHAVIOUR",
-                container.name
+                "container {}: malformed {}",
+                container.name,
+                podcheck_wire::env::BEHAVIOUR
             ))
         })?;
         behaviours.insert(container.name.clone(), behaviour);

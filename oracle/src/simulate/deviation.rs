@@ -1,0 +1,288 @@
+//! Planted bugs: the model target acting like a runtime with one known defect.
+
+use crate::behaviour::Answer;
+use crate::duration::SpecDuration;
+use crate::plan::AfterExit;
+use crate::scenario::{RestartPolicy, Scenario};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::{Deserialize, Serialize};
+
+/// A planted bug: the model target behaves like a runtime with this defect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deviation {
+    /// Every back-off is the initial one (no doubling).
+    NoBackOffDoubling,
+    /// The first restart already waits the initial back-off.
+    BackOffOnFirstRestart,
+    /// The back-off keeps doubling past its maximum.
+    NoBackOffCap,
+    /// A container that ran past the reset threshold still waits its back-off.
+    NoBackOffReset,
+    /// Containers are restarted under restartPolicy Never.
+    RestartUnderNever,
+    /// Containers that exited 0 are restarted under restartPolicy OnFailure.
+    RestartAfterSuccessOnFailure,
+    /// A terminal pod goes back to Running shortly after its sandbox is torn down.
+    LeaveTerminalPhase,
+    /// Non-zero exits are reported as OOMKilled.
+    OomKilledForEveryFailure,
+    /// Terminated containers stay ready.
+    ReadyWhileTerminated,
+    /// Back-off waits are shown as Terminated, never as Waiting CrashLoopBackOff.
+    NoCrashLoopBackOffState,
+    /// The pod is Running while containers are still being created.
+    RunningBeforeStart,
+    /// Containers are stopped at half their run.
+    ExitsEarly,
+    /// Under restartPolicy Always, a container that exited 0 is not restarted.
+    NoRestartAfterSuccessUnderAlways,
+    /// A readiness failure kills the container, as a liveness failure would.
+    ReadinessFailureRestarts,
+    /// A container with a readiness probe is ready as soon as it is started.
+    ReadyBeforeReadinessProbe,
+    /// Liveness runs from the container's start, without waiting for the startup probe.
+    LivenessBeforeStartup,
+    /// Liveness kills at the first failure, whatever its failureThreshold.
+    LivenessIgnoresFailureThreshold,
+    /// Liveness failures never kill the container.
+    NoLivenessKill,
+    /// Readiness turns false at the first failure, whatever its failureThreshold.
+    ReadinessIgnoresFailureThreshold,
+    /// initialDelaySeconds is ignored.
+    IgnoresInitialDelay,
+    /// A probe waits for a slow answer however long it takes (no timeoutSeconds).
+    IgnoresProbeTimeout,
+    /// A probe that errors (a missing named port) counts as a failure.
+    ErrorCountsAsFailure,
+    /// A startup probe that keeps failing never gets the container killed.
+    StartupFailureIgnored,
+    /// httpGet probes succeed whatever the status code.
+    HttpStatusIgnored,
+    /// exec probes succeed whatever the exit code.
+    ExecExitCodeIgnored,
+    /// tcpSocket probes succeed even when nothing listens on the endpoint's port.
+    TcpAlwaysConnects,
+    /// grpc probes succeed on any answer, NOT_SERVING included.
+    GrpcStatusIgnored,
+}
+
+impl Deviation {
+    pub const ALL: &'static [Deviation] = &[
+        Deviation::NoBackOffDoubling,
+        Deviation::BackOffOnFirstRestart,
+        Deviation::NoBackOffCap,
+        Deviation::NoBackOffReset,
+        Deviation::RestartUnderNever,
+        Deviation::RestartAfterSuccessOnFailure,
+        Deviation::LeaveTerminalPhase,
+        Deviation::OomKilledForEveryFailure,
+        Deviation::ReadyWhileTerminated,
+        Deviation::NoCrashLoopBackOffState,
+        Deviation::RunningBeforeStart,
+        Deviation::ExitsEarly,
+        Deviation::NoRestartAfterSuccessUnderAlways,
+        Deviation::ReadinessFailureRestarts,
+        Deviation::ReadyBeforeReadinessProbe,
+        Deviation::LivenessBeforeStartup,
+        Deviation::LivenessIgnoresFailureThreshold,
+        Deviation::NoLivenessKill,
+        Deviation::ReadinessIgnoresFailureThreshold,
+        Deviation::IgnoresInitialDelay,
+        Deviation::IgnoresProbeTimeout,
+        Deviation::ErrorCountsAsFailure,
+        Deviation::StartupFailureIgnored,
+        Deviation::HttpStatusIgnored,
+        Deviation::ExecExitCodeIgnored,
+        Deviation::TcpAlwaysConnects,
+        Deviation::GrpcStatusIgnored,
+    ];
+
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    pub fn parse(name: &str) -> Option<Deviation> {
+        Deviation::ALL.iter().copied().find(|d| d.name() == name)
+    }
+}
+
+/// The scenario as a runtime with a probe bug understands it, when the bug is one of
+/// misreading the probe spec.
+pub(super) fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scenario> {
+    let mut scenario = scenario.clone();
+    let spec = scenario.pod.spec.as_mut()?;
+    let mut changed = false;
+    for container in &mut spec.containers {
+        let behaviour = scenario.behaviours.get_mut(&container.name);
+        let declared_ports: Vec<(String, i32)> = container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.clone()?, p.container_port)))
+            .collect();
+        let probes = [
+            &mut container.startup_probe,
+            &mut container.liveness_probe,
+            &mut container.readiness_probe,
+        ];
+        match deviation {
+            Deviation::LivenessBeforeStartup => {
+                changed |=
+                    container.startup_probe.take().is_some() && container.liveness_probe.is_some();
+            }
+            Deviation::NoLivenessKill => changed |= container.liveness_probe.take().is_some(),
+            Deviation::LivenessIgnoresFailureThreshold => {
+                if let Some(probe) = container.liveness_probe.as_mut() {
+                    changed |= probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) > 1;
+                    probe.failure_threshold = Some(1);
+                }
+            }
+            Deviation::ReadinessIgnoresFailureThreshold => {
+                if let Some(probe) = container.readiness_probe.as_mut() {
+                    changed |= probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) > 1;
+                    probe.failure_threshold = Some(1);
+                }
+            }
+            Deviation::StartupFailureIgnored => {
+                if let Some(probe) = container.startup_probe.as_mut() {
+                    probe.failure_threshold = Some(100_000);
+                    changed = true;
+                }
+            }
+            Deviation::IgnoresInitialDelay => {
+                for probe in probes.into_iter().flatten() {
+                    changed |= probe.initial_delay_seconds.unwrap_or(0) > 0;
+                    probe.initial_delay_seconds = None;
+                }
+            }
+            Deviation::IgnoresProbeTimeout => {
+                for probe in probes.into_iter().flatten() {
+                    probe.timeout_seconds = Some(100_000);
+                    changed = true;
+                }
+            }
+            Deviation::ErrorCountsAsFailure => {
+                let declared: Vec<String> = container
+                    .ports
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.name.clone())
+                    .collect();
+                let unresolved = |port: &mut IntOrString| {
+                    if matches!(port, IntOrString::String(name) if !declared.contains(name)) {
+                        // A port nothing listens on: a failure rather than an error.
+                        *port = IntOrString::Int(1);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                for probe in probes.into_iter().flatten() {
+                    if let Some(http) = probe.http_get.as_mut() {
+                        changed |= unresolved(&mut http.port);
+                    }
+                    if let Some(tcp) = probe.tcp_socket.as_mut() {
+                        changed |= unresolved(&mut tcp.port);
+                    }
+                }
+            }
+            Deviation::HttpStatusIgnored
+            | Deviation::ExecExitCodeIgnored
+            | Deviation::TcpAlwaysConnects
+            | Deviation::GrpcStatusIgnored => {
+                let Some(health) = behaviour.and_then(|b| b.health.as_mut()) else {
+                    continue;
+                };
+                for probe in probes.into_iter().flatten() {
+                    let endpoint = match deviation {
+                        Deviation::HttpStatusIgnored => probe
+                            .http_get
+                            .as_ref()
+                            .filter(|h| h.port == IntOrString::Int(i32::from(health.port)))
+                            .and_then(|h| h.path.clone())
+                            .map(|p| p.trim_start_matches('/').to_owned()),
+                        Deviation::ExecExitCodeIgnored => probe
+                            .exec
+                            .as_ref()
+                            .and_then(|e| e.command.as_ref()?.get(2).cloned()),
+                        Deviation::GrpcStatusIgnored => probe
+                            .grpc
+                            .as_ref()
+                            .filter(|g| health.grpc_port.map(i32::from) == Some(g.port))
+                            .and_then(|g| g.service.clone()),
+                        _ => probe.tcp_socket.as_ref().and_then(|t| {
+                            let port = match &t.port {
+                                IntOrString::Int(number) => Some(*number),
+                                IntOrString::String(name) => declared_ports
+                                    .iter()
+                                    .find(|(n, _)| n == name)
+                                    .map(|(_, p)| *p),
+                            };
+                            health
+                                .endpoints
+                                .iter()
+                                .find(|(_, e)| port.is_some() && e.tcp_port.map(i32::from) == port)
+                                .map(|(name, _)| name.clone())
+                        }),
+                    };
+                    if let Some(endpoint) = endpoint.and_then(|e| health.endpoints.get_mut(&e)) {
+                        for scripted in &mut endpoint.answers {
+                            if scripted.answer == Answer::Fail {
+                                scripted.answer = Answer::Ok;
+                                changed = true;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    changed.then_some(scenario)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deviate(
+    planned: AfterExit,
+    deviation: Option<Deviation>,
+    policy: RestartPolicy,
+    code: i32,
+    index: u32,
+    initial: SpecDuration,
+    previous_wait: Option<SpecDuration>,
+    max: SpecDuration,
+) -> AfterExit {
+    match (deviation, planned) {
+        (Some(Deviation::NoBackOffDoubling), AfterExit::RestartAfterBackOff(_)) => {
+            AfterExit::RestartAfterBackOff(initial)
+        }
+        (Some(Deviation::BackOffOnFirstRestart), AfterExit::RestartImmediately) if index == 0 => {
+            AfterExit::RestartAfterBackOff(initial)
+        }
+        (Some(Deviation::NoBackOffCap), AfterExit::RestartAfterBackOff(b)) if b >= max => {
+            AfterExit::RestartAfterBackOff(previous_wait.map_or(b, |previous| previous * 2))
+        }
+        (Some(Deviation::NoBackOffReset), AfterExit::RestartImmediately) if index > 0 => {
+            AfterExit::RestartAfterBackOff(previous_wait.map_or(initial, |p| (p * 2).min(max)))
+        }
+        (Some(Deviation::RestartUnderNever), AfterExit::StaysTerminated)
+            if policy == RestartPolicy::Never =>
+        {
+            AfterExit::RestartImmediately
+        }
+        (
+            Some(Deviation::NoRestartAfterSuccessUnderAlways),
+            AfterExit::RestartImmediately | AfterExit::RestartAfterBackOff(_),
+        ) if policy == RestartPolicy::Always && code == 0 => AfterExit::StaysTerminated,
+        (Some(Deviation::RestartAfterSuccessOnFailure), AfterExit::StaysTerminated)
+            if policy == RestartPolicy::OnFailure && code == 0 =>
+        {
+            AfterExit::RestartImmediately
+        }
+        _ => planned,
+    }
+}
