@@ -5,13 +5,12 @@
 
 mod common;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use podcheck::compile::compile;
 use podcheck::harness::observe;
 use podcheck::targets::{self, TargetError, TargetOptions};
 use podcheck_oracle::scenario::{Fault, FaultAction};
 use podcheck_oracle::{predict, ActionResult, Scenario, SpecDuration};
-use std::future::Future;
 
 const FOREVER: &str = r#"
 name: killed-from-outside
@@ -135,24 +134,6 @@ async fn killing_a_container_that_does_not_run_is_an_error_not_a_success() {
     assert!(matches!(result, Err(TargetError::Runtime(_))), "{result:?}");
 }
 
-fn trial<F>(name: &str, needs_root: bool, test: fn() -> F) -> Trial
-where
-    F: Future<Output = ()> + 'static,
-{
-    Trial::test(name, move || {
-        if needs_root {
-            podcheck_runtime::sys::check_privileges()
-                .map_err(|e| format!("the local runtime's tests need root: {e}"))?;
-        }
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Failed::from(format!("failed to start tokio: {e}")))?
-            .block_on(test());
-        Ok(())
-    })
-}
-
 fn main() {
     let args = Arguments::from_args();
     let no_root = common::skip_reason(|| {
@@ -164,21 +145,21 @@ fn main() {
         no_root.as_ref(),
     );
     let trials = vec![
-        trial(
+        common::async_trial(
             "a_scheduled_kill_is_performed_on_time_and_recorded",
-            true,
+            common::root,
             a_scheduled_kill_is_performed_on_time_and_recorded,
         )
         .with_ignored_flag(no_root.is_some()),
-        trial(
+        common::async_trial(
             "killing_a_container_that_does_not_run_is_an_error_not_a_success",
-            true,
+            common::root,
             killing_a_container_that_does_not_run_is_an_error_not_a_success,
         )
         .with_ignored_flag(no_root.is_some()),
-        trial(
+        common::async_trial(
             "actions_a_target_cannot_perform_are_not_applicable",
-            false,
+            common::anywhere,
             actions_a_target_cannot_perform_are_not_applicable,
         ),
     ];

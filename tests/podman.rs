@@ -8,7 +8,7 @@
 
 mod common;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use podcheck::runner::{load_cases, run_cases, RunOptions};
 use podcheck::targets::podman::PodmanTarget;
 use podcheck::targets::{Target, TargetOptions};
@@ -138,16 +138,10 @@ fn main() {
     let args = Arguments::from_args();
     let missing = common::skip_reason(podman_missing);
     common::note_skipped(&args, "the podman target's tests", missing.as_ref());
-    let trial = Trial::test(
+    let trial = common::async_trial(
         "the_restart_suite_runs_cleanly_and_stably_on_podman",
-        || {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failed::from(format!("failed to start tokio: {e}")))?
-                .block_on(the_restart_suite_runs_cleanly_and_stably_on_podman());
-            Ok(())
-        },
+        podman_missing,
+        the_restart_suite_runs_cleanly_and_stably_on_podman,
     )
     .with_ignored_flag(missing.is_some());
     libtest_mimic::run(&args, vec![trial]).exit();

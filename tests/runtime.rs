@@ -5,12 +5,11 @@
 mod common;
 
 use k8s_openapi::api::core::v1::{PodStatus, Volume};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use podcheck::compile::compile;
 use podcheck::targets::local::find_agent;
 use podcheck_oracle::Scenario;
 use podcheck_runtime::{LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -204,22 +203,6 @@ async fn unsupported_volumes_are_refused_naming_the_field() {
 
 /// A trial that runs `test` on a multi-threaded tokio runtime once the runtime's
 /// privileges are there; it fails naming what is missing otherwise.
-fn privileged_trial<F>(name: &str, test: fn() -> F) -> Trial
-where
-    F: Future<Output = ()> + 'static,
-{
-    Trial::test(name, move || {
-        podcheck_runtime::sys::check_privileges()
-            .map_err(|e| format!("the local runtime's tests need root: {e}"))?;
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Failed::from(format!("failed to start tokio: {e}")))?
-            .block_on(test());
-        Ok(())
-    })
-}
-
 fn main() {
     let args = Arguments::from_args();
     let no_root = common::skip_reason(|| {
@@ -233,18 +216,21 @@ fn main() {
         common::note_skipped(&args, "cgroup v2 tests", no_cgroup_v2.as_ref());
     }
     let trials = vec![
-        privileged_trial(
+        common::async_trial(
             "pods_run_in_their_own_namespaces_and_leave_nothing_behind",
+            common::root,
             pods_run_in_their_own_namespaces_and_leave_nothing_behind,
         )
         .with_ignored_flag(no_root.is_some()),
-        privileged_trial(
+        common::async_trial(
             "runs_on_a_cgroup_v2_hierarchy",
+            common::root,
             runs_on_a_cgroup_v2_hierarchy,
         )
         .with_ignored_flag(no_root.is_some() || no_cgroup_v2.is_some()),
-        privileged_trial(
+        common::async_trial(
             "unsupported_volumes_are_refused_naming_the_field",
+            common::root,
             unsupported_volumes_are_refused_naming_the_field,
         )
         .with_ignored_flag(no_root.is_some()),

@@ -4,7 +4,8 @@
 //! passed, and the reason is printed. Under `CI=true` they are never ignored: CI must
 //! exercise them, and one that cannot run fails saying why.
 
-use libtest_mimic::Arguments;
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::future::Future;
 
 /// Why tests that need what `check` looks for are skipped here: None under `CI=true`
 /// or when `check` passes.
@@ -20,4 +21,38 @@ pub fn note_skipped(args: &Arguments, what: &str, reason: Option<&String>) {
     if let (Some(reason), false) = (reason, args.list) {
         eprintln!("note: {what} are skipped: {reason}");
     }
+}
+
+/// Root, which the local runtime needs (its own privilege check, which starts nothing).
+#[allow(dead_code, reason = "not every harness runs the local runtime")]
+pub fn root() -> Result<(), String> {
+    podcheck_runtime::sys::check_privileges()
+        .map_err(|e| format!("the local runtime's tests need root: {e}"))
+}
+
+/// Nothing: the test runs anywhere.
+#[allow(
+    dead_code,
+    reason = "not every harness has tests without a precondition"
+)]
+pub fn anywhere() -> Result<(), String> {
+    Ok(())
+}
+
+/// A trial that runs an async test on a multi-threaded tokio runtime once `needs` holds;
+/// when it does not, the test fails saying why (it is only run then under `CI=true`).
+#[allow(dead_code, reason = "not every harness has async tests")]
+pub fn async_trial<F>(name: &str, needs: fn() -> Result<(), String>, test: fn() -> F) -> Trial
+where
+    F: Future<Output = ()> + 'static,
+{
+    Trial::test(name, move || {
+        needs()?;
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failed::from(format!("failed to start tokio: {e}")))?
+            .block_on(test());
+        Ok(())
+    })
 }
