@@ -1,7 +1,8 @@
 //! Renders podcheck results: JSON (machine-readable, with traces on request), JUnit XML
 //! (for CI), and a self-contained HTML conformance report.
 //!
-//! Reporters only consume results; they never run anything.
+//! Reporters only consume results; they never run anything. A new report format is one
+//! module here reading a [`RunReport`].
 
 mod errors;
 mod html;

@@ -9,6 +9,10 @@
 //!
 //! This is an independent implementation of the kubelet's behaviour: it does not use
 //! podcheck's oracle, or comparing the two would prove nothing.
+//!
+//! `kubelet/` decides (a new rule area's decisions go there, testable without root);
+//! `pod/` carries the decisions out on processes, namespaces and cgroups; `probe/` runs
+//! the probes.
 
 pub mod cgroup;
 pub mod errors;
