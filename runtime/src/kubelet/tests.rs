@@ -561,3 +561,109 @@ fn back_offs_print_as_go_durations() {
     assert_eq!(go_duration(secs(300)), "5m0s");
     assert_eq!(go_duration(secs(3600)), "1h0m0s");
 }
+
+#[test]
+fn restart_policies_are_read_by_their_api_names_only() {
+    assert_eq!(RestartPolicy::parse("Always"), Some(RestartPolicy::Always));
+    assert_eq!(
+        RestartPolicy::parse("OnFailure"),
+        Some(RestartPolicy::OnFailure)
+    );
+    assert_eq!(RestartPolicy::parse("Never"), Some(RestartPolicy::Never));
+    assert_eq!(RestartPolicy::parse("never"), None);
+    assert_eq!(RestartPolicy::parse(""), None);
+}
+
+#[test]
+fn a_termination_keeps_the_instance_s_start_finish_and_container_id() {
+    let mut pod = Pod::new(RestartPolicy::Never, vec![container("app", vec![])]);
+    pod.start();
+    assert_eq!(pod.lifecycle.uid(), "uid-1");
+    let started_at = pod
+        .status(0)
+        .state
+        .and_then(|s| s.running)
+        .and_then(|r| r.started_at)
+        .expect("startedAt while running");
+    let container_id = pod.status(0).container_id.expect("a container id");
+    pod.advance(secs(3));
+    pod.exit(0, 2);
+    let terminated = pod
+        .status(0)
+        .state
+        .and_then(|s| s.terminated)
+        .expect("terminated");
+    assert_eq!(terminated.started_at, Some(started_at));
+    assert_eq!(terminated.finished_at, Some(pod.wall()));
+    assert_eq!(terminated.container_id, Some(container_id));
+}
+
+#[test]
+fn probe_results_of_an_instance_that_no_longer_runs_are_ignored() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    pod.advance(SECOND);
+    // Instance 0 exits and is restarted at once: a late failure of instance 0 is stale.
+    assert_eq!(starts(&pod.exit(0, 1)), [1]);
+    let stale = pod.handle(Event::Probe(ProbeUpdate {
+        container: 0,
+        instance: 0,
+        kind: Kind::Liveness,
+        success: false,
+    }));
+    assert!(!stale.iter().any(|e| matches!(e, Effect::Stop { .. })));
+    // Under Never, a failure reported for the exited current instance stops nothing.
+    let mut never = Pod::new(
+        RestartPolicy::Never,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    never.start();
+    never.advance(SECOND);
+    never.exit(0, 1);
+    let after_exit = never.probe(0, Kind::Liveness, false);
+    assert!(!after_exit.iter().any(|e| matches!(e, Effect::Stop { .. })));
+}
+
+#[test]
+fn the_pod_status_carries_its_containers_host_qos_class_and_start_time() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    let first = pod.wall();
+    pod.advance(secs(5));
+    let status = pod.lifecycle.pod_status(&pod.wall(), Some(&first), None);
+    assert_eq!(status.container_statuses.map(|s| s.len()), Some(1));
+    assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    assert_eq!(status.start_time, Some(first));
+}
+
+#[test]
+fn probe_workers_see_a_container_started_once_its_startup_probe_succeeds() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Startup, None)])],
+    );
+    pod.start();
+    assert!(!pod.lifecycle.probe_view().containers[0].started);
+    pod.probe(0, Kind::Startup, true);
+    assert!(pod.lifecycle.probe_view().containers[0].started);
+}
+
+#[test]
+fn a_startup_success_reported_after_the_exit_does_not_mark_the_container_started() {
+    let mut pod = Pod::new(
+        RestartPolicy::Never,
+        vec![
+            container("app", vec![(Kind::Startup, None)]),
+            container("side", vec![]),
+        ],
+    );
+    pod.start();
+    pod.advance(SECOND);
+    pod.exit(0, 1);
+    pod.probe(0, Kind::Startup, true);
+    assert_eq!(pod.status(0).started, Some(false));
+}
