@@ -434,10 +434,14 @@ behaviours:
   b: {then: forever}
 "#;
 
+    fn plan_two() -> Vec<ContainerPlan> {
+        let scenario = Scenario::from_yaml("two", TWO).expect("scenario");
+        plan_containers(&scenario, SpecDuration::from_secs(60))
+    }
+
     #[test]
     fn first_instances_wait_for_pod_creation_and_restarts_for_the_exit_before() {
-        let scenario = Scenario::from_yaml("two", TWO).expect("scenario");
-        let plans = plan_containers(&scenario, SpecDuration::from_secs(60));
+        let plans = plan_two();
         let a = &plans[0];
         assert_eq!(a.instances[0].start_gate, StartGate::PodCreated);
         assert_eq!(
@@ -460,8 +464,7 @@ behaviours:
 
     #[test]
     fn a_gate_on_another_container_opens_within_that_instance_s_end_window() {
-        let scenario = Scenario::from_yaml("two", TWO).expect("scenario");
-        let plans = plan_containers(&scenario, SpecDuration::from_secs(60));
+        let plans = plan_two();
         let exit_of = |instance| StartGate::Exited {
             container: "a".to_owned(),
             instance,
