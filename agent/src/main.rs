@@ -101,7 +101,8 @@ fn count_start(state_dir: &Path, container: &str) -> Result<u32, String> {
     Ok(previous)
 }
 
-/// Logs SIGTERM when it arrives, then dies of it as an unprepared process would.
+/// Logs SIGTERM when it arrives, then dies of it as an unprepared process would (or exits
+/// 143 where, as PID 1, it cannot die of its own signal).
 fn watch_sigterm() {
     // SAFETY: plain libc signal-mask and sigwait calls on a local set.
     unsafe {
@@ -118,6 +119,10 @@ fn watch_sigterm() {
                 libc::signal(libc::SIGTERM, libc::SIG_DFL);
                 libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
                 libc::raise(libc::SIGTERM);
+                // As PID 1 of a PID namespace (a container on a real node) the kernel
+                // ignores a default-disposition signal (SIGNAL_UNKILLABLE in
+                // sig_task_ignored): exit with the status a death by SIGTERM reports.
+                libc::_exit(128 + libc::SIGTERM);
             }
         });
     }

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
 use podcheck_oracle::probes::ProbeKind;
-use podcheck_oracle::scenario::{BackOffParams, KubeletParams, Scenario};
+use podcheck_oracle::scenario::{CrashLoopBackOffConfig, FeatureGates, KubeletParams, Scenario};
 use podcheck_oracle::SpecDuration;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -56,15 +56,26 @@ pub fn restart_policy() -> impl Strategy<Value = Option<&'static str>> {
     one_of(&[None, Some("Always"), Some("OnFailure"), Some("Never")])
 }
 
-/// The kubelet's default back-off, or a configured maximum (KubeletCrashLoopBackOffMax).
+/// The kubelet's default back-off, a configured maximum (KubeletCrashLoopBackOffMax), or
+/// the reduced decay (ReduceDefaultCrashLoopBackOffDecay), as nodes are configured.
 pub fn kubelet() -> impl Strategy<Value = KubeletParams> {
     prop_oneof![
         4 => Just(KubeletParams::default()),
-        1 => one_of(&[20u64, 40, 60]).prop_map(|max| KubeletParams {
-            crash_loop_back_off: BackOffParams {
-                initial: SpecDuration::from_secs(10),
-                max: SpecDuration::from_secs(max),
+        1 => one_of(&[5u64, 20, 40, 60]).prop_map(|max| KubeletParams {
+            feature_gates: FeatureGates {
+                kubelet_crash_loop_back_off_max: true,
+                ..FeatureGates::default()
             },
+            crash_loop_back_off: CrashLoopBackOffConfig {
+                max_container_restart_period: Some(SpecDuration::from_secs(max)),
+            },
+        }),
+        1 => Just(KubeletParams {
+            feature_gates: FeatureGates {
+                reduce_default_crash_loop_back_off_decay: true,
+                ..FeatureGates::default()
+            },
+            ..KubeletParams::default()
         }),
     ]
 }

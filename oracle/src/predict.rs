@@ -42,25 +42,16 @@ pub enum PredictError {
         container: String,
         reason: String,
     },
-    #[error("scenario {scenario}: a container runs within {margin} of the 600s back-off reset threshold, so the restart that follows has no single prediction")]
-    AmbiguousReset {
+    #[error("scenario {scenario}, container {container}: the restart {reason}, so it has no single prediction")]
+    UndecidedRestart {
         scenario: String,
-        margin: SpecDuration,
+        container: String,
+        reason: String,
     },
 }
 
-/// Distance from the 600 s back-off reset threshold ([`plan::BACK_OFF_RESET_AFTER`])
-/// within which a container's run length leaves the restart that follows undecided.
-pub const BACK_OFF_RESET_MARGIN: SpecDuration = SpecDuration::from_secs(30);
-
 pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
     let probe = plan::plan_containers(scenario, MAX_HORIZON);
-    if plan::reset_is_ambiguous(&probe, BACK_OFF_RESET_MARGIN) {
-        return Err(PredictError::AmbiguousReset {
-            scenario: scenario.name.clone(),
-            margin: BACK_OFF_RESET_MARGIN,
-        });
-    }
     if let Some(plan) = probe.iter().find(|p| p.ambiguity.is_some()) {
         return Err(PredictError::AmbiguousProbe {
             scenario: scenario.name.clone(),
@@ -73,6 +64,19 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
         .unwrap_or_else(|| default_horizon(&probe))
         .min(MAX_HORIZON);
     let containers = plan::plan_containers(scenario, horizon);
+    // A restart decision past the horizon is never observed; one within it is refused.
+    if let Some((plan, undecided)) = containers.iter().find_map(|plan| {
+        plan.undecided
+            .as_ref()
+            .filter(|u| u.at <= horizon)
+            .map(|u| (plan, u))
+    }) {
+        return Err(PredictError::UndecidedRestart {
+            scenario: scenario.name.clone(),
+            container: plan.name.clone(),
+            reason: undecided.reason.clone(),
+        });
+    }
     let policy = scenario.restart_policy();
     let terminal_phase = if containers.iter().all(|c| c.final_exit_code().is_some()) {
         let all_zero = containers.iter().all(|c| c.final_exit_code() == Some(0));
@@ -91,7 +95,7 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
     Ok(Prediction {
         scenario: scenario.name.clone(),
         restart_policy: policy,
-        back_off: plan::effective_back_off(scenario.kubelet.crash_loop_back_off),
+        back_off: scenario.kubelet.back_off(),
         horizon,
         containers,
         terminal_phase,
@@ -172,19 +176,14 @@ fn exercised_rules(
         }
     }
     if policy == RestartPolicy::OnFailure
-        && instances().any(|i| {
-            matches!(
-                i.after_exit,
-                Some(AfterExit::RestartAfterBackOff(_) | AfterExit::RestartImmediately)
-            )
-        })
+        && instances().any(|i| i.after_exit.is_some_and(AfterExit::restarts))
     {
         rules.push(RuleId::PhaseOnfailureRestartingRunning);
     }
     if instances().any(|i| i.index > 0) {
         rules.push(RuleId::ContainerLastState);
     }
-    if instances().any(|i| matches!(i.after_exit, Some(AfterExit::RestartAfterBackOff(_)))) {
+    if instances().any(|i| i.after_exit.and_then(AfterExit::shown_back_off).is_some()) {
         rules.push(RuleId::ContainerStateWaitingCrashloop);
     }
     for plan in instances().filter_map(|i| i.probes.as_ref()) {

@@ -55,6 +55,8 @@ rule_ids! {
     RestartBackoffDoubling => "restart.backoff.doubling",
     RestartBackoffCap => "restart.backoff.cap",
     RestartBackoffReset => "restart.backoff.reset",
+    RestartBackoffCollected => "restart.backoff.collected",
+    RestartBackoffProbeKill => "restart.backoff.probe-kill",
     ConditionPodScheduled => "condition.pod-scheduled",
     ConditionPodReadyToStartContainers => "condition.pod-ready-to-start-containers",
     ConditionInitialized => "condition.initialized",
@@ -157,6 +159,10 @@ const DO_BACK_OFF: &str = "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manage
 const FLOWCONTROL: &str = "client-go util/flowcontrol/backoff.go Next, IsInBackOffSince";
 const NEW_BACK_OFF: &str =
     "kubernetes pkg/kubelet/kubelet.go newCrashLoopBackOff, crashLoopBackOff.HasExpiredFunc";
+const SYNC_POD: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go SyncPod, computePodActions";
+const HOUSEKEEPING: &str =
+    "kubernetes pkg/kubelet/kubelet_pods.go HandlePodCleanups (backOff.GC every housekeepingPeriod = 2s)";
 const POD_WORKERS: &str =
     "kubernetes pkg/kubelet/pod_workers.go completeWork (requeue after a back-off error)";
 const PROBER_MANAGER: &str = "kubernetes pkg/kubelet/prober/prober_manager.go UpdatePodStatus";
@@ -268,7 +274,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::RestartBackoffFirstImmediate,
-        statement: "The first restart of a container happens without back-off: the back-off entry only exists once a restart has happened.",
+        statement: "A container that exits while it has no back-off entry (its first exit) is restarted without back-off; that restart creates the entry at the initial back-off (10s by default, 1s under ReduceDefaultCrashLoopBackOffDecay).",
         sources: &[SEED_CRASHLOOP, DO_BACK_OFF, FLOWCONTROL, "kubernetes issue #133472 (containers crash twice before back-off applies)"],
     },
     Rule {
@@ -283,8 +289,18 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::RestartBackoffReset,
-        statement: "A container that ran for more than 600s since its last restart is restarted without back-off, and the back-off starts over at its initial value.",
+        statement: "A container that exits more than 600s after its back-off was last updated (its last restart) is restarted without back-off, and the back-off starts over at its initial value. 600s is hard-coded, whatever the maximum.",
         sources: &[NEW_BACK_OFF, FLOWCONTROL],
+    },
+    Rule {
+        id: RuleId::RestartBackoffCollected,
+        statement: "Housekeeping deletes a back-off entry 600s after its last update even while the container waits out that back-off: the container is then restarted at the next pod sync, before its back-off ends, and the back-off starts over at its initial value. The Waiting message still names the back-off that was cut short.",
+        sources: &[HOUSEKEEPING, FLOWCONTROL, NEW_BACK_OFF, POD_WORKERS],
+    },
+    Rule {
+        id: RuleId::RestartBackoffProbeKill,
+        statement: "A container killed for a failed liveness or startup probe is restarted in the same sync as the kill (restartPolicy Always or OnFailure), and the back-off is checked against the previous exited instance: the first kill restarts at once without creating a back-off entry, and later kills restart at once while the time since the previous exit exceeds the current back-off. A kill sooner than that waits the back-off out from the kill.",
+        sources: &[SYNC_POD, DO_BACK_OFF, FLOWCONTROL, "docs/fidelity/restart-after-probe-kill.md"],
     },
     Rule {
         id: RuleId::ConditionPodScheduled,

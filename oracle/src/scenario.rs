@@ -76,46 +76,140 @@ impl std::fmt::Display for FaultAction {
     }
 }
 
-/// Kubelet configuration the prediction depends on.
+/// The node's kubelet configuration the prediction depends on, named as the kubelet names
+/// it: feature gates (`featureGates`) and fields of the `KubeletConfiguration` file.
+/// Scenario knobs without a kubelet counterpart do not exist: a node cannot be told to
+/// use another initial back-off, only to lower the maximum or to use the reduced decay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubeletParams {
-    /// The container restart back-off (kubelet `backOffPeriod` and `MaxContainerBackOff`,
-    /// or `crashLoopBackOff.maxContainerRestartPeriod` where the feature gate allows).
-    #[serde(default)]
-    pub crash_loop_back_off: BackOffParams,
+    #[serde(default, skip_serializing_if = "FeatureGates::is_default")]
+    pub feature_gates: FeatureGates,
+    /// `crashLoopBackOff` of the KubeletConfiguration.
+    #[serde(default, skip_serializing_if = "CrashLoopBackOffConfig::is_default")]
+    pub crash_loop_back_off: CrashLoopBackOffConfig,
 }
+
+/// The kubelet feature gates that change what the oracle predicts; a gate not listed is
+/// at its default, and an unknown one is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureGates {
+    /// Honour `crashLoopBackOff.maxContainerRestartPeriod` (alpha in 1.32, beta and on by
+    /// default from 1.35; without the field set, the maximum stays 300 s).
+    #[serde(
+        rename = "KubeletCrashLoopBackOffMax",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub kubelet_crash_loop_back_off_max: bool,
+    /// A 1 s initial back-off and a 60 s maximum (alpha in 1.33, off by default).
+    #[serde(
+        rename = "ReduceDefaultCrashLoopBackOffDecay",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub reduce_default_crash_loop_back_off_decay: bool,
+}
+
+impl FeatureGates {
+    fn is_default(&self) -> bool {
+        *self == FeatureGates::default()
+    }
+}
+
+/// `crashLoopBackOff` in the KubeletConfiguration file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrashLoopBackOffConfig {
+    /// The node's maximum back-off, 1 s to 300 s; only with the KubeletCrashLoopBackOffMax
+    /// gate (the kubelet refuses its configuration otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_container_restart_period: Option<SpecDuration>,
+}
+
+impl CrashLoopBackOffConfig {
+    fn is_default(&self) -> bool {
+        *self == CrashLoopBackOffConfig::default()
+    }
+}
+
+/// The kubelet's constants for the container restart back-off (pkg/kubelet/kubelet.go).
+pub const INITIAL_CRASH_LOOP_BACK_OFF: SpecDuration = SpecDuration::from_secs(10);
+pub const MAX_CRASH_LOOP_BACK_OFF: SpecDuration = SpecDuration::from_secs(300);
+pub const REDUCED_INITIAL_CRASH_LOOP_BACK_OFF: SpecDuration = SpecDuration::from_secs(1);
+pub const REDUCED_MAX_CRASH_LOOP_BACK_OFF: SpecDuration = SpecDuration::from_secs(60);
+/// The range the kubelet's configuration validation allows for
+/// `crashLoopBackOff.maxContainerRestartPeriod`.
+pub const MAX_CONTAINER_RESTART_PERIOD_RANGE: (SpecDuration, SpecDuration) =
+    (SpecDuration::from_secs(1), SpecDuration::from_secs(300));
 
 impl KubeletParams {
     pub fn is_default(&self) -> bool {
         *self == KubeletParams::default()
     }
+
+    /// The back-off the kubelet uses on this node: `newCrashLoopBackOff`
+    /// (pkg/kubelet/kubelet.go). The reduced decay replaces both constants; a configured
+    /// maximum replaces the maximum and lowers the initial value when it is smaller.
+    pub fn back_off(&self) -> BackOffParams {
+        let gates = self.feature_gates;
+        let (mut initial, mut max) = if gates.reduce_default_crash_loop_back_off_decay {
+            (
+                REDUCED_INITIAL_CRASH_LOOP_BACK_OFF,
+                REDUCED_MAX_CRASH_LOOP_BACK_OFF,
+            )
+        } else {
+            (INITIAL_CRASH_LOOP_BACK_OFF, MAX_CRASH_LOOP_BACK_OFF)
+        };
+        if gates.kubelet_crash_loop_back_off_max {
+            if let Some(configured) = self.crash_loop_back_off.max_container_restart_period {
+                max = configured;
+                initial = initial.min(max);
+            }
+        }
+        BackOffParams { initial, max }
+    }
+
+    /// The kubelet's own validation of these settings (`ValidateKubeletConfiguration`):
+    /// a node with such a configuration does not start.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let field = "kubelet.crashLoopBackOff.maxContainerRestartPeriod";
+        let Some(period) = self.crash_loop_back_off.max_container_restart_period else {
+            return Ok(());
+        };
+        if !self.feature_gates.kubelet_crash_loop_back_off_max {
+            return Err(FieldError::new(
+                field.to_owned(),
+                "FeatureGate KubeletCrashLoopBackOffMax not enabled, \
+                 CrashLoopBackOff.MaxContainerRestartPeriod must not be set \
+                 (set kubelet.featureGates.KubeletCrashLoopBackOffMax: true)"
+                    .to_owned(),
+            ));
+        }
+        let (lo, hi) = MAX_CONTAINER_RESTART_PERIOD_RANGE;
+        if period < lo || period > hi {
+            return Err(FieldError::new(
+                field.to_owned(),
+                format!("{period} must be set between {lo} and {hi}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The container restart back-off a node uses, as derived from its configuration by
+/// [`KubeletParams::back_off`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BackOffParams {
-    #[serde(default = "BackOffParams::default_initial")]
     pub initial: SpecDuration,
-    #[serde(default = "BackOffParams::default_max")]
     pub max: SpecDuration,
-}
-
-impl BackOffParams {
-    fn default_initial() -> SpecDuration {
-        SpecDuration::from_secs(10)
-    }
-    fn default_max() -> SpecDuration {
-        SpecDuration::from_secs(300)
-    }
 }
 
 impl Default for BackOffParams {
     fn default() -> Self {
-        BackOffParams {
-            initial: Self::default_initial(),
-            max: Self::default_max(),
-        }
+        KubeletParams::default().back_off()
     }
 }
 
@@ -339,16 +433,7 @@ impl Scenario {
                 ),
             );
         }
-        let back_off = self.kubelet.crash_loop_back_off;
-        if back_off.initial.as_millis() == 0 || back_off.max < back_off.initial {
-            return invalid(
-                "kubelet.crashLoopBackOff",
-                format!(
-                    "initial ({}) must be positive and not above max ({})",
-                    back_off.initial, back_off.max
-                ),
-            );
-        }
+        self.kubelet.validate()?;
         Ok(())
     }
 }

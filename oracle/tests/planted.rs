@@ -57,6 +57,21 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         RuleId::RestartBackoffCap,
     ),
     (
+        Deviation::BackOffAfterProbeKill,
+        "liveness-restarts-on-failure",
+        RuleId::RestartBackoffProbeKill,
+    ),
+    (
+        Deviation::NoBackOffCollection,
+        "backoff-collected-while-waiting",
+        RuleId::RestartBackoffCollected,
+    ),
+    (
+        Deviation::BackOffResetTooSoon,
+        "backoff-kept-through-a-shorter-run",
+        RuleId::RestartBackoffDoubling,
+    ),
+    (
         Deviation::NoBackOffCap,
         "backoff-cap-default",
         RuleId::RestartBackoffCap,

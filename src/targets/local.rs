@@ -75,7 +75,7 @@ impl LocalTarget {
     }
 
     fn node(&self, kubelet: &KubeletParams) -> Result<(String, Arc<LocalRuntime>), TargetError> {
-        let back_off = kubelet.crash_loop_back_off;
+        let back_off = kubelet.back_off();
         let key = format!("backoff-{}-{}", back_off.initial, back_off.max);
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(node) = nodes.get(&key) {

@@ -433,10 +433,18 @@ pub(super) fn check_instances(
                     None,
                 );
             }
-            Some(AfterExit::RestartAfterBackOff(back_off)) => {
+            Some(
+                after_exit @ (AfterExit::RestartAfterBackOff(back_off)
+                | AfterExit::RestartWhenBackOffCollected { back_off, .. }),
+            ) => {
                 if let Some(f) = finished {
+                    let earliest_restart = match after_exit {
+                        AfterExit::RestartWhenBackOffCollected { after, .. } => after,
+                        _ => back_off,
+                    };
                     let next_start = obs.instances.get(&(index + 1)).and_then(|n| n.started);
-                    let window_over = next_start.is_some() || end > f + back_off.as_millis() as i64;
+                    let window_over =
+                        next_start.is_some() || end > f + earliest_restart.as_millis() as i64;
                     let wait = obs.crash_loop_waits.get(&index);
                     let shown_back_off = go_duration(back_off);
                     let expected_message = format!(

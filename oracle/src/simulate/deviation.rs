@@ -19,6 +19,14 @@ pub enum Deviation {
     NoBackOffCap,
     /// A container that ran past the reset threshold still waits its back-off.
     NoBackOffReset,
+    /// A liveness or startup kill is followed by the back-off a crash would get, measured
+    /// from the kill (instead of the same-sync restart checked against the exit before).
+    BackOffAfterProbeKill,
+    /// Back-off entries are never garbage-collected: a container waits out its whole
+    /// back-off even when housekeeping would have deleted the entry.
+    NoBackOffCollection,
+    /// The back-off resets after 300 s of running instead of 600 s.
+    BackOffResetTooSoon,
     /// Containers are restarted under restartPolicy Never.
     RestartUnderNever,
     /// Containers that exited 0 are restarted under restartPolicy OnFailure.
@@ -73,6 +81,9 @@ impl Deviation {
         Deviation::BackOffOnFirstRestart,
         Deviation::NoBackOffCap,
         Deviation::NoBackOffReset,
+        Deviation::BackOffAfterProbeKill,
+        Deviation::NoBackOffCollection,
+        Deviation::BackOffResetTooSoon,
         Deviation::RestartUnderNever,
         Deviation::RestartAfterSuccessOnFailure,
         Deviation::LeaveTerminalPhase,
@@ -251,6 +262,8 @@ pub(super) fn deviate(
     deviation: Option<Deviation>,
     policy: RestartPolicy,
     code: i32,
+    killed: bool,
+    ran: SpecDuration,
     index: u32,
     initial: SpecDuration,
     previous_wait: Option<SpecDuration>,
@@ -266,9 +279,24 @@ pub(super) fn deviate(
         (Some(Deviation::NoBackOffCap), AfterExit::RestartAfterBackOff(b)) if b >= max => {
             AfterExit::RestartAfterBackOff(previous_wait.map_or(b, |previous| previous * 2))
         }
-        (Some(Deviation::NoBackOffReset), AfterExit::RestartImmediately) if index > 0 => {
+        (Some(Deviation::NoBackOffReset), AfterExit::RestartImmediately)
+            if index > 0 && !killed =>
+        {
             AfterExit::RestartAfterBackOff(previous_wait.map_or(initial, |p| (p * 2).min(max)))
         }
+        (Some(Deviation::BackOffAfterProbeKill), AfterExit::RestartImmediately)
+            if index > 0 && killed =>
+        {
+            AfterExit::RestartAfterBackOff(previous_wait.map_or(initial, |p| (p * 2).min(max)))
+        }
+        (
+            Some(Deviation::BackOffResetTooSoon),
+            AfterExit::RestartAfterBackOff(_) | AfterExit::RestartWhenBackOffCollected { .. },
+        ) if ran > SpecDuration::from_secs(300) => AfterExit::RestartImmediately,
+        (
+            Some(Deviation::NoBackOffCollection),
+            AfterExit::RestartWhenBackOffCollected { back_off, .. },
+        ) => AfterExit::RestartAfterBackOff(back_off),
         (Some(Deviation::RestartUnderNever), AfterExit::StaysTerminated)
             if policy == RestartPolicy::Never =>
         {

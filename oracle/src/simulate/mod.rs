@@ -148,9 +148,14 @@ pub fn simulate(
     deviation: Option<Deviation>,
 ) -> Trace {
     // A bug that misreads the probe spec behaves as the model of the misread scenario.
+    // Its plan is followed as far as it goes, even where the oracle would refuse to
+    // predict the misread scenario (a restart decision timing could flip).
     let misread_prediction = deviation
         .and_then(|d| misread(scenario, d))
-        .and_then(|s| crate::predict::predict(&s).ok());
+        .map(|s| Prediction {
+            containers: crate::plan::plan_containers(&s, prediction.horizon),
+            ..prediction.clone()
+        });
     let planned = misread_prediction.as_ref().unwrap_or(prediction);
     let names: Vec<&str> = prediction
         .containers
@@ -249,37 +254,39 @@ pub fn simulate(
                 deviation,
                 policy,
                 code,
+                instance.end().is_some_and(|end| end.killed_by.is_some()),
+                SpecDuration::from_millis(finish - start),
                 instance.index,
                 initial,
                 previous_wait,
                 prediction.back_off.max,
             );
-            let wait = match after_exit {
+            let (lo, hi) = match after_exit {
                 AfterExit::StaysTerminated => break,
-                AfterExit::RestartImmediately => SpecDuration::ZERO,
-                AfterExit::RestartAfterBackOff(b) => b,
+                AfterExit::RestartImmediately => (SpecDuration::ZERO, STATUS_LAG),
+                AfterExit::RestartAfterBackOff(b) => (b, b + crate::plan::restart_slack(b)),
+                AfterExit::RestartWhenBackOffCollected { after, latest, .. } => (after, latest),
+                AfterExit::RestartAtOnceOrAfterBackOff(b) => {
+                    (SpecDuration::ZERO, b + crate::plan::restart_slack(b))
+                }
             };
-            previous_wait = Some(wait)
-                .filter(|w| *w > SpecDuration::ZERO)
-                .or(previous_wait);
-            let next = if wait == SpecDuration::ZERO {
-                finish + choices.pick(0, STATUS_LAG.as_millis())
-            } else {
-                let b = wait.as_millis();
-                let slack = crate::plan::restart_slack(wait).as_millis();
+            let shown = after_exit.shown_back_off();
+            previous_wait = shown.or(previous_wait);
+            if let Some(back_off) = shown {
                 if deviation != Some(Deviation::NoCrashLoopBackOffState) {
-                    let shown = finish + choices.pick(0, STATUS_LAG.as_millis().min(b));
+                    let shown_at =
+                        finish + choices.pick(0, STATUS_LAG.as_millis().min(lo.as_millis()));
                     push(
                         &mut events,
-                        shown,
+                        shown_at,
                         Event::CrashLoopWait {
                             container,
-                            back_off: wait,
+                            back_off,
                         },
                     );
                 }
-                finish + choices.pick(b, b + slack)
-            };
+            }
+            let next = finish + choices.pick(lo.as_millis(), hi.as_millis());
             start = next;
             if instance.index as usize + 1 >= plan.instances.len() {
                 // A planted restart beyond the plan: the new instance runs on.

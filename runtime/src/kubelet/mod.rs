@@ -391,13 +391,21 @@ impl PodLifecycle {
         });
         run.status.ready = false;
         run.status.started = Some(false);
-        let restart = self.terminal.is_none() && self.restart_policy.restarts(exit.code);
+        // A probe kill restarts under Always and OnFailure whatever the exit code
+        // (`shouldRestartOnFailure`); an exit follows the policy and its code.
+        let killed = run.killing;
+        let restart = self.terminal.is_none()
+            && match killed {
+                true => self.restart_policy != RestartPolicy::Never,
+                false => self.restart_policy.restarts(exit.code),
+            };
         // The termination itself shows before any restart decision, as with the kubelet.
         let mut effects = vec![Effect::Publish];
         if !restart {
+            run.crash_loop.record_exit(exit.at);
             return effects;
         }
-        match run.crash_loop.restart(&self.timing, exit.at, now) {
+        match run.crash_loop.restart(&self.timing, exit.at, killed, now) {
             Restart::Now => effects.push(Effect::Start {
                 container: exit.container,
                 instance: run.next_instance(),

@@ -241,14 +241,77 @@ fn the_back_off_resets_after_a_run_longer_than_ten_minutes() {
     pod.start();
     let waits: Vec<u64> = (0..3).map(|_| pod.crash_and_restart().as_secs()).collect();
     assert_eq!(waits, [0, 10, 20]);
-    // Exactly ten minutes since the last restart is not long enough...
-    pod.advance(secs(600));
-    assert_eq!(pod.crash_and_restart(), secs(40));
-    // ...a moment longer is: the restart is immediate and the delays start over.
+    // A moment more than ten minutes since the last restart: the entry has expired, the
+    // restart is immediate and the delays start over.
     pod.advance(secs(600) + SECOND);
     assert_eq!(pod.crash_and_restart(), Duration::ZERO);
     assert_eq!(pod.crash_and_restart(), secs(10));
+}
+
+#[test]
+fn housekeeping_cuts_a_back_off_that_outlasts_the_entry() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    let waits: Vec<u64> = (0..3).map(|_| pod.crash_and_restart().as_secs()).collect();
+    assert_eq!(waits, [0, 10, 20]);
+    // 590 s after the last restart the entry still holds 40 s, but housekeeping deletes
+    // it 600 s after that restart: the container waits 10 s, not 40 s...
+    pod.advance(secs(590));
+    pod.exit(0, 1);
+    assert_eq!(
+        pod.waiting(0).1.as_deref(),
+        Some("back-off 40s restarting failed container=app pod=web_default(uid-1)")
+    );
+    let exited = pod.now;
+    pod.wait_for_restart();
+    assert_eq!(pod.now - exited, secs(10));
+    // ...and the ladder starts over.
+    assert_eq!(pod.crash_and_restart(), secs(10));
     assert_eq!(pod.crash_and_restart(), secs(20));
+}
+
+#[test]
+fn probe_kills_restart_at_once_until_the_back_off_exceeds_the_time_since_the_exit_before() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    // Killed 5 s after each start: the first kill has no exit before it, the second
+    // creates the entry (10 s), the third finds 5 s since the previous exit, under 10 s.
+    for instance in 0..3u32 {
+        pod.advance(secs(5));
+        pod.probe(0, Kind::Liveness, false);
+        let effects = pod.exit(0, 128 + libc::SIGTERM);
+        if instance < 2 {
+            assert_eq!(starts(&effects), [instance + 1], "kill {instance}");
+        } else {
+            assert!(starts(&effects).is_empty(), "kill {instance}");
+            assert_eq!(
+                pod.waiting(0).1.as_deref(),
+                Some("back-off 10s restarting failed container=app pod=web_default(uid-1)")
+            );
+            let killed = pod.now;
+            pod.wait_for_restart();
+            assert_eq!(pod.now - killed, secs(10), "waited out from the kill");
+        }
+    }
+}
+
+#[test]
+fn a_probe_kill_after_a_long_enough_run_restarts_at_once_and_doubles_the_entry() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    assert_eq!(pod.crash_and_restart(), Duration::ZERO); // entry 10 s
+    assert_eq!(pod.crash_and_restart(), secs(10)); // entry 20 s
+    pod.advance(secs(25));
+    pod.probe(0, Kind::Liveness, false);
+    // 25 s since the previous exit is more than 20 s: at once, and the entry doubles.
+    assert_eq!(starts(&pod.exit(0, 128 + libc::SIGTERM)), [3]);
+    assert_eq!(pod.crash_and_restart(), secs(40));
 }
 
 #[test]

@@ -19,6 +19,14 @@ use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan}
 use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 
+mod backoff;
+
+use backoff::{CrashLoop, Moment};
+pub use backoff::{
+    BACK_OFF_REQUEUE_MAX, BACK_OFF_RESET_AFTER, BACK_OFF_RESET_MARGIN, HOUSEKEEPING_PERIOD,
+    PROBE_KILL_MARGIN,
+};
+
 /// PLEG relist period (`genericPlegRelistPeriod`, pkg/kubelet/kubelet.go): a container's exit
 /// is seen by the kubelet at most this late.
 pub const RELIST_PERIOD: SpecDuration = SpecDuration::from_secs(1);
@@ -31,11 +39,6 @@ pub const FIRST_START_WITHIN: SpecDuration = SpecDuration::from_secs(2);
 /// (terminal phase, a restart without back-off, the CrashLoopBackOff waiting state):
 /// one PLEG relist and one sync.
 pub const STATUS_LAG: SpecDuration = SpecDuration::from_secs(2);
-
-/// Back-off entries expire when a container ran this long since its last restart
-/// (`crashLoopBackOff.HasExpiredFunc`, pkg/kubelet/kubelet.go: `eventTime.Sub(lastUpdate) >
-/// 600*time.Second`, hard-coded regardless of the configured maximum).
-pub const BACK_OFF_RESET_AFTER: SpecDuration = SpecDuration::from_secs(600);
 
 /// How much later than the back-off the kubelet may restart a container.
 ///
@@ -61,6 +64,34 @@ pub enum AfterExit {
     RestartImmediately,
     /// Restarted once the back-off has passed since the exit.
     RestartAfterBackOff(SpecDuration),
+    /// Waits out `back_off`, but housekeeping deletes the back-off entry first: restarted
+    /// `after` to `latest` after the exit, at the first sync once the entry is gone.
+    RestartWhenBackOffCollected {
+        back_off: SpecDuration,
+        after: SpecDuration,
+        latest: SpecDuration,
+    },
+    /// After a probe kill whose time since the previous exit is too close to the back-off
+    /// for timing not to decide: restarted at once, or after the back-off from the kill.
+    RestartAtOnceOrAfterBackOff(SpecDuration),
+}
+
+impl AfterExit {
+    /// The back-off the Waiting CrashLoopBackOff state names while the container waits.
+    pub fn shown_back_off(self) -> Option<SpecDuration> {
+        match self {
+            AfterExit::RestartAfterBackOff(back_off)
+            | AfterExit::RestartWhenBackOffCollected { back_off, .. } => Some(back_off),
+            AfterExit::StaysTerminated
+            | AfterExit::RestartImmediately
+            | AfterExit::RestartAtOnceOrAfterBackOff(_) => None,
+        }
+    }
+
+    /// Whether the container is started again.
+    pub fn restarts(self) -> bool {
+        self != AfterExit::StaysTerminated
+    }
 }
 
 /// The event an instance's start window counts from.
@@ -176,6 +207,18 @@ pub struct ContainerPlan {
     /// Why the probes of some instance have no single prediction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ambiguity: Option<String>,
+    /// A back-off decision that timing noise could flip; the plan stops before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<Undecided>,
+}
+
+/// A restart decision the oracle cannot make: the plan ends at the exit that needs it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Undecided {
+    /// The earliest time of the exit, from pod creation.
+    pub at: SpecDuration,
+    pub reason: String,
 }
 
 impl ContainerPlan {
@@ -193,15 +236,6 @@ impl ContainerPlan {
     }
 }
 
-/// The container restart back-off of one container: client-go `flowcontrol.Backoff` as the
-/// kubelet configures it (`NewBackOff(initial, max)`, no jitter, 600 s expiry).
-#[derive(Clone, Copy, Debug)]
-struct BackOffEntry {
-    current: SpecDuration,
-    /// When `Next` last ran, i.e. when the current instance was started.
-    last_update: SpecDuration,
-}
-
 /// Plans each container's instances until every container settles or `until` has passed.
 ///
 /// Time stamps inside the plan are nominal (lower bounds): the back-off decisions depend
@@ -209,7 +243,7 @@ struct BackOffEntry {
 /// the earliest start.
 pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<ContainerPlan> {
     let policy = scenario.restart_policy();
-    let back_off = effective_back_off(scenario.kubelet.crash_loop_back_off);
+    let back_off = scenario.kubelet.back_off();
     let mut plans: Vec<ContainerPlan> = Vec::new();
     for (index, container) in scenario.containers().iter().enumerate() {
         let gate = StartGate::PodCreated;
@@ -221,6 +255,7 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
                 instances: Vec::new(),
                 settles: true,
                 ambiguity: None,
+                undecided: None,
             });
             continue;
         };
@@ -265,14 +300,6 @@ struct FirstStart {
     after: (SpecDuration, SpecDuration),
 }
 
-/// `newCrashLoopBackOff`: a configured maximum below the initial back-off lowers the initial.
-pub fn effective_back_off(params: BackOffParams) -> BackOffParams {
-    BackOffParams {
-        initial: params.initial.min(params.max),
-        max: params.max,
-    }
-}
-
 fn plan_one(
     name: &str,
     behaviour: &Behaviour,
@@ -282,10 +309,15 @@ fn plan_one(
     back_off: BackOffParams,
     until: SpecDuration,
 ) -> ContainerPlan {
-    let mut instances = Vec::new();
+    let mut plan = ContainerPlan {
+        name: name.to_owned(),
+        instances: Vec::new(),
+        settles: true,
+        ambiguity: None,
+        undecided: None,
+    };
     let mut carry = Carry::default();
-    let mut ambiguity = None;
-    let mut entry: Option<BackOffEntry> = None;
+    let mut crash_loop = CrashLoop::new(back_off);
     let (mut earliest, mut latest) = (first.opens.0 + first.after.0, first.opens.1 + first.after.1);
     let mut start_gate = first.gate;
     let mut start_after = first.after;
@@ -293,7 +325,7 @@ fn plan_one(
     let mut index = 0u32;
     loop {
         let run = behaviour.run_for_start(index);
-        let mut plan = InstancePlan {
+        let mut instance = InstancePlan {
             index,
             run,
             start_rule,
@@ -311,105 +343,59 @@ fn plan_one(
             };
             match plan_instance(probes, behaviour.health.as_ref(), carry, exits_at) {
                 Ok((probe_plan, carry_out)) => {
-                    plan.probes = Some(probe_plan);
+                    instance.probes = Some(probe_plan);
                     carry = carry_out;
                 }
                 Err(Ambiguous(reason)) => {
-                    ambiguity = Some(format!("instance {index}: {reason}"));
+                    plan.ambiguity = Some(format!("instance {index}: {reason}"));
                 }
             }
         }
-        let Some(end) = plan.end() else {
-            instances.push(plan);
-            return ContainerPlan {
-                name: name.to_owned(),
-                instances,
-                settles: true,
-                ambiguity,
-            };
+        let Some(end) = instance.end() else {
+            plan.instances.push(instance);
+            return plan;
         };
-        let code = end.code;
-        let finished = earliest + end.lo;
-        let finished_latest = latest + end.hi;
-        if !policy.restarts_after(code) || ambiguity.is_some() {
-            plan.after_exit = Some(AfterExit::StaysTerminated);
-            instances.push(plan);
-            return ContainerPlan {
-                name: name.to_owned(),
-                instances,
-                settles: true,
-                ambiguity,
-            };
+        let finished = Moment::new(earliest + end.lo, latest + end.hi);
+        // A probe kill restarts under Always and OnFailure whatever the exit code
+        // (`shouldRestartOnFailure`); an exit follows the policy and its code.
+        let restarts = match end.killed_by {
+            Some(_) => policy != RestartPolicy::Never,
+            None => policy.restarts_after(end.code),
+        };
+        if !restarts || plan.ambiguity.is_some() {
+            crash_loop.stays_terminated(finished);
+            instance.after_exit = Some(AfterExit::StaysTerminated);
+            plan.instances.push(instance);
+            return plan;
         }
-        // doBackOff: in back-off while now - FinishedAt < entry.backoff, unless the entry
-        // expired; once out of it, Next() doubles (or re-initialises) the entry and the
-        // container starts.
-        let expired =
-            entry.is_none_or(|e| finished.saturating_sub(e.last_update) > BACK_OFF_RESET_AFTER);
-        let (wait, rule) = match entry {
-            Some(e) if !expired => (
-                e.current,
-                if e.current >= back_off.max {
-                    RuleId::RestartBackoffCap
-                } else {
-                    RuleId::RestartBackoffDoubling
-                },
-            ),
-            Some(_) => (SpecDuration::ZERO, RuleId::RestartBackoffReset),
-            None => (SpecDuration::ZERO, RuleId::RestartBackoffFirstImmediate),
+        let restart = match crash_loop.after_end(finished, end.killed_by.is_some()) {
+            Ok(restart) => restart,
+            Err(reason) => {
+                plan.undecided = Some(Undecided {
+                    at: finished.lo,
+                    reason: format!("after instance {index}: {reason}"),
+                });
+                plan.instances.push(instance);
+                plan.settles = false;
+                return plan;
+            }
         };
-        let next_start = finished + wait;
-        entry = Some(match entry {
-            Some(e) if !expired => BackOffEntry {
-                current: (e.current * 2).min(back_off.max),
-                last_update: next_start,
-            },
-            _ => BackOffEntry {
-                current: back_off.initial,
-                last_update: next_start,
-            },
-        });
-        let slack = if wait == SpecDuration::ZERO {
-            STATUS_LAG
-        } else {
-            restart_slack(wait)
-        };
-        plan.after_exit = Some(if wait == SpecDuration::ZERO {
-            AfterExit::RestartImmediately
-        } else {
-            AfterExit::RestartAfterBackOff(wait)
-        });
-        instances.push(plan);
-        earliest = next_start;
-        latest = finished_latest + wait + slack;
+        instance.after_exit = Some(restart.after_exit);
+        plan.instances.push(instance);
+        earliest = finished.lo + restart.window.0;
+        latest = finished.hi + restart.window.1;
         start_gate = StartGate::Exited {
             container: name.to_owned(),
             instance: index,
         };
-        start_after = (wait, wait + slack);
-        start_rule = rule;
+        start_after = restart.window;
+        start_rule = restart.rule;
         index += 1;
         if earliest > until {
-            return ContainerPlan {
-                name: name.to_owned(),
-                instances,
-                settles: false,
-                ambiguity,
-            };
+            plan.settles = false;
+            return plan;
         }
     }
-}
-
-/// Whether the back-off reset decision of some instance lies so close to the 600 s
-/// threshold that timing noise could flip it; such scenarios have no single prediction.
-pub fn reset_is_ambiguous(plans: &[ContainerPlan], margin: SpecDuration) -> bool {
-    plans.iter().any(|plan| {
-        plan.instances.iter().skip(1).any(|instance| {
-            instance.end().is_some_and(|end| {
-                end.lo <= BACK_OFF_RESET_AFTER + margin && end.hi + margin >= BACK_OFF_RESET_AFTER
-            })
-        })
-    })
 }
 
 #[cfg(test)]
