@@ -1,6 +1,8 @@
 //! Compiles a scenario into the Pod manifest a target runs: every container becomes the
 //! agent, told its behaviour through the environment, with a state volume that outlives
-//! container restarts.
+//! container restarts. The fields set here (image, pull policy, command, environment,
+//! volumes) are refused in scenarios (`podcheck_oracle::fields`), so nothing of the
+//! scenario's is overwritten.
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
 use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};

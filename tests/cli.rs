@@ -94,3 +94,25 @@ fn a_failing_run_still_fails_when_the_reader_stops() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_scenario_with_a_field_the_oracle_does_not_model_is_a_usage_error_naming_it() {
+    let path: PathBuf = std::env::temp_dir().join(format!(
+        "podcheck-cli-test-resources-{}.yaml",
+        std::process::id()
+    ));
+    let scenario = "name: limited\npod:\n  spec:\n    containers:\n      - name: app\n        resources: {limits: {memory: 64Mi}}\nbehaviours:\n  app: {then: forever}\n";
+    std::fs::write(&path, scenario).expect("scenario written");
+    let output = Command::new(env!("CARGO_BIN_EXE_podcheck"))
+        .args(["predict", &path.display().to_string()])
+        .current_dir(manifest_dir())
+        .output()
+        .expect("podcheck runs");
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`pod.spec.containers[0].resources`") && stderr.contains("not modelled"),
+        "{stderr}"
+    );
+}

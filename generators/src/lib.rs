@@ -5,8 +5,9 @@
 use arbitrary::{Arbitrary, Unstructured};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Pod, PodSpec, Probe,
-    TCPSocketAction,
+    ResourceRequirements, TCPSocketAction,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
@@ -318,7 +319,7 @@ fn exec_probe() -> Probe {
 
 /// A scenario broken in one known way, with the field validation must name.
 pub fn invalid_scenario() -> impl Strategy<Value = (Scenario, String)> {
-    (scenario(), 0usize..9).prop_map(|(mut scenario, breakage)| {
+    (scenario(), 0usize..10).prop_map(|(mut scenario, breakage)| {
         let spec = scenario.pod.spec.get_or_insert_with(PodSpec::default);
         let field = match breakage {
             0 => {
@@ -365,6 +366,17 @@ pub fn invalid_scenario() -> impl Strategy<Value = (Scenario, String)> {
             7 => {
                 spec.containers[0].startup_probe = Some(Probe::default());
                 "pod.spec.containers[0].startupProbe".to_owned()
+            }
+            // A field the oracle does not model, on a valid container.
+            8 => {
+                spec.containers[0].resources = Some(ResourceRequirements {
+                    limits: Some(BTreeMap::from([(
+                        "memory".to_owned(),
+                        Quantity("64Mi".to_owned()),
+                    )])),
+                    ..ResourceRequirements::default()
+                });
+                "pod.spec.containers[0].resources".to_owned()
             }
             _ => {
                 spec.containers[0].readiness_probe = Some(Probe {

@@ -9,6 +9,7 @@ pub mod check;
 pub mod derive;
 pub mod duration;
 pub mod errors;
+pub mod fields;
 pub mod plan;
 pub mod predict;
 pub mod probes;

@@ -256,6 +256,19 @@ impl Scenario {
                 field,
                 reason,
             })?;
+        // k8s-openapi drops fields it does not know: read the pod as written to refuse them.
+        let written: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|err| ScenarioError::Parse {
+                source_name: source.to_owned(),
+                message: err.to_string(),
+            })?;
+        crate::fields::check_written_pod(&written["pod"]).map_err(
+            |FieldError { field, reason }| ScenarioError::Invalid {
+                source_name: source.to_owned(),
+                field,
+                reason,
+            },
+        )?;
         Ok(scenario)
     }
 
@@ -361,38 +374,10 @@ impl Scenario {
                     validate_probe(probe, kind, &format!("pod.spec.containers[{index}].{name}"))?;
                 }
             }
-            if container.lifecycle.is_some() {
-                return invalid(
-                    &format!("pod.spec.containers[{index}].lifecycle"),
-                    "not modelled by the oracle yet; the scenario would be half-predicted"
-                        .to_owned(),
-                );
-            }
         }
-        for (field, present) in [
-            (
-                "initContainers",
-                spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()),
-            ),
-            (
-                "ephemeralContainers",
-                spec.ephemeral_containers
-                    .as_ref()
-                    .is_some_and(|c| !c.is_empty()),
-            ),
-            (
-                "readinessGates",
-                spec.readiness_gates.as_ref().is_some_and(|c| !c.is_empty()),
-            ),
-        ] {
-            if present {
-                return invalid(
-                    &format!("pod.spec.{field}"),
-                    "not modelled by the oracle yet; the scenario would be half-predicted"
-                        .to_owned(),
-                );
-            }
-        }
+        // After the API server's checks above, so that an invalid manifest is refused for
+        // the reason Kubernetes gives.
+        crate::fields::check_pod(&self.pod)?;
         for name in self.behaviours.keys() {
             if !spec.containers.iter().any(|c| &c.name == name) {
                 return invalid(
