@@ -122,9 +122,16 @@ fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
             } else {
                 last.earliest_start + STATUS_LAG
             };
+            // A last exit that may make the pod terminal is watched until the latest
+            // moment the kubelet writes the terminal phase.
+            let after_end = if matches!(last.after_exit, Some(AfterExit::StaysTerminated)) {
+                plan::TERMINAL_PHASE_LAG
+            } else {
+                STATUS_LAG
+            };
             let run = last
                 .end()
-                .map_or(SpecDuration::ZERO, |end| end.hi + STATUS_LAG);
+                .map_or(SpecDuration::ZERO, |end| end.hi + after_end);
             let probes = last
                 .probes
                 .as_ref()

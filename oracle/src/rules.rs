@@ -180,6 +180,9 @@ const PROBER: &str = "kubernetes pkg/kubelet/prober/prober.go runProbe, runProbe
 const COMPUTE_ACTIONS: &str =
     "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions";
 const FIDELITY_PROBES: &str = "podcheck docs/fidelity/probes.md";
+const FIDELITY_PHASE: &str = "podcheck docs/fidelity/phase-conditions.md";
+const MERGE_POD_STATUS: &str =
+    "kubernetes pkg/kubelet/status/status_manager.go mergePodStatus, syncPeriod";
 
 pub const CATALOGUE: &[Rule] = &[
     Rule {
@@ -194,13 +197,13 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::PhaseSucceeded,
-        statement: "A pod whose containers all terminated with exit code 0 and will not be restarted (OnFailure or Never) is Succeeded.",
-        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
+        statement: "A pod whose containers all terminated with exit code 0 and will not be restarted (OnFailure or Never) is Succeeded. The phase may stay at its previous value after the last exit until the kubelet has stopped the pod sandbox (mergePodStatus holds back phase, reason and message, not conditions or container states): at most one relist and sync plus one 10s status reconcile period, plus the sandbox stop, which the target's tolerance covers.",
+        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE, MERGE_POD_STATUS, FIDELITY_PHASE],
     },
     Rule {
         id: RuleId::PhaseFailed,
-        statement: "Under restartPolicy Never, a pod whose containers all terminated, at least one with a non-zero exit code, is Failed.",
-        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE],
+        statement: "Under restartPolicy Never, a pod whose containers all terminated, at least one with a non-zero exit code, is Failed. The phase may stay at its previous value after the last exit until the kubelet has stopped the pod sandbox (mergePodStatus holds back phase, reason and message, not conditions or container states): at most one relist and sync plus one 10s status reconcile period, plus the sandbox stop, which the target's tolerance covers.",
+        sources: &[SEED_PHASES, DOC_LIFECYCLE, GET_PHASE, MERGE_POD_STATUS, FIDELITY_PHASE],
     },
     Rule {
         id: RuleId::PhaseAlwaysNeverTerminal,
@@ -219,8 +222,8 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ContainerStateWaitingCreating,
-        statement: "Before its first start a container is Waiting with reason ContainerCreating.",
-        sources: &[SEED_STATES, CONVERT_STATUSES],
+        statement: "Before its first start a container is Waiting with reason ContainerCreating, or Waiting with no reason once the runtime has created it but not started it yet.",
+        sources: &[SEED_STATES, CONVERT_STATUSES, FIDELITY_PHASE],
     },
     Rule {
         id: RuleId::ContainerStateRunning,
@@ -239,8 +242,8 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ContainerStateWaitingCrashloop,
-        statement: "A container waiting out its restart back-off is Waiting with reason CrashLoopBackOff and the message 'back-off D restarting failed container=...'.",
-        sources: &[SEED_CRASHLOOP, CONVERT_STATUSES, DO_BACK_OFF],
+        statement: "A container waiting out its restart back-off is Terminated in the status of the sync that saw its exit, then Waiting with reason CrashLoopBackOff and the message 'back-off D restarting failed container=...' from the next sync of the pod on (the reason cache is filled by the sync that refused the restart). That next sync comes 10-15s later up to v1.34 and at the back-off's expiry, capped at 60s and jittered by up to half, since v1.35; a back-off that has expired by then is restarted in that sync, so the Waiting state shows for one relist or not at all. The state is therefore required only for a back-off longer than 91s (90s of requeue plus one relist: the 160s and 300s steps by default); for shorter ones it may show, and when it shows its reason and message must be these. A Waiting state with no reason (created, not started) is also allowed between an exit and the restart.",
+        sources: &[SEED_CRASHLOOP, CONVERT_STATUSES, DO_BACK_OFF, POD_WORKERS, FIDELITY_PHASE],
     },
     Rule {
         id: RuleId::ContainerLastState,
@@ -319,8 +322,8 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ConditionContainersReady,
-        statement: "ContainersReady is True exactly when every container is ready; otherwise False with reason ContainersNotReady, or PodCompleted/PodFailed on a terminal pod.",
-        sources: &[SEED_CONDITIONS, GENERATE],
+        statement: "ContainersReady is True exactly when every container is ready; otherwise False with reason ContainersNotReady, or PodCompleted/PodFailed once the container states make the pod terminal, already while the kubelet still holds the terminal phase back (a Failed pod may show ContainersNotReady instead: releases before PodFailed existed).",
+        sources: &[SEED_CONDITIONS, GENERATE, MERGE_POD_STATUS, FIDELITY_PHASE],
     },
     Rule {
         id: RuleId::ConditionReady,

@@ -108,7 +108,7 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
     ),
     (
         Deviation::NoCrashLoopBackOffState,
-        "always-crash-loop-backoff",
+        "backoff-cap-default",
         RuleId::ContainerStateWaitingCrashloop,
     ),
     (
@@ -160,6 +160,16 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         Deviation::ReadinessIgnoresFailureThreshold,
         "readiness-flips-no-restart",
         RuleId::ProbeReadinessTransitions,
+    ),
+    (
+        Deviation::TerminalPhaseLate,
+        "never-exit-1-fails",
+        RuleId::PhaseFailed,
+    ),
+    (
+        Deviation::ReadyFollowsHeldPhase,
+        "never-exit-0-succeeds",
+        RuleId::ConditionContainersReady,
     ),
     (
         Deviation::IgnoresInitialDelay,
@@ -372,17 +382,15 @@ const MUTATIONS: &[(&str, &str, RuleId, Mutation)] = &[
         RuleId::PhaseOnfailureRestartingRunning,
         |t| {
             each_status(t, |s| {
-                let waiting = s
-                    .container_statuses
-                    .iter()
-                    .flatten()
-                    .all(|c| c.state.as_ref().is_some_and(|st| st.waiting.is_some()));
-                if waiting
-                    && s.container_statuses
-                        .iter()
-                        .flatten()
-                        .any(|c| c.last_state.is_some())
-                {
+                // Every container waits for its restart: in CrashLoopBackOff, or still
+                // Terminated after a failure (a short back-off may never show Waiting).
+                let restarting = s.container_statuses.iter().flatten().all(|c| {
+                    c.state.as_ref().is_some_and(|st| {
+                        st.waiting.is_some() && c.last_state.is_some()
+                            || st.terminated.as_ref().is_some_and(|t| t.exit_code != 0)
+                    })
+                });
+                if restarting {
                     s.phase = Some("Failed".to_owned());
                 }
             })

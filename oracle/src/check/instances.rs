@@ -5,7 +5,7 @@
 use super::probes::surprise_rule;
 use super::{secs, window_text, Collector};
 use crate::derive::{go_duration, terminated_reason};
-use crate::plan::{AfterExit, ContainerPlan, StartGate, STATUS_LAG};
+use crate::plan::{crash_loop_state_sustained, AfterExit, ContainerPlan, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
@@ -43,7 +43,11 @@ pub(super) fn record_container(
     obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
     let Ok(index) = u32::try_from(rc) else { return };
     let state = cs.state.as_ref();
-    let last_index = if state.and_then(|s| s.waiting.as_ref()).is_some() {
+    let waiting = state.and_then(|s| s.waiting.as_ref());
+    // A created, not yet started container (Waiting with no reason) already carries the
+    // new instance's restartCount; its lastState is the instance before.
+    let created = waiting.is_some_and(|w| w.reason.as_deref().unwrap_or("").is_empty());
+    let last_index = if waiting.is_some() && !created {
         Some(index)
     } else {
         index.checked_sub(1)
@@ -131,17 +135,19 @@ pub(super) fn check_container_snapshot(
         .is_some();
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
         let reason = waiting.reason.as_deref().unwrap_or("");
+        // An empty reason is the state of a container created but not started yet
+        // (convertToAPIContainerStatuses: ContainerStateCreated -> Waiting{}).
         if cs.restart_count == 0 && !has_last {
-            if reason != "ContainerCreating" {
+            if reason != "ContainerCreating" && !reason.is_empty() {
                 out.add(
                     RuleId::ContainerStateWaitingCreating,
                     name,
-                    "Waiting reason ContainerCreating before the first start".to_owned(),
+                    "Waiting reason ContainerCreating (or no reason once created) before the first start".to_owned(),
                     format!("Waiting reason {reason:?}"),
                     Some(t),
                 );
             }
-        } else if reason != "CrashLoopBackOff" {
+        } else if reason != "CrashLoopBackOff" && !reason.is_empty() {
             out.add(
                 RuleId::ContainerStateWaitingCrashloop,
                 name,
@@ -299,7 +305,15 @@ pub(super) fn check_instances(
                 None if end > max && i64::from(index) > max_rc => out.add(
                     if index == 0 {
                         RuleId::ContainerStateRunning
-                    } else if obs.ends_terminated {
+                    } else if obs.ends_terminated
+                        && (crash_loop_state_sustained(instance.start_after.0)
+                            || (instance.start_after.0.is_zero()
+                                && end - anchor > initial_back_off_wait(prediction)))
+                    {
+                        // A back-off too short to be sure to show Waiting may be waited
+                        // out in the Terminated state: that is no sign of a broken policy,
+                        // and neither is a missing immediate restart until a wrongly
+                        // applied initial back-off would have ended.
                         policy_rule(prediction.restart_policy)
                     } else {
                         instance.start_rule
@@ -452,7 +466,10 @@ pub(super) fn check_instances(
                         plan.name
                     );
                     match wait {
-                        None if window_over => out.add(
+                        // Only a back-off that outlasts the kubelet's requeue is sure to
+                        // show its Waiting state for a while; a shorter one may show it
+                        // for one relist or not at all.
+                        None if window_over && crash_loop_state_sustained(earliest_restart) => out.add(
                             RuleId::ContainerStateWaitingCrashloop,
                             name,
                             format!("Waiting CrashLoopBackOff between the exit of instance {index} and its restart ({expected_message} ...)"),
@@ -484,6 +501,12 @@ pub(super) fn check_instances(
             _ => {}
         }
     }
+}
+
+/// How long a restart waiting out the node's initial back-off may take.
+fn initial_back_off_wait(prediction: &Prediction) -> i64 {
+    let initial = prediction.back_off.initial;
+    (initial + crate::plan::restart_slack(initial)).as_millis() as i64
 }
 
 fn policy_rule(policy: RestartPolicy) -> RuleId {

@@ -209,6 +209,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         if !statuses.is_empty() {
             check_conditions(
                 &mut out,
+                policy,
                 &names,
                 &statuses,
                 &phase,

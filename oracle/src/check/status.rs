@@ -3,6 +3,7 @@
 
 use super::{secs, Collector};
 use crate::derive::{derive_conditions, derive_phase, is_terminal_phase};
+use crate::plan::TERMINAL_PHASE_LAG;
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
@@ -22,6 +23,9 @@ pub(super) struct PhaseWatch {
     /// from several non-atomic reads (podman) may show a brief lag, and whether a poll
     /// catches it is chance. A disagreement that lasts is reported every time.
     mismatch: Option<PhaseMismatch>,
+    /// The phase shown while the container states still allowed a non-terminal phase: the
+    /// phase `mergePodStatus` holds back once the kubelet generates a terminal one.
+    held: Option<String>,
 }
 
 impl PhaseWatch {
@@ -33,6 +37,7 @@ impl PhaseWatch {
             running_seen: false,
             phases_seen: BTreeSet::new(),
             mismatch: None,
+            held: None,
         }
     }
 
@@ -65,16 +70,34 @@ impl PhaseWatch {
         } else if phase != derived {
             let rule = phase_rule(derived, phase, statuses, policy);
             let since = self.mismatch.as_ref().map_or(t, |m| m.since);
+            // The kubelet writes the terminal phase only once the pod worker has stopped
+            // the sandbox; until then the API keeps the phase it had (mergePodStatus).
+            let held_back = is_terminal_phase(derived) && self.held.as_deref() == Some(phase);
+            let allowed = if held_back {
+                tol + TERMINAL_PHASE_LAG.as_millis() as i64
+            } else {
+                tol
+            };
             let mismatch = PhaseMismatch {
                 rule,
-                expected: format!(
-                    "phase {derived} for container states {}",
-                    describe_states(statuses)
-                ),
+                expected: if held_back {
+                    format!(
+                        "phase {derived} within {} of container states {} (the kubelet holds phase {phase} back only until the sandbox is stopped)",
+                        secs(allowed),
+                        describe_states(statuses)
+                    )
+                } else {
+                    format!(
+                        "phase {derived} for container states {}",
+                        describe_states(statuses)
+                    )
+                },
                 observed: format!("phase {phase:?}"),
                 since,
+                allowed,
+                held_back,
             };
-            if t - since >= tol {
+            if mismatch.outlasted(t) {
                 out.add(
                     mismatch.rule,
                     None,
@@ -87,10 +110,13 @@ impl PhaseWatch {
         }
         if phase == derived || self.terminal.is_some() {
             if let Some(m) = self.mismatch.take() {
-                if t - m.since >= tol {
+                if m.outlasted(t) {
                     out.add(m.rule, None, m.expected, m.observed, Some(m.since));
                 }
             }
+        }
+        if !is_terminal_phase(derived) {
+            self.held = Some(phase.to_owned());
         }
         if self.terminal.is_none() && is_terminal_phase(phase) {
             self.terminal = Some((phase.to_owned(), t));
@@ -126,6 +152,21 @@ struct PhaseMismatch {
     expected: String,
     observed: String,
     since: i64,
+    /// How long this disagreement may last.
+    allowed: i64,
+    held_back: bool,
+}
+
+impl PhaseMismatch {
+    /// A held-back phase may last the whole allowed lag; any other disagreement counts
+    /// once it has lasted the target's tolerance (at once for an exact target).
+    fn outlasted(&self, t: i64) -> bool {
+        if self.held_back {
+            t - self.since > self.allowed
+        } else {
+            t - self.since >= self.allowed
+        }
+    }
 }
 
 fn phase_rule(
@@ -177,6 +218,7 @@ pub(super) fn describe_states(statuses: &[ContainerStatus]) -> String {
 
 pub(super) fn check_conditions(
     out: &mut Collector,
+    policy: RestartPolicy,
     names: &[&str],
     statuses: &[ContainerStatus],
     phase: &str,
@@ -189,7 +231,19 @@ pub(super) fn check_conditions(
             .and_then(|st| st.running.as_ref())
             .is_some()
     });
-    for expected in derive_conditions(names, statuses, phase, true) {
+    // Conditions are generated from the phase the kubelet computes from the container
+    // states (generateAPIPodStatus), and mergePodStatus holds back only the phase: while a
+    // terminal phase is held back, they may already be the terminal ones.
+    let derived = derive_phase(names, statuses, policy);
+    let held_back = is_terminal_phase(derived) && !is_terminal_phase(phase);
+    let terminal_set = held_back.then(|| derive_conditions(names, statuses, derived, true));
+    // Every version generates PodCompleted for a Succeeded pod; only a Failed one had
+    // ContainersNotReady before PodFailed existed, the same as for the phase held back.
+    let only_terminal_set = held_back && derived == "Succeeded";
+    for (position, expected) in derive_conditions(names, statuses, phase, true)
+        .into_iter()
+        .enumerate()
+    {
         let rule = match expected.type_ {
             "PodScheduled" => RuleId::ConditionPodScheduled,
             "PodReadyToStartContainers" => RuleId::ConditionPodReadyToStartContainers,
@@ -204,12 +258,19 @@ pub(super) fn check_conditions(
         if expected.type_ == "PodReadyToStartContainers" && !any_running {
             continue;
         }
-        let matches = found.is_some_and(|c| {
-            c.status == expected.status
-                && (expected.type_ == "PodReadyToStartContainers"
-                    || c.reason.as_deref() == expected.reason)
-                && (expected.message.is_none() || c.message == expected.message)
-        });
+        let matches_one = |expected: &crate::derive::ExpectedCondition| {
+            found.is_some_and(|c| {
+                c.status == expected.status
+                    && (expected.type_ == "PodReadyToStartContainers"
+                        || c.reason.as_deref() == expected.reason)
+                    && (expected.message.is_none() || c.message == expected.message)
+            })
+        };
+        let matches = (matches_one(&expected) && !only_terminal_set)
+            || terminal_set
+                .as_ref()
+                .and_then(|set| set.get(position))
+                .is_some_and(matches_one);
         if !matches {
             let describe = |c: &PodCondition| {
                 format!(

@@ -1,10 +1,11 @@
 //! Terminal states: a pod whose containers all stay terminated reaches the predicted
-//! terminal phase soon after the last exit and tears its sandbox down; any other pod never
-//! becomes terminal.
+//! terminal phase after the last exit, once the kubelet has stopped its sandbox (at most
+//! [`TERMINAL_PHASE_LAG`] plus the target's tolerance), and shows the sandbox gone; any
+//! other pod never becomes terminal.
 
 use super::instances::ObservedContainer;
 use super::{secs, Collector};
-use crate::plan::STATUS_LAG;
+use crate::plan::{STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
@@ -20,7 +21,10 @@ pub(super) fn check_terminal(
     tol: i64,
     end: i64,
 ) {
-    let lag = STATUS_LAG.as_millis() as i64;
+    let lag = TERMINAL_PHASE_LAG.as_millis() as i64;
+    // Once the terminal phase is written the sandbox is already stopped (the phase waits
+    // for SyncTerminatingPod): PodReadyToStartContainers follows within one status write.
+    let sandbox_lag = STATUS_LAG.as_millis() as i64;
     match (prediction.terminal_phase, terminal) {
         (Some(expected), _) => {
             let rule = if expected == "Succeeded" {
@@ -68,7 +72,7 @@ pub(super) fn check_terminal(
                 }
             }
             if let Some((_, at)) = terminal {
-                if end > at + lag + tol {
+                if end > at + sandbox_lag + tol {
                     let sandbox = last_conditions
                         .iter()
                         .find(|c| c.type_ == "PodReadyToStartContainers");

@@ -39,6 +39,12 @@ pub enum Deviation {
     ReadyWhileTerminated,
     /// Back-off waits are shown as Terminated, never as Waiting CrashLoopBackOff.
     NoCrashLoopBackOffState,
+    /// The terminal phase is written a status-reconcile period later than the kubelet
+    /// at its latest would write it.
+    TerminalPhaseLate,
+    /// While the terminal phase is held back, Ready and ContainersReady follow the phase
+    /// written instead of the phase generated (what the model once required).
+    ReadyFollowsHeldPhase,
     /// The pod is Running while containers are still being created.
     RunningBeforeStart,
     /// Containers are stopped at half their run.
@@ -90,6 +96,8 @@ impl Deviation {
         Deviation::OomKilledForEveryFailure,
         Deviation::ReadyWhileTerminated,
         Deviation::NoCrashLoopBackOffState,
+        Deviation::TerminalPhaseLate,
+        Deviation::ReadyFollowsHeldPhase,
         Deviation::RunningBeforeStart,
         Deviation::ExitsEarly,
         Deviation::NoRestartAfterSuccessUnderAlways,

@@ -248,7 +248,8 @@ pub fn simulate(
                 },
             );
             exits.insert((plan.name.as_str(), instance.index), finish);
-            let mut after_exit = instance.after_exit.unwrap_or(AfterExit::StaysTerminated);
+            let planned_after_exit = instance.after_exit.unwrap_or(AfterExit::StaysTerminated);
+            let mut after_exit = planned_after_exit;
             after_exit = deviate(
                 after_exit,
                 deviation,
@@ -273,7 +274,16 @@ pub fn simulate(
             let shown = after_exit.shown_back_off();
             previous_wait = shown.or(previous_wait);
             if let Some(back_off) = shown {
-                if deviation != Some(Deviation::NoCrashLoopBackOffState) {
+                // A back-off shorter than the kubelet's requeue may show its Waiting
+                // state for one relist or not at all (plan::crash_loop_state_sustained).
+                // A planted back-off bug shows its wrong wait as a kubelet up to v1.34
+                // would: Waiting from the sync 10-15 s after the exit on.
+                let deviant_shown = after_exit != planned_after_exit
+                    && lo > SpecDuration::from_secs(15) + crate::plan::RELIST_PERIOD;
+                let shows_wait = crate::plan::crash_loop_state_sustained(lo)
+                    || deviant_shown
+                    || choices.pick(0, 1) == 1;
+                if deviation != Some(Deviation::NoCrashLoopBackOffState) && shows_wait {
                     let shown_at =
                         finish + choices.pick(0, STATUS_LAG.as_millis().min(lo.as_millis()));
                     push(
@@ -329,27 +339,39 @@ pub fn simulate(
     let mut snapshots = Vec::new();
     let mut terminal: Option<&'static str> = None;
     let mut started_at: BTreeMap<(usize, u32), u64> = BTreeMap::new();
+    // `shown` overrides the phase written while `mergePodStatus` holds a terminal phase
+    // back; the conditions always follow the phase the kubelet generated.
     let emit = |at: u64,
                 statuses: &[ContainerStatus],
                 terminal: &mut Option<&'static str>,
                 sandbox_ready: bool,
+                shown: Option<&'static str>,
                 snapshots: &mut Vec<Snapshot>| {
         let mut phase = terminal.unwrap_or_else(|| derive::derive_phase(&names, statuses, policy));
         if deviation == Some(Deviation::RunningBeforeStart) && phase == "Pending" {
             phase = "Running";
         }
-        if terminal.is_none() && derive::is_terminal_phase(phase) {
-            *terminal = Some(phase);
+        let written = shown.unwrap_or(phase);
+        if terminal.is_none() && derive::is_terminal_phase(written) {
+            *terminal = Some(written);
         }
-        let conditions = derive::derive_conditions(&names, statuses, phase, sandbox_ready)
-            .iter()
-            .map(|c| c.to_pod_condition())
-            .collect();
+        let mut conditions: Vec<_> =
+            derive::derive_conditions(&names, statuses, phase, sandbox_ready)
+                .iter()
+                .map(|c| c.to_pod_condition())
+                .collect();
+        if deviation == Some(Deviation::ReadyFollowsHeldPhase) && written != phase {
+            // Conditions computed from the phase written, not the phase generated.
+            conditions = derive::derive_conditions(&names, statuses, written, sandbox_ready)
+                .iter()
+                .map(|c| c.to_pod_condition())
+                .collect();
+        }
         snapshots.push(Snapshot {
             at: wall(at),
             metadata: PodMetadata::default(),
             status: PodStatus {
-                phase: Some(phase.to_owned()),
+                phase: Some(written.to_owned()),
                 conditions: Some(conditions),
                 container_statuses: Some(statuses.to_vec()),
                 qos_class: Some("BestEffort".to_owned()),
@@ -357,17 +379,83 @@ pub fn simulate(
                 ..PodStatus::default()
             },
         });
+        written
     };
-    emit(0, &statuses, &mut terminal, true, &mut snapshots);
+    let mut last_shown = emit(0, &statuses, &mut terminal, true, None, &mut snapshots);
+    // A terminal phase generated but held back: (the phase written meanwhile, when the
+    // sandbox is stopped, when the terminal phase is written).
+    let mut held: Option<(&'static str, u64, u64)> = None;
+    let lag = crate::plan::TERMINAL_PHASE_LAG.as_millis();
     let mut torn_down = false;
+    let flush_held = |until: u64,
+                      statuses: &[ContainerStatus],
+                      terminal: &mut Option<&'static str>,
+                      held: &mut Option<(&'static str, u64, u64)>,
+                      torn_down: &mut bool,
+                      snapshots: &mut Vec<Snapshot>,
+                      choices: &mut dyn Choices| {
+        let Some((shown, down, written)) = *held else {
+            return;
+        };
+        if down <= until && !*torn_down && down < written {
+            *torn_down = true;
+            emit(down, statuses, terminal, false, Some(shown), snapshots);
+        }
+        if written <= until {
+            *held = None;
+            *torn_down = true;
+            let phase = emit(written, statuses, terminal, false, None, snapshots);
+            if deviation == Some(Deviation::LeaveTerminalPhase) {
+                // Soon after, so that a harness which watches a settled pod only for a
+                // while still sees it.
+                let left = (written + choices.pick(0, STATUS_LAG.as_millis())).min(horizon);
+                if let Some(last) = snapshots.last().cloned() {
+                    let mut status = last.status;
+                    let _ = phase;
+                    status.phase = Some("Running".to_owned());
+                    snapshots.push(Snapshot::of_status(wall(left), status));
+                }
+            }
+        }
+    };
     for (at, _, event) in events {
+        flush_held(
+            at.min(horizon),
+            &statuses,
+            &mut terminal,
+            &mut held,
+            &mut torn_down,
+            &mut snapshots,
+            choices,
+        );
         // A correct kubelet does nothing more once the pod is terminal; a planted bug may.
-        if at > horizon || (terminal.is_some() && deviation.is_none()) {
+        if at > horizon || ((terminal.is_some() || held.is_some()) && deviation.is_none()) {
             break;
         }
         match event {
             Event::Start { container, index } => {
                 started_at.insert((container, index), at);
+                let status = &mut statuses[container];
+                if index == 0 && choices.pick(0, 1) == 1 {
+                    // Created, not started yet: Waiting with no reason
+                    // (convertToAPIContainerStatuses, ContainerStateCreated).
+                    replace_state(
+                        status,
+                        ContainerState {
+                            waiting: Some(ContainerStateWaiting::default()),
+                            ..ContainerState::default()
+                        },
+                    );
+                    let shown = (held.is_some()).then_some(last_shown);
+                    emit(
+                        at,
+                        &statuses,
+                        &mut terminal,
+                        !torn_down,
+                        shown,
+                        &mut snapshots,
+                    );
+                }
                 let status = &mut statuses[container];
                 replace_state(
                     status,
@@ -451,27 +539,47 @@ pub fn simulate(
                 });
             }
         }
-        emit(at, &statuses, &mut terminal, !torn_down, &mut snapshots);
-        if let (Some(phase), false) = (terminal, torn_down) {
-            torn_down = true;
-            // The kubelet tears the sandbox down after a pod turns terminal.
-            let down = at + choices.pick(0, STATUS_LAG.as_millis());
-            if down <= horizon {
-                let mut done = Some(phase);
-                emit(down, &statuses, &mut done, false, &mut snapshots);
-            }
-            if deviation == Some(Deviation::LeaveTerminalPhase) {
-                // Soon after the teardown, so that a harness which watches a settled pod
-                // only for a while still sees it.
-                let left = (down + choices.pick(0, STATUS_LAG.as_millis())).min(horizon);
-                if let Some(last) = snapshots.last().cloned() {
-                    let mut status = last.status;
-                    status.phase = Some("Running".to_owned());
-                    snapshots.push(Snapshot::of_status(wall(left), status));
-                }
-            }
+        let generated = terminal.unwrap_or_else(|| derive::derive_phase(&names, &statuses, policy));
+        if terminal.is_none() && held.is_none() && derive::is_terminal_phase(generated) {
+            // The sync that sees the last exit generates the terminal phase and its
+            // conditions; the phase itself is written once the sandbox is stopped.
+            let written = at + choices.pick(0, lag);
+            let written = if deviation == Some(Deviation::TerminalPhaseLate) {
+                at + lag + crate::plan::STATUS_RECONCILE_PERIOD.as_millis()
+            } else {
+                written
+            };
+            let down = at + choices.pick(0, (written - at).min(STATUS_LAG.as_millis()));
+            held = Some((last_shown, down, written));
+            emit(
+                at,
+                &statuses,
+                &mut terminal,
+                !torn_down,
+                Some(last_shown),
+                &mut snapshots,
+            );
+        } else {
+            let shown = held.map(|(shown, _, _)| shown);
+            last_shown = emit(
+                at,
+                &statuses,
+                &mut terminal,
+                !torn_down,
+                shown,
+                &mut snapshots,
+            );
         }
     }
+    flush_held(
+        horizon,
+        &statuses,
+        &mut terminal,
+        &mut held,
+        &mut torn_down,
+        &mut snapshots,
+        choices,
+    );
     Trace {
         target: match deviation {
             Some(d) => format!("model:{}", d.name()),

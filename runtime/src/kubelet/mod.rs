@@ -457,8 +457,20 @@ impl PodLifecycle {
 
     /// Stops a container a probe found unhealthy, once per instance, with the grace
     /// period of the probe, else of the pod, never below the kubelet's minimum.
+    ///
+    /// Under restartPolicy Never, when no other container keeps running, the kubelet's
+    /// `computePodActions` finds nothing to keep nor start and kills the whole pod
+    /// (`KillPod`): `killContainersWithSyncResult` passes reason `reasonUnknown`, so the
+    /// probe's own grace period is ignored and the pod's applies
+    /// (docs/fidelity/phase-conditions.md §1.7).
     fn stop_unhealthy(&mut self, container: usize, kind: Kind) -> Option<Effect> {
         let pod_grace = self.termination_grace;
+        let others_running = self
+            .containers
+            .iter()
+            .enumerate()
+            .any(|(i, c)| i != container && c.is_running());
+        let whole_pod_killed = self.restart_policy == RestartPolicy::Never && !others_running;
         let run = &mut self.containers[container];
         let (Some(pid), Some(instance)) = (run.pid, run.instance) else {
             return None;
@@ -467,14 +479,14 @@ impl PodLifecycle {
             return None;
         }
         run.killing = true;
-        let grace = run
+        let probe_grace = run
             .setup
             .probes
             .iter()
             .find(|(k, _)| *k == kind)
             .and_then(|(_, grace)| *grace)
-            .unwrap_or(pod_grace)
-            .max(MINIMUM_GRACE);
+            .filter(|_| !whole_pod_killed);
+        let grace = probe_grace.unwrap_or(pod_grace).max(MINIMUM_GRACE);
         Some(Effect::Stop {
             container,
             instance,

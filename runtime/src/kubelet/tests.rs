@@ -469,6 +469,24 @@ fn the_grace_period_is_the_probes_else_the_pods_and_never_below_two_seconds() {
 }
 
 #[test]
+fn under_never_a_liveness_kill_of_the_last_running_container_uses_the_pods_grace_period() {
+    // computePodActions: nothing kept, nothing to start -> KillPod, reason unknown, so the
+    // probe's terminationGracePeriodSeconds does not apply; with another container kept
+    // running the container alone is killed with the probe's.
+    for (others, expected) in [(0, secs(30)), (1, secs(5))] {
+        let mut containers = vec![container("app", vec![(Kind::Liveness, Some(secs(5)))])];
+        containers.extend((0..others).map(|i| container(&format!("side{i}"), vec![])));
+        let mut pod = Pod::new(RestartPolicy::Never, containers);
+        pod.start();
+        let effects = pod.probe(0, Kind::Liveness, false);
+        assert!(
+            matches!(effects[0], Effect::Stop { grace, .. } if grace == expected),
+            "{others} other running container(s): {effects:?}"
+        );
+    }
+}
+
+#[test]
 fn probes_decide_started_and_ready() {
     let mut pod = Pod::new(
         RestartPolicy::Always,
