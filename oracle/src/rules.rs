@@ -352,7 +352,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ProbeLivenessRestart,
-        statement: "Once liveness fails failureThreshold times in a row the container is killed (SIGTERM, exit 143) and restarted according to restartPolicy and the back-off, with restartCount and lastState showing it.",
+        statement: "Once liveness fails failureThreshold times in a row the container is killed (SIGTERM; exit 143 for a process that dies of it or exits as if it had, 137 after the grace period otherwise) and restarted according to restartPolicy and the back-off, with restartCount and lastState showing it.",
         sources: &[SEED_PROBES, DOC_PROBES, COMPUTE_ACTIONS, WORKER, "kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer"],
     },
     Rule {
@@ -377,7 +377,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ProbeTimeout,
-        statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too); a slower answer within the timeout succeeds.",
+        statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too, with the ExecProbeTimeout gate, on by default); a slower answer within the timeout succeeds.",
         sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe", "kubernetes pkg/probe/exec/exec.go (ExecProbeTimeout)"],
     },
     Rule {
@@ -387,7 +387,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ProbeHandlerHttp,
-        statement: "An httpGet probe succeeds on a status from 200 to 399 and fails on any other status or when nothing answers.",
+        statement: "An httpGet probe succeeds on a status from 200 to 399 and fails on any other status or when nothing answers; a redirect to the same host is followed (up to 10), and a final 3xx counts as success with a warning.",
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe"],
     },
     Rule {
