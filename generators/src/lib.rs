@@ -34,15 +34,41 @@ pub fn run() -> impl Strategy<Value = Run> {
             after: SpecDuration::from_secs(secs),
             code,
         }),
+        // Rarely, a run between 300s and 600s: long, but not long enough to expire the
+        // back-off entry.
+        1 => (320u64..=560, one_of(EXIT_CODES)).prop_map(|(secs, code)| Run::Exit {
+            after: SpecDuration::from_secs(secs),
+            code,
+        }),
     ]
 }
 
 pub fn behaviour() -> impl Strategy<Value = Behaviour> {
-    (prop::collection::vec(run(), 0..4), run()).prop_map(|(starts, then)| Behaviour {
-        starts,
-        then,
-        health: None,
-    })
+    prop_oneof![
+        12 => (prop::collection::vec(run(), 0..4), run()).prop_map(|(starts, then)| Behaviour {
+            starts,
+            then,
+            health: None,
+        }),
+        // Rarely, crashes up to the back-off's cap and then a run that ends while the
+        // entry is still live, so the wait after it may outlast the entry's 600s.
+        1 => (5usize..=7, 380u64..=560, run()).prop_map(|(crashes, secs, then)| {
+            let crash = Run::Exit {
+                after: SpecDuration::from_secs(1),
+                code: 1,
+            };
+            let mut starts = vec![crash; crashes];
+            starts.push(Run::Exit {
+                after: SpecDuration::from_secs(secs),
+                code: 1,
+            });
+            Behaviour {
+                starts,
+                then,
+                health: None,
+            }
+        }),
+    ]
 }
 
 /// One of `items`, shrinking towards the first. (`prop::sample::select` shrinks a 64-bit

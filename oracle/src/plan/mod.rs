@@ -15,7 +15,7 @@
 use crate::behaviour::{Behaviour, Run};
 use crate::duration::SpecDuration;
 use crate::errors::FieldError;
-use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbePlan};
+use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbeKind, ProbePlan};
 use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 
@@ -59,6 +59,9 @@ pub const STATUS_RECONCILE_PERIOD: SpecDuration = SpecDuration::from_secs(10);
 /// with its own tolerance. See docs/fidelity/phase-conditions.md §1.3-1.4.
 pub const TERMINAL_PHASE_LAG: SpecDuration =
     SpecDuration::from_millis(STATUS_LAG.as_millis() + STATUS_RECONCILE_PERIOD.as_millis());
+
+/// The most instances of one container a plan holds.
+pub const MAX_PLANNED_INSTANCES: u32 = 1000;
 
 /// How much later than the back-off the kubelet may restart a container.
 ///
@@ -210,6 +213,20 @@ pub struct End {
 }
 
 impl InstancePlan {
+    /// The period of the probe that kills this instance. One worker kills every instance
+    /// of a container, at most once per tick: whatever the window after this start, the
+    /// kill comes at least a period after the previous kill.
+    pub fn kill_period(&self) -> Option<SpecDuration> {
+        let probes = self.probes.as_ref()?;
+        let (kind, _) = probes.kill.as_ref()?;
+        match kind {
+            ProbeKind::Liveness => probes.probes.liveness.as_ref(),
+            ProbeKind::Startup => probes.probes.startup.as_ref(),
+            ProbeKind::Readiness => None,
+        }
+        .map(|probe| probe.period)
+    }
+
     pub fn end(&self) -> Option<End> {
         if let Some((kind, window)) = self.probes.as_ref().and_then(|p| p.kill.as_ref()) {
             return Some(End {
@@ -354,6 +371,7 @@ fn plan_one(
     };
     let mut carry = Carry::default();
     let mut crash_loop = CrashLoop::new(back_off);
+    let mut last_kill: Option<SpecDuration> = None;
     let (mut earliest, mut latest) = (first.opens.0 + first.after.0, first.opens.1 + first.after.1);
     let mut start_gate = first.gate;
     let mut start_after = first.after;
@@ -391,7 +409,13 @@ fn plan_one(
             plan.instances.push(instance);
             return plan;
         };
-        let finished = Moment::new(earliest + end.lo, latest + end.hi);
+        let mut finished = Moment::new(earliest + end.lo, latest + end.hi);
+        if let Some(period) = instance.kill_period() {
+            if let Some(previous) = last_kill {
+                finished = Moment::new(finished.lo.max(previous + period), finished.hi);
+            }
+            last_kill = Some(finished.lo);
+        }
         // A probe kill restarts under Always and OnFailure whatever the exit code
         // (`shouldRestartOnFailure`); an exit follows the policy and its code.
         let restarts = match end.killed_by {
@@ -429,6 +453,17 @@ fn plan_one(
         index += 1;
         if earliest > until {
             plan.settles = false;
+            return plan;
+        }
+        if index >= MAX_PLANNED_INSTANCES {
+            plan.settles = false;
+            plan.undecided = Some(Undecided {
+                at: earliest,
+                reason: format!(
+                    "after instance {}: more than {MAX_PLANNED_INSTANCES} instances would be planned",
+                    index - 1
+                ),
+            });
             return plan;
         }
     }

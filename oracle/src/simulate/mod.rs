@@ -190,6 +190,7 @@ pub fn simulate(
         let (after_lo, after_hi) = first.start_after;
         let mut start = gate_opened + choices.pick(after_lo.as_millis(), after_hi.as_millis());
         let mut previous_wait: Option<SpecDuration> = None;
+        let mut last_kill: Option<u64> = None;
         for instance in &plan.instances {
             if start > horizon {
                 break;
@@ -202,9 +203,17 @@ pub fn simulate(
                     index: instance.index,
                 },
             );
+            let kill_period = instance.kill_period().map(SpecDuration::as_millis);
             let mut end = instance.end().map(|end| {
                 let run_for = match end.killed_by {
-                    Some(_) => choices.pick(end.lo.as_millis(), end.hi.as_millis()),
+                    Some(_) => {
+                        let drawn = choices.pick(end.lo.as_millis(), end.hi.as_millis());
+                        // No sooner than a tick after the previous kill (plan::kill_period).
+                        let tick_after = last_kill
+                            .zip(kill_period)
+                            .map_or(0, |(kill, period)| (kill + period).saturating_sub(start));
+                        drawn.max(tick_after.min(end.hi.as_millis()))
+                    }
                     None if deviation == Some(Deviation::ExitsEarly) => end.lo.as_millis() / 2,
                     None => end.lo.as_millis(),
                 };
@@ -238,6 +247,9 @@ pub fn simulate(
             let Some((finish, code)) = end else {
                 break;
             };
+            if instance.end().is_some_and(|end| end.killed_by.is_some()) {
+                last_kill = Some(finish);
+            }
             push(
                 &mut events,
                 finish,
