@@ -102,6 +102,11 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         RuleId::ContainerStateTerminated,
     ),
     (
+        Deviation::SigkillExitAsOomKilled,
+        "never-exit-137-is-error",
+        RuleId::ContainerStateTerminated,
+    ),
+    (
         Deviation::ReadyWhileTerminated,
         "never-one-exits-other-runs",
         RuleId::ContainerReadyNoProbe,
@@ -169,7 +174,7 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
     (
         Deviation::ReadyFollowsHeldPhase,
         "never-exit-0-succeeds",
-        RuleId::ConditionContainersReady,
+        RuleId::ConditionInitialized,
     ),
     (
         Deviation::IgnoresInitialDelay,
@@ -240,6 +245,58 @@ fn every_planted_bug_is_flagged_with_its_rule_whatever_the_timing() {
             assert!(
                 verdict.violated_rules().contains(&rule),
                 "{deviation:?} on {case}: expected {rule}, got {:?}",
+                verdict.violations
+            );
+        }
+    }
+}
+
+/// The rules of the first observation a verdict reports (several when the checker
+/// cannot tell which of them one observation broke).
+fn first_rules(verdict: &podcheck_oracle::Verdict) -> Vec<RuleId> {
+    let Some(first) = verdict.violations.first() else {
+        return Vec::new();
+    };
+    verdict
+        .violations
+        .iter()
+        .take_while(|v| {
+            (v.at_ms, &v.container, &v.expected, &v.observed)
+                == (
+                    first.at_ms,
+                    &first.container,
+                    &first.expected,
+                    &first.observed,
+                )
+        })
+        .map(|v| v.rule)
+        .collect()
+}
+
+/// A user reads the first violation to find the cause: in the case that exposes each
+/// planted bug, the first one names the rule the bug breaks, whatever the timing.
+#[test]
+fn every_planted_bug_is_reported_first_under_its_rule_whatever_the_timing() {
+    for &(deviation, case, _) in PLANTED {
+        let rule = deviation.expected_rule();
+        let scenario = suite(case);
+        let prediction = predict(&scenario).expect("predictable");
+        let mut runs: Vec<Box<dyn podcheck_oracle::simulate::Choices>> =
+            vec![Box::new(Earliest), Box::new(Latest)];
+        runs.extend(
+            (0..20)
+                .map(|seed| Box::new(Seeded(seed)) as Box<dyn podcheck_oracle::simulate::Choices>),
+        );
+        for mut choices in runs {
+            let trace = simulate(&scenario, &prediction, choices.as_mut(), Some(deviation));
+            let verdict = check(&prediction, &trace);
+            let first = first_rules(&verdict);
+            assert!(
+                first.contains(&rule)
+                    || deviation
+                        .reported_instead(case)
+                        .is_some_and(|instead| first.contains(&instead)),
+                "{deviation:?} on {case}: expected {rule} first, got {:#?}",
                 verdict.violations
             );
         }
@@ -692,6 +749,62 @@ fn ready_before_success_threshold_successes_is_caught_in_the_workload_log() {
                 .violated_rules()
                 .contains(&RuleId::ProbeReadinessTransitions),
             "ready after 2 of 3 successes passed: {:#?}",
+            verdict.violations
+        );
+    }
+}
+
+/// A restart under Never that the target shows as a wait (whatever its reason, and with
+/// or without lastState) is reported under the restart policy, not under a Waiting
+/// reason rule: the wait is a consequence of the decision to restart.
+#[test]
+fn a_wait_to_restart_under_never_is_reported_as_a_restart() {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting};
+    use k8s_openapi::jiff::SignedDuration;
+    let scenario = suite("never-exit-1-fails");
+    let prediction = predict(&scenario).expect("predictable");
+    for seed in 0..10 {
+        let mut trace = simulate(&scenario, &prediction, &mut Seeded(seed), None);
+        let Some(mut waiting) = trace.snapshots.last().cloned() else {
+            panic!("no snapshots")
+        };
+        waiting.at.0 += SignedDuration::from_millis(100);
+        each_container(&mut waiting.status, |c| {
+            c.state = Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".to_owned()),
+                    message: None,
+                }),
+                ..ContainerState::default()
+            });
+            c.last_state = None;
+        });
+        trace.ended_at.0 = waiting.at.0 + SignedDuration::from_secs(1);
+        trace.snapshots.push(waiting);
+        let verdict = check(&prediction, &trace);
+        assert_eq!(
+            first_rules(&verdict),
+            vec![RuleId::RestartPolicyNever],
+            "{:#?}",
+            verdict.violations
+        );
+    }
+}
+
+/// A target that restarts a container without counting the restart is reported under
+/// restartCount, not as an instance that never started.
+#[test]
+fn a_restart_count_that_never_grows_is_reported_as_such() {
+    let scenario = suite("always-crash-then-run");
+    let prediction = predict(&scenario).expect("predictable");
+    for seed in 0..10 {
+        let mut trace = simulate(&scenario, &prediction, &mut Seeded(seed), None);
+        each_status(&mut trace, |s| each_container(s, |c| c.restart_count = 0));
+        let verdict = check(&prediction, &trace);
+        assert_eq!(
+            first_rules(&verdict),
+            vec![RuleId::ContainerRestartCount],
+            "{:#?}",
             verdict.violations
         );
     }

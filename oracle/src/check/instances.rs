@@ -5,7 +5,9 @@
 use super::probes::surprise_rule;
 use super::{secs, window_text, Collector};
 use crate::derive::{go_duration, terminated_reason};
-use crate::plan::{crash_loop_state_sustained, AfterExit, ContainerPlan, StartGate, STATUS_LAG};
+use crate::plan::{
+    crash_loop_state_sustained, AfterExit, ContainerPlan, InstancePlan, StartGate, STATUS_LAG,
+};
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::scenario::RestartPolicy;
@@ -27,6 +29,10 @@ pub(super) struct ObservedContainer {
     /// First time a CrashLoopBackOff wait was seen after instance N, with its message.
     pub(super) crash_loop_waits: BTreeMap<u32, (i64, String)>,
     pub(super) max_restart_count: Option<i32>,
+    /// When each restartCount was first seen.
+    pub(super) restart_counts_seen: BTreeMap<i32, i64>,
+    /// When a new instance was first seen without its restartCount growing.
+    pub(super) uncounted_restart: Option<i64>,
     /// Whether the latest snapshot showed the container terminated (as opposed to
     /// running or waiting for a restart).
     pub(super) ends_terminated: bool,
@@ -41,8 +47,12 @@ pub(super) fn record_container(
     let rc = cs.restart_count;
     obs.ends_terminated = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
     obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
+    obs.restart_counts_seen.entry(rc).or_insert(t);
     let Ok(index) = u32::try_from(rc) else { return };
     let state = cs.state.as_ref();
+    if new_instance_uncounted(obs, cs, index) {
+        obs.uncounted_restart.get_or_insert(t);
+    }
     let waiting = state.and_then(|s| s.waiting.as_ref());
     // A created, not yet started container (Waiting with no reason) already carries the
     // new instance's restartCount; its lastState is the instance before.
@@ -96,10 +106,57 @@ pub(super) fn record_container(
     }
 }
 
+/// Whether this status shows an instance after the one its restartCount names: running
+/// (or terminated again) after instance N was seen to exit, still counted N; or holding a
+/// previous instance in lastState while counted 0. Checked before the status is recorded.
+fn new_instance_uncounted(obs: &ObservedContainer, cs: &ContainerStatus, index: u32) -> bool {
+    let state = cs.state.as_ref();
+    if state.is_none_or(|s| s.waiting.is_some()) {
+        // Waiting out a back-off, the count still names the instance that exited.
+        return false;
+    }
+    let has_last = cs
+        .last_state
+        .as_ref()
+        .is_some_and(|s| s.terminated.is_some());
+    let running_again = state.is_some_and(|s| s.running.is_some())
+        && obs
+            .instances
+            .get(&index)
+            .is_some_and(|i| i.finished.is_some());
+    running_again || (index == 0 && has_last)
+}
+
+/// The latest instance seen to exit, if the plan keeps it terminated: a container shown
+/// waiting or running again after it was restarted against the restart policy.
+fn forbidden_restart<'p>(
+    obs: &ObservedContainer,
+    plan: &'p ContainerPlan,
+) -> Option<&'p InstancePlan> {
+    let (&index, _) = obs
+        .instances
+        .iter()
+        .rev()
+        .find(|(_, i)| i.finished.is_some())?;
+    plan.instances
+        .get(index as usize)
+        .filter(|i| i.after_exit == Some(AfterExit::StaysTerminated))
+}
+
+fn no_restart_expected(instance: &InstancePlan, policy: RestartPolicy) -> String {
+    format!(
+        "no restart after exit code {} under restartPolicy {}",
+        instance.end().map_or(0, |e| e.code),
+        policy.as_str()
+    )
+}
+
 pub(super) fn check_container_snapshot(
     out: &mut Collector,
     obs: &ObservedContainer,
     cs: &ContainerStatus,
+    plan: Option<&ContainerPlan>,
+    policy: RestartPolicy,
     t: i64,
 ) {
     let name = Some(cs.name.as_str());
@@ -135,9 +192,34 @@ pub(super) fn check_container_snapshot(
         .is_some();
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
         let reason = waiting.reason.as_deref().unwrap_or("");
-        // An empty reason is the state of a container created but not started yet
-        // (convertToAPIContainerStatuses: ContainerStateCreated -> Waiting{}).
-        if cs.restart_count == 0 && !has_last {
+        let exited = obs.instances.values().any(|i| i.finished.is_some());
+        if let Some(stays) = plan.and_then(|plan| forbidden_restart(obs, plan)) {
+            // Waiting after an exit the policy keeps terminated: whatever the reason, the
+            // container is waiting to be restarted, and that decision is what broke.
+            out.add(
+                policy_rule(policy),
+                name,
+                no_restart_expected(stays, policy),
+                format!(
+                    "Waiting reason {reason:?} after the exit of instance {}",
+                    stays.index
+                ),
+                Some(t),
+            );
+        } else if exited && cs.restart_count == 0 && !has_last {
+            // Past the first exit this is a wait to restart, not the first creation: the
+            // exited instance is missing from lastState.
+            out.add(
+                RuleId::ContainerLastState,
+                name,
+                "lastState.terminated holds the exited instance while waiting to restart"
+                    .to_owned(),
+                format!("Waiting reason {reason:?} with no lastState"),
+                Some(t),
+            );
+        } else if cs.restart_count == 0 && !has_last {
+            // An empty reason is the state of a container created but not started yet
+            // (convertToAPIContainerStatuses: ContainerStateCreated -> Waiting{}).
             if reason != "ContainerCreating" && !reason.is_empty() {
                 out.add(
                     RuleId::ContainerStateWaitingCreating,
@@ -163,6 +245,22 @@ pub(super) fn check_container_snapshot(
             name,
             "lastState.terminated holds the previous instance once restarted".to_owned(),
             format!("restartCount {} with no lastState", cs.restart_count),
+            Some(t),
+        );
+    }
+    // Recording this status changes nothing the test reads, so it gives the same answer
+    // as before recording.
+    let uncounted =
+        u32::try_from(cs.restart_count).is_ok_and(|index| new_instance_uncounted(obs, cs, index));
+    if uncounted {
+        out.add(
+            RuleId::ContainerRestartCount,
+            name,
+            "restartCount grows by one with every new instance".to_owned(),
+            format!(
+                "restartCount {} for an instance started after instance {} exited",
+                cs.restart_count, cs.restart_count
+            ),
             Some(t),
         );
     }
@@ -299,12 +397,15 @@ pub(super) fn check_instances(
                     format!("started {} after {from}", secs(s - anchor)),
                     Some(s),
                 ),
-                // Not started in time. A container left terminated was never going to
-                // be restarted: the restart policy was broken; one waiting out a
-                // back-off broke the back-off.
+                // Not started in time. A new instance shown under an old restartCount
+                // was started but not counted; a container left terminated was never
+                // going to be restarted: the restart policy was broken; one waiting out
+                // a back-off broke the back-off. Broken when the window closed.
                 None if end > max && i64::from(index) > max_rc => out.add(
                     if index == 0 {
                         RuleId::ContainerStateRunning
+                    } else if obs.uncounted_restart.is_some() {
+                        RuleId::ContainerRestartCount
                     } else if obs.ends_terminated
                         && (crash_loop_state_sustained(instance.start_after.0)
                             || (instance.start_after.0.is_zero()
@@ -327,7 +428,7 @@ pub(super) fn check_instances(
                         "not started {} after {from} (restartCount {max_rc})",
                         secs(end - anchor)
                     ),
-                    None,
+                    Some(max),
                 ),
                 Some(s) => out.inside(s, min, max),
                 _ => {}
@@ -401,7 +502,7 @@ pub(super) fn check_instances(
                                     "no termination reported {} after its start",
                                     secs(end - s)
                                 ),
-                                None,
+                                Some(due),
                             );
                         }
                     }
@@ -428,7 +529,7 @@ pub(super) fn check_instances(
                         name,
                         format!("instance {index} keeps running (its process never exits)"),
                         format!("replaced by a new instance (restartCount {max_rc})"),
-                        None,
+                        next_instance_seen(obs, index),
                     );
                 }
             }
@@ -438,13 +539,9 @@ pub(super) fn check_instances(
                 out.add(
                     policy_rule(prediction.restart_policy),
                     name,
-                    format!(
-                        "no restart after exit code {} under restartPolicy {}",
-                        instance.end().map_or(0, |e| e.code),
-                        prediction.restart_policy.as_str()
-                    ),
+                    no_restart_expected(instance, prediction.restart_policy),
                     format!("restartCount {max_rc}"),
-                    None,
+                    next_instance_seen(obs, index),
                 );
             }
             Some(
@@ -507,6 +604,21 @@ pub(super) fn check_instances(
 fn initial_back_off_wait(prediction: &Prediction) -> i64 {
     let initial = prediction.back_off.initial;
     (initial + crate::plan::restart_slack(initial)).as_millis() as i64
+}
+
+/// When an instance after `index` was first seen: its start, or a restartCount past
+/// `index`, whichever showed first.
+fn next_instance_seen(obs: &ObservedContainer, index: u32) -> Option<i64> {
+    let started = obs.instances.get(&(index + 1)).and_then(|i| i.started);
+    let counted = obs
+        .restart_counts_seen
+        .range(i32::try_from(index).unwrap_or(i32::MAX).saturating_add(1)..)
+        .map(|(_, &at)| at)
+        .min();
+    match (started, counted) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn policy_rule(policy: RestartPolicy) -> RuleId {

@@ -129,7 +129,13 @@ impl Collector {
     ) {
         let key = (rule, container.map(str::to_owned), expected.clone());
         if let Some(&index) = self.seen.get(&key) {
-            self.violations[index].occurrences += 1;
+            let violation = &mut self.violations[index];
+            violation.occurrences += 1;
+            // A violation is dated by the first time it was seen, whichever check saw it.
+            violation.at_ms = match (violation.at_ms, at_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             return;
         }
         self.seen.insert(key, self.violations.len());
@@ -141,6 +147,34 @@ impl Collector {
             at_ms,
             occurrences: 1,
         });
+    }
+}
+
+/// Violations in the order a user reads them to find the cause: by the time each was
+/// first seen (undated ones last), and at equal times the cause before its symptoms.
+fn in_reading_order(mut violations: Vec<Violation>) -> Vec<Violation> {
+    // Stable: violations seen at the same time by the same kind of check keep the order
+    // the checks found them in.
+    violations.sort_by_key(|v| (v.at_ms.unwrap_or(i64::MAX), causal_rank(v.rule)));
+    violations
+}
+
+/// Where a rule stands in the chain the kubelet follows: an instance ends (its process
+/// exits, or a probe has it killed); the kubelet decides whether and when to start the
+/// next one (restart policy, back-off, restart count); the container's status fields show
+/// those decisions; the pod's phase, then its conditions, are derived from those fields.
+/// A symptom downstream is seen no earlier than its cause, but often in the same
+/// snapshot; this orders such ties.
+fn causal_rank(rule: RuleId) -> u8 {
+    let id = rule.as_str();
+    match rule {
+        RuleId::ContainerRunsToCompletion => 0,
+        _ if id.starts_with("probe.") => 0,
+        RuleId::ContainerStateRunning | RuleId::ContainerRestartCount => 1,
+        _ if id.starts_with("restart.") => 1,
+        _ if id.starts_with("container.") => 2,
+        _ if id.starts_with("phase.") => 3,
+        _ => 4,
     }
 }
 
@@ -196,7 +230,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             let plan = prediction.containers.iter().find(|p| p.name == cs.name);
             if let Some(obs) = observed.get_mut(cs.name.as_str()) {
                 record_container(obs, cs, t, trace);
-                check_container_snapshot(&mut out, obs, cs, t);
+                check_container_snapshot(&mut out, obs, cs, plan, policy, t);
                 if let Some(plan) = plan {
                     check_probe_flags(&mut out, plan, obs, cs, t, tol);
                 }
@@ -258,7 +292,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         end,
     );
 
-    verdict.violations = out.violations;
+    verdict.violations = in_reading_order(out.violations);
     verdict.timing_headroom_ms = out.headroom;
     if !verdict.violations.is_empty() {
         verdict.outcome = Outcome::Fail;

@@ -272,6 +272,10 @@ pub(super) fn check_conditions(
                 .and_then(|set| set.get(position))
                 .is_some_and(matches_one);
         if !matches {
+            let expected = match terminal_set.as_ref().and_then(|set| set.get(position)) {
+                Some(terminal) if only_terminal_set => terminal.clone(),
+                _ => expected,
+            };
             let describe = |c: &PodCondition| {
                 format!(
                     "{}={} reason={:?}{}",

@@ -66,7 +66,8 @@ pub(super) fn check_terminal(
                             secs(lag + tol)
                         ),
                         "no terminal phase".to_owned(),
-                        None,
+                        // Broken once the allowed lag after the last exit ran out.
+                        Some(anchor + lag + tol),
                     ),
                     _ => {}
                 }

@@ -513,8 +513,12 @@ pub fn simulate(
                 code,
             } => {
                 let status = &mut statuses[container];
-                let reason = if code != 0 && deviation == Some(Deviation::OomKilledForEveryFailure)
-                {
+                let oom_killed = match deviation {
+                    Some(Deviation::OomKilledForEveryFailure) => code != 0,
+                    Some(Deviation::SigkillExitAsOomKilled) => code == 137,
+                    _ => false,
+                };
+                let reason = if oom_killed {
                     "OOMKilled"
                 } else {
                     derive::terminated_reason(code)
