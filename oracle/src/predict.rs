@@ -201,6 +201,7 @@ fn exercised_rules(
         };
         let probes = &plan.probes;
         add(RuleId::ProbeStartupStarted);
+        add(RuleId::ProbePeriod);
         if let Some(window) = &plan.started {
             add(window.early_rule);
             window.late_rules.iter().for_each(|r| add(*r));

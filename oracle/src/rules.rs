@@ -72,6 +72,7 @@ rule_ids! {
     ProbeReadinessNoRestart => "probe.readiness.no-restart",
     ProbeInitialDelay => "probe.initial-delay",
     ProbeTimeout => "probe.timeout",
+    ProbePeriod => "probe.period",
     ProbeErrorNotFailure => "probe.error-not-failure",
     ProbeHandlerHttp => "probe.handler.http",
     ProbeHandlerTcp => "probe.handler.tcp",
@@ -379,6 +380,11 @@ pub const CATALOGUE: &[Rule] = &[
         id: RuleId::ProbeTimeout,
         statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too, with the ExecProbeTimeout gate, on by default); a slower answer within the timeout succeeds.",
         sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe", "kubernetes pkg/probe/exec/exec.go (ExecProbeTimeout)"],
+    },
+    Rule {
+        id: RuleId::ProbePeriod,
+        statement: "A probe runs every periodSeconds on a fixed grid (liveness and startup exactly, readiness at least that often): consecutive probes of one worker on one container are periodSeconds apart, except right after a probe that outlasted its period, which is abandoned at timeoutSeconds.",
+        sources: &[SEED_PROBES, DOC_PROBES, WORKER, FIDELITY_PROBES],
     },
     Rule {
         id: RuleId::ProbeErrorNotFailure,

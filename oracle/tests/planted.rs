@@ -221,6 +221,21 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         "tcp-readiness-follows-listener",
         RuleId::ProbeHandlerTcp,
     ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "liveness-failure-count-resets",
+        RuleId::ProbePeriod,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "exec-liveness-restarts",
+        RuleId::ProbePeriod,
+    ),
+    (
+        Deviation::LivenessFailureCountNotReset,
+        "liveness-failure-count-resets",
+        RuleId::ProbeLivenessFailureThreshold,
+    ),
 ];
 
 #[test]
@@ -667,23 +682,23 @@ fn a_missing_back_off_is_caught_without_seeing_any_exit() {
 }
 
 /// The workload's log of the instance a liveness probe killed: its start, `failures`
-/// failed answers of /live in a row, then SIGTERM.
+/// failed answers of /live in a row, then SIGTERM; probes every 2s (the case's period)
+/// from its initialDelaySeconds (2s) on.
 fn liveness_log(instance: i32, failures: usize) -> Vec<String> {
     let mut lines = vec![format!(
         r#"{{"event":"start","start":{instance},"run":"forever","tsMs":0}}"#
     )];
-    for _ in 0..3 {
-        lines.push(
-            r#"{"event":"probe","via":"http","endpoint":"live","answer":"ok","tsMs":1}"#.to_owned(),
-        );
+    let answers = std::iter::repeat_n("ok", 3).chain(std::iter::repeat_n("fail", failures));
+    let mut at = 2000;
+    for answer in answers {
+        lines.push(format!(
+            r#"{{"event":"probe","via":"http","endpoint":"live","answer":"{answer}","tsMs":{at}}}"#
+        ));
+        at += 2000;
     }
-    for _ in 0..failures {
-        lines.push(
-            r#"{"event":"probe","via":"http","endpoint":"live","answer":"fail","tsMs":2}"#
-                .to_owned(),
-        );
-    }
-    lines.push(r#"{"event":"signal","signal":"SIGTERM","tsMs":3}"#.to_owned());
+    lines.push(format!(
+        r#"{{"event":"signal","signal":"SIGTERM","tsMs":{at}}}"#
+    ));
     lines
 }
 

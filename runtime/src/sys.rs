@@ -390,6 +390,12 @@ pub fn process_alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Whether `pid` is a live process with namespaces to enter: false once it has exited,
+/// also while it is a zombie nobody has reaped yet (its namespaces are gone at exit).
+pub fn has_namespaces(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}/ns/mnt")).exists()
+}
+
 /// Whether `dir` is on a tmpfs (statfs magic TMPFS_MAGIC).
 pub fn is_tmpfs(dir: &Path) -> bool {
     let Ok(path) = cstring(dir) else { return false };
@@ -397,5 +403,28 @@ pub fn is_tmpfs(dir: &Path) -> bool {
     unsafe {
         let mut info: libc::statfs = std::mem::zeroed();
         libc::statfs(path.as_ptr(), &mut info) == 0 && info.f_type == libc::TMPFS_MAGIC
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_namespaces;
+
+    /// An exec probe into a container whose process exited must see it gone, also before
+    /// the process is reaped: a zombie has no namespaces to enter.
+    #[test]
+    fn an_exited_process_has_no_namespaces_even_unreaped() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while has_namespaces(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let gone_before_reaping = !has_namespaces(pid);
+        let _ = child.wait();
+        assert!(gone_before_reaping, "a zombie still shows namespaces");
+        assert!(has_namespaces(std::process::id() as i32));
     }
 }

@@ -158,13 +158,26 @@ impl Target for ModelTarget {
         )))
     }
 
+    /// The simulated workload's log of the container's latest instance (the model has no
+    /// log of earlier ones).
     async fn logs(
         &self,
-        _pod: &PodRef,
-        _container: &str,
-        _previous: bool,
+        pod: &PodRef,
+        container: &str,
+        previous: bool,
     ) -> Result<String, TargetError> {
-        Ok(String::new())
+        if previous {
+            return Ok(String::new());
+        }
+        let traces = self.traces();
+        let trace = traces
+            .get(&pod.uid)
+            .ok_or_else(|| TargetError::NoSuchPod(pod.uid.clone()))?;
+        Ok(trace
+            .logs
+            .get(container)
+            .map(|lines| lines.join("\n"))
+            .unwrap_or_default())
     }
 
     async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {

@@ -24,7 +24,7 @@ use instances::{
     record_container, ObservedContainer,
 };
 use k8s_openapi::api::core::v1::PodCondition;
-use probes::{check_liveness_log, check_probe_flags, check_readiness_log};
+use probes::{check_liveness_log, check_probe_cadence, check_probe_flags, check_readiness_log};
 use serde::{Deserialize, Serialize};
 use status::{check_conditions, PhaseWatch};
 use std::collections::{BTreeMap, BTreeSet};
@@ -279,6 +279,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         if let Some(lines) = trace.logs.get(&plan.name) {
             check_liveness_log(&mut out, plan, lines);
             check_readiness_log(&mut out, plan, lines, trace);
+            check_probe_cadence(&mut out, plan, lines, trace, tol);
         }
     }
     phases.check_running_shown(&mut out, prediction);

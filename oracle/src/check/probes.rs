@@ -6,10 +6,11 @@ use super::instances::ObservedContainer;
 use super::{secs, Collector};
 use crate::duration::SpecDuration;
 use crate::plan::{ContainerPlan, InstancePlan};
+use crate::probes::{Handler, ProbeKind, ProbeModel, PROBE_SLACK};
 use crate::rules::RuleId;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::ContainerStatus;
-use podcheck_wire::{Answered, WorkloadLog};
+use podcheck_wire::{Answered, Event, WorkloadLog};
 
 /// `started` and `ready` of a running container against what its probes allow at that
 /// moment of its instance (timed from the instance's observed start).
@@ -271,6 +272,265 @@ pub(super) fn check_readiness_log(
             format!("ready after {successes} consecutive successful answers of /{endpoint} (the workload's log)"),
             None,
         );
+    }
+}
+
+/// One probe as the workload logged it: when it arrived (spec ms after the instance's
+/// start) and whether its answer was slow (the prober may have waited past its period).
+#[derive(Clone, Copy, Debug)]
+struct Arrival {
+    at: i64,
+    slow: bool,
+}
+
+/// The cadence of every probe whose requests the workload's log shows exactly (an endpoint
+/// no other probe of the container asks; not TCP, whose refused connections leave no
+/// line), on the instance the log belongs to.
+///
+/// A kubelet's worker probes on a `time.NewTicker(period)` grid, so every probe arrives
+/// one set-up latency after a grid point; the check allows each arrival [`PROBE_SLACK`]
+/// plus the target's tolerance off one grid, so the error of a wrong period adds up over
+/// the run and a period 1s too long shows after a few probes even at a coarse tolerance:
+/// - liveness and startup: the arrivals of a run fit one grid of step periodSeconds;
+/// - readiness (also probed on demand, which resets the ticker): never more than a period
+///   apart;
+/// - after a slow answer: the next probe comes at most max(period, timeout) later (Go's
+///   ticker keeps one tick for a busy receiver; the prober gives up at timeoutSeconds), and
+///   the grid is taken up again from the probe after it;
+/// - the first probe comes no sooner than initialDelaySeconds after the start.
+pub(super) fn check_probe_cadence(
+    out: &mut Collector,
+    plan: &ContainerPlan,
+    lines: &[String],
+    trace: &Trace,
+    tol: i64,
+) {
+    let log = WorkloadLog::parse(lines);
+    let events = log.events().since_last_start();
+    let Some((index, start_ts)) = events.iter().find_map(|e| match e.event {
+        Event::Start { start, .. } => Some((start, e.ts_ms)),
+        _ => None,
+    }) else {
+        return;
+    };
+    let Some(probes) = plan
+        .instances
+        .get(index as usize)
+        .or_else(|| plan.instances.last().filter(|_| !plan.settles))
+        .and_then(|i| i.probes.as_ref())
+    else {
+        return;
+    };
+    let scale = trace.timing.time_scale.max(1e-9);
+    let created_ms = trace.created_at.0.as_millisecond();
+    let start_ms = i64::try_from(start_ts).unwrap_or(i64::MAX);
+    let spec = |ts: u64| -> i64 {
+        let wall = i64::try_from(ts)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(start_ms);
+        (wall as f64 / scale).round() as i64
+    };
+    let band = PROBE_SLACK.as_millis() as i64 + tol;
+    let all = [
+        &probes.probes.startup,
+        &probes.probes.liveness,
+        &probes.probes.readiness,
+    ];
+    for probe in all.iter().copied().flatten() {
+        if probe.handler == Handler::Tcp {
+            continue;
+        }
+        let Some(endpoint) = probe.endpoint() else {
+            continue;
+        };
+        let shared = all
+            .iter()
+            .copied()
+            .flatten()
+            .filter(|other| other.endpoint() == Some(endpoint))
+            .count()
+            > 1;
+        if shared {
+            continue;
+        }
+        let arrivals: Vec<Arrival> = events
+            .answers(endpoint)
+            .map(|a| Arrival {
+                at: spec(a.ts_ms),
+                slow: a.answer == Some(Answered::Slow),
+            })
+            .collect();
+        let at_ms = |arrival: &Arrival| {
+            let wall = start_ms - created_ms;
+            Some((wall as f64 / scale).round() as i64 + arrival.at)
+        };
+        let cadence = Cadence {
+            probe,
+            index,
+            container: &plan.name,
+            endpoint,
+            band,
+        };
+        if let Some(first) = arrivals.first() {
+            let delay = probe.initial_delay.as_millis() as i64;
+            if first.at < delay - band {
+                out.add(
+                    RuleId::ProbeInitialDelay,
+                    Some(&plan.name),
+                    format!(
+                        "instance {index}: no {} probe before initialDelaySeconds ({}) after the start",
+                        cadence.kind(),
+                        secs(delay)
+                    ),
+                    format!(
+                        "/{endpoint} asked {} after the start (the workload's log)",
+                        secs(first.at)
+                    ),
+                    at_ms(first),
+                );
+            }
+        }
+        let mut run: Vec<Arrival> = Vec::new();
+        let mut previous: Option<Arrival> = None;
+        for arrival in &arrivals {
+            match previous {
+                Some(before) if before.slow => {
+                    cadence.after_slow(out, before, *arrival, at_ms(arrival));
+                    cadence.check_run(out, &run, at_ms);
+                    // This probe may have run on the tick kept while the slow one ran:
+                    // the grid is taken up again from the next one.
+                    run.clear();
+                }
+                Some(before) if probe.kind == ProbeKind::Readiness => {
+                    cadence.at_most_a_period(out, before, *arrival, at_ms(arrival));
+                }
+                _ => run.push(*arrival),
+            }
+            previous = Some(*arrival);
+        }
+        cadence.check_run(out, &run, at_ms);
+    }
+}
+
+/// What the cadence of one probe is checked against.
+struct Cadence<'a> {
+    probe: &'a ProbeModel,
+    index: u32,
+    container: &'a str,
+    endpoint: &'a str,
+    /// How far (spec ms) an arrival may lie off its grid point.
+    band: i64,
+}
+
+impl Cadence<'_> {
+    fn kind(&self) -> &'static str {
+        match self.probe.kind {
+            ProbeKind::Startup => "startup",
+            ProbeKind::Liveness => "liveness",
+            ProbeKind::Readiness => "readiness",
+        }
+    }
+
+    fn period(&self) -> i64 {
+        self.probe.period.as_millis() as i64
+    }
+
+    /// Consecutive arrivals of a liveness or startup worker lie on one grid of step
+    /// periodSeconds, each within the band of its grid point.
+    fn check_run(
+        &self,
+        out: &mut Collector,
+        run: &[Arrival],
+        at_ms: impl Fn(&Arrival) -> Option<i64>,
+    ) {
+        if self.probe.kind == ProbeKind::Readiness || run.len() < 2 {
+            return;
+        }
+        let period = self.period();
+        let residuals = run
+            .iter()
+            .enumerate()
+            .map(|(step, a)| a.at - step as i64 * period);
+        let (lo, hi) = residuals.fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
+        let spread = hi - lo;
+        if spread > self.band {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            let mean = (last.at - first.at) / (run.len() as i64 - 1);
+            out.add(
+                RuleId::ProbePeriod,
+                Some(self.container),
+                format!(
+                    "instance {}: {} probes every {} (each within {} of one grid)",
+                    self.index,
+                    self.kind(),
+                    secs(period),
+                    secs(self.band)
+                ),
+                format!(
+                    "{} probes of /{} from {} to {} after the start: every {} on average, {} off one grid (the workload's log)",
+                    run.len(),
+                    self.endpoint,
+                    secs(first.at),
+                    secs(last.at),
+                    secs(mean),
+                    secs(spread)
+                ),
+                at_ms(&last),
+            );
+        }
+    }
+
+    /// After a slow answer the prober gave up at timeoutSeconds at the latest, and the tick
+    /// Go's ticker kept while it waited fires at once.
+    fn after_slow(&self, out: &mut Collector, before: Arrival, next: Arrival, at: Option<i64>) {
+        let limit = self.period().max(self.probe.timeout.as_millis() as i64) + self.band;
+        if next.at - before.at > limit {
+            out.add(
+                RuleId::ProbeTimeout,
+                Some(self.container),
+                format!(
+                    "instance {}: a slow answer abandoned at timeoutSeconds ({}): the next {} probe at most {} later",
+                    self.index,
+                    secs(self.probe.timeout.as_millis() as i64),
+                    self.kind(),
+                    secs(limit)
+                ),
+                format!(
+                    "/{} asked {} after a slow answer (the workload's log)",
+                    self.endpoint,
+                    secs(next.at - before.at)
+                ),
+                at,
+            );
+        }
+    }
+
+    /// Readiness is also probed on demand, never less often than every periodSeconds.
+    fn at_most_a_period(
+        &self,
+        out: &mut Collector,
+        before: Arrival,
+        next: Arrival,
+        at: Option<i64>,
+    ) {
+        let limit = self.period() + self.band;
+        if next.at - before.at > limit {
+            out.add(
+                RuleId::ProbePeriod,
+                Some(self.container),
+                format!(
+                    "instance {}: readiness probes at least every {}",
+                    self.index,
+                    secs(self.period())
+                ),
+                format!(
+                    "/{} asked {} after the probe before (the workload's log)",
+                    self.endpoint,
+                    secs(next.at - before.at)
+                ),
+                at,
+            );
+        }
     }
 }
 

@@ -503,8 +503,11 @@ fn plan_listening_after(
     }
 
     // What a worker may still be counting when the instance ends: the outcome of the
-    // moment, and failures, since a worker probes a dying process until the kubelet sees
-    // its exit. A kill puts liveness and startup on hold, which zeroes their runs.
+    // moment, and failures, since a worker probes a dead process until the kubelet sees
+    // its exit (PLEG): an HTTP, TCP or gRPC probe then finds nothing listening, a failure.
+    // Not an exec probe: CRI ExecSync on a stopped container is an error, which the worker
+    // discards (docs/fidelity/probes.md §11). A kill puts liveness and startup on hold,
+    // which zeroes their runs.
     if let Some(at) = end {
         let outcome_at = |probe: &Option<ProbeModel>, gate: SpecDuration| {
             let probe = probe.as_ref()?;
@@ -518,24 +521,27 @@ fn plan_listening_after(
                 .map(|s| s.outcome)
                 .filter(|o| *o != ProbeResult::Error)
         };
-        let dying = ProbeResults {
+        let dying = |probe: &Option<ProbeModel>| ProbeResults {
             success: false,
-            failure: true,
+            failure: probe.as_ref().is_some_and(|p| p.handler != Handler::Exec),
         };
         let started_from = started_internal.map(|(lo, _)| lo);
         if plan.kill.is_none() {
             if probes.startup.is_some() && started_internal.is_none_or(|(_, hi)| at <= hi) {
-                carry_out.startup = dying.with(outcome_at(&probes.startup, SpecDuration::ZERO));
+                carry_out.startup =
+                    dying(&probes.startup).with(outcome_at(&probes.startup, SpecDuration::ZERO));
             }
             if let Some(from) = started_from {
                 if outcome_at(&probes.liveness, from).is_some() {
-                    carry_out.liveness = dying.with(outcome_at(&probes.liveness, from));
+                    carry_out.liveness =
+                        dying(&probes.liveness).with(outcome_at(&probes.liveness, from));
                 }
             }
         }
         if let Some(from) = started_from {
             if outcome_at(&probes.readiness, from).is_some() {
-                carry_out.readiness = dying.with(outcome_at(&probes.readiness, from));
+                carry_out.readiness =
+                    dying(&probes.readiness).with(outcome_at(&probes.readiness, from));
             }
         }
     }

@@ -83,6 +83,11 @@ pub enum Deviation {
     TcpAlwaysConnects,
     /// grpc probes succeed on any answer, NOT_SERVING included.
     GrpcStatusIgnored,
+    /// Every probe runs every periodSeconds + 1s.
+    ProbePeriodOneSecondLonger,
+    /// A liveness success between failures does not reset the failure count: failure
+    /// bursts add up. Acted out as if the successes between two bursts were failures too.
+    LivenessFailureCountNotReset,
 }
 
 impl Deviation {
@@ -120,6 +125,8 @@ impl Deviation {
         Deviation::ExecExitCodeIgnored,
         Deviation::TcpAlwaysConnects,
         Deviation::GrpcStatusIgnored,
+        Deviation::ProbePeriodOneSecondLonger,
+        Deviation::LivenessFailureCountNotReset,
     ];
 
     pub fn name(self) -> String {
@@ -295,6 +302,36 @@ pub(super) fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scena
                     probe.initial_delay_seconds = None;
                 }
             }
+            Deviation::ProbePeriodOneSecondLonger => {
+                for probe in probes.into_iter().flatten() {
+                    probe.period_seconds =
+                        Some(probe.period_seconds.filter(|p| *p > 0).unwrap_or(10) + 1);
+                    changed = true;
+                }
+            }
+            Deviation::LivenessFailureCountNotReset => {
+                let endpoint = container
+                    .liveness_probe
+                    .as_ref()
+                    .and_then(liveness_endpoint);
+                let script = behaviour
+                    .and_then(|b| b.health.as_mut())
+                    .zip(endpoint)
+                    .and_then(|(health, name)| health.endpoints.get_mut(&name));
+                if let Some(script) = script {
+                    let fails: Vec<usize> = (0..script.answers.len())
+                        .filter(|i| script.answers[*i].answer == Answer::Fail)
+                        .collect();
+                    if let (Some(&first), Some(&last)) = (fails.first(), fails.last()) {
+                        for scripted in &mut script.answers[first..last] {
+                            if scripted.answer != Answer::Fail {
+                                scripted.answer = Answer::Fail;
+                                changed = true;
+                            }
+                        }
+                    }
+                }
+            }
             Deviation::IgnoresProbeTimeout => {
                 for probe in probes.into_iter().flatten() {
                     probe.timeout_seconds = Some(100_000);
@@ -379,6 +416,21 @@ pub(super) fn misread(scenario: &Scenario, deviation: Deviation) -> Option<Scena
         }
     }
     changed.then_some(scenario)
+}
+
+/// The health endpoint a liveness probe asks (HTTP path, the agent's exec `probe NAME`,
+/// gRPC service).
+fn liveness_endpoint(probe: &k8s_openapi::api::core::v1::Probe) -> Option<String> {
+    if let Some(http) = &probe.http_get {
+        return http
+            .path
+            .as_ref()
+            .map(|p| p.trim_start_matches('/').to_owned());
+    }
+    if let Some(exec) = &probe.exec {
+        return exec.command.as_ref()?.get(2).cloned();
+    }
+    probe.grpc.as_ref()?.service.clone()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -21,6 +21,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 
 mod deviation;
+mod log;
 
 pub use deviation::Deviation;
 use deviation::{deviate, misread};
@@ -157,6 +158,13 @@ pub fn simulate(
             ..prediction.clone()
         });
     let planned = misread_prediction.as_ref().unwrap_or(prediction);
+    // A longer period the misread scenario could not be planned with still shows in the log.
+    let period_extra = match deviation {
+        Some(Deviation::ProbePeriodOneSecondLonger) if misread_prediction.is_none() => {
+            SpecDuration::from_secs(1)
+        }
+        _ => SpecDuration::ZERO,
+    };
     let names: Vec<&str> = prediction
         .containers
         .iter()
@@ -173,6 +181,8 @@ pub fn simulate(
     };
     // When each instance exited, for the start gates of the containers planned after it.
     let mut exits: BTreeMap<(&str, u32), u64> = BTreeMap::new();
+    // The workload's log of each container's latest instance (what `kubectl logs` shows).
+    let mut logs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (container, plan) in planned.containers.iter().enumerate() {
         let Some(first) = plan.instances.first() else {
             continue;
@@ -229,9 +239,31 @@ pub fn simulate(
                         end = Some((at, crate::probes::KILLED_EXIT_CODE));
                     }
                 }
-                for (at, started, ready) in
-                    probe_events(probe_plan, start, end.map(|e| e.0), choices, deviation)
-                {
+                let flags = probe_events(probe_plan, start, end.map(|e| e.0), choices, deviation);
+                // The checker counts readiness successes in the log of such a container,
+                // which this log does not hold (see `log`).
+                let counted = plan
+                    .instances
+                    .iter()
+                    .any(|i| i.probes.as_ref().is_some_and(|p| p.readiness_log.is_some()));
+                if !counted {
+                    let instance = log::Instance {
+                        behaviour: scenario.behaviours.get(&plan.name),
+                        plan: probe_plan,
+                        index: instance.index,
+                        run: instance.run,
+                        start,
+                        started_at: flags
+                            .iter()
+                            .find(|(_, started, _)| *started == Some(true))
+                            .map(|(at, _, _)| *at),
+                        end: end.map(|e| e.0),
+                        horizon,
+                        period_extra,
+                    };
+                    logs.insert(plan.name.clone(), log::instance_log(&instance, choices));
+                }
+                for (at, started, ready) in flags {
                     push(
                         &mut events,
                         at,
@@ -610,7 +642,7 @@ pub fn simulate(
         snapshots,
         events: Vec::new(),
         actions: Vec::new(),
-        logs: BTreeMap::new(),
+        logs,
     }
 }
 

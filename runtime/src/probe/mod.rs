@@ -335,7 +335,7 @@ async fn execute(
                 let mut child = child;
                 child.wait()
             });
-            match tokio::time::timeout(timeout, wait).await {
+            let outcome = match tokio::time::timeout(timeout, wait).await {
                 Ok(Ok(Ok(status))) => Ok(status.success()),
                 Ok(Ok(Err(e))) => Err(ProbeError::io("wait for the exec probe's command", e)),
                 Ok(Err(e)) => Err(ProbeError::io(
@@ -347,7 +347,15 @@ async fn execute(
                     sys::kill(child_pid, libc::SIGKILL);
                     Ok(false)
                 }
+            };
+            // CRI ExecSync on a container whose process is gone fails ("container is in
+            // CONTAINER_EXITED state"): an error, which the worker discards, not a failed
+            // command. The command may have run before the process died, and failed
+            // because nothing answered any more: that attempt is an error too.
+            if matches!(outcome, Ok(false)) && !sys::has_namespaces(pid) {
+                return Err(ProbeError::NotRunning);
             }
+            outcome
         }
     }
 }
