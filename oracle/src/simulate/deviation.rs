@@ -149,6 +149,8 @@ impl Deviation {
             Deviation::NoBackOffCap => RuleId::RestartBackoffCap,
             Deviation::NoBackOffReset => RuleId::RestartBackoffReset,
             Deviation::BackOffAfterProbeKill => RuleId::RestartBackoffProbeKill,
+            Deviation::ProbePeriodOneSecondLonger => RuleId::ProbePeriod,
+            Deviation::LivenessFailureCountNotReset => RuleId::ProbeLivenessFailureThreshold,
             Deviation::NoBackOffCollection => RuleId::RestartBackoffCollected,
             Deviation::BackOffResetTooSoon => RuleId::RestartBackoffDoubling,
             Deviation::TerminalPhaseLate => RuleId::PhaseFailed,
