@@ -476,6 +476,11 @@ pub(super) fn check_instances(
                     if f - s < lo - tol {
                         let rule = if planned_end.killed_by.is_some() {
                             early_rule
+                        } else if observed_code == Some(code)
+                            && code != crate::probes::KILLED_EXIT_CODE
+                        {
+                            // The process's own exit code, only sooner: no probe killed it.
+                            RuleId::ContainerRunsToCompletion
                         } else {
                             surprise_rule(instance, f - s)
                         };
@@ -566,7 +571,13 @@ pub(super) fn check_instances(
                         // Only a back-off that outlasts the kubelet's requeue is sure to
                         // show its Waiting state for a while; a shorter one may show it
                         // for one relist or not at all.
-                        None if window_over && crash_loop_state_sustained(earliest_restart) => out.add(
+                        // A restart before its window already breaks the back-off; the
+                        // Waiting state it skipped is not a second cause.
+                        None if window_over
+                            && crash_loop_state_sustained(earliest_restart)
+                            && next_start.is_none_or(|s| {
+                                s >= f + earliest_restart.as_millis() as i64 - tol
+                            }) => out.add(
                             RuleId::ContainerStateWaitingCrashloop,
                             name,
                             format!("Waiting CrashLoopBackOff between the exit of instance {index} and its restart ({expected_message} ...)"),

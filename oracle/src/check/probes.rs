@@ -475,7 +475,9 @@ impl Cadence<'_> {
                     secs(mean),
                     secs(spread)
                 ),
-                at_ms(&last),
+                // A wrong cadence is off from the first interval on; what it delays (a kill,
+                // a flip) comes later and must not be read as the cause.
+                at_ms(&run[1]),
             );
         }
     }

@@ -193,6 +193,75 @@ impl Deviation {
 /// these apart needs the workload's probe log (what the agent answered before the flag
 /// flipped or the kill came), which the checker does not use to attribute yet.
 const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
+    // A reset after 300 s comes where the kubelet's collection of the entry would have
+    // let the restart come: the restart is counted against that window.
+    (
+        Deviation::BackOffResetTooSoon,
+        "backoff-collected-while-waiting",
+        RuleId::RestartBackoffCollected,
+    ),
+    // A liveness probe run before its delay kills a container that is not up yet: the
+    // kill is what the status shows.
+    (
+        Deviation::IgnoresInitialDelay,
+        "liveness-initial-delay-enough",
+        RuleId::ProbeLivenessFailureThreshold,
+    ),
+    // A kill at the first failure looks like a probe started before its initial delay.
+    (
+        Deviation::LivenessIgnoresFailureThreshold,
+        "liveness-initial-delay-too-short",
+        RuleId::ProbeInitialDelay,
+    ),
+    // Only the latest instance's log can be read (as with `kubectl logs`): the late kill of
+    // an earlier instance shows before the cadence of the last one.
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "liveness-initial-delay-too-short",
+        RuleId::ProbeLivenessRestart,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "liveness-restarts-on-failure",
+        RuleId::ProbeLivenessRestart,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "readiness-before-a-carried-liveness-kill",
+        RuleId::ProbeLivenessRestart,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "startup-probe-fails-restarts",
+        RuleId::ProbeStartupFailureRestart,
+    ),
+    // The next probe after a slow answer comes a period late: read as a timeout not kept.
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "liveness-timeout-too-low",
+        RuleId::ProbeTimeout,
+    ),
+    // The same bug on a pod that succeeds.
+    (
+        Deviation::TerminalPhaseLate,
+        "never-exit-0-succeeds",
+        RuleId::PhaseSucceeded,
+    ),
+    (
+        Deviation::TerminalPhaseLate,
+        "onfailure-exit-0-not-restarted",
+        RuleId::PhaseSucceeded,
+    ),
+    (
+        Deviation::TerminalPhaseLate,
+        "onfailure-mixed-containers",
+        RuleId::PhaseSucceeded,
+    ),
+    (
+        Deviation::TerminalPhaseLate,
+        "onfailure-retries-until-success",
+        RuleId::PhaseSucceeded,
+    ),
     // Ready at once, where the only readiness probe errors (a missing named port),
     // looks the same as an error counted as a success.
     (
@@ -452,7 +521,9 @@ pub(super) fn deviate(
         (Some(Deviation::NoBackOffDoubling), AfterExit::RestartAfterBackOff(_)) => {
             AfterExit::RestartAfterBackOff(initial)
         }
-        (Some(Deviation::BackOffOnFirstRestart), AfterExit::RestartImmediately) if index == 0 => {
+        (Some(Deviation::BackOffOnFirstRestart), AfterExit::RestartImmediately)
+            if index == 0 && !killed =>
+        {
             AfterExit::RestartAfterBackOff(initial)
         }
         (Some(Deviation::NoBackOffCap), AfterExit::RestartAfterBackOff(b)) if b >= max => {

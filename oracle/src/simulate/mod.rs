@@ -149,13 +149,21 @@ pub fn simulate(
     deviation: Option<Deviation>,
 ) -> Trace {
     // A bug that misreads the probe spec behaves as the model of the misread scenario.
-    // Its plan is followed as far as it goes, even where the oracle would refuse to
-    // predict the misread scenario (a restart decision timing could flip).
+    // Planned over the same observation. A restart the misread plan cannot decide is
+    // played as far as the plan goes (the bug shows before it); a misread scenario whose
+    // probes have no single prediction is played as the correct one.
     let misread_prediction = deviation
         .and_then(|d| misread(scenario, d))
-        .map(|s| Prediction {
-            containers: crate::plan::plan_containers(&s, prediction.horizon),
-            ..prediction.clone()
+        .and_then(|mut s| {
+            s.observe_for = Some(prediction.horizon);
+            match crate::predict::predict(&s) {
+                Ok(misread) => Some(misread),
+                Err(crate::predict::PredictError::UndecidedRestart { .. }) => Some(Prediction {
+                    containers: crate::plan::plan_containers(&s, prediction.horizon),
+                    ..prediction.clone()
+                }),
+                Err(_) => None,
+            }
         });
     let planned = misread_prediction.as_ref().unwrap_or(prediction);
     // A longer period the misread scenario could not be planned with still shows in the log.
