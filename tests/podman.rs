@@ -48,7 +48,7 @@ async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
     // podman's time cannot be scaled: keep to the cases that finish within seconds.
     let run_options = RunOptions {
         keep_traces: true,
-        max_horizon: Some(SpecDuration::from_secs(20)),
+        max_horizon: Some(SpecDuration::from_secs(26)),
     };
     let mut verdicts = Vec::new();
     for round in 0..2 {
