@@ -55,34 +55,28 @@ impl CrashLoop {
         now: Instant,
     ) -> Restart {
         let previous_exit = self.newest_exit.replace(exited_at);
+        // Housekeeping deletes an entry once it has expired (`GC()` every 2 s), so the
+        // expiry `doBackOff` checks at an earlier event time only finds deleted entries.
         if self.expired(timing, now) {
-            // Housekeeping has deleted the entry by now.
             self.entry = None;
         }
-        if killed {
-            let Some(previous_exit) = previous_exit else {
-                return Restart::Now;
-            };
-            if let Some(entry) = self.entry {
-                let since_previous = now.saturating_duration_since(previous_exit);
-                if !self.expired(timing, previous_exit) && since_previous < timing.wall(entry.delay)
-                {
-                    return self.wait_out(timing, exited_at);
-                }
+        let in_back_off = match (killed, previous_exit) {
+            // Nothing exited before the killed instance: no back-off, and no `Next`.
+            (true, None) => return Restart::Now,
+            // Checked against the exit before the kill, which the status the sync started
+            // with shows as the newest exited instance.
+            (true, Some(previous)) => self
+                .entry
+                .filter(|entry| now.saturating_duration_since(previous) < timing.wall(entry.delay)),
+            (false, _) => self.entry,
+        };
+        match in_back_off {
+            Some(entry) => self.wait_out(timing, entry, exited_at),
+            None => {
+                self.next(timing, now);
+                Restart::Now
             }
-            self.next(timing, previous_exit, now);
-            return Restart::Now;
         }
-        if self.entry.is_none() || self.expired(timing, exited_at) {
-            self.next(timing, exited_at, now);
-            return Restart::Now;
-        }
-        self.wait_out(timing, exited_at)
-    }
-
-    /// Forgets the newest exit: the container is not restarted any more.
-    pub fn record_exit(&mut self, exited_at: Instant) {
-        self.newest_exit = Some(exited_at);
     }
 
     /// Whether the entry, if any, had expired at `at`: `hasExpired` and `GC()`.
@@ -93,15 +87,12 @@ impl CrashLoop {
         })
     }
 
-    /// `Next(key, event)` at `now`: start over when the entry expired at `event`, else
-    /// double up to the maximum.
-    fn next(&mut self, timing: &Timing, event: Instant, now: Instant) {
+    /// `Next` at `now`: the initial delay for a new entry, else double up to the maximum.
+    fn next(&mut self, timing: &Timing, now: Instant) {
         let kubelet = &timing.kubelet;
         let delay = match self.entry {
-            Some(entry) if !self.expired(timing, event) => {
-                (entry.delay * 2).min(kubelet.back_off_max)
-            }
-            _ => kubelet.back_off_initial.min(kubelet.back_off_max),
+            Some(entry) => (entry.delay * 2).min(kubelet.back_off_max),
+            None => kubelet.back_off_initial.min(kubelet.back_off_max),
         };
         self.entry = Some(Entry {
             delay,
@@ -109,20 +100,16 @@ impl CrashLoop {
         });
     }
 
-    /// Waits the delay out from `exit`, or until housekeeping deletes the entry if that
-    /// comes first.
-    fn wait_out(&mut self, timing: &Timing, exit: Instant) -> Restart {
-        let Some(entry) = self.entry else {
-            self.next(timing, exit, exit);
-            return Restart::Now;
-        };
+    /// Waits `entry`'s delay out from `exit`, or until housekeeping deletes the entry if
+    /// that comes first; the Waiting message names the delay either way.
+    fn wait_out(&mut self, timing: &Timing, entry: Entry, exit: Instant) -> Restart {
         let back_off_ends = exit + timing.wall(entry.delay);
         let collected = entry.last_update + timing.wall(timing.kubelet.back_off_reset_after);
         let at = back_off_ends.min(collected);
         if collected < back_off_ends {
             self.entry = None;
         }
-        self.next(timing, exit, at);
+        self.next(timing, at);
         Restart::After {
             delay: entry.delay,
             at,

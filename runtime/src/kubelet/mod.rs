@@ -402,7 +402,6 @@ impl PodLifecycle {
         // The termination itself shows before any restart decision, as with the kubelet.
         let mut effects = vec![Effect::Publish];
         if !restart {
-            run.crash_loop.record_exit(exit.at);
             return effects;
         }
         match run.crash_loop.restart(&self.timing, exit.at, killed, now) {

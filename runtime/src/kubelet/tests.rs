@@ -242,10 +242,54 @@ fn the_back_off_resets_after_a_run_longer_than_ten_minutes() {
     let waits: Vec<u64> = (0..3).map(|_| pod.crash_and_restart().as_secs()).collect();
     assert_eq!(waits, [0, 10, 20]);
     // A moment more than ten minutes since the last restart: the entry has expired, the
-    // restart is immediate and the delays start over.
+    // restart is immediate (no Waiting state) and the delays start over.
     pod.advance(secs(600) + SECOND);
-    assert_eq!(pod.crash_and_restart(), Duration::ZERO);
+    assert_eq!(starts(&pod.exit(0, 1)), [4]);
     assert_eq!(pod.crash_and_restart(), secs(10));
+}
+
+#[test]
+fn an_exit_exactly_ten_minutes_after_the_last_restart_waits_until_housekeeping() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    let waits: Vec<u64> = (0..3).map(|_| pod.crash_and_restart().as_secs()).collect();
+    assert_eq!(waits, [0, 10, 20]);
+    // Not expired (`hasExpired` is strictly more than 600 s): the restart is refused and
+    // shows CrashLoopBackOff, until housekeeping deletes the entry, at once here.
+    pod.advance(secs(600));
+    assert!(starts(&pod.exit(0, 1)).is_empty());
+    assert_eq!(pod.waiting(0).0, "CrashLoopBackOff");
+    let exited = pod.now;
+    pod.wait_for_restart();
+    assert_eq!(pod.now - exited, Duration::ZERO);
+    assert_eq!(pod.crash_and_restart(), secs(10), "the ladder starts over");
+}
+
+#[test]
+fn a_back_off_that_ends_as_the_entry_expires_still_doubles() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    let waits: Vec<u64> = (0..3).map(|_| pod.crash_and_restart().as_secs()).collect();
+    assert_eq!(waits, [0, 10, 20]);
+    // 560 s + the 40 s back-off end exactly 600 s after the last restart: the sync at the
+    // end of the back-off starts the container before housekeeping may delete the entry.
+    pod.advance(secs(560));
+    assert_eq!(pod.crash_and_restart(), secs(40));
+    assert_eq!(pod.crash_and_restart(), secs(80));
+}
+
+#[test]
+fn a_probe_kill_exactly_one_back_off_after_the_previous_exit_restarts_at_once() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    // Entry 10 s. `IsInBackOffSince` is `Since(FinishedAt) < backoff`: equal is out of it.
+    assert_eq!(pod.crash_and_restart(), Duration::ZERO);
+    pod.advance(secs(10));
+    pod.probe(0, Kind::Liveness, false);
+    assert_eq!(starts(&pod.exit(0, 128 + libc::SIGTERM)), [2]);
 }
 
 #[test]
