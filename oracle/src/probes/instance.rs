@@ -2,7 +2,7 @@
 //! and in which a probe kills it, planned for both extremes of how soon the process
 //! listens, and the runs a probe worker carries over to the next instance.
 
-use super::segments::{cross, first_of_its_outcome, may_continue, Crossing};
+use super::segments::{cross, first_of_its_outcome, may_continue, previous, Crossing};
 use super::{
     Ambiguous, ContainerProbes, Handler, ProbeKind, ProbeModel, ProbeResult, Segment,
     LISTEN_LATENCY, PROBE_ACTION_LAG, PROBE_SLACK, PROBE_TIMING_MARGIN,
@@ -48,6 +48,9 @@ pub struct ProbePlan {
     pub liveness_fails: bool,
     /// Whether some liveness answer is slow but in time.
     pub liveness_slow_success: bool,
+    /// Whether some liveness failure is a dial retried until the timeout (a gRPC probe
+    /// with nothing listening): a runtime that fails such a dial at once kills too soon.
+    pub liveness_dial_waits: bool,
     /// The endpoint whose logged answers count the liveness failures before a kill, with
     /// the failure threshold: only when no other probe of the container asks it and every
     /// answer it gives is logged as what it is (no slow answers).
@@ -265,6 +268,7 @@ pub fn plan_instance(
             probes: fast.probes,
             liveness_fails: fast.liveness_fails || slow.liveness_fails,
             liveness_slow_success: fast.liveness_slow_success || slow.liveness_slow_success,
+            liveness_dial_waits: fast.liveness_dial_waits || slow.liveness_dial_waits,
             liveness_log: fast.liveness_log.filter(|_| slow.liveness_log.is_some()),
             readiness_log: fast.readiness_log,
         },
@@ -293,6 +297,11 @@ fn plan_listening_after(
             .liveness
             .as_ref()
             .is_some_and(|l| l.has_slow_success(health)),
+        liveness_dial_waits: probes.liveness.as_ref().is_some_and(|l| {
+            l.segments(health, latency)
+                .iter()
+                .any(|s| s.outcome == ProbeResult::Failure && s.dial_retried)
+        }),
         liveness_log: liveness_log(probes, health),
         readiness_log: readiness_log(probes, health),
     };
@@ -322,7 +331,14 @@ fn plan_listening_after(
                 let carried = (first_of_its_outcome(&segments, index)
                     && carry.startup.contains(segment.outcome))
                     || may_continue(&segments, index, startup);
-                match cross(startup, segment, gate, false, carried)? {
+                match cross(
+                    startup,
+                    segment,
+                    previous(&segments, index),
+                    gate,
+                    false,
+                    carried,
+                )? {
                     Crossing::Never => continue,
                     Crossing::At(lo, hi) if segment.outcome == ProbeResult::Success => {
                         started = Some((lo, hi));
@@ -390,7 +406,14 @@ fn plan_listening_after(
             let carried = (first_of_its_outcome(&segments, index)
                 && carry.liveness.contains(ProbeResult::Failure))
                 || may_continue(&segments, index, liveness);
-            if let Crossing::At(lo, hi) = cross(liveness, segment, gate, false, carried)? {
+            if let Crossing::At(lo, hi) = cross(
+                liveness,
+                segment,
+                previous(&segments, index),
+                gate,
+                false,
+                carried,
+            )? {
                 // The log shows the run only if every failure in it was answered (not a
                 // refused connection) and logged on this instance.
                 let answered = index >= 1
@@ -467,7 +490,14 @@ fn plan_listening_after(
                 && carry.readiness.contains(segment.outcome))
                 || may_continue(&segments, index, readiness);
             let on_demand = segment.outcome == ProbeResult::Success;
-            match cross(readiness, segment, gate, on_demand, carried)? {
+            match cross(
+                readiness,
+                segment,
+                previous(&segments, index),
+                gate,
+                on_demand,
+                carried,
+            )? {
                 Crossing::Never => {}
                 Crossing::At(lo, hi) => {
                     if end.is_some_and(|end| lo >= end) {

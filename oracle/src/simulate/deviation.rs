@@ -83,6 +83,9 @@ pub enum Deviation {
     TcpAlwaysConnects,
     /// grpc probes succeed on any answer, NOT_SERVING included.
     GrpcStatusIgnored,
+    /// A grpc probe fails at once when nothing listens on its port, instead of retrying
+    /// the dial until its timeout (the kubelet's `grpc.WithBlock()`).
+    GrpcFailsAtOnceWithoutListener,
     /// Every probe runs every periodSeconds + 1s.
     ProbePeriodOneSecondLonger,
     /// A liveness success between failures does not reset the failure count: failure
@@ -125,6 +128,7 @@ impl Deviation {
         Deviation::ExecExitCodeIgnored,
         Deviation::TcpAlwaysConnects,
         Deviation::GrpcStatusIgnored,
+        Deviation::GrpcFailsAtOnceWithoutListener,
         Deviation::ProbePeriodOneSecondLonger,
         Deviation::LivenessFailureCountNotReset,
     ];
@@ -183,6 +187,7 @@ impl Deviation {
             Deviation::ExecExitCodeIgnored => RuleId::ProbeHandlerExec,
             Deviation::TcpAlwaysConnects => RuleId::ProbeHandlerTcp,
             Deviation::GrpcStatusIgnored => RuleId::ProbeHandlerGrpc,
+            Deviation::GrpcFailsAtOnceWithoutListener => RuleId::ProbeTimeout,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::derive;
 use crate::duration::SpecDuration;
 use crate::plan::{AfterExit, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
-use crate::probes::ProbePlan;
+use crate::probes::{ContainerProbes, ProbePlan};
 use crate::scenario::Scenario;
 use crate::trace::{PodMetadata, Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
@@ -151,12 +151,23 @@ pub fn simulate(
     // A bug that misreads the probe spec behaves as the model of the misread scenario.
     // Its plan is followed as far as it goes, even where the oracle would refuse to
     // predict the misread scenario (a restart decision timing could flip).
-    let misread_prediction = deviation
-        .and_then(|d| misread(scenario, d))
-        .map(|s| Prediction {
-            containers: crate::plan::plan_containers(&s, prediction.horizon),
+    let misread_prediction = match deviation {
+        // A bug in how a probe runs, rather than in how its spec is read.
+        Some(Deviation::GrpcFailsAtOnceWithoutListener) => Some(Prediction {
+            containers: crate::plan::plan_containers_adjusted(
+                scenario,
+                prediction.horizon,
+                ContainerProbes::without_dial_retries,
+            ),
             ..prediction.clone()
-        });
+        }),
+        _ => deviation
+            .and_then(|d| misread(scenario, d))
+            .map(|s| Prediction {
+                containers: crate::plan::plan_containers(&s, prediction.horizon),
+                ..prediction.clone()
+            }),
+    };
     let planned = misread_prediction.as_ref().unwrap_or(prediction);
     // A longer period the misread scenario could not be planned with still shows in the log.
     let period_extra = match deviation {
