@@ -164,8 +164,14 @@ impl ProbeResults {
 }
 
 /// The rule broken by a crossing that comes too late: the probe kind's, and the handler's
-/// or the timeout's that produced the outcome.
-fn late_rules(kind_rule: RuleId, probe: &ProbeModel, segment: &Segment) -> Vec<RuleId> {
+/// or the timeout's that produced the outcome; the timeout's too when an attempt of the
+/// segment before, timed out, may have held the first tick back.
+fn late_rules(
+    kind_rule: RuleId,
+    probe: &ProbeModel,
+    segment: &Segment,
+    previous: Option<&Segment>,
+) -> Vec<RuleId> {
     let cause = if segment.timed_out
         || (segment.outcome == ProbeResult::Success && segment.latency > SpecDuration::ZERO)
     {
@@ -173,7 +179,11 @@ fn late_rules(kind_rule: RuleId, probe: &ProbeModel, segment: &Segment) -> Vec<R
     } else {
         probe.handler.rule()
     };
-    vec![kind_rule, cause]
+    let mut rules = vec![kind_rule, cause];
+    if cause != RuleId::ProbeTimeout && previous.is_some_and(|p| p.timed_out) {
+        rules.push(RuleId::ProbeTimeout);
+    }
+    rules
 }
 
 /// The rule broken by a crossing that comes too early, given what held it back.
@@ -221,11 +231,21 @@ pub fn plan_instance(
             "whether the process listens at once or up to {LISTEN_LATENCY} after it starts decides {what}"
         ))
     };
+    // A late event breaks what either plan expected.
     let union = |a: &Window, b: &Window| Window {
         lo: a.lo.min(b.lo),
         hi: a.hi.max(b.hi),
         early_rule: a.early_rule,
-        late_rules: a.late_rules.clone(),
+        late_rules: a
+            .late_rules
+            .iter()
+            .chain(&b.late_rules)
+            .fold(Vec::new(), |mut rules, rule| {
+                if !rules.contains(rule) {
+                    rules.push(*rule);
+                }
+                rules
+            }),
     };
     let started = match (&fast.started, &slow.started) {
         (None, None) => None,
@@ -351,7 +371,12 @@ fn plan_listening_after(
                                 segment,
                                 None,
                             ),
-                            late_rules: late_rules(RuleId::ProbeStartupStarted, startup, segment),
+                            late_rules: late_rules(
+                                RuleId::ProbeStartupStarted,
+                                startup,
+                                segment,
+                                previous(&segments, index),
+                            ),
                         });
                         break;
                     }
@@ -373,6 +398,7 @@ fn plan_listening_after(
                                     RuleId::ProbeStartupFailureRestart,
                                     startup,
                                     segment,
+                                    previous(&segments, index),
                                 ),
                             },
                         ));
@@ -438,7 +464,12 @@ fn plan_listening_after(
                             segment,
                             startup_gate,
                         ),
-                        late_rules: late_rules(RuleId::ProbeLivenessRestart, liveness, segment),
+                        late_rules: late_rules(
+                            RuleId::ProbeLivenessRestart,
+                            liveness,
+                            segment,
+                            previous(&segments, index),
+                        ),
                     },
                 ));
                 break;
@@ -522,6 +553,7 @@ fn plan_listening_after(
                                 RuleId::ProbeReadinessTransitions,
                                 readiness,
                                 segment,
+                                previous(&segments, index),
                             ),
                         },
                     });

@@ -247,6 +247,14 @@ const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
         "tcp-readiness-follows-listener",
         RuleId::ProbeReadinessInitialFailure,
     ),
+    // Without a timeout, a gRPC dial sent before the server listens waits as long as the
+    // runtime does: the probe stalls and the container stays ready past NOT_SERVING,
+    // which looks the same as a readiness probe that misses the failure.
+    (
+        Deviation::IgnoresProbeTimeout,
+        "grpc-readiness-follows-serving-status",
+        RuleId::ProbeReadinessTransitions,
+    ),
 ];
 
 impl Deviation {
