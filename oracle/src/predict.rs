@@ -212,7 +212,7 @@ fn exercised_rules(
         if plan.liveness_fails {
             add(RuleId::ProbeLivenessFailureThreshold);
         }
-        if plan.liveness_slow_success {
+        if plan.liveness_slow_success || plan.liveness_dial_waits {
             add(RuleId::ProbeTimeout);
         }
         if let Some((_, window)) = &plan.kill {

@@ -378,8 +378,8 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ProbeTimeout,
-        statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too, with the ExecProbeTimeout gate, on by default); a slower answer within the timeout succeeds.",
-        sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe", "kubernetes pkg/probe/exec/exec.go (ExecProbeTimeout)"],
+        statement: "A probe whose answer takes longer than timeoutSeconds fails (an exec probe's command too, with the ExecProbeTimeout gate, on by default); a slower answer within the timeout succeeds. A grpc probe that finds nothing listening, or a port that does not speak gRPC, keeps retrying its dial and fails only at timeoutSeconds.",
+        sources: &[SEED_PROBES, SEED_TUNING, DOC_PROBES, "kubernetes pkg/probe/http/http.go DoHTTPProbe", "kubernetes pkg/probe/exec/exec.go (ExecProbeTimeout)", "kubernetes pkg/probe/grpc/grpc.go (grpc.WithBlock)"],
     },
     Rule {
         id: RuleId::ProbePeriod,
@@ -403,7 +403,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ProbeHandlerGrpc,
-        statement: "A grpc probe calls grpc.health.v1.Health/Check for its service and succeeds exactly when the answer is SERVING; NOT_SERVING, an unknown service or no server is a failure.",
+        statement: "A grpc probe calls grpc.health.v1.Health/Check for its service and succeeds exactly when the answer is SERVING; NOT_SERVING, an unknown service or no server is a failure (no server: at timeoutSeconds, the dial being retried until then).",
         sources: &[DOC_PROBES, "kubernetes pkg/probe/grpc/grpc.go", "https://github.com/grpc/grpc/blob/master/doc/health-checking.md"],
     },
     Rule {

@@ -222,6 +222,11 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         RuleId::ProbeHandlerTcp,
     ),
     (
+        Deviation::GrpcFailsAtOnceWithoutListener,
+        "grpc-liveness-dial-waits-for-listener",
+        RuleId::ProbeTimeout,
+    ),
+    (
         Deviation::ProbePeriodOneSecondLonger,
         "liveness-failure-count-resets",
         RuleId::ProbePeriod,

@@ -557,7 +557,9 @@ pub(super) fn surprise_rule(instance: &InstancePlan, at: i64) -> RuleId {
         && plan.started.as_ref().is_none_or(|w| at < ms(w.lo))
     {
         RuleId::ProbeStartupGates
-    } else if plan.liveness_slow_success {
+    } else if plan.liveness_slow_success || plan.liveness_dial_waits {
+        // A kill that comes too soon where liveness fails only after its timeout (a slow
+        // answer, a dial waiting for a listener): the timeout was not waited for.
         RuleId::ProbeTimeout
     } else if probes.liveness.is_some() && plan.liveness_fails {
         RuleId::ProbeLivenessFailureThreshold

@@ -295,6 +295,16 @@ impl ContainerPlan {
 /// on run lengths measured from the kubelet's own restart time, which the model takes as
 /// the earliest start.
 pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<ContainerPlan> {
+    plan_containers_adjusted(scenario, until, |_| {})
+}
+
+/// [`plan_containers`] with every container's probes changed by `adjust` first: how a
+/// runtime that runs probes differently (a planted bug) would act.
+pub fn plan_containers_adjusted(
+    scenario: &Scenario,
+    until: SpecDuration,
+    adjust: impl Fn(&mut ContainerProbes),
+) -> Vec<ContainerPlan> {
     let policy = scenario.restart_policy();
     let back_off = scenario.kubelet.back_off();
     let mut plans: Vec<ContainerPlan> = Vec::new();
@@ -324,7 +334,10 @@ pub fn plan_containers(scenario: &Scenario, until: SpecDuration) -> Vec<Containe
         // Scenarios are validated before they are planned; an unreadable probe here
         // is planned as no probe and reported as an ambiguity.
         let (probes, unreadable) = match scenario.container_probes(container, index) {
-            Ok(probes) => (probes, None),
+            Ok(mut probes) => {
+                adjust(&mut probes);
+                (probes, None)
+            }
             Err(FieldError { field, reason }) => (
                 ContainerProbes::default(),
                 Some(format!("{field}: {reason}")),

@@ -2,7 +2,7 @@
 //! and in which a probe kills it, planned for both extremes of how soon the process
 //! listens, and the runs a probe worker carries over to the next instance.
 
-use super::segments::{cross, first_of_its_outcome, may_continue, Crossing};
+use super::segments::{cross, first_of_its_outcome, may_continue, previous, Crossing};
 use super::{
     Ambiguous, ContainerProbes, Handler, ProbeKind, ProbeModel, ProbeResult, Segment,
     LISTEN_LATENCY, PROBE_ACTION_LAG, PROBE_SLACK, PROBE_TIMING_MARGIN,
@@ -48,6 +48,9 @@ pub struct ProbePlan {
     pub liveness_fails: bool,
     /// Whether some liveness answer is slow but in time.
     pub liveness_slow_success: bool,
+    /// Whether some liveness failure is a dial retried until the timeout (a gRPC probe
+    /// with nothing listening): a runtime that fails such a dial at once kills too soon.
+    pub liveness_dial_waits: bool,
     /// The endpoint whose logged answers count the liveness failures before a kill, with
     /// the failure threshold: only when no other probe of the container asks it and every
     /// answer it gives is logged as what it is (no slow answers).
@@ -161,8 +164,14 @@ impl ProbeResults {
 }
 
 /// The rule broken by a crossing that comes too late: the probe kind's, and the handler's
-/// or the timeout's that produced the outcome.
-fn late_rules(kind_rule: RuleId, probe: &ProbeModel, segment: &Segment) -> Vec<RuleId> {
+/// or the timeout's that produced the outcome; the timeout's too when an attempt of the
+/// segment before, timed out, may have held the first tick back.
+fn late_rules(
+    kind_rule: RuleId,
+    probe: &ProbeModel,
+    segment: &Segment,
+    previous: Option<&Segment>,
+) -> Vec<RuleId> {
     let cause = if segment.timed_out
         || (segment.outcome == ProbeResult::Success && segment.latency > SpecDuration::ZERO)
     {
@@ -170,7 +179,11 @@ fn late_rules(kind_rule: RuleId, probe: &ProbeModel, segment: &Segment) -> Vec<R
     } else {
         probe.handler.rule()
     };
-    vec![kind_rule, cause]
+    let mut rules = vec![kind_rule, cause];
+    if cause != RuleId::ProbeTimeout && previous.is_some_and(|p| p.timed_out) {
+        rules.push(RuleId::ProbeTimeout);
+    }
+    rules
 }
 
 /// The rule broken by a crossing that comes too early, given what held it back.
@@ -218,11 +231,21 @@ pub fn plan_instance(
             "whether the process listens at once or up to {LISTEN_LATENCY} after it starts decides {what}"
         ))
     };
+    // A late event breaks what either plan expected.
     let union = |a: &Window, b: &Window| Window {
         lo: a.lo.min(b.lo),
         hi: a.hi.max(b.hi),
         early_rule: a.early_rule,
-        late_rules: a.late_rules.clone(),
+        late_rules: a
+            .late_rules
+            .iter()
+            .chain(&b.late_rules)
+            .fold(Vec::new(), |mut rules, rule| {
+                if !rules.contains(rule) {
+                    rules.push(*rule);
+                }
+                rules
+            }),
     };
     let started = match (&fast.started, &slow.started) {
         (None, None) => None,
@@ -265,6 +288,7 @@ pub fn plan_instance(
             probes: fast.probes,
             liveness_fails: fast.liveness_fails || slow.liveness_fails,
             liveness_slow_success: fast.liveness_slow_success || slow.liveness_slow_success,
+            liveness_dial_waits: fast.liveness_dial_waits || slow.liveness_dial_waits,
             liveness_log: fast.liveness_log.filter(|_| slow.liveness_log.is_some()),
             readiness_log: fast.readiness_log,
         },
@@ -293,6 +317,11 @@ fn plan_listening_after(
             .liveness
             .as_ref()
             .is_some_and(|l| l.has_slow_success(health)),
+        liveness_dial_waits: probes.liveness.as_ref().is_some_and(|l| {
+            l.segments(health, latency)
+                .iter()
+                .any(|s| s.outcome == ProbeResult::Failure && s.dial_retried)
+        }),
         liveness_log: liveness_log(probes, health),
         readiness_log: readiness_log(probes, health),
     };
@@ -322,7 +351,14 @@ fn plan_listening_after(
                 let carried = (first_of_its_outcome(&segments, index)
                     && carry.startup.contains(segment.outcome))
                     || may_continue(&segments, index, startup);
-                match cross(startup, segment, gate, false, carried)? {
+                match cross(
+                    startup,
+                    segment,
+                    previous(&segments, index),
+                    gate,
+                    false,
+                    carried,
+                )? {
                     Crossing::Never => continue,
                     Crossing::At(lo, hi) if segment.outcome == ProbeResult::Success => {
                         started = Some((lo, hi));
@@ -335,7 +371,12 @@ fn plan_listening_after(
                                 segment,
                                 None,
                             ),
-                            late_rules: late_rules(RuleId::ProbeStartupStarted, startup, segment),
+                            late_rules: late_rules(
+                                RuleId::ProbeStartupStarted,
+                                startup,
+                                segment,
+                                previous(&segments, index),
+                            ),
                         });
                         break;
                     }
@@ -357,6 +398,7 @@ fn plan_listening_after(
                                     RuleId::ProbeStartupFailureRestart,
                                     startup,
                                     segment,
+                                    previous(&segments, index),
                                 ),
                             },
                         ));
@@ -390,7 +432,14 @@ fn plan_listening_after(
             let carried = (first_of_its_outcome(&segments, index)
                 && carry.liveness.contains(ProbeResult::Failure))
                 || may_continue(&segments, index, liveness);
-            if let Crossing::At(lo, hi) = cross(liveness, segment, gate, false, carried)? {
+            if let Crossing::At(lo, hi) = cross(
+                liveness,
+                segment,
+                previous(&segments, index),
+                gate,
+                false,
+                carried,
+            )? {
                 // The log shows the run only if every failure in it was answered (not a
                 // refused connection) and logged on this instance.
                 let answered = index >= 1
@@ -415,7 +464,12 @@ fn plan_listening_after(
                             segment,
                             startup_gate,
                         ),
-                        late_rules: late_rules(RuleId::ProbeLivenessRestart, liveness, segment),
+                        late_rules: late_rules(
+                            RuleId::ProbeLivenessRestart,
+                            liveness,
+                            segment,
+                            previous(&segments, index),
+                        ),
                     },
                 ));
                 break;
@@ -467,7 +521,14 @@ fn plan_listening_after(
                 && carry.readiness.contains(segment.outcome))
                 || may_continue(&segments, index, readiness);
             let on_demand = segment.outcome == ProbeResult::Success;
-            match cross(readiness, segment, gate, on_demand, carried)? {
+            match cross(
+                readiness,
+                segment,
+                previous(&segments, index),
+                gate,
+                on_demand,
+                carried,
+            )? {
                 Crossing::Never => {}
                 Crossing::At(lo, hi) => {
                     if end.is_some_and(|end| lo >= end) {
@@ -492,6 +553,7 @@ fn plan_listening_after(
                                 RuleId::ProbeReadinessTransitions,
                                 readiness,
                                 segment,
+                                previous(&segments, index),
                             ),
                         },
                     });

@@ -2,7 +2,7 @@
 //! decides it, and when a run of consecutive outcomes crosses the probe's threshold.
 
 use super::spec::Reach;
-use super::{Ambiguous, ProbeModel, ProbeResult, PROBE_SLACK, PROBE_TIMING_MARGIN};
+use super::{Ambiguous, Handler, ProbeModel, ProbeResult, PROBE_SLACK, PROBE_TIMING_MARGIN};
 use crate::behaviour::{Answer, Health};
 use crate::duration::SpecDuration;
 
@@ -13,10 +13,38 @@ pub struct Segment {
     /// None: to the end of the instance.
     pub until: Option<SpecDuration>,
     pub outcome: ProbeResult,
-    /// How long after the request the result is known (a slow answer, a timeout).
+    /// How long after the request the result is known (a slow answer, a timeout): the
+    /// longest any attempt in the segment takes.
     pub latency: SpecDuration,
+    /// The shortest any attempt in the segment takes: with the period, how close two
+    /// attempts can come.
+    pub least_latency: SpecDuration,
     /// Whether the outcome comes from a timeout.
     pub timed_out: bool,
+    /// Whether the failures are a dial retried until the timeout (gRPC's blocking dial
+    /// with nothing listening): an attempt sent less than `latency` before `until` may
+    /// still connect and take the next segment's outcome.
+    pub dial_retried: bool,
+}
+
+/// What one attempt sent at a given moment gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Attempt {
+    outcome: ProbeResult,
+    latency: SpecDuration,
+    timed_out: bool,
+    dial_retried: bool,
+}
+
+impl Attempt {
+    fn answered(outcome: ProbeResult, latency: SpecDuration) -> Attempt {
+        Attempt {
+            outcome,
+            latency,
+            timed_out: false,
+            dial_retried: false,
+        }
+    }
 }
 
 impl ProbeModel {
@@ -28,40 +56,56 @@ impl ProbeModel {
         }
     }
 
-    /// The outcome of a probe sent `at` after the instance started.
+    /// What a probe sent `at` after the instance started gives.
     fn outcome_at(
         &self,
         health: Option<&Health>,
         at: SpecDuration,
         latency: SpecDuration,
-    ) -> (ProbeResult, SpecDuration, bool) {
+    ) -> Attempt {
         let listening = health.is_some_and(|h| at >= h.listen_after + latency);
         let endpoint = |name: &str| health.and_then(|h| h.endpoints.get(name));
+        let at_once = |outcome| Attempt::answered(outcome, SpecDuration::ZERO);
+        // pkg/probe/grpc dials with grpc.WithBlock() inside the timeout's context: a refused
+        // connection, or a port that does not speak HTTP/2, is retried until the deadline,
+        // and the probe fails only then ("timeout: failed to connect service").
+        let dial_timeout = Attempt {
+            outcome: ProbeResult::Failure,
+            latency: self.timeout,
+            timed_out: true,
+            dial_retried: true,
+        };
+        let grpc_dial_waits = self.handler == Handler::Grpc && self.dial_waits;
         match &self.reach {
-            Reach::Constant(outcome) => (*outcome, SpecDuration::ZERO, false),
-            Reach::HealthPort if listening => (ProbeResult::Success, SpecDuration::ZERO, false),
+            Reach::Constant(ProbeResult::Failure) if grpc_dial_waits => dial_timeout,
+            Reach::Constant(outcome) => at_once(*outcome),
+            Reach::HealthPort if listening => at_once(ProbeResult::Success),
             Reach::TcpEndpoint(name) if listening => {
                 match endpoint(name).map(|e| e.answer_at(at)) {
-                    Some(Answer::Ok | Answer::Slow(_)) => {
-                        (ProbeResult::Success, SpecDuration::ZERO, false)
-                    }
-                    _ => (ProbeResult::Failure, SpecDuration::ZERO, false),
+                    Some(Answer::Ok | Answer::Slow(_)) => at_once(ProbeResult::Success),
+                    _ => at_once(ProbeResult::Failure),
                 }
             }
+            Reach::GrpcService(_) if !listening && grpc_dial_waits => dial_timeout,
             Reach::GrpcService(name) if listening && name.is_empty() => {
-                (ProbeResult::Success, SpecDuration::ZERO, false)
+                at_once(ProbeResult::Success)
             }
             Reach::Endpoint(Some(name)) | Reach::GrpcService(name) if listening => {
                 match endpoint(name).map(|e| e.answer_at(at)) {
-                    Some(Answer::Ok) => (ProbeResult::Success, SpecDuration::ZERO, false),
+                    Some(Answer::Ok) => at_once(ProbeResult::Success),
                     Some(Answer::Slow(delay)) if delay < self.timeout => {
-                        (ProbeResult::Success, delay, false)
+                        Attempt::answered(ProbeResult::Success, delay)
                     }
-                    Some(Answer::Slow(_)) => (ProbeResult::Failure, self.timeout, true),
-                    _ => (ProbeResult::Failure, SpecDuration::ZERO, false),
+                    Some(Answer::Slow(_)) => Attempt {
+                        outcome: ProbeResult::Failure,
+                        latency: self.timeout,
+                        timed_out: true,
+                        dial_retried: false,
+                    },
+                    _ => at_once(ProbeResult::Failure),
                 }
             }
-            _ => (ProbeResult::Failure, SpecDuration::ZERO, false),
+            _ => at_once(ProbeResult::Failure),
         }
     }
 
@@ -88,20 +132,25 @@ impl ProbeModel {
         boundaries.dedup();
         let mut segments: Vec<Segment> = Vec::new();
         for (index, from) in boundaries.iter().enumerate() {
-            let (outcome, delay, timed_out) = self.outcome_at(health, *from, latency);
+            let attempt = self.outcome_at(health, *from, latency);
             let until = boundaries.get(index + 1).copied();
             match segments.last_mut() {
-                Some(last) if last.outcome == outcome => {
+                Some(last) if last.outcome == attempt.outcome => {
                     last.until = until;
-                    last.latency = last.latency.max(delay);
-                    last.timed_out |= timed_out;
+                    last.latency = last.latency.max(attempt.latency);
+                    last.least_latency = last.least_latency.min(attempt.latency);
+                    last.timed_out |= attempt.timed_out;
+                    // What happens near the end is the later part's.
+                    last.dial_retried = attempt.dial_retried;
                 }
                 _ => segments.push(Segment {
                     from: *from,
                     until,
-                    outcome,
-                    latency: delay,
-                    timed_out,
+                    outcome: attempt.outcome,
+                    latency: attempt.latency,
+                    least_latency: attempt.latency,
+                    timed_out: attempt.timed_out,
+                    dial_retried: attempt.dial_retried,
                 }),
             }
         }
@@ -121,6 +170,11 @@ impl ProbeModel {
     }
 }
 
+/// The segment before `index`, whose attempts may run into it.
+pub(super) fn previous(segments: &[Segment], index: usize) -> Option<&Segment> {
+    index.checked_sub(1).and_then(|i| segments.get(i))
+}
+
 /// Whether `index` is the first segment with its outcome: the one a carried run continues.
 pub(super) fn first_of_its_outcome(segments: &[Segment], index: usize) -> bool {
     segments[..index]
@@ -134,10 +188,12 @@ pub(super) enum Crossing {
 }
 
 /// When `probe` completes a run of its threshold of `segment.outcome` results, probing
-/// from `gate` (the earliest and latest moment the probe may first run).
+/// from `gate` (the earliest and latest moment the probe may first run); `previous` is the
+/// segment before, whose attempts may still be running when this one starts.
 pub(super) fn cross(
     probe: &ProbeModel,
     segment: &Segment,
+    previous: Option<&Segment>,
     gate: (SpecDuration, SpecDuration),
     on_demand: bool,
     carried: bool,
@@ -150,27 +206,65 @@ pub(super) fn cross(
     let threshold = u64::from(probe.threshold(segment.outcome).max(1));
     // A probe that outlasts its period delays the next one (the ticker keeps one tick).
     let spacing = period.max(segment.latency);
-    let last_tick = u_hi + spacing * threshold;
+    // Attempts sent before this segment, once the gate may be open, may still run at its
+    // start.
+    let running_before = previous.filter(|_| gate.0 < segment.from);
+    // An attempt still running holds back the next tick until it ends.
+    let first_tick = (u_hi + spacing)
+        .max(running_before.map_or(SpecDuration::ZERO, |p| segment.from + p.latency));
+    let last_tick = first_tick + spacing * (threshold - 1);
+    // A dial retried until its deadline may connect once this segment starts: an attempt
+    // sent up to its timeout before then gives this segment's outcome, known at its start
+    // at the earliest.
+    let first_sent = match running_before.filter(|p| p.dial_retried) {
+        Some(p) => segment.from.saturating_sub(p.latency).max(gate.0),
+        None => u_lo,
+    };
+    // Attempts come no closer than the period, nor than the quickest of them takes; the
+    // first may be a dial of the segment before, whose length is not this segment's.
+    let least_spacing = if first_sent < u_lo {
+        period
+    } else {
+        period.max(segment.least_latency)
+    };
+    // The last attempt of the run takes at least the quickest time too.
+    let last_takes = if first_sent < u_lo && threshold == 1 {
+        SpecDuration::ZERO
+    } else {
+        segment.least_latency
+    };
     let lo = if on_demand || carried {
         u_lo
     } else {
-        u_lo + period * (threshold - 1)
+        u_lo.max(first_sent + least_spacing * (threshold - 1) + last_takes)
     };
     let hi = last_tick + segment.latency;
-    match segment.until {
-        None => Ok(Crossing::At(lo, hi)),
-        Some(until) if until >= last_tick + PROBE_TIMING_MARGIN => Ok(Crossing::At(lo, hi)),
-        // At most one tick per period fits in the segment: fewer than the threshold.
-        Some(until)
+    // An attempt counts for certain only if the segment lasts until it gives its outcome;
+    // a retried dial sent less than its timeout before the end may still connect.
+    let certain_until = segment.until.map(|until| {
+        if segment.dial_retried {
+            until.saturating_sub(segment.latency)
+        } else {
+            until
+        }
+    });
+    match (segment.until, certain_until) {
+        (_, None) => Ok(Crossing::At(lo, hi)),
+        (_, Some(until)) if until >= last_tick + PROBE_TIMING_MARGIN => Ok(Crossing::At(lo, hi)),
+        // Fewer attempts than the threshold fit in the segment.
+        (Some(until), _)
             if !on_demand
                 && !carried
-                && until + PROBE_SLACK <= u_lo + period * (threshold - 1) =>
+                && until + PROBE_SLACK <= first_sent + least_spacing * (threshold - 1) =>
         {
             Ok(Crossing::Never)
         }
-        Some(until) => Err(Ambiguous(format!(
-            "the {:?} probe gives {:?} from {} to {until}: whether that reaches its threshold of {threshold} (every {period}) depends on when its ticks fall",
-            probe.kind, segment.outcome, segment.from
+        (until, _) => Err(Ambiguous(format!(
+            "the {:?} probe gives {:?} from {} to {}: whether that reaches its threshold of {threshold} (every {spacing}) depends on when its ticks fall",
+            probe.kind,
+            segment.outcome,
+            segment.from,
+            until.map_or("the end".to_owned(), |u| u.to_string())
         ))),
     }
 }

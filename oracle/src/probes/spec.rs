@@ -38,6 +38,10 @@ pub struct ProbeModel {
     pub success_threshold: u32,
     pub failure_threshold: u32,
     pub(super) reach: Reach,
+    /// Whether a gRPC dial waits for a listener until the timeout, as `grpc.WithBlock()`
+    /// makes the kubelet's do; false only to act out a runtime that fails at once.
+    #[serde(skip)]
+    pub(super) dial_waits: bool,
     /// Why the probe's outcome has no single prediction, if it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) ambiguity: Option<String>,
@@ -66,6 +70,17 @@ pub struct ContainerProbes {
 impl ContainerProbes {
     pub fn is_empty(&self) -> bool {
         self.startup.is_none() && self.liveness.is_none() && self.readiness.is_none()
+    }
+
+    /// Makes every gRPC probe fail at once when its dial is refused, instead of retrying
+    /// until its timeout: a runtime with that defect, for planted bugs.
+    pub fn without_dial_retries(&mut self) {
+        for probe in [&mut self.startup, &mut self.liveness, &mut self.readiness]
+            .into_iter()
+            .flatten()
+        {
+            probe.dial_waits = false;
+        }
     }
 
     /// Reads and checks a container's probes against its behaviour; errors name the
@@ -243,6 +258,7 @@ fn resolve_probe(
         success_threshold: probe.success_threshold.filter(|t| *t > 0).unwrap_or(1) as u32,
         failure_threshold: probe.failure_threshold.filter(|t| *t > 0).unwrap_or(3) as u32,
         reach,
+        dial_waits: true,
         ambiguity: None,
     };
     // A slow answer within the margin of the timeout could go either way.

@@ -83,6 +83,9 @@ pub enum Deviation {
     TcpAlwaysConnects,
     /// grpc probes succeed on any answer, NOT_SERVING included.
     GrpcStatusIgnored,
+    /// A grpc probe fails at once when nothing listens on its port, instead of retrying
+    /// the dial until its timeout (the kubelet's `grpc.WithBlock()`).
+    GrpcFailsAtOnceWithoutListener,
     /// Every probe runs every periodSeconds + 1s.
     ProbePeriodOneSecondLonger,
     /// A liveness success between failures does not reset the failure count: failure
@@ -125,6 +128,7 @@ impl Deviation {
         Deviation::ExecExitCodeIgnored,
         Deviation::TcpAlwaysConnects,
         Deviation::GrpcStatusIgnored,
+        Deviation::GrpcFailsAtOnceWithoutListener,
         Deviation::ProbePeriodOneSecondLonger,
         Deviation::LivenessFailureCountNotReset,
     ];
@@ -183,6 +187,7 @@ impl Deviation {
             Deviation::ExecExitCodeIgnored => RuleId::ProbeHandlerExec,
             Deviation::TcpAlwaysConnects => RuleId::ProbeHandlerTcp,
             Deviation::GrpcStatusIgnored => RuleId::ProbeHandlerGrpc,
+            Deviation::GrpcFailsAtOnceWithoutListener => RuleId::ProbeTimeout,
         }
     }
 }
@@ -310,6 +315,14 @@ const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
         Deviation::TcpAlwaysConnects,
         "tcp-readiness-follows-listener",
         RuleId::ProbeReadinessInitialFailure,
+    ),
+    // Without a timeout, a gRPC dial sent before the server listens waits as long as the
+    // runtime does: the probe stalls and the container stays ready past NOT_SERVING,
+    // which looks the same as a readiness probe that misses the failure.
+    (
+        Deviation::IgnoresProbeTimeout,
+        "grpc-readiness-follows-serving-status",
+        RuleId::ProbeReadinessTransitions,
     ),
 ];
 

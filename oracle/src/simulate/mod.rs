@@ -9,7 +9,7 @@ use crate::derive;
 use crate::duration::SpecDuration;
 use crate::plan::{AfterExit, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
-use crate::probes::ProbePlan;
+use crate::probes::{ContainerProbes, ProbePlan};
 use crate::scenario::Scenario;
 use crate::trace::{PodMetadata, Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
@@ -152,19 +152,32 @@ pub fn simulate(
     // Planned over the same observation. A restart the misread plan cannot decide is
     // played as far as the plan goes (the bug shows before it); a misread scenario whose
     // probes have no single prediction is played as the correct one.
-    let misread_prediction = deviation
-        .and_then(|d| misread(scenario, d))
-        .and_then(|mut s| {
-            s.observe_for = Some(prediction.horizon);
-            match crate::predict::predict(&s) {
-                Ok(misread) => Some(misread),
-                Err(crate::predict::PredictError::UndecidedRestart { .. }) => Some(Prediction {
-                    containers: crate::plan::plan_containers(&s, prediction.horizon),
-                    ..prediction.clone()
-                }),
-                Err(_) => None,
-            }
-        });
+    let misread_prediction = match deviation {
+        // A bug in how a probe runs, rather than in how its spec is read.
+        Some(Deviation::GrpcFailsAtOnceWithoutListener) => Some(Prediction {
+            containers: crate::plan::plan_containers_adjusted(
+                scenario,
+                prediction.horizon,
+                ContainerProbes::without_dial_retries,
+            ),
+            ..prediction.clone()
+        }),
+        _ => deviation
+            .and_then(|d| misread(scenario, d))
+            .and_then(|mut s| {
+                s.observe_for = Some(prediction.horizon);
+                match crate::predict::predict(&s) {
+                    Ok(misread) => Some(misread),
+                    Err(crate::predict::PredictError::UndecidedRestart { .. }) => {
+                        Some(Prediction {
+                            containers: crate::plan::plan_containers(&s, prediction.horizon),
+                            ..prediction.clone()
+                        })
+                    }
+                    Err(_) => None,
+                }
+            }),
+    };
     let planned = misread_prediction.as_ref().unwrap_or(prediction);
     // A longer period the misread scenario could not be planned with still shows in the log.
     let period_extra = match deviation {

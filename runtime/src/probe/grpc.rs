@@ -5,7 +5,20 @@ use crate::errors::ProbeError;
 use bytes::Bytes;
 use prost::Message;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// grpc-go's default connection back-off (`backoff.DefaultConfig`): the first retry after
+/// 1s, each later one 1.6 times longer, at most 120s. grpc-go also jitters each wait by
+/// ±20%; here the waits are exact, so the same scenario retries at the same moments.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MULTIPLIER: f64 = 1.6;
+const RETRY_MAX: Duration = Duration::from_secs(120);
 
 /// `message HealthCheckRequest { string service = 1; }`
 #[derive(Clone, PartialEq, Message)]
@@ -33,23 +46,76 @@ pub(super) enum ServingStatus {
 
 /// Calls `grpc.health.v1.Health/Check` for `service` on `port` and returns whether the
 /// answer is SERVING; the error says why there was no well-formed OK answer.
+///
+/// The kubelet dials with `grpc.WithBlock()` inside the probe's timeout: until a server
+/// has sent its HTTP/2 preface, a refused connection or a peer that does not speak
+/// HTTP/2 is retried with gRPC's back-off (`time_scale` wall seconds per second), and the
+/// probe fails only when the caller's deadline cuts the wait short. Once connected, the
+/// first answer decides.
 pub(super) async fn is_serving<C, F>(
     connect: C,
     port: u16,
     service: &str,
     user_agent: &str,
+    time_scale: f64,
 ) -> Result<bool, ProbeError>
 where
-    C: FnOnce(u16) -> F,
+    C: Fn(u16) -> F,
     F: Future<Output = std::io::Result<TcpStream>>,
 {
+    let mut wait = RETRY_FIRST;
+    loop {
+        match check_once(&connect, port, service, user_agent).await {
+            Err(Attempt::NotConnected) => {
+                tokio::time::sleep(wait.mul_f64(time_scale)).await;
+                wait = wait.mul_f64(RETRY_MULTIPLIER).min(RETRY_MAX);
+            }
+            Err(Attempt::Failed(error)) => return Err(error),
+            Ok(serving) => return Ok(serving),
+        }
+    }
+}
+
+/// Why one connection gave no answer.
+#[derive(Debug)]
+enum Attempt {
+    /// No server preface came: gRPC's client is still connecting, and retries (the
+    /// cause is dropped, as the kubelet reports only the deadline).
+    NotConnected,
+    /// The server was reached and the call failed.
+    Failed(ProbeError),
+}
+
+/// One connection and one health check on it.
+async fn check_once<C, F>(
+    connect: &C,
+    port: u16,
+    service: &str,
+    user_agent: &str,
+) -> Result<bool, Attempt>
+where
+    C: Fn(u16) -> F,
+    F: Future<Output = std::io::Result<TcpStream>>,
+{
+    let stream = connect(port).await.map_err(|_| Attempt::NotConnected)?;
+    let preface = Arc::new(AtomicBool::new(false));
+    let stream = PrefaceWatch {
+        inner: stream,
+        head: Vec::with_capacity(FRAME_HEADER),
+        preface: preface.clone(),
+    };
+    let classify = |error: ProbeError| {
+        if preface.load(Ordering::Acquire) {
+            Attempt::Failed(error)
+        } else {
+            Attempt::NotConnected
+        }
+    };
     let h2 = |action| move |source| ProbeError::H2 { action, source };
-    let stream = connect(port)
-        .await
-        .map_err(|e| ProbeError::io(format!("dial port {port}"), e))?;
     let (client, connection) = h2::client::handshake(stream)
         .await
-        .map_err(h2("speak HTTP/2"))?;
+        .map_err(h2("speak HTTP/2"))
+        .map_err(classify)?;
     let driver = tokio::spawn(connection);
     let result = async {
         let mut client = client.ready().await.map_err(h2("open a stream"))?;
@@ -100,7 +166,66 @@ where
     }
     .await;
     driver.abort();
-    result
+    result.map_err(classify)
+}
+
+/// The length of an HTTP/2 frame header.
+const FRAME_HEADER: usize = 9;
+/// The HTTP/2 SETTINGS frame type.
+const SETTINGS: u8 = 0x4;
+/// The ACK flag of a SETTINGS frame.
+const SETTINGS_ACK: u8 = 0x1;
+
+/// A connection that notes whether the server's first frame is a SETTINGS frame (its
+/// HTTP/2 preface): grpc-go's transport counts as connected only from then on ("Block
+/// until the server preface is received successfully", `newHTTP2Client`).
+struct PrefaceWatch {
+    inner: TcpStream,
+    /// The server's first bytes, up to one frame header.
+    head: Vec<u8>,
+    preface: Arc<AtomicBool>,
+}
+
+impl AsyncRead for PrefaceWatch {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let wanted = FRAME_HEADER - self.head.len();
+        if wanted > 0 {
+            let new = &buf.filled()[before..];
+            let take = new.len().min(wanted);
+            let bytes = new[..take].to_vec();
+            self.head.extend_from_slice(&bytes);
+            if let [_, _, _, kind, flags, id @ ..] = self.head.as_slice() {
+                let settings =
+                    *kind == SETTINGS && flags & SETTINGS_ACK == 0 && id.iter().all(|b| *b == 0);
+                self.preface.store(settings, Ordering::Release);
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for PrefaceWatch {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A gRPC length-prefixed message (uncompressed).

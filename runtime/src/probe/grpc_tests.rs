@@ -3,6 +3,7 @@
 use super::*;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// What the test server answers: a serving status, and the grpc-status trailer.
@@ -74,7 +75,94 @@ async fn health_server(answer: Answer) -> (u16, Arc<Mutex<Vec<(String, String)>>
 
 async fn ask(port: u16, service: &str) -> Result<bool, ProbeError> {
     let connect = |port: u16| TcpStream::connect((Ipv4Addr::LOCALHOST, port));
-    is_serving(connect, port, service, "kube-probe/1.35").await
+    is_serving(connect, port, service, "kube-probe/1.35", 1.0).await
+}
+
+/// A port nothing listens on (bound, then closed).
+async fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind a test port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// Back-off waits 20 times shorter than grpc-go's: retries at 50ms, 130ms, 258ms, ...
+const FAST_RETRIES: f64 = 0.05;
+
+#[tokio::test]
+async fn a_refused_dial_is_retried_until_the_deadline() {
+    let port = closed_port().await;
+    let connect = |port: u16| TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+    let attempt = is_serving(connect, port, "", "kube-probe/1.35", FAST_RETRIES);
+    // No answer, not even a failure, before the caller's deadline.
+    let outcome = tokio::time::timeout(Duration::from_millis(400), attempt).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_comes_up_during_the_dial_is_reached() {
+    let port = closed_port().await;
+    let connect = |port: u16| TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+    let attempt = is_serving(connect, port, "", "kube-probe/1.35", FAST_RETRIES);
+    let server = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .await
+            .expect("bind the port again");
+        let (stream, _) = listener.accept().await.expect("the retried dial");
+        let mut connection = h2::server::handshake(stream).await.expect("HTTP/2");
+        let (_, mut respond) = connection
+            .accept()
+            .await
+            .expect("a request")
+            .expect("a well-formed request");
+        let head = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .body(())
+            .expect("a response head");
+        let mut stream = respond.send_response(head, false).expect("send the head");
+        let message = HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        };
+        let _ = stream.send_data(grpc_frame(&message.encode_to_vec()), false);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let _ = stream.send_trailers(trailers);
+        // Keep the connection going until the client has read the answer.
+        let _ = tokio::time::timeout(Duration::from_secs(2), connection.accept()).await;
+    };
+    let (outcome, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(2), attempt),
+        server
+    );
+    assert!(matches!(outcome, Ok(Ok(true))), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_port_that_does_not_speak_http2_is_retried_like_a_refused_one() {
+    // An HTTP/1 server: it answers the client preface with a 400 and closes.
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind a test server");
+    let port = listener.local_addr().expect("its address").port();
+    let connections = Arc::new(Mutex::new(0u32));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            *counted.lock().expect("count") += 1;
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let connect = |port: u16| TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+    let attempt = is_serving(connect, port, "", "kube-probe/1.35", FAST_RETRIES);
+    let outcome = tokio::time::timeout(Duration::from_millis(400), attempt).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert!(*connections.lock().expect("count") >= 2);
 }
 
 #[tokio::test]

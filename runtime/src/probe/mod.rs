@@ -313,7 +313,13 @@ async fn execute(
                 return Ok(false);
             };
             let connect = |port| connect(&context.netns, port);
-            let attempt = grpc::is_serving(connect, port, service, &context.user_agent);
+            let attempt = grpc::is_serving(
+                connect,
+                port,
+                service,
+                &context.user_agent,
+                context.time_scale,
+            );
             Ok(matches!(
                 tokio::time::timeout(timeout, attempt).await,
                 Ok(Ok(true))
