@@ -173,11 +173,7 @@ fn exercised_rules(
     let instances = || containers.iter().flat_map(|c| c.instances.iter());
     if instances().any(|i| i.end().is_some()) {
         rules.push(RuleId::ContainerStateTerminated);
-        rules.push(match policy {
-            RestartPolicy::Always => RuleId::RestartPolicyAlways,
-            RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
-            RestartPolicy::Never => RuleId::RestartPolicyNever,
-        });
+        rules.push(policy.rule());
         if policy == RestartPolicy::Always {
             rules.push(RuleId::PhaseAlwaysNeverTerminal);
         }

@@ -222,6 +222,15 @@ pub enum RestartPolicy {
 }
 
 impl RestartPolicy {
+    /// The rule that says which exits this policy restarts.
+    pub fn rule(self) -> RuleId {
+        match self {
+            RestartPolicy::Always => RuleId::RestartPolicyAlways,
+            RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
+            RestartPolicy::Never => RuleId::RestartPolicyNever,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RestartPolicy::Always => "Always",

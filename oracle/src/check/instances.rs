@@ -197,7 +197,7 @@ pub(super) fn check_container_snapshot(
             // Waiting after an exit the policy keeps terminated: whatever the reason, the
             // container is waiting to be restarted, and that decision is what broke.
             out.add(
-                policy_rule(policy),
+                policy.rule(),
                 name,
                 no_restart_expected(stays, policy),
                 format!(
@@ -415,7 +415,7 @@ pub(super) fn check_instances(
                         // out in the Terminated state: that is no sign of a broken policy,
                         // and neither is a missing immediate restart until a wrongly
                         // applied initial back-off would have ended.
-                        policy_rule(prediction.restart_policy)
+                        prediction.restart_policy.rule()
                     } else {
                         instance.start_rule
                     },
@@ -542,7 +542,7 @@ pub(super) fn check_instances(
         match instance.after_exit {
             Some(AfterExit::StaysTerminated) if max_rc > i64::from(index) => {
                 out.add(
-                    policy_rule(prediction.restart_policy),
+                    prediction.restart_policy.rule(),
                     name,
                     no_restart_expected(instance, prediction.restart_policy),
                     format!("restartCount {max_rc}"),
@@ -629,13 +629,5 @@ fn next_instance_seen(obs: &ObservedContainer, index: u32) -> Option<i64> {
     match (started, counted) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-fn policy_rule(policy: RestartPolicy) -> RuleId {
-    match policy {
-        RestartPolicy::Never => RuleId::RestartPolicyNever,
-        RestartPolicy::OnFailure => RuleId::RestartPolicyOnfailure,
-        RestartPolicy::Always => RuleId::RestartPolicyAlways,
     }
 }
