@@ -40,6 +40,24 @@ pub enum TargetError {
     Runtime(#[source] podcheck_runtime::RuntimeError),
     #[error("failed to build the agent image")]
     Image(#[source] crate::image::ImageError),
+    /// The API server refused a call.
+    #[error("failed to {action}: {code} {reason}: {message}")]
+    Api {
+        action: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// A call to the API server failed before it answered (connection, TLS, credentials).
+    #[error("failed to {action}")]
+    Kube {
+        action: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The target cannot be set up; the text says why and what to do.
+    #[error("{0}")]
+    Setup(String),
     /// The target misbehaved in a way no other variant names.
     #[error("{0}")]
     Broken(String),

@@ -85,30 +85,41 @@ pub async fn run_case(
 ) -> CaseResult {
     let started = std::time::Instant::now();
     let target_name = target.name();
-    let finish = |verdict: Verdict, trace: Option<Trace>| CaseResult {
+    let finish = |verdict: Verdict, trace: Option<Trace>, manifest: Option<String>| CaseResult {
         verdict,
         source: source.to_owned(),
         wall_ms: started.elapsed().as_millis() as u64,
+        manifest,
         trace: if keep_trace { trace } else { None },
     };
     let error = |message: String| Verdict::error(&scenario.name, &target_name, message);
     let prediction = match predict(scenario) {
         Ok(p) => p,
-        Err(err) => return finish(error(format!("cannot predict: {err}")), None),
+        Err(err) => return finish(error(format!("cannot predict: {err}")), None, None),
     };
     let timing = target.timing();
     let pod = compile(scenario, &target.agent_image(), timing.time_scale);
+    let compiled = serde_saphyr::to_string(&pod).ok();
     let reference = match target.create(pod, &scenario.kubelet).await {
         Ok(r) => r,
         Err(TargetError::NotApplicable(reason)) => {
-            return finish(Verdict::skipped(&scenario.name, &target_name, reason), None)
+            return finish(
+                Verdict::skipped(&scenario.name, &target_name, reason),
+                None,
+                None,
+            )
         }
         Err(err) => {
             return finish(
                 error(format!("failed to create the pod: {}", describe(&err))),
                 None,
+                compiled,
             )
         }
+    };
+    let manifest = match reference.applied.as_deref() {
+        Some(applied) => serde_saphyr::to_string(applied).ok(),
+        None => compiled,
     };
     let mut trace = match observe(target, &reference, &prediction, &scenario.faults).await {
         Ok(trace) => trace,
@@ -117,6 +128,7 @@ pub async fn run_case(
             return finish(
                 error(format!("failed to observe the pod: {}", describe(&err))),
                 None,
+                manifest,
             );
         }
     };
@@ -146,7 +158,7 @@ pub async fn run_case(
             ));
         }
     }
-    finish(verdict, Some(trace))
+    finish(verdict, Some(trace), manifest)
 }
 
 /// The first fault action the target did not perform: without it the case shows nothing

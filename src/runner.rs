@@ -121,6 +121,7 @@ pub async fn run_cases(
                         verdict,
                         source,
                         wall_ms: 0,
+                        manifest: None,
                         trace: None,
                     },
                 );

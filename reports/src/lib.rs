@@ -23,6 +23,9 @@ pub struct CaseResult {
     /// Where the scenario came from (a suite file or a generator seed).
     pub source: String,
     pub wall_ms: u64,
+    /// The pod manifest the target applied (YAML), where it was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
 }
@@ -99,6 +102,7 @@ pub(crate) mod tests {
             },
             source: "suites/x.yaml".to_owned(),
             wall_ms: 1200,
+            manifest: None,
             trace: None,
         }
     }

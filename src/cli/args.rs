@@ -21,8 +21,8 @@ pub struct Cli {
 
 #[derive(Args, Clone)]
 pub struct TargetArgs {
-    #[arg(long, short = 't', default_value = "local", help = TARGET_HELP)]
-    pub target: String,
+    #[arg(long, short = 't', help = TARGET_HELP, long_help = format!("{TARGET_HELP}. Default: local (kube for certify)"))]
+    pub target: Option<String>,
     /// Wall seconds per spec second on the local target (0.05: a 10s back-off lasts 0.5s).
     #[arg(long, default_value_t = 0.05)]
     pub time_scale: f64,
@@ -35,9 +35,25 @@ pub struct TargetArgs {
     /// The podcheck-agent binary (default: next to podcheck, or $PODCHECK_AGENT).
     #[arg(long, env = "PODCHECK_AGENT")]
     pub agent: Option<PathBuf>,
+    /// kube: where the cluster's nodes find the agent image that `podcheck image build`
+    /// wrote (pushed to a registry, or loaded into the nodes).
+    #[arg(long, env = "PODCHECK_AGENT_IMAGE", value_name = "REF", default_value = podcheck::image::AGENT_IMAGE)]
+    pub agent_image: String,
+    /// kube: the agent image's pull policy.
+    #[arg(long, default_value = podcheck::targets::kube::DEFAULT_PULL_POLICY, value_parser = ["IfNotPresent", "Never", "Always"])]
+    pub image_pull_policy: String,
+    /// kube: the nodes' KubeletConfiguration file (feature gates, crashLoopBackOff), if
+    /// their configz cannot be read through the API server.
+    #[arg(long, value_name = "FILE")]
+    pub kubelet_config: Option<PathBuf>,
 }
 
 impl TargetArgs {
+    /// The target named, or the subcommand's default.
+    pub fn spec<'a>(&'a self, default: &'a str) -> &'a str {
+        self.target.as_deref().unwrap_or(default)
+    }
+
     pub fn options(&self, seed: u64) -> TargetOptions {
         TargetOptions {
             time_scale: self.time_scale,
@@ -45,6 +61,9 @@ impl TargetArgs {
             seed,
             agent_binary: self.agent.clone(),
             jobs: self.jobs,
+            agent_image: Some(self.agent_image.clone()),
+            image_pull_policy: Some(self.image_pull_policy.clone()),
+            kubelet_config: self.kubelet_config.clone(),
         }
     }
 }
@@ -55,6 +74,10 @@ pub enum Command {
     Run(RunArgs),
     /// Run random scenarios on a target; shrink the first divergence to a minimal scenario.
     Fuzz(FuzzArgs),
+    /// Certify a cluster: run every applicable suite case on it and write one bundle
+    /// (results, JUnit, HTML report, the manifests applied, the cluster's versions and node
+    /// configuration, the rule catalogue) as a .tar.gz.
+    Certify(CertifyArgs),
     /// Print what the oracle predicts for a scenario.
     Predict(PredictArgs),
     /// Measure a target: pod create-to-Running latency and delete time.
@@ -88,6 +111,24 @@ pub struct RunArgs {
     pub seed: u64,
     /// Skip cases the oracle would watch longer than this (spec time), e.g. `3m` on
     /// targets whose time cannot be scaled.
+    #[arg(long, value_parser = SpecDuration::parse)]
+    pub max_horizon: Option<SpecDuration>,
+}
+
+#[derive(Args)]
+pub struct CertifyArgs {
+    /// Scenario files or directories.
+    #[arg(default_value = "suites")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The bundle to write.
+    #[arg(long, short = 'o', default_value = "podcheck-certification.tar.gz")]
+    pub output: PathBuf,
+    /// Seed of the model target's timing choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip cases the oracle would watch longer than this (spec time).
     #[arg(long, value_parser = SpecDuration::parse)]
     pub max_horizon: Option<SpecDuration>,
 }
@@ -162,7 +203,14 @@ mod tests {
         for sub in cli.get_subcommands() {
             if let Some(arg) = sub.get_arguments().find(|a| a.get_id() == "target") {
                 let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-                for target in ["`local`", "`podman`", "`model`", "`model:DEVIATION`"] {
+                for target in [
+                    "`local`",
+                    "`podman`",
+                    "`kube`",
+                    "`kube:CONTEXT`",
+                    "`model`",
+                    "`model:DEVIATION`",
+                ] {
                     assert!(
                         help.contains(target),
                         "{}: --target help lacks {target}: {help}",
@@ -172,7 +220,7 @@ mod tests {
                 with_target.push(sub.get_name().to_owned());
             }
         }
-        assert_eq!(with_target, ["run", "fuzz", "bench"]);
+        assert_eq!(with_target, ["run", "certify", "fuzz", "bench"]);
     }
 
     #[test]

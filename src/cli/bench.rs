@@ -9,7 +9,7 @@ use podcheck::errors::describe;
 use std::time::{Duration, Instant};
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
-    let Some(target) = set_up_target(&args.target, 0).await else {
+    let Some(target) = set_up_target(&args.target, "local", 0).await else {
         return Ok(USAGE_OR_TARGET_ERROR);
     };
     let (pods, concurrency) = (args.pods, args.concurrency);

@@ -17,7 +17,7 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
-    let Some(target) = set_up_target(&args.target, seed).await else {
+    let Some(target) = set_up_target(&args.target, "local", seed).await else {
         return Ok(USAGE_OR_TARGET_ERROR);
     };
     outln!(
@@ -26,7 +26,7 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
     )?;
     outln!(
         "reproduce with: podcheck fuzz --target {} --cases {cases} --seed {seed}",
-        args.target.target
+        args.target.spec("local")
     )?;
     let options = FuzzOptions {
         cases,
@@ -82,7 +82,7 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
                 "saved to {}; replay with: podcheck run {} --target {}",
                 found.saved_to.display(),
                 found.saved_to.display(),
-                args.target.target
+                args.target.spec("local")
             )?;
             Ok(NONCONFORMANT)
         }

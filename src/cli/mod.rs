@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bench;
 pub mod catalogue;
+pub mod certify;
 pub mod fuzz;
 pub mod image;
 pub mod predict;
@@ -24,6 +25,7 @@ pub const INTERRUPTED: u8 = 130;
 pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Run(args) => run::run(args).await,
+        Command::Certify(args) => certify::certify(args).await,
         Command::Fuzz(args) => fuzz::fuzz(args).await,
         Command::Predict(args) => predict::print_prediction(&args),
         Command::Bench(args) => bench::bench(args).await,

@@ -5,28 +5,52 @@ use super::session::{set_up_target, until_interrupted};
 use super::terminal::{outln, print_case, FirstError};
 use super::{CONFORMANT, INTERRUPTED, NONCONFORMANT, USAGE_OR_TARGET_ERROR};
 use anyhow::Context;
-use podcheck::runner::{load_cases, run_cases, RunOptions};
-use podcheck_oracle::Outcome;
+use podcheck::runner::{load_cases, run_cases, RunOptions, SuiteCase};
+use podcheck::targets::Target;
+use podcheck_oracle::{Outcome, SpecDuration};
 use podcheck_reports::RunReport;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let cases = match load_cases(&args.paths) {
-        Ok(cases) => cases,
+    let Some(cases) = load(&args.paths) else {
+        return Ok(USAGE_OR_TARGET_ERROR);
+    };
+    let Some(target) = set_up_target(&args.target, "local", args.seed).await else {
+        return Ok(USAGE_OR_TARGET_ERROR);
+    };
+    let Some(mut report) = run_and_print(target.as_ref(), &cases, args.max_horizon).await? else {
+        return Ok(INTERRUPTED);
+    };
+    write_reports(&mut report, &args.output, args.traces)?;
+    let output = args.output.display();
+    outln!("results: {output}/results.json, {output}/junit.xml, {output}/report.html")?;
+    Ok(exit_code(&report))
+}
+
+/// The suite cases under `paths`, or None after saying on stderr what is wrong with them.
+pub fn load(paths: &[PathBuf]) -> Option<Vec<SuiteCase>> {
+    match load_cases(paths) {
+        Ok(cases) if cases.is_empty() => {
+            eprintln!("error: no scenarios found under {paths:?}");
+            None
+        }
+        Ok(cases) => Some(cases),
         Err(errors) => {
             for error in errors {
                 eprintln!("error: failed to load a scenario: {error}");
             }
-            return Ok(USAGE_OR_TARGET_ERROR);
+            None
         }
-    };
-    if cases.is_empty() {
-        eprintln!("error: no scenarios found under {:?}", args.paths);
-        return Ok(USAGE_OR_TARGET_ERROR);
     }
-    let Some(target) = set_up_target(&args.target, args.seed).await else {
-        return Ok(USAGE_OR_TARGET_ERROR);
-    };
+}
+
+/// Runs the cases with verdicts printed as they come and a summary at the end; cleans the
+/// target up. None if interrupted (the target is cleaned up then too).
+pub async fn run_and_print(
+    target: &dyn Target,
+    cases: &[SuiteCase],
+    max_horizon: Option<SpecDuration>,
+) -> anyhow::Result<Option<RunReport>> {
     outln!(
         "podcheck {}: {} cases on target {}",
         env!("CARGO_PKG_VERSION"),
@@ -38,19 +62,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut stdout_error = FirstError::default();
     let options = RunOptions {
         keep_traces: true,
-        max_horizon: args.max_horizon,
+        max_horizon,
     };
-    let run = run_cases(target.as_ref(), &cases, &options, |result| {
+    let run = run_cases(target, cases, &options, |result| {
         done += 1;
         stdout_error.keep(print_case(result));
         if done % 10 == 0 && done < total {
             stdout_error.keep(outln!("      ... {done}/{total} done"));
         }
     });
-    let Some(mut report) = until_interrupted(target.as_ref(), run).await else {
-        return Ok(INTERRUPTED);
+    let Some(report) = until_interrupted(target, run).await else {
+        return Ok(None);
     };
-    let _ = target.cleanup().await;
+    if let Err(err) = target.cleanup().await {
+        eprintln!(
+            "warning: failed to clean up target {}: {}",
+            target.name(),
+            podcheck::errors::describe(&err)
+        );
+    }
     stdout_error.into_result()?;
     let totals = report.totals();
     if totals.failed > 0 {
@@ -68,10 +98,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         report.wall_ms as f64 / 1000.0,
         report.target
     )?;
-    write_reports(&mut report, &args.output, args.traces)?;
-    let output = args.output.display();
-    outln!("results: {output}/results.json, {output}/junit.xml, {output}/report.html")?;
-    Ok(if totals.failed > 0 {
+    Ok(Some(report))
+}
+
+/// 1 if a case failed, 2 if one could not be judged or none ran, else 0.
+pub fn exit_code(report: &RunReport) -> u8 {
+    let totals = report.totals();
+    if totals.failed > 0 {
         NONCONFORMANT
     } else if totals.errors > 0 {
         USAGE_OR_TARGET_ERROR
@@ -81,12 +114,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         USAGE_OR_TARGET_ERROR
     } else {
         CONFORMANT
-    })
+    }
 }
 
-/// results.json, junit.xml and report.html under `output`; passing cases lose their
-/// traces unless `keep_traces`.
-fn write_reports(report: &mut RunReport, output: &Path, keep_traces: bool) -> anyhow::Result<()> {
+/// Passing cases lose their traces unless `keep_traces`.
+pub fn drop_passing_traces(report: &mut RunReport, keep_traces: bool) {
     if !keep_traces {
         for case in &mut report.cases {
             if case.verdict.outcome == Outcome::Pass {
@@ -94,16 +126,27 @@ fn write_reports(report: &mut RunReport, output: &Path, keep_traces: bool) -> an
             }
         }
     }
+}
+
+/// results.json, junit.xml and report.html under `output`; passing cases lose their
+/// traces unless `keep_traces`.
+fn write_reports(report: &mut RunReport, output: &Path, keep_traces: bool) -> anyhow::Result<()> {
+    drop_passing_traces(report, keep_traces);
     std::fs::create_dir_all(output)
         .with_context(|| format!("failed to create {}", output.display()))?;
-    for (file, text) in [
-        ("results.json", report.to_json()?),
-        ("junit.xml", report.to_junit()?),
-        ("report.html", report.to_html()),
-    ] {
+    for (file, text) in report_files(report)? {
         let path = output.join(file);
         std::fs::write(&path, text)
             .with_context(|| format!("failed to write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The report files of a run, by file name.
+pub fn report_files(report: &RunReport) -> anyhow::Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        ("results.json", report.to_json()?),
+        ("junit.xml", report.to_junit()?),
+        ("report.html", report.to_html()),
+    ])
 }

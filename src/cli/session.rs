@@ -34,15 +34,18 @@ pub async fn until_interrupted<T>(target: &dyn Target, work: impl Future<Output 
 }
 
 /// The target `args` names, or None after saying on stderr why it cannot be set up.
-pub async fn set_up_target(args: &TargetArgs, seed: u64) -> Option<Box<dyn Target>> {
-    match targets::from_spec(&args.target, &args.options(seed)).await {
-        Ok(target) => Some(target),
+/// Prints what the target says it is (a cluster's versions and nodes) on stderr.
+pub async fn set_up_target(args: &TargetArgs, default: &str, seed: u64) -> Option<Box<dyn Target>> {
+    let spec = args.spec(default);
+    match targets::from_spec(spec, &args.options(seed)).await {
+        Ok(target) => {
+            for line in target.summary() {
+                eprintln!("{line}");
+            }
+            Some(target)
+        }
         Err(err) => {
-            eprintln!(
-                "error: failed to set up target {}: {}",
-                args.target,
-                describe(&err)
-            );
+            eprintln!("error: failed to set up target {spec}: {}", describe(&err));
             None
         }
     }

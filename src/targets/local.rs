@@ -151,6 +151,7 @@ impl Target for LocalTarget {
             uid,
             created_at,
             node,
+            applied: None,
         })
     }
 

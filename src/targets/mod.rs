@@ -5,6 +5,7 @@
 //! A new target is one file here implementing [`Target`], plus its name in [`from_spec`]
 //! and [`TARGET_HELP`]; nothing else changes.
 
+pub mod kube;
 pub mod local;
 pub mod model;
 pub mod podman;
@@ -19,8 +20,10 @@ use podcheck_oracle::{Observation, TimingProfile};
 
 /// What `--target` accepts: every subcommand's help and the unknown-target error say it.
 pub const TARGET_HELP: &str = "Where pods run: `local` (the bundled runtime; needs root), \
-    `podman` (this machine's podman; needs podman and runc), `model` (the oracle itself), or \
-    `model:DEVIATION` (the oracle with a planted bug; see `podcheck deviations`)";
+    `podman` (this machine's podman; needs podman and runc), `kube` or `kube:CONTEXT` (a \
+    cluster through the kubeconfig's current or named context; see --agent-image), `model` (the \
+    oracle itself), or `model:DEVIATION` (the oracle with a planted bug; see `podcheck \
+    deviations`)";
 
 /// A pod a target created.
 #[derive(Clone, Debug)]
@@ -30,6 +33,9 @@ pub struct PodRef {
     pub created_at: Time,
     /// Which of the target's nodes runs it (targets with per-config nodes).
     pub node: String,
+    /// The manifest the target applied, where it differs from the compiled one (a cluster's
+    /// namespace, name and pull policy).
+    pub applied: Option<Box<Pod>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -73,9 +79,18 @@ pub trait Target: Send + Sync {
     fn probe_timings(&self) -> Vec<(&'static str, std::time::Duration)> {
         Vec::new()
     }
+    /// Lines that say what the target is (a cluster's versions and node configuration),
+    /// printed before the first case.
+    fn summary(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// What the run assumed about the target, for the certification bundle.
+    fn environment(&self) -> serde_json::Value {
+        serde_json::json!({ "target": self.name() })
+    }
 }
 
-/// Parses `model`, `model:DEVIATION`, `local` or `podman`.
+/// Parses `model`, `model:DEVIATION`, `local`, `podman`, `kube` or `kube:CONTEXT`.
 pub async fn from_spec(
     spec: &str,
     options: &TargetOptions,
@@ -85,6 +100,10 @@ pub async fn from_spec(
         "model" => Ok(Box::new(model::ModelTarget::new(rest, options.seed)?)),
         "local" => Ok(Box::new(local::LocalTarget::new(options)?)),
         "podman" => Ok(Box::new(podman::PodmanTarget::new(options).await?)),
+        "kube" => {
+            let context = (!rest.is_empty()).then_some(rest);
+            Ok(Box::new(kube::KubeTarget::new(context, options).await?))
+        }
         other => Err(TargetError::UnknownTarget(other.to_owned())),
     }
 }
@@ -98,6 +117,12 @@ pub struct TargetOptions {
     pub seed: u64,
     pub agent_binary: Option<std::path::PathBuf>,
     pub jobs: Option<usize>,
+    /// Where a cluster's nodes find the agent image (kube).
+    pub agent_image: Option<String>,
+    /// The pull policy of the agent image (kube).
+    pub image_pull_policy: Option<String>,
+    /// The nodes' KubeletConfiguration file, instead of their configz (kube).
+    pub kubelet_config: Option<std::path::PathBuf>,
 }
 
 impl Default for TargetOptions {
@@ -108,6 +133,9 @@ impl Default for TargetOptions {
             seed: 0,
             agent_binary: None,
             jobs: None,
+            agent_image: None,
+            image_pull_policy: None,
+            kubelet_config: None,
         }
     }
 }

@@ -134,6 +134,7 @@ impl Target for ModelTarget {
             uid: uid.clone(),
             created_at: trace.created_at.clone(),
             node: "model".to_owned(),
+            applied: None,
         };
         self.traces().insert(uid, trace);
         Ok(reference)

@@ -376,6 +376,7 @@ impl Target for PodmanTarget {
             uid: name,
             created_at,
             node: "podman".to_owned(),
+            applied: Some(Box::new(pod)),
         })
     }
 

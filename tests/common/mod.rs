@@ -9,6 +9,7 @@ use std::future::Future;
 
 /// Why tests that need what `check` looks for are skipped here: None under `CI=true`
 /// or when `check` passes.
+#[allow(dead_code, reason = "not every harness skips under CI")]
 pub fn skip_reason(check: impl FnOnce() -> Result<(), String>) -> Option<String> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         return None;

@@ -1,0 +1,776 @@
+//! Any Kubernetes cluster a kubeconfig reaches, through the API server: the target that
+//! certifies real clusters and kubelet implementations.
+//!
+//! A run owns one namespace ([`namespace`]) and creates everything in it; the pod's state
+//! comes from a watch, ordered by the API server, and its events from a watch of core/v1
+//! Events ([`convert`]). Before any case, the target learns what the cluster is
+//! ([`node`]: versions, the nodes' kubelet configuration) and runs a pre-flight pod
+//! ([`preflight`]) that proves the agent image runs there.
+
+pub mod convert;
+pub mod namespace;
+pub mod node;
+pub mod preflight;
+
+use super::{Capabilities, PodRef, Target, TargetError, TargetOptions};
+use crate::compile::compile;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::{future, StreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use node::{ClusterInfo, ConfigSource, NodeInfo, Placement};
+use podcheck_oracle::scenario::{FaultAction, KubeletParams};
+use podcheck_oracle::{Observation, TimingProfile};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Least tolerance on a cluster. Status time stamps have whole seconds (up to 1 s early);
+/// the node's clock is not the harness's (NTP keeps them within a fraction of a second);
+/// a pod's first start waits for the scheduler, the sandbox and the image check (a few
+/// seconds on a busy node); the watch adds its own latency.
+const MIN_TOLERANCE_MS: u64 = 5000;
+/// How many cases run at once unless `--jobs` says otherwise: a cluster runs many pods.
+const DEFAULT_CONCURRENCY: usize = 16;
+/// Longest wait for one API call during set-up and clean-up.
+const API_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the pre-flight pod may take to run: a first pull of the agent image.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long clean-up waits for the namespace to disappear.
+const NAMESPACE_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The pull policy unless `--image-pull-policy` says otherwise: a tag loaded into the
+/// nodes is used as it is, and an image in a registry is pulled once.
+pub const DEFAULT_PULL_POLICY: &str = "IfNotPresent";
+
+/// What podcheck needs to be allowed to do, checked before anything is created.
+const PERMISSIONS: &[(&str, &str, &str, bool)] = &[
+    ("create", "namespaces", "", false),
+    ("delete", "namespaces", "", false),
+    ("create", "pods", "", true),
+    ("watch", "pods", "", true),
+    ("delete", "pods", "", true),
+    ("get", "pods", "log", true),
+    ("watch", "events", "", true),
+];
+
+pub struct KubeTarget {
+    client: Client,
+    options: TargetOptions,
+    run_id: String,
+    namespace: String,
+    image: String,
+    pull_policy: String,
+    cluster: ClusterInfo,
+    counter: AtomicU64,
+    lease: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// An API error as a target error, naming what was being done.
+fn api_error(action: impl Into<String>, error: kube::Error) -> TargetError {
+    let action = action.into();
+    match error {
+        kube::Error::Api(status) => TargetError::Api {
+            action,
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+        },
+        other => TargetError::Kube {
+            action,
+            source: Box::new(other),
+        },
+    }
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+async fn within<T>(
+    action: &str,
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, TargetError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(|e| api_error(action, e)),
+        Err(_) => Err(TargetError::CommandTimedOut {
+            command: action.to_owned(),
+            timeout,
+        }),
+    }
+}
+
+/// The kubeconfig's context named `context`, or its current one.
+async fn client_for(context: Option<&str>) -> Result<(Client, String, String), TargetError> {
+    let kubeconfig = Kubeconfig::read().map_err(|e| {
+        TargetError::Setup(format!(
+            "cannot read a kubeconfig ({e}); set KUBECONFIG or create ~/.kube/config, as for kubectl"
+        ))
+    })?;
+    let known: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
+    let name = match context {
+        Some(name) => name.to_owned(),
+        None => kubeconfig.current_context.clone().ok_or_else(|| {
+            TargetError::Setup(format!(
+                "the kubeconfig has no current context; name one with --target kube:CONTEXT (known: {})",
+                known.join(", ")
+            ))
+        })?,
+    };
+    if !known.contains(&name) {
+        return Err(TargetError::Setup(format!(
+            "the kubeconfig has no context {name:?}; known: {}",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    let options = KubeConfigOptions {
+        context: Some(name.clone()),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| TargetError::Setup(format!("cannot use context {name:?}: {e}")))?;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| {
+        TargetError::Setup(format!("cannot make a client for context {name:?}: {e}"))
+    })?;
+    Ok((client, name, server))
+}
+
+impl KubeTarget {
+    /// Connects, checks permissions, learns the cluster, removes dead runs' namespaces,
+    /// creates this run's and runs the pre-flight pod. Any failure is an error before the
+    /// first case, and leaves nothing behind.
+    pub async fn new(
+        context: Option<&str>,
+        options: &TargetOptions,
+    ) -> Result<KubeTarget, TargetError> {
+        let (client, context, server) = client_for(context).await?;
+        let version = within(
+            "reach the API server",
+            API_TIMEOUT,
+            client.apiserver_version(),
+        )
+        .await
+        .map_err(|e| {
+            TargetError::Setup(format!(
+                "cannot reach the API server of context {context:?} at {server}: {}",
+                crate::errors::describe(&e)
+            ))
+        })?;
+        check_permissions(&client, &context).await?;
+        let assumed = match &options.kubelet_config {
+            Some(path) => read_kubelet_config(path)?,
+            None => KubeletParams::default(),
+        };
+        let (nodes, nodes_unlisted) =
+            learn_nodes(&client, options.kubelet_config.as_deref(), assumed).await;
+        let cluster = ClusterInfo {
+            context,
+            server,
+            server_version: version.git_version,
+            nodes,
+            nodes_unlisted,
+            assumed_kubelet: assumed,
+        };
+        let now = Timestamp::now();
+        let run_id = namespace::run_id(now, std::process::id());
+        let target = KubeTarget {
+            namespace: namespace::namespace_name(&run_id),
+            client,
+            options: options.clone(),
+            run_id,
+            image: options
+                .agent_image
+                .clone()
+                .unwrap_or_else(|| crate::image::AGENT_IMAGE.to_owned()),
+            pull_policy: options
+                .image_pull_policy
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PULL_POLICY.to_owned()),
+            cluster,
+            counter: AtomicU64::new(0),
+            lease: Mutex::new(None),
+        };
+        target.remove_stale_namespaces().await;
+        target.create_namespace(now).await?;
+        if let Err(err) = target.preflight().await {
+            let _ = target.cleanup().await;
+            return Err(err);
+        }
+        Ok(target)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    /// Namespaces of runs that were killed before they could clean up.
+    async fn remove_stale_namespaces(&self) {
+        let params = ListParams::default().labels(&namespace::managed_selector());
+        let Ok(list) = within(
+            "list namespaces",
+            API_TIMEOUT,
+            self.namespaces().list(&params),
+        )
+        .await
+        else {
+            return;
+        };
+        let now = Timestamp::now();
+        for ns in list.items {
+            let Some(name) = ns.metadata.name.clone() else {
+                continue;
+            };
+            if let Some(reason) = namespace::stale_reason(&ns, &self.run_id, now) {
+                eprintln!("removing namespace {name} of an earlier run: {reason}");
+                let _ = within(
+                    "delete a stale namespace",
+                    API_TIMEOUT,
+                    self.namespaces().delete(&name, &DeleteParams::background()),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn create_namespace(&self, now: Timestamp) -> Result<(), TargetError> {
+        let object = namespace::namespace(&self.run_id, env!("CARGO_PKG_VERSION"), now);
+        within(
+            &format!("create namespace {}", self.namespace),
+            API_TIMEOUT,
+            self.namespaces().create(&PostParams::default(), &object),
+        )
+        .await?;
+        let client = self.client.clone();
+        let name = self.namespace.clone();
+        let renewal = tokio::spawn(async move {
+            let namespaces: Api<Namespace> = Api::all(client);
+            loop {
+                tokio::time::sleep(namespace::LEASE_RENEWAL).await;
+                let patch = Patch::Merge(namespace::lease_patch(Timestamp::now()));
+                let _ = namespaces
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await;
+            }
+        });
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(renewal);
+        Ok(())
+    }
+
+    /// The manifest as this cluster runs it: in the run's namespace, under a name unique in
+    /// the run, labelled with the run, with the chosen pull policy, on a node with the
+    /// kubelet configuration the case needs.
+    fn prepare(&self, mut pod: Pod, placement: &Placement) -> Pod {
+        let base = pod
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "pod".to_owned());
+        let suffix = format!("-{}", self.counter.fetch_add(1, Ordering::Relaxed));
+        let keep = base.len().min(63 - suffix.len());
+        let name = format!("{}{suffix}", base[..keep].trim_end_matches('-'));
+        pod.metadata.name = Some(name);
+        pod.metadata.namespace = Some(self.namespace.clone());
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(namespace::RUN_LABEL.to_owned(), self.run_id.clone());
+        if let Some(spec) = pod.spec.as_mut() {
+            for container in &mut spec.containers {
+                container.image_pull_policy = Some(self.pull_policy.clone());
+            }
+            if let Placement::Node(node) = placement {
+                spec.node_selector
+                    .get_or_insert_with(Default::default)
+                    .insert("kubernetes.io/hostname".to_owned(), node.clone());
+            }
+        }
+        pod
+    }
+
+    async fn submit(&self, pod: &Pod) -> Result<(PodRef, Pod), TargetError> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let created_at = Time(Timestamp::now());
+        let created = self
+            .pods()
+            .create(&PostParams::default(), pod)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+                    TargetError::rejected(status.message.clone())
+                }
+                other => api_error(format!("create pod {name}"), other),
+            })?;
+        let reference = PodRef {
+            name,
+            uid: created.metadata.uid.clone().unwrap_or_default(),
+            created_at,
+            node: String::new(),
+            applied: Some(Box::new(pod.clone())),
+        };
+        Ok((reference, created))
+    }
+
+    async fn preflight(&self) -> Result<(), TargetError> {
+        let placement = self
+            .cluster
+            .placement(&KubeletParams::default())
+            .unwrap_or(Placement::Anywhere);
+        let pod = self.prepare(
+            compile(&preflight::scenario(), &self.image, 1.0),
+            &placement,
+        );
+        let (reference, _) = self.submit(&pod).await.map_err(|e| {
+            TargetError::Setup(format!(
+                "cannot create the pre-flight pod in namespace {}: {}",
+                self.namespace,
+                crate::errors::describe(&e)
+            ))
+        })?;
+        let result = self.await_preflight(&reference).await;
+        let _ = self.remove(&reference).await;
+        result
+    }
+
+    async fn await_preflight(&self, reference: &PodRef) -> Result<(), TargetError> {
+        let params =
+            watcher::Config::default().fields(&format!("metadata.name={}", reference.name));
+        let mut states = watcher(self.pods(), params).default_backoff().boxed();
+        let mut last = "no status yet".to_owned();
+        let deadline = tokio::time::Instant::now() + PREFLIGHT_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, states.next()).await;
+            let Ok(Some(event)) = next else {
+                return Err(TargetError::Setup(format!(
+                    "the pre-flight pod {} in namespace {} did not run the agent within {}s ({last}); {}",
+                    reference.name,
+                    self.namespace,
+                    PREFLIGHT_TIMEOUT.as_secs(),
+                    preflight::image_hint(&self.image)
+                )));
+            };
+            let pod = match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+                _ => continue,
+            };
+            if pod.metadata.name.as_deref() != Some(reference.name.as_str()) {
+                continue;
+            }
+            match preflight::progress(&pod, &self.image) {
+                preflight::Progress::Waiting(why) => last = why,
+                preflight::Progress::Failed(why) => return Err(TargetError::Setup(why)),
+                preflight::Progress::Running => break,
+            }
+        }
+        // Running: the agent logs its start at once; give the log a moment to arrive.
+        for _ in 0..20 {
+            let log = self
+                .logs(reference, "agent", false)
+                .await
+                .unwrap_or_default();
+            if preflight::agent_answered(&log) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(TargetError::Setup(format!(
+            "the pre-flight pod runs image {} but the podcheck agent in it did not log its start \
+             within 10s; the image must be the one `podcheck image build` writes",
+            self.image
+        )))
+    }
+
+    /// What the run assumed about the cluster.
+    pub fn cluster(&self) -> &ClusterInfo {
+        &self.cluster
+    }
+}
+
+/// SelfSubjectAccessReviews of everything a run does, so that a missing permission is
+/// named before anything is created. An API server without the review API is let through:
+/// the first call that is refused names what is missing.
+async fn check_permissions(client: &Client, context: &str) -> Result<(), TargetError> {
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let mut denied = Vec::new();
+    for &(verb, resource, subresource, namespaced) in PERMISSIONS {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    subresource: (!subresource.is_empty()).then(|| subresource.to_owned()),
+                    // Any namespace: the run's does not exist yet.
+                    namespace: namespaced.then(String::new),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let Ok(Ok(answer)) =
+            tokio::time::timeout(API_TIMEOUT, reviews.create(&PostParams::default(), &review))
+                .await
+        else {
+            return Ok(());
+        };
+        let Some(status) = answer.status else {
+            return Ok(());
+        };
+        if !status.allowed {
+            let what = if subresource.is_empty() {
+                resource.to_owned()
+            } else {
+                format!("{resource}/{subresource}")
+            };
+            denied.push(format!("{verb} {what}"));
+        }
+    }
+    if denied.is_empty() {
+        Ok(())
+    } else {
+        Err(TargetError::Setup(format!(
+            "context {context:?} is not allowed to {}; podcheck needs to create and delete \
+             namespaces, and to create, watch and delete pods, read their logs and watch \
+             events in them",
+            denied.join(", ")
+        )))
+    }
+}
+
+fn read_kubelet_config(path: &std::path::Path) -> Result<KubeletParams, TargetError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TargetError::io(format!("read {}", path.display()), e))?;
+    let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+        TargetError::Setup(format!(
+            "{}: not a KubeletConfiguration: {e}",
+            path.display()
+        ))
+    })?;
+    node::kubelet_params(&value).map_err(|e| TargetError::Setup(format!("{}: {e}", path.display())))
+}
+
+/// Every schedulable node with its kubelet version and configuration; the reason if the
+/// nodes cannot be listed.
+async fn learn_nodes(
+    client: &Client,
+    option: Option<&std::path::Path>,
+    assumed: KubeletParams,
+) -> (Vec<NodeInfo>, Option<String>) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = match within(
+        "list nodes",
+        API_TIMEOUT,
+        nodes.list(&ListParams::default()),
+    )
+    .await
+    {
+        Ok(list) => list.items,
+        Err(err) => return (Vec::new(), Some(crate::errors::describe(&err))),
+    };
+    let schedulable: Vec<&Node> = list.iter().filter(|n| accepts_pods(n)).collect();
+    let chosen = if schedulable.is_empty() {
+        list.iter().collect()
+    } else {
+        schedulable
+    };
+    let mut infos = Vec::new();
+    for node in chosen {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let info = node.status.as_ref().and_then(|s| s.node_info.clone());
+        let (kubelet, config_source) = match option {
+            Some(path) => (assumed, ConfigSource::Option(path.display().to_string())),
+            None => match configz(client, &name).await {
+                Ok(params) => (params, ConfigSource::Configz),
+                Err(why) => (assumed, ConfigSource::AssumedDefaults(why)),
+            },
+        };
+        infos.push(NodeInfo {
+            back_off: node::describe(&kubelet.back_off()),
+            kubelet,
+            config_source,
+            kubelet_version: info
+                .as_ref()
+                .map(|i| i.kubelet_version.clone())
+                .unwrap_or_default(),
+            container_runtime_version: info
+                .as_ref()
+                .map(|i| i.container_runtime_version.clone())
+                .unwrap_or_default(),
+            os_image: info.map(|i| i.os_image).unwrap_or_default(),
+            name,
+        });
+    }
+    (infos, None)
+}
+
+/// Whether the scheduler would put an ordinary pod on the node.
+fn accepts_pods(node: &Node) -> bool {
+    let Some(spec) = node.spec.as_ref() else {
+        return true;
+    };
+    spec.unschedulable != Some(true)
+        && !spec
+            .taints
+            .iter()
+            .flatten()
+            .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+}
+
+/// The node's kubelet configuration from its `/configz`, through the API server's proxy.
+async fn configz(client: &Client, node: &str) -> Result<KubeletParams, String> {
+    let request = http::Request::get(format!("/api/v1/nodes/{node}/proxy/configz"))
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let body = within("read configz", API_TIMEOUT, client.request_text(request))
+        .await
+        .map_err(|e| {
+            format!(
+                "its /configz is not readable: {}",
+                crate::errors::describe(&e)
+            )
+        })?;
+    node::from_configz(&body).map_err(|e| format!("its /configz: {e}"))
+}
+
+#[async_trait]
+impl Target for KubeTarget {
+    fn name(&self) -> String {
+        format!("kube:{}", self.cluster.context)
+    }
+
+    fn timing(&self) -> TimingProfile {
+        // A cluster's time cannot be scaled: spec time is wall time.
+        TimingProfile {
+            time_scale: 1.0,
+            tolerance_ms: self.options.tolerance_wall_ms.max(MIN_TOLERANCE_MS),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            concurrency: self.options.jobs.unwrap_or(DEFAULT_CONCURRENCY),
+            virtual_clock: false,
+        }
+    }
+
+    fn agent_image(&self) -> String {
+        self.image.clone()
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let cluster = &self.cluster;
+        let mut lines = vec![format!(
+            "cluster: context {}, API server {} at {}, namespace {}",
+            cluster.context, cluster.server_version, cluster.server, self.namespace
+        )];
+        for node in &cluster.nodes {
+            let source = match &node.config_source {
+                ConfigSource::Option(path) => format!("from {path}"),
+                ConfigSource::Configz => "from its configz".to_owned(),
+                ConfigSource::AssumedDefaults(why) => format!("kubelet defaults assumed: {why}"),
+            };
+            lines.push(format!(
+                "node {}: kubelet {}, {}; restart back-off {} ({source})",
+                node.name, node.kubelet_version, node.container_runtime_version, node.back_off
+            ));
+        }
+        if let Some(why) = &cluster.nodes_unlisted {
+            lines.push(format!(
+                "nodes not listed ({why}): restart back-off {} assumed",
+                node::describe(&cluster.assumed_kubelet.back_off())
+            ));
+        }
+        lines
+    }
+
+    fn environment(&self) -> serde_json::Value {
+        serde_json::json!({
+            "target": self.name(),
+            "namespace": self.namespace,
+            "runId": self.run_id,
+            "agentImage": self.image,
+            "imagePullPolicy": self.pull_policy,
+            "cluster": self.cluster,
+        })
+    }
+
+    async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
+        let placement = self
+            .cluster
+            .placement(kubelet)
+            .map_err(TargetError::NotApplicable)?;
+        let pod = self.prepare(pod, &placement);
+        let (reference, _) = self.submit(&pod).await?;
+        Ok(reference)
+    }
+
+    async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Observation>, TargetError> {
+        let name = pod.name.clone();
+        // A watch that is not allowed would otherwise retry silently until the horizon.
+        within(
+            &format!("get pod {name}"),
+            API_TIMEOUT,
+            self.pods().get(&name),
+        )
+        .await?;
+        let pods = watcher(
+            self.pods(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff()
+        .map(Either::Pod);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let events = watcher(
+            events,
+            watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+        )
+        .default_backoff()
+        .map(Either::Event);
+        let merged = futures::stream::select(pods, events);
+        let stream = merged
+            .scan(
+                (convert::Repeats::default(), false),
+                move |(repeats, ended), item| {
+                    if *ended {
+                        return future::ready(None);
+                    }
+                    let now = Time(Timestamp::now());
+                    let observation = match item {
+                        Either::Pod(Ok(
+                            watcher::Event::Apply(p) | watcher::Event::InitApply(p),
+                        )) if p.metadata.name.as_deref() == Some(name.as_str()) => repeats
+                            .new_pod_version(&p)
+                            .then(|| Observation::Snapshot(convert::snapshot(&p, now))),
+                        Either::Pod(Ok(watcher::Event::Delete(p)))
+                            if p.metadata.name.as_deref() == Some(name.as_str()) =>
+                        {
+                            *ended = true;
+                            Some(Observation::Snapshot(convert::gone(&p, now)))
+                        }
+                        Either::Event(Ok(
+                            watcher::Event::Apply(e) | watcher::Event::InitApply(e),
+                        )) if repeats.new_event(&e) => {
+                            convert::event(&e, &name, now).map(Observation::Event)
+                        }
+                        _ => None,
+                    };
+                    future::ready(Some(observation))
+                },
+            )
+            .filter_map(future::ready);
+        Ok(Box::pin(stream))
+    }
+
+    async fn act(&self, _pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
+        match action {
+            FaultAction::KillContainer { .. } => Err(TargetError::NotApplicable(
+                "the Kubernetes API has no call that kills a container's process from outside \
+                 the kubelet"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    async fn logs(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        previous: bool,
+    ) -> Result<String, TargetError> {
+        let params = LogParams {
+            container: Some(container.to_owned()),
+            previous,
+            ..LogParams::default()
+        };
+        within(
+            &format!("read the log of {}/{container}", pod.name),
+            API_TIMEOUT,
+            self.pods().logs(&pod.name, &params),
+        )
+        .await
+    }
+
+    async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::background()
+        };
+        match tokio::time::timeout(API_TIMEOUT, self.pods().delete(&pod.name, &params)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if is_not_found(&e) => Ok(()),
+            Ok(Err(e)) => Err(api_error(format!("delete pod {}", pod.name), e)),
+            Err(_) => Err(TargetError::CommandTimedOut {
+                command: format!("delete pod {}", pod.name),
+                timeout: API_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Deletes every pod of the run, then its namespace, and waits until the namespace is
+    /// gone. Safe to call more than once.
+    async fn cleanup(&self) -> Result<(), TargetError> {
+        if let Some(renewal) = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            renewal.abort();
+        }
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::background()
+        };
+        // Pods first, at once: a namespace's deletion would give each its grace period.
+        let _ = tokio::time::timeout(
+            API_TIMEOUT,
+            self.pods().delete_collection(&now, &ListParams::default()),
+        )
+        .await;
+        match tokio::time::timeout(API_TIMEOUT, self.namespaces().delete(&self.namespace, &now))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if is_not_found(&e) => return Ok(()),
+            Ok(Err(e)) => return Err(api_error(format!("delete namespace {}", self.namespace), e)),
+            Err(_) => {
+                return Err(TargetError::CommandTimedOut {
+                    command: format!("delete namespace {}", self.namespace),
+                    timeout: API_TIMEOUT,
+                })
+            }
+        }
+        let deadline = tokio::time::Instant::now() + NAMESPACE_GONE_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(API_TIMEOUT, self.namespaces().get(&self.namespace)).await {
+                Ok(Err(e)) if is_not_found(&e) => return Ok(()),
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        Err(TargetError::Broken(format!(
+            "namespace {} was still there {}s after its deletion; the next run removes it",
+            self.namespace,
+            NAMESPACE_GONE_TIMEOUT.as_secs()
+        )))
+    }
+}
+
+/// One item of the merged watch: the pod, or an Event. Short-lived, one at a time.
+#[allow(clippy::large_enum_variant)]
+enum Either {
+    Pod(Result<watcher::Event<Pod>, watcher::Error>),
+    Event(Result<watcher::Event<Event>, watcher::Error>),
+}
