@@ -11,8 +11,8 @@ use podcheck_oracle::plan::AfterExit;
 use podcheck_oracle::predict::SETTLE;
 use podcheck_oracle::scenario::Fault;
 use podcheck_oracle::{
-    check, predict, ActionRecord, ActionResult, Observation, Prediction, Run, Scenario, Trace,
-    Verdict,
+    check, predict, ActionRecord, ActionResult, Observation, Outcome, Prediction, RuleId, Run,
+    Scenario, Trace, Verdict, Violation,
 };
 use podcheck_reports::CaseResult;
 use std::collections::{BTreeMap, VecDeque};
@@ -109,6 +109,15 @@ pub async fn run_case(
                 None,
             )
         }
+        // The pod passed validation as an API server does it: refusing it is the target's
+        // divergence, not a harness problem.
+        Err(err @ TargetError::Rejected(_)) => {
+            return finish(
+                rejected(scenario, &target_name, &prediction, &describe(&err)),
+                None,
+                compiled,
+            )
+        }
         Err(err) => {
             return finish(
                 error(format!("failed to create the pod: {}", describe(&err))),
@@ -159,6 +168,24 @@ pub async fn run_case(
         }
     }
     finish(verdict, Some(trace), manifest)
+}
+
+/// The verdict on a target that refused a pod the oracle accepts.
+fn rejected(scenario: &Scenario, target: &str, prediction: &Prediction, reason: &str) -> Verdict {
+    Verdict {
+        outcome: Outcome::Fail,
+        error: None,
+        rules: prediction.rules.clone(),
+        violations: vec![Violation {
+            rule: RuleId::PodAccepted,
+            container: None,
+            expected: "the pod is accepted (it passes the API server's validation)".to_owned(),
+            observed: reason.to_owned(),
+            at_ms: Some(0),
+            occurrences: 1,
+        }],
+        ..Verdict::error(&scenario.name, target, String::new())
+    }
 }
 
 /// The first fault action the target did not perform: without it the case shows nothing

@@ -149,6 +149,7 @@ fn exercised_rules(
     running_observable: bool,
 ) -> Vec<RuleId> {
     let mut rules = vec![
+        RuleId::PodAccepted,
         RuleId::PhasePending,
         RuleId::ContainerStateWaitingCreating,
         RuleId::ContainerStateRunning,

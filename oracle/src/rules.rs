@@ -33,6 +33,7 @@ macro_rules! rule_ids {
 }
 
 rule_ids! {
+    PodAccepted => "pod.accepted",
     PhasePending => "phase.pending",
     PhaseRunning => "phase.running",
     PhaseSucceeded => "phase.succeeded",
@@ -146,6 +147,9 @@ pub struct Rule {
     pub sources: &'static [&'static str],
 }
 
+const DOC_POD_SPEC: &str =
+    "https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/";
+const VALIDATE_POD: &str = "kubernetes pkg/apis/core/validation/validation.go ValidatePodCreate";
 const SEED_PHASES: &str = "seed: Pod Lifecycle / Pod Phases";
 const SEED_CONDITIONS: &str = "seed: Pod Lifecycle / Pod Conditions";
 const SEED_STATES: &str = "seed: Pod Lifecycle / Container States";
@@ -186,6 +190,11 @@ const MERGE_POD_STATUS: &str =
     "kubernetes pkg/kubelet/status/status_manager.go mergePodStatus, syncPeriod";
 
 pub const CATALOGUE: &[Rule] = &[
+    Rule {
+        id: RuleId::PodAccepted,
+        statement: "A pod that passes the API server's validation is accepted and run: podcheck validates each scenario's pod as the API server does (ValidatePodCreate) and refuses, as a usage error, what it would refuse, so a target that rejects one of the pods it runs (a field it cannot decode or does not support, a named port) diverges.",
+        sources: &[DOC_POD_SPEC, VALIDATE_POD],
+    },
     Rule {
         id: RuleId::PhasePending,
         statement: "A pod is Pending while one of its containers has not started yet (Waiting without a previous termination).",
@@ -258,7 +267,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ContainerReadyNoProbe,
-        statement: "A container that is not running is neither started nor ready; without a startup probe a running container is started, and without a readiness probe it is ready exactly while started.",
+        statement: "A container that is not running is neither started nor ready; without a startup probe a running container is started, and without a readiness probe it is ready exactly while started, except that after a startup probe succeeds `started` may show alone for up to one relist and sync (the prober sets it through SetContainerStartup; `ready` comes with the pod sync that follows).",
         sources: &[SEED_CONDITIONS, PROBER_MANAGER],
     },
     Rule {

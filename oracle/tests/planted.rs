@@ -325,7 +325,7 @@ fn every_planted_bug_is_reported_first_under_its_rule_whatever_the_timing() {
 
 #[test]
 fn every_deviation_has_a_planted_case() {
-    for deviation in Deviation::ALL {
+    for deviation in Deviation::ALL.iter().filter(|d| d.shows_in_status()) {
         assert!(
             PLANTED.iter().any(|(d, _, _)| d == deviation),
             "{deviation:?} is never planted"
@@ -645,6 +645,13 @@ fn every_rule_has_a_suite_case_and_a_planted_fault() {
         .iter()
         .map(|p| p.2)
         .chain(MUTATIONS.iter().map(|m| m.2))
+        // Bugs acted out at creation are caught through the binary (tests/deviations.rs).
+        .chain(
+            Deviation::ALL
+                .iter()
+                .filter(|d| !d.shows_in_status())
+                .map(|d| d.expected_rule()),
+        )
         .collect();
     for rule in podcheck_oracle::rules::CATALOGUE {
         assert!(listed.contains(&rule.id), "no suite case names {}", rule.id);
@@ -828,4 +835,54 @@ fn a_restart_count_that_never_grows_is_reported_as_such() {
             verdict.violations
         );
     }
+}
+
+/// After a startup probe succeeds, a kubelet shows `started` alone until the pod sync that
+/// sets `ready` (SetContainerStartup touches only `started`): one relist and sync later.
+#[test]
+fn ready_may_follow_a_startup_probe_by_one_sync_but_not_forever() {
+    let scenario = suite("startup-probe-slow-start");
+    let prediction = predict(&scenario).expect("predictable");
+    let correct = simulate(&scenario, &prediction, &mut Earliest, None);
+    let first_started = correct
+        .snapshots
+        .iter()
+        .position(|s| {
+            s.status
+                .container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.started == Some(true))
+        })
+        .expect("the container starts");
+    assert!(first_started > 0, "a snapshot before the start");
+    let mut lagging = correct.clone();
+    let mut started_alone = lagging.snapshots[first_started - 1].clone();
+    started_alone.at = lagging.snapshots[first_started].at.clone();
+    each_container(&mut started_alone.status, |c| c.started = Some(true));
+    let later = &mut lagging.snapshots[first_started];
+    later.at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        later.at.0 + k8s_openapi::jiff::SignedDuration::from_millis(1500),
+    );
+    if let Some(next) = lagging.snapshots.get(first_started + 1) {
+        assert!(
+            next.at.0 > lagging.snapshots[first_started].at.0,
+            "order kept"
+        );
+    }
+    lagging.snapshots.insert(first_started, started_alone);
+    let verdict = check(&prediction, &lagging);
+    assert_eq!(verdict.outcome, Outcome::Pass, "{:#?}", verdict.violations);
+
+    let mut never_ready = correct;
+    each_status(&mut never_ready, |s| each_container(s, |c| c.ready = false));
+    let verdict = check(&prediction, &never_ready);
+    assert!(
+        verdict
+            .violations
+            .iter()
+            .any(|v| v.rule == RuleId::ContainerReadyNoProbe),
+        "{:#?}",
+        verdict.violations
+    );
 }

@@ -43,6 +43,8 @@ const MIN_TOLERANCE_MS: u64 = 5000;
 const DEFAULT_CONCURRENCY: usize = 16;
 /// Longest wait for one API call during set-up and clean-up.
 const API_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many nodes get a pre-flight pod.
+const MAX_PREFLIGHT_NODES: usize = 64;
 /// How long the pre-flight pod may take to run: a first pull of the agent image.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long clean-up waits for the namespace to disappear.
@@ -172,12 +174,18 @@ impl KubeTarget {
             ))
         })?;
         check_permissions(&client, &context).await?;
-        let assumed = match &options.kubelet_config {
-            Some(path) => read_kubelet_config(path)?,
-            None => KubeletParams::default(),
+        let option = match &options.kubelet_config {
+            Some(path) => Some((path.clone(), read_kubelet_config(path)?)),
+            None => None,
         };
-        let (nodes, nodes_unlisted) =
-            learn_nodes(&client, options.kubelet_config.as_deref(), assumed).await;
+        // Where the nodes cannot be listed, the API server's version stands for theirs.
+        let assumed = match &option {
+            Some((path, config)) => node::kubelet_params(config, &version.git_version)
+                .map_err(|e| TargetError::Setup(format!("{}: {e}", path.display())))?,
+            None => node::kubelet_params(&serde_json::Value::Null, &version.git_version)
+                .unwrap_or_default(),
+        };
+        let (nodes, nodes_unlisted) = learn_nodes(&client, option.as_ref(), assumed).await?;
         let cluster = ClusterInfo {
             context,
             server,
@@ -329,25 +337,49 @@ impl KubeTarget {
         Ok((reference, created))
     }
 
+    /// One pre-flight pod on every node that takes pods (the first
+    /// [`MAX_PREFLIGHT_NODES`]), all at once: each node proves it can run the agent, and
+    /// has the image when the cases start, so no case's first start waits for a pull.
     async fn preflight(&self) -> Result<(), TargetError> {
-        let placement = self
-            .cluster
-            .placement(&KubeletParams::default())
-            .unwrap_or(Placement::Anywhere);
-        let pod = self.prepare(
-            compile(&preflight::scenario(), &self.image, 1.0),
-            &placement,
-        );
+        let placements: Vec<Placement> = if self.cluster.nodes.is_empty() {
+            vec![Placement::Anywhere]
+        } else {
+            self.cluster
+                .nodes
+                .iter()
+                .take(MAX_PREFLIGHT_NODES)
+                .map(|node| Placement::Node(node.name.clone()))
+                .collect()
+        };
+        let results: Vec<Result<(), TargetError>> = futures::stream::iter(&placements)
+            .map(|placement| self.preflight_on(placement))
+            .buffer_unordered(DEFAULT_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn preflight_on(&self, placement: &Placement) -> Result<(), TargetError> {
+        let pod = self.prepare(compile(&preflight::scenario(), &self.image, 1.0), placement);
+        let on = match placement {
+            Placement::Node(node) => format!(" on node {node}"),
+            Placement::Anywhere => String::new(),
+        };
         let (reference, _) = self.submit(&pod).await.map_err(|e| {
             TargetError::Setup(format!(
-                "cannot create the pre-flight pod in namespace {}: {}",
+                "cannot create the pre-flight pod{on} in namespace {}: {}",
                 self.namespace,
                 crate::errors::describe(&e)
             ))
         })?;
         let result = self.await_preflight(&reference).await;
         let _ = self.remove(&reference).await;
-        result
+        result.map_err(|e| match e {
+            TargetError::Setup(why) if !on.is_empty() => {
+                TargetError::Setup(format!("{why} (pre-flight{on})"))
+            }
+            other => other,
+        })
     }
 
     async fn await_preflight(&self, reference: &PodRef) -> Result<(), TargetError> {
@@ -455,25 +487,25 @@ async fn check_permissions(client: &Client, context: &str) -> Result<(), TargetE
     }
 }
 
-fn read_kubelet_config(path: &std::path::Path) -> Result<KubeletParams, TargetError> {
+/// The KubeletConfiguration file `--kubelet-config` names, as JSON.
+fn read_kubelet_config(path: &std::path::Path) -> Result<serde_json::Value, TargetError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| TargetError::io(format!("read {}", path.display()), e))?;
-    let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+    serde_saphyr::from_str(&text).map_err(|e| {
         TargetError::Setup(format!(
             "{}: not a KubeletConfiguration: {e}",
             path.display()
         ))
-    })?;
-    node::kubelet_params(&value).map_err(|e| TargetError::Setup(format!("{}: {e}", path.display())))
+    })
 }
 
 /// Every schedulable node with its kubelet version and configuration; the reason if the
 /// nodes cannot be listed.
 async fn learn_nodes(
     client: &Client,
-    option: Option<&std::path::Path>,
+    option: Option<&(std::path::PathBuf, serde_json::Value)>,
     assumed: KubeletParams,
-) -> (Vec<NodeInfo>, Option<String>) {
+) -> Result<(Vec<NodeInfo>, Option<String>), TargetError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = match within(
         "list nodes",
@@ -483,7 +515,7 @@ async fn learn_nodes(
     .await
     {
         Ok(list) => list.items,
-        Err(err) => return (Vec::new(), Some(crate::errors::describe(&err))),
+        Err(err) => return Ok((Vec::new(), Some(crate::errors::describe(&err)))),
     };
     let schedulable: Vec<&Node> = list.iter().filter(|n| accepts_pods(n)).collect();
     let chosen = if schedulable.is_empty() {
@@ -495,21 +527,30 @@ async fn learn_nodes(
     for node in chosen {
         let name = node.metadata.name.clone().unwrap_or_default();
         let info = node.status.as_ref().and_then(|s| s.node_info.clone());
+        let version = info
+            .as_ref()
+            .map(|i| i.kubelet_version.clone())
+            .unwrap_or_default();
         let (kubelet, config_source) = match option {
-            Some(path) => (assumed, ConfigSource::Option(path.display().to_string())),
-            None => match configz(client, &name).await {
+            Some((path, config)) => (
+                node::kubelet_params(config, &version).map_err(|e| {
+                    TargetError::Setup(format!("{} on node {name}: {e}", path.display()))
+                })?,
+                ConfigSource::Option(path.display().to_string()),
+            ),
+            None => match configz(client, &name, &version).await {
                 Ok(params) => (params, ConfigSource::Configz),
-                Err(why) => (assumed, ConfigSource::AssumedDefaults(why)),
+                Err(why) => (
+                    node::kubelet_params(&serde_json::Value::Null, &version).unwrap_or(assumed),
+                    ConfigSource::AssumedDefaults(why),
+                ),
             },
         };
         infos.push(NodeInfo {
             back_off: node::describe(&kubelet.back_off()),
             kubelet,
             config_source,
-            kubelet_version: info
-                .as_ref()
-                .map(|i| i.kubelet_version.clone())
-                .unwrap_or_default(),
+            kubelet_version: version,
             container_runtime_version: info
                 .as_ref()
                 .map(|i| i.container_runtime_version.clone())
@@ -518,7 +559,7 @@ async fn learn_nodes(
             name,
         });
     }
-    (infos, None)
+    Ok((infos, None))
 }
 
 /// Whether the scheduler would put an ordinary pod on the node.
@@ -535,7 +576,7 @@ fn accepts_pods(node: &Node) -> bool {
 }
 
 /// The node's kubelet configuration from its `/configz`, through the API server's proxy.
-async fn configz(client: &Client, node: &str) -> Result<KubeletParams, String> {
+async fn configz(client: &Client, node: &str, version: &str) -> Result<KubeletParams, String> {
     let request = http::Request::get(format!("/api/v1/nodes/{node}/proxy/configz"))
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
@@ -547,7 +588,7 @@ async fn configz(client: &Client, node: &str) -> Result<KubeletParams, String> {
                 crate::errors::describe(&e)
             )
         })?;
-    node::from_configz(&body).map_err(|e| format!("its /configz: {e}"))
+    node::from_configz(&body, version).map_err(|e| format!("its /configz: {e}"))
 }
 
 #[async_trait]
@@ -624,6 +665,7 @@ impl Target for KubeTarget {
 
     async fn watch(&self, pod: &PodRef) -> Result<BoxStream<'static, Observation>, TargetError> {
         let name = pod.name.clone();
+        let uid = pod.uid.clone();
         // A watch that is not allowed would otherwise retry silently until the horizon.
         within(
             &format!("get pod {name}"),
@@ -668,7 +710,7 @@ impl Target for KubeTarget {
                         Either::Event(Ok(
                             watcher::Event::Apply(e) | watcher::Event::InitApply(e),
                         )) if repeats.new_event(&e) => {
-                            convert::event(&e, &name, now).map(Observation::Event)
+                            convert::event(&e, &name, &uid, now).map(Observation::Event)
                         }
                         _ => None,
                     };

@@ -96,6 +96,31 @@ fn hash(text: &str) -> u64 {
     })
 }
 
+/// The first probe port given by name rather than number.
+fn named_probe_port(pod: &Pod) -> Option<String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[]);
+    containers
+        .iter()
+        .flat_map(|c| [&c.liveness_probe, &c.readiness_probe, &c.startup_probe])
+        .flatten()
+        .flat_map(|probe| {
+            [
+                probe.http_get.as_ref().map(|h| &h.port),
+                probe.tcp_socket.as_ref().map(|t| &t.port),
+            ]
+        })
+        .flatten()
+        .find_map(|port| match port {
+            IntOrString::String(name) => Some(name.clone()),
+            IntOrString::Int(_) => None,
+        })
+}
+
 #[async_trait]
 impl Target for ModelTarget {
     fn name(&self) -> String {
@@ -124,6 +149,13 @@ impl Target for ModelTarget {
     }
 
     async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
+        if self.deviation == Some(Deviation::RejectsNamedPorts) {
+            if let Some(port) = named_probe_port(&pod) {
+                return Err(TargetError::rejected(format!(
+                    "failed to decode: invalid type: string {port:?}, expected i32"
+                )));
+            }
+        }
         let scenario = scenario_of(&pod, kubelet)?;
         let prediction = predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?;
         let mut choices = Seeded(self.seed ^ hash(&scenario.name));

@@ -5,7 +5,7 @@
 use super::instances::ObservedContainer;
 use super::{secs, Collector};
 use crate::duration::SpecDuration;
-use crate::plan::{ContainerPlan, InstancePlan};
+use crate::plan::{ContainerPlan, InstancePlan, STATUS_LAG};
 use crate::probes::{Handler, ProbeKind, ProbeModel, PROBE_SLACK};
 use crate::rules::RuleId;
 use crate::trace::Trace;
@@ -109,7 +109,17 @@ pub(super) fn check_probe_flags(
         );
     }
     if probes.probes.readiness.is_none() {
-        if cs.ready != started {
+        // A startup probe's success reaches the status on its own (SetContainerStartup sets
+        // only `started`); `ready` follows with the pod sync that the result triggers, once
+        // the PLEG has caught up. Until then a real kubelet shows started and not ready.
+        let ready_follows_startup = started
+            && !cs.ready
+            && probes.probes.startup.is_some()
+            && probes
+                .started
+                .as_ref()
+                .is_some_and(|window| at <= ms(window.hi) + ms(STATUS_LAG) + tol);
+        if cs.ready != started && !ready_follows_startup {
             out.add(
                 RuleId::ContainerReadyNoProbe,
                 name,

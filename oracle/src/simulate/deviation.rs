@@ -88,6 +88,9 @@ pub enum Deviation {
     GrpcFailsAtOnceWithoutListener,
     /// Every probe runs every periodSeconds + 1s.
     ProbePeriodOneSecondLonger,
+    /// A pod whose probe names its port (`port: http`) is rejected at creation, as an
+    /// API server that decodes ports as integers only would.
+    RejectsNamedPorts,
     /// A liveness success between failures does not reset the failure count: failure
     /// bursts add up. Acted out as if the successes between two bursts were failures too.
     LivenessFailureCountNotReset,
@@ -131,6 +134,7 @@ impl Deviation {
         Deviation::GrpcFailsAtOnceWithoutListener,
         Deviation::ProbePeriodOneSecondLonger,
         Deviation::LivenessFailureCountNotReset,
+        Deviation::RejectsNamedPorts,
     ];
 
     pub fn name(self) -> String {
@@ -144,6 +148,12 @@ impl Deviation {
         Deviation::ALL.iter().copied().find(|d| d.name() == name)
     }
 
+    /// Whether the bug shows in the pod's status (the simulator acts it out); a bug that
+    /// shows when the pod is created is acted out by the model target instead.
+    pub fn shows_in_status(self) -> bool {
+        !matches!(self, Deviation::RejectsNamedPorts)
+    }
+
     /// The rule whose promise this bug breaks first: what a user must read first in the
     /// verdict of a case that catches it, to find the cause.
     pub fn expected_rule(self) -> RuleId {
@@ -154,6 +164,7 @@ impl Deviation {
             Deviation::NoBackOffReset => RuleId::RestartBackoffReset,
             Deviation::BackOffAfterProbeKill => RuleId::RestartBackoffProbeKill,
             Deviation::ProbePeriodOneSecondLonger => RuleId::ProbePeriod,
+            Deviation::RejectsNamedPorts => RuleId::PodAccepted,
             Deviation::LivenessFailureCountNotReset => RuleId::ProbeLivenessFailureThreshold,
             Deviation::NoBackOffCollection => RuleId::RestartBackoffCollected,
             Deviation::BackOffResetTooSoon => RuleId::RestartBackoffDoubling,

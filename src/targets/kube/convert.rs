@@ -36,11 +36,17 @@ fn metadata(pod: &Pod, gone: bool) -> PodMetadata {
     }
 }
 
-/// A core/v1 Event about the pod `pod_name`, or None for an event about something else.
-pub fn event(event: &Event, pod_name: &str, received: Time) -> Option<PodEvent> {
+/// A core/v1 Event about the pod `pod_name` with uid `pod_uid`, or None for an event about
+/// something else (another object, or an earlier pod of the same name).
+pub fn event(event: &Event, pod_name: &str, pod_uid: &str, received: Time) -> Option<PodEvent> {
     let involved = &event.involved_object;
+    let other_uid = involved
+        .uid
+        .as_deref()
+        .is_some_and(|uid| !uid.is_empty() && !pod_uid.is_empty() && uid != pod_uid);
     if involved.name.as_deref() != Some(pod_name)
         || involved.kind.as_deref().is_some_and(|k| k != "Pod")
+        || other_uid
     {
         return None;
     }
@@ -93,6 +99,239 @@ impl Repeats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::WatchEvent;
+    use podcheck_oracle::{check, predict, Observation, Outcome, RuleId, Scenario, Trace};
+
+    fn recorded<T: serde::de::DeserializeOwned>(text: &str) -> Vec<(String, T)> {
+        text.lines()
+            .map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).expect("a watch event");
+                let kind = event["type"].as_str().expect("type").to_owned();
+                let object = serde_json::from_value(event["object"].clone()).expect("object");
+                (kind, object)
+            })
+            .collect()
+    }
+
+    fn at(seconds: f64) -> Time {
+        Time(Timestamp::from_millisecond((seconds * 1000.0) as i64).expect("time"))
+    }
+
+    /// The watch's pod objects as the kube target turns them into observations.
+    fn observe(events: &[(String, Pod)], arrivals: &[Time]) -> Vec<Observation> {
+        let mut repeats = Repeats::default();
+        let mut out = Vec::new();
+        for ((kind, pod), received) in events.iter().zip(arrivals) {
+            match kind.as_str() {
+                "DELETED" => {
+                    out.push(Observation::Snapshot(gone(pod, received.clone())));
+                    break;
+                }
+                _ if repeats.new_pod_version(pod) => {
+                    out.push(Observation::Snapshot(snapshot(pod, received.clone())))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    use jiff::Timestamp;
+
+    #[test]
+    fn recorded_watch_events_parse_as_the_api_types() {
+        // What kube-rs decodes: the fixtures are real watch events.
+        let text = include_str!("../../../tests/fixtures/kube/pod-watch-succeeded.jsonl");
+        for line in text.lines() {
+            let event: WatchEvent<Pod> = serde_json::from_str(line).expect("WatchEvent<Pod>");
+            assert!(matches!(
+                event,
+                WatchEvent::Added(_) | WatchEvent::Modified(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn every_version_of_the_pod_becomes_one_snapshot_in_server_order() {
+        let events: Vec<(String, Pod)> = recorded(include_str!(
+            "../../../tests/fixtures/kube/pod-watch-succeeded.jsonl"
+        ));
+        let arrivals: Vec<Time> = (0..events.len())
+            .map(|i| at(1_795_904_400.0 + i as f64))
+            .collect();
+        let observations = observe(&events, &arrivals);
+        let phases: Vec<String> = observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Snapshot(s) => Some(s.status.phase.clone().unwrap_or_default()),
+                Observation::Event(_) => None,
+            })
+            .collect();
+        // Exactly what the API server sent, in its order: this server even leaves Succeeded.
+        assert_eq!(
+            phases,
+            [
+                "Pending",
+                "Pending",
+                "Pending",
+                "Succeeded",
+                "Running",
+                "Succeeded"
+            ]
+        );
+        let versions: Vec<String> = observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Snapshot(s) => s.metadata.resource_version.clone(),
+                Observation::Event(_) => None,
+            })
+            .collect();
+        assert_eq!(versions, ["310", "315", "317", "322", "323", "328"]);
+        let Some(Observation::Snapshot(last)) = observations.last() else {
+            panic!("snapshots");
+        };
+        assert_eq!(last.at, arrivals[5], "the time the harness received it");
+        let terminated = last.status.container_statuses.as_ref().expect("statuses")[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.clone())
+            .expect("terminated");
+        assert_eq!(
+            (terminated.exit_code, terminated.reason.as_deref()),
+            (0, Some("Completed"))
+        );
+    }
+
+    #[test]
+    fn a_repeated_version_is_dropped_and_deletion_ends_the_watch_with_the_pod_gone() {
+        let events: Vec<(String, Pod)> = recorded(include_str!(
+            "../../../tests/fixtures/kube/pod-watch-delete-grace0.jsonl"
+        ));
+        let arrivals: Vec<Time> = (0..events.len())
+            .map(|i| at(1_795_904_000.0 + i as f64))
+            .collect();
+        let observations = observe(&events, &arrivals);
+        // Seven events: ADDED and MODIFIED of version 112 are one state.
+        assert_eq!(observations.len(), events.len() - 1);
+        let Some(Observation::Snapshot(last)) = observations.last() else {
+            panic!("snapshots");
+        };
+        assert!(last.metadata.gone);
+        assert_eq!(last.metadata.resource_version.as_deref(), Some("118"));
+    }
+
+    #[test]
+    fn events_of_an_earlier_pod_with_the_same_name_are_not_this_pods() {
+        let events: Vec<(String, Event)> = recorded(include_str!(
+            "../../../tests/fixtures/kube/events-watch-crashloop.jsonl"
+        ));
+        let uid = "47effb85";
+        let this_uid = events
+            .iter()
+            .filter_map(|(_, e)| e.involved_object.uid.clone())
+            .find(|u| u.starts_with(uid))
+            .expect("the new pod's uid");
+        let mut repeats = Repeats::default();
+        let received = at(1_795_904_320.0);
+        let reasons: Vec<String> = events
+            .iter()
+            .filter(|(_, e)| repeats.new_event(e))
+            .filter_map(|(_, e)| event(e, "crash", &this_uid, received.clone()))
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "Scheduled",
+                "Scheduled",
+                "Started",
+                "Pulled",
+                "Created",
+                "BackOff"
+            ],
+            "the five events of the earlier pod are left out"
+        );
+        let (_, first) = &events[0];
+        assert!(
+            event(first, "other", &this_uid, received).is_none(),
+            "another pod's"
+        );
+        assert!(!repeats.new_event(first), "the same event again is no news");
+    }
+
+    /// The recorded crash loop, converted and checked as the kube target's run would be:
+    /// the checker sees what the server sent (the restart count climbing each second with
+    /// no restart, no PodReadyToStartContainers condition) as divergences.
+    #[test]
+    fn a_recorded_crash_loop_is_checked_against_the_oracle() {
+        let events: Vec<(String, Pod)> = recorded(include_str!(
+            "../../../tests/fixtures/kube/pod-watch-crashloop.jsonl"
+        ));
+        let arrivals: Vec<Time> =
+            include_str!("../../../tests/fixtures/kube/pod-watch-crashloop.arrivals")
+                .lines()
+                .map(|l| at(l.trim().parse().expect("seconds")))
+                .collect();
+        assert_eq!(arrivals.len(), events.len());
+        let created = events[0]
+            .1
+            .metadata
+            .creation_timestamp
+            .clone()
+            .expect("created");
+        let mut trace = Trace {
+            target: "kube:recorded".to_owned(),
+            timing: podcheck_oracle::TimingProfile {
+                time_scale: 1.0,
+                tolerance_ms: 5000,
+            },
+            created_at: created,
+            ended_at: arrivals[arrivals.len() - 1].clone(),
+            snapshots: Vec::new(),
+            events: Vec::new(),
+            actions: Vec::new(),
+            logs: Default::default(),
+        };
+        for observation in observe(&events, &arrivals) {
+            if let Observation::Snapshot(snapshot) = observation {
+                trace.snapshots.push(snapshot);
+            }
+        }
+        let scenario = Scenario::from_yaml(
+            "recorded crash loop",
+            "name: crash
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: crash}
+  spec:
+    restartPolicy: Always
+    containers:
+      - name: c
+behaviours:
+  c:
+    then: {exit: {after: 3s, code: 3}}
+",
+        )
+        .expect("scenario");
+        let prediction = predict(&scenario).expect("prediction");
+        let verdict = check(&prediction, &trace);
+        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:#?}");
+        let rules = verdict.violated_rules();
+        assert!(
+            rules.contains(&RuleId::ConditionPodReadyToStartContainers),
+            "{rules:?}"
+        );
+        assert!(
+            rules.iter().any(|r| matches!(
+                r,
+                RuleId::ContainerRestartCount
+                    | RuleId::RestartBackoffDoubling
+                    | RuleId::RestartBackoffFirstImmediate
+            )),
+            "a restart count that climbs without restarts: {rules:#?}"
+        );
+    }
 
     #[test]
     fn field_paths_name_their_container() {

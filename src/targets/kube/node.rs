@@ -113,10 +113,33 @@ pub struct KubeletConfigError {
     pub reason: String,
 }
 
+/// `(major, minor)` of a kubelet version such as `v1.35.2` or `v1.35.0-eks-1`.
+pub fn minor_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// A feature gate's default on a kubelet of this version (pkg/features/kube_features.go):
+/// KubeletCrashLoopBackOffMax is alpha (off) in 1.32-1.34 and beta (on) from 1.35;
+/// ReduceDefaultCrashLoopBackOffDecay is alpha (off) from 1.33. An unknown version gets
+/// the oldest default.
+pub fn gate_default(gate: &str, kubelet_version: &str) -> bool {
+    match (gate, minor_version(kubelet_version)) {
+        ("KubeletCrashLoopBackOffMax", Some((major, minor))) => (major, minor) >= (1, 35),
+        _ => false,
+    }
+}
+
 /// The parts of a KubeletConfiguration (as the kubelet's file or its `/configz`'s
-/// `kubeletconfig` object) that change predictions. Every other field is ignored: it is
-/// the node's business, not a case's.
-pub fn kubelet_params(config: &serde_json::Value) -> Result<KubeletParams, KubeletConfigError> {
+/// `kubeletconfig` object) that change predictions, on a kubelet of `kubelet_version`
+/// (a gate the configuration does not list is at that version's default). Every other
+/// field is ignored: it is the node's business, not a case's.
+pub fn kubelet_params(
+    config: &serde_json::Value,
+    kubelet_version: &str,
+) -> Result<KubeletParams, KubeletConfigError> {
     let error = |field: &str, reason: String| KubeletConfigError {
         field: field.to_owned(),
         reason,
@@ -124,7 +147,7 @@ pub fn kubelet_params(config: &serde_json::Value) -> Result<KubeletParams, Kubel
     let gates = config.get("featureGates");
     let gate = |name: &str| -> Result<bool, KubeletConfigError> {
         match gates.and_then(|g| g.get(name)) {
-            None | Some(serde_json::Value::Null) => Ok(false),
+            None | Some(serde_json::Value::Null) => Ok(gate_default(name, kubelet_version)),
             Some(serde_json::Value::Bool(on)) => Ok(*on),
             Some(other) => Err(error(
                 &format!("featureGates.{name}"),
@@ -164,7 +187,10 @@ pub fn kubelet_params(config: &serde_json::Value) -> Result<KubeletParams, Kubel
 }
 
 /// The kubelet's `/configz` body: `{"kubeletconfig": {...}}`.
-pub fn from_configz(body: &str) -> Result<KubeletParams, KubeletConfigError> {
+pub fn from_configz(
+    body: &str,
+    kubelet_version: &str,
+) -> Result<KubeletParams, KubeletConfigError> {
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| KubeletConfigError {
         field: "configz".to_owned(),
         reason: format!("not JSON: {e}"),
@@ -175,7 +201,7 @@ pub fn from_configz(body: &str) -> Result<KubeletParams, KubeletConfigError> {
             field: "configz".to_owned(),
             reason: "no kubeletconfig object".to_owned(),
         })?;
-    kubelet_params(config)
+    kubelet_params(config, kubelet_version)
 }
 
 /// A Go `time.Duration` string as Kubernetes serialises durations: `1m0s`, `300ms`,
@@ -245,35 +271,69 @@ mod tests {
 
     #[test]
     fn a_kubelet_configuration_gives_the_back_off_it_implies() {
-        let defaults = kubelet_params(&json!({"kind": "KubeletConfiguration"})).expect("ok");
+        let defaults =
+            kubelet_params(&json!({"kind": "KubeletConfiguration"}), "v1.34.1").expect("ok");
         assert_eq!(defaults, KubeletParams::default());
-        let capped = kubelet_params(&json!({
-            "featureGates": {"KubeletCrashLoopBackOffMax": true, "SomethingElse": true},
-            "crashLoopBackOff": {"maxContainerRestartPeriod": "1m0s"},
-            "syncFrequency": "1m0s"
-        }))
+        let capped = kubelet_params(
+            &json!({
+                "featureGates": {"KubeletCrashLoopBackOffMax": true, "SomethingElse": true},
+                "crashLoopBackOff": {"maxContainerRestartPeriod": "1m0s"},
+                "syncFrequency": "1m0s"
+            }),
+            "v1.34.1",
+        )
         .expect("ok");
         assert_eq!(capped.back_off().max, SpecDuration::from_secs(60));
-        let reduced = kubelet_params(&json!({
-            "featureGates": {"ReduceDefaultCrashLoopBackOffDecay": true}
-        }))
+        let reduced = kubelet_params(
+            &json!({
+                "featureGates": {"ReduceDefaultCrashLoopBackOffDecay": true}
+            }),
+            "v1.35.0",
+        )
         .expect("ok");
         assert_eq!(reduced.back_off().initial, SpecDuration::from_secs(1));
     }
 
     #[test]
+    fn a_gate_the_configuration_omits_is_at_the_kubelet_versions_default() {
+        let capped = json!({"crashLoopBackOff": {"maxContainerRestartPeriod": "30s"}});
+        // Beta and on by default from 1.35: the cap applies without listing the gate.
+        let on = kubelet_params(&capped, "v1.35.1-gke.100").expect("valid on 1.35");
+        assert_eq!(on.back_off().max, SpecDuration::from_secs(30));
+        // Alpha before: the kubelet refuses the field without the gate.
+        assert!(kubelet_params(&capped, "v1.34.3").is_err());
+        assert!(kubelet_params(&capped, "unknown").is_err());
+        let off = json!({"featureGates": {"KubeletCrashLoopBackOffMax": false}});
+        assert!(
+            !kubelet_params(&off, "v1.35.0")
+                .expect("ok")
+                .feature_gates
+                .kubelet_crash_loop_back_off_max
+        );
+        assert_eq!(minor_version("v1.35.0-rusternetes"), Some((1, 35)));
+        assert_eq!(minor_version("1.9"), Some((1, 9)));
+        assert_eq!(minor_version("main"), None);
+    }
+
+    #[test]
     fn a_configuration_the_kubelet_would_refuse_is_an_error_naming_the_field() {
-        let err = kubelet_params(&json!({
-            "crashLoopBackOff": {"maxContainerRestartPeriod": "1m0s"}
-        }))
-        .expect_err("needs the gate");
+        let err = kubelet_params(
+            &json!({
+                "crashLoopBackOff": {"maxContainerRestartPeriod": "1m0s"}
+            }),
+            "v1.34.0",
+        )
+        .expect_err("needs the gate before 1.35");
         assert!(err.field.contains("maxContainerRestartPeriod"), "{err}");
-        let err = kubelet_params(&json!({"featureGates": {"KubeletCrashLoopBackOffMax": "yes"}}))
-            .expect_err("not a bool");
+        let err = kubelet_params(
+            &json!({"featureGates": {"KubeletCrashLoopBackOffMax": "yes"}}),
+            "v1.35.0",
+        )
+        .expect_err("not a bool");
         assert_eq!(err.field, "featureGates.KubeletCrashLoopBackOffMax");
-        let err = from_configz("{}").expect_err("no kubeletconfig");
+        let err = from_configz("{}", "v1.35.0").expect_err("no kubeletconfig");
         assert_eq!(err.field, "configz");
-        assert!(from_configz(r#"{"kubeletconfig":{"featureGates":{}}}"#).is_ok());
+        assert!(from_configz(r#"{"kubeletconfig":{"featureGates":{}}}"#, "v1.35.0").is_ok());
     }
 
     fn node(name: &str, kubelet: KubeletParams) -> NodeInfo {
