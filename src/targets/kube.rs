@@ -322,7 +322,13 @@ impl KubeTarget {
             .create(&PostParams::default(), pod)
             .await
             .map_err(|e| match e {
-                kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+                // Invalid or undecodable: the API server refuses the pod itself. A policy
+                // of the cluster's (an admission webhook, Pod Security) refuses it too, but
+                // says nothing about the API: an error naming the policy.
+                kube::Error::Api(status)
+                    if (status.code == 422 || status.code == 400)
+                        && !status.message.contains("admission webhook") =>
+                {
                     TargetError::rejected(status.message.clone())
                 }
                 other => api_error(format!("create pod {name}"), other),

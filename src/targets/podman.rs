@@ -366,10 +366,9 @@ impl Target for PodmanTarget {
         {
             self.lock().remove(&name);
             let _ = self.remove(&name, &record).await;
-            return Err(match err {
-                err @ TargetError::Command { .. } => TargetError::Rejected(Box::new(err)),
-                other => other,
-            });
+            // `kube play` fails alike for a pod it cannot run and for trouble of its own:
+            // an error, not a verdict on the pod.
+            return Err(err);
         }
         Ok(PodRef {
             name: name.clone(),

@@ -267,13 +267,14 @@ pub(super) fn check_readiness_log(
         return;
     };
     let slack_ms = (trace.timing.tolerance_ms as f64 * trace.timing.time_scale).ceil() as i64;
-    let successes = log
-        .events()
-        .answers(&endpoint)
-        .filter(|a| i64::try_from(a.ts_ms).is_ok_and(|ts| ts <= ready_at + slack_ms))
-        .rev()
-        .take_while(|a| a.answer == Some(Answered::Ok))
-        .count();
+    // The longest run of successes that ended before the cut: answers logged after the
+    // real flip (within the slack) can then only lengthen the evidence, never cut it short.
+    let successes = longest_ok_run(
+        log.events()
+            .answers(&endpoint)
+            .filter(|a| i64::try_from(a.ts_ms).is_ok_and(|ts| ts <= ready_at + slack_ms))
+            .map(|a| a.answer == Some(Answered::Ok)),
+    );
     if successes < threshold as usize {
         out.add(
             RuleId::ProbeReadinessTransitions,
@@ -283,6 +284,16 @@ pub(super) fn check_readiness_log(
             None,
         );
     }
+}
+
+/// The longest run of `true` in a sequence.
+fn longest_ok_run(answers: impl Iterator<Item = bool>) -> usize {
+    let (mut longest, mut current) = (0, 0);
+    for ok in answers {
+        current = if ok { current + 1 } else { 0 };
+        longest = longest.max(current);
+    }
+    longest
 }
 
 /// One probe as the workload logged it: when it arrived (spec ms after the instance's
@@ -579,5 +590,18 @@ pub(super) fn surprise_rule(instance: &InstancePlan, at: i64) -> RuleId {
         RuleId::ProbeStartupFailureRestart
     } else {
         RuleId::ContainerRunsToCompletion
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_ok_run;
+
+    #[test]
+    fn failures_after_the_flip_do_not_hide_the_successes_before_it() {
+        // ok, ok (ready), then failures logged within the slack.
+        assert_eq!(longest_ok_run([true, true, false, false].into_iter()), 2);
+        assert_eq!(longest_ok_run([true, false, true].into_iter()), 1);
+        assert_eq!(longest_ok_run(std::iter::empty()), 0);
     }
 }
