@@ -55,6 +55,10 @@ pub enum TargetError {
         #[source]
         source: Box<kube::Error>,
     },
+    /// Ctrl-C or SIGTERM came while the target was being set up; what it had created is
+    /// removed.
+    #[error("interrupted by {0}")]
+    Interrupted(&'static str),
     /// The target cannot be set up; the text says why and what to do.
     #[error("{0}")]
     Setup(String),

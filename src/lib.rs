@@ -6,5 +6,6 @@ pub mod errors;
 pub mod fuzz;
 pub mod harness;
 pub mod image;
+pub mod interrupt;
 pub mod runner;
 pub mod targets;

@@ -349,7 +349,6 @@ mod cluster {
     }
 
     fn suite_cases_end_in_verdicts_and_leave_nothing() -> Result<(), Failed> {
-        needs_cluster()?;
         let dir = scratch("cluster-run");
         let args = run_args(&dir, CASES);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -401,8 +400,9 @@ mod cluster {
         Ok(())
     }
 
-    fn an_interrupted_run_leaves_nothing() -> Result<(), Failed> {
-        needs_cluster()?;
+    /// Starts a run of one long case, waits until `ready` says the run got far enough,
+    /// sends SIGINT as Ctrl-C does, and checks the exit status and what is left.
+    fn interrupt_when(what: &str, ready: impl Fn(&[String]) -> bool) -> Result<(), Failed> {
         let dir = scratch("cluster-interrupt");
         let args = run_args(&dir, &["suites/restart/always-crash-loop-backoff.yaml"]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_podcheck"))
@@ -414,31 +414,27 @@ mod cluster {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| e.to_string())?;
-        // Wait until the case's pod exists: the run is under way.
         let started = std::time::Instant::now();
         loop {
             let left = block_on(leftovers())??;
-            if left.iter().any(|l| l.starts_with("pod ")) {
+            if ready(&left) {
                 break;
             }
-            if started.elapsed() > std::time::Duration::from_secs(120) {
+            if started.elapsed() > std::time::Duration::from_secs(180) {
                 let _ = child.kill();
-                return Err("the run created no pod within 120s".into());
+                return Err(format!("the run did not get {what} within 180s").into());
             }
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
-        // SIGINT, as Ctrl-C sends it.
-        let sent = Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status();
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status();
         if !sent.is_ok_and(|s| s.success()) {
             return Err("could not send SIGINT".into());
         }
         let output = child.wait_with_output().map_err(|e| e.to_string())?;
         if output.status.code() != Some(130) {
             return Err(format!(
-                "exit {:?} after Ctrl-C, expected 130\n{}",
+                "Ctrl-C {what}: exit {:?}, expected 130\n{}",
                 output.status.code(),
                 String::from_utf8_lossy(&output.stderr)
             )
@@ -446,26 +442,38 @@ mod cluster {
         }
         let left = block_on(leftovers())??;
         if !left.is_empty() {
-            return Err(format!("left behind after Ctrl-C: {left:?}").into());
+            return Err(format!("left behind after Ctrl-C {what}: {left:?}").into());
         }
         Ok(())
+    }
+
+    /// One trial, in order: the steps share the cluster, and each checks that it holds
+    /// nothing of podcheck's afterwards.
+    fn runs_end_in_verdicts_and_leave_nothing() -> Result<(), Failed> {
+        needs_cluster()?;
+        let before = block_on(leftovers())??;
+        if !before.is_empty() {
+            return Err(format!("the cluster already holds podcheck objects: {before:?}").into());
+        }
+        suite_cases_end_in_verdicts_and_leave_nothing()?;
+        // During set-up: the namespace exists, the pre-flight runs.
+        interrupt_when("during set-up", |left| {
+            left.iter().any(|l| l.starts_with("namespace "))
+        })?;
+        // During a case: its pod exists.
+        interrupt_when("during a case", |left| {
+            left.iter()
+                .any(|l| l.starts_with("pod ") && l.contains("/always-crash-loop-backoff-"))
+        })
     }
 
     pub fn trials(args: &Arguments) -> Vec<Trial> {
         let missing = needs_cluster().err();
         common::note_skipped(args, "the tests against a cluster", missing.as_ref());
-        [
-            Trial::test(
-                "kube/cluster/suite-cases-end-in-verdicts",
-                suite_cases_end_in_verdicts_and_leave_nothing,
-            ),
-            Trial::test(
-                "kube/cluster/interrupted-run-leaves-nothing",
-                an_interrupted_run_leaves_nothing,
-            ),
-        ]
-        .into_iter()
-        .map(|trial| trial.with_ignored_flag(missing.is_some()))
-        .collect()
+        vec![Trial::test(
+            "kube/cluster/runs-end-in-verdicts-and-leave-nothing",
+            runs_end_in_verdicts_and_leave_nothing,
+        )
+        .with_ignored_flag(missing.is_some())]
     }
 }

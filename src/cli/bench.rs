@@ -9,8 +9,9 @@ use podcheck::errors::describe;
 use std::time::{Duration, Instant};
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<u8> {
-    let Some(target) = set_up_target(&args.target, "local", 0).await else {
-        return Ok(USAGE_OR_TARGET_ERROR);
+    let target = match set_up_target(&args.target, "local", 0).await {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
     };
     let (pods, concurrency) = (args.pods, args.concurrency);
     let started = Instant::now();

@@ -16,8 +16,9 @@ pub async fn certify(args: CertifyArgs) -> anyhow::Result<u8> {
         return Ok(USAGE_OR_TARGET_ERROR);
     };
     let started = jiff::Timestamp::now();
-    let Some(target) = set_up_target(&args.target, "kube", args.seed).await else {
-        return Ok(USAGE_OR_TARGET_ERROR);
+    let target = match set_up_target(&args.target, "kube", args.seed).await {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
     };
     let environment = target.environment();
     let Some(report) = run_and_print(target.as_ref(), &cases, args.max_horizon).await? else {

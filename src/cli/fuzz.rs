@@ -17,8 +17,9 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
-    let Some(target) = set_up_target(&args.target, "local", seed).await else {
-        return Ok(USAGE_OR_TARGET_ERROR);
+    let target = match set_up_target(&args.target, "local", seed).await {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
     };
     outln!(
         "podcheck fuzz: {cases} random scenarios on target {}, seed {seed}",

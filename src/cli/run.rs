@@ -15,8 +15,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let Some(cases) = load(&args.paths) else {
         return Ok(USAGE_OR_TARGET_ERROR);
     };
-    let Some(target) = set_up_target(&args.target, "local", args.seed).await else {
-        return Ok(USAGE_OR_TARGET_ERROR);
+    let target = match set_up_target(&args.target, "local", args.seed).await {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
     };
     let Some(mut report) = run_and_print(target.as_ref(), &cases, args.max_horizon).await? else {
         return Ok(INTERRUPTED);

@@ -214,8 +214,16 @@ impl KubeTarget {
             lease: Mutex::new(None),
         };
         target.remove_stale_namespaces().await;
-        target.create_namespace(now).await?;
-        if let Err(err) = target.preflight().await {
+        // From the namespace on, the run owns something: an interruption cleans it up.
+        let owned = async {
+            target.create_namespace(now).await?;
+            target.preflight().await
+        };
+        let outcome = tokio::select! {
+            outcome = owned => outcome,
+            signal = crate::interrupt::interrupted() => Err(TargetError::Interrupted(signal)),
+        };
+        if let Err(err) = outcome {
             let _ = target.cleanup().await;
             return Err(err);
         }
