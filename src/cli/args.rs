@@ -220,7 +220,7 @@ mod tests {
                 with_target.push(sub.get_name().to_owned());
             }
         }
-        assert_eq!(with_target, ["run", "certify", "fuzz", "bench"]);
+        assert_eq!(with_target, ["run", "fuzz", "certify", "bench"]);
     }
 
     #[test]
