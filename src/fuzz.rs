@@ -1,14 +1,17 @@
-//! Random scenarios against a target; on a divergence, shrink to a minimal scenario and
-//! save it as a suite file that replays the failure.
+//! Random scenarios against a target; every distinct divergence (by the rule a failing
+//! case violates first) reduced to a minimal scenario and saved as a suite file that
+//! replays the failure.
 //!
 //! Every random choice derives from one seed (printed with a reproduce command). Cases
-//! run concurrently, as many as the target allows; shrinking is sequential, one real run
-//! per step, following proptest's simplify/complicate protocol.
+//! run concurrently, as many as the target allows. Reduction is structural
+//! ([`crate::reduce`]): proptest's value tree shrinks one real run at a time and stops at
+//! local minima of its own encoding, far from the smallest pod that shows a divergence.
 
 use crate::harness::run_case;
+use crate::reduce::{reductions, size};
 use crate::targets::Target;
 use futures::StreamExt;
-use podcheck_oracle::{predict, Outcome, Scenario, SpecDuration};
+use podcheck_oracle::{predict, Outcome, RuleId, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -30,10 +33,16 @@ pub enum FuzzError {
 }
 
 pub struct FuzzOptions {
+    /// How many random scenarios to run (the first batch when `duration` is set).
     pub cases: u32,
+    /// Keep drawing and running scenarios until this much wall time has passed.
+    pub duration: Option<std::time::Duration>,
+    /// Stop at the first divergence (and shrink only it).
+    pub stop_at_first: bool,
     pub seed: u64,
     pub out_dir: PathBuf,
-    /// Upper bound on shrinking steps (each one a real run on the target).
+    /// Upper bound on reduction rounds per divergence (each round runs its candidates
+    /// concurrently on the target).
     pub max_shrink_steps: u32,
     /// Scenarios the oracle would watch longer than this (spec time) are not drawn.
     pub max_horizon: SpecDuration,
@@ -43,17 +52,37 @@ pub struct FuzzOptions {
 /// the default time scale.
 pub const DEFAULT_MAX_HORIZON: SpecDuration = SpecDuration::from_secs(900);
 
+/// The smallest scenario found that still shows one divergence.
 pub struct Counterexample {
     pub scenario: Scenario,
     pub result: CaseResult,
     pub saved_to: PathBuf,
+    /// Reduction rounds that made it smaller.
     pub shrink_steps: u32,
+    /// Wall time spent reducing it.
+    pub shrink_time: std::time::Duration,
+}
+
+/// One distinct way the target diverges: the rule its cases violate first.
+pub struct Divergence {
+    pub rule: RuleId,
+    /// How many random scenarios showed it.
+    pub scenarios: u32,
+    pub counterexample: Counterexample,
 }
 
 pub struct FuzzReport {
     pub cases_run: u32,
     pub target_errors: u32,
-    pub counterexample: Option<Counterexample>,
+    /// Every distinct divergence, in the order first seen.
+    pub divergences: Vec<Divergence>,
+}
+
+impl FuzzReport {
+    /// The first divergence, as `--stop-at-first` reports it.
+    pub fn first(&self) -> Option<&Counterexample> {
+        self.divergences.first().map(|d| &d.counterexample)
+    }
 }
 
 /// The proptest RNG for a seed: every random choice of a fuzz run derives from it.
@@ -101,92 +130,166 @@ fn named(mut scenario: Scenario, index: usize) -> Scenario {
     scenario
 }
 
-fn fails(result: &CaseResult) -> bool {
-    result.verdict.outcome == Outcome::Fail
+/// The rule a failing case violates first: what tells one divergence from another (the
+/// checker lists the cause of a failure first).
+fn divergence_rule(result: &CaseResult) -> Option<RuleId> {
+    (result.verdict.outcome == Outcome::Fail)
+        .then(|| result.verdict.violations.first().map(|v| v.rule))
+        .flatten()
 }
 
+/// Runs random scenarios (batch after batch while `duration` lasts), groups the failing
+/// ones by the rule they violate first, and reduces one of each group to a minimal
+/// scenario, saved as a suite file.
 pub async fn fuzz(
     target: &dyn Target,
     options: &FuzzOptions,
     mut progress: impl FnMut(&CaseResult),
 ) -> Result<FuzzReport, FuzzError> {
-    let mut trees = draw(options.seed, options.cases, options.max_horizon)?;
+    let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
-    let scenarios: Vec<Scenario> = trees
-        .iter()
-        .enumerate()
-        .map(|(index, t)| named(t.current(), index))
-        .collect();
-    let mut results: Vec<(usize, CaseResult)> = futures::stream::iter(scenarios.iter().enumerate())
-        .map(|(index, scenario)| async move {
-            let source = format!("generated #{index} of seed {}", options.seed);
-            (index, run_case(target, scenario, &source, true).await)
-        })
-        .buffer_unordered(concurrency)
-        .inspect(|(_, result)| progress(result))
-        .collect()
-        .await;
-    results.sort_by_key(|(index, _)| *index);
-    let target_errors = results
-        .iter()
-        .filter(|(_, r)| r.verdict.outcome == Outcome::Error)
-        .count() as u32;
-    let Some((index, first)) = results.into_iter().find(|(_, r)| fails(r)) else {
-        return Ok(FuzzReport {
-            cases_run: options.cases,
-            target_errors,
-            counterexample: None,
-        });
-    };
-    let tree = &mut trees[index];
-    let mut best = (named(tree.current(), index), first);
-    let mut steps = 0u32;
-    if tree.simplify() {
-        while steps < options.max_shrink_steps {
-            steps += 1;
-            let candidate = named(tree.current(), index);
-            let result = match predict(&candidate) {
-                Ok(p) if p.horizon <= options.max_horizon => {
-                    Some(run_case(target, &candidate, "shrinking", true).await)
-                }
-                _ => None,
+    let mut groups: Vec<(RuleId, u32, Scenario, CaseResult)> = Vec::new();
+    let mut cases_run = 0u32;
+    let mut target_errors = 0u32;
+    let mut batch = 0u64;
+    loop {
+        let size = if batch == 0 {
+            options.cases
+        } else {
+            (concurrency as u32 * 2).max(8)
+        };
+        let seed = options.seed.wrapping_add(batch.wrapping_mul(0x9E37_79B9));
+        let scenarios: Vec<Scenario> = draw(seed, size, options.max_horizon)?
+            .iter()
+            .enumerate()
+            .map(|(index, tree)| named(tree.current(), cases_run as usize + index))
+            .collect();
+        let mut results: Vec<(usize, CaseResult)> =
+            futures::stream::iter(scenarios.iter().enumerate())
+                .map(|(index, scenario)| async move {
+                    let source = format!("generated #{} of seed {}", index, seed);
+                    (index, run_case(target, scenario, &source, true).await)
+                })
+                .buffer_unordered(concurrency)
+                .inspect(|(_, result)| progress(result))
+                .collect()
+                .await;
+        results.sort_by_key(|(index, _)| *index);
+        cases_run += size;
+        for (index, result) in results {
+            if result.verdict.outcome == Outcome::Error {
+                target_errors += 1;
+            }
+            let Some(rule) = divergence_rule(&result) else {
+                continue;
             };
-            match result {
-                Some(result) if fails(&result) => {
-                    best = (candidate, result);
-                    if !tree.simplify() {
-                        break;
-                    }
-                }
-                _ => {
-                    if !tree.complicate() {
-                        break;
-                    }
-                }
+            match groups.iter_mut().find(|g| g.0 == rule) {
+                Some(group) => group.1 += 1,
+                None => groups.push((rule, 1, scenarios[index].clone(), result)),
             }
         }
+        batch += 1;
+        let more_time = options
+            .duration
+            .is_some_and(|duration| started.elapsed() < duration);
+        if !more_time || (options.stop_at_first && !groups.is_empty()) {
+            break;
+        }
     }
-    let (scenario, result) = best;
-    let saved_to = save_counterexample(&scenario, &result, options)?;
+    if options.stop_at_first {
+        groups.truncate(1);
+    }
+    let mut divergences = Vec::new();
+    for (rule, scenarios, scenario, result) in groups {
+        let reduced = reduce(target, options, rule, scenario, result).await;
+        let saved_to = save_counterexample(&reduced.scenario, &reduced.result, rule, options)?;
+        divergences.push(Divergence {
+            rule,
+            scenarios,
+            counterexample: Counterexample {
+                saved_to,
+                ..reduced
+            },
+        });
+    }
     Ok(FuzzReport {
-        cases_run: options.cases,
+        cases_run,
         target_errors,
-        counterexample: Some(Counterexample {
-            scenario,
-            result,
-            saved_to,
-            shrink_steps: steps,
-        }),
+        divergences,
     })
+}
+
+/// Greedy structural reduction: each round runs every one-step-simpler candidate the
+/// oracle can predict (shortest horizon first, as many at once as the target allows) and
+/// keeps the first, in that order, that still violates `rule`; it stops when none does
+/// (the scenario is 1-minimal for [`reductions`]) or after `max_shrink_steps` rounds.
+async fn reduce(
+    target: &dyn Target,
+    options: &FuzzOptions,
+    rule: RuleId,
+    scenario: Scenario,
+    result: CaseResult,
+) -> Counterexample {
+    let started = std::time::Instant::now();
+    let concurrency = target.capabilities().concurrency.max(1);
+    let mut best = (scenario, result);
+    let mut steps = 0u32;
+    while steps < options.max_shrink_steps {
+        let mut candidates: Vec<(SpecDuration, Scenario)> = reductions(&best.0)
+            .into_iter()
+            .filter_map(|candidate| {
+                let horizon = predict(&candidate).ok()?.horizon;
+                (horizon <= options.max_horizon).then_some((horizon, candidate))
+            })
+            .collect();
+        candidates.sort_by_key(|(horizon, candidate)| (*horizon, size(candidate)));
+        let mut kept = None;
+        for chunk in candidates.chunks(concurrency) {
+            let mut results: Vec<(usize, CaseResult)> =
+                futures::stream::iter(chunk.iter().enumerate())
+                    .map(|(index, (_, candidate))| async move {
+                        (index, run_case(target, candidate, "reducing", true).await)
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+            results.sort_by_key(|(index, _)| *index);
+            if let Some((index, result)) = results.into_iter().find(|(_, r)| {
+                r.verdict.outcome == Outcome::Fail && r.verdict.violated_rules().contains(&rule)
+            }) {
+                kept = Some((chunk[index].1.clone(), result));
+                break;
+            }
+        }
+        match kept {
+            Some(smaller) => {
+                best = smaller;
+                steps += 1;
+            }
+            None => break,
+        }
+    }
+    Counterexample {
+        scenario: best.0,
+        result: best.1,
+        saved_to: PathBuf::new(),
+        shrink_steps: steps,
+        shrink_time: started.elapsed(),
+    }
 }
 
 fn save_counterexample(
     scenario: &Scenario,
     result: &CaseResult,
+    rule: RuleId,
     options: &FuzzOptions,
 ) -> Result<PathBuf, FuzzError> {
     let mut scenario = scenario.clone();
-    scenario.name = format!("fuzz-{:016x}", options.seed);
+    scenario.name = format!(
+        "fuzz-{:016x}-{}",
+        options.seed,
+        rule.as_str().replace('.', "-")
+    );
     scenario.pod.metadata.name = Some(scenario.name.clone());
     scenario.rules = result.verdict.violated_rules().into_iter().collect();
     scenario.description = Some(format!(

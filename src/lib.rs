@@ -7,5 +7,6 @@ pub mod fuzz;
 pub mod harness;
 pub mod image;
 pub mod interrupt;
+pub mod reduce;
 pub mod runner;
 pub mod targets;

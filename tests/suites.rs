@@ -82,6 +82,8 @@ fn random_agreement() -> Result<(), Failed> {
             .map_err(|e| format!("failed to set up target local: {e}"))?;
         let options = FuzzOptions {
             cases: RANDOM_CASES,
+            duration: None,
+            stop_at_first: true,
             seed,
             out_dir: std::env::temp_dir().join("podcheck-counterexamples"),
             max_shrink_steps: 32,
@@ -93,7 +95,7 @@ fn random_agreement() -> Result<(), Failed> {
         if report.target_errors > 0 {
             return Err(format!("seed {seed}: {} target errors", report.target_errors).into());
         }
-        match report.counterexample {
+        match report.first() {
             None => Ok(()),
             Some(found) => Err(format!(
                 "seed {seed}: local diverges from the model; minimal scenario (saved to {}):\n{}\n{}",

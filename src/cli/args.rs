@@ -72,7 +72,7 @@ impl TargetArgs {
 pub enum Command {
     /// Run suite cases (files or directories of *.yaml) on a target and print verdicts.
     Run(RunArgs),
-    /// Run random scenarios on a target; shrink the first divergence to a minimal scenario.
+    /// Run random scenarios on a target; reduce every distinct divergence to a minimal scenario.
     Fuzz(FuzzArgs),
     /// Certify a cluster: run every applicable suite case on it and write one bundle
     /// (results, JUnit, HTML report, the manifests applied, the cluster's versions and node
@@ -137,13 +137,19 @@ pub struct CertifyArgs {
 pub struct FuzzArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// How many random scenarios to run.
+    /// How many random scenarios to run (with --duration: the first batch).
     #[arg(long, default_value_t = 32)]
     pub cases: u32,
+    /// Keep running random scenarios for this long (wall time, e.g. `5m`).
+    #[arg(long, value_parser = SpecDuration::parse)]
+    pub duration: Option<SpecDuration>,
+    /// Stop at the first divergence and reduce only it.
+    #[arg(long)]
+    pub stop_at_first: bool,
     /// Seed from which every random choice derives (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Where the minimal counterexample is written.
+    /// Where the minimal counterexamples are written.
     #[arg(long, default_value = "podcheck-results/counterexamples")]
     pub out: PathBuf,
     /// Skip scenarios the oracle would watch longer than this (spec time).

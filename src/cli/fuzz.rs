@@ -1,4 +1,5 @@
-//! `podcheck fuzz`: random scenarios on a target, the first divergence shrunk and saved.
+//! `podcheck fuzz`: random scenarios on a target; every distinct divergence reduced to a
+//! minimal scenario, saved, and listed in a final table.
 
 use super::args::FuzzArgs;
 use super::session::{set_up_target, until_interrupted};
@@ -31,6 +32,10 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
     )?;
     let options = FuzzOptions {
         cases,
+        duration: args
+            .duration
+            .map(|d| std::time::Duration::from_millis(d.as_millis())),
+        stop_at_first: args.stop_at_first,
         seed,
         out_dir: args.out,
         max_shrink_steps: 64,
@@ -58,34 +63,56 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
             return Ok(USAGE_OR_TARGET_ERROR);
         }
     };
-    match report.counterexample {
-        None => {
-            outln!(
-                "{} scenarios conform ({} target errors)",
-                report.cases_run,
-                report.target_errors
-            )?;
-            Ok(if report.target_errors > 0 {
-                USAGE_OR_TARGET_ERROR
-            } else {
-                CONFORMANT
-            })
-        }
-        Some(found) => {
-            outln!(
-                "divergence found among {} scenarios; minimal scenario after {} shrinking steps:",
-                report.cases_run,
-                found.shrink_steps
-            )?;
-            outln!("{}", found.scenario.to_yaml())?;
-            out!("{}", describe_violations(&found.result.verdict))?;
-            outln!(
-                "saved to {}; replay with: podcheck run {} --target {}",
-                found.saved_to.display(),
-                found.saved_to.display(),
-                args.target.spec("local")
-            )?;
-            Ok(NONCONFORMANT)
-        }
+    if report.divergences.is_empty() {
+        outln!(
+            "{} scenarios conform ({} target errors)",
+            report.cases_run,
+            report.target_errors
+        )?;
+        return Ok(if report.target_errors > 0 {
+            USAGE_OR_TARGET_ERROR
+        } else {
+            CONFORMANT
+        });
     }
+    let spec = args.target.spec("local");
+    for divergence in &report.divergences {
+        let found = &divergence.counterexample;
+        outln!()?;
+        outln!(
+            "{}: {} scenario(s); reduced in {} steps, {:.1}s, to:",
+            divergence.rule,
+            divergence.scenarios,
+            found.shrink_steps,
+            found.shrink_time.as_secs_f64()
+        )?;
+        outln!("{}", found.scenario.to_yaml())?;
+        out!("{}", describe_violations(&found.result.verdict))?;
+    }
+    outln!()?;
+    outln!(
+        "{} distinct divergence(s) among {} scenarios ({} target errors):",
+        report.divergences.len(),
+        report.cases_run,
+        report.target_errors
+    )?;
+    outln!(
+        "  {:<42} {:>9}  reproducer / replay",
+        "rule violated first",
+        "scenarios"
+    )?;
+    for divergence in &report.divergences {
+        let file = divergence.counterexample.saved_to.display();
+        outln!(
+            "  {:<42} {:>9}  {file}",
+            divergence.rule.as_str(),
+            divergence.scenarios
+        )?;
+        outln!(
+            "  {:<42} {:>9}  podcheck run {file} --target {spec}",
+            "",
+            ""
+        )?;
+    }
+    Ok(NONCONFORMANT)
 }
