@@ -309,3 +309,77 @@ fn save_counterexample(
     })?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::model::ModelTarget;
+
+    fn options(out: &str, seed: u64) -> FuzzOptions {
+        FuzzOptions {
+            cases: 64,
+            duration: None,
+            stop_at_first: false,
+            seed,
+            out_dir: std::env::temp_dir()
+                .join(format!("podcheck-fuzz-test-{out}-{}", std::process::id())),
+            max_shrink_steps: 64,
+            max_horizon: DEFAULT_MAX_HORIZON,
+        }
+    }
+
+    /// On a target with a planted bug, the bug's divergence is its own group, and its
+    /// reproducer is 1-minimal: no single reduction of it still shows the divergence.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_planted_bug_is_its_own_group_with_a_one_minimal_reproducer() {
+        let target = ModelTarget::new("no-back-off-doubling", 0).expect("model");
+        let options = options("planted", 5);
+        let report = fuzz(&target, &options, |_| {}).await.expect("fuzz");
+        let group = report
+            .divergences
+            .iter()
+            .find(|d| d.rule == RuleId::RestartBackoffDoubling)
+            .expect("the planted divergence is reported");
+        assert!(group.scenarios >= 1);
+        let minimal = &group.counterexample.scenario;
+        assert_eq!(minimal.containers().len(), 1, "{}", minimal.to_yaml());
+        let saved = std::fs::read_to_string(&group.counterexample.saved_to).expect("saved");
+        assert!(
+            Scenario::from_yaml("saved", &saved).is_ok(),
+            "a replayable suite file"
+        );
+        for candidate in reductions(minimal) {
+            if predict(&candidate).is_err() {
+                continue;
+            }
+            let result = run_case(&target, &candidate, "check", false).await;
+            assert!(
+                !result
+                    .verdict
+                    .violated_rules()
+                    .contains(&RuleId::RestartBackoffDoubling),
+                "a smaller scenario still diverges:\n{}",
+                candidate.to_yaml()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&options.out_dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_correct_model_shows_no_divergence() {
+        let target = ModelTarget::new("", 0).expect("model");
+        let report = fuzz(&target, &options("correct", 5), |_| {})
+            .await
+            .expect("fuzz");
+        assert!(
+            report.divergences.is_empty(),
+            "{:?}",
+            report
+                .divergences
+                .iter()
+                .map(|d| d.rule)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(report.cases_run, 64);
+    }
+}
