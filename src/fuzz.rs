@@ -307,7 +307,32 @@ fn save_counterexample(
         action: format!("write {}", path.display()),
         source,
     })?;
+    // Beside the scenario, the pod as the target ran it, ready for `kubectl apply`.
+    if let Some(manifest) = result
+        .manifest
+        .as_deref()
+        .and_then(|m| applicable(m, &scenario.name))
+    {
+        let pod_path = path.with_extension("pod.yaml");
+        std::fs::write(&pod_path, manifest).map_err(|source| FuzzError::Save {
+            action: format!("write {}", pod_path.display()),
+            source,
+        })?;
+    }
     Ok(path)
+}
+
+/// An applied manifest as a user applies it again: named like the reproducer, without the
+/// run's namespace and label.
+fn applicable(manifest: &str, name: &str) -> Option<String> {
+    let mut pod: k8s_openapi::api::core::v1::Pod = serde_saphyr::from_str(manifest).ok()?;
+    pod.metadata.name = Some(name.to_owned());
+    pod.metadata.namespace = None;
+    if let Some(labels) = pod.metadata.labels.as_mut() {
+        labels.remove(crate::targets::kube::namespace::RUN_LABEL);
+        labels.remove(crate::targets::podman::RUN_LABEL);
+    }
+    serde_saphyr::to_string(&pod).ok()
 }
 
 #[cfg(test)]

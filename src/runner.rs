@@ -63,8 +63,14 @@ fn collect_yaml(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<Scenario
             Ok(entries) => {
                 for entry in entries.filter_map(|e| e.ok()) {
                     let child = entry.path();
+                    // `NAME.pod.yaml` beside a reproducer is its plain pod manifest.
+                    let manifest = child
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(".pod.yaml"));
                     if child.is_dir()
-                        || child.extension().is_some_and(|e| e == "yaml" || e == "yml")
+                        || (!manifest
+                            && child.extension().is_some_and(|e| e == "yaml" || e == "yml"))
                     {
                         collect_yaml(&child, files, errors);
                     }
