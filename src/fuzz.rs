@@ -74,6 +74,8 @@ pub struct Divergence {
 pub struct FuzzReport {
     pub cases_run: u32,
     pub target_errors: u32,
+    /// How many of the scenarios run exercised each rule (what their predictions involve).
+    pub coverage: std::collections::BTreeMap<RuleId, u32>,
     /// Every distinct divergence, in the order first seen.
     pub divergences: Vec<Divergence>,
 }
@@ -151,6 +153,7 @@ pub async fn fuzz(
     let mut groups: Vec<(RuleId, u32, Scenario, CaseResult)> = Vec::new();
     let mut cases_run = 0u32;
     let mut target_errors = 0u32;
+    let mut coverage = std::collections::BTreeMap::new();
     let mut batch = 0u64;
     loop {
         let size = if batch == 0 {
@@ -176,6 +179,11 @@ pub async fn fuzz(
                 .await;
         results.sort_by_key(|(index, _)| *index);
         cases_run += size;
+        for scenario in &scenarios {
+            for rule in predict(scenario).map(|p| p.rules).unwrap_or_default() {
+                *coverage.entry(rule).or_insert(0) += 1;
+            }
+        }
         for (index, result) in results {
             if result.verdict.outcome == Outcome::Error {
                 target_errors += 1;
@@ -215,6 +223,7 @@ pub async fn fuzz(
     Ok(FuzzReport {
         cases_run,
         target_errors,
+        coverage,
         divergences,
     })
 }
@@ -406,5 +415,8 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(report.cases_run, 64);
+        // 64 random scenarios reach most of the catalogue; every one reaches pod.accepted.
+        assert!(report.coverage.len() * 4 > podcheck_oracle::rules::CATALOGUE.len() * 3);
+        assert_eq!(report.coverage.get(&RuleId::PodAccepted), Some(&64));
     }
 }

@@ -63,6 +63,21 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
             return Ok(USAGE_OR_TARGET_ERROR);
         }
     };
+    let never: Vec<&str> = podcheck_oracle::rules::CATALOGUE
+        .iter()
+        .filter(|rule| !report.coverage.contains_key(&rule.id))
+        .map(|rule| rule.id.as_str())
+        .collect();
+    outln!(
+        "rules exercised: {} of {}{}",
+        report.coverage.len(),
+        podcheck_oracle::rules::CATALOGUE.len(),
+        if never.is_empty() {
+            String::new()
+        } else {
+            format!("; never: {}", never.join(", "))
+        }
+    )?;
     if report.divergences.is_empty() {
         outln!(
             "{} scenarios conform ({} target errors)",
