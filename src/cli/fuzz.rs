@@ -41,6 +41,7 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         max_shrink_steps: 64,
         max_horizon: args.max_horizon,
     };
+    let options_duration = options.duration;
     let mut done = 0u32;
     let mut stdout_error = FirstError::default();
     let fuzzing = podcheck::fuzz::fuzz(target.as_ref(), &options, |result| {
@@ -48,7 +49,10 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         if result.verdict.outcome != Outcome::Pass {
             stdout_error.keep(print_case(result));
         } else if done % 10 == 0 {
-            stdout_error.keep(outln!("      ... {done}/{cases} conform so far"));
+            stdout_error.keep(match options_duration {
+                Some(_) => outln!("      ... {done} run so far"),
+                None => outln!("      ... {done}/{cases} run so far"),
+            });
         }
     });
     let Some(report) = until_interrupted(target.as_ref(), fuzzing).await else {
