@@ -389,11 +389,6 @@ impl KubeTarget {
             self.image
         )))
     }
-
-    /// What the run assumed about the cluster.
-    pub fn cluster(&self) -> &ClusterInfo {
-        &self.cluster
-    }
 }
 
 #[async_trait]
