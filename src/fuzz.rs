@@ -11,6 +11,7 @@ use crate::harness::run_case;
 use crate::reduce::{reductions, size};
 use crate::targets::Target;
 use futures::StreamExt;
+use podcheck_oracle::scenario::KubeletParams;
 use podcheck_oracle::{predict, Outcome, RuleId, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult};
 use proptest::strategy::{Strategy, ValueTree};
@@ -22,7 +23,11 @@ use thiserror::Error;
 pub enum FuzzError {
     #[error("failed to generate a scenario: {0}")]
     Generate(String),
-    #[error("the generator keeps producing unpredictable scenarios ({rejected} refused)")]
+    #[error(
+        "the generator keeps producing scenarios this run cannot use ({rejected} refused): \
+         not predictable, longer than --max-horizon, or needing a kubelet configuration the \
+         target does not have"
+    )]
     Unpredictable { rejected: u32 },
     #[error("failed to {action}")]
     Save {
@@ -98,12 +103,14 @@ pub fn rng_for(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
-/// Scenario value trees for a seed, skipping scenarios the oracle cannot predict or would
-/// watch for longer than `max_horizon`.
+/// Scenario value trees for a seed, skipping scenarios the oracle cannot predict, would
+/// watch for longer than `max_horizon`, or that need a kubelet configuration the target
+/// cannot give (`runs`).
 pub fn draw(
     seed: u64,
     cases: u32,
     max_horizon: SpecDuration,
+    runs: impl Fn(&KubeletParams) -> bool,
 ) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, FuzzError> {
     let mut runner = TestRunner::new_with_rng(Config::default(), rng_for(seed));
     let strategy = podcheck_generators::scenario().boxed();
@@ -113,11 +120,12 @@ pub fn draw(
         let tree = strategy
             .new_tree(&mut runner)
             .map_err(|reason| FuzzError::Generate(reason.to_string()))?;
-        if predict(&tree.current()).is_ok_and(|p| p.horizon <= max_horizon) {
+        let scenario = tree.current();
+        if runs(&scenario.kubelet) && predict(&scenario).is_ok_and(|p| p.horizon <= max_horizon) {
             trees.push(Box::new(tree) as Box<dyn ValueTree<Value = Scenario>>);
         } else {
             rejected += 1;
-            if rejected > cases.saturating_mul(10).max(100) {
+            if rejected > cases.saturating_mul(100).max(2000) {
                 return Err(FuzzError::Unpredictable { rejected });
             }
         }
@@ -162,11 +170,13 @@ pub async fn fuzz(
             (concurrency as u32 * 2).max(8)
         };
         let seed = options.seed.wrapping_add(batch.wrapping_mul(0x9E37_79B9));
-        let scenarios: Vec<Scenario> = draw(seed, size, options.max_horizon)?
-            .iter()
-            .enumerate()
-            .map(|(index, tree)| named(tree.current(), cases_run as usize + index))
-            .collect();
+        let scenarios: Vec<Scenario> = draw(seed, size, options.max_horizon, |kubelet| {
+            target.runs_kubelet(kubelet)
+        })?
+        .iter()
+        .enumerate()
+        .map(|(index, tree)| named(tree.current(), cases_run as usize + index))
+        .collect();
         let mut results: Vec<(usize, CaseResult)> =
             futures::stream::iter(scenarios.iter().enumerate())
                 .map(|(index, scenario)| async move {
@@ -397,6 +407,18 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(&options.out_dir);
+    }
+
+    #[test]
+    fn only_scenarios_the_target_can_run_are_drawn() {
+        let trees = draw(7, 64, DEFAULT_MAX_HORIZON, |kubelet| {
+            *kubelet == KubeletParams::default()
+        })
+        .expect("draw");
+        assert_eq!(trees.len(), 64);
+        assert!(trees
+            .iter()
+            .all(|t| t.current().kubelet == KubeletParams::default()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -416,6 +416,10 @@ impl Target for KubeTarget {
         self.image.clone()
     }
 
+    fn runs_kubelet(&self, kubelet: &KubeletParams) -> bool {
+        self.cluster.placement(kubelet).is_ok()
+    }
+
     fn summary(&self) -> Vec<String> {
         let cluster = &self.cluster;
         let mut lines = vec![format!(

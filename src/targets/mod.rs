@@ -79,6 +79,11 @@ pub trait Target: Send + Sync {
     fn probe_timings(&self) -> Vec<(&'static str, std::time::Duration)> {
         Vec::new()
     }
+    /// Whether the target has a node with this kubelet configuration (the fuzzer draws
+    /// only scenarios it can run); a target that makes nodes as cases ask says yes.
+    fn runs_kubelet(&self, _kubelet: &KubeletParams) -> bool {
+        true
+    }
     /// Lines that say what the target is (a cluster's versions and node configuration),
     /// printed before the first case.
     fn summary(&self) -> Vec<String> {

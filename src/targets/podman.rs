@@ -304,6 +304,10 @@ impl Target for PodmanTarget {
         crate::image::AGENT_IMAGE.to_owned()
     }
 
+    fn runs_kubelet(&self, kubelet: &KubeletParams) -> bool {
+        kubelet.is_default()
+    }
+
     async fn create(&self, mut pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
         if !kubelet.is_default() {
             return Err(TargetError::NotApplicable(
