@@ -260,8 +260,8 @@ fn simplify_health(
     }
 }
 
-/// A measure of size that every reduction lowers: the greedy pass can compare candidates
-/// and report how much smaller the result is.
+/// How big a scenario reads: among candidates of the same horizon, the reduction pass
+/// tries the smaller first.
 pub fn size(scenario: &Scenario) -> usize {
     scenario.to_yaml().len()
 }

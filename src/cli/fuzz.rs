@@ -41,7 +41,6 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         max_shrink_steps: 64,
         max_horizon: args.max_horizon,
     };
-    let options_duration = options.duration;
     let mut done = 0u32;
     let mut stdout_error = FirstError::default();
     let fuzzing = podcheck::fuzz::fuzz(target.as_ref(), &options, |result| {
@@ -49,7 +48,7 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         if result.verdict.outcome != Outcome::Pass {
             stdout_error.keep(print_case(result));
         } else if done % 10 == 0 {
-            stdout_error.keep(match options_duration {
+            stdout_error.keep(match options.duration {
                 Some(_) => outln!("      ... {done} run so far"),
                 None => outln!("      ... {done}/{cases} run so far"),
             });

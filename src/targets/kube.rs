@@ -80,8 +80,20 @@ fn api_error(action: impl Into<String>, error: kube::Error) -> TargetError {
     }
 }
 
-fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
+/// A call whose object may already be gone: 404 is no error, just nothing (None).
+fn unless_gone<T>(result: Result<T, TargetError>) -> Result<Option<T>, TargetError> {
+    match result {
+        Err(TargetError::Api { code: 404, .. }) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+/// Deletion at once, for removing what the run made (never a fault action).
+fn delete_now() -> DeleteParams {
+    DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::background()
+    }
 }
 
 pub(super) async fn within<T>(
@@ -399,10 +411,7 @@ impl Target for KubeTarget {
 
     fn timing(&self) -> TimingProfile {
         // A cluster's time cannot be scaled: spec time is wall time.
-        TimingProfile {
-            time_scale: 1.0,
-            tolerance_ms: self.options.tolerance_wall_ms.max(MIN_TOLERANCE_MS),
-        }
+        self.options.wall_clock(MIN_TOLERANCE_MS)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -555,19 +564,10 @@ impl Target for KubeTarget {
     }
 
     async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::background()
-        };
-        match tokio::time::timeout(API_TIMEOUT, self.pods().delete(&pod.name, &params)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if is_not_found(&e) => Ok(()),
-            Ok(Err(e)) => Err(api_error(format!("delete pod {}", pod.name), e)),
-            Err(_) => Err(TargetError::CommandTimedOut {
-                command: format!("delete pod {}", pod.name),
-                timeout: API_TIMEOUT,
-            }),
-        }
+        let (pods, params) = (self.pods(), delete_now());
+        let action = format!("delete pod {}", pod.name);
+        let deleted = within(&action, API_TIMEOUT, pods.delete(&pod.name, &params)).await;
+        unless_gone(deleted).map(|_| ())
     }
 
     /// Deletes every pod of the run, then its namespace, and waits until the namespace is
@@ -576,35 +576,35 @@ impl Target for KubeTarget {
         if let Some(renewal) = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take() {
             renewal.abort();
         }
-        let now = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::background()
-        };
         // Pods first, at once: a namespace's deletion would give each its grace period.
-        let _ = tokio::time::timeout(
+        let (pods, namespaces, params) = (self.pods(), self.namespaces(), delete_now());
+        let all = ListParams::default();
+        let _ = within(
+            "delete the run's pods",
             API_TIMEOUT,
-            self.pods().delete_collection(&now, &ListParams::default()),
+            pods.delete_collection(&params, &all),
         )
         .await;
-        match tokio::time::timeout(API_TIMEOUT, self.namespaces().delete(&self.namespace, &now))
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if is_not_found(&e) => return Ok(()),
-            Ok(Err(e)) => return Err(api_error(format!("delete namespace {}", self.namespace), e)),
-            Err(_) => {
-                return Err(TargetError::CommandTimedOut {
-                    command: format!("delete namespace {}", self.namespace),
-                    timeout: API_TIMEOUT,
-                })
-            }
+        let action = format!("delete namespace {}", self.namespace);
+        let deleted = within(
+            &action,
+            API_TIMEOUT,
+            namespaces.delete(&self.namespace, &params),
+        );
+        if unless_gone(deleted.await)?.is_none() {
+            return Ok(());
         }
         let deadline = tokio::time::Instant::now() + NAMESPACE_GONE_TIMEOUT;
         while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout(API_TIMEOUT, self.namespaces().get(&self.namespace)).await {
-                Ok(Err(e)) if is_not_found(&e) => return Ok(()),
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            let found = within(
+                "get the namespace",
+                API_TIMEOUT,
+                namespaces.get(&self.namespace),
+            );
+            if matches!(unless_gone(found.await), Ok(None)) {
+                return Ok(());
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Err(TargetError::Broken(format!(
             "namespace {} was still there {}s after its deletion; the next run removes it",

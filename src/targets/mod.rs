@@ -130,6 +130,17 @@ pub struct TargetOptions {
     pub kubelet_config: Option<std::path::PathBuf>,
 }
 
+impl TargetOptions {
+    /// The timing of a target whose time cannot be scaled: spec time is wall time, with at
+    /// least `min_tolerance_ms` of tolerance for what the target itself adds.
+    pub fn wall_clock(&self, min_tolerance_ms: u64) -> TimingProfile {
+        TimingProfile {
+            time_scale: 1.0,
+            tolerance_ms: self.tolerance_wall_ms.max(min_tolerance_ms),
+        }
+    }
+}
+
 impl Default for TargetOptions {
     fn default() -> Self {
         TargetOptions {

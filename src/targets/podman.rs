@@ -287,10 +287,7 @@ impl Target for PodmanTarget {
     fn timing(&self) -> TimingProfile {
         // podman's own delays (restarts) are wall time: nothing here can scale them, so
         // spec time is wall time and the agent runs unscaled.
-        TimingProfile {
-            time_scale: 1.0,
-            tolerance_ms: self.options.tolerance_wall_ms.max(MIN_TOLERANCE_MS),
-        }
+        self.options.wall_clock(MIN_TOLERANCE_MS)
     }
 
     fn capabilities(&self) -> Capabilities {

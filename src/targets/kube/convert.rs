@@ -11,29 +11,22 @@ use podcheck_oracle::{PodEvent, PodMetadata, Snapshot};
 pub fn snapshot(pod: &Pod, received: Time) -> Snapshot {
     Snapshot {
         at: received,
-        metadata: metadata(pod, false),
+        metadata: PodMetadata {
+            resource_version: pod.metadata.resource_version.clone(),
+            deletion_timestamp: pod.metadata.deletion_timestamp.clone(),
+            deletion_grace_period_seconds: pod.metadata.deletion_grace_period_seconds,
+            finalizers: pod.metadata.finalizers.clone().unwrap_or_default(),
+            gone: false,
+        },
         status: pod.status.clone().unwrap_or_default(),
     }
 }
 
 /// The last state of a pod the watch reported deleted: the object is gone.
 pub fn gone(pod: &Pod, received: Time) -> Snapshot {
-    Snapshot {
-        at: received,
-        metadata: metadata(pod, true),
-        status: pod.status.clone().unwrap_or_default(),
-    }
-}
-
-fn metadata(pod: &Pod, gone: bool) -> PodMetadata {
-    let meta = &pod.metadata;
-    PodMetadata {
-        resource_version: meta.resource_version.clone(),
-        deletion_timestamp: meta.deletion_timestamp.clone(),
-        deletion_grace_period_seconds: meta.deletion_grace_period_seconds,
-        finalizers: meta.finalizers.clone().unwrap_or_default(),
-        gone,
-    }
+    let mut last = snapshot(pod, received);
+    last.metadata.gone = true;
+    last
 }
 
 /// A core/v1 Event about the pod `pod_name` with uid `pod_uid`, or None for an event about
@@ -151,14 +144,19 @@ mod tests {
         }
     }
 
+    /// A recorded pod watch, its events arriving a second apart from `first` (Unix seconds).
+    fn pod_watch(text: &str, first: f64) -> (Vec<(String, Pod)>, Vec<Time>) {
+        let events: Vec<(String, Pod)> = recorded(text);
+        let arrivals = (0..events.len()).map(|i| at(first + i as f64)).collect();
+        (events, arrivals)
+    }
+
     #[test]
     fn every_version_of_the_pod_becomes_one_snapshot_in_server_order() {
-        let events: Vec<(String, Pod)> = recorded(include_str!(
-            "../../../tests/fixtures/kube/pod-watch-succeeded.jsonl"
-        ));
-        let arrivals: Vec<Time> = (0..events.len())
-            .map(|i| at(1_795_904_400.0 + i as f64))
-            .collect();
+        let (events, arrivals) = pod_watch(
+            include_str!("../../../tests/fixtures/kube/pod-watch-succeeded.jsonl"),
+            1_795_904_400.0,
+        );
         let observations = observe(&events, &arrivals);
         let phases: Vec<String> = observations
             .iter()
@@ -204,12 +202,10 @@ mod tests {
 
     #[test]
     fn a_repeated_version_is_dropped_and_deletion_ends_the_watch_with_the_pod_gone() {
-        let events: Vec<(String, Pod)> = recorded(include_str!(
-            "../../../tests/fixtures/kube/pod-watch-delete-grace0.jsonl"
-        ));
-        let arrivals: Vec<Time> = (0..events.len())
-            .map(|i| at(1_795_904_000.0 + i as f64))
-            .collect();
+        let (events, arrivals) = pod_watch(
+            include_str!("../../../tests/fixtures/kube/pod-watch-delete-grace0.jsonl"),
+            1_795_904_000.0,
+        );
         let observations = observe(&events, &arrivals);
         // Seven events: ADDED and MODIFIED of version 112 are one state.
         assert_eq!(observations.len(), events.len() - 1);
