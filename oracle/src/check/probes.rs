@@ -316,8 +316,10 @@ struct Arrival {
 /// - readiness (also probed on demand, which resets the ticker): never more than a period
 ///   apart;
 /// - after a slow answer: the next probe comes at most max(period, timeout) later (Go's
-///   ticker keeps one tick for a busy receiver; the prober gives up at timeoutSeconds), and
-///   the grid is taken up again from the probe after it;
+///   ticker keeps one tick for a busy receiver; the prober gives up at timeoutSeconds). That
+///   kept tick is off the grid, and a probe whose set-up outlasts the next grid point makes
+///   the tick after it a kept one too, each arriving within one set-up latency of the one
+///   before: the grid is taken up again from the first probe that comes later than that;
 /// - the first probe comes no sooner than initialDelaySeconds after the start.
 pub(super) fn check_probe_cadence(
     out: &mut Collector,
@@ -413,19 +415,24 @@ pub(super) fn check_probe_cadence(
         }
         let mut run: Vec<Arrival> = Vec::new();
         let mut previous: Option<Arrival> = None;
+        // Since a slow answer, every probe may have run on a kept tick.
+        let mut off_grid = false;
         for arrival in &arrivals {
             match previous {
                 Some(before) if before.slow => {
                     cadence.after_slow(out, before, *arrival, at_ms(arrival));
                     cadence.check_run(out, &run, at_ms);
-                    // This probe may have run on the tick kept while the slow one ran:
-                    // the grid is taken up again from the next one.
                     run.clear();
+                    off_grid = true;
                 }
                 Some(before) if probe.kind == ProbeKind::Readiness => {
                     cadence.at_most_a_period(out, before, *arrival, at_ms(arrival));
                 }
-                _ => run.push(*arrival),
+                Some(before) if off_grid && arrival.at - before.at <= band => {}
+                _ => {
+                    off_grid = false;
+                    run.push(*arrival);
+                }
             }
             previous = Some(*arrival);
         }
