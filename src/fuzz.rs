@@ -16,6 +16,7 @@ use podcheck_oracle::{predict, Outcome, RuleId, Scenario, SpecDuration};
 use podcheck_reports::{describe_violations, CaseResult};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -38,9 +39,9 @@ pub enum FuzzError {
 }
 
 pub struct FuzzOptions {
-    /// How many random scenarios to run (the first batch when `duration` is set).
-    pub cases: u32,
-    /// Keep drawing and running scenarios until this much wall time has passed.
+    /// How many random scenarios to run at most (None: as many as `duration` allows).
+    pub cases: Option<u32>,
+    /// Stop drawing scenarios once this much wall time has passed.
     pub duration: Option<std::time::Duration>,
     /// Stop at the first divergence (and shrink only it).
     pub stop_at_first: bool,
@@ -79,8 +80,10 @@ pub struct Divergence {
 pub struct FuzzReport {
     pub cases_run: u32,
     pub target_errors: u32,
-    /// How many of the scenarios run exercised each rule (what their predictions involve).
-    pub coverage: std::collections::BTreeMap<RuleId, u32>,
+    /// How many of the scenarios drawn exercised each rule (what their predictions involve).
+    pub coverage: BTreeMap<RuleId, u32>,
+    /// How many distinct pairs of rules the scenarios drawn exercised together.
+    pub rule_pairs: usize,
     /// Every distinct divergence, in the order first seen.
     pub divergences: Vec<Divergence>,
 }
@@ -103,35 +106,108 @@ pub fn rng_for(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
-/// Scenario value trees for a seed, skipping scenarios the oracle cannot predict, would
-/// watch for longer than `max_horizon`, or that need a kubelet configuration the target
-/// cannot give (`runs`).
-pub fn draw(
-    seed: u64,
-    cases: u32,
+/// How many acceptable scenarios each draw considers before taking the one that reaches
+/// what this run has reached least.
+const CANDIDATES_PER_DRAW: usize = 4;
+
+/// Draws scenarios for a fuzz run: only those the oracle can predict, watches no longer
+/// than `max_horizon`, and the target can run (`runs`); each draw takes, of a few such
+/// scenarios, the one whose rules and pairs of rules this run has exercised least
+/// (coverage-guided), so that rare rules and their combinations come up early.
+pub struct Drawer<F> {
+    runner: TestRunner,
+    strategy: proptest::strategy::BoxedStrategy<Scenario>,
     max_horizon: SpecDuration,
-    runs: impl Fn(&KubeletParams) -> bool,
-) -> Result<Vec<Box<dyn ValueTree<Value = Scenario>>>, FuzzError> {
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng_for(seed));
-    let strategy = podcheck_generators::scenario().boxed();
-    let mut trees = Vec::new();
-    let mut rejected = 0u32;
-    while trees.len() < cases as usize {
-        let tree = strategy
-            .new_tree(&mut runner)
-            .map_err(|reason| FuzzError::Generate(reason.to_string()))?;
-        let scenario = tree.current();
-        if runs(&scenario.kubelet) && predict(&scenario).is_ok_and(|p| p.horizon <= max_horizon) {
-            trees.push(Box::new(tree) as Box<dyn ValueTree<Value = Scenario>>);
-        } else {
-            rejected += 1;
-            if rejected > cases.saturating_mul(100).max(2000) {
-                return Err(FuzzError::Unpredictable { rejected });
-            }
+    runs: F,
+    guided: bool,
+    /// How many drawn scenarios exercise each rule, and each pair of rules.
+    pub coverage: BTreeMap<RuleId, u32>,
+    pub pairs: BTreeMap<(RuleId, RuleId), u32>,
+}
+
+impl<F: Fn(&KubeletParams) -> bool> Drawer<F> {
+    pub fn new(seed: u64, max_horizon: SpecDuration, runs: F) -> Self {
+        Drawer {
+            runner: TestRunner::new_with_rng(Config::default(), rng_for(seed)),
+            strategy: podcheck_generators::scenario().boxed(),
+            max_horizon,
+            runs,
+            guided: true,
+            coverage: BTreeMap::new(),
+            pairs: BTreeMap::new(),
         }
     }
-    Ok(trees)
+
+    /// Draws as the generator does, without guidance.
+    pub fn unguided(mut self) -> Self {
+        self.guided = false;
+        self
+    }
+
+    /// The next scenario and the rules its prediction exercises.
+    pub fn next_scenario(&mut self) -> Result<(Scenario, Vec<RuleId>), FuzzError> {
+        let wanted = if self.guided { CANDIDATES_PER_DRAW } else { 1 };
+        let mut candidates = Vec::with_capacity(wanted);
+        let mut rejected = 0u32;
+        while candidates.len() < wanted {
+            let tree = self
+                .strategy
+                .new_tree(&mut self.runner)
+                .map_err(|reason| FuzzError::Generate(reason.to_string()))?;
+            let scenario = tree.current();
+            let prediction = predict(&scenario)
+                .ok()
+                .filter(|p| p.horizon <= self.max_horizon && (self.runs)(&scenario.kubelet));
+            match prediction {
+                Some(prediction) => candidates.push((scenario, prediction.rules)),
+                None => {
+                    rejected += 1;
+                    if rejected > MAX_REFUSED_IN_A_ROW {
+                        return Err(FuzzError::Unpredictable { rejected });
+                    }
+                }
+            }
+        }
+        let best = (0..candidates.len())
+            .map(|i| (i, self.novelty(&candidates[i].1)))
+            .fold((0, f64::MIN), |best, (i, score)| {
+                if score > best.1 {
+                    (i, score)
+                } else {
+                    best
+                }
+            })
+            .0;
+        let (scenario, rules) = candidates.swap_remove(best);
+        for (i, rule) in rules.iter().enumerate() {
+            *self.coverage.entry(*rule).or_insert(0) += 1;
+            for other in &rules[i + 1..] {
+                *self.pairs.entry((*rule, *other)).or_insert(0) += 1;
+            }
+        }
+        Ok((scenario, rules))
+    }
+
+    /// How new a scenario exercising `rules` would be to this run: a rule never reached
+    /// counts most, a pair of rules never reached together next.
+    fn novelty(&self, rules: &[RuleId]) -> f64 {
+        let rarity = |count: u32| 1.0 / (1.0 + f64::from(count));
+        let single: f64 = rules
+            .iter()
+            .map(|r| rarity(self.coverage.get(r).copied().unwrap_or(0)))
+            .sum();
+        let paired: f64 = rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| rules[i + 1..].iter().map(move |b| (*a, *b)))
+            .map(|pair| rarity(self.pairs.get(&pair).copied().unwrap_or(0)))
+            .sum();
+        4.0 * single + paired
+    }
 }
+
+/// Scenarios the generator may produce in a row that the run cannot use before it gives up.
+const MAX_REFUSED_IN_A_ROW: u32 = 2000;
 
 /// Distinct names, so that concurrent pods of one run do not collide on a target.
 fn named(mut scenario: Scenario, index: usize) -> Scenario {
@@ -148,9 +224,10 @@ fn divergence_rule(result: &CaseResult) -> Option<RuleId> {
         .flatten()
 }
 
-/// Runs random scenarios (batch after batch while `duration` lasts), groups the failing
-/// ones by the rule they violate first, and reduces one of each group to a minimal
-/// scenario, saved as a suite file.
+/// Runs random scenarios (as many at once as the target allows, each slot refilled as soon
+/// as its case ends) until `cases` have run or `duration` is over, groups the failing ones
+/// by the rule they violate first, and reduces one of each group to a minimal scenario,
+/// saved as a suite file.
 pub async fn fuzz(
     target: &dyn Target,
     options: &FuzzOptions,
@@ -158,61 +235,60 @@ pub async fn fuzz(
 ) -> Result<FuzzReport, FuzzError> {
     let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
+    let mut drawer = Drawer::new(options.seed, options.max_horizon, |kubelet| {
+        target.runs_kubelet(kubelet)
+    });
     let mut groups: Vec<(RuleId, u32, Scenario, CaseResult)> = Vec::new();
     let mut cases_run = 0u32;
     let mut target_errors = 0u32;
-    let mut coverage = std::collections::BTreeMap::new();
-    let mut batch = 0u64;
+    let mut drawn = 0u32;
+    let mut draw_error = None;
+    let mut running = futures::stream::FuturesUnordered::new();
     loop {
-        let size = if batch == 0 {
-            options.cases
-        } else {
-            (concurrency as u32 * 2).max(8)
-        };
-        let seed = options.seed.wrapping_add(batch.wrapping_mul(0x9E37_79B9));
-        let scenarios: Vec<Scenario> = draw(seed, size, options.max_horizon, |kubelet| {
-            target.runs_kubelet(kubelet)
-        })?
-        .iter()
-        .enumerate()
-        .map(|(index, tree)| named(tree.current(), cases_run as usize + index))
-        .collect();
-        let mut results: Vec<(usize, CaseResult)> =
-            futures::stream::iter(scenarios.iter().enumerate())
-                .map(|(index, scenario)| async move {
-                    let source = format!("generated #{} of seed {}", index, seed);
-                    (index, run_case(target, scenario, &source, true).await)
-                })
-                .buffer_unordered(concurrency)
-                .inspect(|(_, result)| progress(result))
-                .collect()
-                .await;
-        results.sort_by_key(|(index, _)| *index);
-        cases_run += size;
-        for scenario in &scenarios {
-            for rule in predict(scenario).map(|p| p.rules).unwrap_or_default() {
-                *coverage.entry(rule).or_insert(0) += 1;
+        let stop_drawing = draw_error.is_some()
+            || options.cases.is_some_and(|cases| drawn >= cases)
+            || options
+                .duration
+                .is_some_and(|duration| started.elapsed() >= duration)
+            || (options.stop_at_first && !groups.is_empty());
+        while !stop_drawing && running.len() < concurrency {
+            match drawer.next_scenario() {
+                Ok((scenario, _)) => {
+                    let index = drawn;
+                    drawn += 1;
+                    let scenario = named(scenario, index as usize);
+                    let source = format!("generated #{index} of seed {}", options.seed);
+                    running.push(async move {
+                        let result = run_case(target, &scenario, &source, true).await;
+                        (scenario, result)
+                    });
+                }
+                Err(err) => {
+                    draw_error = Some(err);
+                    break;
+                }
+            }
+            if options.cases.is_some_and(|cases| drawn >= cases) {
+                break;
             }
         }
-        for (index, result) in results {
-            if result.verdict.outcome == Outcome::Error {
-                target_errors += 1;
-            }
-            let Some(rule) = divergence_rule(&result) else {
-                continue;
-            };
+        let Some((scenario, result)) = running.next().await else {
+            break;
+        };
+        progress(&result);
+        cases_run += 1;
+        if result.verdict.outcome == Outcome::Error {
+            target_errors += 1;
+        }
+        if let Some(rule) = divergence_rule(&result) {
             match groups.iter_mut().find(|g| g.0 == rule) {
                 Some(group) => group.1 += 1,
-                None => groups.push((rule, 1, scenarios[index].clone(), result)),
+                None => groups.push((rule, 1, scenario, result)),
             }
         }
-        batch += 1;
-        let more_time = options
-            .duration
-            .is_some_and(|duration| started.elapsed() < duration);
-        if !more_time || (options.stop_at_first && !groups.is_empty()) {
-            break;
-        }
+    }
+    if let (Some(err), 0) = (draw_error, cases_run) {
+        return Err(err);
     }
     if options.stop_at_first {
         groups.truncate(1);
@@ -233,7 +309,8 @@ pub async fn fuzz(
     Ok(FuzzReport {
         cases_run,
         target_errors,
-        coverage,
+        coverage: drawer.coverage,
+        rule_pairs: drawer.pairs.len(),
         divergences,
     })
 }
@@ -361,7 +438,7 @@ mod tests {
 
     fn options(out: &str, seed: u64) -> FuzzOptions {
         FuzzOptions {
-            cases: 64,
+            cases: Some(64),
             duration: None,
             stop_at_first: false,
             seed,
@@ -411,14 +488,37 @@ mod tests {
 
     #[test]
     fn only_scenarios_the_target_can_run_are_drawn() {
-        let trees = draw(7, 64, DEFAULT_MAX_HORIZON, |kubelet| {
+        let mut drawer = Drawer::new(7, DEFAULT_MAX_HORIZON, |kubelet: &KubeletParams| {
             *kubelet == KubeletParams::default()
-        })
-        .expect("draw");
-        assert_eq!(trees.len(), 64);
-        assert!(trees
-            .iter()
-            .all(|t| t.current().kubelet == KubeletParams::default()));
+        });
+        for _ in 0..64 {
+            let (scenario, _) = drawer.next_scenario().expect("draw");
+            assert_eq!(scenario.kubelet, KubeletParams::default());
+            assert!(predict(&scenario).is_ok_and(|p| p.horizon <= DEFAULT_MAX_HORIZON));
+        }
+    }
+
+    /// Guided drawing reaches more rules and pairs of rules in the same number of
+    /// scenarios than the generator alone, over several seeds.
+    #[test]
+    fn guided_drawing_reaches_more_rule_combinations() {
+        let reach = |guided: bool| {
+            (0..4u64)
+                .map(|seed| {
+                    let drawer = Drawer::new(seed, DEFAULT_MAX_HORIZON, |_: &KubeletParams| true);
+                    let mut drawer = if guided { drawer } else { drawer.unguided() };
+                    for _ in 0..48 {
+                        drawer.next_scenario().expect("draw");
+                    }
+                    (drawer.coverage.len(), drawer.pairs.len())
+                })
+                .fold((0, 0), |(r, p), (dr, dp)| (r + dr, p + dp))
+        };
+        let (guided, plain) = (reach(true), reach(false));
+        assert!(
+            guided.0 >= plain.0 && guided.1 > plain.1,
+            "guided {guided:?} vs generator alone {plain:?} (rules, pairs)"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +533,11 @@ mod tests {
             report
                 .divergences
                 .iter()
-                .map(|d| d.rule)
+                .map(|d| (
+                    d.rule,
+                    d.counterexample.result.verdict.violations.clone(),
+                    d.counterexample.scenario.to_yaml()
+                ))
                 .collect::<Vec<_>>()
         );
         assert_eq!(report.cases_run, 64);

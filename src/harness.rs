@@ -149,6 +149,10 @@ pub async fn run_case(
             );
         }
     }
+    if trace.ended_early.is_some() {
+        // Log lines written after observation stopped are not part of what was seen.
+        trace = trace.so_far(trace.spec_ms(&trace.ended_at));
+    }
     let removed = target.remove(&reference).await;
     let mut verdict = match unperformed_action(&trace) {
         Some((action, ActionResult::NotApplicable(reason))) => {
@@ -266,9 +270,12 @@ pub async fn observe(
         events: Vec::new(),
         actions: Vec::new(),
         logs: BTreeMap::new(),
+        ended_early: None,
     };
     let mut stream = target.watch(reference).await?;
     let mut stop_at = wall_deadline;
+    let mut online = tokio::time::interval(ONLINE_CHECK_EVERY);
+    online.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         if virtual_clock {
             let next = stream
@@ -316,6 +323,13 @@ pub async fn observe(
                 }
                 record(&mut trace, observation);
             }
+            _ = online.tick() => {
+                if let Some((cut, reason)) = definite_violation(prediction, &trace) {
+                    trace = trace.so_far(cut);
+                    trace.ended_early = Some(reason);
+                    return Ok(trace);
+                }
+            }
             _ = tokio::time::sleep_until(stop_at) => break,
         }
     }
@@ -325,6 +339,36 @@ pub async fn observe(
         wall_now()
     };
     Ok(trace)
+}
+
+/// How often a wall-clock observation checks whether what it saw already fails.
+const ONLINE_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A violation the trace already shows for good (nothing later can undo it), with the
+/// moment (spec ms since creation) observation can stop and why. Only what happened up
+/// to one target tolerance ago counts: a snapshot may arrive up to that late.
+fn definite_violation(prediction: &Prediction, trace: &Trace) -> Option<(i64, String)> {
+    let now = trace.spec_ms(&wall_now());
+    let cut = now - trace.timing.tolerance_ms as i64;
+    if cut <= 0 || trace.snapshots.is_empty() {
+        return None;
+    }
+    let verdict = check(prediction, &trace.so_far(cut));
+    if verdict.outcome != Outcome::Fail {
+        return None;
+    }
+    let first = verdict.violations.first()?;
+    let secs = |ms: i64| format!("{:.1}s", ms as f64 / 1000.0);
+    Some((
+        cut,
+        format!(
+            "{} was broken at {} and nothing later can undo it: observation stopped at {} of the {} horizon",
+            first.rule,
+            first.at_ms.map_or_else(|| secs(cut), secs),
+            secs(cut),
+            secs(prediction.horizon.as_millis() as i64)
+        ),
+    ))
 }
 
 fn record(trace: &mut Trace, observation: Observation) {

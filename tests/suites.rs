@@ -81,7 +81,7 @@ fn random_agreement() -> Result<(), Failed> {
             .await
             .map_err(|e| format!("failed to set up target local: {e}"))?;
         let options = FuzzOptions {
-            cases: RANDOM_CASES,
+            cases: Some(RANDOM_CASES),
             duration: None,
             stop_at_first: true,
             seed,

@@ -157,6 +157,10 @@ pub struct Trace {
     /// The containers' own log lines (agent events), by container name.
     #[serde(default)]
     pub logs: std::collections::BTreeMap<String, Vec<String>>,
+    /// Why observation stopped before the horizon (a violation that nothing later could
+    /// undo): the trace shows what happened so far, not all there was to see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<String>,
 }
 
 impl Trace {
@@ -165,6 +169,68 @@ impl Trace {
         let wall = at.0.duration_since(self.created_at.0);
         let wall_ms = wall.as_secs_f64() * 1000.0;
         (wall_ms / self.timing.time_scale.max(1e-9)).round() as i64
+    }
+
+    /// The wall time `spec_ms` after creation.
+    pub fn wall_at(&self, spec_ms: i64) -> Time {
+        let wall_ms = spec_ms as f64 * self.timing.time_scale;
+        let offset = jiff::SignedDuration::from_secs_f64(wall_ms / 1000.0);
+        Time(
+            self.created_at
+                .0
+                .saturating_add(offset)
+                .unwrap_or(self.created_at.0),
+        )
+    }
+
+    /// The trace as it stood `spec_ms` after creation: what a check during observation
+    /// sees (log lines included as far as their time stamps tell).
+    pub fn so_far(&self, spec_ms: i64) -> Trace {
+        let cut = self.wall_at(spec_ms);
+        let cut_unix_ms = cut.0.as_millisecond();
+        let before = |at: &Time| at.0 <= cut.0;
+        Trace {
+            ended_at: cut.clone(),
+            snapshots: self
+                .snapshots
+                .iter()
+                .filter(|s| before(&s.at))
+                .cloned()
+                .collect(),
+            events: self
+                .events
+                .iter()
+                .filter(|e| before(&e.at))
+                .cloned()
+                .collect(),
+            actions: self
+                .actions
+                .iter()
+                .filter(|a| before(&a.requested_at))
+                .cloned()
+                .collect(),
+            logs: self
+                .logs
+                .iter()
+                .map(|(name, lines)| {
+                    let kept = lines
+                        .iter()
+                        .filter(|line| {
+                            podcheck_wire::LogEvent::parse(line)
+                                .map_or(true, |e| e.ts_ms as i64 <= cut_unix_ms)
+                        })
+                        .cloned()
+                        .collect();
+                    (name.clone(), kept)
+                })
+                .collect(),
+            ended_early: Some(
+                self.ended_early
+                    .clone()
+                    .unwrap_or_else(|| format!("cut at {}", crate::check::secs(spec_ms))),
+            ),
+            ..self.clone()
+        }
     }
 }
 
@@ -257,6 +323,7 @@ mod tests {
                 result: ActionResult::Done,
             }],
             logs: Default::default(),
+            ended_early: None,
         };
         let json = serde_json::to_string(&trace).expect("serialise");
         assert!(

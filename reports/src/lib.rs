@@ -99,6 +99,7 @@ pub(crate) mod tests {
                 error: error.map(str::to_owned),
                 rules: vec![RuleId::RestartPolicyNever],
                 timing_headroom_ms: Some(1500),
+                ended_early: None,
             },
             source: "suites/x.yaml".to_owned(),
             wall_ms: 1200,

@@ -137,10 +137,11 @@ pub struct CertifyArgs {
 pub struct FuzzArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// How many random scenarios to run (with --duration: the first batch).
-    #[arg(long, default_value_t = 32)]
-    pub cases: u32,
-    /// Keep running random scenarios for this long (wall time, e.g. `5m`).
+    /// How many random scenarios to run [default: 32, or no limit with --duration].
+    #[arg(long)]
+    pub cases: Option<u32>,
+    /// Keep drawing random scenarios for this long (wall time, e.g. `5m`); cases still
+    /// running then finish.
     #[arg(long, value_parser = SpecDuration::parse)]
     pub duration: Option<SpecDuration>,
     /// Stop at the first divergence and reduce only it.

@@ -10,8 +10,27 @@ use podcheck::fuzz::FuzzOptions;
 use podcheck_oracle::Outcome;
 use podcheck_reports::describe_violations;
 
+/// How many scenarios a run without --cases or --duration draws.
+const DEFAULT_CASES: u32 = 32;
+
 pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
-    let cases = args.cases;
+    let cases = match (args.cases, args.duration) {
+        (None, None) => Some(DEFAULT_CASES),
+        (cases, _) => cases,
+    };
+    let budget = match (cases, args.duration) {
+        (Some(cases), Some(duration)) => format!("up to {cases} random scenarios for {duration}"),
+        (Some(cases), None) => format!("{cases} random scenarios"),
+        (None, Some(duration)) => format!("random scenarios for {duration}"),
+        (None, None) => String::new(),
+    };
+    let limits: String = [
+        cases.map(|c| format!(" --cases {c}")),
+        args.duration.map(|d| format!(" --duration {d}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -23,11 +42,11 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     outln!(
-        "podcheck fuzz: {cases} random scenarios on target {}, seed {seed}",
+        "podcheck fuzz: {budget} on target {}, seed {seed}",
         target.name()
     )?;
     outln!(
-        "reproduce with: podcheck fuzz --target {} --cases {cases} --seed {seed}",
+        "reproduce with: podcheck fuzz --target {}{limits} --seed {seed}",
         args.target.spec("local")
     )?;
     let options = FuzzOptions {
@@ -48,9 +67,9 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         if result.verdict.outcome != Outcome::Pass {
             stdout_error.keep(print_case(result));
         } else if done % 10 == 0 {
-            stdout_error.keep(match options.duration {
-                Some(_) => outln!("      ... {done} run so far"),
-                None => outln!("      ... {done}/{cases} run so far"),
+            stdout_error.keep(match options.cases {
+                Some(cases) => outln!("      ... {done}/{cases} run so far"),
+                None => outln!("      ... {done} run so far"),
             });
         }
     });
@@ -72,9 +91,10 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
         .map(|rule| rule.id.as_str())
         .collect();
     outln!(
-        "rules exercised: {} of {}{}",
+        "rules exercised: {} of {} ({} pairs of rules together){}",
         report.coverage.len(),
         podcheck_oracle::rules::CATALOGUE.len(),
+        report.rule_pairs,
         if never.is_empty() {
             String::new()
         } else {

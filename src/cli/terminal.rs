@@ -76,6 +76,9 @@ pub fn print_case(result: &CaseResult) -> io::Result<()> {
             for line in summarize_violations(v, 8).lines() {
                 outln!("      {line}")?;
             }
+            if let Some(why) = &v.ended_early {
+                outln!("      ended early: {why}")?;
+            }
         }
         Outcome::Error | Outcome::Skipped => {
             outln!("      {}", v.error.as_deref().unwrap_or(""))?;

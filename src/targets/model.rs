@@ -156,8 +156,16 @@ impl Target for ModelTarget {
                 )));
             }
         }
-        let scenario = scenario_of(&pod, kubelet)?;
-        let prediction = predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?;
+        let mut scenario = scenario_of(&pod, kubelet)?;
+        // Played as long as any case may watch it; where that far ahead has no single
+        // prediction, as long as the scenario's own prediction watches it.
+        let prediction = match predict(&scenario) {
+            Ok(prediction) => prediction,
+            Err(_) => {
+                scenario.observe_for = None;
+                predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?
+            }
+        };
         let mut choices = Seeded(self.seed ^ hash(&scenario.name));
         let trace = simulate(&scenario, &prediction, &mut choices, self.deviation);
         let uid = format!("model-{:x}", hash(&scenario.name) ^ self.seed);

@@ -36,6 +36,8 @@ pub(super) struct ObservedContainer {
     /// Whether the latest snapshot showed the container terminated (as opposed to
     /// running or waiting for a restart).
     pub(super) ends_terminated: bool,
+    /// The instance and ready flag the latest snapshot showed, and since when.
+    pub(super) ready_since: Option<(u32, bool, i64)>,
 }
 
 pub(super) fn record_container(
@@ -49,6 +51,12 @@ pub(super) fn record_container(
     obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
     obs.restart_counts_seen.entry(rc).or_insert(t);
     let Ok(index) = u32::try_from(rc) else { return };
+    if obs
+        .ready_since
+        .is_none_or(|(i, ready, _)| (i, ready) != (index, cs.ready))
+    {
+        obs.ready_since = Some((index, cs.ready, t));
+    }
     let state = cs.state.as_ref();
     if new_instance_uncounted(obs, cs, index) {
         obs.uncounted_restart.get_or_insert(t);

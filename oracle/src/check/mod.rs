@@ -23,8 +23,11 @@ use instances::{
     check_container_snapshot, check_instances, check_restart_count_bound, observed_gate,
     record_container, ObservedContainer,
 };
-use k8s_openapi::api::core::v1::PodCondition;
-use probes::{check_liveness_log, check_probe_cadence, check_probe_flags, check_readiness_log};
+use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+use probes::{
+    check_liveness_log, check_probe_cadence, check_probe_flags, check_probe_flags_held,
+    check_readiness_log,
+};
 use serde::{Deserialize, Serialize};
 use status::{check_conditions, PhaseWatch};
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +82,10 @@ pub struct Verdict {
     /// came to failing on timing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing_headroom_ms: Option<i64>,
+    /// Why observation stopped before the horizon: the verdict rests on what was seen
+    /// until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<String>,
 }
 
 impl Verdict {
@@ -91,6 +98,7 @@ impl Verdict {
             error: Some(message),
             rules: Vec::new(),
             timing_headroom_ms: None,
+            ended_early: None,
         }
     }
 
@@ -178,12 +186,31 @@ fn causal_rank(rule: RuleId) -> u8 {
     }
 }
 
-fn secs(ms: i64) -> String {
+pub(crate) fn secs(ms: i64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
 
 fn window_text(lo: i64, hi: i64) -> String {
     format!("[{}, {}]", secs(lo), secs(hi))
+}
+
+/// The started and ready flags of a status shown over `held` (spec ms since creation).
+fn check_flags_held(
+    out: &mut Collector,
+    prediction: &Prediction,
+    observed: &BTreeMap<&str, ObservedContainer>,
+    status: &PodStatus,
+    held: (i64, i64),
+    tol: i64,
+) {
+    for cs in status.container_statuses.iter().flatten() {
+        if let (Some(plan), Some(obs)) = (
+            prediction.containers.iter().find(|p| p.name == cs.name),
+            observed.get(cs.name.as_str()),
+        ) {
+            check_probe_flags_held(out, plan, obs, cs, held, tol);
+        }
+    }
 }
 
 pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
@@ -195,6 +222,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         error: None,
         rules: prediction.rules.clone(),
         timing_headroom_ms: None,
+        ended_early: trace.ended_early.clone(),
     };
     if trace.snapshots.is_empty() {
         verdict.outcome = Outcome::Error;
@@ -221,8 +249,15 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     let mut phases = PhaseWatch::new(policy, tol);
     let mut last_conditions: Vec<PodCondition> = Vec::new();
 
+    let mut previous: Option<(i64, &PodStatus)> = None;
     for snapshot in &trace.snapshots {
         let t = trace.spec_ms(&snapshot.at);
+        // A status holds until the next one replaces it: the flags it shows must still be
+        // what the probes allow just before that (a flip due between two snapshots).
+        if let Some((since, before)) = previous.filter(|(since, _)| t - 1 > *since) {
+            check_flags_held(&mut out, prediction, &observed, before, (since, t - 1), tol);
+        }
+        previous = Some((t, &snapshot.status));
         let status = &snapshot.status;
         let statuses = status.container_statuses.clone().unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_default();
@@ -254,18 +289,14 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         last_conditions = status.conditions.clone().unwrap_or_default();
     }
 
-    phases.report_lasting_mismatch(&mut out);
-    // A status holds until the next one: the last one still has to be what the probes
-    // allow when observation ends (a flip that never came shows only here).
-    if let Some(last) = trace.snapshots.last() {
-        for cs in last.status.container_statuses.iter().flatten() {
-            if let (Some(plan), Some(obs)) = (
-                prediction.containers.iter().find(|p| p.name == cs.name),
-                observed.get(cs.name.as_str()),
-            ) {
-                check_probe_flags(&mut out, plan, obs, cs, end, tol);
-            }
-        }
+    // A trace that ended early shows only what is already certain: a disagreement still
+    // going on counts once it has outlasted what it is allowed, and what may yet be shown
+    // later is not missing.
+    let so_far = trace.ended_early.is_some();
+    phases.report_lasting_mismatch(&mut out, so_far.then_some(end));
+    // The last status holds until observation ends (a flip that never came shows only here).
+    if let Some((since, last)) = previous {
+        check_flags_held(&mut out, prediction, &observed, last, (since, end), tol);
     }
     for plan in &prediction.containers {
         let Some(obs) = observed.get(plan.name.as_str()) else {
@@ -282,7 +313,9 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             check_probe_cadence(&mut out, plan, lines, trace, tol);
         }
     }
-    phases.check_running_shown(&mut out, prediction);
+    if !so_far {
+        phases.check_running_shown(&mut out, prediction);
+    }
     check_terminal(
         &mut out,
         prediction,

@@ -12,6 +12,76 @@ use crate::trace::Trace;
 use k8s_openapi::api::core::v1::ContainerStatus;
 use podcheck_wire::{Answered, Event, WorkloadLog};
 
+/// `started` and `ready` of a running container's status that held from `from` until
+/// `until` (spec ms since creation): checked at `until` and at every moment in between
+/// where what the probes allow changes, so a status that held across a whole window is
+/// caught even when no snapshot fell inside it.
+pub(super) fn check_probe_flags_held(
+    out: &mut Collector,
+    plan: &ContainerPlan,
+    obs: &ObservedContainer,
+    cs: &ContainerStatus,
+    (from, until): (i64, i64),
+    tol: i64,
+) {
+    let mut moments: Vec<i64> = flag_boundaries(plan, obs, cs, tol)
+        .into_iter()
+        .filter(|t| (from + 1..until).contains(t))
+        .collect();
+    moments.push(until);
+    for t in moments {
+        check_probe_flags(out, plan, obs, cs, t, tol);
+    }
+}
+
+/// The instance a running container's status shows, its probe plan and its observed start.
+fn shown_instance<'a>(
+    plan: &'a ContainerPlan,
+    obs: &ObservedContainer,
+    cs: &ContainerStatus,
+) -> Option<(u32, &'a InstancePlan, i64)> {
+    let index = u32::try_from(cs.restart_count).ok()?;
+    let instance = plan
+        .instances
+        .get(index as usize)
+        .or_else(|| plan.instances.last().filter(|_| !plan.settles))?;
+    let start = obs.instances.get(&index).and_then(|i| i.started)?;
+    Some((index, instance, start))
+}
+
+/// The moments (spec ms since creation) where what a constant status of the shown
+/// instance may say about started and ready changes: the last moment before each window
+/// and the first after it.
+fn flag_boundaries(
+    plan: &ContainerPlan,
+    obs: &ObservedContainer,
+    cs: &ContainerStatus,
+    tol: i64,
+) -> Vec<i64> {
+    let Some((_, instance, start)) = shown_instance(plan, obs, cs) else {
+        return Vec::new();
+    };
+    let Some(probes) = instance.probes.as_ref() else {
+        return Vec::new();
+    };
+    let ms = |d: SpecDuration| d.as_millis() as i64;
+    let mut edges = Vec::new();
+    if let Some(window) = &probes.started {
+        edges.extend([
+            ms(window.lo) - tol - 1,
+            ms(window.hi) + tol + 1,
+            ms(window.hi) + ms(STATUS_LAG) + tol + 1,
+        ]);
+    }
+    for flip in &probes.ready {
+        edges.extend([ms(flip.window.lo) - tol - 1, ms(flip.window.hi) + tol + 1]);
+    }
+    if let Some(end) = instance.end() {
+        edges.push(ms(end.lo) - ms(PROBE_SLACK) - tol - 1);
+    }
+    edges.into_iter().map(|edge| start + edge).collect()
+}
+
 /// `started` and `ready` of a running container against what its probes allow at that
 /// moment of its instance (timed from the instance's observed start).
 pub(super) fn check_probe_flags(
@@ -138,7 +208,32 @@ pub(super) fn check_probe_flags(
     for (position, flip) in probes.ready.iter().enumerate() {
         let (lo, hi) = (ms(flip.window.lo) - tol, ms(flip.window.hi) + tol);
         if at < lo {
-            if cs.ready != value {
+            // Between two flips the flag shows the earlier one's value: a flag held since
+            // before that flip's window closed means that flip never came, anything else
+            // that the next came early.
+            let missed = position
+                .checked_sub(1)
+                .map(|p| &probes.ready[p])
+                .filter(|before| {
+                    obs.ready_since.is_some_and(|(i, ready, since)| {
+                        (i, ready) == (index, cs.ready)
+                            && since - start <= ms(before.window.hi) + tol
+                    })
+                });
+            if let (true, Some(before)) = (cs.ready != value, missed) {
+                for &rule in &before.window.late_rules {
+                    out.add(
+                        rule,
+                        name,
+                        format!(
+                            "instance {index}: ready={value} from {} after the start",
+                            secs(ms(before.window.hi) + tol)
+                        ),
+                        format!("ready={} {} after the start", cs.ready, secs(at)),
+                        Some(t),
+                    );
+                }
+            } else if cs.ready != value {
                 out.add(
                     flip.window.early_rule,
                     name,

@@ -123,10 +123,14 @@ impl PhaseWatch {
         }
     }
 
-    /// A disagreement still going on when observation ends has lasted as long as it could.
-    pub(super) fn report_lasting_mismatch(&mut self, out: &mut Collector) {
+    /// A disagreement still going on when observation ends has lasted as long as it could;
+    /// when observation ended early (`so_far_end`), only if it has already lasted longer
+    /// than it may.
+    pub(super) fn report_lasting_mismatch(&mut self, out: &mut Collector, so_far_end: Option<i64>) {
         if let Some(m) = self.mismatch.take() {
-            out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+            if so_far_end.is_none_or(|end| m.outlasted(end)) {
+                out.add(m.rule, None, m.expected, m.observed, Some(m.since));
+            }
         }
     }
 

@@ -251,6 +251,29 @@ const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
         "startup-probe-fails-restarts",
         RuleId::ProbeStartupFailureRestart,
     ),
+    // Where the workload's log cannot show the cadence (readiness probes are not logged;
+    // a startup probe shares its endpoint with liveness), a longer period shows first as a
+    // flag that flips late, between two snapshots.
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "readiness-and-liveness-thresholds",
+        RuleId::ProbeReadinessTransitions,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "readiness-flips-no-restart",
+        RuleId::ProbeReadinessTransitions,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "readiness-initially-not-ready",
+        RuleId::ProbeReadinessTransitions,
+    ),
+    (
+        Deviation::ProbePeriodOneSecondLonger,
+        "startup-probe-slow-start",
+        RuleId::ProbeStartupStarted,
+    ),
     // The next probe after a slow answer comes a period late: read as a timeout not kept.
     (
         Deviation::ProbePeriodOneSecondLonger,

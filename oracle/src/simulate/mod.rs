@@ -664,6 +664,7 @@ pub fn simulate(
         events: Vec::new(),
         actions: Vec::new(),
         logs,
+        ended_early: None,
     }
 }
 

@@ -287,6 +287,7 @@ mod tests {
             events: Vec::new(),
             actions: Vec::new(),
             logs: Default::default(),
+            ended_early: None,
         };
         for observation in observe(&events, &arrivals) {
             if let Observation::Snapshot(snapshot) = observation {
