@@ -606,6 +606,25 @@ fn plan_listening_after(
                     dying(&probes.readiness).with(outcome_at(&probes.readiness, from));
             }
         }
+        // A worker keeps its run across a restart (worker.go resets only onHold for a new
+        // container ID): an instance that ends before its first probe may have come passes
+        // the run it was handed on untouched.
+        let maybe_unprobed = |probe: &Option<ProbeModel>, gate: Option<SpecDuration>| {
+            probe.as_ref().is_some_and(|p| {
+                gate.is_none_or(|gate| at < gate.max(p.initial_delay) + p.period + PROBE_SLACK)
+            })
+        };
+        if plan.kill.is_none() {
+            if maybe_unprobed(&probes.startup, Some(SpecDuration::ZERO)) {
+                carry_out.startup = carry_out.startup.union(carry.startup);
+            }
+            if maybe_unprobed(&probes.liveness, started_from) {
+                carry_out.liveness = carry_out.liveness.union(carry.liveness);
+            }
+        }
+        if maybe_unprobed(&probes.readiness, started_from) {
+            carry_out.readiness = carry_out.readiness.union(carry.readiness);
+        }
     }
     Ok((plan, carry_out))
 }
