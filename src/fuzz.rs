@@ -209,6 +209,9 @@ impl<F: Fn(&KubeletParams) -> bool> Drawer<F> {
 /// Scenarios the generator may produce in a row that the run cannot use before it gives up.
 const MAX_REFUSED_IN_A_ROW: u32 = 2000;
 
+/// The spacing of the first cases' launches.
+const LAUNCH_RAMP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Distinct names, so that concurrent pods of one run do not collide on a target.
 fn named(mut scenario: Scenario, index: usize) -> Scenario {
     scenario.name = format!("generated-{index}");
@@ -258,7 +261,13 @@ pub async fn fuzz(
                     drawn += 1;
                     let scenario = named(scenario, index as usize);
                     let source = format!("generated #{index} of seed {}", options.seed);
+                    // The first slots fill one after another, not in one burst of pod
+                    // creations that would crowd the target's timing.
+                    let ramp = LAUNCH_RAMP * (index as usize).min(concurrency) as u32;
                     running.push(async move {
+                        if (index as usize) < concurrency {
+                            tokio::time::sleep(ramp).await;
+                        }
                         let result = run_case(target, &scenario, &source, true).await;
                         (scenario, result)
                     });

