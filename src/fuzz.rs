@@ -86,6 +86,9 @@ pub struct FuzzReport {
     pub rule_pairs: usize,
     /// Every distinct divergence, in the order first seen.
     pub divergences: Vec<Divergence>,
+    /// Rules a scenario violated once but not again when rerun (timing noise), with how
+    /// many scenarios showed each: not divergences.
+    pub unconfirmed: Vec<(RuleId, u32)>,
 }
 
 impl FuzzReport {
@@ -209,8 +212,28 @@ impl<F: Fn(&KubeletParams) -> bool> Drawer<F> {
 /// Scenarios the generator may produce in a row that the run cannot use before it gives up.
 const MAX_REFUSED_IN_A_ROW: u32 = 2000;
 
-/// The spacing of the first cases' launches.
-const LAUNCH_RAMP: std::time::Duration = std::time::Duration::from_millis(50);
+/// When each case may create its pod: at least the target's launch spacing after the
+/// one before, so that pod churn stays what the target sustains.
+struct Pacer {
+    spacing: std::time::Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(spacing: std::time::Duration) -> Self {
+        Pacer {
+            spacing,
+            last: None,
+        }
+    }
+
+    fn next(&mut self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let at = self.last.map_or(now, |last| (last + self.spacing).max(now));
+        self.last = Some(at);
+        at
+    }
+}
 
 /// Distinct names, so that concurrent pods of one run do not collide on a target.
 fn named(mut scenario: Scenario, index: usize) -> Scenario {
@@ -247,6 +270,7 @@ pub async fn fuzz(
     let mut drawn = 0u32;
     let mut draw_error = None;
     let mut running = futures::stream::FuturesUnordered::new();
+    let mut pacer = Pacer::new(target.capabilities().launch_spacing);
     loop {
         let stop_drawing = draw_error.is_some()
             || options.cases.is_some_and(|cases| drawn >= cases)
@@ -261,13 +285,9 @@ pub async fn fuzz(
                     drawn += 1;
                     let scenario = named(scenario, index as usize);
                     let source = format!("generated #{index} of seed {}", options.seed);
-                    // The first slots fill one after another, not in one burst of pod
-                    // creations that would crowd the target's timing.
-                    let ramp = LAUNCH_RAMP * (index as usize).min(concurrency) as u32;
+                    let launch_at = pacer.next();
                     running.push(async move {
-                        if (index as usize) < concurrency {
-                            tokio::time::sleep(ramp).await;
-                        }
+                        tokio::time::sleep_until(launch_at).await;
                         let result = run_case(target, &scenario, &source, true).await;
                         (scenario, result)
                     });
@@ -303,7 +323,14 @@ pub async fn fuzz(
         groups.truncate(1);
     }
     let mut divergences = Vec::new();
+    let mut unconfirmed = Vec::new();
     for (rule, scenarios, scenario, result) in groups {
+        // A divergence is reported only if it shows again: one that does not was timing
+        // noise on a loaded machine, never a verdict on the target.
+        if !reproduces(target, &scenario, rule).await {
+            unconfirmed.push((rule, scenarios));
+            continue;
+        }
         let reduced = reduce(target, options, rule, scenario, result).await;
         let saved_to = save_counterexample(&reduced.scenario, &reduced.result, rule, options)?;
         divergences.push(Divergence {
@@ -321,12 +348,32 @@ pub async fn fuzz(
         coverage: drawer.coverage,
         rule_pairs: drawer.pairs.len(),
         divergences,
+        unconfirmed,
     })
+}
+
+/// How many more runs a failing scenario must fail in, with the same rule, to count.
+pub const CONFIRMATIONS: usize = 2;
+
+/// Whether `scenario` violates `rule` again on each of [`CONFIRMATIONS`] more runs.
+async fn reproduces(target: &dyn Target, scenario: &Scenario, rule: RuleId) -> bool {
+    for _ in 0..CONFIRMATIONS {
+        let result = run_case(target, scenario, "confirming", false).await;
+        if !shows(&result, rule) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a case failed with `rule` among its violations.
+fn shows(result: &CaseResult, rule: RuleId) -> bool {
+    result.verdict.outcome == Outcome::Fail && result.verdict.violated_rules().contains(&rule)
 }
 
 /// Greedy structural reduction: each round runs every one-step-simpler candidate the
 /// oracle can predict (shortest horizon first, as many at once as the target allows) and
-/// keeps the first, in that order, that still violates `rule`; it stops when none does
+/// keeps the first, in that order, that still violates `rule` (and does again on reruns); it stops when none does
 /// (the scenario is 1-minimal for [`reductions`]) or after `max_shrink_steps` rounds.
 async fn reduce(
     target: &dyn Target,
@@ -337,6 +384,7 @@ async fn reduce(
 ) -> Counterexample {
     let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
+    let pacer = std::sync::Mutex::new(Pacer::new(target.capabilities().launch_spacing));
     let mut best = (scenario, result);
     let mut steps = 0u32;
     while steps < options.max_shrink_steps {
@@ -352,17 +400,26 @@ async fn reduce(
         for chunk in candidates.chunks(concurrency) {
             let mut results: Vec<(usize, CaseResult)> =
                 futures::stream::iter(chunk.iter().enumerate())
-                    .map(|(index, (_, candidate))| async move {
-                        (index, run_case(target, candidate, "reducing", true).await)
+                    .map(|(index, (_, candidate))| {
+                        let launch_at = pacer.lock().map(|mut p| p.next()).ok();
+                        async move {
+                            if let Some(at) = launch_at {
+                                tokio::time::sleep_until(at).await;
+                            }
+                            (index, run_case(target, candidate, "reducing", true).await)
+                        }
                     })
                     .buffer_unordered(concurrency)
                     .collect()
                     .await;
             results.sort_by_key(|(index, _)| *index);
-            if let Some((index, result)) = results.into_iter().find(|(_, r)| {
-                r.verdict.outcome == Outcome::Fail && r.verdict.violated_rules().contains(&rule)
-            }) {
-                kept = Some((chunk[index].1.clone(), result));
+            for (index, result) in results.into_iter().filter(|(_, r)| shows(r, rule)) {
+                if reproduces(target, &chunk[index].1, rule).await {
+                    kept = Some((chunk[index].1.clone(), result));
+                    break;
+                }
+            }
+            if kept.is_some() {
                 break;
             }
         }

@@ -37,6 +37,7 @@ pub fn reductions(scenario: &Scenario) -> Vec<Scenario> {
         out.push(next);
     }
     drop_probes(scenario, &mut out);
+    drop_ports(scenario, &mut out);
     simplify_probe_fields(scenario, &mut out);
     for name in scenario.behaviours.keys() {
         simplify_behaviour(scenario, name, &mut out);
@@ -102,6 +103,29 @@ fn drop_probes(scenario: &Scenario, out: &mut Vec<Scenario>) {
             }
             out.push(next);
         }
+    }
+}
+
+/// Each container's declared ports removed (a probe that names one then errors, which
+/// is a different scenario the reduction keeps only if it still diverges the same way).
+fn drop_ports(scenario: &Scenario, out: &mut Vec<Scenario>) {
+    let Some(spec) = scenario.pod.spec.as_ref() else {
+        return;
+    };
+    for (index, container) in spec.containers.iter().enumerate() {
+        if container.ports.is_none() {
+            continue;
+        }
+        let mut next = scenario.clone();
+        if let Some(c) = next
+            .pod
+            .spec
+            .as_mut()
+            .and_then(|s| s.containers.get_mut(index))
+        {
+            c.ports = None;
+        }
+        out.push(next);
     }
 }
 

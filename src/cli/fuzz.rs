@@ -101,6 +101,12 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
             format!("; never: {}", never.join(", "))
         }
     )?;
+    for (rule, scenarios) in &report.unconfirmed {
+        outln!(
+            "not reproduced: {rule} ({scenarios} scenario(s)) failed once but not on {} reruns; timing noise, not counted",
+            podcheck::fuzz::CONFIRMATIONS
+        )?;
+    }
     if report.divergences.is_empty() {
         outln!(
             "{} scenarios conform ({} target errors)",

@@ -418,6 +418,7 @@ impl Target for KubeTarget {
         Capabilities {
             concurrency: self.options.jobs.unwrap_or(DEFAULT_CONCURRENCY),
             virtual_clock: false,
+            launch_spacing: std::time::Duration::ZERO,
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Capabilities {
     pub concurrency: usize,
     /// Time stamps are simulated: the harness need not wait for them in wall time.
     pub virtual_clock: bool,
+    /// The least time between two pod creations of a long run (fuzzing): pod churn faster
+    /// than the target sustains would crowd the timing of the pods already running.
+    pub launch_spacing: std::time::Duration,
 }
 
 #[async_trait]

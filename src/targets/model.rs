@@ -141,6 +141,7 @@ impl Target for ModelTarget {
         Capabilities {
             concurrency: 64,
             virtual_clock: true,
+            launch_spacing: std::time::Duration::ZERO,
         }
     }
 

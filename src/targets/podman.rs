@@ -294,6 +294,7 @@ impl Target for PodmanTarget {
         Capabilities {
             concurrency: self.options.jobs.unwrap_or(8),
             virtual_clock: false,
+            launch_spacing: std::time::Duration::from_millis(100),
         }
     }
 
