@@ -251,6 +251,13 @@ const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
         "startup-probe-fails-restarts",
         RuleId::ProbeStartupFailureRestart,
     ),
+    // A restart after exit 0 that never comes is judged against the window its back-off
+    // sets (the second restart: doubling), not against the restart policy.
+    (
+        Deviation::NoRestartAfterSuccessUnderAlways,
+        "liveness-run-carried-through-a-short-instance",
+        RuleId::RestartBackoffDoubling,
+    ),
     // Where the workload's log cannot show the cadence (readiness probes are not logged;
     // a startup probe shares its endpoint with liveness), a longer period shows first as a
     // flag that flips late, between two snapshots.
