@@ -384,7 +384,7 @@ async fn reduce(
 ) -> Counterexample {
     let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
-    let pacer = std::sync::Mutex::new(Pacer::new(target.capabilities().launch_spacing));
+    let mut pacer = Pacer::new(target.capabilities().launch_spacing);
     let mut best = (scenario, result);
     let mut steps = 0u32;
     while steps < options.max_shrink_steps {
@@ -398,16 +398,12 @@ async fn reduce(
         candidates.sort_by_key(|(horizon, candidate)| (*horizon, size(candidate)));
         let mut kept = None;
         for chunk in candidates.chunks(concurrency) {
+            let launches: Vec<tokio::time::Instant> = chunk.iter().map(|_| pacer.next()).collect();
             let mut results: Vec<(usize, CaseResult)> =
-                futures::stream::iter(chunk.iter().enumerate())
-                    .map(|(index, (_, candidate))| {
-                        let launch_at = pacer.lock().map(|mut p| p.next()).ok();
-                        async move {
-                            if let Some(at) = launch_at {
-                                tokio::time::sleep_until(at).await;
-                            }
-                            (index, run_case(target, candidate, "reducing", true).await)
-                        }
+                futures::stream::iter(chunk.iter().zip(launches).enumerate())
+                    .map(|(index, ((_, candidate), launch_at))| async move {
+                        tokio::time::sleep_until(launch_at).await;
+                        (index, run_case(target, candidate, "reducing", true).await)
                     })
                     .buffer_unordered(concurrency)
                     .collect()

@@ -7,6 +7,7 @@
 //! Reductions are syntactic; a candidate the oracle refuses (a probe left without its
 //! endpoint) is dropped by the caller, which predicts every candidate before running it.
 
+use k8s_openapi::api::core::v1::{Container, Probe};
 use podcheck_oracle::behaviour::{Answer, Behaviour, Health, Run};
 use podcheck_oracle::scenario::KubeletParams;
 use podcheck_oracle::{Scenario, SpecDuration};
@@ -74,34 +75,36 @@ fn drop_containers(scenario: &Scenario, out: &mut Vec<Scenario>) {
     }
 }
 
+/// The scenario with its `index`th container edited, if the edit changed anything.
+fn edited(
+    scenario: &Scenario,
+    index: usize,
+    edit: impl FnOnce(&mut Container) -> bool,
+) -> Option<Scenario> {
+    let mut next = scenario.clone();
+    let container = next.pod.spec.as_mut()?.containers.get_mut(index)?;
+    edit(container).then_some(next)
+}
+
+/// A container's liveness, readiness or startup probe (kinds 0, 1, 2).
+fn probe_slot(container: &mut Container, kind: usize) -> &mut Option<Probe> {
+    match kind {
+        0 => &mut container.liveness_probe,
+        1 => &mut container.readiness_probe,
+        _ => &mut container.startup_probe,
+    }
+}
+
+fn container_count(scenario: &Scenario) -> usize {
+    scenario.pod.spec.as_ref().map_or(0, |s| s.containers.len())
+}
+
 fn drop_probes(scenario: &Scenario, out: &mut Vec<Scenario>) {
-    let Some(spec) = scenario.pod.spec.as_ref() else {
-        return;
-    };
-    for (index, container) in spec.containers.iter().enumerate() {
+    for index in 0..container_count(scenario) {
         for kind in 0..3 {
-            let present = match kind {
-                0 => container.liveness_probe.is_some(),
-                1 => container.readiness_probe.is_some(),
-                _ => container.startup_probe.is_some(),
-            };
-            if !present {
-                continue;
-            }
-            let mut next = scenario.clone();
-            if let Some(c) = next
-                .pod
-                .spec
-                .as_mut()
-                .and_then(|s| s.containers.get_mut(index))
-            {
-                match kind {
-                    0 => c.liveness_probe = None,
-                    1 => c.readiness_probe = None,
-                    _ => c.startup_probe = None,
-                }
-            }
-            out.push(next);
+            out.extend(edited(scenario, index, |c| {
+                probe_slot(c, kind).take().is_some()
+            }));
         }
     }
 }
@@ -109,32 +112,14 @@ fn drop_probes(scenario: &Scenario, out: &mut Vec<Scenario>) {
 /// Each container's declared ports removed (a probe that names one then errors, which
 /// is a different scenario the reduction keeps only if it still diverges the same way).
 fn drop_ports(scenario: &Scenario, out: &mut Vec<Scenario>) {
-    let Some(spec) = scenario.pod.spec.as_ref() else {
-        return;
-    };
-    for (index, container) in spec.containers.iter().enumerate() {
-        if container.ports.is_none() {
-            continue;
-        }
-        let mut next = scenario.clone();
-        if let Some(c) = next
-            .pod
-            .spec
-            .as_mut()
-            .and_then(|s| s.containers.get_mut(index))
-        {
-            c.ports = None;
-        }
-        out.push(next);
+    for index in 0..container_count(scenario) {
+        out.extend(edited(scenario, index, |c| c.ports.take().is_some()));
     }
 }
 
 /// Each tuning field of each probe back to its default (the field removed).
 fn simplify_probe_fields(scenario: &Scenario, out: &mut Vec<Scenario>) {
-    let Some(spec) = scenario.pod.spec.as_ref() else {
-        return;
-    };
-    type Field = fn(&mut k8s_openapi::api::core::v1::Probe) -> bool;
+    type Field = fn(&mut Probe) -> bool;
     const FIELDS: &[Field] = &[
         |p| p.initial_delay_seconds.take().is_some(),
         |p| p.period_seconds.take().is_some(),
@@ -142,24 +127,12 @@ fn simplify_probe_fields(scenario: &Scenario, out: &mut Vec<Scenario>) {
         |p| p.failure_threshold.take().is_some(),
         |p| p.success_threshold.take().is_some(),
     ];
-    for (index, _) in spec.containers.iter().enumerate() {
+    for index in 0..container_count(scenario) {
         for kind in 0..3 {
             for field in FIELDS {
-                let mut next = scenario.clone();
-                let changed = next
-                    .pod
-                    .spec
-                    .as_mut()
-                    .and_then(|s| s.containers.get_mut(index))
-                    .and_then(|c| match kind {
-                        0 => c.liveness_probe.as_mut(),
-                        1 => c.readiness_probe.as_mut(),
-                        _ => c.startup_probe.as_mut(),
-                    })
-                    .is_some_and(field);
-                if changed {
-                    out.push(next);
-                }
+                out.extend(edited(scenario, index, |c| {
+                    probe_slot(c, kind).as_mut().is_some_and(field)
+                }));
             }
         }
     }

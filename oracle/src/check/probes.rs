@@ -34,19 +34,18 @@ pub(super) fn check_probe_flags_held(
     }
 }
 
-/// The instance a running container's status shows, its probe plan and its observed start.
+/// The index and plan of the instance a container's status shows (restartCount; past the
+/// plan, the last instance of a plan that repeats it).
 fn shown_instance<'a>(
     plan: &'a ContainerPlan,
-    obs: &ObservedContainer,
     cs: &ContainerStatus,
-) -> Option<(u32, &'a InstancePlan, i64)> {
+) -> Option<(u32, &'a InstancePlan)> {
     let index = u32::try_from(cs.restart_count).ok()?;
     let instance = plan
         .instances
         .get(index as usize)
         .or_else(|| plan.instances.last().filter(|_| !plan.settles))?;
-    let start = obs.instances.get(&index).and_then(|i| i.started)?;
-    Some((index, instance, start))
+    Some((index, instance))
 }
 
 /// The moments (spec ms since creation) where what a constant status of the shown
@@ -58,7 +57,10 @@ fn flag_boundaries(
     cs: &ContainerStatus,
     tol: i64,
 ) -> Vec<i64> {
-    let Some((_, instance, start)) = shown_instance(plan, obs, cs) else {
+    let Some((index, instance)) = shown_instance(plan, cs) else {
+        return Vec::new();
+    };
+    let Some(start) = obs.instances.get(&index).and_then(|i| i.started) else {
         return Vec::new();
     };
     let Some(probes) = instance.probes.as_ref() else {
@@ -101,10 +103,7 @@ pub(super) fn check_probe_flags(
     let Ok(index) = u32::try_from(cs.restart_count) else {
         return;
     };
-    let instance = plan
-        .instances
-        .get(index as usize)
-        .or_else(|| plan.instances.last().filter(|_| !plan.settles));
+    let instance = shown_instance(plan, cs).map(|(_, instance)| instance);
     let Some(probes) = instance.and_then(|i| i.probes.as_ref()) else {
         if !cs.ready || !started {
             out.add(
