@@ -89,6 +89,8 @@ fn from_wire(behaviour: wire::Behaviour) -> Behaviour {
             .collect(),
     };
     Behaviour {
+        on_sigterm: Default::default(),
+        hooks: Default::default(),
         starts: behaviour.starts.into_iter().map(run).collect(),
         then: run(behaviour.then),
         health: behaviour.health.map(|health| Health {
@@ -194,6 +196,7 @@ mod tests {
                     },
                 )]),
             }),
+            ..Behaviour::forever()
         };
         // The exact text the agent has always been given (keys sorted, as a JSON map had
         // them).

@@ -70,6 +70,7 @@ fn drop_containers(scenario: &Scenario, out: &mut Vec<Scenario>) {
             podcheck_oracle::scenario::FaultAction::KillContainer { container } => {
                 *container != name
             }
+            _ => true,
         });
         out.push(next);
     }

@@ -48,7 +48,7 @@ pub fn behaviour() -> impl Strategy<Value = Behaviour> {
         12 => (prop::collection::vec(run(), 0..4), run()).prop_map(|(starts, then)| Behaviour {
             starts,
             then,
-            health: None,
+            ..Behaviour::forever()
         }),
         // Rarely, crashes up to the back-off's cap and then a run that ends while the
         // entry is still live, so the wait after it may outlast the entry's 600s.
@@ -65,7 +65,7 @@ pub fn behaviour() -> impl Strategy<Value = Behaviour> {
             Behaviour {
                 starts,
                 then,
-                health: None,
+                ..Behaviour::forever()
             }
         }),
     ]
@@ -444,7 +444,7 @@ impl<'a> Arbitrary<'a> for ArbitraryScenario {
             behaviours.push(Behaviour {
                 starts,
                 then: arbitrary_run(u)?,
-                health: None,
+                ..Behaviour::forever()
             });
         }
         Ok(ArbitraryScenario(assemble(

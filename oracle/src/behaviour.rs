@@ -23,6 +23,58 @@ pub struct Behaviour {
     /// timed from that start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// What the process does when SIGTERM arrives; the same on every start.
+    #[serde(default, skip_serializing_if = "OnSigterm::is_default")]
+    pub on_sigterm: OnSigterm,
+    /// Lifecycle hook calls the process answers, by name: the exec handler
+    /// `/podcheck-agent hook NAME` and the httpGet handler `GET /hook/NAME` on the hook port
+    /// ([`Behaviour::hook_port`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hooks: BTreeMap<String, HookScript>,
+}
+
+/// What a process does when SIGTERM arrives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum OnSigterm {
+    /// The default disposition: the process dies of the signal (exit status 143).
+    #[default]
+    Die,
+    /// The signal is ignored: only SIGKILL ends the process.
+    Ignore,
+    /// A graceful shutdown: the process exits with `code` `after` the signal.
+    Exit { after: SpecDuration, code: i32 },
+}
+
+impl OnSigterm {
+    pub fn is_default(&self) -> bool {
+        *self == OnSigterm::Die
+    }
+}
+
+/// How the process answers one named hook call: it takes `takes`, then succeeds (HTTP
+/// 200, exec exit 0) or fails (HTTP 500, exec exit 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookScript {
+    #[serde(default, skip_serializing_if = "SpecDuration::is_zero")]
+    pub takes: SpecDuration,
+    #[serde(default, skip_serializing_if = "HookResult::is_ok")]
+    pub result: HookResult,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookResult {
+    #[default]
+    Ok,
+    Fail,
+}
+
+impl HookResult {
+    pub fn is_ok(&self) -> bool {
+        *self == HookResult::Ok
+    }
 }
 
 /// The agent's health endpoints: `GET /<endpoint>` on `port`, a raw TCP listener on an
@@ -121,14 +173,26 @@ impl Behaviour {
             starts: Vec::new(),
             then: Run::Forever,
             health: None,
+            on_sigterm: OnSigterm::Die,
+            hooks: BTreeMap::new(),
         }
     }
 
     pub fn exit_every_start(after: SpecDuration, code: i32) -> Self {
         Behaviour {
-            starts: Vec::new(),
             then: Run::Exit { after, code },
-            health: None,
+            ..Behaviour::forever()
+        }
+    }
+
+    /// The port the process answers httpGet hook calls on (and exec hook calls through):
+    /// its health port, or the default health port when it serves hooks without health
+    /// endpoints. None when it answers no hook.
+    pub fn hook_port(&self) -> Option<u16> {
+        match &self.health {
+            Some(health) => Some(health.port),
+            None if !self.hooks.is_empty() => Some(Health::DEFAULT_PORT),
+            None => None,
         }
     }
 }

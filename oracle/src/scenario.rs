@@ -47,16 +47,27 @@ pub struct Fault {
 
 /// An external action on a pod, performed by a target (`Target::act`) at a scheduled
 /// spec time and recorded in the trace with its request and acknowledgement times.
-///
-/// The oracle does not model any action yet: a scenario that lists a fault is refused with
-/// the action named rather than half-predicted. Targets can already perform them, so the
-/// harness's schedule is exercised on real targets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum FaultAction {
     /// The container's running process is SIGKILLed from outside the kubelet, as the
     /// kernel's OOM killer or an operator's `kill -9` on the node would.
     KillContainer { container: String },
+    /// A graceful `DELETE` of the pod, as `kubectl delete pod` sends it: with
+    /// `gracePeriodSeconds` when given, otherwise the pod's
+    /// `terminationGracePeriodSeconds` (30 when unset).
+    Delete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_period_seconds: Option<i64>,
+    },
+    /// `kubectl delete pod --force --grace-period=0`: the API object goes without
+    /// waiting for the node.
+    ForceDelete,
+    /// A patch that removes one entry of `metadata.finalizers`.
+    RemoveFinalizer { finalizer: String },
+    /// The node agent (the kubelet part of a runtime) restarts while the containers keep
+    /// running.
+    RestartNodeAgent,
 }
 
 impl FaultAction {
@@ -64,6 +75,10 @@ impl FaultAction {
     pub fn name(&self) -> &'static str {
         match self {
             FaultAction::KillContainer { .. } => "killContainer",
+            FaultAction::Delete { .. } => "delete",
+            FaultAction::ForceDelete => "forceDelete",
+            FaultAction::RemoveFinalizer { .. } => "removeFinalizer",
+            FaultAction::RestartNodeAgent => "restartNodeAgent",
         }
     }
 }
@@ -72,6 +87,17 @@ impl std::fmt::Display for FaultAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FaultAction::KillContainer { container } => write!(f, "killContainer {container}"),
+            FaultAction::Delete {
+                grace_period_seconds: Some(grace),
+            } => write!(f, "delete --grace-period={grace}"),
+            FaultAction::Delete {
+                grace_period_seconds: None,
+            } => write!(f, "delete"),
+            FaultAction::ForceDelete => write!(f, "delete --force --grace-period=0"),
+            FaultAction::RemoveFinalizer { finalizer } => {
+                write!(f, "removeFinalizer {finalizer}")
+            }
+            FaultAction::RestartNodeAgent => write!(f, "restartNodeAgent"),
         }
     }
 }

@@ -542,6 +542,10 @@ impl Target for KubeTarget {
                  the kubelet"
                     .to_owned(),
             )),
+            other => Err(TargetError::NotApplicable(format!(
+                "{} is not performed by this target yet",
+                other.name()
+            ))),
         }
     }
 

@@ -214,6 +214,10 @@ impl Target for LocalTarget {
                 .runtime(pod)?
                 .kill_container(&pod.uid, container)
                 .map_err(runtime_error),
+            other => Err(TargetError::NotApplicable(format!(
+                "{} is not performed by this target yet",
+                other.name()
+            ))),
         }
     }
 

@@ -433,6 +433,10 @@ impl Target for PodmanTarget {
                 ])
                 .await
                 .map(|_| ()),
+            other => Err(TargetError::NotApplicable(format!(
+                "{} is not performed by this target yet",
+                other.name()
+            ))),
         }
     }
 

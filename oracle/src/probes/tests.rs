@@ -45,9 +45,8 @@ fn resolve(container: &Container, behaviour: &Behaviour) -> ContainerProbes {
 
 fn behaviour(health: Health) -> Behaviour {
     Behaviour {
-        starts: Vec::new(),
-        then: Run::Forever,
         health: Some(health),
+        ..Behaviour::forever()
     }
 }
 
