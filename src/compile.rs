@@ -5,7 +5,9 @@
 //! scenario's is overwritten.
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
-use podcheck_oracle::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
+use podcheck_oracle::behaviour::{
+    Answer, Behaviour, Endpoint, Health, HookResult, HookScript, OnSigterm, Run, Scripted,
+};
 use podcheck_oracle::Scenario;
 use podcheck_oracle::SpecDuration;
 use podcheck_wire as wire;
@@ -50,6 +52,25 @@ fn to_wire(behaviour: &Behaviour) -> wire::Behaviour {
         tcp_port: endpoint.tcp_port,
     };
     wire::Behaviour {
+        hooks: behaviour
+            .hooks
+            .iter()
+            .map(|(name, hook)| {
+                let hook = wire::Hook {
+                    fail: hook.result == HookResult::Fail,
+                    takes_ms: hook.takes.as_millis(),
+                };
+                (name.clone(), hook)
+            })
+            .collect(),
+        on_sigterm: match behaviour.on_sigterm {
+            OnSigterm::Die => wire::OnSigterm::Die,
+            OnSigterm::Ignore => wire::OnSigterm::Ignore,
+            OnSigterm::Exit { after, code } => wire::OnSigterm::Exit {
+                after_ms: after.as_millis(),
+                code,
+            },
+        },
         health: behaviour.health.as_ref().map(|health| wire::Health {
             endpoints: health
                 .endpoints
@@ -89,8 +110,29 @@ fn from_wire(behaviour: wire::Behaviour) -> Behaviour {
             .collect(),
     };
     Behaviour {
-        on_sigterm: Default::default(),
-        hooks: Default::default(),
+        on_sigterm: match behaviour.on_sigterm {
+            wire::OnSigterm::Die => OnSigterm::Die,
+            wire::OnSigterm::Ignore => OnSigterm::Ignore,
+            wire::OnSigterm::Exit { after_ms, code } => OnSigterm::Exit {
+                after: SpecDuration::from_millis(after_ms),
+                code,
+            },
+        },
+        hooks: behaviour
+            .hooks
+            .into_iter()
+            .map(|(name, hook)| {
+                let hook = HookScript {
+                    takes: SpecDuration::from_millis(hook.takes_ms),
+                    result: if hook.fail {
+                        HookResult::Fail
+                    } else {
+                        HookResult::Ok
+                    },
+                };
+                (name, hook)
+            })
+            .collect(),
         starts: behaviour.starts.into_iter().map(run).collect(),
         then: run(behaviour.then),
         health: behaviour.health.map(|health| Health {
@@ -212,5 +254,48 @@ mod tests {
             behaviour_from_json(&behaviour_json(&behaviour)),
             Some(behaviour)
         );
+    }
+
+    #[test]
+    fn sigterm_dispositions_and_hooks_round_trip_through_the_agent_format() {
+        let hooks = BTreeMap::from([
+            ("post-start".to_owned(), HookScript::default()),
+            (
+                "pre-stop".to_owned(),
+                HookScript {
+                    takes: SpecDuration::from_millis(2500),
+                    result: HookResult::Fail,
+                },
+            ),
+        ]);
+        let graceful = Behaviour {
+            on_sigterm: OnSigterm::Exit {
+                after: SpecDuration::from_secs(3),
+                code: 143,
+            },
+            hooks,
+            ..Behaviour::forever()
+        };
+        assert_eq!(
+            behaviour_json(&graceful),
+            concat!(
+                r#"{"hooks":{"post-start":{},"pre-stop":{"fail":true,"takesMs":2500}},"#,
+                r#""onSigterm":{"exit":{"afterMs":3000,"code":143}},"starts":[],"then":"forever"}"#
+            )
+        );
+        let ignoring = Behaviour {
+            on_sigterm: OnSigterm::Ignore,
+            ..Behaviour::forever()
+        };
+        assert_eq!(
+            behaviour_json(&ignoring),
+            r#"{"onSigterm":"ignore","starts":[],"then":"forever"}"#
+        );
+        for behaviour in [graceful, ignoring, Behaviour::forever()] {
+            assert_eq!(
+                behaviour_from_json(&behaviour_json(&behaviour)),
+                Some(behaviour)
+            );
+        }
     }
 }

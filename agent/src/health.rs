@@ -1,6 +1,7 @@
 //! Health endpoints the kubelet can probe: an HTTP server, per-endpoint TCP listeners, an
 //! optional gRPC health server (in `crate::grpc`), and the client side of the exec probe
-//! (`podcheck-agent probe <name>`).
+//! (`podcheck-agent probe <name>`). The HTTP server also answers lifecycle hook calls
+//! (`GET /hook/<name>`), whose exec handler (`podcheck-agent hook <name>`) is here too.
 //!
 //! Every answer follows a script timed in spec milliseconds from this process's start; the
 //! semantics match the oracle's `Endpoint::answer_at`: an entry with `forMs` lasts that
@@ -9,12 +10,18 @@
 //!
 //! The HTTP server is written by hand on purpose: a request must be logged the moment its
 //! head has arrived, before a slow answer's wait, and connections must close after one
-//! answer; a server library would decide both for us. The exec probe's client sends one
-//! fixed request and reads one status line, which needs no library either.
+//! answer; a server library would decide both for us. The exec clients send one fixed
+//! request and read one status line, which needs no library either.
+//!
+//! Every connection gets its own thread, so a slow hook (a preStop that takes its time)
+//! never holds up a probe, nor another hook.
 
 use crate::log;
-use podcheck_wire::{env, Answer, Answered, Behaviour, Endpoint, Event, Health, Probe, Request};
-use std::io::{BufRead, BufReader, Read, Write};
+use podcheck_wire::{
+    env, Answer, Answered, Behaviour, Endpoint, Event, Health, Hook, HookVia, Probe, Request,
+};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
@@ -25,6 +32,11 @@ use std::time::{Duration, Instant};
 const MAX_HEAD: u64 = 16 * 1024;
 /// How long a connection may take to send its request head, in wall time.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `podcheck-agent hook` keeps retrying a refused connection, in wall time: an
+/// exec postStart handler may run before the agent it calls has bound its port.
+const HOOK_CONNECT_PATIENCE: Duration = Duration::from_secs(2);
+/// How long `podcheck-agent hook` waits between two connection attempts.
+const HOOK_CONNECT_RETRY: Duration = Duration::from_millis(10);
 
 /// The answer of `endpoint` at `at` spec milliseconds after the start.
 pub(crate) fn answer_at(endpoint: &Endpoint, at: f64) -> Answer {
@@ -122,8 +134,51 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// Starts the HTTP server, the TCP listeners and the gRPC server in background threads.
-pub fn serve(health: Health, clock: Clock) {
+/// What the HTTP server answers: the health endpoints (none when the behaviour has hooks
+/// but no health) and the hooks.
+struct Answers {
+    health: Health,
+    hooks: BTreeMap<String, Hook>,
+}
+
+/// The health the HTTP server serves: the behaviour's, or, when it has hooks but no health,
+/// none but a listener on the hook port. `None` when nothing listens.
+fn served_health(behaviour: &Behaviour) -> Option<Health> {
+    match (&behaviour.health, behaviour.hook_port()) {
+        (Some(health), _) => Some(health.clone()),
+        (None, Some(port)) => Some(Health {
+            endpoints: BTreeMap::new(),
+            grpc_port: None,
+            listen_after_ms: 0,
+            port,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// The HTTP listener, bound before the start is counted and logged.
+pub struct EarlyListener {
+    port: u16,
+    bound: std::io::Result<TcpListener>,
+}
+
+/// Binds the HTTP port at once when it listens from the start (it always does with
+/// hooks): a postStart hook call may come the moment the process has started. Failing
+/// to bind is reported by [`serve`], after the start is logged, as it always was.
+pub fn listen_early(behaviour: &Behaviour) -> Option<EarlyListener> {
+    let health = served_health(behaviour)?;
+    (health.listen_after_ms == 0).then(|| EarlyListener {
+        port: health.port,
+        bound: TcpListener::bind(("0.0.0.0", health.port)),
+    })
+}
+
+/// Starts the HTTP server, the TCP listeners and the gRPC server in background threads;
+/// `early` is the HTTP listener when [`listen_early`] bound it.
+pub fn serve(behaviour: &Behaviour, early: Option<EarlyListener>, clock: Clock) {
+    let Some(health) = served_health(behaviour) else {
+        return;
+    };
     let health = Arc::new(health);
     if let Some(port) = health.grpc_port {
         let health = Arc::clone(&health);
@@ -138,17 +193,33 @@ pub fn serve(health: Health, clock: Clock) {
             });
         }
     }
-    spawn("http", move || serve_http(health, clock));
+    let answers = Arc::new(Answers {
+        health: Health::clone(&health),
+        hooks: behaviour.hooks.clone(),
+    });
+    spawn("http", move || serve_http(answers, early, clock));
 }
 
-fn serve_http(health: Arc<Health>, clock: Clock) {
-    sleep_until(clock.deadline(health.listen_after_ms));
-    let listener = bind(health.port);
+fn serve_http(answers: Arc<Answers>, early: Option<EarlyListener>, clock: Clock) {
+    let listener = match early {
+        Some(EarlyListener {
+            bound: Ok(listener),
+            ..
+        }) => listener,
+        Some(EarlyListener {
+            port,
+            bound: Err(err),
+        }) => die_unbindable(port, err),
+        None => {
+            sleep_until(clock.deadline(answers.health.listen_after_ms));
+            bind(answers.health.port)
+        }
+    };
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                let health = Arc::clone(&health);
-                spawn("http-conn", move || handle_http(stream, &health, clock));
+                let answers = Arc::clone(&answers);
+                spawn("http-conn", move || handle_http(stream, &answers, clock));
             }
             // Out of descriptors or an aborted handshake: let the moment pass.
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -156,7 +227,8 @@ fn serve_http(health: Arc<Health>, clock: Clock) {
     }
 }
 
-fn handle_http(stream: TcpStream, health: &Health, clock: Clock) {
+fn handle_http(stream: TcpStream, answers: &Answers, clock: Clock) {
+    let health = &answers.health;
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut head = BufReader::new(&stream).take(MAX_HEAD);
     let mut line = Vec::new();
@@ -192,6 +264,21 @@ fn handle_http(stream: TcpStream, health: &Health, clock: Clock) {
         None => ("", ""),
     };
     let name = path.strip_prefix('/').unwrap_or(path);
+    let via_exec = query
+        .split('&')
+        .any(|param| param == podcheck_wire::EXEC_QUERY);
+    if method == "GET" && !health.endpoints.contains_key(name) {
+        if let Some(hook) = path.strip_prefix(podcheck_wire::HOOK_PATH_PREFIX) {
+            let via = if via_exec {
+                HookVia::Exec
+            } else {
+                HookVia::Http
+            };
+            let (status, body) = call_hook(hook, via, &answers.hooks, clock);
+            respond(&stream, status, &body);
+            return;
+        }
+    }
     let answer = match (method, target) {
         ("GET", Some(_)) => health.endpoints.get(name).map(|e| answer_at(e, arrived)),
         _ => None,
@@ -201,16 +288,11 @@ fn handle_http(stream: TcpStream, health: &Health, clock: Clock) {
         answer: answer.map_or(Answered::Unknown, Answer::answered),
         user_agent,
     };
-    log(Event::Probe(
-        if query
-            .split('&')
-            .any(|param| param == podcheck_wire::EXEC_QUERY)
-        {
-            Probe::Exec(request)
-        } else {
-            Probe::Http(request)
-        },
-    ));
+    log(Event::Probe(if via_exec {
+        Probe::Exec(request)
+    } else {
+        Probe::Http(request)
+    }));
     let (status, body) = match (method, target, answer) {
         (_, None, _) => ("400 Bad Request", "bad request".to_owned()),
         (m, _, _) if m != "GET" => ("405 Method Not Allowed", format!("{m} not allowed")),
@@ -222,12 +304,48 @@ fn handle_http(stream: TcpStream, health: &Health, clock: Clock) {
             ("200 OK", format!("{name}: ok after {ms}ms"))
         }
     };
+    respond(&stream, status, &body);
+}
+
+/// Acts out one hook call: logs it, takes the hook's time, logs its end and returns the
+/// answer. A name without a hook is logged as a failed call and answered 404 at once, so
+/// a call the scenario did not mean to make shows in the log.
+fn call_hook(
+    name: &str,
+    via: HookVia,
+    hooks: &BTreeMap<String, Hook>,
+    clock: Clock,
+) -> (&'static str, String) {
+    log(Event::HookStarted {
+        name: name.to_owned(),
+        via,
+    });
+    let hook = hooks.get(name);
+    if let Some(hook) = hook {
+        std::thread::sleep(clock.wall(hook.takes_ms));
+    }
+    let ok = hook.is_some_and(|hook| !hook.fail);
+    // Logged before the answer is written, so the end precedes whatever the answer sets
+    // off (after a preStop the kubelet sends SIGTERM).
+    log(Event::HookEnded {
+        name: name.to_owned(),
+        ok,
+    });
+    match hook {
+        None => ("404 Not Found", format!("no hook {name}")),
+        Some(_) if ok => ("200 OK", format!("hook {name}: ok")),
+        Some(_) => ("500 Internal Server Error", format!("hook {name}: fail")),
+    }
+}
+
+/// Writes one answer and closes the writing side.
+fn respond(stream: &TcpStream, status: &str, body: &str) {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
         body.len() + 1
     );
-    // The prober may have given up already; that changes nothing here.
-    let mut stream = &stream;
+    // The client may have given up already; that changes nothing here.
+    let mut stream = stream;
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
@@ -318,14 +436,11 @@ pub fn probe_command(name: Option<String>) -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    match ask(port, &name) {
+    let target = format!("/{name}?{}", podcheck_wire::EXEC_QUERY);
+    match ask(port, &target, "podcheck-agent-probe", Duration::ZERO) {
         Ok(status_line) => {
             println!("{status_line}");
-            let code = status_line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|code| code.parse::<u16>().ok());
-            match code {
+            match status_code(&status_line) {
                 Some(200..=399) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
             }
@@ -337,27 +452,102 @@ pub fn probe_command(name: Option<String>) -> ExitCode {
     }
 }
 
-fn configured_port() -> Result<u16, String> {
+/// `podcheck-agent hook <name>`: the exec handler of a lifecycle hook, which calls hook
+/// `<name>` of this container's agent on the hook port. Exits 0 on a 2xx status, 1 on any
+/// other status or a failed connection, 125 when the call cannot even be set up.
+///
+/// A refused connection is retried for [`HOOK_CONNECT_PATIENCE`]: an exec postStart
+/// handler may run before the agent has bound its port. The answer is awaited without a
+/// limit, as a hook may take long; the kubelet bounds the handler.
+pub fn hook_command(name: Option<String>) -> ExitCode {
+    let Some(name) = name else {
+        println!("usage: podcheck-agent hook <name>");
+        return ExitCode::from(125);
+    };
+    if !podcheck_wire::is_hook_name(&name) {
+        println!("podcheck-agent hook: {name:?} cannot name a hook");
+        return ExitCode::from(125);
+    }
+    let port = match configured_hook_port() {
+        Ok(port) => port,
+        Err(message) => {
+            println!("podcheck-agent hook: {message}");
+            return ExitCode::from(125);
+        }
+    };
+    let target = format!(
+        "{}{name}?{}",
+        podcheck_wire::HOOK_PATH_PREFIX,
+        podcheck_wire::EXEC_QUERY
+    );
+    match ask(port, &target, "podcheck-agent-hook", HOOK_CONNECT_PATIENCE) {
+        Ok(status_line) => {
+            println!("{status_line}");
+            match status_code(&status_line) {
+                Some(200..=299) => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            }
+        }
+        Err(message) => {
+            println!("podcheck-agent hook: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status_code(status_line: &str) -> Option<u16> {
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+}
+
+fn configured_behaviour() -> Result<Behaviour, String> {
     let text =
         std::env::var(env::BEHAVIOUR).map_err(|_| format!("{} is not set", env::BEHAVIOUR))?;
     let behaviour =
         Behaviour::from_json(&text).map_err(|err| format!("{}: {err}", env::BEHAVIOUR))?;
-    let health = behaviour
-        .health
-        .ok_or_else(|| format!("{} has no health", env::BEHAVIOUR))?;
-    health
+    behaviour
         .validate()
         .map_err(|err| format!("{}: {err}", env::BEHAVIOUR))?;
+    Ok(behaviour)
+}
+
+fn configured_port() -> Result<u16, String> {
+    let health = configured_behaviour()?
+        .health
+        .ok_or_else(|| format!("{} has no health", env::BEHAVIOUR))?;
     Ok(health.port)
 }
 
-fn ask(port: u16, name: &str) -> Result<String, String> {
+fn configured_hook_port() -> Result<u16, String> {
+    configured_behaviour()?
+        .hook_port()
+        .ok_or_else(|| format!("{} has no hooks", env::BEHAVIOUR))
+}
+
+/// Sends `GET <target>` to 127.0.0.1:`port` and returns the status line. A refused
+/// connection is retried every [`HOOK_CONNECT_RETRY`] until `retry_refused_for` has
+/// passed.
+fn ask(
+    port: u16,
+    target: &str,
+    user_agent: &str,
+    retry_refused_for: Duration,
+) -> Result<String, String> {
     let address = format!("127.0.0.1:{port}");
-    let mut stream =
-        TcpStream::connect(&address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let give_up = Instant::now() + retry_refused_for;
+    let mut stream = loop {
+        match TcpStream::connect(&address) {
+            Ok(stream) => break stream,
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused && Instant::now() < give_up => {
+                std::thread::sleep(HOOK_CONNECT_RETRY)
+            }
+            Err(err) => return Err(format!("cannot connect to {address}: {err}")),
+        }
+    };
     let request = format!(
-        "GET /{name}?{} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: podcheck-agent-probe\r\nConnection: close\r\n\r\n",
-        podcheck_wire::EXEC_QUERY
+        "GET {target} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: {user_agent}\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

@@ -8,9 +8,9 @@
 //! Configuration comes from the environment, which every target can set through the pod
 //! spec (`podcheck_wire::env`):
 //! - `PODCHECK_BEHAVIOUR`: the `podcheck_wire::Behaviour`. Start N (counted across
-//!   restarts) acts out `starts[N]`, later starts `then`. Without `health` nothing listens.
-//!   All times are spec milliseconds from this process's start, so every start replays
-//!   the script.
+//!   restarts) acts out `starts[N]`, later starts `then`. Without `health` and `hooks`
+//!   nothing listens. All times are spec milliseconds from this process's start (a hook's
+//!   from its call, a graceful shutdown's from SIGTERM), so every start replays the script.
 //! - `PODCHECK_TIME_SCALE`: wall seconds per spec second (default 1).
 //! - `PODCHECK_STATE_DIR`: a directory that outlives container restarts (an emptyDir),
 //!   where the agent counts its starts (default `/podcheck-state`).
@@ -31,23 +31,48 @@
 //!   methods are UNIMPLEMENTED, a request that does not decode INVALID_ARGUMENT. Each
 //!   Check is logged like an HTTP request, via `grpc` (`endpoint` is the service, or null
 //!   when the request does not decode).
-//! - Invalid `health`, or a port that cannot be bound, ends the agent with code 125.
+//!
+//! With `hooks`, the HTTP server (on the health port, or on 8080 with no endpoints when
+//! there is no `health`) listens from the very start, bound before the start is counted,
+//! and answers `GET /hook/NAME` (unless `hook/NAME` is an endpoint): it logs `hookStarted`
+//! (via `exec` when the query has `via=exec`), takes the hook's `takesMs`, logs `hookEnded`
+//! and answers 200, or 500 for a failing hook. A name without a hook is logged as
+//! `hookStarted` and `hookEnded` with `ok: false` and answered 404, so a misrouted call
+//! shows. Every connection has its own thread: a slow hook holds up neither probes nor
+//! other hooks.
+//!
+//! Invalid `health` or `hooks`, or a port that cannot be bound, ends the agent with code
+//! 125.
+//!
+//! SIGTERM is logged as a signal event when it arrives; then, by `onSigterm`, the process
+//! dies of it (`die`, the default: status 143, an exit with code 143 where as PID 1 it
+//! cannot die of its own signal), carries on (`ignore`: only SIGKILL ends it), or logs an
+//! exit event `afterMs` later and exits with `code` (`exit`; its run may end it first).
 //!
 //! `podcheck-agent probe NAME` is the exec probe: it sends `GET /NAME?via=exec` to
 //! 127.0.0.1:P, prints the status line and exits 0 for 2xx/3xx, 1 for any other status
 //! or a failed connection (125 when PODCHECK_BEHAVIOUR has no valid health). It neither
 //! counts a start nor logs one.
 //!
+//! `podcheck-agent hook NAME` is the exec handler of a lifecycle hook: it sends
+//! `GET /hook/NAME?via=exec` to 127.0.0.1 on the hook port, prints the status line and
+//! exits 0 for 2xx, 1 for any other status or a failed connection (125 when
+//! PODCHECK_BEHAVIOUR has no valid hooks). A refused connection is retried every 10 ms for
+//! 2 s, as an exec postStart handler may run before the agent listens; the answer is
+//! awaited as long as it takes (the kubelet bounds the handler). It neither counts a start
+//! nor logs one.
+//!
 //! `podcheck-agent pause` instead sleeps until killed: the pod sandbox's holder process.
 
 mod grpc;
 mod health;
 
-use podcheck_wire::{env, Behaviour, Event, LogEvent, Run, Signal};
+use podcheck_wire::{env, Behaviour, Event, LogEvent, OnSigterm, Run, Signal};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
@@ -101,30 +126,85 @@ fn count_start(state_dir: &Path, container: &str) -> Result<u32, String> {
     Ok(previous)
 }
 
-/// Logs SIGTERM when it arrives, then dies of it as an unprepared process would (or exits
-/// 143 where, as PID 1, it cannot die of its own signal).
-fn watch_sigterm() {
-    // SAFETY: plain libc signal-mask and sigwait calls on a local set.
+/// Logs the exit and ends the process with `code`. When the run's end and a graceful
+/// shutdown come at once, only the first is logged and acted on.
+fn exit_with(code: i32) -> ! {
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    if EXITING.swap(true, Ordering::SeqCst) {
+        sleep_forever(); // the other one is ending the process
+    }
+    log(Event::Exit { code });
+    // An exit code is a byte; codes outside it exit 255.
+    std::process::exit(i32::from(u8::try_from(code).unwrap_or(255)))
+}
+
+/// Blocks SIGTERM in this thread, and so in every thread started after, until
+/// [`watch_sigterm`] takes it: a SIGTERM that arrives while the agent sets up waits for
+/// the disposition the behaviour asks for.
+fn block_sigterm() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is a valid argument for sigemptyset, which initializes it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain libc signal-set and signal-mask calls on a local, initialized set.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        std::thread::spawn(move || {
+    }
+    set
+}
+
+/// Logs every SIGTERM when it arrives, then acts out `on_sigterm`.
+fn watch_sigterm(set: libc::sigset_t, on_sigterm: OnSigterm, clock: health::Clock) {
+    std::thread::spawn(move || {
+        let mut shutting_down = false;
+        loop {
             let mut signal = 0;
-            if libc::sigwait(&set, &mut signal) == 0 {
-                log(Event::Signal {
-                    signal: Signal::Sigterm,
-                });
-                libc::signal(libc::SIGTERM, libc::SIG_DFL);
-                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::raise(libc::SIGTERM);
-                // As PID 1 of a PID namespace (a container on a real node) the kernel
-                // ignores a default-disposition signal (SIGNAL_UNKILLABLE in
-                // sig_task_ignored): exit with the status a death by SIGTERM reports.
-                libc::_exit(128 + libc::SIGTERM);
+            // SAFETY: sigwait on an initialized set whose signals are blocked in every
+            // thread.
+            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                return;
             }
-        });
+            log(Event::Signal {
+                signal: Signal::Sigterm,
+            });
+            match on_sigterm {
+                OnSigterm::Die => die_of_sigterm(&set),
+                OnSigterm::Ignore => {}
+                // A later SIGTERM neither hurries nor delays the shutdown under way.
+                OnSigterm::Exit { .. } if shutting_down => {}
+                OnSigterm::Exit { after_ms, code } => {
+                    shutting_down = true;
+                    let delay = clock.wall(after_ms);
+                    let spawned = std::thread::Builder::new()
+                        .name("shutdown".to_owned())
+                        .spawn(move || {
+                            std::thread::sleep(delay);
+                            exit_with(code)
+                        });
+                    if spawned.is_err() {
+                        // Without a thread, shut down here (later signals go unlogged).
+                        std::thread::sleep(delay);
+                        exit_with(code);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Dies of SIGTERM as an unprepared process would (or exits 143 where, as PID 1, it cannot
+/// die of its own signal).
+fn die_of_sigterm(set: &libc::sigset_t) -> ! {
+    // SAFETY: restores the default disposition, unblocks the signal in this thread and
+    // raises it; nothing here touches memory.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut());
+        libc::raise(libc::SIGTERM);
+        // As PID 1 of a PID namespace (a container on a real node) the kernel ignores a
+        // default-disposition signal (SIGNAL_UNKILLABLE in sig_task_ignored): exit with
+        // the status a death by SIGTERM reports.
+        libc::_exit(128 + libc::SIGTERM)
     }
 }
 
@@ -139,9 +219,10 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("pause") => sleep_forever(),
         Some("probe") => return health::probe_command(std::env::args().nth(2)),
+        Some("hook") => return health::hook_command(std::env::args().nth(2)),
         _ => {}
     }
-    watch_sigterm();
+    let sigterm = block_sigterm();
     let behaviour = match std::env::var(env::BEHAVIOUR) {
         Ok(text) => match Behaviour::from_json(&text) {
             Ok(behaviour) => behaviour,
@@ -149,7 +230,7 @@ fn main() -> ExitCode {
         },
         Err(_) => Behaviour::forever(),
     };
-    if let Some(Err(err)) = behaviour.health.as_ref().map(|h| h.validate()) {
+    if let Err(err) = behaviour.validate() {
         return fail(&format!("{}: {err}", env::BEHAVIOUR));
     }
     let scale = match std::env::var(env::TIME_SCALE)
@@ -160,6 +241,13 @@ fn main() -> ExitCode {
         Some(Ok(scale)) if scale > 0.0 && scale.is_finite() => scale,
         Some(_) => return fail(&format!("{} must be a positive number", env::TIME_SCALE)),
     };
+    let clock = health::Clock {
+        start: started,
+        scale,
+    };
+    // First of all listen, for a hook call that comes right after the start.
+    let early = health::listen_early(&behaviour);
+    watch_sigterm(sigterm, behaviour.on_sigterm, clock);
     let state_dir = PathBuf::from(
         std::env::var(env::STATE_DIR).unwrap_or_else(|_| "/podcheck-state".to_owned()),
     );
@@ -170,21 +258,12 @@ fn main() -> ExitCode {
     };
     let run = behaviour.run_of_start(start);
     log(Event::Start { start, run });
-    if let Some(health) = behaviour.health {
-        health::serve(
-            health,
-            health::Clock {
-                start: started,
-                scale,
-            },
-        );
-    }
+    health::serve(&behaviour, early, clock);
     match run {
         Run::Forever => sleep_forever(),
         Run::Exit { after_ms, code } => {
-            std::thread::sleep(Duration::from_secs_f64(after_ms as f64 / 1000.0 * scale));
-            log(Event::Exit { code });
-            ExitCode::from(u8::try_from(code).unwrap_or(255))
+            std::thread::sleep(clock.wall(after_ms));
+            exit_with(code)
         }
     }
 }

@@ -2,27 +2,80 @@
 //!
 //! Every struct declares its fields in alphabetical order. The harness used to build this
 //! JSON as a `serde_json` map, which sorts its keys; declaring the same order keeps the
-//! serialized form byte for byte what the agent has always been given.
+//! serialized form byte for byte what the agent has always been given. Fields added since
+//! (`hooks`, `onSigterm`) are left out at their defaults, so a behaviour that does not use
+//! them still reads as it always has.
 
-use crate::errors::{BehaviourError, InvalidHealth};
+use crate::errors::{BehaviourError, InvalidBehaviour, InvalidHealth};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One container's scripted behaviour:
-/// `{"health":HEALTH,"starts":[RUN...],"then":RUN}`.
+/// `{"health":HEALTH,"hooks":{NAME:HOOK...},"onSigterm":ON_SIGTERM,"starts":[RUN...],"then":RUN}`.
 ///
 /// Start N of the container (counted across restarts) acts out `starts[N]`, every later
-/// start `then`. Unknown top-level fields are ignored, so a newer harness can add fields
-/// an older agent does not act on.
+/// start `then`; `health`, `hooks` and `onSigterm` are the same on every start. Unknown
+/// top-level fields are ignored, so a newer harness can add fields an older agent does
+/// not act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Behaviour {
-    /// Health endpoints for probes; without them nothing listens.
+    /// Health endpoints for probes; without them (and without hooks) nothing listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Lifecycle hook calls the process answers, by name, on the hook port
+    /// ([`Behaviour::hook_port`]): `GET /hook/NAME` (an httpGet handler), and
+    /// `podcheck-agent hook NAME` (an exec handler), which sends `GET /hook/NAME?via=exec`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hooks: BTreeMap<String, Hook>,
+    /// What the process does when SIGTERM arrives.
+    #[serde(default, skip_serializing_if = "OnSigterm::is_die")]
+    pub on_sigterm: OnSigterm,
     #[serde(default)]
     pub starts: Vec<Run>,
     pub then: Run,
+}
+
+/// What the process does when SIGTERM arrives: `"die"` (the default), `"ignore"` or
+/// `{"exit":{"afterMs":N,"code":C}}`. In every case the signal is logged when it arrives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnSigterm {
+    /// The default disposition: the process dies of the signal (exit status 143).
+    #[default]
+    Die,
+    /// The signal is ignored: the process carries on, and only SIGKILL ends it.
+    Ignore,
+    /// A graceful shutdown: `after_ms` spec milliseconds after the signal the process exits
+    /// with `code` (unless its run ends it first).
+    Exit {
+        #[serde(rename = "afterMs")]
+        after_ms: u64,
+        code: i32,
+    },
+}
+
+impl OnSigterm {
+    /// Whether this is the default, which the JSON leaves out.
+    pub fn is_die(&self) -> bool {
+        *self == OnSigterm::Die
+    }
+}
+
+/// How the process answers one named hook call: `{"fail":true,"takesMs":N}`, both
+/// optional. The call is answered `takes_ms` spec milliseconds after it arrives: HTTP 200
+/// (the exec handler exits 0), or with `fail` HTTP 500 (the exec handler exits 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hook {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub takes_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How one start of the container runs: `"forever"` or `{"exit":{"afterMs":N,"code":C}}`.
@@ -98,9 +151,61 @@ impl Behaviour {
     pub fn forever() -> Behaviour {
         Behaviour {
             health: None,
+            hooks: BTreeMap::new(),
+            on_sigterm: OnSigterm::Die,
             starts: Vec::new(),
             then: Run::Forever,
         }
+    }
+
+    /// The port hook calls are answered on when there are hooks without health endpoints.
+    pub const DEFAULT_HOOK_PORT: u16 = 8080;
+
+    /// The port the process answers hook calls on (`GET /hook/NAME`, and the exec handler
+    /// through it): the health port, or [`Behaviour::DEFAULT_HOOK_PORT`] when there are
+    /// hooks but no health endpoints. `None` when the process answers no hook.
+    pub fn hook_port(&self) -> Option<u16> {
+        match &self.health {
+            Some(health) => Some(health.port),
+            None if !self.hooks.is_empty() => Some(Self::DEFAULT_HOOK_PORT),
+            None => None,
+        }
+    }
+
+    /// Checks what the agent needs to act the behaviour out: servable health endpoints
+    /// ([`Health::validate`]), hook names that can be requested as `GET /hook/NAME`, and
+    /// a hook port that listens from the start. A hook call may come right after the start
+    /// (a postStart handler) and is answered on the health port, so hooks and a
+    /// `listenAfterMs` cannot go together.
+    pub fn validate(&self) -> Result<(), InvalidBehaviour> {
+        if let Some(health) = &self.health {
+            health.validate()?;
+        }
+        for name in self.hooks.keys() {
+            if !is_hook_name(name) {
+                return Err(InvalidBehaviour::hooks(format!(
+                    "hook name {name:?} is not a non-empty string of letters, digits, '-', '_' and '.'"
+                )));
+            }
+        }
+        if let Some(health) = self.health.as_ref().filter(|_| !self.hooks.is_empty()) {
+            if health.listen_after_ms > 0 {
+                return Err(InvalidBehaviour::hooks(
+                    "hooks are answered on the health port, which must listen from the start: \
+                     health.listenAfterMs must be 0",
+                ));
+            }
+            if let Some(name) = self
+                .hooks
+                .keys()
+                .find(|name| health.endpoints.contains_key(&format!("hook/{name}")))
+            {
+                return Err(InvalidBehaviour::hooks(format!(
+                    "endpoint hook/{name} would take the requests of hook {name}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The run of start `index` (0-based, counted across restarts).
@@ -113,8 +218,8 @@ impl Behaviour {
     }
 
     /// Reads a behaviour from its JSON, telling a malformed `health` apart from a
-    /// malformed rest. Only the shape is checked: [`Health::validate`] tells whether the
-    /// agent can serve the endpoints.
+    /// malformed rest. Only the shape is checked: [`Behaviour::validate`] tells whether the
+    /// agent can act it out.
     pub fn from_json(text: &str) -> Result<Behaviour, BehaviourError> {
         let mut value: serde_json::Value =
             serde_json::from_str(text).map_err(|source| BehaviourError::NotJson { source })?;
@@ -186,6 +291,15 @@ impl Health {
     }
 }
 
+/// Whether `name` can name a hook: a non-empty string of ASCII letters, digits, `-`, `_`
+/// and `.`, which goes into a request path as it is.
+pub fn is_hook_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 impl Answer {
     /// How the agent logs having given this answer.
     pub fn answered(self) -> crate::Answered {
@@ -237,6 +351,8 @@ mod tests {
                 listen_after_ms: 3000,
                 port: 8081,
             }),
+            hooks: BTreeMap::new(),
+            on_sigterm: OnSigterm::Die,
             starts: vec![
                 Run::Exit {
                     after_ms: 1500,
@@ -270,9 +386,169 @@ mod tests {
         );
     }
 
+    /// A behaviour with hooks and a graceful shutdown, and its exact text.
+    fn with_hooks() -> (Behaviour, &'static str) {
+        let behaviour = Behaviour {
+            health: Some(Health {
+                endpoints: BTreeMap::new(),
+                grpc_port: None,
+                listen_after_ms: 0,
+                port: 8081,
+            }),
+            hooks: BTreeMap::from([
+                ("post-start".to_owned(), Hook::default()),
+                (
+                    "pre_stop.v2".to_owned(),
+                    Hook {
+                        fail: true,
+                        takes_ms: 2500,
+                    },
+                ),
+            ]),
+            on_sigterm: OnSigterm::Exit {
+                after_ms: 1000,
+                code: 0,
+            },
+            ..Behaviour::forever()
+        };
+        let text = concat!(
+            r#"{"health":{"endpoints":{},"listenAfterMs":0,"port":8081},"#,
+            r#""hooks":{"post-start":{},"pre_stop.v2":{"fail":true,"takesMs":2500}},"#,
+            r#""onSigterm":{"exit":{"afterMs":1000,"code":0}},"#,
+            r#""starts":[],"then":"forever"}"#
+        );
+        (behaviour, text)
+    }
+
+    #[test]
+    fn hooks_and_a_sigterm_disposition_serialize_in_key_order() {
+        let (behaviour, text) = with_hooks();
+        assert_eq!(behaviour.to_json(), text);
+        let ignore = Behaviour {
+            on_sigterm: OnSigterm::Ignore,
+            ..Behaviour::forever()
+        };
+        assert_eq!(
+            ignore.to_json(),
+            r#"{"onSigterm":"ignore","starts":[],"then":"forever"}"#
+        );
+    }
+
+    #[test]
+    fn the_default_sigterm_disposition_and_hook_fields_are_left_out() {
+        let die = Behaviour {
+            on_sigterm: OnSigterm::Die,
+            hooks: BTreeMap::new(),
+            ..Behaviour::forever()
+        };
+        assert_eq!(die.to_json(), r#"{"starts":[],"then":"forever"}"#);
+        let read = Behaviour::from_json(
+            r#"{"then":"forever","onSigterm":"die","hooks":{"a":{"fail":false,"takesMs":0}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(read.on_sigterm, OnSigterm::Die);
+        assert_eq!(read.hooks.get("a"), Some(&Hook::default()));
+        assert_eq!(
+            read.to_json(),
+            r#"{"hooks":{"a":{}},"starts":[],"then":"forever"}"#
+        );
+    }
+
+    #[test]
+    fn malformed_hooks_and_sigterm_dispositions_are_refused() {
+        for (text, needle) in [
+            (r#"{"then":"forever","onSigterm":"linger"}"#, "linger"),
+            (
+                r#"{"then":"forever","onSigterm":{"exit":{"afterMs":1}}}"#,
+                "missing field `code`",
+            ),
+            (
+                r#"{"then":"forever","hooks":{"a":{"takes":5}}}"#,
+                "unknown field `takes`",
+            ),
+            (r#"{"then":"forever","hooks":{"a":{"fail":"yes"}}}"#, "yes"),
+        ] {
+            let message = Behaviour::from_json(text)
+                .expect_err("malformed")
+                .to_string();
+            assert!(message.starts_with("not a behaviour: "), "{message}");
+            assert!(
+                message.contains(needle),
+                "{message} should mention {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_hook_port_is_the_health_port_or_the_default() {
+        let (behaviour, _) = with_hooks();
+        assert_eq!(behaviour.hook_port(), Some(8081));
+        let hooks_only = Behaviour {
+            health: None,
+            ..behaviour.clone()
+        };
+        assert_eq!(hooks_only.hook_port(), Some(8080));
+        let health_only = Behaviour {
+            hooks: BTreeMap::new(),
+            ..behaviour
+        };
+        assert_eq!(health_only.hook_port(), Some(8081));
+        assert_eq!(Behaviour::forever().hook_port(), None);
+    }
+
+    #[test]
+    fn hooks_the_agent_cannot_serve_are_invalid_with_a_reason() {
+        let (behaviour, _) = with_hooks();
+        assert_eq!(behaviour.validate(), Ok(()));
+        assert_eq!(example().validate(), Ok(()));
+        let with_hook = |name: &str| Behaviour {
+            hooks: BTreeMap::from([(name.to_owned(), Hook::default())]),
+            ..Behaviour::forever()
+        };
+        assert_eq!(with_hook("A-z_0.9").validate(), Ok(()));
+        for name in ["", "a b", "pre/stop", "a?b", "é"] {
+            let message = with_hook(name)
+                .validate()
+                .expect_err("invalid name")
+                .to_string();
+            assert!(message.starts_with("hooks are invalid: "), "{message}");
+            assert!(message.contains(&format!("{name:?}")), "{message}");
+        }
+
+        let mut late = behaviour.clone();
+        if let Some(health) = late.health.as_mut() {
+            health.listen_after_ms = 1;
+        }
+        let message = late.validate().expect_err("late listener").to_string();
+        assert!(message.contains("listenAfterMs must be 0"), "{message}");
+        // Without hooks a late listener is fine.
+        late.hooks.clear();
+        assert_eq!(late.validate(), Ok(()));
+
+        let mut shadowed = behaviour.clone();
+        if let Some(health) = shadowed.health.as_mut() {
+            let endpoint = Endpoint {
+                answers: Vec::new(),
+                tcp_port: None,
+            };
+            health
+                .endpoints
+                .insert("hook/post-start".to_owned(), endpoint);
+        }
+        let message = shadowed.validate().expect_err("shadowed").to_string();
+        assert!(message.contains("hook/post-start"), "{message}");
+
+        let mut bad_health = behaviour;
+        if let Some(health) = bad_health.health.as_mut() {
+            health.port = 0;
+        }
+        let message = bad_health.validate().expect_err("bad port").to_string();
+        assert!(message.starts_with("health is invalid: "), "{message}");
+    }
+
     #[test]
     fn a_behaviour_round_trips() {
-        for behaviour in [example(), Behaviour::forever()] {
+        for behaviour in [example(), Behaviour::forever(), with_hooks().0] {
             assert_eq!(
                 Behaviour::from_json(&behaviour.to_json()).ok(),
                 Some(behaviour)

@@ -32,6 +32,25 @@ impl InvalidHealth {
     }
 }
 
+/// A well-formed behaviour the agent cannot act out.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InvalidBehaviour {
+    #[error(transparent)]
+    Health(#[from] InvalidHealth),
+    /// The hooks cannot be served: a name that cannot be requested, or a hook port that
+    /// does not listen from the start.
+    #[error("hooks are invalid: {reason}")]
+    Hooks { reason: String },
+}
+
+impl InvalidBehaviour {
+    pub(crate) fn hooks(reason: impl Into<String>) -> InvalidBehaviour {
+        InvalidBehaviour::Hooks {
+            reason: reason.into(),
+        }
+    }
+}
+
 /// A log line that is not one of the agent's events.
 #[derive(Debug, Error)]
 #[error("not an agent log event: {source}")]

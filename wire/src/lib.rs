@@ -2,7 +2,7 @@
 //! agent that acts it out and the checker that reads what the agent reports.
 //!
 //! - In: a [`Behaviour`], passed as JSON in the environment variable [`env::BEHAVIOUR`]
-//!   (with the other settings of [`env`]).
+//!   (with the other settings of [`mod@env`]).
 //! - Out: one JSON [`LogEvent`] a line on standard output (the container log), read back
 //!   as a [`WorkloadLog`].
 //!
@@ -37,10 +37,13 @@ mod behaviour;
 mod errors;
 mod log;
 
-pub use behaviour::{Answer, Behaviour, Endpoint, Health, Run, Step};
-pub use errors::{BehaviourError, InvalidHealth, LogLineError};
+pub use behaviour::{
+    is_hook_name, Answer, Behaviour, Endpoint, Health, Hook, OnSigterm, Run, Step,
+};
+pub use errors::{BehaviourError, InvalidBehaviour, InvalidHealth, LogLineError};
 pub use log::{
-    Answered, Event, Events, LogEvent, Probe, ProbeAnswer, Request, Signal, Via, WorkloadLog,
+    Answered, Event, Events, HookVia, LogEvent, Probe, ProbeAnswer, Request, Signal, Via,
+    WorkloadLog,
 };
 
 /// The environment variables through which the harness configures the agent.
@@ -56,5 +59,10 @@ pub mod env {
 }
 
 /// The query parameter that marks an HTTP request to a health endpoint as an exec probe's
-/// (`podcheck-agent probe NAME` sends it), so the log tells the two apart.
+/// (`podcheck-agent probe NAME` sends it), or a hook call as an exec handler's
+/// (`podcheck-agent hook NAME`), so the log tells them apart from httpGet ones.
 pub const EXEC_QUERY: &str = "via=exec";
+
+/// Where hook NAME is called on the hook port: `GET /hook/NAME` (see
+/// [`Behaviour::hook_port`]).
+pub const HOOK_PATH_PREFIX: &str = "/hook/";

@@ -4,7 +4,10 @@
 //! {"tsMs":1767225600000,"event":"start","start":0,"run":"forever"}
 //! {"tsMs":1767225601000,"event":"probe","via":"http","endpoint":"live","answer":"ok","userAgent":"kube-probe/1.35"}
 //! {"tsMs":1767225601500,"event":"probe","via":"tcp","endpoint":"ready"}
-//! {"tsMs":1767225602000,"event":"signal","signal":"SIGTERM"}
+//! {"tsMs":1767225601800,"event":"hookStarted","name":"pre-stop","via":"exec"}
+//! {"tsMs":1767225602000,"event":"hookEnded","name":"pre-stop","ok":true}
+//! {"tsMs":1767225602010,"event":"signal","signal":"SIGTERM"}
+//! {"tsMs":1767225603010,"event":"exit","code":0}
 //! ```
 //!
 //! Readers look fields up by name: the order of the keys carries nothing.
@@ -34,9 +37,24 @@ pub enum Event {
     /// A probe reached a health endpoint, logged when the request arrived (before a slow
     /// answer's wait).
     Probe(Probe),
-    /// A signal arrived; the process dies of it right after.
+    /// A lifecycle hook call arrived: `GET /hook/NAME`, via `exec` when
+    /// `podcheck-agent hook NAME` sent it. Logged when the request arrives, before the
+    /// hook's `takesMs`. A name the behaviour has no hook for is logged too (and at once
+    /// followed by a [`Event::HookEnded`] with `ok: false`, answered 404), so a misrouted
+    /// hook call shows in the log.
+    HookStarted { name: String, via: HookVia },
+    /// A hook call is answered: logged `takesMs` after its [`Event::HookStarted`], right
+    /// before the answer is written (so it precedes anything the answer sets off). `ok` is
+    /// false for a failing hook (HTTP 500, the exec handler exits 1) and for an unknown one
+    /// (HTTP 404).
+    HookEnded { name: String, ok: bool },
+    /// A signal arrived. What follows is the behaviour's `onSigterm`: with `die` the
+    /// process dies of it right after; with `ignore` it carries on (only SIGKILL ends it,
+    /// and a later SIGTERM is logged again); with `exit` it logs [`Event::Exit`] after the
+    /// delay and exits (a later SIGTERM is logged and changes nothing).
     Signal { signal: Signal },
-    /// The scripted run ended: the process exits with `code`.
+    /// The process exits with `code`: its scripted run ended, or the delay of an
+    /// `onSigterm` `exit` passed, whichever came first.
     Exit { code: i32 },
     /// The behaviour cannot be acted out (a malformed behaviour, a port that cannot be
     /// bound); the process exits with code 125.
@@ -82,6 +100,16 @@ pub enum Answered {
     Slow,
     /// No such endpoint (or method): HTTP 404/405/400, gRPC NOT_FOUND or INVALID_ARGUMENT.
     Unknown,
+}
+
+/// How a hook call reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookVia {
+    /// `GET /hook/NAME` (an httpGet handler).
+    Http,
+    /// `GET /hook/NAME?via=exec`, sent by `podcheck-agent hook NAME` (an exec handler).
+    Exec,
 }
 
 /// The signals the agent logs.
@@ -387,6 +415,46 @@ mod tests {
                 r#"{"tsMs":9,"event":"signal","signal":"SIGTERM"}"#,
             ),
             (
+                at(
+                    12,
+                    Event::HookStarted {
+                        name: "pre-stop".to_owned(),
+                        via: HookVia::Http,
+                    },
+                ),
+                r#"{"tsMs":12,"event":"hookStarted","name":"pre-stop","via":"http"}"#,
+            ),
+            (
+                at(
+                    13,
+                    Event::HookStarted {
+                        name: "post_start.1".to_owned(),
+                        via: HookVia::Exec,
+                    },
+                ),
+                r#"{"tsMs":13,"event":"hookStarted","name":"post_start.1","via":"exec"}"#,
+            ),
+            (
+                at(
+                    14,
+                    Event::HookEnded {
+                        name: "pre-stop".to_owned(),
+                        ok: true,
+                    },
+                ),
+                r#"{"tsMs":14,"event":"hookEnded","name":"pre-stop","ok":true}"#,
+            ),
+            (
+                at(
+                    15,
+                    Event::HookEnded {
+                        name: "".to_owned(),
+                        ok: false,
+                    },
+                ),
+                r#"{"tsMs":15,"event":"hookEnded","name":"","ok":false}"#,
+            ),
+            (
                 at(10, Event::Exit { code: -1 }),
                 r#"{"tsMs":10,"event":"exit","code":-1}"#,
             ),
@@ -463,6 +531,10 @@ mod tests {
             r#"{"tsMs":1,"event":"probe","via":"tcp"}"#,
             r#"{"tsMs":1,"event":"signal","signal":"SIGKILL"}"#,
             r#"{"tsMs":-1,"event":"exit","code":0}"#,
+            r#"{"tsMs":1,"event":"hookStarted","name":"a","via":"grpc"}"#,
+            r#"{"tsMs":1,"event":"hookStarted","name":"a"}"#,
+            r#"{"tsMs":1,"event":"hookEnded","name":"a","ok":"yes"}"#,
+            r#"{"tsMs":1,"event":"hookEnded","ok":true}"#,
         ] {
             let err = LogEvent::parse(line).expect_err(line);
             assert!(
