@@ -142,6 +142,8 @@ pub(crate) struct ContainerSetup {
     /// Whether the container has a postStart hook: it shows Running only once the hook
     /// returned.
     pub post_start: bool,
+    /// Whether the container has a preStop hook: a deleted pod terminates only once it ran.
+    pub pre_stop: bool,
 }
 
 impl ContainerSetup {
@@ -212,6 +214,11 @@ pub(crate) enum Event {
     /// deleted (or its deletion's grace period shortened).
     Deleted {
         grace_seconds: i64,
+    },
+    /// A kill's preStop hook returned, or the kill stopped waiting for it.
+    PreStopDone {
+        container: usize,
+        instance: u32,
     },
 }
 
@@ -342,6 +349,18 @@ pub(crate) struct PodLifecycle {
     terminal: Option<&'static str>,
     /// The effective grace period (spec seconds) once the pod was deleted.
     terminating: Option<i64>,
+    /// The container whose start (a postStart hook, or the kill after a failed one) or
+    /// probe kill the kubelet's SyncPod is blocked in: `startContainer` and
+    /// `killContainer` run synchronously inside it.
+    blocked_by: Option<usize>,
+    /// Containers to start once SyncPod is no longer blocked, in order (SyncPod starts
+    /// its containers one after another).
+    start_queue: std::collections::VecDeque<usize>,
+    /// A deletion that came while SyncPod was blocked: the pod worker takes it up (with
+    /// this effective grace period) once SyncPod returns, whose context it cannot cancel.
+    deferred_deletion: Option<i64>,
+    /// Kills whose preStop hook runs: killPod waits for them.
+    pre_stops: std::collections::HashSet<(usize, u32)>,
     /// The kubelet's own delete of the pod object (grace 0) once it terminated is due.
     final_delete: FinalDelete,
 }
@@ -368,7 +387,65 @@ impl PodLifecycle {
             sandbox_ready: false,
             terminal: None,
             terminating: None,
+            blocked_by: None,
+            start_queue: std::collections::VecDeque::new(),
+            deferred_deletion: None,
+            pre_stops: std::collections::HashSet::new(),
             final_delete: FinalDelete::NotYet,
+        }
+    }
+
+    /// Starts `container` now, or once SyncPod is no longer blocked.
+    fn start(&mut self, container: usize) -> Vec<Effect> {
+        if self.terminating.is_some() {
+            return Vec::new();
+        }
+        if self.blocked_by.is_some() {
+            if !self.start_queue.contains(&container) {
+                self.start_queue.push_back(container);
+            }
+            return Vec::new();
+        }
+        let run = &self.containers[container];
+        if run.setup.post_start {
+            self.blocked_by = Some(container);
+        }
+        vec![Effect::Start {
+            container,
+            instance: run.next_instance(),
+        }]
+    }
+
+    /// SyncPod returned from what blocked it: a deletion that came meanwhile is taken up,
+    /// else the containers it still had to start are started.
+    fn unblock(&mut self) -> Vec<Effect> {
+        self.blocked_by = None;
+        if let Some(grace) = self.deferred_deletion.take() {
+            return self.deleted(grace);
+        }
+        let mut effects = Vec::new();
+        while self.blocked_by.is_none() {
+            let Some(container) = self.start_queue.pop_front() else {
+                break;
+            };
+            effects.extend(self.start(container));
+        }
+        if !effects.is_empty() {
+            effects.push(Effect::Publish);
+        }
+        effects
+    }
+
+    /// A Kill effect, noting a preStop hook that will run.
+    fn kill(&mut self, container: usize, instance: u32, pid: i32, grace_seconds: i64) -> Effect {
+        if runs_pre_stop(self.containers[container].setup.pre_stop, grace_seconds) {
+            self.pre_stops.insert((container, instance));
+        }
+        Effect::Kill {
+            container,
+            instance,
+            pid,
+            grace_seconds,
         }
     }
 
@@ -404,15 +481,10 @@ impl PodLifecycle {
                 vec![Effect::Publish]
             }
             Event::SandboxReady => {
-                if self.terminating.is_some() {
-                    return vec![Effect::Publish];
+                let mut effects = Vec::new();
+                for container in 0..self.containers.len() {
+                    effects.extend(self.start(container));
                 }
-                let mut effects: Vec<Effect> = (0..self.containers.len())
-                    .map(|container| Effect::Start {
-                        container,
-                        instance: self.containers[container].next_instance(),
-                    })
-                    .collect();
                 effects.push(Effect::Publish);
                 effects
             }
@@ -447,19 +519,27 @@ impl PodLifecycle {
                 if self.terminating.is_some() {
                     return effects;
                 }
-                for (container, run) in self.containers.iter_mut().enumerate() {
+                for container in 0..self.containers.len() {
+                    let run = &mut self.containers[container];
                     if run.restart_at.is_some_and(|at| at <= now) {
                         run.restart_at = None;
-                        effects.push(Effect::Start {
-                            container,
-                            instance: run.next_instance(),
-                        });
+                        effects.extend(self.start(container));
                     }
                 }
                 effects.push(Effect::Publish);
                 effects
             }
             Event::Deleted { grace_seconds } => self.deleted(grace_seconds),
+            Event::PreStopDone {
+                container,
+                instance,
+            } => {
+                let was_running = self.pre_stops.remove(&(container, instance));
+                match was_running && self.terminating.is_some() {
+                    true => vec![Effect::Publish],
+                    false => Vec::new(),
+                }
+            }
         }
     }
 
@@ -492,7 +572,12 @@ impl PodLifecycle {
             }];
         }
         self.show_running(container, instance, at, wall);
-        Vec::new()
+        match self.terminating {
+            // Started by the sync that was under way when the pod was deleted: the
+            // terminating sync that follows kills it.
+            Some(grace) => vec![self.kill(container, instance, pid, grace), Effect::Publish],
+            None => Vec::new(),
+        }
     }
 
     /// The container's status shows its instance running since `wall`.
@@ -543,6 +628,9 @@ impl PodLifecycle {
                 if let Some(exit) = pending.exit {
                     effects.extend(self.exited(exit, now));
                 }
+                if self.blocked_by == Some(container) {
+                    effects.extend(self.unblock());
+                }
                 effects
             }
             Err(message) => {
@@ -557,18 +645,15 @@ impl PodLifecycle {
                     message,
                 });
                 if let Some(exit) = pending.exit {
+                    // The kill found nothing to stop: SyncPod goes on.
                     return self.exited(exit, now);
                 }
                 let Some(pid) = run.pid else {
                     return Vec::new();
                 };
+                // SyncPod stays blocked until the kill is over.
                 let grace_seconds = self.pod_grace_seconds();
-                vec![Effect::Kill {
-                    container,
-                    instance,
-                    pid,
-                    grace_seconds,
-                }]
+                vec![self.kill(container, instance, pid, grace_seconds)]
             }
         }
     }
@@ -650,10 +735,19 @@ impl PodLifecycle {
                 true => self.restart_policy != RestartPolicy::Never,
                 false => self.restart_policy.restarts(exit.code),
             };
-        if !restart {
-            return vec![Effect::Publish];
-        }
+        // A probe kill or the kill after a failed postStart blocked SyncPod until the
+        // container stopped.
         let mut effects = Vec::new();
+        let unblocks =
+            self.blocked_by == Some(exit.container) && (killed || post_start_failed.is_some());
+        if !restart {
+            effects.push(Effect::Publish);
+            if unblocks {
+                effects.extend(self.unblock());
+            }
+            return effects;
+        }
+        let run = &mut self.containers[exit.container];
         if let Some(FailedStart { message, .. }) = post_start_failed {
             // The sync after the failed one shows the reason cache's ErrPostStartHook for a
             // container that is to restart (`convertToAPIContainerStatuses`), with the
@@ -664,10 +758,25 @@ impl PodLifecycle {
         // The termination itself shows before any restart decision, as with the kubelet.
         effects.push(Effect::Publish);
         match run.crash_loop.restart(&self.timing, exit.at, killed, now) {
-            Restart::Now => effects.push(Effect::Start {
-                container: exit.container,
-                instance: run.next_instance(),
-            }),
+            Restart::Now => {
+                // A probe kill restarts in the very sync that killed; otherwise the
+                // queued starts of the blocked sync come first.
+                if unblocks && killed {
+                    self.blocked_by = None;
+                    effects.extend(self.start(exit.container));
+                    // Unless the new instance's postStart blocks SyncPod in turn.
+                    if self.blocked_by.is_none() {
+                        effects.extend(self.unblock());
+                    }
+                } else {
+                    if unblocks {
+                        effects.extend(self.unblock());
+                    }
+                    effects.extend(self.start(exit.container));
+                }
+                effects.push(Effect::Publish);
+                return effects;
+            }
             Restart::After { delay, at } => {
                 let identity = &self.identity;
                 let message = backoff::waiting_message(
@@ -688,6 +797,9 @@ impl PodLifecycle {
             }
         }
         effects.push(Effect::Publish);
+        if unblocks {
+            effects.extend(self.unblock());
+        }
         effects
     }
 
@@ -756,70 +868,59 @@ impl PodLifecycle {
             .find(|(k, _)| *k == kind)
             .and_then(|(_, grace)| *grace)
             .filter(|_| !whole_pod_killed);
-        Some(Effect::Kill {
-            container,
-            instance,
-            pid,
-            grace_seconds: secs_i64(probe_grace.unwrap_or(pod_grace)),
-        })
+        if self.blocked_by.is_none() {
+            self.blocked_by = Some(container);
+        }
+        let grace_seconds = secs_i64(probe_grace.unwrap_or(pod_grace));
+        Some(self.kill(container, instance, pid, grace_seconds))
     }
 
     /// The pod was deleted, or its deletion's grace period changed: SyncTerminatingPod.
-    /// Nothing restarts any more; every container with a process is killed, all at once
-    /// (`killContainersWithSyncResult`), with the effective grace period; a shorter one
-    /// later kills them again with it.
+    /// Nothing restarts any more; every running container is killed, all at once
+    /// (`killContainersWithSyncResult`), with the effective grace period.
+    ///
+    /// While SyncPod is blocked (a postStart hook, a kill inside it), the termination waits
+    /// for it: SyncPod runs on a context deletion does not cancel (kubernetes#116032). A
+    /// shorter grace period that comes once the kill is under way is recorded but does not
+    /// reach the kill (SyncTerminatingPod is not cancelled either: kubernetes#83916).
     fn deleted(&mut self, deletion_grace: i64) -> Vec<Effect> {
         let spec_grace = secs_i64(self.termination_grace);
+        if self.terminating.is_none() && self.blocked_by.is_some() {
+            self.deferred_deletion = Some(effective_grace(
+                self.deferred_deletion,
+                Some(deletion_grace),
+                spec_grace,
+            ));
+            return Vec::new();
+        }
         let grace = effective_grace(self.terminating, Some(deletion_grace), spec_grace);
-        let first = self.terminating.is_none();
-        if !first && self.terminating == Some(grace) {
+        if self.terminating.is_some() {
+            self.terminating = Some(grace);
             return Vec::new();
         }
         self.terminating = Some(grace);
-        let mut replayed = Vec::new();
-        if first {
-            for container in 0..self.containers.len() {
-                let run = &mut self.containers[container];
-                run.restart_at = None;
-                // A container waiting to restart shows its last termination again, since
-                // it will not be restarted.
-                let waiting_to_restart = run.pid.is_none()
-                    && run.post_start_failed.is_none()
-                    && run
-                        .status
-                        .state
-                        .as_ref()
-                        .is_some_and(|s| s.waiting.is_some());
-                if waiting_to_restart {
-                    if let Some(last) = run.status.last_state.take() {
-                        run.status.state = Some(last);
-                        run.status.last_state = run.termination_before_last.take();
-                    }
-                }
-                // A postStart hook under way is cancelled with the sync that ran it; the
-                // terminating sync reports the container as the runtime has it: running,
-                // or ended.
-                if let Some(pending) = run.post_start.take() {
-                    self.show_running(container, pending.instance, pending.at, pending.wall);
-                    replayed.extend(pending.exit);
-                }
-            }
-        }
+        self.start_queue.clear();
         let mut effects = Vec::new();
-        for (container, run) in self.containers.iter().enumerate() {
-            let ended = replayed.iter().any(|exit| exit.container == container);
-            if let (Some(pid), Some(instance), false) = (run.pid, run.instance, ended) {
-                effects.push(Effect::Kill {
-                    container,
-                    instance,
-                    pid,
-                    grace_seconds: grace,
-                });
+        for container in 0..self.containers.len() {
+            let run = &mut self.containers[container];
+            run.restart_at = None;
+            // A container waiting to restart shows its last termination again, since it
+            // will not be restarted.
+            let waiting_to_restart = run.pid.is_none()
+                && run
+                    .status
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.waiting.is_some());
+            if waiting_to_restart {
+                if let Some(last) = run.status.last_state.take() {
+                    run.status.state = Some(last);
+                    run.status.last_state = run.termination_before_last.take();
+                }
             }
-        }
-        for exit in replayed {
-            let at = exit.at;
-            effects.extend(self.exited(exit, at));
+            if let (Some(pid), Some(instance)) = (run.pid, run.instance) {
+                effects.push(self.kill(container, instance, pid, grace));
+            }
         }
         effects.push(Effect::Publish);
         effects
@@ -839,7 +940,8 @@ impl PodLifecycle {
             return false;
         }
         if self.terminating.is_some() {
-            if self.containers.iter().any(|c| c.pid.is_some()) {
+            // killPod returns once every kill is over, preStop hooks included.
+            if self.containers.iter().any(|c| c.pid.is_some()) || !self.pre_stops.is_empty() {
                 return false;
             }
             let mut all_succeeded = true;

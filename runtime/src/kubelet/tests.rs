@@ -16,6 +16,7 @@ fn container(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetu
         image: AGENT_IMAGE.to_owned(),
         probes,
         post_start: false,
+        pre_stop: false,
     }
 }
 
@@ -85,9 +86,10 @@ impl Pod {
                 };
                 let started = self.lifecycle.handle(started, self.now);
                 assert!(
-                    started
-                        .iter()
-                        .all(|e| matches!(e, Effect::RunPostStart { .. })),
+                    started.iter().all(|e| matches!(
+                        e,
+                        Effect::RunPostStart { .. } | Effect::Kill { .. } | Effect::Publish
+                    )),
                     "{started:?}"
                 );
                 hooks.extend(started);
@@ -926,15 +928,14 @@ fn a_deleted_pod_whose_containers_all_exit_zero_succeeds_even_under_always() {
 }
 
 #[test]
-fn only_a_shorter_grace_period_kills_again() {
+fn a_shorter_grace_period_does_not_reach_a_kill_under_way() {
+    // SyncTerminatingPod runs on a context nothing cancels (kubernetes#83916): a later,
+    // shorter deletion (a force delete too) changes the object, not the kill.
     let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
     pod.start();
     assert_eq!(kills(&pod.delete(30)), [(0, 0, 30)]);
-    assert_eq!(pod.delete(30), []);
-    assert_eq!(pod.delete(60), []);
-    assert_eq!(kills(&pod.delete(5)), [(0, 0, 5)]);
-    // A force delete after a graceful one: 0 means 1 s, still shorter.
-    assert_eq!(kills(&pod.delete(0)), [(0, 0, 1)]);
+    assert_eq!(pod.delete(5), []);
+    assert_eq!(pod.delete(0), []);
 }
 
 #[test]
@@ -1107,14 +1108,96 @@ fn an_exit_during_the_post_start_hook_is_seen_once_the_hook_returned() {
 }
 
 #[test]
-fn deleting_a_pod_during_post_start_shows_the_container_running_and_kills_it() {
+fn a_deletion_waits_for_the_post_start_hook_under_way() {
+    // SyncPod, blocked in the hook, is not cancelled by the deletion (kubernetes#116032):
+    // the container stays Waiting until the hook returns, then it is killed with the
+    // deletion's grace period.
     let mut pod = Pod::new(RestartPolicy::Always, vec![hooked("app")]);
     pod.start();
-    let effects = pod.delete(5);
+    assert_eq!(pod.delete(30), []);
+    assert_eq!(
+        pod.delete(5),
+        [],
+        "a shorter one replaces the deferred deletion"
+    );
+    assert_eq!(pod.waiting(0).0, "ContainerCreating");
+    assert!(!pod.lifecycle.probe_view().terminating);
+    let effects = pod.post_start_done(0, Ok(()));
     assert_eq!(kills(&effects), [(0, 0, 5)]);
     assert!(pod.status(0).state.and_then(|s| s.running).is_some());
-    // The cancelled hook's late result changes nothing.
-    assert_eq!(pod.post_start_done(0, Err("cancelled")), []);
     pod.exit_instance(0, 0, 137);
     assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn containers_start_one_after_another_behind_a_post_start_hook() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![hooked("a"), container("b", vec![]), hooked("c")],
+    );
+    pod.handle(Event::SandboxStarted);
+    let effects = pod.handle(Event::SandboxReady);
+    assert_eq!(
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Start { container, .. } => Some(*container),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        [0],
+        "b and c wait for a's hook"
+    );
+    let effects = pod.post_start_done(0, Ok(()));
+    let started: Vec<usize> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Start { container, .. } => Some(*container),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [1, 2], "then both, up to the next hook");
+    assert!(pod.status(1).state.and_then(|s| s.running).is_some());
+    assert_eq!(pod.waiting(2).0, "ContainerCreating");
+}
+
+#[test]
+fn a_deleted_pod_terminates_only_once_its_pre_stop_hooks_are_over() {
+    let setup = ContainerSetup {
+        pre_stop: true,
+        ..container("app", vec![])
+    };
+    let mut pod = Pod::new(RestartPolicy::Always, vec![setup]);
+    pod.start();
+    assert_eq!(kills(&pod.delete(10)), [(0, 0, 10)]);
+    // The container ends by itself while its preStop (a sleep) still runs.
+    pod.exit(0, 0);
+    assert_eq!(pod.phase(), "Running");
+    assert!(!pod.lifecycle.final_delete_due());
+    assert_eq!(
+        pod.handle(Event::PreStopDone {
+            container: 0,
+            instance: 0
+        }),
+        [Effect::Publish]
+    );
+    assert_eq!(pod.phase(), "Succeeded");
+    assert!(pod.lifecycle.final_delete_due());
+}
+
+#[test]
+fn a_deletion_during_a_probe_kill_waits_for_the_restart_that_follows_it() {
+    // SyncPod kills and restarts in one sync; the terminating sync then kills the new
+    // instance.
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    assert_eq!(kills(&pod.probe(0, Kind::Liveness, false)), [(0, 0, 30)]);
+    assert_eq!(pod.delete(10), []);
+    pod.advance(SECOND);
+    let effects = pod.exit(0, 143);
+    assert_eq!(starts(&effects), [1]);
+    assert_eq!(kills(&effects), [(0, 1, 10)]);
 }

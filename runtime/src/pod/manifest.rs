@@ -52,6 +52,7 @@ impl ContainerSpec {
                 .map(|p| (p.kind, p.termination_grace))
                 .collect(),
             post_start: self.post_start.is_some(),
+            pre_stop: self.pre_stop.is_some(),
         }
     }
 }

@@ -67,6 +67,9 @@ pub(super) struct Worker {
     post_starts: Vec<JoinHandle<()>>,
     post_start_results: mpsc::UnboundedSender<PostStartResult>,
     post_start_receiver: Option<mpsc::UnboundedReceiver<PostStartResult>>,
+    /// Kills whose preStop hook returned (or was no longer waited for).
+    pre_stops_done: mpsc::UnboundedSender<(usize, u32)>,
+    pre_stops_receiver: Option<mpsc::UnboundedReceiver<(usize, u32)>>,
 }
 
 impl Worker {
@@ -79,6 +82,7 @@ impl Worker {
         store: Arc<Mutex<ObjectStore>>,
     ) -> Worker {
         let (post_start_results, receiver) = mpsc::unbounded_channel();
+        let (pre_stops_done, pre_stops_receiver) = mpsc::unbounded_channel();
         Worker {
             shared,
             names,
@@ -96,6 +100,8 @@ impl Worker {
             post_starts: Vec::new(),
             post_start_results,
             post_start_receiver: Some(receiver),
+            pre_stops_done,
+            pre_stops_receiver: Some(pre_stops_receiver),
         }
     }
 
@@ -108,7 +114,10 @@ impl Worker {
     ) {
         let (exits_tx, mut exits) = mpsc::unbounded_channel::<ProcessExit>();
         let (probe_tx, mut probe_updates) = mpsc::unbounded_channel::<ProbeUpdate>();
-        let Some(mut post_start_results) = self.post_start_receiver.take() else {
+        let (Some(mut post_start_results), Some(mut pre_stops_done)) = (
+            self.post_start_receiver.take(),
+            self.pre_stops_receiver.take(),
+        ) else {
             return;
         };
         self.publish();
@@ -147,6 +156,9 @@ impl Worker {
                         result: done.result,
                     };
                     self.apply(event, &exits_tx);
+                }
+                Some((container, instance)) = pre_stops_done.recv() => {
+                    self.apply(Event::PreStopDone { container, instance }, &exits_tx);
                 }
                 Some(grace_seconds) = deletions.recv() => {
                     self.apply(Event::Deleted { grace_seconds }, &exits_tx);
@@ -291,22 +303,28 @@ impl Worker {
         let group = self.instance_group(container, instance);
         let shared = self.shared.clone();
         let scale = self.shared.config.time_scale;
+        self.kills.retain(|_, task| !task.is_finished());
         let pre_stop = self.specs[container]
             .pre_stop
             .clone()
-            .filter(|_| kubelet::runs_pre_stop(true, grace_seconds))
-            .zip(self.hook_context(container, instance, pid));
+            .filter(|_| kubelet::runs_pre_stop(true, grace_seconds));
+        let context = self.hook_context(container, instance, pid);
         let wall =
             move |secs: i64| Duration::from_secs(u64::try_from(secs).unwrap_or(0)).mul_f64(scale);
+        let done = self.pre_stops_done.clone();
         let task = tokio::spawn(async move {
             let mut spent = None;
-            if let Some((handler, context)) = pre_stop {
+            if let Some(handler) = pre_stop {
                 let began = Instant::now();
                 // executePreStopHook waits for the hook at most the grace period; a failed
-                // hook (FailedPreStopHook) does not stop the kill.
-                let _ =
-                    tokio::time::timeout(wall(grace_seconds), hook::run(&handler, &context)).await;
+                // hook (FailedPreStopHook) does not stop the kill. The wait goes on even
+                // if the container ends meanwhile.
+                if let Some(context) = context {
+                    let hook = hook::run(&handler, &context);
+                    let _ = tokio::time::timeout(wall(grace_seconds), hook).await;
+                }
                 spent = Some(began.elapsed().div_f64(scale));
+                let _ = done.send((container, instance));
             }
             let timeout = kubelet::stop_timeout(grace_seconds, spent);
             // The process may have ended meanwhile: signal it only while it is still in
@@ -447,9 +465,7 @@ impl Worker {
     /// cgroup goes (off the worker, since the kernel may keep it busy for a moment).
     /// Whether the OOM killer ended it is read first.
     fn reap(&mut self, exit: ProcessExit) -> Exit {
-        if let Some(kill) = self.kills.remove(&(exit.container, exit.instance)) {
-            kill.abort();
-        }
+        // A kill under way goes on: its preStop wait is not cut short by the exit.
         let group = self.instance_group(exit.container, exit.instance);
         let oom_killed =
             self.shared.cgroups.oom_kills(&group) > self.oom_kills_before[exit.container];
