@@ -505,7 +505,11 @@ impl PodLifecycle {
                 run.status.state = Some(waiting(reason, Some(message)));
                 run.status.ready = false;
                 run.status.started = Some(false);
-                Vec::new()
+                // Its postStart will not run: SyncPod goes on with the next start.
+                match self.blocked_by == Some(container) {
+                    true => self.unblock(),
+                    false => Vec::new(),
+                }
             }
             Event::PostStartDone {
                 container,

@@ -1201,3 +1201,25 @@ fn a_deletion_during_a_probe_kill_waits_for_the_restart_that_follows_it() {
     assert_eq!(starts(&effects), [1]);
     assert_eq!(kills(&effects), [(0, 1, 10)]);
 }
+
+#[test]
+fn a_container_whose_start_failed_does_not_hold_back_the_next() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![hooked("a"), container("b", vec![])],
+    );
+    pod.handle(Event::SandboxStarted);
+    assert_eq!(
+        pod.lifecycle.handle(Event::SandboxReady, pod.now)[0],
+        Effect::Start {
+            container: 0,
+            instance: 0
+        }
+    );
+    let effects = pod.handle(Event::StartFailed {
+        container: 0,
+        message: "no such binary".to_owned(),
+    });
+    assert_eq!(starts(&effects), [0], "b's first instance");
+    assert!(pod.status(1).state.and_then(|s| s.running).is_some());
+}
