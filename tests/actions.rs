@@ -5,12 +5,13 @@
 
 mod common;
 
+use futures::StreamExt;
 use libtest_mimic::Arguments;
 use podcheck::compile::compile;
 use podcheck::harness::observe;
 use podcheck::targets::{self, TargetError, TargetOptions};
 use podcheck_oracle::scenario::{Fault, FaultAction};
-use podcheck_oracle::{predict, ActionResult, Scenario, SpecDuration};
+use podcheck_oracle::{predict, ActionResult, Observation, Scenario, SpecDuration};
 
 const FOREVER: &str = r#"
 name: killed-from-outside
@@ -134,6 +135,66 @@ async fn killing_a_container_that_does_not_run_is_an_error_not_a_success() {
     assert!(matches!(result, Err(TargetError::Runtime(_))), "{result:?}");
 }
 
+/// A delete through the target: acknowledged by the runtime's API server part, then the
+/// watch shows the deletion's metadata, the terminal phase, and ends with the object gone.
+async fn a_delete_is_acknowledged_and_the_watch_ends_with_the_pod_gone() {
+    let target = targets::from_spec("local", &TargetOptions::default())
+        .await
+        .expect("local target");
+    let scenario = Scenario::from_yaml("actions", FOREVER).expect("scenario");
+    let pod = compile(&scenario, &target.agent_image(), target.timing().time_scale);
+    let reference = target.create(pod, &scenario.kubelet).await.expect("create");
+    let mut watch = target.watch(&reference).await.expect("watch");
+    // Running first.
+    loop {
+        let Some(Observation::Snapshot(snapshot)) = watch.next().await else {
+            panic!("the watch ended before the pod ran");
+        };
+        if snapshot.status.phase.as_deref() == Some("Running") {
+            break;
+        }
+    }
+    let delete = FaultAction::Delete {
+        grace_period_seconds: Some(3),
+    };
+    target.act(&reference, &delete).await.expect("acknowledged");
+    let mut snapshots = Vec::new();
+    let collect = async {
+        while let Some(observation) = watch.next().await {
+            if let Observation::Snapshot(snapshot) = observation {
+                snapshots.push(snapshot);
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), collect)
+        .await
+        .expect("the watch ends");
+    let not_found = target.act(&reference, &FaultAction::ForceDelete).await;
+    let restart = target.act(&reference, &FaultAction::RestartNodeAgent).await;
+    target.remove(&reference).await.expect("remove");
+    target.cleanup().await.expect("cleanup");
+
+    let first = snapshots.first().expect("snapshots after the delete");
+    assert_eq!(first.metadata.deletion_grace_period_seconds, Some(3));
+    assert!(first.metadata.deletion_timestamp.is_some());
+    let last = snapshots.last().expect("a last snapshot");
+    assert!(last.metadata.gone, "{last:#?}");
+    assert_eq!(last.status.phase.as_deref(), Some("Failed"), "SIGTERM: 143");
+    assert!(snapshots[..snapshots.len() - 1]
+        .iter()
+        .all(|s| !s.metadata.gone));
+    let versions: Vec<u64> = snapshots
+        .iter()
+        .filter_map(|s| s.metadata.resource_version.as_deref()?.parse().ok())
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert!(
+        matches!(not_found, Err(TargetError::Runtime(_))),
+        "a gone pod cannot be deleted: {not_found:?}"
+    );
+    assert!(matches!(restart, Err(TargetError::NotApplicable(_))));
+}
+
 fn main() {
     let args = Arguments::from_args();
     let no_root = common::skip_reason(|| {
@@ -155,6 +216,12 @@ fn main() {
             "killing_a_container_that_does_not_run_is_an_error_not_a_success",
             common::root,
             killing_a_container_that_does_not_run_is_an_error_not_a_success,
+        )
+        .with_ignored_flag(no_root.is_some()),
+        common::async_trial(
+            "a_delete_is_acknowledged_and_the_watch_ends_with_the_pod_gone",
+            common::root,
+            a_delete_is_acknowledged_and_the_watch_ends_with_the_pod_gone,
         )
         .with_ignored_flag(no_root.is_some()),
         common::async_trial(

@@ -4,12 +4,16 @@
 
 mod common;
 
-use k8s_openapi::api::core::v1::{PodStatus, Volume};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStateTerminated, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler,
+    Pod, PodSpec, PodStatus, SleepAction, Volume,
+};
 use libtest_mimic::Arguments;
 use podcheck::compile::compile;
 use podcheck::targets::local::find_agent;
 use podcheck_oracle::Scenario;
-use podcheck_runtime::{LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
+use podcheck_runtime::{LocalRuntime, PodSnapshot, RuntimeConfig, RuntimeError, AGENT_IMAGE};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -201,6 +205,394 @@ async fn unsupported_volumes_are_refused_naming_the_field() {
     assert_eq!(runtime.process_count(), 0);
 }
 
+// Deletion and termination, as the API server and the kubelet do them.
+
+/// Spec seconds per wall second in the termination tests: coarse enough that a second of
+/// spec time (100 ms) stands out from scheduling noise.
+const TERMINATION_SCALE: f64 = 0.1;
+
+const FOREVER: &str = r#"
+name: termination
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: termination}
+  spec:
+    containers:
+      - name: app
+behaviours:
+  app:
+    then: forever
+    health:
+      endpoints:
+        ok:
+          answers: [{answer: ok}]
+"#;
+
+/// The FOREVER pod with `edit` applied to its manifest, running on a fresh runtime.
+async fn running_pod(edit: impl FnOnce(&mut Pod)) -> (LocalRuntime, String) {
+    let scenario = Scenario::from_yaml("termination", FOREVER).expect("scenario");
+    let mut pod = compile(&scenario, AGENT_IMAGE, TERMINATION_SCALE);
+    edit(&mut pod);
+    let mut config = config(None);
+    config.time_scale = TERMINATION_SCALE;
+    let runtime = LocalRuntime::start(config).expect("runtime starts");
+    let uid = runtime.create_pod(pod).expect("pod accepted");
+    wait_for(&runtime, &uid, |status| {
+        container(status).is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+    .await;
+    (runtime, uid)
+}
+
+fn container(status: &PodStatus) -> Option<&ContainerStatus> {
+    status.container_statuses.as_ref()?.first()
+}
+
+fn spec(pod: &mut Pod) -> &mut PodSpec {
+    pod.spec.get_or_insert_with(PodSpec::default)
+}
+
+fn app(pod: &mut Pod) -> &mut Container {
+    &mut spec(pod).containers[0]
+}
+
+/// Waits for a version of the pod object that `what` accepts, and returns it.
+async fn wait_for_version(
+    runtime: &LocalRuntime,
+    uid: &str,
+    what: impl Fn(&PodSnapshot) -> bool,
+) -> PodSnapshot {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut changes = runtime.watch(uid).expect("watch");
+    loop {
+        if let Some(found) = runtime
+            .snapshots(uid)
+            .expect("snapshots")
+            .into_iter()
+            .find(|v| what(v))
+        {
+            return found;
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            panic!(
+                "timed out; last version: {:#?}",
+                runtime.snapshots(uid).expect("snapshots").last()
+            );
+        }
+    }
+}
+
+fn spec_secs_between(from: &Timestamp, to: &Timestamp) -> f64 {
+    to.duration_since(*from).as_secs_f64() / TERMINATION_SCALE
+}
+
+fn terminated(version: &PodSnapshot) -> Option<ContainerStateTerminated> {
+    container(&version.status)?
+        .state
+        .as_ref()?
+        .terminated
+        .clone()
+}
+
+/// The agent's log lines of the container's current instance.
+fn log_events(runtime: &LocalRuntime, uid: &str) -> Vec<podcheck_wire::LogEvent> {
+    runtime
+        .logs(uid, "app", false)
+        .expect("log")
+        .lines()
+        .filter_map(|line| podcheck_wire::LogEvent::parse(line).ok())
+        .collect()
+}
+
+/// The pid of the container's current process, found by its cgroup.
+fn app_pid(runtime: &LocalRuntime, uid: &str) -> i32 {
+    process_ids(runtime)
+        .into_iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .unwrap_or_default()
+                .contains(&format!("/{uid}/app-0"))
+        })
+        .expect("the container's process")
+}
+
+/// Waits (a while) for the kernel to take the runtime's killed processes away.
+async fn no_processes_left(runtime: &LocalRuntime) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runtime.process_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runtime.process_count(), 0, "processes left");
+}
+
+async fn sigkill_follows_a_sigterm_that_did_not_end_the_process_after_the_grace_period() {
+    let (runtime, uid) = running_pod(|_| {}).await;
+    // A stopped process does not act on SIGTERM (it stays pending; the agent catches it)
+    // but dies of SIGKILL: it stands for a process that ignores SIGTERM.
+    let pid = app_pid(&runtime, &uid);
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(stopped.success());
+    let requested = Timestamp::now();
+    runtime.delete(&uid, Some(4)).expect("delete acknowledged");
+    let deleting = runtime.snapshots(&uid).expect("snapshots");
+    let marked = deleting.last().expect("a version");
+    assert_eq!(marked.object.deletion_grace_period_seconds, Some(4));
+    let deadline = marked
+        .object
+        .deletion_timestamp
+        .as_ref()
+        .expect("deletionTimestamp");
+    let ahead = spec_secs_between(&requested, &deadline.0);
+    assert!(
+        (3.5..4.5).contains(&ahead),
+        "deletionTimestamp {ahead} spec s ahead"
+    );
+
+    let ended = wait_for_version(&runtime, &uid, |v| terminated(v).is_some()).await;
+    let killed = terminated(&ended).expect("terminated");
+    assert_eq!(
+        (killed.exit_code, killed.reason.as_deref()),
+        (137, Some("Error"))
+    );
+    let finished = killed.finished_at.expect("finishedAt");
+    let after = spec_secs_between(&requested, &finished.0);
+    assert!(
+        (4.0..8.0).contains(&after),
+        "SIGKILL {after} spec s after the delete, due at 4"
+    );
+    assert_eq!(ended.status.phase.as_deref(), Some("Failed"));
+    assert_eq!(
+        ended
+            .status
+            .container_statuses
+            .as_ref()
+            .map(|c| c[0].restart_count),
+        Some(0)
+    );
+    let gone = wait_for_version(&runtime, &uid, |v| v.object.gone).await;
+    assert_eq!(
+        gone.status.phase.as_deref(),
+        Some("Failed"),
+        "terminal before removal"
+    );
+    no_processes_left(&runtime).await;
+    assert!(matches!(
+        runtime.delete(&uid, None),
+        Err(RuntimeError::PodGone(_))
+    ));
+    runtime.delete_pod(&uid).await.expect("cleanup");
+}
+
+async fn a_pre_stop_exec_hook_runs_before_sigterm() {
+    let (runtime, uid) = running_pod(|pod| {
+        app(pod).lifecycle = Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "/podcheck-agent".to_owned(),
+                        "probe".to_owned(),
+                        "ok".to_owned(),
+                    ]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        });
+    })
+    .await;
+    runtime.delete(&uid, Some(10)).expect("delete acknowledged");
+    let ended = wait_for_version(&runtime, &uid, |v| terminated(v).is_some()).await;
+    assert_eq!(terminated(&ended).map(|t| t.exit_code), Some(143));
+    let events = log_events(&runtime, &uid);
+    let hook = events.iter().position(|e| {
+        matches!(&e.event, podcheck_wire::Event::Probe(podcheck_wire::Probe::Exec(r)) if r.endpoint.as_deref() == Some("ok"))
+    });
+    let sigterm = events
+        .iter()
+        .position(|e| matches!(e.event, podcheck_wire::Event::Signal { .. }));
+    assert!(
+        matches!((hook, sigterm), (Some(h), Some(t)) if h < t),
+        "the hook's request comes before SIGTERM: {events:?}"
+    );
+    wait_for_version(&runtime, &uid, |v| v.object.gone).await;
+    runtime.delete_pod(&uid).await.expect("cleanup");
+}
+
+async fn a_sleep_pre_stop_hook_delays_sigterm_within_the_grace_period() {
+    let (runtime, uid) = running_pod(|pod| {
+        app(pod).lifecycle = Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: 3 }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        });
+    })
+    .await;
+    let requested = Timestamp::now();
+    runtime.delete(&uid, Some(20)).expect("delete acknowledged");
+    let ended = wait_for_version(&runtime, &uid, |v| terminated(v).is_some()).await;
+    let sigterm = log_events(&runtime, &uid)
+        .into_iter()
+        .find(|e| matches!(e.event, podcheck_wire::Event::Signal { .. }))
+        .expect("SIGTERM logged");
+    let at = Timestamp::from_millisecond(sigterm.ts_ms as i64).expect("a time");
+    let after = spec_secs_between(&requested, &at);
+    assert!(
+        (3.0..6.0).contains(&after),
+        "SIGTERM {after} spec s after the delete, hook 3 s"
+    );
+    assert_eq!(terminated(&ended).map(|t| t.exit_code), Some(143));
+    runtime.delete_pod(&uid).await.expect("cleanup");
+}
+
+async fn finalizers_keep_the_deleted_object_until_the_last_one_is_removed() {
+    let (runtime, uid) = running_pod(|pod| {
+        pod.metadata.finalizers =
+            Some(vec!["example.com/a".to_owned(), "example.com/b".to_owned()]);
+    })
+    .await;
+    runtime.delete(&uid, Some(2)).expect("delete acknowledged");
+    // The kubelet's own delete (grace 0) once the pod is terminal leaves the object to its
+    // finalizers.
+    let finalized = wait_for_version(&runtime, &uid, |v| {
+        v.object.deletion_grace_period_seconds == Some(0)
+    })
+    .await;
+    assert_eq!(finalized.status.phase.as_deref(), Some("Failed"));
+    assert!(!finalized.object.gone);
+    assert_eq!(finalized.object.finalizers.len(), 2);
+    runtime
+        .remove_finalizer(&uid, "example.com/a")
+        .expect("patched");
+    assert!(
+        !runtime
+            .snapshots(&uid)
+            .expect("snapshots")
+            .last()
+            .expect("a version")
+            .object
+            .gone
+    );
+    assert!(matches!(
+        runtime.remove_finalizer(&uid, "example.com/a"),
+        Err(RuntimeError::NoSuchFinalizer { .. })
+    ));
+    runtime
+        .remove_finalizer(&uid, "example.com/b")
+        .expect("patched");
+    let versions = runtime.snapshots(&uid).expect("snapshots");
+    let last = versions.last().expect("a version");
+    assert!(last.object.gone, "{last:#?}");
+    assert_eq!(last.object.finalizers, ["example.com/b"], "as last stored");
+    runtime.delete_pod(&uid).await.expect("cleanup");
+    assert_eq!(runtime.process_count(), 0);
+}
+
+async fn a_force_deleted_pod_is_gone_at_once_while_its_containers_stop() {
+    let (runtime, uid) = running_pod(|_| {}).await;
+    runtime.force_delete(&uid).expect("delete acknowledged");
+    let versions = runtime.snapshots(&uid).expect("snapshots");
+    let last = versions.last().expect("a version");
+    assert!(last.object.gone);
+    assert_eq!(last.object.deletion_grace_period_seconds, Some(0));
+    // The node still stops the container (SIGTERM, which the agent dies of).
+    no_processes_left(&runtime).await;
+    assert_eq!(
+        runtime.snapshots(&uid).expect("snapshots").len(),
+        versions.len(),
+        "nothing after gone"
+    );
+    runtime.delete_pod(&uid).await.expect("cleanup");
+}
+
+async fn a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_container() {
+    let scenario = Scenario::from_yaml("termination", FOREVER).expect("scenario");
+    let mut pod = compile(&scenario, AGENT_IMAGE, TERMINATION_SCALE);
+    app(&mut pod).lifecycle = Some(Lifecycle {
+        post_start: Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds: 3 }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
+    let mut failing = pod.clone();
+    failing.metadata.name = Some("failing".to_owned());
+    app(&mut failing).lifecycle = Some(Lifecycle {
+        post_start: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "/podcheck-agent".to_owned(),
+                    "probe".to_owned(),
+                    "missing".to_owned(),
+                ]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    });
+    let mut config = config(None);
+    config.time_scale = TERMINATION_SCALE;
+    let runtime = LocalRuntime::start(config).expect("runtime starts");
+    let uid = runtime.create_pod(pod).expect("pod accepted");
+    let running = wait_for_version(&runtime, &uid, |v| {
+        container(&v.status).is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+    .await;
+    let started = container(&running.status)
+        .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone())
+        .expect("startedAt");
+    let held = spec_secs_between(&started.0, &running.at.0);
+    assert!(
+        held >= 3.0,
+        "Running shown {held} spec s after the start, hook 3 s"
+    );
+
+    let uid = runtime.create_pod(failing).expect("pod accepted");
+    let waiting = wait_for_version(&runtime, &uid, |v| {
+        container(&v.status).and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+            == Some("PostStartHookError")
+    })
+    .await;
+    let status = container(&waiting.status).expect("a container");
+    let message = status
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref()?.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("Exec lifecycle hook ([/podcheck-agent probe missing])"),
+        "{message}"
+    );
+    let killed = status
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("lastState");
+    assert_eq!(
+        killed.exit_code, 143,
+        "killed with SIGTERM after the failed hook"
+    );
+    assert!(
+        runtime
+            .status_history(&uid)
+            .expect("history")
+            .iter()
+            .all(|(_, s)| container(s)
+                .is_none_or(|c| c.state.as_ref().is_none_or(|s| s.running.is_none()))),
+        "a container whose postStart fails never shows Running"
+    );
+    runtime.shutdown().await;
+    assert_eq!(runtime.process_count(), 0);
+}
+
 /// A trial that runs `test` on a multi-threaded tokio runtime once the runtime's
 /// privileges are there; it fails naming what is missing otherwise.
 fn main() {
@@ -235,5 +627,46 @@ fn main() {
         )
         .with_ignored_flag(no_root.is_some()),
     ];
+    let mut trials = trials;
+    let skip = no_root.is_some();
+    let root = common::root;
+    trials.extend([
+        common::async_trial(
+            "sigkill_follows_a_sigterm_that_did_not_end_the_process_after_the_grace_period",
+            root,
+            sigkill_follows_a_sigterm_that_did_not_end_the_process_after_the_grace_period,
+        )
+        .with_ignored_flag(skip),
+        common::async_trial(
+            "a_pre_stop_exec_hook_runs_before_sigterm",
+            root,
+            a_pre_stop_exec_hook_runs_before_sigterm,
+        )
+        .with_ignored_flag(skip),
+        common::async_trial(
+            "a_sleep_pre_stop_hook_delays_sigterm_within_the_grace_period",
+            root,
+            a_sleep_pre_stop_hook_delays_sigterm_within_the_grace_period,
+        )
+        .with_ignored_flag(skip),
+        common::async_trial(
+            "finalizers_keep_the_deleted_object_until_the_last_one_is_removed",
+            root,
+            finalizers_keep_the_deleted_object_until_the_last_one_is_removed,
+        )
+        .with_ignored_flag(skip),
+        common::async_trial(
+            "a_force_deleted_pod_is_gone_at_once_while_its_containers_stop",
+            root,
+            a_force_deleted_pod_is_gone_at_once_while_its_containers_stop,
+        )
+        .with_ignored_flag(skip),
+        common::async_trial(
+            "a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_container",
+            root,
+            a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_container,
+        )
+        .with_ignored_flag(skip),
+    ]);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -36,6 +36,11 @@ pub enum RuntimeError {
     NoSandbox { action: &'static str },
     #[error("find pod {0}: no such pod")]
     NoSuchPod(String),
+    /// The pod object was removed (deleted, finalized): the API server answers 404.
+    #[error("find pod {0}: the pod object no longer exists")]
+    PodGone(String),
+    #[error("remove finalizer {finalizer:?} of pod {pod}: the pod has no such finalizer")]
+    NoSuchFinalizer { pod: String, finalizer: String },
     #[error("find a running instance of container {container} in pod {pod}: none runs")]
     ContainerNotRunning { pod: String, container: String },
 }

@@ -10,6 +10,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where the agent sits inside its image.
 pub const AGENT_PATH_IN_IMAGE: &str = "/podcheck-agent";
@@ -22,10 +23,27 @@ pub fn build_agent_image(agent: &Path, images_dir: &Path) -> Result<PathBuf, Run
     let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     let root = images_dir.join(format!("agent-{:016x}", hasher.finish()));
-    if root.join(".complete").exists() {
+    let installed = |root: &Path| {
+        root.join(".complete").exists()
+            && root
+                .join(AGENT_PATH_IN_IMAGE.trim_start_matches('/'))
+                .is_file()
+    };
+    if installed(&root) {
         return Ok(root);
     }
-    let staging = images_dir.join(format!(".staging-{}", std::process::id()));
+    // An image left half-built (by an older runtime's race) is built again.
+    if root.exists() {
+        let _ = fs::remove_dir_all(&root);
+    }
+    // One staging directory per build, also within a process: runtimes started at once
+    // (tests do) would otherwise wipe each other's half-built image.
+    static BUILDS: AtomicU64 = AtomicU64::new(0);
+    let staging = images_dir.join(format!(
+        ".staging-{}-{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging)
         .map_err(|e| RuntimeError::io(format!("create {}", staging.display()), e))?;
@@ -56,7 +74,7 @@ pub fn build_agent_image(agent: &Path, images_dir: &Path) -> Result<PathBuf, Run
     match fs::rename(&staging, &root) {
         Ok(()) => Ok(root),
         // Another runtime built the same image meanwhile.
-        Err(_) if root.join(".complete").exists() => {
+        Err(_) if installed(&root) => {
             let _ = fs::remove_dir_all(&staging);
             Ok(root)
         }

@@ -14,8 +14,10 @@
 //! `pod/` carries the decisions out on processes, namespaces and cgroups; `probe/` runs
 //! the probes.
 
+pub mod apiserver;
 pub mod cgroup;
 pub mod errors;
+mod hook;
 pub mod image;
 mod kubelet;
 mod pod;
@@ -23,6 +25,7 @@ mod probe;
 pub mod status;
 pub mod sys;
 
+pub use apiserver::{ObjectState, PodSnapshot};
 pub use errors::RuntimeError;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -209,11 +212,43 @@ impl LocalRuntime {
 
     /// Every status the pod has had, in order, with the wall time it was set.
     pub fn status_history(&self, uid: &str) -> Result<Vec<(Time, PodStatus)>, RuntimeError> {
-        Ok(self.pod(uid)?.history())
+        Ok(self
+            .pod(uid)?
+            .snapshots()
+            .into_iter()
+            .map(|snapshot| (snapshot.at, snapshot.status))
+            .collect())
     }
 
-    /// A receiver that changes whenever the pod's status does (its value is the number
-    /// of statuses so far).
+    /// Every version of the pod object, in order: metadata (deletion, finalizers, whether
+    /// it is gone) and status. The last one of a pod object that no longer exists says so.
+    pub fn snapshots(&self, uid: &str) -> Result<Vec<PodSnapshot>, RuntimeError> {
+        Ok(self.pod(uid)?.snapshots())
+    }
+
+    /// A graceful `DELETE` of the pod object, as `kubectl delete pod` sends it: with
+    /// `gracePeriodSeconds` when given, else the pod's terminationGracePeriodSeconds.
+    /// Returns once the API server part has answered; the kubelet part then terminates the
+    /// pod (preStop hooks, SIGTERM, SIGKILL after the grace period) and removes the object
+    /// once the pod has terminated, unless finalizers keep it.
+    pub fn delete(&self, uid: &str, grace_period_seconds: Option<i64>) -> Result<(), RuntimeError> {
+        self.pod(uid)?.delete(grace_period_seconds)
+    }
+
+    /// `kubectl delete pod --force --grace-period=0`: the object goes at once (unless
+    /// finalizers keep it), while the node still terminates the containers.
+    pub fn force_delete(&self, uid: &str) -> Result<(), RuntimeError> {
+        self.pod(uid)?.delete(Some(0))
+    }
+
+    /// A patch that removes one of the pod object's finalizers; removing the last one of a
+    /// pod whose deletion has no grace period left removes the object.
+    pub fn remove_finalizer(&self, uid: &str, finalizer: &str) -> Result<(), RuntimeError> {
+        self.pod(uid)?.remove_finalizer(finalizer)
+    }
+
+    /// A receiver that changes whenever the pod object does (its value is the number of
+    /// versions so far).
     pub fn watch(&self, uid: &str) -> Result<tokio::sync::watch::Receiver<usize>, RuntimeError> {
         Ok(self.pod(uid)?.subscribe())
     }
@@ -232,10 +267,10 @@ impl LocalRuntime {
             pod: uid.to_owned(),
             container: container.to_owned(),
         };
-        let history = entry.history();
-        let status = history
+        let snapshots = entry.snapshots();
+        let status = snapshots
             .last()
-            .and_then(|(_, status)| status.container_statuses.as_ref())
+            .and_then(|snapshot| snapshot.status.container_statuses.as_ref())
             .and_then(|statuses| statuses.iter().find(|s| s.name == container))
             .filter(|s| {
                 s.state
@@ -253,7 +288,8 @@ impl LocalRuntime {
         Ok(())
     }
 
-    /// Kills the pod's processes at once and removes everything it had.
+    /// Kills the pod's processes at once and removes everything it had, whatever its
+    /// state (finalizers, a termination under way): cleanup, not an API deletion.
     pub async fn delete_pod(&self, uid: &str) -> Result<(), RuntimeError> {
         let entry = self
             .lock_pods()

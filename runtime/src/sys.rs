@@ -265,6 +265,11 @@ pub struct ExecLaunch {
     pub container_pid: i32,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The `cgroup.procs` files of the container's groups, which the command joins (as a
+    /// process exec'd into a container does), so that it dies with the container.
+    pub cgroup_procs: Vec<File>,
+    /// Whether the command's output is captured (piped) rather than thrown away.
+    pub capture_output: bool,
 }
 
 /// A command that runs inside a running container: its namespaces and its root.
@@ -293,18 +298,23 @@ pub fn exec_command(launch: ExecLaunch) -> io::Result<Command> {
     let root = File::open(format!("{proc_dir}/root"))?;
     let dot = CString::new(".").map_err(io::Error::other)?;
     let slash = CString::new("/").map_err(io::Error::other)?;
+    let procs = launch.cgroup_procs;
+    let output = || match launch.capture_output {
+        true => Stdio::piped(),
+        false => Stdio::null(),
+    };
     let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(output())
+        .stderr(output());
     // SAFETY: the closure only makes syscalls on data moved into it before the fork.
     unsafe {
         command.pre_exec(move || {
-            common_setup(&[])?;
+            common_setup(&procs)?;
             for ns in &namespaces {
                 check(libc::setns(ns.as_raw_fd(), 0))?;
             }

@@ -6,8 +6,10 @@ use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podcheck_oracle::scenario::{FaultAction, KubeletParams};
-use podcheck_oracle::{Observation, Snapshot, TimingProfile};
-use podcheck_runtime::{KubeletConfig, LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
+use podcheck_oracle::{Observation, PodMetadata, Snapshot, TimingProfile};
+use podcheck_runtime::{
+    KubeletConfig, LocalRuntime, PodSnapshot, RuntimeConfig, RuntimeError, AGENT_IMAGE,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -55,6 +57,22 @@ pub fn find_agent(explicit: Option<&PathBuf>) -> Result<PathBuf, TargetError> {
                 .to_owned(),
         )
     })
+}
+
+/// A version of the pod object as the trace holds it.
+fn snapshot(version: PodSnapshot) -> Snapshot {
+    let object = version.object;
+    Snapshot {
+        at: version.at,
+        metadata: PodMetadata {
+            resource_version: Some(object.resource_version),
+            deletion_timestamp: object.deletion_timestamp,
+            deletion_grace_period_seconds: object.deletion_grace_period_seconds,
+            finalizers: object.finalizers,
+            gone: object.gone,
+        },
+        status: version.status,
+    }
 }
 
 fn runtime_error(err: RuntimeError) -> TargetError {
@@ -165,28 +183,33 @@ impl Target for LocalTarget {
         let runtime = self.runtime(pod)?;
         let changes = runtime.watch(&pod.uid).map_err(runtime_error)?;
         let uid = pod.uid.clone();
+        // Every version of the object in order; after the one that says it is gone, the
+        // watch ends, as a real watch ends with the DELETED event.
         let stream = futures::stream::unfold(
-            (runtime, changes, 0usize, Vec::new()),
-            move |(runtime, mut changes, mut seen, mut pending)| {
+            (runtime, changes, 0usize, Vec::new(), false),
+            move |(runtime, mut changes, mut seen, mut pending, mut ended)| {
                 let uid = uid.clone();
                 async move {
                     loop {
                         if let Some(next) = pending.pop() {
-                            return Some((next, (runtime, changes, seen, pending)));
+                            return Some((next, (runtime, changes, seen, pending, ended)));
                         }
-                        let history = runtime.status_history(&uid).ok()?;
-                        if history.len() > seen {
-                            pending = history[seen..]
-                                .iter()
-                                .rev()
-                                .map(|(at, status)| {
-                                    Observation::Snapshot(Snapshot::of_status(
-                                        at.clone(),
-                                        status.clone(),
-                                    ))
-                                })
-                                .collect();
-                            seen = history.len();
+                        if ended {
+                            return None;
+                        }
+                        let versions = runtime.snapshots(&uid).ok()?;
+                        if versions.len() > seen {
+                            let mut fresh = Vec::new();
+                            for version in versions.into_iter().skip(seen) {
+                                seen += 1;
+                                ended = version.object.gone;
+                                fresh.push(Observation::Snapshot(snapshot(version)));
+                                if ended {
+                                    break;
+                                }
+                            }
+                            fresh.reverse();
+                            pending = fresh;
                             continue;
                         }
                         changes.changed().await.ok()?;
@@ -214,10 +237,28 @@ impl Target for LocalTarget {
                 .runtime(pod)?
                 .kill_container(&pod.uid, container)
                 .map_err(runtime_error),
-            other => Err(TargetError::NotApplicable(format!(
-                "{} is not performed by this target yet",
-                other.name()
-            ))),
+            // Each returns once the runtime's API server part has answered; the kubelet
+            // part then acts on it, as a real node does after the API call returned.
+            FaultAction::Delete {
+                grace_period_seconds,
+            } => self
+                .runtime(pod)?
+                .delete(&pod.uid, *grace_period_seconds)
+                .map_err(runtime_error),
+            FaultAction::ForceDelete => self
+                .runtime(pod)?
+                .force_delete(&pod.uid)
+                .map_err(runtime_error),
+            FaultAction::RemoveFinalizer { finalizer } => self
+                .runtime(pod)?
+                .remove_finalizer(&pod.uid, finalizer)
+                .map_err(runtime_error),
+            FaultAction::RestartNodeAgent => Err(TargetError::NotApplicable(
+                "the local runtime's kubelet part runs inside the harness's process and holds \
+                 its containers' processes as children: it cannot restart while they keep \
+                 running"
+                    .to_owned(),
+            )),
         }
     }
 

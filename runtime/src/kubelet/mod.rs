@@ -23,8 +23,56 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The kubelet never gives a container less than this to stop (`minimumGracePeriodInSeconds`).
-const MINIMUM_GRACE: Duration = Duration::from_secs(2);
+/// The kubelet never gives a container less than this between SIGTERM and SIGKILL
+/// (`minimumGracePeriodInSeconds`, kuberuntime_manager.go), in spec seconds.
+pub(crate) const MINIMUM_GRACE_SECONDS: i64 = 2;
+
+/// The grace period a terminating pod's containers are killed with, in spec seconds:
+/// `calculateEffectiveGracePeriod` (pod_workers.go). It can only shrink once set: a new
+/// `deletionGracePeriodSeconds` counts only if shorter than the `current` one. Without
+/// one, the pod's `terminationGracePeriodSeconds`; never below 1 s.
+///
+/// A force delete sets `deletionGracePeriodSeconds` to 0. Kubelets before the fix for
+/// kubernetes/kubernetes#115819 read that 0 as "no value" and fell back to
+/// `terminationGracePeriodSeconds`; the kubelet this runtime follows (1.35) records the
+/// override (`overridden`) and kills with the floor of 1 s, after which `killContainer`
+/// still gives 2 s between SIGTERM and SIGKILL.
+pub(crate) fn effective_grace(
+    current: Option<i64>,
+    deletion_grace: Option<i64>,
+    spec_grace: i64,
+) -> i64 {
+    let mut grace = current.unwrap_or(0);
+    let mut overridden = false;
+    if let Some(requested) = deletion_grace {
+        if grace == 0 || requested < grace {
+            grace = requested;
+            overridden = true;
+        }
+    }
+    if !overridden && grace == 0 {
+        grace = spec_grace;
+    }
+    grace.max(1)
+}
+
+/// How long the runtime waits between SIGTERM and SIGKILL (`StopContainer`'s timeout), in
+/// spec seconds, for a container killed with `grace` seconds whose preStop hook ran for
+/// `pre_stop` (spec time; None without a hook or without time for one): `killContainer`
+/// subtracts the hook's whole seconds (`int64(metav1.Now().Sub(start.Time).Seconds())`,
+/// truncated) and never gives less than the minimum.
+pub(crate) fn stop_timeout(grace: i64, pre_stop: Option<Duration>) -> i64 {
+    let spent = pre_stop.map_or(0, |elapsed| {
+        i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+    });
+    grace.saturating_sub(spent).max(MINIMUM_GRACE_SECONDS)
+}
+
+/// Whether `killContainer` runs a container's preStop hook: only with a grace period
+/// left ("if there is enough time to run it").
+pub(crate) fn runs_pre_stop(has_pre_stop: bool, grace: i64) -> bool {
+    has_pre_stop && grace > 0
+}
 
 /// The pod's `restartPolicy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +139,11 @@ pub(crate) struct ContainerSetup {
     pub image: String,
     /// Each probe's kind, with its own terminationGracePeriodSeconds if it has one.
     pub probes: Vec<(Kind, Option<Duration>)>,
+    /// Whether the container has a postStart hook: it shows Running only once the hook
+    /// returned.
+    pub post_start: bool,
+    /// Whether the container has a preStop hook: a deleted pod terminates only once it ran.
+    pub pre_stop: bool,
 }
 
 impl ContainerSetup {
@@ -135,6 +188,7 @@ pub(crate) enum Event {
     },
     /// The sandbox is set up: start every container.
     SandboxReady,
+    /// The instance's process runs (its postStart hook, if any, has not run yet).
     Started {
         container: usize,
         instance: u32,
@@ -146,10 +200,26 @@ pub(crate) enum Event {
         container: usize,
         message: String,
     },
+    /// The instance's postStart hook returned: Ok, or Err with the kubelet's message.
+    PostStartDone {
+        container: usize,
+        instance: u32,
+        result: Result<(), String>,
+    },
     Exited(Exit),
     Probe(ProbeUpdate),
     /// A back-off may have ended (the worker's timer for [`PodLifecycle::next_restart`]).
     RestartsDue,
+    /// The pod object's `deletionGracePeriodSeconds` as the kubelet sees it: the pod was
+    /// deleted (or its deletion's grace period shortened).
+    Deleted {
+        grace_seconds: i64,
+    },
+    /// A kill's preStop hook returned, or the kill stopped waiting for it.
+    PreStopDone {
+        container: usize,
+        instance: u32,
+    },
 }
 
 /// What the pod worker must do, in order.
@@ -159,14 +229,43 @@ pub(crate) enum Effect {
     Publish,
     /// Start this instance of the container.
     Start { container: usize, instance: u32 },
-    /// Stop an instance a probe found unhealthy: SIGTERM now, and whatever still runs
-    /// of it killed after `grace` (wall).
-    Stop {
+    /// Run the instance's postStart hook, concurrently with its process, and report
+    /// [`Event::PostStartDone`].
+    RunPostStart {
         container: usize,
         instance: u32,
         pid: i32,
-        grace: Duration,
     },
+    /// Kill an instance as `killContainer` does: its preStop hook if it has one (see
+    /// [`runs_pre_stop`]), bounded by `grace_seconds`; then SIGTERM; then SIGKILL to
+    /// whatever still runs of it after [`stop_timeout`]. A new kill of the same instance
+    /// replaces one under way (the kubelet cancels the sync that was killing it and kills
+    /// again, with the shorter grace period).
+    Kill {
+        container: usize,
+        instance: u32,
+        pid: i32,
+        /// Spec seconds.
+        grace_seconds: i64,
+    },
+}
+
+/// An instance killed because its postStart hook failed: it never showed Running.
+#[derive(Clone, Debug)]
+struct FailedStart {
+    wall: Time,
+    message: String,
+}
+
+/// A started instance whose postStart hook has not returned yet.
+#[derive(Clone, Debug)]
+struct PendingStart {
+    instance: u32,
+    at: Instant,
+    wall: Time,
+    /// Its process exited meanwhile: the kubelet's sync, blocked in the hook, sees the exit
+    /// only once the hook returned.
+    exit: Option<Exit>,
 }
 
 struct ContainerLife {
@@ -174,12 +273,19 @@ struct ContainerLife {
     status: ContainerStatus,
     /// Index of the current (or last) instance, once one was started.
     instance: Option<u32>,
+    /// The current instance's process, while it runs (also while its postStart runs).
     pid: Option<i32>,
     crash_loop: CrashLoop,
     restart_at: Option<Instant>,
     running_since: Option<Instant>,
     /// Set once a probe failure had the current instance stopped.
     killing: bool,
+    post_start: Option<PendingStart>,
+    /// The current instance is being killed because its postStart hook failed.
+    post_start_failed: Option<FailedStart>,
+    /// The termination of the instance before the last one, which a container that is not
+    /// restarted any more shows as its lastState.
+    termination_before_last: Option<ContainerState>,
 }
 
 impl ContainerLife {
@@ -202,6 +308,9 @@ impl ContainerLife {
             restart_at: None,
             running_since: None,
             killing: false,
+            post_start: None,
+            post_start_failed: None,
+            termination_before_last: None,
         }
     }
 
@@ -214,6 +323,16 @@ impl ContainerLife {
             .state
             .as_ref()
             .is_some_and(|s| s.running.is_some())
+    }
+
+    /// The instance's termination, newest first: what a container that will not run again
+    /// shows (`convertToAPIContainerStatuses` takes State and LastTerminationState from the
+    /// runtime's two newest instances).
+    fn last_termination(&self) -> Option<&ContainerState> {
+        [self.status.state.as_ref(), self.status.last_state.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|s| s.terminated.is_some())
     }
 }
 
@@ -228,6 +347,28 @@ pub(crate) struct PodLifecycle {
     sandbox_ready: bool,
     /// The phase once it is Succeeded or Failed, which it then stays.
     terminal: Option<&'static str>,
+    /// The effective grace period (spec seconds) once the pod was deleted.
+    terminating: Option<i64>,
+    /// The container whose start (a postStart hook, or the kill after a failed one) or
+    /// probe kill the kubelet's SyncPod is blocked in: `startContainer` and
+    /// `killContainer` run synchronously inside it.
+    blocked_by: Option<usize>,
+    /// Containers to start once SyncPod is no longer blocked, in order (SyncPod starts
+    /// its containers one after another).
+    start_queue: std::collections::VecDeque<usize>,
+    /// A deletion that came while SyncPod was blocked: the pod worker takes it up (with
+    /// this effective grace period) once SyncPod returns, whose context it cannot cancel.
+    deferred_deletion: Option<i64>,
+    /// Kills whose preStop hook runs: killPod waits for them.
+    pre_stops: std::collections::HashSet<(usize, u32)>,
+    /// The kubelet's own delete of the pod object (grace 0) once it terminated is due.
+    final_delete: FinalDelete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FinalDelete {
+    NotYet,
+    Sent,
 }
 
 impl PodLifecycle {
@@ -245,6 +386,66 @@ impl PodLifecycle {
                 .collect(),
             sandbox_ready: false,
             terminal: None,
+            terminating: None,
+            blocked_by: None,
+            start_queue: std::collections::VecDeque::new(),
+            deferred_deletion: None,
+            pre_stops: std::collections::HashSet::new(),
+            final_delete: FinalDelete::NotYet,
+        }
+    }
+
+    /// Starts `container` now, or once SyncPod is no longer blocked.
+    fn start(&mut self, container: usize) -> Vec<Effect> {
+        if self.terminating.is_some() {
+            return Vec::new();
+        }
+        if self.blocked_by.is_some() {
+            if !self.start_queue.contains(&container) {
+                self.start_queue.push_back(container);
+            }
+            return Vec::new();
+        }
+        let run = &self.containers[container];
+        if run.setup.post_start {
+            self.blocked_by = Some(container);
+        }
+        vec![Effect::Start {
+            container,
+            instance: run.next_instance(),
+        }]
+    }
+
+    /// SyncPod returned from what blocked it: a deletion that came meanwhile is taken up,
+    /// else the containers it still had to start are started.
+    fn unblock(&mut self) -> Vec<Effect> {
+        self.blocked_by = None;
+        if let Some(grace) = self.deferred_deletion.take() {
+            return self.deleted(grace);
+        }
+        let mut effects = Vec::new();
+        while self.blocked_by.is_none() {
+            let Some(container) = self.start_queue.pop_front() else {
+                break;
+            };
+            effects.extend(self.start(container));
+        }
+        if !effects.is_empty() {
+            effects.push(Effect::Publish);
+        }
+        effects
+    }
+
+    /// A Kill effect, noting a preStop hook that will run.
+    fn kill(&mut self, container: usize, instance: u32, pid: i32, grace_seconds: i64) -> Effect {
+        if runs_pre_stop(self.containers[container].setup.pre_stop, grace_seconds) {
+            self.pre_stops.insert((container, instance));
+        }
+        Effect::Kill {
+            container,
+            instance,
+            pid,
+            grace_seconds,
         }
     }
 
@@ -280,12 +481,10 @@ impl PodLifecycle {
                 vec![Effect::Publish]
             }
             Event::SandboxReady => {
-                let mut effects: Vec<Effect> = (0..self.containers.len())
-                    .map(|container| Effect::Start {
-                        container,
-                        instance: self.containers[container].next_instance(),
-                    })
-                    .collect();
+                let mut effects = Vec::new();
+                for container in 0..self.containers.len() {
+                    effects.extend(self.start(container));
+                }
                 effects.push(Effect::Publish);
                 effects
             }
@@ -295,10 +494,7 @@ impl PodLifecycle {
                 pid,
                 at,
                 wall,
-            } => {
-                self.started(container, instance, pid, at, wall);
-                Vec::new()
-            }
+            } => self.started(container, instance, pid, at, wall),
             Event::StartFailed { container, message } => {
                 let run = &mut self.containers[container];
                 let reason = if run.setup.image == AGENT_IMAGE {
@@ -309,32 +505,89 @@ impl PodLifecycle {
                 run.status.state = Some(waiting(reason, Some(message)));
                 run.status.ready = false;
                 run.status.started = Some(false);
-                Vec::new()
+                // Its postStart will not run: SyncPod goes on with the next start.
+                match self.blocked_by == Some(container) {
+                    true => self.unblock(),
+                    false => Vec::new(),
+                }
             }
+            Event::PostStartDone {
+                container,
+                instance,
+                result,
+            } => self.post_start_done(container, instance, result, now),
             Event::Exited(exit) => self.exited(exit, now),
             Event::Probe(update) => self.probed(update),
             Event::RestartsDue => {
                 let mut effects = Vec::new();
-                for (container, run) in self.containers.iter_mut().enumerate() {
+                if self.terminating.is_some() {
+                    return effects;
+                }
+                for container in 0..self.containers.len() {
+                    let run = &mut self.containers[container];
                     if run.restart_at.is_some_and(|at| at <= now) {
                         run.restart_at = None;
-                        effects.push(Effect::Start {
-                            container,
-                            instance: run.next_instance(),
-                        });
+                        effects.extend(self.start(container));
                     }
                 }
                 effects.push(Effect::Publish);
                 effects
             }
+            Event::Deleted { grace_seconds } => self.deleted(grace_seconds),
+            Event::PreStopDone {
+                container,
+                instance,
+            } => {
+                let was_running = self.pre_stops.remove(&(container, instance));
+                match was_running && self.terminating.is_some() {
+                    true => vec![Effect::Publish],
+                    false => Vec::new(),
+                }
+            }
         }
     }
 
-    fn started(&mut self, container: usize, instance: u32, pid: i32, at: Instant, wall: Time) {
-        let uid = &self.identity.uid;
+    fn started(
+        &mut self,
+        container: usize,
+        instance: u32,
+        pid: i32,
+        at: Instant,
+        wall: Time,
+    ) -> Vec<Effect> {
         let run = &mut self.containers[container];
         run.instance = Some(instance);
         run.pid = Some(pid);
+        run.killing = false;
+        run.post_start_failed = None;
+        if run.setup.post_start {
+            // startContainer runs the hook inside the sync that started the process: the
+            // status the kubelet publishes next, and with it Running, comes after the hook.
+            run.post_start = Some(PendingStart {
+                instance,
+                at,
+                wall,
+                exit: None,
+            });
+            return vec![Effect::RunPostStart {
+                container,
+                instance,
+                pid,
+            }];
+        }
+        self.show_running(container, instance, at, wall);
+        match self.terminating {
+            // Started by the sync that was under way when the pod was deleted: the
+            // terminating sync that follows kills it.
+            Some(grace) => vec![self.kill(container, instance, pid, grace), Effect::Publish],
+            None => Vec::new(),
+        }
+    }
+
+    /// The container's status shows its instance running since `wall`.
+    fn show_running(&mut self, container: usize, instance: u32, at: Instant, wall: Time) {
+        let uid = &self.identity.uid;
+        let run = &mut self.containers[container];
         let previous = run.status.state.take();
         if previous.as_ref().is_some_and(|s| s.terminated.is_some()) {
             run.status.last_state = previous;
@@ -355,22 +608,92 @@ impl PodLifecycle {
         run.status.started = Some(started);
         run.status.ready = started && !run.setup.has_probe(Kind::Readiness);
         run.running_since = Some(at);
-        run.killing = false;
+    }
+
+    fn post_start_done(
+        &mut self,
+        container: usize,
+        instance: u32,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        let run = &mut self.containers[container];
+        let Some(pending) = run
+            .post_start
+            .take_if(|pending| pending.instance == instance)
+        else {
+            // Not awaited any more: the pod's deletion went ahead without it.
+            return Vec::new();
+        };
+        match result {
+            Ok(()) => {
+                self.show_running(container, instance, pending.at, pending.wall);
+                let mut effects = vec![Effect::Publish];
+                if let Some(exit) = pending.exit {
+                    effects.extend(self.exited(exit, now));
+                }
+                if self.blocked_by == Some(container) {
+                    effects.extend(self.unblock());
+                }
+                effects
+            }
+            Err(message) => {
+                // The event FailedPostStartHook, then killContainer with the reason
+                // reasonFailedPostStartHook: the pod's grace period (a probe's does not
+                // apply), preStop included; the sync fails with ErrPostStartHook, whose
+                // text the container shows as its Waiting reason once it is to restart.
+                // The kill runs inside the failed sync, so no status shows the instance
+                // before it ended.
+                run.post_start_failed = Some(FailedStart {
+                    wall: pending.wall.clone(),
+                    message,
+                });
+                if let Some(exit) = pending.exit {
+                    // The kill found nothing to stop: SyncPod goes on.
+                    return self.exited(exit, now);
+                }
+                let Some(pid) = run.pid else {
+                    return Vec::new();
+                };
+                // SyncPod stays blocked until the kill is over.
+                let grace_seconds = self.pod_grace_seconds();
+                vec![self.kill(container, instance, pid, grace_seconds)]
+            }
+        }
+    }
+
+    /// The grace period of a kill for a reason other than a probe
+    /// (`setTerminationGracePeriod`): the deletion's if the pod was deleted, else the
+    /// pod's terminationGracePeriodSeconds.
+    fn pod_grace_seconds(&self) -> i64 {
+        self.terminating
+            .unwrap_or_else(|| secs_i64(self.termination_grace))
     }
 
     fn exited(&mut self, exit: Exit, now: Instant) -> Vec<Effect> {
+        let terminating = self.terminating.is_some();
         let run = &mut self.containers[exit.container];
         if run.instance != Some(exit.instance) {
             return Vec::new();
         }
+        if let Some(pending) = run.post_start.as_mut() {
+            if pending.instance == exit.instance {
+                pending.exit = Some(exit);
+                return Vec::new();
+            }
+        }
         run.pid = None;
         run.running_since = None;
-        let started_at = run
-            .status
-            .state
-            .as_ref()
-            .and_then(|s| s.running.as_ref())
-            .and_then(|r| r.started_at.clone());
+        let post_start_failed = run.post_start_failed.take();
+        let started_at = match &post_start_failed {
+            Some(failed) => Some(failed.wall.clone()),
+            None => run
+                .status
+                .state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| r.started_at.clone()),
+        };
         let reason = if exit.oom_killed {
             "OOMKilled"
         } else if exit.code == 0 {
@@ -378,37 +701,86 @@ impl PodLifecycle {
         } else {
             "Error"
         };
+        run.termination_before_last = run.last_termination().cloned();
         run.status.state = Some(ContainerState {
             terminated: Some(ContainerStateTerminated {
                 exit_code: exit.code,
                 reason: Some(reason.to_owned()),
                 started_at,
                 finished_at: Some(exit.wall),
-                container_id: run.status.container_id.clone(),
+                container_id: Some(format!(
+                    "podcheck://{}/{}/{}",
+                    self.identity.uid, run.setup.name, exit.instance
+                )),
                 ..ContainerStateTerminated::default()
             }),
             ..ContainerState::default()
         });
+        if post_start_failed.is_some() {
+            // This instance never showed Running: the one before is its lastState.
+            run.status.last_state = run.termination_before_last.clone();
+            run.status.restart_count = exit.instance as i32;
+            run.status.container_id = Some(format!(
+                "podcheck://{}/{}/{}",
+                self.identity.uid, run.setup.name, exit.instance
+            ));
+            run.status.image_id = self.image_id.clone();
+        }
         run.status.ready = false;
         run.status.started = Some(false);
         // A probe kill restarts under Always and OnFailure whatever the exit code
-        // (`shouldRestartOnFailure`); an exit follows the policy and its code.
+        // (`shouldRestartOnFailure`); an exit follows the policy and its code; nothing
+        // restarts once the pod is deleted (`ShouldContainerBeRestarted`: "Once a pod has
+        // been marked deleted, it should not be restarted").
         let killed = run.killing;
         let restart = self.terminal.is_none()
+            && !terminating
             && match killed {
                 true => self.restart_policy != RestartPolicy::Never,
                 false => self.restart_policy.restarts(exit.code),
             };
-        // The termination itself shows before any restart decision, as with the kubelet.
-        let mut effects = vec![Effect::Publish];
+        // A probe kill or the kill after a failed postStart blocked SyncPod until the
+        // container stopped.
+        let mut effects = Vec::new();
+        let unblocks =
+            self.blocked_by == Some(exit.container) && (killed || post_start_failed.is_some());
         if !restart {
+            effects.push(Effect::Publish);
+            if unblocks {
+                effects.extend(self.unblock());
+            }
             return effects;
         }
+        let run = &mut self.containers[exit.container];
+        if let Some(FailedStart { message, .. }) = post_start_failed {
+            // The sync after the failed one shows the reason cache's ErrPostStartHook for a
+            // container that is to restart (`convertToAPIContainerStatuses`), with the
+            // killed instance as its lastState.
+            run.status.last_state = run.status.state.take();
+            run.status.state = Some(waiting("PostStartHookError", Some(message)));
+        }
+        // The termination itself shows before any restart decision, as with the kubelet.
+        effects.push(Effect::Publish);
         match run.crash_loop.restart(&self.timing, exit.at, killed, now) {
-            Restart::Now => effects.push(Effect::Start {
-                container: exit.container,
-                instance: run.next_instance(),
-            }),
+            Restart::Now => {
+                // A probe kill restarts in the very sync that killed; otherwise the
+                // queued starts of the blocked sync come first.
+                if unblocks && killed {
+                    self.blocked_by = None;
+                    effects.extend(self.start(exit.container));
+                    // Unless the new instance's postStart blocks SyncPod in turn.
+                    if self.blocked_by.is_none() {
+                        effects.extend(self.unblock());
+                    }
+                } else {
+                    if unblocks {
+                        effects.extend(self.unblock());
+                    }
+                    effects.extend(self.start(exit.container));
+                }
+                effects.push(Effect::Publish);
+                return effects;
+            }
             Restart::After { delay, at } => {
                 let identity = &self.identity;
                 let message = backoff::waiting_message(
@@ -416,18 +788,33 @@ impl PodLifecycle {
                     &run.setup.name,
                     &format!("{}_{}({})", identity.name, identity.namespace, identity.uid),
                 );
-                run.status.last_state = run.status.state.take();
+                if run
+                    .status
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+                {
+                    run.status.last_state = run.status.state.take();
+                }
                 run.status.state = Some(waiting("CrashLoopBackOff", Some(message)));
                 run.restart_at = Some(at);
             }
         }
         effects.push(Effect::Publish);
+        if unblocks {
+            effects.extend(self.unblock());
+        }
         effects
     }
 
     /// A probe result crossed its threshold for a container instance.
     fn probed(&mut self, update: ProbeUpdate) -> Vec<Effect> {
         let terminal = self.terminal.is_some();
+        // SyncTerminatingPod stops the liveness and startup probes
+        // (`StopLivenessAndStartup`); readiness goes on.
+        if self.terminating.is_some() && update.kind != Kind::Readiness {
+            return Vec::new();
+        }
         let Some(run) = self.containers.get_mut(update.container) else {
             return Vec::new();
         };
@@ -454,8 +841,8 @@ impl PodLifecycle {
         effects
     }
 
-    /// Stops a container a probe found unhealthy, once per instance, with the grace
-    /// period of the probe, else of the pod, never below the kubelet's minimum.
+    /// Kills a container a probe found unhealthy, once per instance, with the grace
+    /// period of the probe, else of the pod (`setTerminationGracePeriod`).
     ///
     /// Under restartPolicy Never, when no other container keeps running, the kubelet's
     /// `computePodActions` finds nothing to keep nor start and kills the whole pod
@@ -485,21 +872,118 @@ impl PodLifecycle {
             .find(|(k, _)| *k == kind)
             .and_then(|(_, grace)| *grace)
             .filter(|_| !whole_pod_killed);
-        let grace = probe_grace.unwrap_or(pod_grace).max(MINIMUM_GRACE);
-        Some(Effect::Stop {
-            container,
-            instance,
-            pid,
-            grace: self.timing.wall(grace),
-        })
+        if self.blocked_by.is_none() {
+            self.blocked_by = Some(container);
+        }
+        let grace_seconds = secs_i64(probe_grace.unwrap_or(pod_grace));
+        Some(self.kill(container, instance, pid, grace_seconds))
+    }
+
+    /// The pod was deleted, or its deletion's grace period changed: SyncTerminatingPod.
+    /// Nothing restarts any more; every running container is killed, all at once
+    /// (`killContainersWithSyncResult`), with the effective grace period.
+    ///
+    /// While SyncPod is blocked (a postStart hook, a kill inside it), the termination waits
+    /// for it: SyncPod runs on a context deletion does not cancel (kubernetes#116032). A
+    /// shorter grace period that comes once the kill is under way is recorded but does not
+    /// reach the kill (SyncTerminatingPod is not cancelled either: kubernetes#83916).
+    fn deleted(&mut self, deletion_grace: i64) -> Vec<Effect> {
+        let spec_grace = secs_i64(self.termination_grace);
+        if self.terminating.is_none() && self.blocked_by.is_some() {
+            self.deferred_deletion = Some(effective_grace(
+                self.deferred_deletion,
+                Some(deletion_grace),
+                spec_grace,
+            ));
+            return Vec::new();
+        }
+        let grace = effective_grace(self.terminating, Some(deletion_grace), spec_grace);
+        if self.terminating.is_some() {
+            self.terminating = Some(grace);
+            return Vec::new();
+        }
+        self.terminating = Some(grace);
+        self.start_queue.clear();
+        let mut effects = Vec::new();
+        for container in 0..self.containers.len() {
+            let run = &mut self.containers[container];
+            run.restart_at = None;
+            // A container waiting to restart shows its last termination again, since it
+            // will not be restarted.
+            let waiting_to_restart = run.pid.is_none()
+                && run
+                    .status
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.waiting.is_some());
+            if waiting_to_restart {
+                if let Some(last) = run.status.last_state.take() {
+                    run.status.state = Some(last);
+                    run.status.last_state = run.termination_before_last.take();
+                }
+            }
+            if let (Some(pid), Some(instance)) = (run.pid, run.instance) {
+                effects.push(self.kill(container, instance, pid, grace));
+            }
+        }
+        effects.push(Effect::Publish);
+        effects
     }
 
     /// Settles the phase before a status is published: a pod that reached Succeeded or
     /// Failed stays there, and its sandbox goes. Returns whether the sandbox must be
     /// torn down now.
+    ///
+    /// A deleted pod becomes terminal once none of its containers runs (SyncTerminatingPod,
+    /// then `getPhase` with `podIsTerminal`): Succeeded if every container exited 0, else
+    /// Failed, whatever the restart policy. A container that never ran is reported by
+    /// `TerminatePod` as Terminated, reason ContainerStatusUnknown, exit code 137, and the
+    /// pod Failed.
     pub fn settle(&mut self) -> bool {
         if self.terminal.is_some() {
             return false;
+        }
+        if self.terminating.is_some() {
+            // killPod returns once every kill is over, preStop hooks included.
+            if self.containers.iter().any(|c| c.pid.is_some()) || !self.pre_stops.is_empty() {
+                return false;
+            }
+            let mut all_succeeded = true;
+            for run in &mut self.containers {
+                let exit_code = run
+                    .status
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| t.exit_code);
+                match exit_code {
+                    Some(code) => all_succeeded &= code == 0,
+                    None => {
+                        all_succeeded = false;
+                        let previous = run.status.state.take();
+                        if previous.as_ref().is_some_and(|s| s.terminated.is_some()) {
+                            run.status.last_state = previous;
+                        }
+                        run.status.state = Some(ContainerState {
+                            terminated: Some(ContainerStateTerminated {
+                                exit_code: 137,
+                                reason: Some("ContainerStatusUnknown".to_owned()),
+                                message: Some(
+                                    "The container could not be located when the pod was terminated"
+                                        .to_owned(),
+                                ),
+                                ..ContainerStateTerminated::default()
+                            }),
+                            ..ContainerState::default()
+                        });
+                        run.status.ready = false;
+                        run.status.started = Some(false);
+                    }
+                }
+            }
+            self.terminal = Some(if all_succeeded { "Succeeded" } else { "Failed" });
+            self.sandbox_ready = false;
+            return true;
         }
         let phase = status::phase(&self.container_statuses(), self.restart_policy.as_str());
         if phase == "Succeeded" || phase == "Failed" {
@@ -508,6 +992,20 @@ impl PodLifecycle {
             return true;
         }
         false
+    }
+
+    /// Whether the kubelet's own delete of the pod object is due now: the pod was deleted
+    /// and has reached its terminal phase with every container stopped (the status
+    /// manager's `canBeDeleted`), and the delete was not sent yet. It sends
+    /// `gracePeriodSeconds: 0`.
+    pub fn final_delete_due(&mut self) -> bool {
+        let due = self.terminating.is_some()
+            && self.terminal.is_some()
+            && self.final_delete == FinalDelete::NotYet;
+        if due {
+            self.final_delete = FinalDelete::Sent;
+        }
+        due
     }
 
     fn phase(&self, statuses: &[ContainerStatus]) -> &'static str {
@@ -562,6 +1060,7 @@ impl PodLifecycle {
                 })
                 .collect(),
             terminal: self.terminal.is_some(),
+            terminating: self.terminating.is_some(),
         }
     }
 
@@ -576,6 +1075,11 @@ impl PodLifecycle {
             })
             .collect()
     }
+}
+
+/// A spec duration in whole seconds, as the API's integer fields hold it.
+fn secs_i64(spec: Duration) -> i64 {
+    i64::try_from(spec.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn waiting(reason: &str, message: Option<String>) -> ContainerState {

@@ -15,6 +15,8 @@ fn container(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetu
         name: name.to_owned(),
         image: AGENT_IMAGE.to_owned(),
         probes,
+        post_start: false,
+        pre_stop: false,
     }
 }
 
@@ -66,7 +68,8 @@ impl Pod {
     /// Delivers `event` and carries out the starts it decides, as the worker would
     /// (every start succeeds); returns every effect.
     fn handle(&mut self, event: Event) -> Vec<Effect> {
-        let effects = self.lifecycle.handle(event, self.now);
+        let mut effects = self.lifecycle.handle(event, self.now);
+        let mut hooks = Vec::new();
         for effect in &effects {
             if let Effect::Start {
                 container,
@@ -81,9 +84,18 @@ impl Pod {
                     at: self.now,
                     wall: self.wall(),
                 };
-                assert_eq!(self.lifecycle.handle(started, self.now), []);
+                let started = self.lifecycle.handle(started, self.now);
+                assert!(
+                    started.iter().all(|e| matches!(
+                        e,
+                        Effect::RunPostStart { .. } | Effect::Kill { .. } | Effect::Publish
+                    )),
+                    "{started:?}"
+                );
+                hooks.extend(started);
             }
         }
+        effects.extend(hooks);
         effects
     }
 
@@ -450,11 +462,11 @@ fn a_liveness_failure_stops_the_container_and_the_restart_follows_its_exit() {
     assert_eq!(
         pod.probe(0, Kind::Liveness, false),
         [
-            Effect::Stop {
+            Effect::Kill {
                 container: 0,
                 instance: 0,
                 pid,
-                grace: secs(30),
+                grace_seconds: 30,
             },
             Effect::Publish,
         ]
@@ -477,7 +489,7 @@ fn a_liveness_failure_stops_the_container_and_the_restart_follows_its_exit() {
     // The new instance can be stopped again.
     assert!(matches!(
         pod.probe(0, Kind::Liveness, false)[0],
-        Effect::Stop { instance: 1, .. }
+        Effect::Kill { instance: 1, .. }
     ));
 }
 
@@ -495,20 +507,18 @@ fn a_liveness_kill_under_restart_policy_never_ends_the_pod() {
 
 #[test]
 fn the_grace_period_is_the_probes_else_the_pods_and_never_below_two_seconds() {
-    for (probe_grace, time_scale, expected) in [
-        (None, 1.0, secs(30)),
-        (Some(secs(5)), 1.0, secs(5)),
-        (Some(SECOND), 1.0, secs(2)),
-        (Some(secs(5)), 0.5, Duration::from_millis(2500)),
-    ] {
+    for (probe_grace, expected, timeout) in
+        [(None, 30, 30), (Some(secs(5)), 5, 5), (Some(SECOND), 1, 2)]
+    {
         let setup = container("app", vec![(Kind::Startup, probe_grace)]);
-        let mut pod = Pod::scaled(RestartPolicy::Always, vec![setup], time_scale);
+        let mut pod = Pod::new(RestartPolicy::Always, vec![setup]);
         pod.start();
         let effects = pod.probe(0, Kind::Startup, false);
         assert!(
-            matches!(effects[0], Effect::Stop { grace, .. } if grace == expected),
-            "probe grace {probe_grace:?} at scale {time_scale}: {effects:?}"
+            matches!(effects[0], Effect::Kill { grace_seconds, .. } if grace_seconds == expected),
+            "probe grace {probe_grace:?}: {effects:?}"
         );
+        assert_eq!(stop_timeout(expected, None), timeout);
     }
 }
 
@@ -517,14 +527,14 @@ fn under_never_a_liveness_kill_of_the_last_running_container_uses_the_pods_grace
     // computePodActions: nothing kept, nothing to start -> KillPod, reason unknown, so the
     // probe's terminationGracePeriodSeconds does not apply; with another container kept
     // running the container alone is killed with the probe's.
-    for (others, expected) in [(0, secs(30)), (1, secs(5))] {
+    for (others, expected) in [(0, 30), (1, 5)] {
         let mut containers = vec![container("app", vec![(Kind::Liveness, Some(secs(5)))])];
         containers.extend((0..others).map(|i| container(&format!("side{i}"), vec![])));
         let mut pod = Pod::new(RestartPolicy::Never, containers);
         pod.start();
         let effects = pod.probe(0, Kind::Liveness, false);
         assert!(
-            matches!(effects[0], Effect::Stop { grace, .. } if grace == expected),
+            matches!(effects[0], Effect::Kill { grace_seconds, .. } if grace_seconds == expected),
             "{others} other running container(s): {effects:?}"
         );
     }
@@ -739,7 +749,7 @@ fn probe_results_of_an_instance_that_no_longer_runs_are_ignored() {
         kind: Kind::Liveness,
         success: false,
     }));
-    assert!(!stale.iter().any(|e| matches!(e, Effect::Stop { .. })));
+    assert!(!stale.iter().any(|e| matches!(e, Effect::Kill { .. })));
     // Under Never, a failure reported for the exited current instance stops nothing.
     let mut never = Pod::new(
         RestartPolicy::Never,
@@ -749,7 +759,7 @@ fn probe_results_of_an_instance_that_no_longer_runs_are_ignored() {
     never.advance(SECOND);
     never.exit(0, 1);
     let after_exit = never.probe(0, Kind::Liveness, false);
-    assert!(!after_exit.iter().any(|e| matches!(e, Effect::Stop { .. })));
+    assert!(!after_exit.iter().any(|e| matches!(e, Effect::Kill { .. })));
 }
 
 #[test]
@@ -791,4 +801,425 @@ fn a_startup_success_reported_after_the_exit_does_not_mark_the_container_started
     pod.exit(0, 1);
     pod.probe(0, Kind::Startup, true);
     assert_eq!(pod.status(0).started, Some(false));
+}
+
+// Termination: deletion, grace periods, hooks.
+
+fn hooked(name: &str) -> ContainerSetup {
+    ContainerSetup {
+        post_start: true,
+        ..container(name, vec![])
+    }
+}
+
+fn kills(effects: &[Effect]) -> Vec<(usize, u32, i64)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Kill {
+                container,
+                instance,
+                grace_seconds,
+                ..
+            } => Some((*container, *instance, *grace_seconds)),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Pod {
+    fn delete(&mut self, grace_seconds: i64) -> Vec<Effect> {
+        self.handle(Event::Deleted { grace_seconds })
+    }
+
+    fn post_start_done(&mut self, container: usize, result: Result<(), &str>) -> Vec<Effect> {
+        let instance = self.lifecycle.probe_view().containers[container]
+            .instance
+            .expect("an instance was started");
+        self.handle(Event::PostStartDone {
+            container,
+            instance,
+            result: result.map_err(str::to_owned),
+        })
+    }
+
+    fn terminated(&self, container: usize) -> (i32, String) {
+        let terminated = self
+            .status(container)
+            .state
+            .and_then(|s| s.terminated)
+            .expect("a terminated container");
+        (terminated.exit_code, terminated.reason.unwrap_or_default())
+    }
+}
+
+#[test]
+fn the_effective_grace_period_only_shrinks_and_a_force_delete_gets_one_second() {
+    // (grace so far, deletionGracePeriodSeconds, terminationGracePeriodSeconds) -> grace
+    for (current, deletion, spec, expected) in [
+        (None, Some(10), 30, 10),
+        (None, Some(45), 30, 45),
+        (Some(10), Some(5), 30, 5),
+        (Some(10), Some(20), 30, 10),
+        (None, None, 30, 30),
+        (None, None, 0, 1),
+        // A force delete: 0 is an override, floored at 1 s, not "no value".
+        (None, Some(0), 30, 1),
+        (Some(20), Some(0), 30, 1),
+    ] {
+        assert_eq!(
+            effective_grace(current, deletion, spec),
+            expected,
+            "current {current:?}, deletion {deletion:?}, spec {spec}"
+        );
+    }
+}
+
+#[test]
+fn sigkill_follows_sigterm_after_the_grace_left_by_pre_stop_in_whole_seconds_and_at_least_two() {
+    let ms = Duration::from_millis;
+    assert_eq!(stop_timeout(30, None), 30);
+    assert_eq!(stop_timeout(30, Some(ms(4_900))), 26, "4.9 s count as 4");
+    assert_eq!(stop_timeout(30, Some(ms(999))), 30);
+    assert_eq!(stop_timeout(5, Some(secs(4))), 2, "1 s left: the minimum");
+    assert_eq!(stop_timeout(3, Some(secs(3))), 2, "a hook that used it all");
+    assert_eq!(stop_timeout(1, None), 2);
+    assert!(runs_pre_stop(true, 1));
+    assert!(!runs_pre_stop(true, 0), "no time for a preStop");
+    assert!(!runs_pre_stop(false, 30));
+}
+
+#[test]
+fn a_deleted_pod_kills_every_running_container_and_restarts_nothing() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("a", vec![]), container("b", vec![])],
+    );
+    pod.start();
+    let effects = pod.delete(10);
+    assert_eq!(kills(&effects), [(0, 0, 10), (1, 0, 10)]);
+    assert_eq!(effects.last(), Some(&Effect::Publish));
+    pod.advance(SECOND);
+    assert_eq!(starts(&pod.exit(0, 128 + libc::SIGTERM)), Vec::<u32>::new());
+    assert_eq!(pod.phase(), "Running", "b still runs");
+    assert!(!pod.lifecycle.final_delete_due());
+    pod.advance(SECOND);
+    assert_eq!(starts(&pod.exit(1, 0)), Vec::<u32>::new());
+    // Terminal once nothing runs, whatever the restart policy: one failure makes it Failed.
+    assert_eq!(pod.phase(), "Failed");
+    assert_eq!(pod.terminated(0), (143, "Error".to_owned()));
+    assert!(
+        pod.lifecycle.final_delete_due(),
+        "the kubelet deletes the object"
+    );
+    assert!(!pod.lifecycle.final_delete_due(), "once");
+    assert_eq!(pod.condition("Ready"), "False");
+}
+
+#[test]
+fn a_deleted_pod_whose_containers_all_exit_zero_succeeds_even_under_always() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    pod.delete(30);
+    pod.advance(SECOND);
+    pod.exit(0, 0);
+    assert_eq!(pod.phase(), "Succeeded");
+    assert_eq!(pod.terminated(0), (0, "Completed".to_owned()));
+}
+
+#[test]
+fn a_shorter_grace_period_does_not_reach_a_kill_under_way() {
+    // SyncTerminatingPod runs on a context nothing cancels (kubernetes#83916): a later,
+    // shorter deletion (a force delete too) changes the object, not the kill.
+    let mut pod = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    pod.start();
+    assert_eq!(kills(&pod.delete(30)), [(0, 0, 30)]);
+    assert_eq!(pod.delete(5), []);
+    assert_eq!(pod.delete(0), []);
+}
+
+#[test]
+fn a_container_in_back_off_is_not_restarted_and_shows_its_last_termination() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![]), container("side", vec![])],
+    );
+    pod.start();
+    pod.advance(SECOND);
+    pod.exit(0, 3);
+    pod.advance(SECOND);
+    pod.exit(0, 4);
+    assert_eq!(pod.waiting(0).0, "CrashLoopBackOff");
+    let effects = pod.delete(30);
+    assert_eq!(kills(&effects), [(1, 0, 30)], "only side runs");
+    assert_eq!(pod.lifecycle.next_restart(), None);
+    assert_eq!(pod.terminated(0), (4, "Error".to_owned()));
+    let last = pod.status(0).last_state.and_then(|s| s.terminated);
+    assert_eq!(last.map(|t| t.exit_code), Some(3));
+    pod.advance(secs(20));
+    assert_eq!(starts(&pod.handle(Event::RestartsDue)), Vec::<u32>::new());
+    pod.exit(1, 143);
+    assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn a_container_that_never_ran_is_reported_unknown_when_the_deleted_pod_terminates() {
+    let mut other = container("other", vec![]);
+    other.image = "registry.example/other:1".to_owned();
+    let mut pod = Pod::new(RestartPolicy::Always, vec![other]);
+    pod.handle(Event::SandboxStarted);
+    pod.handle(Event::StartFailed {
+        container: 0,
+        message: "not present".to_owned(),
+    });
+    assert_eq!(kills(&pod.delete(30)), []);
+    assert_eq!(pod.phase(), "Failed");
+    assert_eq!(
+        pod.terminated(0),
+        (137, "ContainerStatusUnknown".to_owned())
+    );
+}
+
+#[test]
+fn liveness_and_startup_stop_during_termination_but_readiness_goes_on() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container(
+            "app",
+            vec![(Kind::Liveness, None), (Kind::Readiness, None)],
+        )],
+    );
+    pod.start();
+    pod.probe(0, Kind::Readiness, true);
+    pod.delete(30);
+    assert!(pod.lifecycle.probe_view().terminating);
+    assert_eq!(pod.probe(0, Kind::Liveness, false), []);
+    assert_eq!(pod.probe(0, Kind::Readiness, false), [Effect::Publish]);
+    assert!(!pod.status(0).ready);
+}
+
+#[test]
+fn a_pod_deleted_after_it_terminated_is_only_deleted_by_the_kubelet() {
+    let mut pod = Pod::new(RestartPolicy::Never, vec![container("app", vec![])]);
+    pod.start();
+    pod.exit(0, 0);
+    assert_eq!(pod.phase(), "Succeeded");
+    assert!(!pod.lifecycle.final_delete_due(), "not deleted");
+    assert_eq!(kills(&pod.delete(0)), []);
+    assert!(pod.lifecycle.final_delete_due());
+}
+
+#[test]
+fn a_container_with_a_post_start_hook_shows_running_only_once_the_hook_returned() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![hooked("app")]);
+    pod.handle(Event::SandboxStarted);
+    let started_at = pod.wall();
+    let effects = pod.handle(Event::SandboxReady);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::RunPostStart {
+                container: 0,
+                instance: 0,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert_eq!(pod.waiting(0).0, "ContainerCreating");
+    assert_eq!(pod.phase(), "Pending");
+    assert_eq!(pod.lifecycle.probe_view().containers[0].running_since, None);
+    pod.advance(secs(3));
+    assert_eq!(pod.post_start_done(0, Ok(())), [Effect::Publish]);
+    let running = pod
+        .status(0)
+        .state
+        .and_then(|s| s.running)
+        .expect("running");
+    assert_eq!(
+        running.started_at,
+        Some(started_at),
+        "since the process started"
+    );
+    assert_eq!(pod.phase(), "Running");
+}
+
+#[test]
+fn a_failed_post_start_kills_the_container_which_then_waits_with_post_start_hook_error() {
+    let mut pod = Pod::new(RestartPolicy::Always, vec![hooked("app")]);
+    pod.start();
+    pod.advance(SECOND);
+    let effects = pod.post_start_done(0, Err("Exec lifecycle hook failed"));
+    assert_eq!(kills(&effects), [(0, 0, 30)], "the pod's grace period");
+    assert_eq!(pod.waiting(0).0, "ContainerCreating", "never shown running");
+    pod.advance(SECOND);
+    let effects = pod.exit_instance(0, 0, 137);
+    assert_eq!(starts(&effects), [1], "the first restart is immediate");
+    assert_eq!(
+        pod.waiting(0),
+        (
+            "PostStartHookError".to_owned(),
+            Some("Exec lifecycle hook failed".to_owned())
+        )
+    );
+    let last = pod
+        .status(0)
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("lastState");
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (137, Some("Error"))
+    );
+    assert_eq!(
+        pod.status(0).restart_count,
+        0,
+        "until the new instance shows"
+    );
+    // The second failure waits out the back-off.
+    pod.post_start_done(0, Err("again"));
+    pod.advance(SECOND);
+    assert_eq!(starts(&pod.exit_instance(0, 1, 143)), Vec::<u32>::new());
+    assert_eq!(pod.waiting(0).0, "CrashLoopBackOff");
+    assert_eq!(pod.status(0).restart_count, 1);
+}
+
+#[test]
+fn under_never_a_failed_post_start_ends_the_container() {
+    let mut pod = Pod::new(RestartPolicy::Never, vec![hooked("app")]);
+    pod.start();
+    pod.post_start_done(0, Err("failed"));
+    pod.exit_instance(0, 0, 143);
+    assert_eq!(pod.terminated(0), (143, "Error".to_owned()));
+    assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn an_exit_during_the_post_start_hook_is_seen_once_the_hook_returned() {
+    let mut pod = Pod::new(RestartPolicy::Never, vec![hooked("app")]);
+    pod.start();
+    pod.advance(SECOND);
+    assert_eq!(pod.exit_instance(0, 0, 2), []);
+    assert_eq!(pod.waiting(0).0, "ContainerCreating");
+    pod.advance(SECOND);
+    pod.post_start_done(0, Ok(()));
+    assert_eq!(pod.terminated(0), (2, "Error".to_owned()));
+    assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn a_deletion_waits_for_the_post_start_hook_under_way() {
+    // SyncPod, blocked in the hook, is not cancelled by the deletion (kubernetes#116032):
+    // the container stays Waiting until the hook returns, then it is killed with the
+    // deletion's grace period.
+    let mut pod = Pod::new(RestartPolicy::Always, vec![hooked("app")]);
+    pod.start();
+    assert_eq!(pod.delete(30), []);
+    assert_eq!(
+        pod.delete(5),
+        [],
+        "a shorter one replaces the deferred deletion"
+    );
+    assert_eq!(pod.waiting(0).0, "ContainerCreating");
+    assert!(!pod.lifecycle.probe_view().terminating);
+    let effects = pod.post_start_done(0, Ok(()));
+    assert_eq!(kills(&effects), [(0, 0, 5)]);
+    assert!(pod.status(0).state.and_then(|s| s.running).is_some());
+    pod.exit_instance(0, 0, 137);
+    assert_eq!(pod.phase(), "Failed");
+}
+
+#[test]
+fn containers_start_one_after_another_behind_a_post_start_hook() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![hooked("a"), container("b", vec![]), hooked("c")],
+    );
+    pod.handle(Event::SandboxStarted);
+    let effects = pod.handle(Event::SandboxReady);
+    assert_eq!(
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Start { container, .. } => Some(*container),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        [0],
+        "b and c wait for a's hook"
+    );
+    let effects = pod.post_start_done(0, Ok(()));
+    let started: Vec<usize> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Start { container, .. } => Some(*container),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [1, 2], "then both, up to the next hook");
+    assert!(pod.status(1).state.and_then(|s| s.running).is_some());
+    assert_eq!(pod.waiting(2).0, "ContainerCreating");
+}
+
+#[test]
+fn a_deleted_pod_terminates_only_once_its_pre_stop_hooks_are_over() {
+    let setup = ContainerSetup {
+        pre_stop: true,
+        ..container("app", vec![])
+    };
+    let mut pod = Pod::new(RestartPolicy::Always, vec![setup]);
+    pod.start();
+    assert_eq!(kills(&pod.delete(10)), [(0, 0, 10)]);
+    // The container ends by itself while its preStop (a sleep) still runs.
+    pod.exit(0, 0);
+    assert_eq!(pod.phase(), "Running");
+    assert!(!pod.lifecycle.final_delete_due());
+    assert_eq!(
+        pod.handle(Event::PreStopDone {
+            container: 0,
+            instance: 0
+        }),
+        [Effect::Publish]
+    );
+    assert_eq!(pod.phase(), "Succeeded");
+    assert!(pod.lifecycle.final_delete_due());
+}
+
+#[test]
+fn a_deletion_during_a_probe_kill_waits_for_the_restart_that_follows_it() {
+    // SyncPod kills and restarts in one sync; the terminating sync then kills the new
+    // instance.
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![container("app", vec![(Kind::Liveness, None)])],
+    );
+    pod.start();
+    assert_eq!(kills(&pod.probe(0, Kind::Liveness, false)), [(0, 0, 30)]);
+    assert_eq!(pod.delete(10), []);
+    pod.advance(SECOND);
+    let effects = pod.exit(0, 143);
+    assert_eq!(starts(&effects), [1]);
+    assert_eq!(kills(&effects), [(0, 1, 10)]);
+}
+
+#[test]
+fn a_container_whose_start_failed_does_not_hold_back_the_next() {
+    let mut pod = Pod::new(
+        RestartPolicy::Always,
+        vec![hooked("a"), container("b", vec![])],
+    );
+    pod.handle(Event::SandboxStarted);
+    assert_eq!(
+        pod.lifecycle.handle(Event::SandboxReady, pod.now)[0],
+        Effect::Start {
+            container: 0,
+            instance: 0
+        }
+    );
+    let effects = pod.handle(Event::StartFailed {
+        container: 0,
+        message: "no such binary".to_owned(),
+    });
+    assert_eq!(starts(&effects), [0], "b's first instance");
+    assert!(pod.status(1).state.and_then(|s| s.running).is_some());
 }

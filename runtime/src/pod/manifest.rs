@@ -1,10 +1,11 @@
 //! What the runtime takes from a pod's manifest, checked before any process starts.
 
 use crate::errors::RuntimeError;
+use crate::hook::Handler;
 use crate::image::AGENT_PATH_IN_IMAGE;
 use crate::kubelet::{ContainerSetup, RestartPolicy};
 use crate::probe::{Kind, ProbeSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub(super) struct PodManifest<'a> {
     pub restart_policy: RestartPolicy,
     /// terminationGracePeriodSeconds (spec time).
     pub termination_grace: Duration,
+    /// metadata.finalizers.
+    pub finalizers: Vec<String>,
 }
 
 /// Everything decided from a container's manifest before any process starts.
@@ -32,7 +35,9 @@ pub(super) struct ContainerSpec {
     pub working_dir: String,
     pub binds: Vec<(PathBuf, String, bool)>,
     pub probes: Vec<ProbeSpec>,
-    /// The manifest's container, for what probes look up in it (named ports).
+    pub post_start: Option<Handler>,
+    pub pre_stop: Option<Handler>,
+    /// The manifest's container, for what probes and hooks look up in it (named ports).
     pub manifest: Container,
 }
 
@@ -46,6 +51,8 @@ impl ContainerSpec {
                 .iter()
                 .map(|p| (p.kind, p.termination_grace))
                 .collect(),
+            post_start: self.post_start.is_some(),
+            pre_stop: self.pre_stop.is_some(),
         }
     }
 }
@@ -108,12 +115,16 @@ pub(super) fn read_pod<'a>(
         namespace,
         spec,
         restart_policy,
-        termination_grace: Duration::from_secs(
-            spec.termination_grace_period_seconds
-                .filter(|g| *g >= 0)
-                .unwrap_or(30) as u64,
-        ),
+        termination_grace: Duration::from_secs(grace_seconds(spec) as u64),
+        finalizers: pod.metadata.finalizers.clone().unwrap_or_default(),
     })
+}
+
+/// terminationGracePeriodSeconds in whole seconds, 30 when unset (the API's default).
+pub(super) fn grace_seconds(spec: &PodSpec) -> i64 {
+    spec.termination_grace_period_seconds
+        .filter(|g| *g >= 0)
+        .unwrap_or(30)
 }
 
 /// The pod's volumes (emptyDir only), by name, with their directories under `pod_dir`.
@@ -145,6 +156,7 @@ pub(super) fn container_spec(
     container: &Container,
     index: usize,
     volumes: &BTreeMap<String, PathBuf>,
+    grace_seconds: i64,
     invalid: Invalid,
 ) -> Result<ContainerSpec, RuntimeError> {
     let field = |rest: &str| format!("spec.containers[{index}].{rest}");
@@ -213,6 +225,15 @@ pub(super) fn container_spec(
             );
         }
     }
+    let lifecycle = container.lifecycle.as_ref();
+    let hook = |name: &str, handler: Option<&LifecycleHandler>| {
+        handler
+            .map(|h| Handler::parse(h, grace_seconds))
+            .transpose()
+            .map_err(|reason| invalid(&field(&format!("lifecycle.{name}")), reason))
+    };
+    let post_start = hook("postStart", lifecycle.and_then(|l| l.post_start.as_ref()))?;
+    let pre_stop = hook("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref()))?;
     Ok(ContainerSpec {
         name: container.name.clone(),
         image,
@@ -225,6 +246,8 @@ pub(super) fn container_spec(
             .unwrap_or_else(|| "/".to_owned()),
         binds,
         probes,
+        post_start,
+        pre_stop,
         manifest: container.clone(),
     })
 }

@@ -6,26 +6,140 @@
 mod manifest;
 mod worker;
 
+use crate::apiserver::{Deleted, PodObject, PodSnapshot, Refusal};
 use crate::errors::RuntimeError;
 use crate::kubelet::{PodIdentity, PodLifecycle, PodSetup, Timing};
 use crate::Shared;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{mpsc, watch};
 
 fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// A pod the runtime runs: its status history and the handle to stop its worker.
+/// The pod object as clients see it: every version written (by the kubelet's status
+/// updates and by API requests), and what the kubelet learns of its deletion.
+pub(crate) struct ObjectStore {
+    uid: String,
+    object: PodObject,
+    snapshots: Vec<PodSnapshot>,
+    /// The latest status the kubelet wrote.
+    status: PodStatus,
+    version: u64,
+    time_scale: f64,
+    notify: watch::Sender<usize>,
+    /// The kubelet's watch of the pod: each new `deletionGracePeriodSeconds`.
+    kubelet: mpsc::UnboundedSender<i64>,
+}
+
+impl ObjectStore {
+    fn record(&mut self, at: Time) {
+        self.version += 1;
+        self.snapshots.push(PodSnapshot {
+            at,
+            object: self.object.state(self.version),
+            status: self.status.clone(),
+        });
+        self.notify.send_replace(self.snapshots.len());
+    }
+
+    /// When the pod's first status was written.
+    pub fn first_written(&self) -> Option<&Time> {
+        self.snapshots.first().map(|s| &s.at)
+    }
+
+    pub fn status(&self) -> Option<&PodStatus> {
+        self.snapshots.last().map(|s| &s.status)
+    }
+
+    /// The kubelet's status update; none reaches an object that is gone.
+    pub fn write_status(&mut self, at: Time, status: PodStatus) {
+        if self.object.is_gone() || (!self.snapshots.is_empty() && self.status == status) {
+            return;
+        }
+        self.status = status;
+        self.record(at);
+    }
+
+    /// `DELETE` with `gracePeriodSeconds`; `from_kubelet` for the node's own final delete,
+    /// which the kubelet needs not hear of. Returns once the API server has answered.
+    pub fn delete(
+        &mut self,
+        at: Time,
+        grace_seconds: Option<i64>,
+        from_kubelet: bool,
+    ) -> Result<(), RuntimeError> {
+        let terminal = matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let scale = self.time_scale;
+        let wall = |secs: i64| SignedDuration::from_secs_f64(secs as f64 * scale);
+        let deleted = self
+            .object
+            .delete(at.0, grace_seconds, terminal, wall)
+            .map_err(|refusal| self.refused(refusal))?;
+        let grace_seconds = match deleted {
+            Deleted::Pending => return Ok(()),
+            Deleted::Updated { grace_seconds } => {
+                self.record(at);
+                grace_seconds
+            }
+            Deleted::Removed { grace_seconds } => {
+                // The update that set the grace period is written, then the object is
+                // removed: a watch sees MODIFIED, then DELETED with that last state.
+                self.object.set_gone(false);
+                self.record(at.clone());
+                self.object.set_gone(true);
+                self.record(at);
+                grace_seconds
+            }
+        };
+        if !from_kubelet {
+            // The kubelet's pod worker learns the new grace period from its watch; a
+            // worker that is gone has nothing left to terminate.
+            let _ = self.kubelet.send(grace_seconds);
+        }
+        Ok(())
+    }
+
+    /// A patch removing `finalizer`; the object goes if that ends its deletion.
+    pub fn remove_finalizer(&mut self, at: Time, finalizer: &str) -> Result<(), RuntimeError> {
+        let before = self.object.clone();
+        let removed = self
+            .object
+            .remove_finalizer(finalizer)
+            .map_err(|refusal| self.refused(refusal))?;
+        if removed {
+            // The update turns into a delete of the stored object: the DELETED event
+            // carries it as it was stored, finalizer included.
+            self.object = before;
+            self.object.set_gone(true);
+            self.record(at);
+        } else {
+            self.record(at);
+        }
+        Ok(())
+    }
+
+    fn refused(&self, refusal: Refusal) -> RuntimeError {
+        match refusal {
+            Refusal::NotFound => RuntimeError::PodGone(self.uid.clone()),
+            Refusal::NoSuchFinalizer(finalizer) => RuntimeError::NoSuchFinalizer {
+                pod: self.uid.clone(),
+                finalizer,
+            },
+        }
+    }
+}
+
+/// A pod the runtime runs: its object as clients see it and the handle to stop its worker.
 pub(crate) struct PodEntry {
     pub uid: String,
     dir: PathBuf,
-    history: Arc<Mutex<Vec<(Time, PodStatus)>>>,
+    store: Arc<Mutex<ObjectStore>>,
     changes: watch::Receiver<usize>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -45,10 +159,15 @@ impl PodEntry {
         let uid = format!("{}-{serial:04}", shared.id);
         let dir = shared.dir.join("pods").join(&uid);
         let volumes = manifest::volumes(manifest.spec, &dir, &invalid)?;
+        let grace_seconds = manifest::grace_seconds(manifest.spec);
         let mut containers = Vec::new();
         for (index, container) in manifest.spec.containers.iter().enumerate() {
             containers.push(manifest::container_spec(
-                container, index, &volumes, &invalid,
+                container,
+                index,
+                &volumes,
+                grace_seconds,
+                &invalid,
             )?);
         }
         for path in volumes.values() {
@@ -59,7 +178,7 @@ impl PodEntry {
             PodSetup {
                 identity: PodIdentity {
                     name: manifest.name.clone(),
-                    namespace: manifest.namespace,
+                    namespace: manifest.namespace.clone(),
                     uid: uid.clone(),
                 },
                 restart_policy: manifest.restart_policy,
@@ -79,25 +198,35 @@ impl PodEntry {
                 time_scale: shared.config.time_scale,
             },
         );
-        let history = Arc::new(Mutex::new(Vec::new()));
         let (notify, changes) = watch::channel(0usize);
+        let (kubelet, deletions) = mpsc::unbounded_channel();
+        let store = Arc::new(Mutex::new(ObjectStore {
+            uid: uid.clone(),
+            object: PodObject::new(manifest.finalizers.clone(), grace_seconds),
+            snapshots: Vec::new(),
+            status: PodStatus::default(),
+            version: 0,
+            time_scale: shared.config.time_scale,
+            notify,
+            kubelet,
+        }));
         let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel();
         let worker = worker::Worker::new(
             shared.clone(),
-            manifest.name,
+            worker::PodNames {
+                name: manifest.name.clone(),
+                display: format!("{}_{}({uid})", manifest.name, manifest.namespace),
+            },
             dir.clone(),
             containers,
             lifecycle,
-            worker::StatusLog {
-                history: history.clone(),
-                notify,
-            },
+            store.clone(),
         );
-        let handle = tokio::spawn(worker.run(stop_receiver));
+        let handle = tokio::spawn(worker.run(stop_receiver, deletions));
         Ok(Arc::new(PodEntry {
             uid,
             dir,
-            history,
+            store,
             changes,
             stop: Mutex::new(Some(stop_sender)),
             worker: Mutex::new(Some(handle)),
@@ -105,8 +234,22 @@ impl PodEntry {
         }))
     }
 
-    pub fn history(&self) -> Vec<(Time, PodStatus)> {
-        self.history.lock().map(|h| h.clone()).unwrap_or_default()
+    fn lock_store(&self) -> MutexGuard<'_, ObjectStore> {
+        // A poisoned store still holds every version written; cleanup must go on.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshots(&self) -> Vec<PodSnapshot> {
+        self.lock_store().snapshots.clone()
+    }
+
+    /// `DELETE` of the pod object, as a client sends it.
+    pub fn delete(&self, grace_seconds: Option<i64>) -> Result<(), RuntimeError> {
+        self.lock_store().delete(now(), grace_seconds, false)
+    }
+
+    pub fn remove_finalizer(&self, finalizer: &str) -> Result<(), RuntimeError> {
+        self.lock_store().remove_finalizer(now(), finalizer)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<usize> {

@@ -2,25 +2,39 @@
 //! cgroups and a sandbox, and feeds what happens back to them.
 
 use super::manifest::ContainerSpec;
-use super::now;
+use super::{now, ObjectStore};
 use crate::errors::RuntimeError;
+use crate::hook::{self, HookContext};
 use crate::image::AGENT_PATH_IN_IMAGE;
-use crate::kubelet::{Effect, Event, Exit, PodLifecycle, RestartPolicy};
+use crate::kubelet::{self, Effect, Event, Exit, PodLifecycle, RestartPolicy};
 use crate::probe::{self, PodView, ProbeUpdate, WorkerContext, PROBE_USER_AGENT};
 use crate::{sys, Shared, AGENT_IMAGE};
-use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Where the pod's statuses go: its history, and a counter that changes with it.
-pub(super) struct StatusLog {
-    pub history: Arc<Mutex<Vec<(Time, PodStatus)>>>,
-    pub notify: watch::Sender<usize>,
+/// How the pod is named: its hostname, and as the kubelet names it in messages.
+pub(super) struct PodNames {
+    pub name: String,
+    /// `format.Pod`: `name_namespace(uid)`.
+    pub display: String,
 }
+
+/// A postStart hook's result for one container instance.
+struct PostStartResult {
+    container: usize,
+    instance: u32,
+    result: Result<(), String>,
+}
+
+type Spawn =
+    Arc<dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync>;
 
 /// A container instance's end, as its waiter thread saw it.
 struct ProcessExit {
@@ -33,7 +47,7 @@ struct ProcessExit {
 
 pub(super) struct Worker {
     shared: Arc<Shared>,
-    pod_name: String,
+    names: PodNames,
     uid: String,
     dir: PathBuf,
     specs: Vec<ContainerSpec>,
@@ -41,39 +55,71 @@ pub(super) struct Worker {
     /// Each container's OOM kill count before its current instance started.
     oom_kills_before: Vec<u64>,
     sandbox_pid: Option<i32>,
-    statuses: StatusLog,
+    /// The sandbox's network namespace, which probes and hooks connect from.
+    netns: Option<Arc<File>>,
+    store: Arc<Mutex<ObjectStore>>,
     /// What probe workers see of the containers.
     view: watch::Sender<PodView>,
-    probe_tasks: Vec<tokio::task::JoinHandle<()>>,
+    probe_tasks: Vec<JoinHandle<()>>,
+    /// Kills under way (preStop, SIGTERM, SIGKILL), by container and instance.
+    kills: HashMap<(usize, u32), JoinHandle<()>>,
+    /// postStart hooks under way.
+    post_starts: Vec<JoinHandle<()>>,
+    post_start_results: mpsc::UnboundedSender<PostStartResult>,
+    post_start_receiver: Option<mpsc::UnboundedReceiver<PostStartResult>>,
+    /// Kills whose preStop hook returned (or was no longer waited for).
+    pre_stops_done: mpsc::UnboundedSender<(usize, u32)>,
+    pre_stops_receiver: Option<mpsc::UnboundedReceiver<(usize, u32)>>,
 }
 
 impl Worker {
     pub fn new(
         shared: Arc<Shared>,
-        pod_name: String,
+        names: PodNames,
         dir: PathBuf,
         specs: Vec<ContainerSpec>,
         lifecycle: PodLifecycle,
-        statuses: StatusLog,
+        store: Arc<Mutex<ObjectStore>>,
     ) -> Worker {
+        let (post_start_results, receiver) = mpsc::unbounded_channel();
+        let (pre_stops_done, pre_stops_receiver) = mpsc::unbounded_channel();
         Worker {
             shared,
-            pod_name,
+            names,
             uid: lifecycle.uid().to_owned(),
             dir,
             oom_kills_before: vec![0; specs.len()],
             specs,
             lifecycle,
             sandbox_pid: None,
-            statuses,
+            netns: None,
+            store,
             view: watch::channel(PodView::default()).0,
             probe_tasks: Vec::new(),
+            kills: HashMap::new(),
+            post_starts: Vec::new(),
+            post_start_results,
+            post_start_receiver: Some(receiver),
+            pre_stops_done,
+            pre_stops_receiver: Some(pre_stops_receiver),
         }
     }
 
-    pub async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    /// Runs the pod until `stop`; `deletions` carries each `deletionGracePeriodSeconds`
+    /// the pod object gets.
+    pub async fn run(
+        mut self,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+        mut deletions: mpsc::UnboundedReceiver<i64>,
+    ) {
         let (exits_tx, mut exits) = mpsc::unbounded_channel::<ProcessExit>();
         let (probe_tx, mut probe_updates) = mpsc::unbounded_channel::<ProbeUpdate>();
+        let (Some(mut post_start_results), Some(mut pre_stops_done)) = (
+            self.post_start_receiver.take(),
+            self.pre_stops_receiver.take(),
+        ) else {
+            return;
+        };
         self.publish();
         let setup = match self.start_sandbox() {
             Err(err) => Event::SandboxFailed {
@@ -103,6 +149,20 @@ impl Worker {
                 Some(update) = probe_updates.recv() => {
                     self.apply(Event::Probe(update), &exits_tx);
                 }
+                Some(done) = post_start_results.recv() => {
+                    let event = Event::PostStartDone {
+                        container: done.container,
+                        instance: done.instance,
+                        result: done.result,
+                    };
+                    self.apply(event, &exits_tx);
+                }
+                Some((container, instance)) = pre_stops_done.recv() => {
+                    self.apply(Event::PreStopDone { container, instance }, &exits_tx);
+                }
+                Some(grace_seconds) = deletions.recv() => {
+                    self.apply(Event::Deleted { grace_seconds }, &exits_tx);
+                }
                 _ = sleep_until(next_restart) => {
                     self.apply(Event::RestartsDue, &exits_tx);
                 }
@@ -120,12 +180,17 @@ impl Worker {
                     container,
                     instance,
                 } => self.start_instance(container, instance, exits),
-                Effect::Stop {
+                Effect::Kill {
                     container,
                     instance,
                     pid,
-                    grace,
-                } => self.stop_instance(container, instance, pid, grace),
+                    grace_seconds,
+                } => self.kill_instance(container, instance, pid, grace_seconds),
+                Effect::RunPostStart {
+                    container,
+                    instance,
+                    pid,
+                } => self.run_post_start(container, instance, pid),
             }
         }
     }
@@ -147,7 +212,7 @@ impl Worker {
                 .shared
                 .agent_image
                 .join(AGENT_PATH_IN_IMAGE.trim_start_matches('/')),
-            hostname: self.pod_name.clone(),
+            hostname: self.names.name.clone(),
             cgroup_procs: procs,
         })
         .map_err(|e| RuntimeError::io("prepare the pod sandbox", e))?;
@@ -156,13 +221,22 @@ impl Worker {
             .spawner
             .spawn(command)
             .map_err(|e| RuntimeError::io("start the pod sandbox", e))?;
-        self.sandbox_pid = Some(child.id() as i32);
+        let pid = child.id() as i32;
+        self.sandbox_pid = Some(pid);
         // Reap it whenever it dies; its exit needs no handling beyond that.
         tokio::task::spawn_blocking(move || {
             let mut child = child;
             let _ = child.wait();
         });
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| RuntimeError::io("open the pod's network namespace", e))?;
+        self.netns = Some(Arc::new(netns));
         Ok(())
+    }
+
+    fn spawner(&self) -> Spawn {
+        let shared = self.shared.clone();
+        Arc::new(move |command| shared.spawner.spawn(command))
     }
 
     fn start_probe_workers(
@@ -172,17 +246,10 @@ impl Worker {
         if self.specs.iter().all(|c| c.probes.is_empty()) {
             return Ok(());
         }
-        let sandbox = self.sandbox_pid.ok_or(RuntimeError::NoSandbox {
+        let netns = self.netns.clone().ok_or(RuntimeError::NoSandbox {
             action: "start probes",
         })?;
-        let netns = Arc::new(
-            std::fs::File::open(format!("/proc/{sandbox}/ns/net"))
-                .map_err(|e| RuntimeError::io("open the pod's network namespace", e))?,
-        );
-        let shared = self.shared.clone();
-        let spawner: Arc<
-            dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync,
-        > = Arc::new(move |command| shared.spawner.spawn(command));
+        let spawner = self.spawner();
         for (index, spec) in self.specs.iter().enumerate() {
             for probe in &spec.probes {
                 let context = WorkerContext {
@@ -207,15 +274,88 @@ impl Worker {
         Ok(())
     }
 
-    /// SIGTERM now; whatever still runs of the instance is killed after `grace` (wall).
-    fn stop_instance(&mut self, container: usize, instance: u32, pid: i32, grace: Duration) {
-        sys::kill(pid, libc::SIGTERM);
+    /// What a hook of this instance runs with; None once the sandbox is gone.
+    fn hook_context(&self, container: usize, instance: u32, pid: i32) -> Option<HookContext> {
+        let spec = &self.specs[container];
+        Some(HookContext {
+            container: spec.manifest.clone(),
+            pod: self.names.display.clone(),
+            env: spec.env.clone(),
+            pid,
+            cgroup_procs: self
+                .shared
+                .cgroups
+                .procs_files(&self.instance_group(container, instance)),
+            netns: self.netns.clone()?,
+            spawner: self.spawner(),
+            time_scale: self.shared.config.time_scale,
+        })
+    }
+
+    /// `killContainer`: the preStop hook if there is time for it, bounded by the grace
+    /// period; then SIGTERM to the instance's process; then, after the grace period left
+    /// (at least the minimum), SIGKILL to whatever still runs in its cgroup. Replaces a
+    /// kill of the same instance under way.
+    fn kill_instance(&mut self, container: usize, instance: u32, pid: i32, grace_seconds: i64) {
+        if let Some(previous) = self.kills.remove(&(container, instance)) {
+            previous.abort();
+        }
         let group = self.instance_group(container, instance);
         let shared = self.shared.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
+        let scale = self.shared.config.time_scale;
+        self.kills.retain(|_, task| !task.is_finished());
+        let pre_stop = self.specs[container]
+            .pre_stop
+            .clone()
+            .filter(|_| kubelet::runs_pre_stop(true, grace_seconds));
+        let context = self.hook_context(container, instance, pid);
+        let wall =
+            move |secs: i64| Duration::from_secs(u64::try_from(secs).unwrap_or(0)).mul_f64(scale);
+        let done = self.pre_stops_done.clone();
+        let task = tokio::spawn(async move {
+            let mut spent = None;
+            if let Some(handler) = pre_stop {
+                let began = Instant::now();
+                // executePreStopHook waits for the hook at most the grace period; a failed
+                // hook (FailedPreStopHook) does not stop the kill. The wait goes on even
+                // if the container ends meanwhile.
+                if let Some(context) = context {
+                    let hook = hook::run(&handler, &context);
+                    let _ = tokio::time::timeout(wall(grace_seconds), hook).await;
+                }
+                spent = Some(began.elapsed().div_f64(scale));
+                let _ = done.send((container, instance));
+            }
+            let timeout = kubelet::stop_timeout(grace_seconds, spent);
+            // The process may have ended meanwhile: signal it only while it is still in
+            // its cgroup, so that a reused pid is never hit.
+            if shared.cgroups.pids(&group).contains(&pid) {
+                sys::kill(pid, libc::SIGTERM);
+            }
+            tokio::time::sleep(wall(timeout)).await;
             shared.cgroups.kill_all(&group);
         });
+        self.kills.insert((container, instance), task);
+    }
+
+    /// Runs the instance's postStart hook beside its process; the result comes back as
+    /// [`Event::PostStartDone`].
+    fn run_post_start(&mut self, container: usize, instance: u32, pid: i32) {
+        let handler = self.specs[container].post_start.clone();
+        let context = self.hook_context(container, instance, pid);
+        let results = self.post_start_results.clone();
+        self.post_starts.push(tokio::spawn(async move {
+            let result = match (handler, context) {
+                (Some(handler), Some(context)) => hook::run(&handler, &context).await,
+                _ => Err("PostStart handler: the pod sandbox is gone".to_owned()),
+            };
+            let _ = results.send(PostStartResult {
+                container,
+                instance,
+                result,
+            });
+        }));
+        self.post_starts.retain(|task| !task.is_finished());
     }
 
     fn start_instance(
@@ -325,6 +465,7 @@ impl Worker {
     /// cgroup goes (off the worker, since the kernel may keep it busy for a moment).
     /// Whether the OOM killer ended it is read first.
     fn reap(&mut self, exit: ProcessExit) -> Exit {
+        // A kill under way goes on: its preStop wait is not cut short by the exit.
         let group = self.instance_group(exit.container, exit.instance);
         let oom_killed =
             self.shared.cgroups.oom_kills(&group) > self.oom_kills_before[exit.container];
@@ -343,28 +484,24 @@ impl Worker {
 
     /// Records the pod's status if it changed, after tearing down the sandbox of a pod
     /// that just became terminal.
+    ///
+    /// Once a deleted pod has terminated, the kubelet deletes the object itself, with no
+    /// grace period (the status manager's `syncPod` after `canBeDeleted`).
     fn publish(&mut self) {
         if self.lifecycle.settle() {
             self.tear_down_sandbox();
         }
         let stamp = now();
-        let mut history = match self.statuses.history.lock() {
-            Ok(h) => h,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let status = self.lifecycle.pod_status(
-            &stamp,
-            history.first().map(|(at, _)| at),
-            history.last().map(|(_, status)| status),
-        );
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let status = self
+            .lifecycle
+            .pod_status(&stamp, store.first_written(), store.status());
         self.view.send_replace(self.lifecycle.probe_view());
-        if history.last().is_some_and(|(_, last)| *last == status) {
-            return;
+        store.write_status(stamp, status);
+        if self.lifecycle.final_delete_due() {
+            // Refused only if the object is already gone, which is what it asks for.
+            let _ = store.delete(now(), Some(0), true);
         }
-        history.push((stamp, status));
-        let count = history.len();
-        drop(history);
-        self.statuses.notify.send_replace(count);
     }
 
     fn tear_down_sandbox(&mut self) {
@@ -376,7 +513,12 @@ impl Worker {
     }
 
     async fn kill_everything(&mut self) {
-        for task in self.probe_tasks.drain(..) {
+        for task in self
+            .probe_tasks
+            .drain(..)
+            .chain(self.post_starts.drain(..))
+            .chain(self.kills.drain().map(|(_, task)| task))
+        {
             task.abort();
         }
         self.tear_down_sandbox();

@@ -28,7 +28,7 @@ const POD_HOST: &str = "127.0.0.1";
 
 /// One HTTP probe's request, from the manifest's `httpGet`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct HttpGet<'a> {
+pub(crate) struct HttpGet<'a> {
     pub port: u16,
     pub path: &'a str,
     pub headers: &'a [(String, String)],
@@ -42,7 +42,7 @@ pub(super) struct HttpGet<'a> {
     reason = "a warning's status and a failure's cause are the probe's output, which the \
               kubelet puts in events; the local runtime records no events, its tests read them"
 )]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     Success,
     /// The answer was a redirect the prober did not follow (to another host), or
     /// another 3xx: a success, with a warning.
@@ -92,7 +92,7 @@ impl Target {
 }
 
 /// Runs one HTTP probe; `connect` opens a TCP connection to a port of the pod.
-pub(super) async fn probe<C, F>(connect: C, get: HttpGet<'_>, timeout: Duration) -> Outcome
+pub(crate) async fn probe<C, F>(connect: C, get: HttpGet<'_>, timeout: Duration) -> Outcome
 where
     C: Fn(u16) -> F,
     F: Future<Output = std::io::Result<TcpStream>>,

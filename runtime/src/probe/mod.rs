@@ -8,7 +8,7 @@
 //! worker outlives container restarts, and so do its counters.
 
 mod grpc;
-mod http_get;
+pub(crate) mod http_get;
 
 use crate::errors::ProbeError;
 use crate::sys;
@@ -137,6 +137,9 @@ pub(crate) struct ContainerView {
 pub(crate) struct PodView {
     pub containers: Vec<ContainerView>,
     pub terminal: bool,
+    /// The pod was deleted: liveness and startup probes stop (`StopLivenessAndStartup`),
+    /// readiness goes on.
+    pub terminating: bool,
 }
 
 /// A probe result that crossed its threshold.
@@ -197,7 +200,7 @@ pub(crate) async fn run_worker(
             return;
         }
         let snapshot = view.borrow_and_update().clone();
-        if snapshot.terminal {
+        if snapshot.terminal || (snapshot.terminating && probe.kind != Kind::Readiness) {
             return;
         }
         let Some(container) = snapshot.containers.get(context.container).cloned() else {
@@ -331,6 +334,8 @@ async fn execute(
                 container_pid: pid,
                 argv: command.clone(),
                 env: context.env.clone(),
+                cgroup_procs: Vec::new(),
+                capture_output: false,
             };
             let command = sys::exec_command(launch)
                 .map_err(|e| ProbeError::io("prepare the exec probe's command", e))?;
@@ -367,7 +372,7 @@ async fn execute(
 }
 
 /// A named port is looked up in the container's own ports; a missing one is an error.
-fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, ProbeError> {
+pub(crate) fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, ProbeError> {
     let number = match port {
         IntOrString::Int(number) => *number,
         IntOrString::String(name) => container
@@ -385,7 +390,10 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, ProbeE
 }
 
 /// A TCP connection to the pod's own address, made from inside its network namespace.
-async fn connect(netns: &Arc<File>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+pub(crate) async fn connect(
+    netns: &Arc<File>,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
     let netns = netns.clone();
     let socket = tokio::task::spawn_blocking(move || sys::tcp_socket_in(&netns))
         .await
