@@ -17,6 +17,9 @@ pub const STATE_VOLUME: &str = "podcheck-state";
 pub const STATE_DIR: &str = "/podcheck-state";
 /// Label every podcheck pod carries, so targets can find (and clean up) their pods.
 pub const CASE_LABEL: &str = "podcheck.io/case";
+/// Annotation holding the scenario's fault schedule (JSON), on pods that have one: a
+/// target that plays the scenario out by itself (the model) reads it; a real one ignores it.
+pub const FAULTS_ANNOTATION: &str = "podcheck.io/faults";
 
 /// The agent's wire format of a behaviour.
 pub fn behaviour_json(behaviour: &Behaviour) -> String {
@@ -156,6 +159,14 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         .labels
         .get_or_insert_with(Default::default)
         .insert(CASE_LABEL.to_owned(), scenario.name.clone());
+    if !scenario.faults.is_empty() {
+        if let Ok(faults) = serde_json::to_string(&scenario.faults) {
+            pod.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(FAULTS_ANNOTATION.to_owned(), faults);
+        }
+    }
     let Some(spec) = pod.spec.as_mut() else {
         return pod;
     };

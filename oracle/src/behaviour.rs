@@ -53,7 +53,9 @@ impl OnSigterm {
 }
 
 /// How the process answers one named hook call: it takes `takes`, then succeeds (HTTP
-/// 200, exec exit 0) or fails (HTTP 500, exec exit 1).
+/// 200, exec exit 0) or fails (HTTP 500, exec exit 1). The kubelet counts only the exec
+/// handler's failure: an httpGet hook succeeds whatever the HTTP status
+/// (pkg/kubelet/lifecycle/handlers.go `runHTTPHandler`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HookScript {

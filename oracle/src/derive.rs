@@ -11,10 +11,16 @@ use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
 
 /// The phase the kubelet computes from container statuses (`getPhase`,
 /// pkg/kubelet/kubelet_pods.go), for pods without init containers.
+///
+/// `deleted`: the pod has a deletionTimestamp. Once every container of a deleted pod has
+/// stopped, `SyncTerminatingPod` generates the status with `podIsTerminal` and the phase
+/// no longer follows the restart policy: Succeeded when every container exited 0, Failed
+/// otherwise (since 1.27, kubernetes#115331).
 pub fn derive_phase(
     container_names: &[&str],
     statuses: &[ContainerStatus],
     policy: RestartPolicy,
+    deleted: bool,
 ) -> &'static str {
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
     for name in container_names {
@@ -50,6 +56,13 @@ pub fn derive_phase(
     } else if running > 0 && unknown == 0 {
         "Running"
     } else if running == 0 && stopped > 0 && unknown == 0 {
+        if deleted {
+            return if stopped == succeeded {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
+        }
         match policy {
             RestartPolicy::Always => "Running",
             _ if stopped == succeeded => "Succeeded",

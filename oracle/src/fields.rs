@@ -94,8 +94,79 @@ const POD_FIELDS: &[Entry] = &[
     ),
     field(
         "spec.terminationGracePeriodSeconds",
-        &[RuleId::ProbeLivenessRestart, RuleId::ProbeStartupFailureRestart],
-        KILL_GRACE,
+        &[
+            RuleId::ProbeLivenessRestart,
+            RuleId::ProbeStartupFailureRestart,
+            RuleId::TerminationDeletionTimestamp,
+            RuleId::TerminationGracePeriod,
+            RuleId::TerminationPrestopInGrace,
+        ],
+        "the grace period of a deletion that does not give its own, and of a probe kill (the workload dies of SIGTERM at once unless its behaviour handles it; a kubelet never waits less than 2s before SIGKILL)",
+    ),
+    field(
+        "metadata.finalizers",
+        &[RuleId::TerminationFinalizers, RuleId::TerminationForceDelete],
+        "a deleted pod's object stays until its last finalizer is removed (the fault schedule's removeFinalizer)",
+    ),
+];
+
+/// Fields below each of a container's lifecycle hooks (`lifecycle.postStart`,
+/// `lifecycle.preStop`); [`HOOK_POINTS`] adds each hook's rules.
+const HOOK_FIELDS: &[Entry] = &[
+    field(
+        "exec.command",
+        &[RuleId::HookHandlerExec],
+        "only [\"/podcheck-agent\", \"hook\", NAME]: the workload's scripted hook call NAME",
+    ),
+    field(
+        "httpGet.path",
+        &[RuleId::HookHandlerHttp],
+        "only /hook/NAME: the workload's scripted hook call NAME",
+    ),
+    field(
+        "httpGet.port",
+        &[RuleId::HookHandlerHttp],
+        "the workload's hook port (its health port) as a number",
+    ),
+    field(
+        "httpGet.scheme",
+        &[RuleId::HookHandlerHttp],
+        "HTTP: the workload answers hook calls over plain HTTP",
+    ),
+    field(
+        "sleep.seconds",
+        &[RuleId::HookHandlerSleep],
+        "how long the kubelet pauses",
+    ),
+    field(
+        "tcpSocket.port",
+        &[RuleId::HookHandlerTcpRefused],
+        "accepted by validation, refused by the kubelet when the hook runs",
+    ),
+    field(
+        "tcpSocket.host",
+        &[RuleId::HookHandlerTcpRefused],
+        "accepted by validation, refused by the kubelet when the hook runs",
+    ),
+];
+
+const HOOK_POINTS: &[(&str, &[RuleId])] = &[
+    (
+        "postStart",
+        &[
+            RuleId::HookPoststartConcurrent,
+            RuleId::HookPoststartRunningAfter,
+            RuleId::HookPoststartFailureKills,
+        ],
+    ),
+    (
+        "preStop",
+        &[
+            RuleId::TerminationPrestopFirst,
+            RuleId::TerminationPrestopInGrace,
+            RuleId::HookPrestopFailureContinues,
+            RuleId::HookPrestopCutOff,
+        ],
     ),
 ];
 
@@ -241,7 +312,6 @@ const UNMODELLED: &[(&str, &str)] = &[
     ("metadata.annotations", "some annotations change what a kubelet does (static and mirror pods, kubernetes.io/config.*, AppArmor and seccomp profiles)"),
     ("metadata.namespace", "targets choose the namespace their pods run in"),
     ("metadata.generateName", "targets name the pod after metadata.name or the scenario"),
-    ("metadata.finalizers", "finalizers keep a deleted pod's object until removed; deletion is not modelled"),
     ("metadata.ownerReferences", "the garbage collector deletes the pod with its owner; deletion is not modelled"),
     ("metadata.uid", SERVER_SET),
     ("metadata.resourceVersion", SERVER_SET),
@@ -301,7 +371,6 @@ const UNMODELLED: &[(&str, &str)] = &[
     ("spec.containers[].resources", "a kubelet derives status.qosClass from requests and limits, and the kernel OOM-kills a container over its memory limit (reason OOMKilled)"),
     ("spec.containers[].resizePolicy", "whether resizing the container's resources restarts it"),
     ("spec.containers[].securityContext", "run-as users, capabilities and a read-only root can keep the container from starting (CreateContainerConfigError) or change what its process may do"),
-    ("spec.containers[].lifecycle", "postStart and preStop hooks delay the container's start and stop, and a failing postStart hook kills it"),
     ("spec.containers[].restartPolicy", "a container's own restart policy (sidecars) overrides the pod's"),
     ("spec.containers[].restartPolicyRules", "per-exit-code restart rules override the pod's restart policy"),
     ("spec.containers[].volumeMounts", "a mount of a volume that cannot be set up keeps the container Waiting; targets add a mount of their own"),
@@ -344,6 +413,10 @@ pub fn modelled_fields() -> &'static [ModelledField] {
                     .filter(|e| !(*probe == "readinessProbe" && e.path == KILL_GRACE_FIELD))
                     .map(|e| entry(&prefix, e, kind_rules)),
             );
+        }
+        for (point, point_rules) in HOOK_POINTS {
+            let prefix = format!("spec.containers[].lifecycle.{point}.");
+            fields.extend(HOOK_FIELDS.iter().map(|e| entry(&prefix, e, point_rules)));
         }
         fields
     });

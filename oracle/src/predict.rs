@@ -1,7 +1,8 @@
 //! `predict`: what must happen to a scenario's pod, as time windows and expected states.
 
 use crate::duration::SpecDuration;
-use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG};
+use crate::plan::termination::{Deletion, OBJECT_REMOVAL_LAG};
+use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 use serde::Serialize;
@@ -32,6 +33,55 @@ pub struct Prediction {
     pub running_observable: bool,
     /// Every rule this prediction exercises.
     pub rules: Vec<RuleId>,
+    /// The pod's deletion, when the fault schedule deletes it within the horizon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<DeletionPrediction>,
+}
+
+/// What a deletion does to the pod object.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionPrediction {
+    #[serde(flatten)]
+    pub deletion: Deletion,
+    /// The pod is terminal when deleted: the API server deletes it at once, grace 0
+    /// (`CheckGracefulDelete`), and no container is stopped.
+    pub already_terminal: bool,
+    /// The finalizer removals of the schedule: (fault index, finalizer, time).
+    pub finalizer_removals: Vec<(usize, String, SpecDuration)>,
+}
+
+impl DeletionPrediction {
+    /// The grace period the API server sets.
+    pub fn api_grace_seconds(&self) -> i64 {
+        if self.already_terminal {
+            0
+        } else {
+            self.deletion.api_grace_seconds
+        }
+    }
+
+    /// The object goes at once: no grace period and no finalizer.
+    pub fn object_gone_at_once(&self) -> bool {
+        self.api_grace_seconds() == 0 && self.deletion.finalizers.is_empty()
+    }
+
+    /// When the last of the pod's finalizers is removed, if it is.
+    pub fn finalizers_cleared_at(&self) -> Option<SpecDuration> {
+        let mut left = self.deletion.finalizers.clone();
+        let mut removals = self.finalizer_removals.clone();
+        removals.sort_by_key(|(_, _, at)| *at);
+        if left.is_empty() {
+            return Some(SpecDuration::ZERO);
+        }
+        for (_, name, at) in removals {
+            left.retain(|f| *f != name);
+            if left.is_empty() {
+                return Some(at);
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -48,6 +98,12 @@ pub enum PredictError {
         container: String,
         reason: String,
     },
+    #[error("scenario {scenario}, container {container}: {reason}, so the fault schedule has no single prediction; move the action away from that moment")]
+    UndecidedFault {
+        scenario: String,
+        container: String,
+        reason: String,
+    },
 }
 
 pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
@@ -59,11 +115,39 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
             reason: plan.ambiguity.clone().unwrap_or_default(),
         });
     }
+    let deletion = Deletion::of(scenario);
     let horizon = scenario
         .observe_for
-        .unwrap_or_else(|| default_horizon(&probe))
+        .unwrap_or_else(|| default_horizon(&probe, scenario))
         .min(MAX_HORIZON);
     let containers = plan::plan_containers(scenario, horizon);
+    let deletion = deletion
+        .filter(|d| d.at <= horizon)
+        .map(|deletion| {
+            let already_terminal = terminal_before(&containers, deletion.at).map_err(|reason| {
+                PredictError::UndecidedFault {
+                    scenario: scenario.name.clone(),
+                    container: reason.0,
+                    reason: reason.1,
+                }
+            })?;
+            Ok(DeletionPrediction {
+                finalizer_removals: scenario
+                    .faults
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, fault)| match &fault.action {
+                        crate::scenario::FaultAction::RemoveFinalizer { finalizer } => {
+                            Some((index, finalizer.clone(), fault.at))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                deletion,
+                already_terminal,
+            })
+        })
+        .transpose()?;
     // A restart decision past the horizon is never observed; one within it is refused.
     if let Some((plan, undecided)) = containers.iter().find_map(|plan| {
         plan.undecided
@@ -71,14 +155,33 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
             .filter(|u| u.at <= horizon)
             .map(|u| (plan, u))
     }) {
-        return Err(PredictError::UndecidedRestart {
-            scenario: scenario.name.clone(),
-            container: plan.name.clone(),
-            reason: undecided.reason.clone(),
+        let (scenario, container, reason) = (
+            scenario.name.clone(),
+            plan.name.clone(),
+            undecided.reason.clone(),
+        );
+        return Err(if undecided.fault {
+            PredictError::UndecidedFault {
+                scenario,
+                container,
+                reason,
+            }
+        } else {
+            PredictError::UndecidedRestart {
+                scenario,
+                container,
+                reason,
+            }
         });
     }
     let policy = scenario.restart_policy();
-    let terminal_phase = if containers.iter().all(|c| c.final_exit_code().is_some()) {
+    let gone_at_once = deletion
+        .as_ref()
+        .is_some_and(DeletionPrediction::object_gone_at_once);
+    let terminal_phase = if gone_at_once && !deletion.as_ref().is_some_and(|d| d.already_terminal) {
+        // Nothing after the object's removal shows; what showed before is checked as usual.
+        None
+    } else if containers.iter().all(|c| c.final_exit_code().is_some()) {
         let all_zero = containers.iter().all(|c| c.final_exit_code() == Some(0));
         Some(if all_zero { "Succeeded" } else { "Failed" })
     } else {
@@ -91,7 +194,10 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
                 .is_none_or(|end| end.lo >= SpecDuration::from_secs(5))
         })
     });
-    let rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
+    let mut rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
+    if let Some(deletion) = &deletion {
+        deletion_rules(deletion, &containers, &mut rules);
+    }
     Ok(Prediction {
         scenario: scenario.name.clone(),
         restart_policy: policy,
@@ -101,10 +207,127 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
         terminal_phase,
         running_observable,
         rules,
+        deletion,
     })
 }
 
-fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
+/// Whether every container has stopped for good (and the terminal phase is written) by
+/// `at`; Err (container, reason) when timing could decide it.
+fn terminal_before(
+    containers: &[ContainerPlan],
+    at: SpecDuration,
+) -> Result<bool, (String, String)> {
+    let margin = plan::termination::TERMINATION_MARGIN;
+    let mut latest_final = SpecDuration::ZERO;
+    for plan in containers {
+        let Some(last) = plan.last() else {
+            return Ok(false);
+        };
+        if last.after_exit != Some(AfterExit::StaysTerminated) {
+            return Ok(false);
+        }
+        let Some((_, hi)) = last.ends() else {
+            return Ok(false);
+        };
+        latest_final = latest_final.max(hi);
+    }
+    let earliest_terminal = containers
+        .iter()
+        .filter_map(|plan| plan.last()?.ends().map(|(lo, _)| lo))
+        .max()
+        .unwrap_or(SpecDuration::ZERO);
+    if at + margin <= earliest_terminal {
+        return Ok(false);
+    }
+    if at >= latest_final + TERMINAL_PHASE_LAG + margin {
+        return Ok(true);
+    }
+    Err((
+        containers.first().map(|c| c.name.clone()).unwrap_or_default(),
+        format!(
+            "the deletion at {at} may come before or after the pod turns terminal ({earliest_terminal} to {})",
+            latest_final + TERMINAL_PHASE_LAG
+        ),
+    ))
+}
+
+fn deletion_rules(
+    deletion: &DeletionPrediction,
+    containers: &[ContainerPlan],
+    rules: &mut Vec<RuleId>,
+) {
+    let mut add = |rule: RuleId| {
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    };
+    if deletion.object_gone_at_once() {
+        add(RuleId::TerminationForceDelete);
+        return;
+    }
+    add(RuleId::TerminationDeletionTimestamp);
+    add(RuleId::TerminationPhase);
+    add(RuleId::TerminationObjectRemoved);
+    if !deletion.deletion.finalizers.is_empty() {
+        add(RuleId::TerminationFinalizers);
+    }
+    if deletion.deletion.force {
+        add(RuleId::TerminationForceDelete);
+    }
+    for instance in containers.iter().flat_map(|c| c.instances.iter()) {
+        if instance.after_exit == Some(AfterExit::PodTerminating) {
+            add(RuleId::TerminationNoRestart);
+        }
+        let Some(crate::plan::CutCause::Deleted(stop)) = instance.cut.as_ref().map(|c| &c.cause)
+        else {
+            continue;
+        };
+        add(RuleId::TerminationSigterm);
+        add(RuleId::TerminationNoRestart);
+        if stop.killed {
+            add(RuleId::TerminationGracePeriod);
+        }
+        if let Some(pre_stop) = &stop.pre_stop {
+            add(RuleId::TerminationPrestopFirst);
+            add(RuleId::TerminationPrestopInGrace);
+            if pre_stop.cut_off {
+                add(RuleId::HookPrestopCutOff);
+                add(RuleId::TerminationMinimumGrace);
+            }
+            if pre_stop.call.fails {
+                add(RuleId::HookPrestopFailureContinues);
+            }
+            add(match pre_stop.call.handler {
+                crate::plan::termination::HookHandler::Exec { .. } => RuleId::HookHandlerExec,
+                crate::plan::termination::HookHandler::Http { .. } => RuleId::HookHandlerHttp,
+                crate::plan::termination::HookHandler::Sleep(_) => RuleId::HookHandlerSleep,
+                crate::plan::termination::HookHandler::TcpSocket => RuleId::HookHandlerTcpRefused,
+            });
+        }
+        if let Some(probes) = &instance.probes {
+            if probes.probes.liveness.is_some() || probes.probes.startup.is_some() {
+                add(RuleId::TerminationLivenessStops);
+            }
+            if probes.probes.readiness.is_some() {
+                add(RuleId::TerminationReadinessContinues);
+            }
+        }
+    }
+}
+
+fn default_horizon(plans: &[ContainerPlan], scenario: &Scenario) -> SpecDuration {
+    // Every fault action is watched, and what follows it: a deletion until the object
+    // could be gone.
+    let faults = scenario
+        .faults
+        .iter()
+        .map(|fault| match &fault.action {
+            crate::scenario::FaultAction::RemoveFinalizer { .. } => fault.at + STATUS_LAG + SETTLE,
+            _ => fault.at + SETTLE,
+        })
+        .max()
+        .unwrap_or(SpecDuration::ZERO);
+    let removal = TERMINAL_PHASE_LAG + OBJECT_REMOVAL_LAG;
     plans
         .iter()
         .map(|plan| {
@@ -124,10 +347,10 @@ fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
             };
             // A last exit that may make the pod terminal is watched until the latest
             // moment the kubelet writes the terminal phase.
-            let after_end = if matches!(last.after_exit, Some(AfterExit::StaysTerminated)) {
-                plan::TERMINAL_PHASE_LAG
-            } else {
-                STATUS_LAG
+            let after_end = match last.after_exit {
+                Some(AfterExit::StaysTerminated) => plan::TERMINAL_PHASE_LAG,
+                Some(AfterExit::PodTerminating) => removal,
+                _ => STATUS_LAG,
             };
             let run = last
                 .end()
@@ -140,6 +363,7 @@ fn default_horizon(plans: &[ContainerPlan]) -> SpecDuration {
         })
         .max()
         .unwrap_or(SETTLE)
+        .max(faults)
 }
 
 fn exercised_rules(
@@ -166,7 +390,13 @@ fn exercised_rules(
     if running_observable {
         rules.push(RuleId::PhaseRunning);
     }
+    let deleted = containers
+        .iter()
+        .flat_map(|c| c.instances.iter())
+        .any(|i| i.after_exit == Some(AfterExit::PodTerminating));
     match terminal_phase {
+        // A deleted pod's terminal phase is termination.phase's.
+        Some(_) if deleted => {}
         Some("Succeeded") => rules.push(RuleId::PhaseSucceeded),
         Some(_) => rules.push(RuleId::PhaseFailed),
         None => {}
@@ -174,10 +404,30 @@ fn exercised_rules(
     let instances = || containers.iter().flat_map(|c| c.instances.iter());
     if instances().any(|i| i.end().is_some()) {
         rules.push(RuleId::ContainerStateTerminated);
+    }
+    // The restart policy decides after an exit of the instance's own or a kill from
+    // outside; after a deletion's stop, no restart is the rule whatever the policy.
+    let deleted = instances().any(|i| i.after_exit == Some(AfterExit::PodTerminating));
+    if instances().any(|i| {
+        i.end().is_some()
+            && !matches!(
+                i.cut.as_ref().map(|c| &c.cause),
+                Some(crate::plan::CutCause::Deleted(_))
+            )
+            && i.after_exit != Some(AfterExit::PodTerminating)
+    }) {
         rules.push(policy.rule());
-        if policy == RestartPolicy::Always {
-            rules.push(RuleId::PhaseAlwaysNeverTerminal);
-        }
+    }
+    if instances().any(|i| i.end().is_some()) && policy == RestartPolicy::Always && !deleted {
+        rules.push(RuleId::PhaseAlwaysNeverTerminal);
+    }
+    if instances().any(|i| {
+        matches!(
+            i.cut.as_ref().map(|c| &c.cause),
+            Some(crate::plan::CutCause::Killed)
+        )
+    }) {
+        rules.push(RuleId::FaultKillContainer);
     }
     if policy == RestartPolicy::OnFailure
         && instances().any(|i| i.after_exit.is_some_and(AfterExit::restarts))

@@ -79,6 +79,29 @@ rule_ids! {
     ProbeHandlerTcp => "probe.handler.tcp",
     ProbeHandlerGrpc => "probe.handler.grpc",
     ProbeHandlerExec => "probe.handler.exec",
+    TerminationDeletionTimestamp => "termination.deletion-timestamp",
+    TerminationPrestopFirst => "termination.prestop-before-sigterm",
+    TerminationSigterm => "termination.sigterm",
+    TerminationGracePeriod => "termination.grace-period",
+    TerminationPrestopInGrace => "termination.prestop-counts-in-grace",
+    TerminationMinimumGrace => "termination.minimum-grace",
+    TerminationNoRestart => "termination.no-restart",
+    TerminationPhase => "termination.phase",
+    TerminationObjectRemoved => "termination.object-removed",
+    TerminationLivenessStops => "termination.liveness-stops",
+    TerminationReadinessContinues => "termination.readiness-continues",
+    TerminationFinalizers => "termination.finalizers",
+    TerminationForceDelete => "termination.force-delete",
+    FaultKillContainer => "fault.kill-container",
+    HookPrestopFailureContinues => "hook.prestop.failure-continues",
+    HookPrestopCutOff => "hook.prestop.cut-off",
+    HookPoststartConcurrent => "hook.poststart.concurrent",
+    HookPoststartRunningAfter => "hook.poststart.running-after",
+    HookPoststartFailureKills => "hook.poststart.failure-kills",
+    HookHandlerExec => "hook.handler.exec",
+    HookHandlerHttp => "hook.handler.http",
+    HookHandlerSleep => "hook.handler.sleep",
+    HookHandlerTcpRefused => "hook.handler.tcp-refused",
 }
 
 impl RuleId {
@@ -186,6 +209,26 @@ const COMPUTE_ACTIONS: &str =
     "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions";
 const FIDELITY_PROBES: &str = "podcheck docs/fidelity/probes.md";
 const FIDELITY_PHASE: &str = "podcheck docs/fidelity/phase-conditions.md";
+const SEED_TERMINATION: &str = "seed: Pod Termination Flow";
+const SEED_HOOKS: &str = "seed: Container Hooks";
+const SEED_HOOK_GOTCHAS: &str = "seed: Hook Delivery Guarantees and Gotchas";
+const SEED_STUCK_TERMINATING: &str = "seed: Interview Gotchas / 4. Pod stuck in Terminating";
+const DOC_TERMINATION: &str =
+    "https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination";
+const DOC_HOOKS: &str = "https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/";
+const DOC_FINALIZERS: &str =
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/";
+const KILL_CONTAINER: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer, executePreStopHook";
+const START_CONTAINER: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go startContainer (PostStart)";
+const HANDLERS: &str = "kubernetes pkg/kubelet/lifecycle/handlers.go HandlerRunner.Run";
+const EFFECTIVE_GRACE: &str = "kubernetes pkg/kubelet/pod_workers.go calculateEffectiveGracePeriod";
+const GRACEFUL_DELETE: &str =
+    "kubernetes pkg/registry/core/pod/strategy.go CheckGracefulDelete; apiserver registry/rest/delete.go BeforeDelete";
+const STATUS_DELETE: &str =
+    "kubernetes pkg/kubelet/status/status_manager.go syncPod, canBeDeleted (the kubelet's final delete)";
+const FIDELITY_TERMINATION: &str = "podcheck docs/fidelity/termination.md";
 const MERGE_POD_STATUS: &str =
     "kubernetes pkg/kubelet/status/status_manager.go mergePodStatus, syncPeriod";
 
@@ -419,6 +462,121 @@ pub const CATALOGUE: &[Rule] = &[
         id: RuleId::ProbeHandlerExec,
         statement: "An exec probe runs its command inside the container and succeeds exactly when it exits 0.",
         sources: &[SEED_PROBES, DOC_PROBES, "kubernetes pkg/probe/exec/exec.go"],
+    },
+    Rule {
+        id: RuleId::TerminationDeletionTimestamp,
+        statement: "A graceful delete sets metadata.deletionTimestamp to the time of the request plus the grace period and metadata.deletionGracePeriodSeconds to the grace period: the request's gracePeriodSeconds, else the pod's terminationGracePeriodSeconds (30 s by default).",
+        sources: &[SEED_TERMINATION, DOC_TERMINATION, GRACEFUL_DELETE],
+    },
+    Rule {
+        id: RuleId::TerminationPrestopFirst,
+        statement: "On deletion a container's PreStop hook runs first, and SIGTERM is sent only once it has completed (or the grace period has run out).",
+        sources: &[SEED_TERMINATION, SEED_HOOKS, DOC_HOOKS, KILL_CONTAINER],
+    },
+    Rule {
+        id: RuleId::TerminationSigterm,
+        statement: "On deletion every running container's process receives SIGTERM (after its PreStop hook), promptly once the kubelet has seen the deletion; a process that does not handle it dies of it (exit 143, reason Error) and one that handles it ends as it chooses.",
+        sources: &[SEED_TERMINATION, DOC_TERMINATION, KILL_CONTAINER, CONTAINERD_REASON],
+    },
+    Rule {
+        id: RuleId::TerminationGracePeriod,
+        statement: "A process still running when the grace period (what PreStop left of it) has passed since SIGTERM is killed with SIGKILL (exit 137, reason Error), never before.",
+        sources: &[SEED_TERMINATION, DOC_TERMINATION, KILL_CONTAINER, EFFECTIVE_GRACE],
+    },
+    Rule {
+        id: RuleId::TerminationPrestopInGrace,
+        statement: "terminationGracePeriodSeconds is the budget for PreStop and SIGTERM handling together: the whole seconds PreStop took are taken off the time between SIGTERM and SIGKILL.",
+        sources: &[SEED_TERMINATION, DOC_HOOKS, KILL_CONTAINER, FIDELITY_TERMINATION],
+    },
+    Rule {
+        id: RuleId::TerminationMinimumGrace,
+        statement: "However long PreStop took, the kubelet leaves at least 2 s between SIGTERM and SIGKILL (minimumGracePeriodInSeconds).",
+        sources: &[SEED_HOOK_GOTCHAS, KILL_CONTAINER, FIDELITY_TERMINATION],
+    },
+    Rule {
+        id: RuleId::TerminationNoRestart,
+        statement: "Once a pod is being deleted none of its containers is started again, whatever the restart policy.",
+        sources: &[SEED_TERMINATION, SHOULD_RESTART, SYNC_POD],
+    },
+    Rule {
+        id: RuleId::TerminationPhase,
+        statement: "A deleted pod whose containers have all stopped ends in phase Succeeded if every container's last exit code is 0 and Failed otherwise, whatever the restart policy (since Kubernetes 1.27).",
+        sources: &[SEED_TERMINATION, DOC_LIFECYCLE, GET_PHASE, FIDELITY_TERMINATION],
+    },
+    Rule {
+        id: RuleId::TerminationObjectRemoved,
+        statement: "A deleted pod's object is removed once its containers have stopped and its terminal phase is written (the kubelet's final delete), never before; with no finalizers left.",
+        sources: &[SEED_TERMINATION, DOC_TERMINATION, STATUS_DELETE],
+    },
+    Rule {
+        id: RuleId::TerminationLivenessStops,
+        statement: "Once the kubelet has seen the deletion, liveness and startup probes stop (their result counts as success): a terminating container is never killed by them.",
+        sources: &[DOC_TERMINATION, WORKER, FIDELITY_TERMINATION],
+    },
+    Rule {
+        id: RuleId::TerminationReadinessContinues,
+        statement: "Readiness probes keep running while a pod terminates, so ready still follows the readiness probe until the container stops.",
+        sources: &[DOC_TERMINATION, WORKER, FIDELITY_TERMINATION],
+    },
+    Rule {
+        id: RuleId::TerminationFinalizers,
+        statement: "A deleted pod with finalizers keeps its object (Terminating, with deletionTimestamp) after its containers have stopped, until its last finalizer is removed; then the object is removed.",
+        sources: &[SEED_STUCK_TERMINATING, DOC_FINALIZERS, GRACEFUL_DELETE],
+    },
+    Rule {
+        id: RuleId::TerminationForceDelete,
+        statement: "A force delete (grace period 0) removes the pod's object at once, without waiting for the node; with finalizers the object stays until they are removed, with deletionGracePeriodSeconds 0.",
+        sources: &[SEED_STUCK_TERMINATING, DOC_TERMINATION, GRACEFUL_DELETE],
+    },
+    Rule {
+        id: RuleId::FaultKillContainer,
+        statement: "A container whose process is SIGKILLed from outside the kubelet shows Terminated with exit code 137 and reason Error (not OOMKilled), and is restarted as the restart policy and the back-off say.",
+        sources: &[SEED_STATES, SEED_RESTART, CONVERT_STATUSES, CONTAINERD_REASON],
+    },
+    Rule {
+        id: RuleId::HookPrestopFailureContinues,
+        statement: "A failing PreStop hook does not stop the termination: the kubelet records FailedPreStopHook and sends SIGTERM.",
+        sources: &[SEED_HOOKS, DOC_HOOKS, KILL_CONTAINER],
+    },
+    Rule {
+        id: RuleId::HookPrestopCutOff,
+        statement: "A PreStop hook that takes longer than the grace period is cut off when it runs out: SIGTERM follows, and SIGKILL 2 s later.",
+        sources: &[SEED_HOOK_GOTCHAS, DOC_HOOKS, KILL_CONTAINER],
+    },
+    Rule {
+        id: RuleId::HookPoststartConcurrent,
+        statement: "PostStart runs right after the container is created, concurrently with its entrypoint: the process is already running when the hook is called.",
+        sources: &[SEED_HOOKS, DOC_HOOKS, START_CONTAINER],
+    },
+    Rule {
+        id: RuleId::HookPoststartRunningAfter,
+        statement: "A container is not shown Running until its PostStart hook has completed.",
+        sources: &[SEED_HOOKS, DOC_HOOKS, START_CONTAINER],
+    },
+    Rule {
+        id: RuleId::HookPoststartFailureKills,
+        statement: "A failing PostStart hook kills the container (FailedPostStartHook), which is then restarted as the restart policy and the back-off say.",
+        sources: &[SEED_HOOK_GOTCHAS, DOC_HOOKS, START_CONTAINER],
+    },
+    Rule {
+        id: RuleId::HookHandlerExec,
+        statement: "An exec hook runs its command inside the container; exit 0 is success.",
+        sources: &[SEED_HOOKS, DOC_HOOKS, HANDLERS],
+    },
+    Rule {
+        id: RuleId::HookHandlerHttp,
+        statement: "An httpGet hook makes an HTTP GET to the container's endpoint; a 2xx or 3xx answer is success.",
+        sources: &[SEED_HOOKS, DOC_HOOKS, HANDLERS],
+    },
+    Rule {
+        id: RuleId::HookHandlerSleep,
+        statement: "A sleep hook pauses for its seconds in the kubelet, counted like any hook against the grace period.",
+        sources: &[DOC_HOOKS, HANDLERS, KILL_CONTAINER],
+    },
+    Rule {
+        id: RuleId::HookHandlerTcpRefused,
+        statement: "There is no TCP handler for hooks: validation keeps accepting tcpSocket for backward compatibility, and the kubelet fails such a hook when it runs it.",
+        sources: &[SEED_HOOK_GOTCHAS, DOC_HOOKS, HANDLERS, VALIDATE_POD],
     },
 ];
 

@@ -57,7 +57,11 @@ pub enum FaultAction {
     /// `gracePeriodSeconds` when given, otherwise the pod's
     /// `terminationGracePeriodSeconds` (30 when unset).
     Delete {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            rename = "gracePeriodSeconds",
+            skip_serializing_if = "Option::is_none"
+        )]
         grace_period_seconds: Option<i64>,
     },
     /// `kubectl delete pod --force --grace-period=0`: the API object goes without
@@ -101,6 +105,9 @@ impl std::fmt::Display for FaultAction {
         }
     }
 }
+
+/// The longest grace period the oracle models: a termination must fit in one observation.
+pub const MAX_GRACE_SECONDS: i64 = 600;
 
 /// The node's kubelet configuration the prediction depends on, named as the kubelet names
 /// it: feature gates (`featureGates`) and fields of the `KubeletConfiguration` file.
@@ -444,21 +451,159 @@ impl Scenario {
         for (index, container) in spec.containers.iter().enumerate() {
             self.container_probes(container, index)?;
         }
-        if let Some(fault) = self.faults.first() {
-            return invalid(
-                "faults[0].action",
-                format!(
-                    "{} is not modelled by the oracle yet; the scenario would be half-predicted",
-                    fault.action.name()
-                ),
-            );
+        for (index, container) in spec.containers.iter().enumerate() {
+            self.validate_hooks(container, index)?;
         }
+        self.validate_faults()?;
         self.kubelet.validate()?;
         Ok(())
     }
 }
 
 impl Scenario {
+    /// A container's lifecycle handlers, as the oracle reads them.
+    fn validate_hooks(&self, container: &Container, index: usize) -> Result<(), FieldError> {
+        use crate::plan::termination::{resolve_hook, HookPoint};
+        let forever = Behaviour::forever();
+        let behaviour = self.behaviour(&container.name).unwrap_or(&forever);
+        let field = format!("pod.spec.containers[{index}]");
+        if !behaviour.hooks.is_empty()
+            && behaviour
+                .health
+                .as_ref()
+                .is_some_and(|h| !h.listen_after.is_zero())
+        {
+            return Err(FieldError::new(
+                format!("behaviours.{}.health.listenAfter", container.name),
+                "the workload answers hook calls on its health listener, which must listen from the start when it has hooks".to_owned(),
+            ));
+        }
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(crate::plan::termination::DEFAULT_GRACE_SECONDS);
+        for point in [HookPoint::PostStart, HookPoint::PreStop] {
+            let call = resolve_hook(container, behaviour, point, &field)
+                .map_err(|(field, reason)| FieldError::new(field, reason))?;
+            // validateSleepAction: no longer than the pod's grace period.
+            if let Some(crate::plan::termination::HookHandler::Sleep(duration)) =
+                call.as_ref().map(|c| &c.handler)
+            {
+                if duration.as_millis() > u64::try_from(grace).unwrap_or(0) * 1000 {
+                    return Err(FieldError::new(
+                        format!("{field}.lifecycle.{}.sleep.seconds", point.field()),
+                        format!(
+                            "must be less than or equal to terminationGracePeriodSeconds ({grace})"
+                        ),
+                    ));
+                }
+            }
+            if point == HookPoint::PostStart && call.is_some() {
+                return Err(FieldError::new(
+                    format!("{field}.lifecycle.postStart"),
+                    "not modelled by the oracle yet; the scenario would be half-predicted"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The fault schedule: each action names what exists, at a time the model can watch.
+    fn validate_faults(&self) -> Result<(), FieldError> {
+        let finalizers = self.pod.metadata.finalizers.clone().unwrap_or_default();
+        let mut deletions = 0;
+        for (index, fault) in self.faults.iter().enumerate() {
+            let field = |rest: &str| format!("faults[{index}].{rest}");
+            if fault.at > crate::predict::MAX_HORIZON {
+                return Err(FieldError::new(
+                    field("at"),
+                    format!(
+                        "{} is past the longest observation ({})",
+                        fault.at,
+                        crate::predict::MAX_HORIZON
+                    ),
+                ));
+            }
+            match &fault.action {
+                FaultAction::KillContainer { container } => {
+                    if !self.containers().iter().any(|c| &c.name == container) {
+                        return Err(FieldError::new(
+                            field("action.killContainer.container"),
+                            format!("no container named {container:?} in the pod"),
+                        ));
+                    }
+                }
+                FaultAction::Delete {
+                    grace_period_seconds,
+                } => {
+                    deletions += 1;
+                    if let Some(grace) = grace_period_seconds {
+                        // The API server refuses a negative grace period
+                        // (ValidateDeleteOptions) ...
+                        if *grace < 0 {
+                            return Err(FieldError::new(
+                                field("action.delete.gracePeriodSeconds"),
+                                format!("{grace} must be greater than or equal to 0"),
+                            ));
+                        }
+                        // ... and the model watches no longer than its horizon.
+                        if *grace > MAX_GRACE_SECONDS {
+                            return Err(FieldError::new(
+                                field("action.delete.gracePeriodSeconds"),
+                                format!("{grace} is longer than the {MAX_GRACE_SECONDS}s the oracle models"),
+                            ));
+                        }
+                    }
+                }
+                FaultAction::ForceDelete => deletions += 1,
+                FaultAction::RemoveFinalizer { finalizer } => {
+                    if !finalizers.contains(finalizer) {
+                        return Err(FieldError::new(
+                            field("action.removeFinalizer.finalizer"),
+                            format!("{finalizer:?} is not one of the pod's metadata.finalizers"),
+                        ));
+                    }
+                }
+                FaultAction::RestartNodeAgent => {
+                    return Err(FieldError::new(
+                        field("action"),
+                        "restartNodeAgent is not modelled by the oracle yet; the scenario would be half-predicted".to_owned(),
+                    ));
+                }
+            }
+            if deletions > 1 {
+                return Err(FieldError::new(
+                    field("action"),
+                    "a second delete is not modelled (it may only shorten the grace period)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(grace) = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+        {
+            if grace < 0 {
+                return Err(FieldError::new(
+                    "pod.spec.terminationGracePeriodSeconds".to_owned(),
+                    format!("{grace} must be greater than or equal to 0"),
+                ));
+            }
+            if grace > MAX_GRACE_SECONDS {
+                return Err(FieldError::new(
+                    "pod.spec.terminationGracePeriodSeconds".to_owned(),
+                    format!("{grace} is longer than the {MAX_GRACE_SECONDS}s the oracle models"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The probes of the container at `index`, as the oracle models them.
     pub fn container_probes(
         &self,

@@ -3,7 +3,8 @@
 use super::args::PredictArgs;
 use super::terminal::outln;
 use super::{CONFORMANT, USAGE_OR_TARGET_ERROR};
-use podcheck_oracle::plan::{AfterExit, End};
+use podcheck_oracle::plan::termination::StopPlan;
+use podcheck_oracle::plan::{AfterExit, CutCause, End};
 use podcheck_oracle::{predict, Prediction, Scenario};
 
 pub fn print_prediction(args: &PredictArgs) -> anyhow::Result<u8> {
@@ -29,6 +30,35 @@ pub fn print_prediction(args: &PredictArgs) -> anyhow::Result<u8> {
     Ok(CONFORMANT)
 }
 
+/// How the kubelet stops a container for a deletion, in one line.
+fn describe_stop(stop: &StopPlan) -> String {
+    let pre_stop = match &stop.pre_stop {
+        Some(pre_stop) if pre_stop.cut_off => format!(
+            "preStop ({:?}) cut off at the {}s grace period, ",
+            pre_stop.call.handler, stop.grace_seconds
+        ),
+        Some(pre_stop) => format!(
+            "preStop ({:?}, {}{}), ",
+            pre_stop.call.handler,
+            pre_stop.call.takes,
+            if pre_stop.call.fails { ", fails" } else { "" }
+        ),
+        None => String::new(),
+    };
+    let then = if stop.killed {
+        format!(
+            "SIGKILL [{}, {}] after it",
+            stop.sigkill_after.0, stop.sigkill_after.1
+        )
+    } else {
+        format!("exit {} before SIGKILL", stop.exit_code)
+    };
+    format!(
+        "deleted with a {}s grace period: {pre_stop}SIGTERM [{}, {}] after the kubelet sees it, {then}",
+        stop.grace_seconds, stop.sigterm.0, stop.sigterm.1
+    )
+}
+
 fn print_text(prediction: &Prediction) -> std::io::Result<()> {
     outln!(
         "scenario {} (restartPolicy {}), observed for {}",
@@ -40,20 +70,36 @@ fn print_text(prediction: &Prediction) -> std::io::Result<()> {
         outln!("container {}:", plan.name)?;
         for instance in &plan.instances {
             let from = instance.start_gate.describe(&plan.name);
-            let run = match instance.end() {
-                Some(End {
-                    killed_by: Some(kind),
-                    lo,
-                    hi,
-                    code,
-                }) => format!(
+            let run = match (instance.end(), &instance.cut) {
+                (Some(end), Some(cut)) => {
+                    let (lo, hi) = cut.after_action;
+                    let how = match &cut.cause {
+                        CutCause::Killed => "killed from outside".to_owned(),
+                        CutCause::Deleted(stop) => describe_stop(stop),
+                    };
+                    format!(
+                        "{how}: gone [{lo}, {hi}] after the action at {} (exit {})",
+                        cut.action_at, end.code
+                    )
+                }
+                (
+                    Some(End {
+                        killed_by: Some(kind),
+                        lo,
+                        hi,
+                        code,
+                        ..
+                    }),
+                    None,
+                ) => format!(
                     "killed by its {kind:?} probe [{lo}, {hi}] after its start (exit {code})"
                 ),
-                Some(end) => format!("runs {}, exits {}", end.lo, end.code),
-                None => "runs forever".to_owned(),
+                (Some(end), None) => format!("runs {}, exits {}", end.lo, end.code),
+                (None, _) => "runs forever".to_owned(),
             };
             let then = match instance.after_exit {
                 Some(AfterExit::StaysTerminated) => ", stays terminated",
+                Some(AfterExit::PodTerminating) => ", not restarted (the pod is being deleted)",
                 _ => "",
             };
             outln!(

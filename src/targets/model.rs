@@ -3,7 +3,7 @@
 //! deviation it shows that the suite catches that bug.
 
 use super::{Capabilities, PodRef, Target, TargetError};
-use crate::compile::{behaviour_from_json, CASE_LABEL};
+use crate::compile::{behaviour_from_json, CASE_LABEL, FAULTS_ANNOTATION};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
@@ -72,6 +72,17 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
         })?;
         behaviours.insert(container.name.clone(), behaviour);
     }
+    let faults = match pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FAULTS_ANNOTATION))
+    {
+        Some(text) => serde_json::from_str(text).map_err(|err| {
+            TargetError::rejected(format!("malformed {FAULTS_ANNOTATION} annotation: {err}"))
+        })?,
+        None => Vec::new(),
+    };
     let scenario = Scenario {
         name: pod
             .metadata
@@ -85,7 +96,7 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
         observe_for: Some(MAX_HORIZON),
         pod: pod.clone(),
         behaviours,
-        faults: Vec::new(),
+        faults,
     };
     Ok(scenario)
 }
@@ -191,13 +202,15 @@ impl Target for ModelTarget {
         Ok(Box::pin(futures::stream::iter(observations)))
     }
 
-    /// The simulation is drawn when the pod is created, from the pod alone; until the oracle
-    /// models an action, the model target has nothing to act it out with.
+    /// The simulation is drawn when the pod is created, fault schedule included (from the
+    /// manifest's annotation), so an action is acknowledged when it is due.
     async fn act(&self, _pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
-        Err(TargetError::NotApplicable(format!(
-            "the model target cannot act out {}: the oracle does not model it yet",
-            action.name()
-        )))
+        match action {
+            FaultAction::RestartNodeAgent => Err(TargetError::NotApplicable(
+                "the model has no node agent to restart".to_owned(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The simulated workload's log of the container's latest instance (the model has no

@@ -462,7 +462,9 @@ pub(super) fn check_instances(
                     Some(kind) => format!("is killed by its {kind:?} probe"),
                     None => format!("exits with code {code}"),
                 };
-                if let (Some(s), Some(f)) = (started, finished) {
+                if planned_end.cut {
+                    // Stopped by a fault action: timed against the action (termination.rs).
+                } else if let (Some(s), Some(f)) = (started, finished) {
                     let observed_code = seen.and_then(|x| x.exit_code);
                     if observed_code != Some(code) {
                         out.add(
@@ -548,6 +550,15 @@ pub(super) fn check_instances(
             }
         }
         match instance.after_exit {
+            Some(AfterExit::PodTerminating) if max_rc > i64::from(index) => {
+                out.add(
+                    RuleId::TerminationNoRestart,
+                    name,
+                    format!("instance {index} is not restarted: the pod is being deleted"),
+                    format!("restartCount {max_rc}"),
+                    next_instance_seen(obs, index),
+                );
+            }
             Some(AfterExit::StaysTerminated) if max_rc > i64::from(index) => {
                 out.add(
                     prediction.restart_policy.rule(),

@@ -14,6 +14,7 @@ mod instances;
 mod probes;
 mod status;
 mod terminal;
+mod termination;
 
 use crate::plan::StartGate;
 use crate::predict::Prediction;
@@ -235,7 +236,15 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         headroom: None,
     };
     let tol = trace.timing.tolerance_ms as i64;
-    let end = trace.spec_ms(&trace.ended_at);
+    // Nothing shows once the object is gone.
+    let gone_at = trace
+        .snapshots
+        .iter()
+        .find(|s| s.metadata.gone)
+        .map(|s| trace.spec_ms(&s.at));
+    let end = trace
+        .spec_ms(&trace.ended_at)
+        .min(gone_at.unwrap_or(i64::MAX));
     let names: Vec<&str> = prediction
         .containers
         .iter()
@@ -250,7 +259,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     let mut last_conditions: Vec<PodCondition> = Vec::new();
 
     let mut previous: Option<(i64, &PodStatus)> = None;
-    for snapshot in &trace.snapshots {
+    for snapshot in trace.snapshots.iter().filter(|s| !s.metadata.gone) {
         let t = trace.spec_ms(&snapshot.at);
         // A status holds until the next one replaces it: the flags it shows must still be
         // what the probes allow just before that (a flip due between two snapshots).
@@ -274,7 +283,8 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
                 check_restart_count_bound(&mut out, plan, cs, t, tol);
             }
         }
-        phases.observe(&mut out, &names, &statuses, &phase, t);
+        let deleted = snapshot.metadata.deletion_timestamp.is_some();
+        phases.observe(&mut out, &names, &statuses, &phase, deleted, t);
         if !statuses.is_empty() {
             check_conditions(
                 &mut out,
@@ -283,6 +293,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
                 &statuses,
                 &phase,
                 status.conditions.as_deref().unwrap_or(&[]),
+                deleted,
                 t,
             );
         }
@@ -322,9 +333,11 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         &observed,
         phases.terminal.as_ref(),
         &last_conditions,
+        termination::deletion_span(prediction, trace).map(|(_, acknowledged)| acknowledged),
         tol,
         end,
     );
+    termination::check_termination(&mut out, prediction, trace, &observed, tol, end);
 
     verdict.violations = in_reading_order(out.violations);
     verdict.timing_headroom_ms = out.headroom;

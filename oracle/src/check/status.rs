@@ -49,6 +49,7 @@ impl PhaseWatch {
         names: &[&str],
         statuses: &[ContainerStatus],
         phase: &str,
+        deleted: bool,
         t: i64,
     ) {
         let (policy, tol) = (self.policy, self.tol);
@@ -56,7 +57,7 @@ impl PhaseWatch {
         if phase == "Running" {
             self.running_seen = true;
         }
-        let derived = derive_phase(names, statuses, policy);
+        let derived = derive_phase(names, statuses, policy, deleted);
         if let Some((terminal_phase, since)) = &self.terminal {
             if phase != terminal_phase {
                 out.add(
@@ -68,7 +69,7 @@ impl PhaseWatch {
                 );
             }
         } else if phase != derived {
-            let rule = phase_rule(derived, phase, statuses, policy);
+            let rule = phase_rule(derived, phase, statuses, policy, deleted);
             let since = self.mismatch.as_ref().map_or(t, |m| m.since);
             // The kubelet writes the terminal phase only once the pod worker has stopped
             // the sandbox; until then the API keeps the phase it had (mergePodStatus).
@@ -178,6 +179,7 @@ fn phase_rule(
     observed: &str,
     statuses: &[ContainerStatus],
     policy: RestartPolicy,
+    deleted: bool,
 ) -> RuleId {
     let all_stopped = !statuses.is_empty()
         && statuses.iter().all(|s| {
@@ -187,6 +189,7 @@ fn phase_rule(
                 .is_none()
         });
     match derived {
+        "Succeeded" | "Failed" if deleted => RuleId::TerminationPhase,
         "Pending" => RuleId::PhasePending,
         "Succeeded" => RuleId::PhaseSucceeded,
         "Failed" => RuleId::PhaseFailed,
@@ -227,6 +230,7 @@ pub(super) fn check_conditions(
     statuses: &[ContainerStatus],
     phase: &str,
     conditions: &[PodCondition],
+    deleted: bool,
     t: i64,
 ) {
     let any_running = statuses.iter().any(|s| {
@@ -238,7 +242,7 @@ pub(super) fn check_conditions(
     // Conditions are generated from the phase the kubelet computes from the container
     // states (generateAPIPodStatus), and mergePodStatus holds back only the phase: while a
     // terminal phase is held back, they may already be the terminal ones.
-    let derived = derive_phase(names, statuses, policy);
+    let derived = derive_phase(names, statuses, policy, deleted);
     let held_back = is_terminal_phase(derived) && !is_terminal_phase(phase);
     let terminal_set = held_back.then(|| derive_conditions(names, statuses, derived, true));
     // Every version generates PodCompleted for a Succeeded pod; only a Failed one had

@@ -5,6 +5,7 @@
 
 use super::instances::ObservedContainer;
 use super::{secs, Collector};
+use crate::plan::termination::DELETION_NOTICED_WITHIN;
 use crate::plan::{STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::predict::Prediction;
 use crate::rules::RuleId;
@@ -18,6 +19,7 @@ pub(super) fn check_terminal(
     observed: &BTreeMap<&str, ObservedContainer>,
     terminal: Option<&(String, i64)>,
     last_conditions: &[PodCondition],
+    deleted: Option<i64>,
     tol: i64,
     end: i64,
 ) {
@@ -27,7 +29,9 @@ pub(super) fn check_terminal(
     let sandbox_lag = STATUS_LAG.as_millis() as i64;
     match (prediction.terminal_phase, terminal) {
         (Some(expected), _) => {
-            let rule = if expected == "Succeeded" {
+            let rule = if prediction.deletion.is_some() {
+                RuleId::TerminationPhase
+            } else if expected == "Succeeded" {
                 RuleId::PhaseSucceeded
             } else {
                 RuleId::PhaseFailed
@@ -45,7 +49,14 @@ pub(super) fn check_terminal(
                         .finished
                 })
                 .collect::<Option<Vec<i64>>>()
-                .and_then(|v| v.into_iter().max());
+                .and_then(|v| v.into_iter().max())
+                // Containers that stopped before the deletion are stopped for good only
+                // once the kubelet has seen it.
+                .map(|last_exit| {
+                    deleted.map_or(last_exit, |ack| {
+                        last_exit.max(ack + DELETION_NOTICED_WITHIN.as_millis() as i64)
+                    })
+                });
             if let Some(anchor) = anchor {
                 match terminal {
                     Some((phase, at)) if phase != expected || *at > anchor + lag + tol => out.add(

@@ -20,12 +20,14 @@ use crate::rules::RuleId;
 use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
 
 mod backoff;
+pub mod termination;
 
 use backoff::{CrashLoop, Moment};
 pub use backoff::{
     BACK_OFF_REQUEUE_MAX, BACK_OFF_RESET_AFTER, BACK_OFF_RESET_MARGIN, HOUSEKEEPING_PERIOD,
     PROBE_KILL_MARGIN,
 };
+use termination::{StopPlan, DELETION_NOTICED_WITHIN, SIGNAL_LAG, TERMINATION_MARGIN};
 
 /// PLEG relist period (`genericPlegRelistPeriod`, pkg/kubelet/kubelet.go): a container's exit
 /// is seen by the kubelet at most this late.
@@ -113,6 +115,9 @@ pub enum AfterExit {
     /// After a probe kill whose time since the previous exit is too close to the back-off
     /// for timing not to decide: restarted at once, or after the back-off from the kill.
     RestartAtOnceOrAfterBackOff(SpecDuration),
+    /// Not restarted because the pod is being deleted (`ShouldContainerBeRestarted`:
+    /// "Once a pod has been marked deleted, it should not be restarted").
+    PodTerminating,
 }
 
 impl AfterExit {
@@ -122,6 +127,7 @@ impl AfterExit {
             AfterExit::RestartAfterBackOff(back_off)
             | AfterExit::RestartWhenBackOffCollected { back_off, .. } => Some(back_off),
             AfterExit::StaysTerminated
+            | AfterExit::PodTerminating
             | AfterExit::RestartImmediately
             | AfterExit::RestartAtOnceOrAfterBackOff(_) => None,
         }
@@ -129,7 +135,7 @@ impl AfterExit {
 
     /// Whether the container is started again.
     pub fn restarts(self) -> bool {
-        self != AfterExit::StaysTerminated
+        !matches!(self, AfterExit::StaysTerminated | AfterExit::PodTerminating)
     }
 }
 
@@ -171,9 +177,7 @@ impl StartGate {
                 instance,
             } => {
                 let plan = planned.iter().find(|p| &p.name == container)?;
-                let ended = plan.instances.get(*instance as usize)?;
-                let end = ended.end()?;
-                Some((ended.earliest_start + end.lo, ended.latest_start + end.hi))
+                plan.instances.get(*instance as usize)?.ends()
             }
         }
     }
@@ -200,6 +204,35 @@ pub struct InstancePlan {
     /// What the container's probes do to this instance; None without probes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probes: Option<ProbePlan>,
+    /// The instance is stopped from outside (a fault action) before it would end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
+    /// The container's PostStart hook call, run as this instance starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<termination::HookCall>,
+}
+
+/// An instance stopped by a fault action.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cut {
+    /// The index of the action in the scenario's fault schedule.
+    pub fault: usize,
+    pub cause: CutCause,
+    /// When the process is gone, earliest and latest after the action's scheduled time.
+    pub after_action: (SpecDuration, SpecDuration),
+    /// The scheduled time of the action, from pod creation.
+    pub action_at: SpecDuration,
+    pub code: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CutCause {
+    /// `killContainer`: SIGKILL from outside the kubelet.
+    Killed,
+    /// The pod's deletion: the kubelet's `killContainer`.
+    Deleted(StopPlan),
 }
 
 /// How an instance ends: its process exits, or a probe has it killed.
@@ -210,6 +243,8 @@ pub struct End {
     pub hi: SpecDuration,
     pub code: i32,
     pub killed_by: Option<crate::probes::ProbeKind>,
+    /// A fault action stopped it: its timing is checked against the action's observed time.
+    pub cut: bool,
 }
 
 impl InstancePlan {
@@ -228,12 +263,29 @@ impl InstancePlan {
     }
 
     pub fn end(&self) -> Option<End> {
+        if let Some(cut) = &self.cut {
+            let lo = (cut.action_at + cut.after_action.0).saturating_sub(self.latest_start);
+            let hi = (cut.action_at + cut.after_action.1).saturating_sub(self.earliest_start);
+            return Some(End {
+                lo,
+                hi: hi.max(lo),
+                code: cut.code,
+                killed_by: None,
+                cut: true,
+            });
+        }
+        self.natural_end()
+    }
+
+    /// How the instance ends of itself (its process exits, or a probe has it killed).
+    fn natural_end(&self) -> Option<End> {
         if let Some((kind, window)) = self.probes.as_ref().and_then(|p| p.kill.as_ref()) {
             return Some(End {
                 lo: window.lo,
                 hi: window.hi,
                 code: crate::probes::KILLED_EXIT_CODE,
                 killed_by: Some(*kind),
+                cut: false,
             });
         }
         match self.run {
@@ -242,9 +294,22 @@ impl InstancePlan {
                 hi: after,
                 code,
                 killed_by: None,
+                cut: false,
             }),
             Run::Forever => None,
         }
+    }
+
+    /// When the instance is gone, earliest and latest from pod creation.
+    pub fn ends(&self) -> Option<(SpecDuration, SpecDuration)> {
+        if let Some(cut) = &self.cut {
+            return Some((
+                cut.action_at + cut.after_action.0,
+                cut.action_at + cut.after_action.1,
+            ));
+        }
+        let end = self.natural_end()?;
+        Some((self.earliest_start + end.lo, self.latest_start + end.hi))
     }
 }
 
@@ -272,6 +337,9 @@ pub struct Undecided {
     /// The earliest time of the exit, from pod creation.
     pub at: SpecDuration,
     pub reason: String,
+    /// A fault action's effect, rather than a restart, is what timing could decide.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fault: bool,
 }
 
 impl ContainerPlan {
@@ -283,7 +351,9 @@ impl ContainerPlan {
     pub fn final_exit_code(&self) -> Option<i32> {
         let last = self.last()?;
         match (last.after_exit, last.end()) {
-            (Some(AfterExit::StaysTerminated), Some(end)) => Some(end.code),
+            (Some(AfterExit::StaysTerminated | AfterExit::PodTerminating), Some(end)) => {
+                Some(end.code)
+            }
             _ => None,
         }
     }
@@ -307,6 +377,7 @@ pub fn plan_containers_adjusted(
 ) -> Vec<ContainerPlan> {
     let policy = scenario.restart_policy();
     let back_off = scenario.kubelet.back_off();
+    let deletion = termination::Deletion::of(scenario);
     let mut plans: Vec<ContainerPlan> = Vec::new();
     for (index, container) in scenario.containers().iter().enumerate() {
         let gate = StartGate::PodCreated;
@@ -343,6 +414,7 @@ pub fn plan_containers_adjusted(
                 Some(format!("{field}: {reason}")),
             ),
         };
+        let stops = stops_of(scenario, deletion.as_ref(), container, index, &behaviour);
         let mut plan = plan_one(
             &container.name,
             &behaviour,
@@ -351,11 +423,152 @@ pub fn plan_containers_adjusted(
             policy,
             back_off,
             until,
+            stops,
         );
         plan.ambiguity = plan.ambiguity.or(unreadable);
         plans.push(plan);
     }
     plans
+}
+
+/// A fault action that stops a container's instance from outside at a scheduled time.
+#[derive(Clone, Debug)]
+struct Stop {
+    fault: usize,
+    at: SpecDuration,
+    kind: StopKind,
+}
+
+#[derive(Clone, Debug)]
+enum StopKind {
+    /// `killContainer`.
+    Kill,
+    /// The pod's deletion: how the kubelet stops this container, or why that has no
+    /// single prediction.
+    Delete(Result<StopPlan, String>),
+}
+
+/// The fault actions that stop `container`, in time order.
+fn stops_of(
+    scenario: &Scenario,
+    deletion: Option<&termination::Deletion>,
+    container: &k8s_openapi::api::core::v1::Container,
+    index: usize,
+    behaviour: &Behaviour,
+) -> Vec<Stop> {
+    let mut stops: Vec<Stop> = scenario
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            matches!(&f.action, crate::scenario::FaultAction::KillContainer { container: c } if *c == container.name)
+        })
+        .map(|(fault, f)| Stop {
+            fault,
+            at: f.at,
+            kind: StopKind::Kill,
+        })
+        .collect();
+    if let Some(deletion) = deletion.filter(|d| !d.object_gone_at_once()) {
+        stops.push(Stop {
+            fault: deletion.fault,
+            at: deletion.at,
+            kind: StopKind::Delete(deletion.stop_plan(container, index, behaviour)),
+        });
+    }
+    stops.sort_by_key(|stop| stop.at);
+    stops
+}
+
+/// What a stop does to an instance that starts within `[earliest, latest]`.
+enum StopEffect {
+    /// The instance is not running yet when the stop comes.
+    BeforeStart,
+    /// The instance ends of itself before the stop comes.
+    AfterEnd,
+    /// The stop ends the instance.
+    Cuts(Cut),
+    /// Timing noise could decide which comes first.
+    Undecided(String),
+}
+
+fn stop_effect(instance: &InstancePlan, stop: &Stop) -> StopEffect {
+    let margin = TERMINATION_MARGIN;
+    let what = match &stop.kind {
+        StopKind::Kill => "killContainer",
+        StopKind::Delete(_) => "deletion",
+    };
+    let at = stop.at;
+    if at + margin <= instance.earliest_start {
+        return StopEffect::BeforeStart;
+    }
+    let started_by = instance.latest_start
+        + instance
+            .post_start
+            .as_ref()
+            .map_or(SpecDuration::ZERO, |hook| {
+                hook.takes + termination::HOOK_LAG
+            });
+    if at < started_by + margin {
+        return StopEffect::Undecided(format!(
+            "the {what} at {} may come before instance {} has started (it starts {} to {}{})",
+            at,
+            instance.index,
+            instance.earliest_start,
+            instance.latest_start,
+            if instance.post_start.is_some() {
+                ", and its postStart hook must have returned"
+            } else {
+                ""
+            }
+        ));
+    }
+    let (after_action, code, cause) = match &stop.kind {
+        StopKind::Kill => (
+            (SpecDuration::ZERO, SIGNAL_LAG),
+            termination::SIGKILL_EXIT_CODE,
+            CutCause::Killed,
+        ),
+        StopKind::Delete(Ok(plan)) => (
+            (plan.end.0, DELETION_NOTICED_WITHIN + plan.end.1),
+            plan.exit_code,
+            CutCause::Deleted(plan.clone()),
+        ),
+        StopKind::Delete(Err(reason)) => {
+            return StopEffect::Undecided(format!(
+                "instance {} is running at the deletion, but {reason}",
+                instance.index
+            ))
+        }
+    };
+    if let Some(end) = instance.natural_end() {
+        let (lo, hi) = (
+            instance.earliest_start + end.lo,
+            instance.latest_start + end.hi,
+        );
+        // Liveness and startup probes stop once the kubelet has seen the deletion; a
+        // process still exits of itself until it is gone.
+        let still_ends_itself_until = match (&stop.kind, end.killed_by) {
+            (StopKind::Delete(_), Some(_)) => at + DELETION_NOTICED_WITHIN,
+            _ => at + after_action.1,
+        };
+        if hi + margin <= at {
+            return StopEffect::AfterEnd;
+        }
+        if lo < still_ends_itself_until + margin {
+            return StopEffect::Undecided(format!(
+                "instance {} ends of itself {lo} to {hi}, too close to the {what} at {at}",
+                instance.index
+            ));
+        }
+    }
+    StopEffect::Cuts(Cut {
+        fault: stop.fault,
+        cause,
+        after_action,
+        action_at: at,
+        code,
+    })
 }
 
 /// When a container's first instance may start: a window after its gate opens.
@@ -374,6 +587,7 @@ fn plan_one(
     policy: RestartPolicy,
     back_off: BackOffParams,
     until: SpecDuration,
+    mut stops: Vec<Stop>,
 ) -> ContainerPlan {
     let mut plan = ContainerPlan {
         name: name.to_owned(),
@@ -402,6 +616,8 @@ fn plan_one(
             earliest_start: earliest,
             latest_start: latest,
             probes: None,
+            cut: None,
+            post_start: None,
         };
         if !probes.is_empty() {
             let exits_at = match run {
@@ -418,11 +634,56 @@ fn plan_one(
                 }
             }
         }
+        while let Some(stop) = stops.first() {
+            match stop_effect(&instance, stop) {
+                StopEffect::AfterEnd => break,
+                StopEffect::BeforeStart => {
+                    if matches!(stop.kind, StopKind::Delete(_)) {
+                        // The restart the instance would be does not happen.
+                        if let Some(previous) = plan.instances.last_mut() {
+                            previous.after_exit = Some(AfterExit::PodTerminating);
+                        }
+                        return plan;
+                    }
+                    // Nothing runs to be killed.
+                    stops.remove(0);
+                }
+                StopEffect::Cuts(cut) => {
+                    if let Some(probes) = instance.probes.as_mut() {
+                        probes.kill = None;
+                    }
+                    instance.cut = Some(cut);
+                    stops.remove(0);
+                    break;
+                }
+                StopEffect::Undecided(reason) => {
+                    plan.undecided = Some(Undecided {
+                        at: stop.at,
+                        reason,
+                        fault: true,
+                    });
+                    plan.instances.push(instance);
+                    plan.settles = false;
+                    return plan;
+                }
+            }
+        }
         let Some(end) = instance.end() else {
             plan.instances.push(instance);
             return plan;
         };
-        let mut finished = Moment::new(earliest + end.lo, latest + end.hi);
+        let mut finished = match instance.ends() {
+            Some((lo, hi)) if end.cut => Moment::new(lo, hi),
+            _ => Moment::new(earliest + end.lo, latest + end.hi),
+        };
+        if matches!(
+            instance.cut.as_ref().map(|c| &c.cause),
+            Some(CutCause::Deleted(_))
+        ) {
+            instance.after_exit = Some(AfterExit::PodTerminating);
+            plan.instances.push(instance);
+            return plan;
+        }
         if let Some(period) = instance.kill_period() {
             if let Some(previous) = last_kill {
                 finished = Moment::new(finished.lo.max(previous + period), finished.hi);
@@ -430,7 +691,8 @@ fn plan_one(
             last_kill = Some(finished.lo);
         }
         // A probe kill restarts under Always and OnFailure whatever the exit code
-        // (`shouldRestartOnFailure`); an exit follows the policy and its code.
+        // (`shouldRestartOnFailure`); an exit (also a kill from outside) follows the policy
+        // and its code.
         let restarts = match end.killed_by {
             Some(_) => policy != RestartPolicy::Never,
             None => policy.restarts_after(end.code),
@@ -447,6 +709,7 @@ fn plan_one(
                 plan.undecided = Some(Undecided {
                     at: finished.lo,
                     reason: format!("after instance {index}: {reason}"),
+                    fault: false,
                 });
                 plan.instances.push(instance);
                 plan.settles = false;
@@ -476,6 +739,7 @@ fn plan_one(
                     "after instance {}: more than {MAX_PLANNED_INSTANCES} instances would be planned",
                     index - 1
                 ),
+                fault: false,
             });
             return plan;
         }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::behaviour::{Answer, Behaviour, Endpoint, Health, Run, Scripted};
+use crate::behaviour::{Answer, Behaviour, Endpoint, Health, Scripted};
 use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;

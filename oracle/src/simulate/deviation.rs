@@ -94,6 +94,26 @@ pub enum Deviation {
     /// A liveness success between failures does not reset the failure count: failure
     /// bursts add up. Acted out as if the successes between two bursts were failures too.
     LivenessFailureCountNotReset,
+    /// SIGKILL comes when half of what is left of the grace period has passed.
+    SigkillBeforeGracePeriod,
+    /// SIGTERM is sent first and the PreStop hook called after it.
+    PreStopAfterSigterm,
+    /// The time PreStop took is not taken off the grace period: SIGKILL comes a whole
+    /// grace period after SIGTERM.
+    PreStopNotCountedInGrace,
+    /// No 2 s minimum after a PreStop that used up the grace period: SIGKILL comes with
+    /// SIGTERM.
+    NoMinimumGraceAfterPreStop,
+    /// Liveness keeps probing a terminating container.
+    LivenessDuringTermination,
+    /// The object is removed at the kubelet's final delete whatever finalizers remain.
+    ObjectRemovedDespiteFinalizers,
+    /// A deleted pod keeps the phase its restart policy gives (a kubelet before 1.27):
+    /// an Always pod stays Running until it is removed.
+    DeletedPodKeepsItsPhase,
+    /// A container that exits while its pod terminates is restarted as its restart
+    /// policy says.
+    RestartDuringTermination,
 }
 
 impl Deviation {
@@ -135,6 +155,14 @@ impl Deviation {
         Deviation::ProbePeriodOneSecondLonger,
         Deviation::LivenessFailureCountNotReset,
         Deviation::RejectsNamedPorts,
+        Deviation::SigkillBeforeGracePeriod,
+        Deviation::PreStopAfterSigterm,
+        Deviation::PreStopNotCountedInGrace,
+        Deviation::NoMinimumGraceAfterPreStop,
+        Deviation::LivenessDuringTermination,
+        Deviation::ObjectRemovedDespiteFinalizers,
+        Deviation::DeletedPodKeepsItsPhase,
+        Deviation::RestartDuringTermination,
     ];
 
     pub fn name(self) -> String {
@@ -199,6 +227,14 @@ impl Deviation {
             Deviation::TcpAlwaysConnects => RuleId::ProbeHandlerTcp,
             Deviation::GrpcStatusIgnored => RuleId::ProbeHandlerGrpc,
             Deviation::GrpcFailsAtOnceWithoutListener => RuleId::ProbeTimeout,
+            Deviation::SigkillBeforeGracePeriod => RuleId::TerminationGracePeriod,
+            Deviation::PreStopAfterSigterm => RuleId::TerminationPrestopFirst,
+            Deviation::PreStopNotCountedInGrace => RuleId::TerminationPrestopInGrace,
+            Deviation::NoMinimumGraceAfterPreStop => RuleId::TerminationMinimumGrace,
+            Deviation::LivenessDuringTermination => RuleId::TerminationLivenessStops,
+            Deviation::ObjectRemovedDespiteFinalizers => RuleId::TerminationFinalizers,
+            Deviation::DeletedPodKeepsItsPhase => RuleId::TerminationPhase,
+            Deviation::RestartDuringTermination => RuleId::TerminationNoRestart,
         }
     }
 }
@@ -612,6 +648,11 @@ pub(super) fn deviate(
         ) if policy == RestartPolicy::Always && code == 0 => AfterExit::StaysTerminated,
         (Some(Deviation::RestartAfterSuccessOnFailure), AfterExit::StaysTerminated)
             if policy == RestartPolicy::OnFailure && code == 0 =>
+        {
+            AfterExit::RestartImmediately
+        }
+        (Some(Deviation::RestartDuringTermination), AfterExit::PodTerminating)
+            if policy.restarts_after(code) =>
         {
             AfterExit::RestartImmediately
         }

@@ -29,23 +29,24 @@ pub(super) struct Instance<'a> {
     pub start: u64,
     pub started_at: Option<u64>,
     pub end: Option<u64>,
+    /// When liveness and startup probes stop (the kubelet has seen the pod's deletion).
+    pub probes_stop: Option<u64>,
     pub horizon: u64,
     /// Added to every period by a planted bug the plan does not already show.
     pub period_extra: SpecDuration,
 }
 
 /// The wall time (ms since the Unix epoch) of spec ms `at` on the model target.
-fn ts(at: u64) -> u64 {
+pub(super) fn ts(at: u64) -> u64 {
     super::epoch().as_millisecond().max(0) as u64 + at
 }
 
-/// The instance's log lines.
-pub(super) fn instance_log(instance: &Instance<'_>, choices: &mut dyn Choices) -> Vec<String> {
-    let mut events = vec![LogEvent {
-        ts_ms: ts(instance.start),
+fn start_event(index: u32, run: Run, start: u64) -> LogEvent {
+    LogEvent {
+        ts_ms: ts(start),
         event: Event::Start {
-            start: instance.index,
-            run: match instance.run {
+            start: index,
+            run: match run {
                 Run::Forever => podcheck_wire::Run::Forever,
                 Run::Exit { after, code } => podcheck_wire::Run::Exit {
                     after_ms: after.as_millis(),
@@ -53,7 +54,17 @@ pub(super) fn instance_log(instance: &Instance<'_>, choices: &mut dyn Choices) -
                 },
             },
         },
-    }];
+    }
+}
+
+/// The agent's line for start `index`, acting out `run`, at spec ms `start`.
+pub(super) fn start_line(index: u32, run: Run, start: u64) -> String {
+    start_event(index, run, start).to_string()
+}
+
+/// The instance's log lines.
+pub(super) fn instance_log(instance: &Instance<'_>, choices: &mut dyn Choices) -> Vec<String> {
+    let mut events = vec![start_event(instance.index, instance.run, instance.start)];
     let health = instance.behaviour.and_then(|b| b.health.as_ref());
     let probes = &instance.plan.probes;
     let all = [&probes.startup, &probes.liveness, &probes.readiness];
@@ -80,11 +91,16 @@ pub(super) fn instance_log(instance: &Instance<'_>, choices: &mut dyn Choices) -
             _ => (instance.started_at.map(|s| s.max(delay)), None),
         };
         let Some(gate) = gate else { continue };
-        let stop = [stop, instance.end, Some(instance.horizon)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(instance.horizon);
+        let stop = [
+            stop,
+            instance.end,
+            instance.probes_stop,
+            Some(instance.horizon),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(instance.horizon);
         let ticks = Ticks {
             probe,
             period: (probe.period + instance.period_extra).as_millis(),

@@ -10,6 +10,7 @@ use crate::duration::SpecDuration;
 use crate::plan::{AfterExit, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::{ContainerProbes, ProbePlan};
+use crate::scenario::FaultAction;
 use crate::scenario::Scenario;
 use crate::trace::{PodMetadata, Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
@@ -18,10 +19,12 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 
 mod deviation;
 mod log;
+mod termination;
 
 pub use deviation::Deviation;
 use deviation::{deviate, misread};
@@ -95,6 +98,12 @@ enum Event {
         container: usize,
         back_off: SpecDuration,
     },
+    /// The API server accepts the pod's deletion.
+    Deleted,
+    /// A finalizer is removed from the pod's metadata.
+    FinalizerRemoved(String),
+    /// The kubelet's final delete (grace 0) once the pod is terminal.
+    FinalDelete,
     /// A probe result changes `started` or `ready` of a running instance.
     Flag {
         container: usize,
@@ -235,6 +244,11 @@ pub fn simulate(
                 },
             );
             let kill_period = instance.kill_period().map(SpecDuration::as_millis);
+            let behaviour = scenario.behaviours.get(&plan.name);
+            let stopped = instance
+                .cut
+                .as_ref()
+                .map(|cut| termination::draw_cut(cut, behaviour, choices, deviation));
             let mut end = instance.end().map(|end| {
                 let run_for = match end.killed_by {
                     Some(_) => {
@@ -250,6 +264,9 @@ pub fn simulate(
                 };
                 (start + run_for, end.code)
             });
+            if let Some(stopped) = &stopped {
+                end = Some((stopped.finish, stopped.code));
+            }
             if let Some(probe_plan) = &instance.probes {
                 if deviation == Some(Deviation::ReadinessFailureRestarts) {
                     // The kill comes with the first readiness failure.
@@ -279,10 +296,18 @@ pub fn simulate(
                             .find(|(_, started, _)| *started == Some(true))
                             .map(|(at, _, _)| *at),
                         end: end.map(|e| e.0),
+                        probes_stop: stopped.as_ref().map(|s| s.probes_stop),
                         horizon,
                         period_extra,
                     };
-                    logs.insert(plan.name.clone(), log::instance_log(&instance, choices));
+                    let mut lines = log::instance_log(&instance, choices);
+                    lines.extend(
+                        stopped
+                            .iter()
+                            .flat_map(|s| s.log.iter().map(ToString::to_string)),
+                    );
+                    lines.sort_by_key(|l| podcheck_wire::LogEvent::parse(l).map_or(0, |e| e.ts_ms));
+                    logs.insert(plan.name.clone(), lines);
                 }
                 for (at, started, ready) in flags {
                     push(
@@ -295,6 +320,13 @@ pub fn simulate(
                             ready,
                         },
                     );
+                }
+            }
+            if instance.probes.is_none() {
+                if let Some(stopped) = stopped.as_ref().filter(|s| !s.log.is_empty()) {
+                    let mut lines = vec![log::start_line(instance.index, instance.run, start)];
+                    lines.extend(stopped.log.iter().map(ToString::to_string));
+                    logs.insert(plan.name.clone(), lines);
                 }
             }
             let Some((finish, code)) = end else {
@@ -328,7 +360,7 @@ pub fn simulate(
                 prediction.back_off.max,
             );
             let (lo, hi) = match after_exit {
-                AfterExit::StaysTerminated => break,
+                AfterExit::StaysTerminated | AfterExit::PodTerminating => break,
                 AfterExit::RestartImmediately => (SpecDuration::ZERO, STATUS_LAG),
                 AfterExit::RestartAfterBackOff(b) => (b, b + crate::plan::restart_slack(b)),
                 AfterExit::RestartWhenBackOffCollected { after, latest, .. } => (after, latest),
@@ -379,7 +411,23 @@ pub fn simulate(
             }
         }
     }
+    let deletion = crate::plan::termination::Deletion::of(scenario);
+    for (index, fault) in scenario.faults.iter().enumerate() {
+        let event = match &fault.action {
+            FaultAction::Delete { .. } | FaultAction::ForceDelete
+                if deletion.as_ref().is_some_and(|d| d.fault == index) =>
+            {
+                Event::Deleted
+            }
+            FaultAction::RemoveFinalizer { finalizer } => {
+                Event::FinalizerRemoved(finalizer.clone())
+            }
+            _ => continue,
+        };
+        push(&mut events, fault.at.as_millis(), event);
+    }
     events.sort_by_key(|(at, seq, _)| (*at, *seq));
+    let mut queue: VecDeque<(u64, usize, Event)> = events.into();
 
     let pod_name = scenario.pod_name().to_owned();
     let mut statuses: Vec<ContainerStatus> = names
@@ -402,6 +450,12 @@ pub fn simulate(
         })
         .collect();
     let mut snapshots = Vec::new();
+    let metadata = RefCell::new(PodMetadata {
+        finalizers: scenario.pod.metadata.finalizers.clone().unwrap_or_default(),
+        ..PodMetadata::default()
+    });
+    let mut deleted = false;
+    let mut final_delete_done = false;
     let mut terminal: Option<&'static str> = None;
     let mut started_at: BTreeMap<(usize, u32), u64> = BTreeMap::new();
     // `shown` overrides the phase written while `mergePodStatus` holds a terminal phase
@@ -412,7 +466,10 @@ pub fn simulate(
                 sandbox_ready: bool,
                 shown: Option<&'static str>,
                 snapshots: &mut Vec<Snapshot>| {
-        let mut phase = terminal.unwrap_or_else(|| derive::derive_phase(&names, statuses, policy));
+        let deleted_now = metadata.borrow().deletion_timestamp.is_some()
+            && deviation != Some(Deviation::DeletedPodKeepsItsPhase);
+        let mut phase =
+            terminal.unwrap_or_else(|| derive::derive_phase(&names, statuses, policy, deleted_now));
         if deviation == Some(Deviation::RunningBeforeStart) && phase == "Pending" {
             phase = "Running";
         }
@@ -434,7 +491,7 @@ pub fn simulate(
         }
         snapshots.push(Snapshot {
             at: wall(at),
-            metadata: PodMetadata::default(),
+            metadata: metadata.borrow().clone(),
             status: PodStatus {
                 phase: Some(written.to_owned()),
                 conditions: Some(conditions),
@@ -483,7 +540,8 @@ pub fn simulate(
             }
         }
     };
-    for (at, _, event) in events {
+    let removal_lag = crate::plan::termination::OBJECT_REMOVAL_LAG.as_millis();
+    while let Some((at, _, event)) = queue.pop_front() {
         flush_held(
             at.min(horizon),
             &statuses,
@@ -493,11 +551,87 @@ pub fn simulate(
             &mut snapshots,
             choices,
         );
-        // A correct kubelet does nothing more once the pod is terminal; a planted bug may.
-        if at > horizon || ((terminal.is_some() || held.is_some()) && deviation.is_none()) {
+        if at > horizon {
+            break;
+        }
+        // A correct kubelet does nothing more to the containers of a terminal pod; a
+        // planted bug may. The pod object still changes.
+        let pod_event = matches!(
+            event,
+            Event::Deleted | Event::FinalizerRemoved(_) | Event::FinalDelete
+        );
+        if (terminal.is_some() || held.is_some()) && deviation.is_none() && !pod_event {
+            continue;
+        }
+        let mut gone = false;
+        match &event {
+            Event::Deleted => {
+                let Some(deletion) = deletion.as_ref() else {
+                    continue;
+                };
+                deleted = true;
+                // A pod that is already terminal is deleted at once (CheckGracefulDelete).
+                let api_grace = if terminal.is_some() {
+                    0
+                } else {
+                    deletion.api_grace_seconds
+                };
+                {
+                    let mut meta = metadata.borrow_mut();
+                    meta.deletion_timestamp =
+                        Some(wall(at + u64::try_from(api_grace).unwrap_or(0) * 1000));
+                    meta.deletion_grace_period_seconds = Some(api_grace);
+                    gone = api_grace == 0 && meta.finalizers.is_empty();
+                    if api_grace == 0 {
+                        final_delete_done = true;
+                    }
+                }
+                // A container waiting out its back-off is not restarted any more: it shows
+                // its last termination again (ShouldContainerBeRestarted is false).
+                for status in statuses.iter_mut() {
+                    let waiting = status.state.as_ref().is_some_and(|s| s.waiting.is_some());
+                    if waiting && status.last_state.is_some() {
+                        status.state = status.last_state.take();
+                    }
+                }
+            }
+            Event::FinalizerRemoved(name) => {
+                let mut meta = metadata.borrow_mut();
+                meta.finalizers.retain(|f| f != name);
+                gone = final_delete_done && meta.finalizers.is_empty();
+            }
+            Event::FinalDelete => {
+                final_delete_done = true;
+                let mut meta = metadata.borrow_mut();
+                if meta.finalizers.is_empty()
+                    || deviation == Some(Deviation::ObjectRemovedDespiteFinalizers)
+                {
+                    gone = true;
+                } else {
+                    // The grace-0 delete rewinds deletionTimestamp to the request's time.
+                    let requested = deletion.as_ref().map_or(at, |d| d.at.as_millis());
+                    meta.deletion_timestamp = Some(wall(requested));
+                    meta.deletion_grace_period_seconds = Some(0);
+                }
+            }
+            _ => {}
+        }
+        if gone {
+            metadata.borrow_mut().gone = true;
+            let shown = held.map(|(shown, _, _)| shown);
+            emit(
+                at,
+                &statuses,
+                &mut terminal,
+                !torn_down,
+                shown,
+                &mut snapshots,
+            );
+            held = None;
             break;
         }
         match event {
+            Event::Deleted | Event::FinalizerRemoved(_) | Event::FinalDelete => {}
             Event::Start { container, index } => {
                 started_at.insert((container, index), at);
                 let status = &mut statuses[container];
@@ -608,7 +742,9 @@ pub fn simulate(
                 });
             }
         }
-        let generated = terminal.unwrap_or_else(|| derive::derive_phase(&names, &statuses, policy));
+        let deleted_now = deleted && deviation != Some(Deviation::DeletedPodKeepsItsPhase);
+        let generated = terminal
+            .unwrap_or_else(|| derive::derive_phase(&names, &statuses, policy, deleted_now));
         if terminal.is_none() && held.is_none() && derive::is_terminal_phase(generated) {
             // The sync that sees the last exit generates the terminal phase and its
             // conditions; the phase itself is written once the sandbox is stopped.
@@ -620,6 +756,12 @@ pub fn simulate(
             };
             let down = at + choices.pick(0, (written - at).min(STATUS_LAG.as_millis()));
             held = Some((last_shown, down, written));
+            if deleted {
+                // The kubelet's final delete follows the terminal phase's write.
+                let final_delete = written + choices.pick(0, removal_lag);
+                let position = queue.partition_point(|(t, _, _)| *t <= final_delete);
+                queue.insert(position, (final_delete, usize::MAX, Event::FinalDelete));
+            }
             emit(
                 at,
                 &statuses,
@@ -662,7 +804,18 @@ pub fn simulate(
         ended_at: wall(horizon),
         snapshots,
         events: Vec::new(),
-        actions: Vec::new(),
+        actions: scenario
+            .faults
+            .iter()
+            .filter(|fault| fault.at.as_millis() <= horizon)
+            .map(|fault| crate::trace::ActionRecord {
+                action: fault.action.clone(),
+                due_ms: fault.at.as_millis(),
+                requested_at: wall(fault.at.as_millis()),
+                acknowledged_at: Some(wall(fault.at.as_millis())),
+                result: crate::trace::ActionResult::Done,
+            })
+            .collect(),
         logs,
         ended_early: None,
     }
