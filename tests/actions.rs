@@ -106,16 +106,26 @@ async fn actions_a_target_cannot_perform_are_not_applicable() {
     let pod = compile(&scenario, &target.agent_image(), 1.0);
     let reference = target.create(pod, &scenario.kubelet).await.expect("create");
     let prediction = predict(&scenario).expect("prediction");
-    let trace = observe(target.as_ref(), &reference, &prediction, &[kill_app_at(3)])
-        .await
-        .expect("observe");
+    // The model has no node agent to restart.
+    let restart = Fault {
+        at: SpecDuration::from_secs(3),
+        action: FaultAction::RestartNodeAgent,
+    };
+    let trace = observe(
+        target.as_ref(),
+        &reference,
+        &prediction,
+        std::slice::from_ref(&restart),
+    )
+    .await
+    .expect("observe");
     assert!(
         matches!(&trace.actions[..], [record] if matches!(record.result, ActionResult::NotApplicable(_))),
         "{:?}",
         trace.actions
     );
     assert_eq!(trace.spec_ms(&trace.actions[0].requested_at), 3000);
-    let direct = target.act(&reference, &kill_app_at(3).action).await;
+    let direct = target.act(&reference, &restart.action).await;
     assert!(matches!(direct, Err(TargetError::NotApplicable(_))));
 }
 

@@ -45,7 +45,7 @@ struct Case {
 fn misattributed(deviation: Deviation, verdict: &Verdict) -> Option<String> {
     let expected = deviation.expected_rule();
     let first = first_observation(&verdict.violations);
-    let accepted = deviation.reported_instead(&verdict.scenario);
+    let accepted = deviation.reported_instead(&verdict.scenario, &verdict.rules);
     if first.contains(&expected) || accepted.is_some_and(|rule| first.contains(&rule)) {
         return None;
     }

@@ -150,25 +150,15 @@ const HOOK_FIELDS: &[Entry] = &[
     ),
 ];
 
-const HOOK_POINTS: &[(&str, &[RuleId])] = &[
-    (
-        "postStart",
-        &[
-            RuleId::HookPoststartConcurrent,
-            RuleId::HookPoststartRunningAfter,
-            RuleId::HookPoststartFailureKills,
-        ],
-    ),
-    (
-        "preStop",
-        &[
-            RuleId::TerminationPrestopFirst,
-            RuleId::TerminationPrestopInGrace,
-            RuleId::HookPrestopFailureContinues,
-            RuleId::HookPrestopCutOff,
-        ],
-    ),
-];
+const HOOK_POINTS: &[(&str, &[RuleId])] = &[(
+    "preStop",
+    &[
+        RuleId::TerminationPrestopFirst,
+        RuleId::TerminationPrestopInGrace,
+        RuleId::HookPrestopFailureContinues,
+        RuleId::HookPrestopCutOff,
+    ],
+)];
 
 /// Fields below `spec.containers[]`.
 const CONTAINER_FIELDS: &[Entry] = &[
@@ -576,8 +566,12 @@ mod tests {
                 "securityContext",
             ),
             (
-                "        lifecycle: {preStop: {exec: {command: [x]}}}\n",
-                "lifecycle",
+                "        lifecycle: {preStop: {httpGet: {path: /hook/x, port: 8080, httpHeaders: [{name: a, value: b}]}}}\n",
+                "lifecycle.preStop.httpGet.httpHeaders",
+            ),
+            (
+                "        lifecycle: {postStart: {exec: {command: [x]}}}\n",
+                "lifecycle.postStart",
             ),
             (
                 "        volumeMounts: [{name: v, mountPath: /v}]\n",
@@ -690,6 +684,19 @@ mod tests {
             containers.push_str(&format!(
                 "      - name: {name}\n        ports: [{{name: health, containerPort: {port}, protocol: TCP}}]\n"
             ));
+            let hooks = match name {
+                "http" => (
+                    "preStop: {exec: {command: [/podcheck-agent, hook, drain]}}",
+                    "\n    hooks: {drain: {takes: 1s}}",
+                ),
+                "tcp" => (
+                    "preStop: {httpGet: {path: /hook/drain, port: 8081, scheme: HTTP}}",
+                    "\n    hooks: {drain: {}}",
+                ),
+                "grpc" => ("preStop: {sleep: {seconds: 2}}", ""),
+                _ => ("preStop: {tcpSocket: {port: 8083, host: ''}}", ""),
+            };
+            containers.push_str(&format!("        lifecycle: {{{}}}\n", hooks.0));
             for (kind, extra) in [
                 (
                     "livenessProbe",
@@ -715,11 +722,12 @@ mod tests {
                 ""
             };
             behaviours.push_str(&format!(
-                "  {name}:\n    then: forever\n    health: {{port: {port}{grpc}, endpoints: {{live: {{answers: [{{answer: ok}}]{extra_ports}}}}}}}\n"
+                "  {name}:\n    then: forever\n    health: {{port: {port}{grpc}, endpoints: {{live: {{answers: [{{answer: ok}}]{extra_ports}}}}}}}{}\n",
+                hooks.1
             ));
         }
         let yaml = format!(
-            "name: x\npod:\n  apiVersion: v1\n  kind: Pod\n  metadata:\n    name: x\n    labels: {{team: a, app.kubernetes.io/name: b}}\n  spec:\n    restartPolicy: OnFailure\n    terminationGracePeriodSeconds: 10\n    containers:\n{containers}behaviours:\n{behaviours}"
+            "name: x\npod:\n  apiVersion: v1\n  kind: Pod\n  metadata:\n    name: x\n    labels: {{team: a, app.kubernetes.io/name: b}}\n    finalizers: [podcheck.io/hold]\n  spec:\n    restartPolicy: OnFailure\n    terminationGracePeriodSeconds: 10\n    containers:\n{containers}behaviours:\n{behaviours}"
         );
         let scenario = Scenario::from_yaml("x.yaml", &yaml);
         assert!(scenario.is_ok(), "{scenario:?}\n{yaml}");

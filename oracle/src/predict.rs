@@ -286,6 +286,9 @@ fn deletion_rules(
         add(RuleId::TerminationNoRestart);
         if stop.killed {
             add(RuleId::TerminationGracePeriod);
+            if stop.grace_seconds < 2 {
+                add(RuleId::TerminationMinimumGrace);
+            }
         }
         if let Some(pre_stop) = &stop.pre_stop {
             add(RuleId::TerminationPrestopFirst);

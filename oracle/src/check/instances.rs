@@ -395,6 +395,7 @@ pub(super) fn check_instances(
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
             let from = instance.start_gate.describe(&plan.name);
             match started {
+                // A late start is broken once its window closed.
                 Some(s) if s < min || s > max => out.add(
                     instance.start_rule,
                     name,
@@ -403,7 +404,7 @@ pub(super) fn check_instances(
                         window_text(lo - tol, hi + tol)
                     ),
                     format!("started {} after {from}", secs(s - anchor)),
-                    Some(s),
+                    Some(s.min(max)),
                 ),
                 // Not started in time. A new instance shown under an old restartCount
                 // was started but not counted; a container left terminated was never

@@ -179,6 +179,11 @@ fn causal_rank(rule: RuleId) -> u8 {
     match rule {
         RuleId::ContainerRunsToCompletion => 0,
         _ if id.starts_with("probe.") => 0,
+        // What the kubelet did to stop a container, and the kill from outside, come before
+        // what the status shows of it; the phase of a deleted pod is a phase.
+        RuleId::TerminationPhase => 3,
+        _ if id.starts_with("termination.") || id.starts_with("hook.") => 1,
+        _ if id.starts_with("fault.") => 1,
         RuleId::ContainerStateRunning | RuleId::ContainerRestartCount => 1,
         _ if id.starts_with("restart.") => 1,
         _ if id.starts_with("container.") => 2,

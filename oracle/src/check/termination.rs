@@ -228,8 +228,9 @@ fn check_deletion_metadata(
                 grace,
             )
         };
-        // A timestamp carries whole seconds on the wire.
-        if at < lo - 1000 || at > hi + 1000 || shown_grace != Some(expected_grace) {
+        // A timestamp carries whole seconds on the wire: a target that truncates them
+        // covers that with its tolerance.
+        if at < lo || at > hi || shown_grace != Some(expected_grace) {
             out.add(
                 RuleId::TerminationDeletionTimestamp,
                 None,
@@ -293,12 +294,17 @@ fn check_stop(
         format!("exits with code {}", stop.exit_code)
     };
     let (early_rule, late_rule) = match (&stop.pre_stop, stop.killed) {
-        (Some(pre_stop), true) if pre_stop.cut_off => {
-            (RuleId::TerminationMinimumGrace, RuleId::HookPrestopCutOff)
-        }
+        (Some(pre_stop), true) if pre_stop.cut_off => (
+            RuleId::TerminationMinimumGrace,
+            RuleId::TerminationPrestopInGrace,
+        ),
         (Some(_), true) => (
             RuleId::TerminationGracePeriod,
             RuleId::TerminationPrestopInGrace,
+        ),
+        (None, true) if stop.grace_seconds < 2 => (
+            RuleId::TerminationMinimumGrace,
+            RuleId::TerminationGracePeriod,
         ),
         (None, true) => (
             RuleId::TerminationGracePeriod,
@@ -484,25 +490,44 @@ fn check_stop_log(
         },
         None => (requested - tol, acknowledged + noticed + tol),
     };
+    let late_sigterm = if stop.pre_stop.as_ref().is_some_and(|p| p.cut_off) {
+        RuleId::HookPrestopCutOff
+    } else {
+        RuleId::TerminationSigterm
+    };
     match sigterm {
         Some(signalled) if signalled > latest => out.add(
-            RuleId::TerminationSigterm,
+            late_sigterm,
             container,
-            format!("SIGTERM {} after the delete request", window_text(earliest - requested, latest - requested)),
+            format!(
+                "SIGTERM {} after the delete request",
+                window_text(earliest - requested, latest - requested)
+            ),
             format!("SIGTERM {} after it", secs(signalled - requested)),
             Some(signalled),
         ),
-        Some(signalled) if signalled < earliest && stop.pre_stop.as_ref().is_some_and(|p| p.cut_off) => out.add(
-            RuleId::HookPrestopCutOff,
+        Some(signalled) if signalled < earliest && stop.pre_stop.is_some() => out.add(
+            RuleId::TerminationPrestopFirst,
             container,
-            format!("SIGTERM once the grace period of a preStop hook that outlasts it has run out, {} after the delete request", window_text(earliest - requested, latest - requested)),
+            format!(
+                "SIGTERM once the preStop hook has completed{}, {} after the delete request",
+                if stop.pre_stop.as_ref().is_some_and(|p| p.cut_off) {
+                    " or the grace period has run out"
+                } else {
+                    ""
+                },
+                window_text(earliest - requested, latest - requested)
+            ),
             format!("SIGTERM {} after it", secs(signalled - requested)),
             Some(signalled),
         ),
         None if finished.is_some_and(|f| f > latest) => out.add(
             RuleId::TerminationSigterm,
             container,
-            format!("SIGTERM {} after the delete request", window_text(earliest - requested, latest - requested)),
+            format!(
+                "SIGTERM {} after the delete request",
+                window_text(earliest - requested, latest - requested)
+            ),
             "no SIGTERM in the workload's log".to_owned(),
             Some(latest),
         ),
@@ -525,8 +550,8 @@ fn check_stop_log(
                 ""
             }
         );
-        if gone < lo - 1000 {
-            let rule = if cut_off {
+        if gone < lo {
+            let rule = if cut_off || stop.grace_seconds < 2 {
                 RuleId::TerminationMinimumGrace
             } else {
                 RuleId::TerminationGracePeriod
@@ -538,8 +563,8 @@ fn check_stop_log(
                 format!("gone {} after SIGTERM", secs(gone - signalled)),
                 Some(gone),
             );
-        } else if gone > hi + 1000 {
-            let rule = if stop.pre_stop.is_some() && !cut_off {
+        } else if gone > hi {
+            let rule = if stop.pre_stop.is_some() {
                 RuleId::TerminationPrestopInGrace
             } else {
                 RuleId::TerminationGracePeriod
@@ -779,10 +804,7 @@ fn check_kills(
             let Some(finished) = seen.and_then(|s| s.finished) else {
                 continue;
             };
-            let (lo, hi) = (
-                requested - tol - 1000,
-                acknowledged + ms(SIGNAL_LAG) + tol + 1000,
-            );
+            let (lo, hi) = (requested - tol, acknowledged + ms(SIGNAL_LAG) + tol);
             let code = seen.and_then(|s| s.exit_code);
             let reason = seen.and_then(|s| s.reason.clone());
             if code != Some(cut.code)
@@ -794,7 +816,7 @@ fn check_kills(
                     RuleId::FaultKillContainer,
                     Some(&plan.name),
                     format!(
-                        "instance {} terminated with exit code {}, reason Error, {} after the kill",
+                        "instance {} terminated with exit code {} {} after the kill",
                         instance.index,
                         cut.code,
                         window_text(lo - requested, hi - requested)

@@ -245,6 +245,12 @@ impl Deviation {
 /// these apart needs the workload's probe log (what the agent answered before the flag
 /// flipped or the kill came), which the checker does not use to attribute yet.
 const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
+    // The pod succeeded before it was deleted: its late phase is a late Succeeded.
+    (
+        Deviation::TerminalPhaseLate,
+        "delete-terminal-pod-removed-at-once",
+        RuleId::PhaseSucceeded,
+    ),
     // A reset after 300 s comes where the kubelet's collection of the entry would have
     // let the restart come: the restart is counted against that window.
     (
@@ -406,11 +412,20 @@ const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
 impl Deviation {
     /// The rule reported first instead of [`Deviation::expected_rule`] in the suite case
     /// `case`, where the bug's first symptom cannot be told apart from another bug's.
-    pub fn reported_instead(self, case: &str) -> Option<RuleId> {
+    ///
+    /// `exercised` are the rules the case's prediction exercises: in a case that deletes
+    /// its pod, the terminal phase is termination.phase's.
+    pub fn reported_instead(self, case: &str, exercised: &[RuleId]) -> Option<RuleId> {
         REPORTED_INSTEAD
             .iter()
             .find(|(deviation, name, _)| *deviation == self && *name == case)
             .map(|(_, _, rule)| *rule)
+            .or_else(|| match self {
+                Deviation::TerminalPhaseLate if exercised.contains(&RuleId::TerminationPhase) => {
+                    Some(RuleId::TerminationPhase)
+                }
+                _ => None,
+            })
     }
 }
 

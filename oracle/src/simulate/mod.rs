@@ -353,7 +353,7 @@ pub fn simulate(
                 policy,
                 code,
                 instance.end().is_some_and(|end| end.killed_by.is_some()),
-                SpecDuration::from_millis(finish - start),
+                SpecDuration::from_millis(finish.saturating_sub(start)),
                 instance.index,
                 initial,
                 previous_wait,
@@ -535,7 +535,11 @@ pub fn simulate(
                     let mut status = last.status;
                     let _ = phase;
                     status.phase = Some("Running".to_owned());
-                    snapshots.push(Snapshot::of_status(wall(left), status));
+                    snapshots.push(Snapshot {
+                        at: wall(left),
+                        metadata: last.metadata,
+                        status,
+                    });
                 }
             }
         }
@@ -745,7 +749,14 @@ pub fn simulate(
         let deleted_now = deleted && deviation != Some(Deviation::DeletedPodKeepsItsPhase);
         let generated = terminal
             .unwrap_or_else(|| derive::derive_phase(&names, &statuses, policy, deleted_now));
-        if terminal.is_none() && held.is_none() && derive::is_terminal_phase(generated) {
+        // A kubelet that restarts the containers of a deleted pod never finishes
+        // terminating it.
+        let never_terminal = deviation == Some(Deviation::RestartDuringTermination) && deleted;
+        if terminal.is_none()
+            && held.is_none()
+            && !never_terminal
+            && derive::is_terminal_phase(generated)
+        {
             // The sync that sees the last exit generates the terminal phase and its
             // conditions; the phase itself is written once the sandbox is stopped.
             let written = at + choices.pick(0, lag);
