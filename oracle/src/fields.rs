@@ -150,15 +150,25 @@ const HOOK_FIELDS: &[Entry] = &[
     ),
 ];
 
-const HOOK_POINTS: &[(&str, &[RuleId])] = &[(
-    "preStop",
-    &[
-        RuleId::TerminationPrestopFirst,
-        RuleId::TerminationPrestopInGrace,
-        RuleId::HookPrestopFailureContinues,
-        RuleId::HookPrestopCutOff,
-    ],
-)];
+const HOOK_POINTS: &[(&str, &[RuleId])] = &[
+    (
+        "postStart",
+        &[
+            RuleId::HookPoststartConcurrent,
+            RuleId::HookPoststartRunningAfter,
+            RuleId::HookPoststartFailureKills,
+        ],
+    ),
+    (
+        "preStop",
+        &[
+            RuleId::TerminationPrestopFirst,
+            RuleId::TerminationPrestopInGrace,
+            RuleId::HookPrestopFailureContinues,
+            RuleId::HookPrestopCutOff,
+        ],
+    ),
+];
 
 /// Fields below `spec.containers[]`.
 const CONTAINER_FIELDS: &[Entry] = &[
@@ -570,8 +580,8 @@ mod tests {
                 "lifecycle.preStop.httpGet.httpHeaders",
             ),
             (
-                "        lifecycle: {postStart: {exec: {command: [x]}}}\n",
-                "lifecycle.postStart",
+                "        lifecycle: {postStart: {httpGet: {path: /hook/x, port: 8080, host: a}}}\n",
+                "lifecycle.postStart.httpGet.host",
             ),
             (
                 "        volumeMounts: [{name: v, mountPath: /v}]\n",
@@ -724,6 +734,35 @@ mod tests {
             behaviours.push_str(&format!(
                 "  {name}:\n    then: forever\n    health: {{port: {port}{grpc}, endpoints: {{live: {{answers: [{{answer: ok}}]{extra_ports}}}}}}}{}\n",
                 hooks.1
+            ));
+        }
+        // PostStart hooks, one handler each, on containers without probes.
+        for (name, port, hook, behaviour) in [
+            (
+                "ps-exec",
+                8090,
+                "exec: {command: [/podcheck-agent, hook, up]}",
+                "hooks: {up: {takes: 1s}}",
+            ),
+            (
+                "ps-http",
+                8091,
+                "httpGet: {path: /hook/up, port: 8091, scheme: HTTP}",
+                "hooks: {up: {}}",
+            ),
+            ("ps-sleep", 8092, "sleep: {seconds: 1}", "hooks: {up: {}}"),
+            (
+                "ps-tcp",
+                8093,
+                "tcpSocket: {port: 8093, host: ''}",
+                "hooks: {up: {}}",
+            ),
+        ] {
+            containers.push_str(&format!(
+                "      - name: {name}\n        lifecycle: {{postStart: {{{hook}}}}}\n"
+            ));
+            behaviours.push_str(&format!(
+                "  {name}:\n    then: forever\n    health: {{port: {port}, endpoints: {{live: {{answers: [{{answer: ok}}]}}}}}}\n    {behaviour}\n"
             ));
         }
         let yaml = format!(

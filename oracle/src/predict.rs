@@ -300,12 +300,7 @@ fn deletion_rules(
             if pre_stop.call.fails {
                 add(RuleId::HookPrestopFailureContinues);
             }
-            add(match pre_stop.call.handler {
-                crate::plan::termination::HookHandler::Exec { .. } => RuleId::HookHandlerExec,
-                crate::plan::termination::HookHandler::Http { .. } => RuleId::HookHandlerHttp,
-                crate::plan::termination::HookHandler::Sleep(_) => RuleId::HookHandlerSleep,
-                crate::plan::termination::HookHandler::TcpSocket => RuleId::HookHandlerTcpRefused,
-            });
+            add(hook_handler_rule(&pre_stop.call.handler));
         }
         if let Some(probes) = &instance.probes {
             if probes.probes.liveness.is_some() || probes.probes.startup.is_some() {
@@ -347,7 +342,7 @@ fn default_horizon(plans: &[ContainerPlan], scenario: &Scenario) -> SpecDuration
                 last.latest_start
             } else {
                 last.earliest_start + STATUS_LAG
-            };
+            } + last.shown_running_after().1;
             // A last exit that may make the pod terminal is watched until the latest
             // moment the kubelet writes the terminal phase.
             let after_end = match last.after_exit {
@@ -495,5 +490,32 @@ fn exercised_rules(
             rules.push(instance.start_rule);
         }
     }
+    for instance in instances() {
+        let Some(call) = &instance.post_start else {
+            continue;
+        };
+        let mut add = |rule: RuleId| {
+            if !rules.contains(&rule) {
+                rules.push(rule);
+            }
+        };
+        add(RuleId::HookPoststartConcurrent);
+        if instance.post_start_kill.is_some() {
+            add(RuleId::HookPoststartFailureKills);
+        } else {
+            add(RuleId::HookPoststartRunningAfter);
+        }
+        add(hook_handler_rule(&call.handler));
+    }
     rules
+}
+
+fn hook_handler_rule(handler: &crate::plan::termination::HookHandler) -> RuleId {
+    use crate::plan::termination::HookHandler;
+    match handler {
+        HookHandler::Exec { .. } => RuleId::HookHandlerExec,
+        HookHandler::Http { .. } => RuleId::HookHandlerHttp,
+        HookHandler::Sleep(_) => RuleId::HookHandlerSleep,
+        HookHandler::TcpSocket => RuleId::HookHandlerTcpRefused,
+    }
 }

@@ -500,10 +500,13 @@ impl Scenario {
                     ));
                 }
             }
-            if point == HookPoint::PostStart && call.is_some() {
+            let probed = container.liveness_probe.is_some()
+                || container.readiness_probe.is_some()
+                || container.startup_probe.is_some();
+            if point == HookPoint::PostStart && call.is_some() && probed {
                 return Err(FieldError::new(
                     format!("{field}.lifecycle.postStart"),
-                    "not modelled by the oracle yet; the scenario would be half-predicted"
+                    "not modelled by the oracle together with probes: the probes would start once the hook has returned; the scenario would be half-predicted"
                         .to_owned(),
                 ));
             }
@@ -632,8 +635,25 @@ impl Scenario {
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
         for (name, behaviour) in &self.behaviours {
             let Some(health) = &behaviour.health else {
+                // Hook calls without health endpoints are answered on the default port.
+                if let Some(port) = behaviour.hook_port() {
+                    let field = format!("behaviours.{name}.hooks");
+                    if let Some(other) = ports.insert(port, field.clone()) {
+                        return Err(FieldError::new(
+                            field,
+                            format!("the hook calls are answered on port {port}, which is already used by {other}; give this behaviour a health port of its own")));
+                    }
+                }
                 continue;
             };
+            for hook in behaviour.hooks.keys() {
+                if !podcheck_wire::is_hook_name(hook) {
+                    return Err(FieldError::new(
+                        format!("behaviours.{name}.hooks.{hook}"),
+                        "a hook name is letters, digits, '.', '_' and '-': it is served as the path /hook/NAME".to_owned(),
+                    ));
+                }
+            }
             let field = format!("behaviours.{name}.health");
             let mut claim = |port: u16, field: String| {
                 if port == 0 {

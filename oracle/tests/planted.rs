@@ -42,6 +42,56 @@ fn model_traces_pass_at_both_extremes() {
 /// Each planted bug, a suite case that exposes it, and the rule it must be flagged with.
 const PLANTED: &[(Deviation, &str, RuleId)] = &[
     (
+        Deviation::FailedPreStopSkipsSigterm,
+        "prestop-failure-continues",
+        RuleId::HookPrestopFailureContinues,
+    ),
+    (
+        Deviation::PreStopNotCutOff,
+        "prestop-cut-off-two-seconds-left",
+        RuleId::HookPrestopCutOff,
+    ),
+    (
+        Deviation::ExecHooksNotRun,
+        "prestop-exec-before-sigterm",
+        RuleId::HookHandlerExec,
+    ),
+    (
+        Deviation::HttpHooksNotRun,
+        "prestop-http-before-sigterm",
+        RuleId::HookHandlerHttp,
+    ),
+    (
+        Deviation::SleepHooksNotRun,
+        "prestop-sleep",
+        RuleId::HookHandlerSleep,
+    ),
+    (
+        Deviation::ReadinessStopsOnDeletion,
+        "liveness-stops-readiness-continues",
+        RuleId::TerminationReadinessContinues,
+    ),
+    (
+        Deviation::PostStartBeforeEntrypoint,
+        "poststart-runs-with-the-entrypoint",
+        RuleId::HookPoststartConcurrent,
+    ),
+    (
+        Deviation::RunningBeforePostStartCompletes,
+        "poststart-sleep-holds-running",
+        RuleId::HookPoststartRunningAfter,
+    ),
+    (
+        Deviation::PostStartFailureIgnored,
+        "poststart-failure-kills-under-never",
+        RuleId::HookPoststartFailureKills,
+    ),
+    (
+        Deviation::TcpHookSucceeds,
+        "poststart-tcp-handler-fails",
+        RuleId::HookHandlerTcpRefused,
+    ),
+    (
         Deviation::SigkillBeforeGracePeriod,
         "sigterm-ignored-killed-after-grace",
         RuleId::TerminationGracePeriod,
@@ -447,6 +497,57 @@ type Mutation = fn(&mut Trace);
 
 /// Faults planted directly into correct traces: a target that reports the wrong field.
 const MUTATIONS: &[(&str, &str, RuleId, Mutation)] = &[
+    (
+        "no deletionTimestamp",
+        "delete-unprepared-process-dies-of-sigterm",
+        RuleId::TerminationDeletionTimestamp,
+        |t| {
+            for snapshot in &mut t.snapshots {
+                snapshot.metadata.deletion_timestamp = None;
+            }
+        },
+    ),
+    (
+        "a deleted container exits 0 instead of dying of SIGTERM",
+        "delete-unprepared-process-dies-of-sigterm",
+        RuleId::TerminationSigterm,
+        |t| {
+            each_status(t, |s| {
+                each_container(s, |c| {
+                    if let Some(terminated) = c.state.as_mut().and_then(|s| s.terminated.as_mut()) {
+                        terminated.exit_code = 0;
+                        terminated.reason = Some("Completed".to_owned());
+                    }
+                })
+            })
+        },
+    ),
+    (
+        "the deleted object is never removed",
+        "delete-unprepared-process-dies-of-sigterm",
+        RuleId::TerminationObjectRemoved,
+        |t| t.snapshots.retain(|s| !s.metadata.gone),
+    ),
+    (
+        "a force-deleted object is not removed",
+        "force-delete-removes-object",
+        RuleId::TerminationForceDelete,
+        |t| t.snapshots.retain(|s| !s.metadata.gone),
+    ),
+    (
+        "a container killed from outside shows exit code 143",
+        "kill-container-never-fails",
+        RuleId::FaultKillContainer,
+        |t| {
+            each_status(t, |s| {
+                each_container(s, |c| {
+                    if let Some(terminated) = c.state.as_mut().and_then(|s| s.terminated.as_mut()) {
+                        terminated.exit_code = 143;
+                    }
+                })
+            })
+        },
+    ),
     (
         "phase stays Pending while running",
         "run-forever-ready",

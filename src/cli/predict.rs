@@ -94,6 +94,10 @@ fn print_text(prediction: &Prediction) -> std::io::Result<()> {
                 ) => format!(
                     "killed by its {kind:?} probe [{lo}, {hi}] after its start (exit {code})"
                 ),
+                (Some(end), None) if end.post_start_failed => format!(
+                    "killed after its failing postStart hook [{}, {}] after its start (exit {})",
+                    end.lo, end.hi, end.code
+                ),
                 (Some(end), None) => format!("runs {}, exits {}", end.lo, end.code),
                 (None, _) => "runs forever".to_owned(),
             };

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 #[derive(Default, Debug)]
 pub(super) struct ObservedInstance {
     pub(super) started: Option<i64>,
+    /// When a snapshot first showed it Running.
+    pub(super) running_seen: Option<i64>,
     pub(super) finished: Option<i64>,
     pub(super) exit_code: Option<i32>,
     pub(super) reason: Option<String>,
@@ -72,6 +74,7 @@ pub(super) fn record_container(
     };
     if let Some(running) = state.and_then(|s| s.running.as_ref()) {
         let entry = obs.instances.entry(index).or_default();
+        entry.running_seen.get_or_insert(t);
         if entry.started.is_none() {
             entry.started = Some(
                 running
@@ -237,7 +240,12 @@ pub(super) fn check_container_snapshot(
                     Some(t),
                 );
             }
-        } else if reason != "CrashLoopBackOff" && !reason.is_empty() {
+        } else if reason != "CrashLoopBackOff"
+            && !reason.is_empty()
+            // The start failed in its PostStart hook (kuberuntime ErrPostStartHook).
+            && !(reason == "PostStartHookError"
+                && plan.is_some_and(|p| p.instances.iter().any(|i| i.post_start_kill.is_some())))
+        {
             out.add(
                 RuleId::ContainerStateWaitingCrashloop,
                 name,
@@ -395,9 +403,14 @@ pub(super) fn check_instances(
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
             let from = instance.start_gate.describe(&plan.name);
             match started {
-                // A late start is broken once its window closed.
+                // A late start is broken once its window closed. The process of a
+                // container with a PostStart hook starts late when it waited for the hook.
                 Some(s) if s < min || s > max => out.add(
-                    instance.start_rule,
+                    if s > max && index == 0 && instance.post_start.is_some() {
+                        RuleId::HookPoststartConcurrent
+                    } else {
+                        instance.start_rule
+                    },
                     name,
                     format!(
                         "instance {index} starts {} after {from}",
@@ -451,16 +464,29 @@ pub(super) fn check_instances(
                     planned_end.hi.as_millis() as i64,
                 );
                 let code = planned_end.code;
-                let (early_rule, late_rules): (RuleId, Vec<RuleId>) =
-                    match instance.probes.as_ref().and_then(|p| p.kill.as_ref()) {
-                        Some((_, window)) => (window.early_rule, window.late_rules.clone()),
-                        None => (
-                            RuleId::ContainerRunsToCompletion,
-                            vec![RuleId::ContainerRunsToCompletion],
-                        ),
-                    };
+                let hook_rule = instance.post_start.as_ref().map(|call| {
+                    if call.handler == crate::plan::termination::HookHandler::TcpSocket {
+                        RuleId::HookHandlerTcpRefused
+                    } else {
+                        RuleId::HookPoststartFailureKills
+                    }
+                });
+                let (early_rule, late_rules): (RuleId, Vec<RuleId>) = match (
+                    instance.probes.as_ref().and_then(|p| p.kill.as_ref()),
+                    hook_rule,
+                ) {
+                    (_, Some(rule)) if planned_end.post_start_failed => (rule, vec![rule]),
+                    (Some((_, window)), _) => (window.early_rule, window.late_rules.clone()),
+                    _ => (
+                        RuleId::ContainerRunsToCompletion,
+                        vec![RuleId::ContainerRunsToCompletion],
+                    ),
+                };
                 let how = match planned_end.killed_by {
                     Some(kind) => format!("is killed by its {kind:?} probe"),
+                    None if planned_end.post_start_failed => {
+                        format!("is killed after its failing postStart hook (exit code {code})")
+                    }
                     None => format!("exits with code {code}"),
                 };
                 if planned_end.cut {
@@ -485,16 +511,17 @@ pub(super) fn check_instances(
                     );
                     let observed = format!("terminated after {}", secs(f - s));
                     if f - s < lo - tol {
-                        let rule = if planned_end.killed_by.is_some() {
-                            early_rule
-                        } else if observed_code == Some(code)
-                            && code != crate::probes::KILLED_EXIT_CODE
-                        {
-                            // The process's own exit code, only sooner: no probe killed it.
-                            RuleId::ContainerRunsToCompletion
-                        } else {
-                            surprise_rule(instance, f - s)
-                        };
+                        let rule =
+                            if planned_end.killed_by.is_some() || planned_end.post_start_failed {
+                                early_rule
+                            } else if observed_code == Some(code)
+                                && code != crate::probes::KILLED_EXIT_CODE
+                            {
+                                // The process's own exit code, only sooner: no probe killed it.
+                                RuleId::ContainerRunsToCompletion
+                            } else {
+                                surprise_rule(instance, f - s)
+                            };
                         out.add(rule, name, expected, observed, Some(f));
                     } else if f - s > hi + tol {
                         for &rule in &late_rules {

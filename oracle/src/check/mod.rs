@@ -182,7 +182,9 @@ fn causal_rank(rule: RuleId) -> u8 {
         // What the kubelet did to stop a container, and the kill from outside, come before
         // what the status shows of it; the phase of a deleted pod is a phase.
         RuleId::TerminationPhase => 3,
-        _ if id.starts_with("termination.") || id.starts_with("hook.") => 1,
+        // A hook that misbehaves is why the stop around it goes wrong.
+        _ if id.starts_with("hook.") => 0,
+        _ if id.starts_with("termination.") => 1,
         _ if id.starts_with("fault.") => 1,
         RuleId::ContainerStateRunning | RuleId::ContainerRestartCount => 1,
         _ if id.starts_with("restart.") => 1,

@@ -9,7 +9,7 @@
 use super::instances::ObservedContainer;
 use super::{secs, window_text, Collector};
 use crate::plan::termination::{
-    StopPlan, DELETION_NOTICED_WITHIN, HOOK_LAG, OBJECT_REMOVAL_LAG, SIGNAL_LAG,
+    HookHandler, StopPlan, DELETION_NOTICED_WITHIN, HOOK_LAG, OBJECT_REMOVAL_LAG, SIGNAL_LAG,
 };
 use crate::plan::{CutCause, STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::predict::{DeletionPrediction, Prediction};
@@ -83,6 +83,7 @@ pub(super) fn check_termination(
     end: i64,
 ) {
     check_kills(out, prediction, trace, observed, tol);
+    check_post_start(out, prediction, trace, observed, tol);
     let Some(deletion) = &prediction.deletion else {
         return;
     };
@@ -317,10 +318,18 @@ fn check_stop(
         "instance {index} {how} {} after the delete request",
         window_text(lo - requested, hi - requested)
     );
+    let prestop_fails = stop.pre_stop.as_ref().is_some_and(|p| p.call.fails);
+    let late_rule = if prestop_fails {
+        RuleId::HookPrestopFailureContinues
+    } else {
+        late_rule
+    };
     match finished {
         Some((f, code)) => {
             if code != stop.exit_code {
-                let rule = if stop.exit_code == crate::plan::termination::SIGKILL_EXIT_CODE
+                let rule = if prestop_fails {
+                    RuleId::HookPrestopFailureContinues
+                } else if stop.exit_code == crate::plan::termination::SIGKILL_EXIT_CODE
                     || code == crate::plan::termination::SIGKILL_EXIT_CODE
                 {
                     RuleId::TerminationGracePeriod
@@ -378,6 +387,16 @@ fn check_stop(
             trace,
             tol,
         );
+    }
+}
+
+/// The rule of a hook handler kind.
+fn handler_rule(handler: &HookHandler) -> RuleId {
+    match handler {
+        HookHandler::Exec { .. } => RuleId::HookHandlerExec,
+        HookHandler::Http { .. } => RuleId::HookHandlerHttp,
+        HookHandler::Sleep(_) => RuleId::HookHandlerSleep,
+        HookHandler::TcpSocket => RuleId::HookHandlerTcpRefused,
     }
 }
 
@@ -439,7 +458,7 @@ fn check_stop_log(
                 Some(signalled),
             ),
             (None, Some(signalled)) => out.add(
-                RuleId::TerminationPrestopFirst,
+                handler_rule(&pre_stop.call.handler),
                 container,
                 "the preStop hook called before SIGTERM".to_owned(),
                 format!(
@@ -490,10 +509,10 @@ fn check_stop_log(
         },
         None => (requested - tol, acknowledged + noticed + tol),
     };
-    let late_sigterm = if stop.pre_stop.as_ref().is_some_and(|p| p.cut_off) {
-        RuleId::HookPrestopCutOff
-    } else {
-        RuleId::TerminationSigterm
+    let late_sigterm = match &stop.pre_stop {
+        Some(p) if p.call.fails => RuleId::HookPrestopFailureContinues,
+        Some(p) if p.cut_off => RuleId::HookPrestopCutOff,
+        _ => RuleId::TerminationSigterm,
     };
     match sigterm {
         Some(signalled) if signalled > latest => out.add(
@@ -507,7 +526,10 @@ fn check_stop_log(
             Some(signalled),
         ),
         Some(signalled) if signalled < earliest && stop.pre_stop.is_some() => out.add(
-            RuleId::TerminationPrestopFirst,
+            match stop.pre_stop.as_ref().map(|p| &p.call.handler) {
+                Some(HookHandler::Sleep(_)) => RuleId::HookHandlerSleep,
+                _ => RuleId::TerminationPrestopFirst,
+            },
             container,
             format!(
                 "SIGTERM once the preStop hook has completed{}, {} after the delete request",
@@ -522,7 +544,7 @@ fn check_stop_log(
             Some(signalled),
         ),
         None if finished.is_some_and(|f| f > latest) => out.add(
-            RuleId::TerminationSigterm,
+            late_sigterm,
             container,
             format!(
                 "SIGTERM {} after the delete request",
@@ -806,12 +828,8 @@ fn check_kills(
             };
             let (lo, hi) = (requested - tol, acknowledged + ms(SIGNAL_LAG) + tol);
             let code = seen.and_then(|s| s.exit_code);
-            let reason = seen.and_then(|s| s.reason.clone());
-            if code != Some(cut.code)
-                || reason.as_deref() != Some("Error")
-                || finished < lo
-                || finished > hi
-            {
+            // The reason is container.state.terminated's (check_terminated_reason).
+            if code != Some(cut.code) || finished < lo || finished > hi {
                 out.add(
                     RuleId::FaultKillContainer,
                     Some(&plan.name),
@@ -821,13 +839,119 @@ fn check_kills(
                         cut.code,
                         window_text(lo - requested, hi - requested)
                     ),
-                    format!(
-                        "exit code {code:?}, reason {reason:?}, {} after it",
-                        secs(finished - requested)
-                    ),
+                    format!("exit code {code:?} {} after it", secs(finished - requested)),
                     Some(finished),
                 );
             }
+        }
+    }
+}
+
+/// PostStart runs concurrently with the entrypoint, and the container is shown Running only
+/// once the hook has returned.
+fn check_post_start(
+    out: &mut Collector,
+    prediction: &Prediction,
+    trace: &Trace,
+    observed: &BTreeMap<&str, ObservedContainer>,
+    tol: i64,
+) {
+    for plan in &prediction.containers {
+        let Some(obs) = observed.get(plan.name.as_str()) else {
+            continue;
+        };
+        // When the workload answered each hook call of its latest instance.
+        let answers: Vec<(u32, String, i64)> = trace
+            .logs
+            .get(&plan.name)
+            .map(|lines| {
+                let log = WorkloadLog::parse(lines);
+                let start = log.events().start();
+                log.events()
+                    .iter()
+                    .filter_map(|e| match (&e.event, start) {
+                        (Event::HookEnded { name, .. }, Some(index)) => {
+                            Some((index, name.clone(), log_ms(trace, e.ts_ms)))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for instance in &plan.instances {
+            let Some(call) = &instance.post_start else {
+                continue;
+            };
+            let seen = obs.instances.get(&instance.index);
+            if let (Some(started), Some(shown)) = (
+                seen.and_then(|s| s.started),
+                seen.and_then(|s| s.running_seen),
+            ) {
+                // The hook's own answer where the workload logged it; otherwise no sooner
+                // than its scripted time after the process started.
+                let answered = call.handler.logged_name().and_then(|name| {
+                    answers
+                        .iter()
+                        .find(|(index, n, _)| *index == instance.index && n == name)
+                        .map(|(_, _, at)| *at)
+                });
+                let earliest = answered.unwrap_or(started + ms(call.takes)) - tol;
+                if shown < earliest {
+                    out.add(
+                        RuleId::HookPoststartRunningAfter,
+                        Some(&plan.name),
+                        format!(
+                            "instance {} shown Running once its postStart hook ({}) has returned, not before {} after its start",
+                            instance.index,
+                            call.takes,
+                            secs(earliest + tol - started)
+                        ),
+                        format!("Running {} after its start", secs(shown - started)),
+                        Some(shown),
+                    );
+                }
+            }
+        }
+        // The workload's log of its latest instance: the entrypoint ran before the hook's
+        // answer. A hook that takes no time cannot tell the order.
+        let Some(lines) = trace.logs.get(&plan.name) else {
+            continue;
+        };
+        let log = WorkloadLog::parse(lines);
+        let events = log.events().since_last_start();
+        let Some((index, started)) = events.iter().find_map(|e| match &e.event {
+            Event::Start { start, .. } => Some((*start, e.ts_ms)),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let Some(call) = plan
+            .instances
+            .get(index as usize)
+            .and_then(|i| i.post_start.as_ref())
+            .filter(|c| c.takes >= crate::SpecDuration::from_secs(1))
+        else {
+            continue;
+        };
+        let Some(name) = call.handler.logged_name() else {
+            continue;
+        };
+        // The lines of the whole log: the hook call may come before the start line.
+        let answered = log.events().iter().find_map(|e| match &e.event {
+            Event::HookEnded { name: n, .. } if n == name => Some(e.ts_ms),
+            _ => None,
+        });
+        if let Some(answered) = answered.filter(|a| *a < started) {
+            out.add(
+                RuleId::HookPoststartConcurrent,
+                Some(&plan.name),
+                format!("instance {index}'s entrypoint started before its postStart hook returned"),
+                format!(
+                    "the hook answered {} before the entrypoint started (the workload's log)",
+                    secs(log_ms(trace, started) - log_ms(trace, answered))
+                ),
+                Some(log_ms(trace, answered)),
+            );
         }
     }
 }

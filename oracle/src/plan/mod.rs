@@ -210,6 +210,10 @@ pub struct InstancePlan {
     /// The container's PostStart hook call, run as this instance starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub post_start: Option<termination::HookCall>,
+    /// How the kubelet kills the instance after its PostStart hook failed, as spans after
+    /// the instance's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_start_kill: Option<StopPlan>,
 }
 
 /// An instance stopped by a fault action.
@@ -245,6 +249,8 @@ pub struct End {
     pub killed_by: Option<crate::probes::ProbeKind>,
     /// A fault action stopped it: its timing is checked against the action's observed time.
     pub cut: bool,
+    /// Its PostStart hook failed and the kubelet killed it.
+    pub post_start_failed: bool,
 }
 
 impl InstancePlan {
@@ -272,6 +278,7 @@ impl InstancePlan {
                 code: cut.code,
                 killed_by: None,
                 cut: true,
+                post_start_failed: false,
             });
         }
         self.natural_end()
@@ -279,6 +286,16 @@ impl InstancePlan {
 
     /// How the instance ends of itself (its process exits, or a probe has it killed).
     fn natural_end(&self) -> Option<End> {
+        if let Some(failed) = &self.post_start_kill {
+            return Some(End {
+                lo: failed.end.0,
+                hi: failed.end.1,
+                code: failed.exit_code,
+                killed_by: None,
+                cut: false,
+                post_start_failed: true,
+            });
+        }
         if let Some((kind, window)) = self.probes.as_ref().and_then(|p| p.kill.as_ref()) {
             return Some(End {
                 lo: window.lo,
@@ -286,6 +303,7 @@ impl InstancePlan {
                 code: crate::probes::KILLED_EXIT_CODE,
                 killed_by: Some(*kind),
                 cut: false,
+                post_start_failed: false,
             });
         }
         match self.run {
@@ -295,8 +313,18 @@ impl InstancePlan {
                 code,
                 killed_by: None,
                 cut: false,
+                post_start_failed: false,
             }),
             Run::Forever => None,
+        }
+    }
+
+    /// When the container is shown Running after its start: once its PostStart hook has
+    /// returned (the pod worker is busy in SyncPod until then), earliest and latest.
+    pub fn shown_running_after(&self) -> (SpecDuration, SpecDuration) {
+        match &self.post_start {
+            Some(call) => (call.takes, call.takes + termination::HOOK_LAG),
+            None => (SpecDuration::ZERO, SpecDuration::ZERO),
         }
     }
 
@@ -379,6 +407,7 @@ pub fn plan_containers_adjusted(
     let back_off = scenario.kubelet.back_off();
     let deletion = termination::Deletion::of(scenario);
     let mut plans: Vec<ContainerPlan> = Vec::new();
+    let mut start_delay = (SpecDuration::ZERO, SpecDuration::ZERO);
     for (index, container) in scenario.containers().iter().enumerate() {
         let gate = StartGate::PodCreated;
         // A gate always refers to a container planned before; one that does not end
@@ -415,6 +444,29 @@ pub fn plan_containers_adjusted(
             ),
         };
         let stops = stops_of(scenario, deletion.as_ref(), container, index, &behaviour);
+        let hooks = match ContainerHooks::of(scenario, container, index, &behaviour) {
+            Ok(hooks) => hooks,
+            Err(reason) => {
+                plans.push(ContainerPlan {
+                    name: container.name.clone(),
+                    instances: Vec::new(),
+                    settles: true,
+                    ambiguity: Some(reason),
+                    undecided: None,
+                });
+                continue;
+            }
+        };
+        // SyncPod starts the containers one after another, each once the PostStart
+        // hook of the one before has returned (or its failure's kill is over).
+        let first = FirstStart {
+            after: (first.after.0 + start_delay.0, first.after.1 + start_delay.1),
+            ..first
+        };
+        start_delay = (
+            start_delay.0 + hooks.blocks_sync_pod().0,
+            start_delay.1 + hooks.blocks_sync_pod().1,
+        );
         let mut plan = plan_one(
             &container.name,
             &behaviour,
@@ -424,11 +476,75 @@ pub fn plan_containers_adjusted(
             back_off,
             until,
             stops,
+            &hooks,
         );
         plan.ambiguity = plan.ambiguity.or(unreadable);
         plans.push(plan);
     }
     plans
+}
+
+/// A container's PostStart hook, and how the kubelet kills the container when it fails.
+struct ContainerHooks {
+    post_start: Option<termination::HookCall>,
+    post_start_kill: Option<StopPlan>,
+}
+
+impl ContainerHooks {
+    fn of(
+        scenario: &Scenario,
+        container: &k8s_openapi::api::core::v1::Container,
+        index: usize,
+        behaviour: &Behaviour,
+    ) -> Result<ContainerHooks, String> {
+        use termination::{resolve_hook, HookPoint, HOOK_LAG};
+        let field = format!("spec.containers[{index}]");
+        let post_start = resolve_hook(container, behaviour, HookPoint::PostStart, &field)
+            .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+        let post_start_kill = match &post_start {
+            Some(call) if call.fails => {
+                // killContainer with the pod's grace period (no deletion yet), PreStop
+                // included, right after the hook's failure.
+                let grace = scenario
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.termination_grace_period_seconds)
+                    .unwrap_or(termination::DEFAULT_GRACE_SECONDS);
+                let pre_stop = resolve_hook(container, behaviour, HookPoint::PreStop, &field)
+                    .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+                let mut stop =
+                    termination::plan_stop(grace, pre_stop.as_ref(), behaviour.on_sigterm)
+                        .map_err(|reason| format!("after its failed postStart hook, {reason}"))?;
+                // As spans after the instance's start.
+                stop.end = (call.takes + stop.end.0, call.takes + HOOK_LAG + stop.end.1);
+                Some(stop)
+            }
+            _ => None,
+        };
+        if let (Some(kill), Run::Exit { after, .. }) =
+            (&post_start_kill, behaviour.run_for_start(0))
+        {
+            if after < kill.end.1 + TERMINATION_MARGIN {
+                return Err(format!(
+                    "{field}: the process exits {after} after its start, before the kill that follows its failing postStart hook is over; not modelled"
+                ));
+            }
+        }
+        Ok(ContainerHooks {
+            post_start,
+            post_start_kill,
+        })
+    }
+
+    /// How long the container's start holds up SyncPod, earliest and latest.
+    fn blocks_sync_pod(&self) -> (SpecDuration, SpecDuration) {
+        match (&self.post_start, &self.post_start_kill) {
+            (Some(_), Some(kill)) => kill.end,
+            (Some(call), None) => (call.takes, call.takes + termination::HOOK_LAG),
+            _ => (SpecDuration::ZERO, SpecDuration::ZERO),
+        }
+    }
 }
 
 /// A fault action that stops a container's instance from outside at a scheduled time.
@@ -588,6 +704,7 @@ fn plan_one(
     back_off: BackOffParams,
     until: SpecDuration,
     mut stops: Vec<Stop>,
+    hooks: &ContainerHooks,
 ) -> ContainerPlan {
     let mut plan = ContainerPlan {
         name: name.to_owned(),
@@ -617,7 +734,8 @@ fn plan_one(
             latest_start: latest,
             probes: None,
             cut: None,
-            post_start: None,
+            post_start: hooks.post_start.clone(),
+            post_start_kill: hooks.post_start_kill.clone(),
         };
         if !probes.is_empty() {
             let exits_at = match run {
@@ -651,6 +769,17 @@ fn plan_one(
                 StopEffect::Cuts(cut) => {
                     if let Some(probes) = instance.probes.as_mut() {
                         probes.kill = None;
+                        // Readiness keeps probing while the pod terminates: a flip due
+                        // after the deletion that never comes breaks that first.
+                        if matches!(cut.cause, CutCause::Deleted(_)) {
+                            for flip in &mut probes.ready {
+                                if earliest + flip.window.lo > cut.action_at {
+                                    flip.window
+                                        .late_rules
+                                        .insert(0, RuleId::TerminationReadinessContinues);
+                                }
+                            }
+                        }
                     }
                     instance.cut = Some(cut);
                     stops.remove(0);

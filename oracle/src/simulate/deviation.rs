@@ -114,6 +114,29 @@ pub enum Deviation {
     /// A container that exits while its pod terminates is restarted as its restart
     /// policy says.
     RestartDuringTermination,
+    /// The entrypoint is started only once the PostStart hook has returned.
+    PostStartBeforeEntrypoint,
+    /// The container is shown Running while its PostStart hook still runs.
+    RunningBeforePostStartCompletes,
+    /// A failing PostStart hook does not kill the container.
+    PostStartFailureIgnored,
+    /// A tcpSocket hook succeeds (as a probe would once the port accepts), instead of
+    /// failing as a handler the kubelet does not run.
+    TcpHookSucceeds,
+    /// A failing PreStop hook aborts the graceful stop: no SIGTERM, SIGKILL when the grace
+    /// period runs out.
+    FailedPreStopSkipsSigterm,
+    /// A PreStop hook that outlasts the grace period is waited for to its end.
+    PreStopNotCutOff,
+    /// exec PreStop hooks are not run.
+    ExecHooksNotRun,
+    /// httpGet PreStop hooks are not run.
+    HttpHooksNotRun,
+    /// sleep PreStop hooks do not pause.
+    SleepHooksNotRun,
+    /// Readiness probes stop with liveness once the pod is being deleted: ready keeps the
+    /// value it had.
+    ReadinessStopsOnDeletion,
 }
 
 impl Deviation {
@@ -163,6 +186,16 @@ impl Deviation {
         Deviation::ObjectRemovedDespiteFinalizers,
         Deviation::DeletedPodKeepsItsPhase,
         Deviation::RestartDuringTermination,
+        Deviation::PostStartBeforeEntrypoint,
+        Deviation::RunningBeforePostStartCompletes,
+        Deviation::PostStartFailureIgnored,
+        Deviation::TcpHookSucceeds,
+        Deviation::FailedPreStopSkipsSigterm,
+        Deviation::PreStopNotCutOff,
+        Deviation::ExecHooksNotRun,
+        Deviation::HttpHooksNotRun,
+        Deviation::SleepHooksNotRun,
+        Deviation::ReadinessStopsOnDeletion,
     ];
 
     pub fn name(self) -> String {
@@ -235,6 +268,16 @@ impl Deviation {
             Deviation::ObjectRemovedDespiteFinalizers => RuleId::TerminationFinalizers,
             Deviation::DeletedPodKeepsItsPhase => RuleId::TerminationPhase,
             Deviation::RestartDuringTermination => RuleId::TerminationNoRestart,
+            Deviation::PostStartBeforeEntrypoint => RuleId::HookPoststartConcurrent,
+            Deviation::RunningBeforePostStartCompletes => RuleId::HookPoststartRunningAfter,
+            Deviation::PostStartFailureIgnored => RuleId::HookPoststartFailureKills,
+            Deviation::TcpHookSucceeds => RuleId::HookHandlerTcpRefused,
+            Deviation::FailedPreStopSkipsSigterm => RuleId::HookPrestopFailureContinues,
+            Deviation::PreStopNotCutOff => RuleId::HookPrestopCutOff,
+            Deviation::ExecHooksNotRun => RuleId::HookHandlerExec,
+            Deviation::HttpHooksNotRun => RuleId::HookHandlerHttp,
+            Deviation::SleepHooksNotRun => RuleId::HookHandlerSleep,
+            Deviation::ReadinessStopsOnDeletion => RuleId::TerminationReadinessContinues,
         }
     }
 }
@@ -245,6 +288,41 @@ impl Deviation {
 /// these apart needs the workload's probe log (what the agent answered before the flag
 /// flipped or the kill came), which the checker does not use to attribute yet.
 const REPORTED_INSTEAD: &[(Deviation, &str, RuleId)] = &[
+    // A hook called after SIGTERM reaches a process that already died of it (httpGet), or
+    // leaves no trace in its log (sleep): the same as a hook never run.
+    (
+        Deviation::PreStopAfterSigterm,
+        "prestop-http-before-sigterm",
+        RuleId::HookHandlerHttp,
+    ),
+    (
+        Deviation::PreStopAfterSigterm,
+        "prestop-sleep",
+        RuleId::HookHandlerSleep,
+    ),
+    // Killed at its first readiness failure while terminating: before the grace period.
+    (
+        Deviation::ReadinessFailureRestarts,
+        "liveness-stops-readiness-continues",
+        RuleId::TerminationGracePeriod,
+    ),
+    // Ignoring the failure of a tcpSocket hook is the same as letting it succeed.
+    (
+        Deviation::PostStartFailureIgnored,
+        "poststart-tcp-handler-fails",
+        RuleId::HookHandlerTcpRefused,
+    ),
+    // Where the grace period left is the 2s minimum, a SIGKILL before it breaks the minimum.
+    (
+        Deviation::SigkillBeforeGracePeriod,
+        "prestop-cut-off-two-seconds-left",
+        RuleId::TerminationMinimumGrace,
+    ),
+    (
+        Deviation::SigkillBeforeGracePeriod,
+        "force-delete-with-finalizer",
+        RuleId::TerminationMinimumGrace,
+    ),
     // The pod succeeded before it was deleted: its late phase is a late Succeeded.
     (
         Deviation::TerminalPhaseLate,

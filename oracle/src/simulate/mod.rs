@@ -5,6 +5,7 @@
 //! can show that the checker accepts every trace the model allows, including its extremes.
 //! A [`Deviation`] plants one known bug, to show that the checker catches it.
 
+use crate::behaviour::Run;
 use crate::derive;
 use crate::duration::SpecDuration;
 use crate::plan::{AfterExit, StartGate, STATUS_LAG};
@@ -85,9 +86,13 @@ fn wall(ms: u64) -> Time {
 
 #[derive(Debug, Clone)]
 enum Event {
+    /// An instance is shown Running (at the event's time) since its process started.
     Start {
         container: usize,
         index: u32,
+        since: u64,
+        /// False when its PostStart hook fails: it is killed before it is ever shown.
+        shows_running: bool,
     },
     Exit {
         container: usize,
@@ -235,16 +240,20 @@ pub fn simulate(
             if start > horizon {
                 break;
             }
+            let behaviour = scenario.behaviours.get(&plan.name);
+            let post_start =
+                termination::draw_post_start(instance, start, behaviour, choices, deviation);
             push(
                 &mut events,
-                start,
+                post_start.shown,
                 Event::Start {
                     container,
                     index: instance.index,
+                    since: post_start.since,
+                    shows_running: post_start.failed.is_none(),
                 },
             );
             let kill_period = instance.kill_period().map(SpecDuration::as_millis);
-            let behaviour = scenario.behaviours.get(&plan.name);
             let stopped = instance
                 .cut
                 .as_ref()
@@ -266,6 +275,14 @@ pub fn simulate(
             });
             if let Some(stopped) = &stopped {
                 end = Some((stopped.finish, stopped.code));
+            } else if let Some(failed) = &post_start.failed {
+                end = Some((failed.finish, failed.code));
+            } else if instance.post_start_kill.is_some() {
+                // A planted bug let the container run on after its failed hook.
+                end = match instance.run {
+                    Run::Exit { after, code } => Some((start + after.as_millis(), code)),
+                    Run::Forever => None,
+                };
             }
             if let Some(probe_plan) = &instance.probes {
                 if deviation == Some(Deviation::ReadinessFailureRestarts) {
@@ -277,7 +294,14 @@ pub fn simulate(
                         end = Some((at, crate::probes::KILLED_EXIT_CODE));
                     }
                 }
-                let flags = probe_events(probe_plan, start, end.map(|e| e.0), choices, deviation);
+                let mut flags =
+                    probe_events(probe_plan, start, end.map(|e| e.0), choices, deviation);
+                if deviation == Some(Deviation::ReadinessStopsOnDeletion) {
+                    if let Some(stopped) = &stopped {
+                        flags
+                            .retain(|(at, _, ready)| ready.is_none() || *at <= stopped.probes_stop);
+                    }
+                }
                 // The checker counts readiness successes in the log of such a container,
                 // which this log does not hold (see `log`).
                 let counted = plan
@@ -323,9 +347,17 @@ pub fn simulate(
                 }
             }
             if instance.probes.is_none() {
-                if let Some(stopped) = stopped.as_ref().filter(|s| !s.log.is_empty()) {
-                    let mut lines = vec![log::start_line(instance.index, instance.run, start)];
-                    lines.extend(stopped.log.iter().map(ToString::to_string));
+                let mut extra: Vec<&podcheck_wire::LogEvent> = post_start.log.iter().collect();
+                extra.extend(post_start.failed.iter().flat_map(|f| f.log.iter()));
+                extra.extend(stopped.iter().flat_map(|s| s.log.iter()));
+                if !extra.is_empty() {
+                    let mut lines = vec![log::start_line(
+                        instance.index,
+                        instance.run,
+                        post_start.since,
+                    )];
+                    lines.extend(extra.iter().map(ToString::to_string));
+                    lines.sort_by_key(|l| podcheck_wire::LogEvent::parse(l).map_or(0, |e| e.ts_ms));
                     logs.insert(plan.name.clone(), lines);
                 }
             }
@@ -404,6 +436,8 @@ pub fn simulate(
                         Event::Start {
                             container,
                             index: instance.index + 1,
+                            since: next,
+                            shows_running: true,
                         },
                     );
                 }
@@ -636,10 +670,33 @@ pub fn simulate(
         }
         match event {
             Event::Deleted | Event::FinalizerRemoved(_) | Event::FinalDelete => {}
-            Event::Start { container, index } => {
-                started_at.insert((container, index), at);
+            Event::Start {
+                container,
+                index,
+                since,
+                shows_running,
+            } => {
+                started_at.insert((container, index), since);
                 let status = &mut statuses[container];
-                if index == 0 && choices.pick(0, 1) == 1 {
+                // A container whose PostStart hook fails is never shown Running: SyncPod
+                // kills it before any status is written.
+                if !shows_running {
+                    // Not shown, but the instance before is now the last state.
+                    replace_state(
+                        status,
+                        ContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some("ContainerCreating".to_owned()),
+                                message: None,
+                            }),
+                            ..ContainerState::default()
+                        },
+                    );
+                    status.restart_count = index as i32;
+                    continue;
+                }
+                let hooked = since != at;
+                if index == 0 && !hooked && choices.pick(0, 1) == 1 {
                     // Created, not started yet: Waiting with no reason
                     // (convertToAPIContainerStatuses, ContainerStateCreated).
                     replace_state(
@@ -664,7 +721,7 @@ pub fn simulate(
                     status,
                     ContainerState {
                         running: Some(ContainerStateRunning {
-                            started_at: Some(wall(at)),
+                            started_at: Some(wall(since)),
                         }),
                         ..ContainerState::default()
                     },
