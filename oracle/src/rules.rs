@@ -565,7 +565,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::HookHandlerHttp,
-        statement: "An httpGet hook makes an HTTP GET to the container's endpoint; a 2xx or 3xx answer is success.",
+        statement: "An httpGet hook makes one HTTP GET to the container's endpoint: it fails only when the request gets no answer, whatever the HTTP status (a 500 is a success), and it is not retried.",
         sources: &[SEED_HOOKS, DOC_HOOKS, HANDLERS],
     },
     Rule {
