@@ -751,7 +751,10 @@ fn check_removal(
                 Some(gone),
             );
         }
-        if !all_stopped || terminal_at.is_none_or(|t| t > gone) {
+        // With no grace left (a force delete), the object goes with its last finalizer,
+        // whatever the node is doing.
+        let graceful = deletion.api_grace_seconds() != 0;
+        if graceful && (!all_stopped || terminal_at.is_none_or(|t| t > gone)) {
             out.add(
                 RuleId::TerminationObjectRemoved,
                 None,
@@ -766,7 +769,11 @@ fn check_removal(
         }
     }
     // When the object must be gone by.
-    let removal = stopped_by + ms(TERMINAL_PHASE_LAG) + ms(OBJECT_REMOVAL_LAG) + tol;
+    let removal = if deletion.api_grace_seconds() == 0 {
+        i64::MIN
+    } else {
+        stopped_by + ms(TERMINAL_PHASE_LAG) + ms(OBJECT_REMOVAL_LAG) + tol
+    };
     let Some(cleared_ack) = cleared_ack else {
         return;
     };
