@@ -572,25 +572,18 @@ fn check_stop_log(
                 ""
             }
         );
-        if gone < lo {
-            let rule = if cut_off || stop.grace_seconds < 2 {
-                RuleId::TerminationMinimumGrace
-            } else {
-                RuleId::TerminationGracePeriod
-            };
-            out.add(
-                rule,
-                container,
-                expected,
-                format!("gone {} after SIGTERM", secs(gone - signalled)),
-                Some(gone),
-            );
+        let rule = if gone < lo && (cut_off || stop.grace_seconds < 2) {
+            Some(RuleId::TerminationMinimumGrace)
+        } else if gone < lo {
+            Some(RuleId::TerminationGracePeriod)
+        } else if gone > hi && stop.pre_stop.is_some() {
+            Some(RuleId::TerminationPrestopInGrace)
         } else if gone > hi {
-            let rule = if stop.pre_stop.is_some() {
-                RuleId::TerminationPrestopInGrace
-            } else {
-                RuleId::TerminationGracePeriod
-            };
+            Some(RuleId::TerminationGracePeriod)
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
             out.add(
                 rule,
                 container,
