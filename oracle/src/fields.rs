@@ -371,6 +371,7 @@ const UNMODELLED: &[(&str, &str)] = &[
     ("spec.containers[].resources", "a kubelet derives status.qosClass from requests and limits, and the kernel OOM-kills a container over its memory limit (reason OOMKilled)"),
     ("spec.containers[].resizePolicy", "whether resizing the container's resources restarts it"),
     ("spec.containers[].securityContext", "run-as users, capabilities and a read-only root can keep the container from starting (CreateContainerConfigError) or change what its process may do"),
+    ("spec.containers[].lifecycle.postStart.httpGet", "the kubelet calls an httpGet postStart hook once, right after the start, without a retry: whether the entrypoint listens by then is a race (PostStart runs concurrently with the entrypoint), so it has no single prediction; an exec handler retries until the workload listens"),
     ("spec.containers[].restartPolicy", "a container's own restart policy (sidecars) overrides the pod's"),
     ("spec.containers[].restartPolicyRules", "per-exit-code restart rules override the pod's restart policy"),
     ("spec.containers[].volumeMounts", "a mount of a volume that cannot be set up keeps the container Waiting; targets add a mount of their own"),
@@ -416,7 +417,13 @@ pub fn modelled_fields() -> &'static [ModelledField] {
         }
         for (point, point_rules) in HOOK_POINTS {
             let prefix = format!("spec.containers[].lifecycle.{point}.");
-            fields.extend(HOOK_FIELDS.iter().map(|e| entry(&prefix, e, point_rules)));
+            fields.extend(
+                HOOK_FIELDS
+                    .iter()
+                    // An httpGet PostStart races the entrypoint's listener (UNMODELLED).
+                    .filter(|e| !(*point == "postStart" && e.path.starts_with("httpGet.")))
+                    .map(|e| entry(&prefix, e, point_rules)),
+            );
         }
         fields
     });
@@ -580,8 +587,8 @@ mod tests {
                 "lifecycle.preStop.httpGet.httpHeaders",
             ),
             (
-                "        lifecycle: {postStart: {httpGet: {path: /hook/x, port: 8080, host: a}}}\n",
-                "lifecycle.postStart.httpGet.host",
+                "        lifecycle: {postStart: {httpGet: {path: /hook/x, port: 8080}}}\n",
+                "lifecycle.postStart.httpGet",
             ),
             (
                 "        volumeMounts: [{name: v, mountPath: /v}]\n",
@@ -743,12 +750,6 @@ mod tests {
                 8090,
                 "exec: {command: [/podcheck-agent, hook, up]}",
                 "hooks: {up: {takes: 1s}}",
-            ),
-            (
-                "ps-http",
-                8091,
-                "httpGet: {path: /hook/up, port: 8091, scheme: HTTP}",
-                "hooks: {up: {}}",
             ),
             ("ps-sleep", 8092, "sleep: {seconds: 1}", "hooks: {up: {}}"),
             (

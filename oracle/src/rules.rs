@@ -465,7 +465,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::TerminationDeletionTimestamp,
-        statement: "A graceful delete sets metadata.deletionTimestamp to the time of the request plus the grace period and metadata.deletionGracePeriodSeconds to the grace period: the request's gracePeriodSeconds, else the pod's terminationGracePeriodSeconds (30 s by default).",
+        statement: "A graceful delete sets metadata.deletionTimestamp to the time of the request plus the grace period and metadata.deletionGracePeriodSeconds to the grace period: the request's gracePeriodSeconds, else the pod's terminationGracePeriodSeconds (30 s by default); a pod already Succeeded or Failed is deleted at once (grace 0).",
         sources: &[SEED_TERMINATION, DOC_TERMINATION, GRACEFUL_DELETE],
     },
     Rule {
@@ -475,7 +475,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::TerminationSigterm,
-        statement: "On deletion every running container's process receives SIGTERM (after its PreStop hook), promptly once the kubelet has seen the deletion; a process that does not handle it dies of it (exit 143, reason Error) and one that handles it ends as it chooses.",
+        statement: "On deletion every running container's process receives the stop signal, SIGTERM (after its PreStop hook), promptly once the kubelet has seen the deletion; a process that dies of it shows exit 143, reason Error (podcheck's agent exits 143 also as PID 1, which the kernel would not let die of it), and one that handles it ends as it chooses.",
         sources: &[SEED_TERMINATION, DOC_TERMINATION, KILL_CONTAINER, CONTAINERD_REASON],
     },
     Rule {
@@ -485,7 +485,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::TerminationPrestopInGrace,
-        statement: "terminationGracePeriodSeconds is the budget for PreStop and SIGTERM handling together: the whole seconds PreStop took are taken off the time between SIGTERM and SIGKILL.",
+        statement: "The grace period (the deletion's, else terminationGracePeriodSeconds) is the budget for PreStop and SIGTERM handling together (since Kubernetes 1.28): the whole seconds PreStop took are taken off the time between SIGTERM and SIGKILL.",
         sources: &[SEED_TERMINATION, DOC_HOOKS, KILL_CONTAINER, FIDELITY_TERMINATION],
     },
     Rule {
@@ -505,12 +505,12 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::TerminationObjectRemoved,
-        statement: "A deleted pod's object is removed once its containers have stopped and its terminal phase is written (the kubelet's final delete), never before; with no finalizers left.",
+        statement: "A gracefully deleted pod's object is removed by the kubelet's final delete, once its containers have stopped and its terminal phase is written, and not before; with no finalizers left.",
         sources: &[SEED_TERMINATION, DOC_TERMINATION, STATUS_DELETE],
     },
     Rule {
         id: RuleId::TerminationLivenessStops,
-        statement: "Once the kubelet has seen the deletion, liveness and startup probes stop (their result counts as success): a terminating container is never killed by them.",
+        statement: "Once the kubelet has seen the deletion, liveness and startup probes stop: a terminating container is never killed by them, and one whose startup probe had not succeeded yet stays not started.",
         sources: &[DOC_TERMINATION, WORKER, FIDELITY_TERMINATION],
     },
     Rule {
@@ -520,12 +520,12 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::TerminationFinalizers,
-        statement: "A deleted pod with finalizers keeps its object (Terminating, with deletionTimestamp) after its containers have stopped, until its last finalizer is removed; then the object is removed.",
+        statement: "A deleted pod with finalizers keeps its object (Terminating, with deletionTimestamp) after its containers have stopped; the object is removed once its last finalizer is gone and its grace period is 0 (the kubelet's final delete, or a force delete).",
         sources: &[SEED_STUCK_TERMINATING, DOC_FINALIZERS, GRACEFUL_DELETE],
     },
     Rule {
         id: RuleId::TerminationForceDelete,
-        statement: "A force delete (grace period 0) removes the pod's object at once, without waiting for the node; with finalizers the object stays until they are removed, with deletionGracePeriodSeconds 0.",
+        statement: "A force delete (grace period 0) removes the pod's object at once, without waiting for the node, which still stops the containers (with a 1 s grace since Kubernetes 1.31); with finalizers the object stays, with deletionGracePeriodSeconds 0, until they are removed.",
         sources: &[SEED_STUCK_TERMINATING, DOC_TERMINATION, GRACEFUL_DELETE],
     },
     Rule {
@@ -540,7 +540,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::HookPrestopCutOff,
-        statement: "A PreStop hook that takes longer than the grace period is cut off when it runs out: SIGTERM follows, and SIGKILL 2 s later.",
+        statement: "A PreStop hook that takes longer than the grace period is no longer waited for when the grace runs out (the hook itself is not stopped): SIGTERM follows, and SIGKILL 2 s later.",
         sources: &[SEED_HOOK_GOTCHAS, DOC_HOOKS, KILL_CONTAINER],
     },
     Rule {
@@ -565,7 +565,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::HookHandlerHttp,
-        statement: "An httpGet hook makes an HTTP GET to the container's endpoint; a 2xx or 3xx answer is success.",
+        statement: "An httpGet hook makes one HTTP GET to the container's endpoint: it fails only when the request gets no answer, whatever the HTTP status (a 500 is a success), and it is not retried.",
         sources: &[SEED_HOOKS, DOC_HOOKS, HANDLERS],
     },
     Rule {

@@ -544,12 +544,12 @@ impl Scenario {
                 } => {
                     deletions += 1;
                     if let Some(grace) = grace_period_seconds {
-                        // The API server refuses a negative grace period
-                        // (ValidateDeleteOptions) ...
+                        // The API server turns a negative grace period into 1 (rest
+                        // BeforeDelete): not modelled ...
                         if *grace < 0 {
                             return Err(FieldError::new(
                                 field("action.delete.gracePeriodSeconds"),
-                                format!("{grace} must be greater than or equal to 0"),
+                                format!("{grace} is negative, which the API server turns into 1; not modelled: give 1"),
                             ));
                         }
                         // ... and the model watches no longer than its horizon.
@@ -594,7 +594,7 @@ impl Scenario {
             if grace < 0 {
                 return Err(FieldError::new(
                     "pod.spec.terminationGracePeriodSeconds".to_owned(),
-                    format!("{grace} must be greater than or equal to 0"),
+                    format!("{grace} is negative, which the API server stores as 1 with a warning; not modelled: give 1"),
                 ));
             }
             if grace > MAX_GRACE_SECONDS {

@@ -16,7 +16,7 @@
 //! container's Waiting message.
 
 use crate::probe::http_get::{self, Outcome};
-use crate::probe::{connect, resolve_port};
+use crate::probe::{connect, http_request, resolve_port};
 use crate::sys;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -72,19 +72,11 @@ impl Handler {
             if http.scheme.as_deref() == Some("HTTPS") {
                 return Err("httpGet.scheme: HTTPS is not supported".to_owned());
             }
+            let (path, headers) = http_request(http);
             handlers.push(Handler::HttpGet {
                 port: http.port.clone(),
-                path: http
-                    .path
-                    .clone()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "/".to_owned()),
-                headers: http
-                    .http_headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone()))
-                    .collect(),
+                path,
+                headers,
             });
         }
         if let Some(tcp) = &handler.tcp_socket {

@@ -572,25 +572,18 @@ fn check_stop_log(
                 ""
             }
         );
-        if gone < lo {
-            let rule = if cut_off || stop.grace_seconds < 2 {
-                RuleId::TerminationMinimumGrace
-            } else {
-                RuleId::TerminationGracePeriod
-            };
-            out.add(
-                rule,
-                container,
-                expected,
-                format!("gone {} after SIGTERM", secs(gone - signalled)),
-                Some(gone),
-            );
+        let rule = if gone < lo && (cut_off || stop.grace_seconds < 2) {
+            Some(RuleId::TerminationMinimumGrace)
+        } else if gone < lo {
+            Some(RuleId::TerminationGracePeriod)
+        } else if gone > hi && stop.pre_stop.is_some() {
+            Some(RuleId::TerminationPrestopInGrace)
         } else if gone > hi {
-            let rule = if stop.pre_stop.is_some() {
-                RuleId::TerminationPrestopInGrace
-            } else {
-                RuleId::TerminationGracePeriod
-            };
+            Some(RuleId::TerminationGracePeriod)
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
             out.add(
                 rule,
                 container,
@@ -751,7 +744,10 @@ fn check_removal(
                 Some(gone),
             );
         }
-        if !all_stopped || terminal_at.is_none_or(|t| t > gone) {
+        // With no grace left (a force delete), the object goes with its last finalizer,
+        // whatever the node is doing.
+        let graceful = deletion.api_grace_seconds() != 0;
+        if graceful && (!all_stopped || terminal_at.is_none_or(|t| t > gone)) {
             out.add(
                 RuleId::TerminationObjectRemoved,
                 None,
@@ -766,7 +762,11 @@ fn check_removal(
         }
     }
     // When the object must be gone by.
-    let removal = stopped_by + ms(TERMINAL_PHASE_LAG) + ms(OBJECT_REMOVAL_LAG) + tol;
+    let removal = if deletion.api_grace_seconds() == 0 {
+        i64::MIN
+    } else {
+        stopped_by + ms(TERMINAL_PHASE_LAG) + ms(OBJECT_REMOVAL_LAG) + tol
+    };
     let Some(cleared_ack) = cleared_ack else {
         return;
     };

@@ -767,6 +767,32 @@ fn plan_one(
                     stops.remove(0);
                 }
                 StopEffect::Cuts(cut) => {
+                    // The startup probe stops with the deletion too: a container not
+                    // started by then is never started, and readiness, which waits for
+                    // it, never probes.
+                    let deleted = matches!(cut.cause, CutCause::Deleted(_));
+                    let started = instance.probes.as_ref().and_then(|p| p.started.as_ref());
+                    if let (true, Some(window)) = (deleted, started) {
+                        let (lo, hi) = (earliest + window.lo, latest + window.hi);
+                        if lo > cut.action_at + DELETION_NOTICED_WITHIN + TERMINATION_MARGIN {
+                            if let Some(probes) = instance.probes.as_mut() {
+                                probes.started = None;
+                                probes.ready.clear();
+                            }
+                        } else if hi + TERMINATION_MARGIN > cut.action_at {
+                            plan.undecided = Some(Undecided {
+                                at: cut.action_at,
+                                reason: format!(
+                                    "instance {index} turns started {lo} to {hi}, too close to the deletion at {}, which stops its startup probe",
+                                    cut.action_at
+                                ),
+                                fault: true,
+                            });
+                            plan.instances.push(instance);
+                            plan.settles = false;
+                            return plan;
+                        }
+                    }
                     if let Some(probes) = instance.probes.as_mut() {
                         probes.kill = None;
                         // Readiness keeps probing while the pod terminates: a flip due

@@ -24,7 +24,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 /// The least time the kubelet gives a container between SIGTERM and SIGKILL
-/// (`minimumGracePeriodInSeconds`, kuberuntime_container.go).
+/// (`minimumGracePeriodInSeconds`, declared in kuberuntime_manager.go, applied in
+/// kuberuntime_container.go `killContainer`).
 pub const MINIMUM_GRACE: SpecDuration = SpecDuration::from_secs(2);
 
 /// `terminationGracePeriodSeconds` when the pod does not set it (SetDefaults_PodSpec).
@@ -35,7 +36,7 @@ pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 /// `SyncTerminatingPod` at once.
 /// `SyncTerminatingPod`, which first waits up to ~2 s for a PLEG cache newer than the
 /// update (`podCache.GetNewerThan`).
-pub const DELETION_NOTICED_WITHIN: SpecDuration = SpecDuration::from_secs(2);
+pub const DELETION_NOTICED_WITHIN: SpecDuration = SpecDuration::from_secs(3);
 
 /// How late after the terminal phase is written the kubelet's final delete may remove the
 /// object: it waits for volumes and cgroups to be cleaned up (`TerminatePod` sets
@@ -290,6 +291,8 @@ pub fn plan_stop(
     pre_stop: Option<&HookCall>,
     on_sigterm: OnSigterm,
 ) -> Result<StopPlan, Undecidable> {
+    // executePreStopHook runs only while `gracePeriod > 0`.
+    let pre_stop = pre_stop.filter(|_| grace_seconds > 0);
     let grace = SpecDuration::from_secs(u64::try_from(grace_seconds.max(0)).unwrap_or_default());
     let (pre_stop_plan, sigterm, sigkill_after) = match pre_stop {
         None => (
@@ -298,7 +301,6 @@ pub fn plan_stop(
             (grace.max(MINIMUM_GRACE), grace.max(MINIMUM_GRACE)),
         ),
         Some(call) => {
-            // executePreStopHook runs only while `gracePeriod > 0`.
             let (lo, hi) = (call.takes, call.takes + HOOK_LAG);
             if hi + TERMINATION_MARGIN <= grace {
                 let left = |took: SpecDuration| {
@@ -313,7 +315,7 @@ pub fn plan_stop(
                     (lo, hi),
                     (left(hi), left(lo)),
                 )
-            } else if lo >= grace + TERMINATION_MARGIN || grace.is_zero() {
+            } else if lo >= grace + TERMINATION_MARGIN {
                 (
                     Some(PreStopPlan {
                         call: call.clone(),

@@ -70,19 +70,11 @@ impl ProbeSpec {
             if http.scheme.as_deref() == Some("HTTPS") {
                 return Err("httpGet.scheme: HTTPS is not supported".to_owned());
             }
+            let (path, headers) = http_request(http);
             Action::Http {
                 port: http.port.clone(),
-                path: http
-                    .path
-                    .clone()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "/".to_owned()),
-                headers: http
-                    .http_headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone()))
-                    .collect(),
+                path,
+                headers,
             }
         } else if let Some(tcp) = &probe.tcp_socket {
             if tcp.host.as_deref().is_some_and(|h| !h.is_empty()) {
@@ -372,6 +364,25 @@ async fn execute(
 }
 
 /// A named port is looked up in the container's own ports; a missing one is an error.
+/// The path (`/` when empty) and headers of an httpGet, as the kubelet sends them, for
+/// probes and hooks alike.
+pub(crate) fn http_request(
+    http: &k8s_openapi::api::core::v1::HTTPGetAction,
+) -> (String, Vec<(String, String)>) {
+    let path = http
+        .path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
+    let headers = http
+        .http_headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    (path, headers)
+}
+
 pub(crate) fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, ProbeError> {
     let number = match port {
         IntOrString::Int(number) => *number,
