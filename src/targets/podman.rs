@@ -739,8 +739,8 @@ async fn remove_pod(conf: &Path, name: &str) -> Result<(), TargetError> {
 /// A deletion, carried out. With a grace period, as a kubelet does it: the containers are
 /// stopped with `grace_seconds` between the stop signal and SIGKILL, their last state and
 /// logs are kept, and the pod is removed. Without one (a force delete), as the API server
-/// does it: the object goes at once, so its last state is the one before the kill, and the
-/// kill (SIGKILL, `--time 0`) and the removal come after it. Failures are not reported
+/// does it: the object goes at once, so its last state is the last one the watch saw, and
+/// the kill (SIGKILL, `--time 0`) and the removal come after it. Failures are not reported
 /// here: the watch shows what podman did.
 async fn terminate(
     conf: PathBuf,
@@ -749,18 +749,21 @@ async fn terminate(
     grace_seconds: u64,
     termination: Arc<Mutex<Termination>>,
 ) {
-    if grace_seconds > 0 {
+    let mut last = None;
+    if grace_seconds == 0 {
+        // The object is gone already: nothing podman shows from here on is a state of it.
+        lock_termination(&termination).removing = true;
+    } else {
         let time = grace_seconds.to_string();
         let within = Duration::from_secs(grace_seconds) + COMMAND_TIMEOUT;
         let _ = run_podman_within(&conf, &["pod", "stop", "--time", &time, &name], within).await;
-    }
-    let mut last = None;
-    for _ in 0..LAST_STATE_ATTEMPTS {
-        last = poll(&conf, &name, &containers).await;
-        if last.is_some() {
-            break;
+        for _ in 0..LAST_STATE_ATTEMPTS {
+            last = poll(&conf, &name, &containers).await;
+            if last.is_some() {
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
     let read_at = Time(jiff::Timestamp::now());
     let mut logs = HashMap::new();
