@@ -96,6 +96,47 @@ fn delete_now() -> DeleteParams {
     }
 }
 
+/// The DELETE of a deletion action: `gracePeriodSeconds` as the scenario gives it (none:
+/// the API server takes the pod's terminationGracePeriodSeconds), 0 for a force delete, as
+/// `kubectl delete --force --grace-period=0` sends it.
+fn deletion_params(action: &FaultAction) -> Result<DeleteParams, TargetError> {
+    let grace_period_seconds = match action {
+        FaultAction::Delete {
+            grace_period_seconds: None,
+        } => None,
+        FaultAction::Delete {
+            grace_period_seconds: Some(grace),
+        } => Some(u32::try_from(*grace).map_err(|_| {
+            TargetError::Broken(format!("grace period {grace} is out of the API's range"))
+        })?),
+        FaultAction::ForceDelete => Some(0),
+        other => {
+            return Err(TargetError::Broken(format!(
+                "{} is not a deletion",
+                other.name()
+            )))
+        }
+    };
+    Ok(DeleteParams {
+        grace_period_seconds,
+        ..DeleteParams::default()
+    })
+}
+
+/// The merge patch that removes `finalizer` from the pod's finalizers (None if it has no
+/// such finalizer): the remaining list, and the version it was computed from.
+fn finalizer_removal(pod: &Pod, finalizer: &str) -> Option<serde_json::Value> {
+    let mut finalizers = pod.metadata.finalizers.clone().unwrap_or_default();
+    let index = finalizers.iter().position(|f| f == finalizer)?;
+    finalizers.remove(index);
+    Some(serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": pod.metadata.resource_version,
+        }
+    }))
+}
+
 pub(super) async fn within<T>(
     action: &str,
     timeout: Duration,
@@ -309,6 +350,48 @@ impl KubeTarget {
         Ok((reference, created))
     }
 
+    /// Removes one entry of the pod's finalizers, as `kubectl patch --type=merge` with the
+    /// remaining list would; the patch carries the object's resourceVersion, so a change
+    /// in between (the kubelet's status writes) makes the API server refuse it (409) and
+    /// the removal is tried again on the new version.
+    async fn remove_finalizer(&self, name: &str, finalizer: &str) -> Result<(), TargetError> {
+        const ATTEMPTS: usize = 5;
+        let action = format!("remove finalizer {finalizer} of pod {name}");
+        for _ in 0..ATTEMPTS {
+            let current = within(&action, API_TIMEOUT, self.pods().get(name)).await?;
+            let patch = finalizer_removal(&current, finalizer).ok_or_else(|| {
+                TargetError::Broken(format!("pod {name} has no finalizer {finalizer}"))
+            })?;
+            let patched = within(
+                &action,
+                API_TIMEOUT,
+                self.pods()
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .await;
+            match patched {
+                Err(TargetError::Api { code: 409, .. }) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(TargetError::Broken(format!(
+            "failed to {action}: the pod changed under each of {ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Removes every finalizer of a pod the run made, so that its deletion removes it.
+    async fn drop_finalizers(&self, name: &str) -> Result<(), TargetError> {
+        let patch = serde_json::json!({ "metadata": { "finalizers": null } });
+        within(
+            &format!("remove the finalizers of pod {name}"),
+            API_TIMEOUT,
+            self.pods()
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// One pre-flight pod on every node that takes pods (the first
     /// [`MAX_PREFLIGHT_NODES`]), all at once: each node proves it can run the agent, and
     /// has the image when the cases start, so no case's first start waits for a pull.
@@ -501,25 +584,19 @@ impl Target for KubeTarget {
         .default_backoff()
         .map(Either::Event);
         let merged = futures::stream::select(pods, events);
+        let follower = convert::PodFollower::new(&name);
         let stream = merged
             .scan(
-                (convert::Repeats::default(), false),
-                move |(repeats, ended), item| {
-                    if *ended {
+                (convert::Repeats::default(), follower),
+                move |(repeats, follower), item| {
+                    // The watch ends with the pod: its Events after that are not shown.
+                    if follower.ended() {
                         return future::ready(None);
                     }
                     let now = Time(Timestamp::now());
                     let observation = match item {
-                        Either::Pod(Ok(
-                            watcher::Event::Apply(p) | watcher::Event::InitApply(p),
-                        )) if p.metadata.name.as_deref() == Some(name.as_str()) => repeats
-                            .new_pod_version(&p)
-                            .then(|| Observation::Snapshot(convert::snapshot(&p, now))),
-                        Either::Pod(Ok(watcher::Event::Delete(p)))
-                            if p.metadata.name.as_deref() == Some(name.as_str()) =>
-                        {
-                            *ended = true;
-                            Some(Observation::Snapshot(convert::gone(&p, now)))
+                        Either::Pod(Ok(event)) => {
+                            follower.follow(event, now).map(Observation::Snapshot)
                         }
                         Either::Event(Ok(
                             watcher::Event::Apply(e) | watcher::Event::InitApply(e),
@@ -535,17 +612,31 @@ impl Target for KubeTarget {
         Ok(Box::pin(stream))
     }
 
-    async fn act(&self, _pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
+    /// Each action returns once the API server has answered: the kubelet acts on it
+    /// afterwards, and the watch shows what it did.
+    async fn act(&self, pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
         match action {
             FaultAction::KillContainer { .. } => Err(TargetError::NotApplicable(
                 "the Kubernetes API has no call that kills a container's process from outside \
                  the kubelet"
                     .to_owned(),
             )),
-            other => Err(TargetError::NotApplicable(format!(
-                "{} is not performed by this target yet",
-                other.name()
-            ))),
+            FaultAction::Delete { .. } | FaultAction::ForceDelete => {
+                let params = deletion_params(action)?;
+                within(
+                    &format!("{action} pod {}", pod.name),
+                    API_TIMEOUT,
+                    self.pods().delete(&pod.name, &params),
+                )
+                .await
+                .map(|_| ())
+            }
+            FaultAction::RemoveFinalizer { finalizer } => {
+                self.remove_finalizer(&pod.name, finalizer).await
+            }
+            FaultAction::RestartNodeAgent => Err(TargetError::NotApplicable(
+                "the Kubernetes API has no call that restarts a node's kubelet".to_owned(),
+            )),
         }
     }
 
@@ -569,6 +660,17 @@ impl Target for KubeTarget {
     }
 
     async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
+        // A pod created with finalizers may still hold them (the case ended before its
+        // removeFinalizer): without them it goes with its deletion.
+        let had_finalizers = pod.applied.as_ref().is_some_and(|p| {
+            p.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+        });
+        if had_finalizers {
+            unless_gone(self.drop_finalizers(&pod.name).await)?;
+        }
         let (pods, params) = (self.pods(), delete_now());
         let action = format!("delete pod {}", pod.name);
         let deleted = within(&action, API_TIMEOUT, pods.delete(&pod.name, &params)).await;
@@ -582,8 +684,21 @@ impl Target for KubeTarget {
             renewal.abort();
         }
         // Pods first, at once: a namespace's deletion would give each its grace period.
+        // Finalizers go before: a pod that keeps one keeps the namespace.
         let (pods, namespaces, params) = (self.pods(), self.namespaces(), delete_now());
         let all = ListParams::default();
+        if let Ok(list) = within("list the run's pods", API_TIMEOUT, pods.list(&all)).await {
+            for pod in list.items {
+                let held = pod
+                    .metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| !f.is_empty());
+                if let (true, Some(name)) = (held, pod.metadata.name.as_deref()) {
+                    let _ = self.drop_finalizers(name).await;
+                }
+            }
+        }
         let _ = within(
             "delete the run's pods",
             API_TIMEOUT,
@@ -624,4 +739,55 @@ impl Target for KubeTarget {
 enum Either {
     Pod(Result<watcher::Event<Pod>, watcher::Error>),
     Event(Result<watcher::Event<Event>, watcher::Error>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletions_send_the_grace_period_the_scenario_gives() {
+        let delete = |grace| FaultAction::Delete {
+            grace_period_seconds: grace,
+        };
+        let grace = |action: &FaultAction| {
+            deletion_params(action)
+                .expect("a deletion")
+                .grace_period_seconds
+        };
+        // None: the API server takes the pod's terminationGracePeriodSeconds.
+        assert_eq!(grace(&delete(None)), None);
+        assert_eq!(grace(&delete(Some(5))), Some(5));
+        assert_eq!(grace(&delete(Some(0))), Some(0));
+        assert_eq!(grace(&FaultAction::ForceDelete), Some(0));
+        assert!(deletion_params(&delete(Some(-1))).is_err());
+        assert!(deletion_params(&FaultAction::RestartNodeAgent).is_err());
+    }
+
+    #[test]
+    fn a_finalizer_removal_keeps_the_others_and_names_the_version() {
+        let mut pod = Pod::default();
+        pod.metadata.resource_version = Some("42".to_owned());
+        pod.metadata.finalizers = Some(vec![
+            "example.com/a".to_owned(),
+            "podcheck.io/hold".to_owned(),
+            "example.com/b".to_owned(),
+        ]);
+        assert_eq!(
+            finalizer_removal(&pod, "podcheck.io/hold"),
+            Some(serde_json::json!({
+                "metadata": {
+                    "finalizers": ["example.com/a", "example.com/b"],
+                    "resourceVersion": "42",
+                }
+            }))
+        );
+        assert_eq!(finalizer_removal(&pod, "podcheck.io/other"), None);
+        pod.metadata.finalizers = Some(vec!["podcheck.io/hold".to_owned()]);
+        assert_eq!(
+            finalizer_removal(&pod, "podcheck.io/hold")
+                .map(|p| p["metadata"]["finalizers"].clone()),
+            Some(serde_json::json!([]))
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::watcher;
 use podcheck_oracle::{PodEvent, PodMetadata, Snapshot};
 
 /// A pod object as the watch delivered it.
@@ -27,6 +28,82 @@ pub fn gone(pod: &Pod, received: Time) -> Snapshot {
     let mut last = snapshot(pod, received);
     last.metadata.gone = true;
     last
+}
+
+/// One pod followed through a watcher's events (a watch with a field selector on its
+/// name): each new version of the object becomes a snapshot, and its removal a last
+/// snapshot with `gone`, after which the follower shows nothing more. The removal comes as
+/// a DELETED event, or, when the watch had to be started again (a dropped connection, an
+/// expired resourceVersion), as a new listing without the pod: kube-rs's watcher reports
+/// no deletion that happened while it was away.
+pub struct PodFollower {
+    name: String,
+    last_version: Option<String>,
+    /// The last object seen, for the last snapshot of a removal noticed by a relist.
+    last: Option<Pod>,
+    /// Within a relist (between Init and InitDone): whether it listed the pod.
+    relist: Option<bool>,
+    ended: bool,
+}
+
+impl PodFollower {
+    pub fn new(name: &str) -> PodFollower {
+        PodFollower {
+            name: name.to_owned(),
+            last_version: None,
+            last: None,
+            relist: None,
+            ended: false,
+        }
+    }
+
+    /// The pod is gone: nothing more will come.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// What `event`, received at `received`, shows of the pod, if anything new.
+    pub fn follow(&mut self, event: watcher::Event<Pod>, received: Time) -> Option<Snapshot> {
+        if self.ended {
+            return None;
+        }
+        match event {
+            watcher::Event::Init => {
+                self.relist = Some(false);
+                None
+            }
+            watcher::Event::InitDone => {
+                let listed = self.relist.take().unwrap_or(true);
+                match (&self.last, listed) {
+                    (Some(last), false) => {
+                        self.ended = true;
+                        Some(gone(last, received))
+                    }
+                    _ => None,
+                }
+            }
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) if self.is_ours(&pod) => {
+                if let Some(listed) = self.relist.as_mut() {
+                    *listed = true;
+                }
+                let version = pod.metadata.resource_version.clone();
+                let repeated = version.is_some() && version == self.last_version;
+                self.last_version = version;
+                let snapshot = (!repeated).then(|| snapshot(&pod, received));
+                self.last = Some(pod);
+                snapshot
+            }
+            watcher::Event::Delete(pod) if self.is_ours(&pod) => {
+                self.ended = true;
+                Some(gone(&pod, received))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_ours(&self, pod: &Pod) -> bool {
+        pod.metadata.name.as_deref() == Some(self.name.as_str())
+    }
 }
 
 /// A core/v1 Event about the pod `pod_name` with uid `pod_uid`, or None for an event about
@@ -60,24 +137,14 @@ pub fn container_of(field_path: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// Drops what a watch repeats: the same object version again (a relist after a
-/// reconnect), or an Event object whose count and message did not change.
+/// Drops what an Event watch repeats (a relist after a reconnect): an Event object whose
+/// count and message did not change.
 #[derive(Default)]
 pub struct Repeats {
-    last_pod_version: Option<String>,
     events: std::collections::HashMap<String, (i32, String, Option<String>)>,
 }
 
 impl Repeats {
-    pub fn new_pod_version(&mut self, pod: &Pod) -> bool {
-        let version = pod.metadata.resource_version.clone();
-        if version.is_some() && version == self.last_pod_version {
-            return false;
-        }
-        self.last_pod_version = version;
-        true
-    }
-
     pub fn new_event(&mut self, event: &Event) -> bool {
         let key = event.metadata.name.clone().unwrap_or_default();
         let seen = (
@@ -112,21 +179,101 @@ mod tests {
 
     /// The watch's pod objects as the kube target turns them into observations.
     fn observe(events: &[(String, Pod)], arrivals: &[Time]) -> Vec<Observation> {
-        let mut repeats = Repeats::default();
+        let name = events
+            .first()
+            .and_then(|(_, pod)| pod.metadata.name.clone())
+            .unwrap_or_default();
+        let mut follower = PodFollower::new(&name);
         let mut out = Vec::new();
         for ((kind, pod), received) in events.iter().zip(arrivals) {
-            match kind.as_str() {
-                "DELETED" => {
-                    out.push(Observation::Snapshot(gone(pod, received.clone())));
-                    break;
-                }
-                _ if repeats.new_pod_version(pod) => {
-                    out.push(Observation::Snapshot(snapshot(pod, received.clone())))
-                }
-                _ => {}
+            let event = match kind.as_str() {
+                "DELETED" => watcher::Event::Delete(pod.clone()),
+                _ => watcher::Event::Apply(pod.clone()),
+            };
+            out.extend(
+                follower
+                    .follow(event, received.clone())
+                    .map(Observation::Snapshot),
+            );
+            if follower.ended() {
+                break;
             }
         }
         out
+    }
+
+    fn terminating_pod(version: &str, grace: i64, finalizers: &[&str]) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("p".to_owned());
+        pod.metadata.resource_version = Some(version.to_owned());
+        pod.metadata.deletion_timestamp = Some(at(1_795_904_030.0));
+        pod.metadata.deletion_grace_period_seconds = Some(grace);
+        pod.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        pod
+    }
+
+    #[test]
+    fn the_deletion_metadata_comes_with_every_snapshot() {
+        let mut follower = PodFollower::new("p");
+        let shown = follower
+            .follow(
+                watcher::Event::Apply(terminating_pod("7", 30, &["podcheck.io/hold"])),
+                at(1_795_904_001.0),
+            )
+            .expect("a snapshot");
+        assert_eq!(
+            shown.metadata,
+            PodMetadata {
+                resource_version: Some("7".to_owned()),
+                deletion_timestamp: Some(at(1_795_904_030.0)),
+                deletion_grace_period_seconds: Some(30),
+                finalizers: vec!["podcheck.io/hold".to_owned()],
+                gone: false,
+            }
+        );
+    }
+
+    #[test]
+    fn a_pod_missing_from_a_relist_is_gone() {
+        let mut follower = PodFollower::new("p");
+        let t = |s: f64| at(1_795_904_000.0 + s);
+        assert!(follower
+            .follow(watcher::Event::Apply(terminating_pod("7", 0, &[])), t(1.0))
+            .is_some());
+        // The connection dropped; the pod was deleted meanwhile; the relist lacks it.
+        assert!(follower.follow(watcher::Event::Init, t(2.0)).is_none());
+        let last = follower
+            .follow(watcher::Event::InitDone, t(3.0))
+            .expect("the pod is gone");
+        assert!(last.metadata.gone && follower.ended());
+        assert_eq!(last.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(last.at, t(3.0));
+        assert!(follower
+            .follow(watcher::Event::Apply(terminating_pod("9", 0, &[])), t(4.0))
+            .is_none());
+    }
+
+    #[test]
+    fn a_relist_that_still_has_the_pod_shows_only_what_changed() {
+        let mut follower = PodFollower::new("p");
+        let t = |s: f64| at(1_795_904_000.0 + s);
+        let pod = terminating_pod("7", 30, &[]);
+        assert!(follower
+            .follow(watcher::Event::Apply(pod.clone()), t(1.0))
+            .is_some());
+        assert!(follower.follow(watcher::Event::Init, t(2.0)).is_none());
+        assert!(follower
+            .follow(watcher::Event::InitApply(pod), t(2.5))
+            .is_none());
+        assert!(follower.follow(watcher::Event::InitDone, t(3.0)).is_none());
+        assert!(!follower.ended());
+        // Another pod's events say nothing about this one.
+        let mut other = terminating_pod("8", 30, &[]);
+        other.metadata.name = Some("q".to_owned());
+        assert!(follower
+            .follow(watcher::Event::Delete(other), t(4.0))
+            .is_none());
+        assert!(!follower.ended());
     }
 
     use jiff::Timestamp;
