@@ -272,17 +272,18 @@ impl LocalRuntime {
             .last()
             .and_then(|snapshot| snapshot.status.container_statuses.as_ref())
             .and_then(|statuses| statuses.iter().find(|s| s.name == container))
-            .filter(|s| {
-                s.state
-                    .as_ref()
-                    .is_some_and(|state| state.running.is_some())
-            })
             .ok_or_else(not_running)?;
+        // A kill that finds no process (the container waits out its back-off, or has
+        // stopped for good) does nothing, as `kill -9` of nothing on a node would.
+        let running = status
+            .state
+            .as_ref()
+            .is_some_and(|state| state.running.is_some());
         let group = self
             .shared
             .cgroup(&Path::new(uid).join(format!("{container}-{}", status.restart_count)));
-        if self.shared.cgroups.pids(&group).is_empty() {
-            return Err(not_running());
+        if !running || self.shared.cgroups.pids(&group).is_empty() {
+            return Ok(());
         }
         self.shared.cgroups.kill_all(&group);
         Ok(())

@@ -223,6 +223,7 @@ pub(super) fn describe_states(statuses: &[ContainerStatus]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check_conditions(
     out: &mut Collector,
     policy: RestartPolicy,

@@ -13,6 +13,7 @@ use crate::scenario::RestartPolicy;
 use k8s_openapi::api::core::v1::PodCondition;
 use std::collections::BTreeMap;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check_terminal(
     out: &mut Collector,
     prediction: &Prediction,
@@ -51,11 +52,13 @@ pub(super) fn check_terminal(
                 .collect::<Option<Vec<i64>>>()
                 .and_then(|v| v.into_iter().max())
                 // Containers that stopped before the deletion are stopped for good only
-                // once the kubelet has seen it.
-                .map(|last_exit| {
-                    deleted.map_or(last_exit, |ack| {
+                // once the kubelet has seen it (not before it is made, in a trace cut
+                // short before the deletion).
+                .and_then(|last_exit| match (&prediction.deletion, deleted) {
+                    (Some(_), None) => None,
+                    (_, ack) => Some(ack.map_or(last_exit, |ack| {
                         last_exit.max(ack + DELETION_NOTICED_WITHIN.as_millis() as i64)
-                    })
+                    })),
                 });
             if let Some(anchor) = anchor {
                 match terminal {

@@ -102,6 +102,9 @@ pub(super) fn check_termination(
     }
     check_deletion_metadata(out, deletion, trace, requested, acknowledged, tol, end);
     let mut last_stop: Option<i64> = None;
+    // A container the deletion stops that has not been seen stopping yet (a trace cut
+    // short): nothing after the stop is due.
+    let mut still_stopping = false;
     for plan in &prediction.containers {
         for instance in &plan.instances {
             let Some(cut) = &instance.cut else { continue };
@@ -125,14 +128,19 @@ pub(super) fn check_termination(
                 tol,
                 end.min(gone_at.unwrap_or(i64::MAX)),
             );
-            if let Some(f) = finished {
-                last_stop = Some(last_stop.map_or(f, |l: i64| l.max(f)));
+            match finished {
+                Some(f) => last_stop = Some(last_stop.map_or(f, |l: i64| l.max(f))),
+                None => still_stopping = true,
             }
         }
         check_probes_stop(out, plan, trace, acknowledged, tol);
     }
     // Containers that were not running when the pod was deleted stop nothing.
-    let stopped_by = last_stop.unwrap_or(acknowledged);
+    let stopped_by = if still_stopping {
+        end
+    } else {
+        last_stop.unwrap_or(acknowledged)
+    };
     check_removal(
         out, deletion, trace, observed, stopped_by, gone_at, tol, end,
     );

@@ -695,6 +695,7 @@ struct FirstStart {
     after: (SpecDuration, SpecDuration),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_one(
     name: &str,
     behaviour: &Behaviour,

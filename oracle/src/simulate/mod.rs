@@ -254,10 +254,14 @@ pub fn simulate(
                 },
             );
             let kill_period = instance.kill_period().map(SpecDuration::as_millis);
+            // A planted bug that starts the instance late (a back-off on the first
+            // restart) may start it after the fault action meant to stop it: the action
+            // then finds nothing running.
             let stopped = instance
                 .cut
                 .as_ref()
-                .map(|cut| termination::draw_cut(cut, behaviour, choices, deviation));
+                .map(|cut| termination::draw_cut(cut, behaviour, choices, deviation))
+                .filter(|stopped| stopped.finish >= start);
             let mut end = instance.end().map(|end| {
                 let run_for = match end.killed_by {
                     Some(_) => {
@@ -460,7 +464,9 @@ pub fn simulate(
         };
         push(&mut events, fault.at.as_millis(), event);
     }
-    events.sort_by_key(|(at, seq, _)| (*at, *seq));
+    // The deletion comes before what it causes at the same instant (a container that
+    // SIGTERM ends at once).
+    events.sort_by_key(|(at, seq, event)| (*at, !matches!(event, Event::Deleted), *seq));
     let mut queue: VecDeque<(u64, usize, Event)> = events.into();
 
     let pod_name = scenario.pod_name().to_owned();
