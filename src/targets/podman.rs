@@ -811,6 +811,11 @@ impl Watching {
                     return Some(self.gone());
                 }
             } else if let Some(status) = poll(&self.conf, &self.name, &self.containers).await {
+                // A removal that began while this poll ran may have changed what it read
+                // (a force delete's kill): the removal's own last state stands instead.
+                if lock_termination(&self.termination).removing {
+                    continue;
+                }
                 if self.previous.as_ref().map(|p| &p.status) != Some(&status) {
                     let snapshot = Snapshot::of_status(Time(jiff::Timestamp::now()), status);
                     return Some(self.yielded(snapshot));
