@@ -175,7 +175,8 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     });
-    for container in &mut spec.containers {
+    let init = spec.init_containers.iter_mut().flatten();
+    for container in init.chain(spec.containers.iter_mut()) {
         let behaviour = scenario
             .behaviour(&container.name)
             .cloned()

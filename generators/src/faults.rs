@@ -523,7 +523,12 @@ pub fn at_decidable_times(mut scenario: Scenario) -> Scenario {
                     .iter()
                     .filter(|plan| plan.name == *container)
                     .flat_map(|plan| &plan.instances)
-                    .any(|instance| instance.cut.as_ref().is_some_and(|cut| cut.fault == index)),
+                    .any(|instance| {
+                        instance
+                            .cut
+                            .as_ref()
+                            .is_some_and(|cut| cut.fault == Some(index))
+                    }),
                 _ => true,
             }
         };
@@ -580,7 +585,14 @@ fn decidable_stops(scenario: &mut Scenario) {
             let Some(behaviour) = scenario.behaviours.get_mut(&container.name) else {
                 break;
             };
-            if deletion.stop_plan(&container, index, behaviour).is_ok() {
+            if deletion
+                .stop_plan(
+                    &container,
+                    &format!("pod.spec.containers[{index}]"),
+                    behaviour,
+                )
+                .is_ok()
+            {
                 break;
             }
             if attempt == 0 {

@@ -6,52 +6,102 @@
 //! produce its own snapshots. A rule area that adds a derived field adds its function here.
 
 use crate::duration::SpecDuration;
-use crate::scenario::RestartPolicy;
+use crate::scenario::{ContainerKind, RestartPolicy};
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
 
+/// A container of the pod spec as status derivation needs it: its name and its kind.
+pub type SpecContainer<'a> = (&'a str, ContainerKind);
+
 /// The phase the kubelet computes from container statuses (`getPhase`,
-/// pkg/kubelet/kubelet_pods.go), for pods without init containers.
+/// pkg/kubelet/kubelet_pods.go, 1.29+ with sidecars). `statuses` holds the init and the
+/// regular containers' statuses (names are unique across both).
 ///
 /// `deleted`: the pod has a deletionTimestamp. Once every container of a deleted pod has
 /// stopped, `SyncTerminatingPod` generates the status with `podIsTerminal` and the phase
 /// no longer follows the restart policy: Succeeded when every container exited 0, Failed
 /// otherwise (since 1.27, kubernetes#115331).
 pub fn derive_phase(
-    container_names: &[&str],
+    containers: &[SpecContainer<'_>],
     statuses: &[ContainerStatus],
     policy: RestartPolicy,
     deleted: bool,
 ) -> &'static str {
+    let find = |name: &str| statuses.iter().find(|s| s.name == name);
+    let last_terminated = |status: &ContainerStatus| {
+        status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code)
+    };
+    let (mut pending_init, mut pending_sidecars, mut failed_init) = (0, 0, 0);
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
-    for name in container_names {
-        let Some(status) = statuses.iter().find(|s| s.name == *name) else {
-            unknown += 1;
-            continue;
-        };
-        let state = status.state.as_ref();
-        if state.and_then(|s| s.running.as_ref()).is_some() {
-            running += 1;
-        } else if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
-            stopped += 1;
-            if terminated.exit_code == 0 {
-                succeeded += 1;
-            }
-        } else if state.and_then(|s| s.waiting.as_ref()).is_some() {
-            let has_last_termination = status
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some();
-            if has_last_termination {
-                stopped += 1;
-            } else {
-                waiting += 1;
-            }
-        } else {
-            unknown += 1;
+    for (name, kind) in containers {
+        let status = find(name);
+        let state = status.and_then(|s| s.state.as_ref());
+        let is_running = state.and_then(|s| s.running.as_ref()).is_some();
+        let terminated = state.and_then(|s| s.terminated.as_ref());
+        let is_waiting = state.and_then(|s| s.waiting.as_ref()).is_some();
+        match kind {
+            ContainerKind::Init => match status {
+                None => pending_init += 1,
+                Some(_) if is_running => pending_init += 1,
+                Some(_) if terminated.is_some() => {
+                    if terminated.is_some_and(|t| t.exit_code != 0) {
+                        failed_init += 1;
+                    }
+                }
+                Some(status) if is_waiting => match last_terminated(status) {
+                    Some(code) if code != 0 => failed_init += 1,
+                    Some(_) => {}
+                    None => pending_init += 1,
+                },
+                Some(_) => pending_init += 1,
+            },
+            // Terminated sidecars do not count for the phase.
+            ContainerKind::Sidecar => match status {
+                None => unknown += 1,
+                Some(status) if is_running => {
+                    if status.started != Some(true) {
+                        pending_sidecars += 1;
+                    }
+                    running += 1;
+                }
+                Some(_) if terminated.is_some() => {}
+                Some(status) if is_waiting => {
+                    if last_terminated(status).is_none() {
+                        pending_sidecars += 1;
+                        waiting += 1;
+                    }
+                }
+                Some(_) => unknown += 1,
+            },
+            ContainerKind::Regular => match status {
+                None => unknown += 1,
+                Some(_) if is_running => running += 1,
+                Some(_) if terminated.is_some() => {
+                    stopped += 1;
+                    if terminated.is_some_and(|t| t.exit_code == 0) {
+                        succeeded += 1;
+                    }
+                }
+                Some(status) if is_waiting => {
+                    if last_terminated(status).is_some() {
+                        stopped += 1;
+                    } else {
+                        waiting += 1;
+                    }
+                }
+                Some(_) => unknown += 1,
+            },
         }
     }
-    if waiting > 0 {
+    if failed_init > 0 && policy == RestartPolicy::Never {
+        return "Failed";
+    }
+    // A sidecar restarting after initialization does not send the pod back to Pending.
+    let initialized_before = has_any_regular_container_started(containers, statuses);
+    if pending_init > 0 || (pending_sidecars > 0 && !initialized_before) || waiting > 0 {
         "Pending"
     } else if running > 0 && unknown == 0 {
         "Running"
@@ -74,28 +124,57 @@ pub fn derive_phase(
     }
 }
 
+/// Whether a regular container has ever started: the pod was initialized before
+/// (`HasAnyRegularContainerStarted`, pkg/kubelet/container/helpers.go).
+pub fn has_any_regular_container_started(
+    containers: &[SpecContainer<'_>],
+    statuses: &[ContainerStatus],
+) -> bool {
+    containers
+        .iter()
+        .filter(|(_, kind)| *kind == ContainerKind::Regular)
+        .filter_map(|(name, _)| statuses.iter().find(|s| s.name == *name))
+        .any(|status| {
+            let state = status.state.as_ref();
+            state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                || status
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some()
+        })
+}
+
 pub fn is_terminal_phase(phase: &str) -> bool {
     matches!(phase, "Succeeded" | "Failed")
 }
 
-/// The conditions the kubelet generates (pkg/kubelet/status/generate.go) for a pod without
-/// init containers, probes or readiness gates. `sandbox_ready` is whether the pod sandbox
-/// (network namespace) exists: true from sandbox creation until a terminal pod is torn down.
+/// The conditions the kubelet generates (pkg/kubelet/status/generate.go) for a pod
+/// without readiness gates. `sandbox_ready` is whether the pod sandbox (network namespace)
+/// exists: true from sandbox creation until a terminal pod is torn down.
 pub fn derive_conditions(
-    container_names: &[&str],
+    containers: &[SpecContainer<'_>],
     statuses: &[ContainerStatus],
     phase: &str,
     sandbox_ready: bool,
 ) -> Vec<ExpectedCondition> {
-    let unready: Vec<&str> = container_names
+    let find = |name: &str| statuses.iter().find(|s| s.name == name);
+    // Sidecars count for readiness, before the regular containers
+    // (GenerateContainersReadyCondition); regular init containers do not.
+    let counted: Vec<&str> = containers
         .iter()
-        .copied()
-        .filter(|name| !statuses.iter().any(|s| s.name == *name && s.ready))
+        .filter(|(_, kind)| *kind != ContainerKind::Init)
+        .map(|(name, _)| *name)
         .collect();
-    let unknown: Vec<&str> = container_names
+    let unknown: Vec<&str> = counted
         .iter()
         .copied()
-        .filter(|name| !statuses.iter().any(|s| s.name == *name))
+        .filter(|n| find(n).is_none())
+        .collect();
+    let unready: Vec<&str> = counted
+        .iter()
+        .copied()
+        .filter(|n| find(n).is_some_and(|s| !s.ready))
         .collect();
     let containers_ready = match phase {
         "Succeeded" if unknown.is_empty() => {
@@ -113,15 +192,10 @@ pub fn derive_conditions(
                     unknown.join(" ")
                 ));
             }
-            let unready_known: Vec<&str> = unready
-                .iter()
-                .copied()
-                .filter(|n| !unknown.contains(n))
-                .collect();
-            if !unready_known.is_empty() {
+            if !unready.is_empty() {
                 parts.push(format!(
                     "containers with unready status: [{}]",
-                    unready_known.join(" ")
+                    unready.join(" ")
                 ));
             }
             let mut condition =
@@ -132,22 +206,74 @@ pub fn derive_conditions(
     };
     let mut ready = containers_ready.clone();
     ready.type_ = "Ready";
-    let initialized = if phase == "Succeeded" {
-        ExpectedCondition::new("Initialized", "True", Some("PodCompleted"))
-    } else {
-        ExpectedCondition::new("Initialized", "True", None)
-    };
     vec![
         ExpectedCondition::new(
             "PodReadyToStartContainers",
             if sandbox_ready { "True" } else { "False" },
             None,
         ),
-        initialized,
+        initialized_condition(containers, statuses, phase),
         ready,
         containers_ready,
         ExpectedCondition::new("PodScheduled", "True", None),
     ]
+}
+
+/// `GeneratePodInitializedCondition`: True once every init container has exited 0 and
+/// every sidecar has started, or once a regular container has started; PodCompleted on a
+/// Succeeded pod.
+fn initialized_condition(
+    containers: &[SpecContainer<'_>],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> ExpectedCondition {
+    let find = |name: &str| statuses.iter().find(|s| s.name == name);
+    let (mut unknown, mut incomplete) = (Vec::new(), Vec::new());
+    for (name, kind) in containers {
+        let Some(status) = find(name) else {
+            if *kind != ContainerKind::Regular {
+                unknown.push(*name);
+            }
+            continue;
+        };
+        let complete = match kind {
+            ContainerKind::Regular => continue,
+            ContainerKind::Sidecar => status.started == Some(true),
+            ContainerKind::Init => status
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0),
+        };
+        if !complete {
+            incomplete.push(*name);
+        }
+    }
+    if phase == "Succeeded" && unknown.is_empty() {
+        return ExpectedCondition::new("Initialized", "True", Some("PodCompleted"));
+    }
+    if has_any_regular_container_started(containers, statuses)
+        || (unknown.is_empty() && incomplete.is_empty())
+    {
+        return ExpectedCondition::new("Initialized", "True", None);
+    }
+    let mut parts = Vec::new();
+    if !unknown.is_empty() {
+        parts.push(format!(
+            "containers with unknown status: [{}]",
+            unknown.join(" ")
+        ));
+    }
+    if !incomplete.is_empty() {
+        parts.push(format!(
+            "containers with incomplete status: [{}]",
+            incomplete.join(" ")
+        ));
+    }
+    let mut condition =
+        ExpectedCondition::new("Initialized", "False", Some("ContainersNotInitialized"));
+    condition.message = Some(parts.join(", "));
+    condition
 }
 
 /// A condition as the model expects it; `reason` None means "no reason".

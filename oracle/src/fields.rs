@@ -194,6 +194,19 @@ const CONTAINER_FIELDS: &[Entry] = &[
     ),
 ];
 
+/// Fields only init containers have, beside those of [`CONTAINER_FIELDS`].
+const INIT_CONTAINER_FIELDS: &[Entry] = &[field(
+    "restartPolicy",
+    &[
+        RuleId::SidecarStartGate,
+        RuleId::SidecarRestartAlways,
+        RuleId::SidecarPhaseIgnored,
+        RuleId::SidecarStoppedAfterRegular,
+        RuleId::SidecarTerminationOrder,
+    ],
+    "Always makes the init container a native sidecar (KEP-753): the next container waits only until it has started, and it keeps running, restarted whatever the pod's policy",
+)];
+
 /// Fields below each of a container's probes; the probe kind's rules ([`PROBE_KINDS`])
 /// cover them all.
 const PROBE_FIELDS: &[Entry] = &[
@@ -322,7 +335,6 @@ const UNMODELLED: &[(&str, &str)] = &[
     ("metadata.managedFields", SERVER_SET),
     ("metadata.selfLink", SERVER_SET),
     ("status", "the status is the kubelet's to write: the API server drops one given on create"),
-    ("spec.initContainers", "init containers run one at a time to completion before the app containers start, and a failed one runs again (or fails the pod) by the restart policy"),
     ("spec.ephemeralContainers", "ephemeral containers are added to a running pod through its subresource and have statuses of their own"),
     ("spec.readinessGates", "the Ready condition also waits for each gate's condition, which something outside the kubelet sets"),
     ("spec.activeDeadlineSeconds", "a kubelet kills the pod's containers once the deadline has passed and fails the pod with reason DeadlineExceeded"),
@@ -400,31 +412,37 @@ pub fn modelled_fields() -> &'static [ModelledField] {
             }
         };
         let mut fields: Vec<ModelledField> = POD_FIELDS.iter().map(|e| entry("", e, &[])).collect();
+        // Init containers have the fields of a container; probes and hooks only on a
+        // sidecar (`restartPolicy: Always`), which validation checks first.
+        for list in ["containers", "initContainers"] {
+            let container = format!("spec.{list}[].");
+            fields.extend(CONTAINER_FIELDS.iter().map(|e| entry(&container, e, &[])));
+            for (probe, kind_rules) in PROBE_KINDS {
+                let prefix = format!("{container}{probe}.");
+                fields.extend(
+                    PROBE_FIELDS
+                        .iter()
+                        // A readiness probe kills nothing: the API server refuses its grace.
+                        .filter(|e| !(*probe == "readinessProbe" && e.path == KILL_GRACE_FIELD))
+                        .map(|e| entry(&prefix, e, kind_rules)),
+                );
+            }
+            for (point, point_rules) in HOOK_POINTS {
+                let prefix = format!("{container}lifecycle.{point}.");
+                fields.extend(
+                    HOOK_FIELDS
+                        .iter()
+                        // An httpGet PostStart races the entrypoint's listener (UNMODELLED).
+                        .filter(|e| !(*point == "postStart" && e.path.starts_with("httpGet.")))
+                        .map(|e| entry(&prefix, e, point_rules)),
+                );
+            }
+        }
         fields.extend(
-            CONTAINER_FIELDS
+            INIT_CONTAINER_FIELDS
                 .iter()
-                .map(|e| entry("spec.containers[].", e, &[])),
+                .map(|e| entry("spec.initContainers[].", e, &[])),
         );
-        for (probe, kind_rules) in PROBE_KINDS {
-            let prefix = format!("spec.containers[].{probe}.");
-            fields.extend(
-                PROBE_FIELDS
-                    .iter()
-                    // A readiness probe kills nothing: the API server refuses its grace.
-                    .filter(|e| !(*probe == "readinessProbe" && e.path == KILL_GRACE_FIELD))
-                    .map(|e| entry(&prefix, e, kind_rules)),
-            );
-        }
-        for (point, point_rules) in HOOK_POINTS {
-            let prefix = format!("spec.containers[].lifecycle.{point}.");
-            fields.extend(
-                HOOK_FIELDS
-                    .iter()
-                    // An httpGet PostStart races the entrypoint's listener (UNMODELLED).
-                    .filter(|e| !(*point == "postStart" && e.path.starts_with("httpGet.")))
-                    .map(|e| entry(&prefix, e, point_rules)),
-            );
-        }
         fields
     });
     &FIELDS
@@ -469,7 +487,15 @@ fn refusal(pattern: &str) -> String {
 }
 
 fn lookup_unmodelled(pattern: &str) -> Option<&'static str> {
+    if modelled_fields().iter().any(|field| field.path == pattern) {
+        return None;
+    }
     let relative = pattern.strip_prefix("pod.")?;
+    // An init container's field does what the same field of a container does.
+    let as_container = relative
+        .strip_prefix("spec.initContainers[]")
+        .map(|rest| format!("spec.containers[]{rest}"));
+    let relative = as_container.as_deref().unwrap_or(relative);
     UNMODELLED
         .iter()
         .find(|(path, _)| *path == relative)
@@ -625,10 +651,6 @@ mod tests {
                 "spec.activeDeadlineSeconds",
             ),
             (
-                "    initContainers: [{name: init}]\n",
-                "spec.initContainers",
-            ),
-            (
                 "    readinessGates: [{conditionType: x}]\n",
                 "spec.readinessGates",
             ),
@@ -766,8 +788,31 @@ mod tests {
                 "  {name}:\n    then: forever\n    health: {{port: {port}, endpoints: {{live: {{answers: [{{answer: ok}}]}}}}}}\n    {behaviour}\n"
             ));
         }
+        // The same containers again as sidecars, which may carry probes and hooks, on
+        // ports of their own.
+        let shift_ports = |text: &str| {
+            let mut shifted = text.to_owned();
+            for port in [8080, 8081, 8082, 8083, 8090, 8092, 8093, 9001, 9090] {
+                shifted = shifted.replace(&port.to_string(), &(port + 100).to_string());
+            }
+            shifted
+        };
+        let init_containers = shift_ports(&containers).replace(
+            "      - name: ",
+            "      - restartPolicy: Always\n        name: i-",
+        );
+        let mut init_behaviours = shift_ports(&behaviours);
+        for name in [
+            "http", "tcp", "grpc", "exec", "ps-exec", "ps-sleep", "ps-tcp",
+        ] {
+            init_behaviours =
+                init_behaviours.replace(&format!("\n  {name}:\n"), &format!("\n  i-{name}:\n"));
+            if init_behaviours.starts_with(&format!("  {name}:\n")) {
+                init_behaviours = format!("  i-{}", &init_behaviours[2..]);
+            }
+        }
         let yaml = format!(
-            "name: x\npod:\n  apiVersion: v1\n  kind: Pod\n  metadata:\n    name: x\n    labels: {{team: a, app.kubernetes.io/name: b}}\n    finalizers: [podcheck.io/hold]\n  spec:\n    restartPolicy: OnFailure\n    terminationGracePeriodSeconds: 10\n    containers:\n{containers}behaviours:\n{behaviours}"
+            "name: x\npod:\n  apiVersion: v1\n  kind: Pod\n  metadata:\n    name: x\n    labels: {{team: a, app.kubernetes.io/name: b}}\n    finalizers: [podcheck.io/hold]\n  spec:\n    restartPolicy: OnFailure\n    terminationGracePeriodSeconds: 10\n    initContainers:\n{init_containers}    containers:\n{containers}behaviours:\n{behaviours}{init_behaviours}"
         );
         let scenario = Scenario::from_yaml("x.yaml", &yaml);
         assert!(scenario.is_ok(), "{scenario:?}\n{yaml}");

@@ -4,7 +4,7 @@ use crate::duration::SpecDuration;
 use crate::plan::termination::{Deletion, OBJECT_REMOVAL_LAG};
 use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::rules::RuleId;
-use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
+use crate::scenario::{BackOffParams, ContainerKind, RestartPolicy, Scenario};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -181,19 +181,19 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
     let terminal_phase = if gone_at_once && !deletion.as_ref().is_some_and(|d| d.already_terminal) {
         // Nothing after the object's removal shows; what showed before is checked as usual.
         None
-    } else if containers.iter().all(|c| c.final_exit_code().is_some()) {
-        let all_zero = containers.iter().all(|c| c.final_exit_code() == Some(0));
-        Some(if all_zero { "Succeeded" } else { "Failed" })
     } else {
-        None
+        terminal_phase_of(&containers, policy)
     };
-    let running_observable = containers.iter().any(|c| {
-        c.instances.first().is_some_and(|first| {
-            first
-                .end()
-                .is_none_or(|end| end.lo >= SpecDuration::from_secs(5))
-        })
-    });
+    let running_observable = containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Regular)
+        .any(|c| {
+            c.instances.first().is_some_and(|first| {
+                first
+                    .end()
+                    .is_none_or(|end| end.lo >= SpecDuration::from_secs(5))
+            })
+        });
     let mut rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
     if let Some(deletion) = &deletion {
         deletion_rules(deletion, &containers, &mut rules);
@@ -211,6 +211,38 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
     })
 }
 
+/// The phase the pod settles in, when it does: Failed once an init container failed under
+/// Never; else decided by the regular containers' final exits alone (sidecars are
+/// ignored, `getPhase`).
+fn terminal_phase_of(containers: &[ContainerPlan], policy: RestartPolicy) -> Option<&'static str> {
+    let init_failed = containers.iter().any(|c| {
+        c.kind == ContainerKind::Init && c.final_exit_code().is_some_and(|code| code != 0)
+    });
+    if init_failed && policy == RestartPolicy::Never {
+        return Some("Failed");
+    }
+    let regular: Vec<&ContainerPlan> = containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Regular)
+        .collect();
+    // Running sidecars keep the pod Running until the kubelet has stopped them.
+    let sidecars_stop = containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Sidecar)
+        .all(|c| {
+            c.last().is_none_or(|last| {
+                last.after_exit == Some(AfterExit::PodCompleted)
+                    || last.after_exit == Some(AfterExit::PodTerminating)
+            })
+        });
+    if regular.iter().all(|c| c.final_exit_code().is_some()) && sidecars_stop {
+        let all_zero = regular.iter().all(|c| c.final_exit_code() == Some(0));
+        Some(if all_zero { "Succeeded" } else { "Failed" })
+    } else {
+        None
+    }
+}
+
 /// Whether every container has stopped for good (and the terminal phase is written) by
 /// `at`; Err (container, reason) when timing could decide it.
 fn terminal_before(
@@ -223,7 +255,10 @@ fn terminal_before(
         let Some(last) = plan.last() else {
             return Ok(false);
         };
-        if last.after_exit != Some(AfterExit::StaysTerminated) {
+        if !matches!(
+            last.after_exit,
+            Some(AfterExit::StaysTerminated | AfterExit::PodCompleted)
+        ) {
             return Ok(false);
         }
         let Some((_, hi)) = last.ends() else {
@@ -346,7 +381,9 @@ fn default_horizon(plans: &[ContainerPlan], scenario: &Scenario) -> SpecDuration
             // A last exit that may make the pod terminal is watched until the latest
             // moment the kubelet writes the terminal phase.
             let after_end = match last.after_exit {
-                Some(AfterExit::StaysTerminated) => plan::TERMINAL_PHASE_LAG,
+                Some(AfterExit::StaysTerminated | AfterExit::PodCompleted) => {
+                    plan::TERMINAL_PHASE_LAG
+                }
                 Some(AfterExit::PodTerminating) => removal,
                 _ => STATUS_LAG,
             };
@@ -490,6 +527,7 @@ fn exercised_rules(
             rules.push(instance.start_rule);
         }
     }
+    init_rules(containers, policy, &mut rules);
     for instance in instances() {
         let Some(call) = &instance.post_start else {
             continue;
@@ -508,6 +546,74 @@ fn exercised_rules(
         add(hook_handler_rule(&call.handler));
     }
     rules
+}
+
+/// The rules of init containers and sidecars the prediction exercises.
+fn init_rules(containers: &[ContainerPlan], policy: RestartPolicy, rules: &mut Vec<RuleId>) {
+    let mut add = |rule: RuleId| {
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    };
+    let of_kind = |kind: ContainerKind| containers.iter().filter(move |c| c.kind == kind);
+    if of_kind(ContainerKind::Regular).count() == containers.len() {
+        return;
+    }
+    add(RuleId::InitStatus);
+    add(RuleId::InitPending);
+    add(RuleId::InitBeforeRegular);
+    if containers
+        .iter()
+        .filter(|c| c.kind != ContainerKind::Regular)
+        .count()
+        > 1
+    {
+        add(RuleId::InitSequential);
+    }
+    for plan in of_kind(ContainerKind::Init) {
+        if plan
+            .instances
+            .iter()
+            .any(|i| i.after_exit.is_some_and(AfterExit::restarts))
+        {
+            add(RuleId::InitRetry);
+        }
+        if policy == RestartPolicy::Never && plan.final_exit_code().is_some_and(|code| code != 0) {
+            add(RuleId::InitNeverFailsPod);
+        }
+    }
+    for plan in of_kind(ContainerKind::Sidecar) {
+        if plan.instances.is_empty() {
+            continue;
+        }
+        add(RuleId::SidecarStartGate);
+        add(RuleId::SidecarReadiness);
+        if plan
+            .instances
+            .iter()
+            .any(|i| i.after_exit.is_some_and(AfterExit::restarts))
+        {
+            add(RuleId::SidecarRestartAlways);
+        }
+        if plan.instances.iter().any(|i| i.end().is_some()) {
+            add(RuleId::SidecarPhaseIgnored);
+        }
+        if plan
+            .instances
+            .iter()
+            .any(|i| i.after_exit == Some(AfterExit::PodCompleted))
+        {
+            add(RuleId::SidecarStoppedAfterRegular);
+            add(RuleId::SidecarPhaseIgnored);
+        }
+    }
+    if of_kind(ContainerKind::Sidecar)
+        .filter(|c| c.instances.iter().any(|i| i.cut.is_some()))
+        .count()
+        > 1
+    {
+        add(RuleId::SidecarTerminationOrder);
+    }
 }
 
 fn hook_handler_rule(handler: &crate::plan::termination::HookHandler) -> RuleId {

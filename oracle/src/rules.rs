@@ -102,6 +102,18 @@ rule_ids! {
     HookHandlerHttp => "hook.handler.http",
     HookHandlerSleep => "hook.handler.sleep",
     HookHandlerTcpRefused => "hook.handler.tcp-refused",
+    InitSequential => "init.sequential",
+    InitBeforeRegular => "init.before-regular",
+    InitPending => "init.pending",
+    InitRetry => "init.retry",
+    InitNeverFailsPod => "init.never-fails-pod",
+    InitStatus => "init.status",
+    SidecarStartGate => "sidecar.start-gate",
+    SidecarRestartAlways => "sidecar.restart-always",
+    SidecarReadiness => "sidecar.readiness",
+    SidecarPhaseIgnored => "sidecar.phase-ignored",
+    SidecarStoppedAfterRegular => "sidecar.stopped-after-regular",
+    SidecarTerminationOrder => "sidecar.termination-order",
 }
 
 impl RuleId {
@@ -229,6 +241,17 @@ const GRACEFUL_DELETE: &str =
 const STATUS_DELETE: &str =
     "kubernetes pkg/kubelet/status/status_manager.go syncPod, canBeDeleted (the kubelet's final delete)";
 const FIDELITY_TERMINATION: &str = "podcheck docs/fidelity/termination.md";
+const SEED_INIT: &str = "seed: Init, Sidecar, and Ephemeral Containers / Init Containers";
+const SEED_SIDECAR: &str = "seed: Init, Sidecar, and Ephemeral Containers / Sidecar Containers";
+const DOC_INIT: &str = "https://kubernetes.io/docs/concepts/workloads/pods/init-containers/";
+const DOC_SIDECAR: &str = "https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/";
+const INIT_ACTIONS: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go computeInitContainerActions";
+const TERMINATION_ORDER: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_termination_order.go";
+const E2E_INIT: &str = "kubernetes test/e2e/common/node/init_container.go";
+const KEP_SIDECAR: &str = "KEP-753 sidecar containers";
+const FIDELITY_INIT: &str = "podcheck docs/fidelity/init-sidecar.md";
 const MERGE_POD_STATUS: &str =
     "kubernetes pkg/kubelet/status/status_manager.go mergePodStatus, syncPeriod";
 
@@ -370,7 +393,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ConditionInitialized,
-        statement: "A pod without init containers is Initialized True (reason PodCompleted once Succeeded).",
+        statement: "Initialized is True once every init container has completed and every sidecar has started (always, for a pod without init containers), with reason PodCompleted once the pod is Succeeded.",
         sources: &[SEED_CONDITIONS, GENERATE],
     },
     Rule {
@@ -577,6 +600,66 @@ pub const CATALOGUE: &[Rule] = &[
         id: RuleId::HookHandlerTcpRefused,
         statement: "There is no TCP handler for hooks: validation keeps accepting tcpSocket for backward compatibility, and the kubelet fails such a hook when it runs it.",
         sources: &[SEED_HOOK_GOTCHAS, DOC_HOOKS, HANDLERS, VALIDATE_POD],
+    },
+    Rule {
+        id: RuleId::InitSequential,
+        statement: "Init containers run one at a time, in order: the next starts only after the one before has exited 0 (a sidecar: has started).",
+        sources: &[SEED_INIT, DOC_INIT, INIT_ACTIONS, E2E_INIT, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::InitBeforeRegular,
+        statement: "No regular container starts before every init container has completed and every sidecar has started; until then they wait with reason PodInitializing.",
+        sources: &[SEED_INIT, DOC_INIT, INIT_ACTIONS, CONVERT_STATUSES, E2E_INIT, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::InitPending,
+        statement: "While init containers run, the pod is Pending and Initialized is False with reason ContainersNotInitialized, naming the init containers not yet complete.",
+        sources: &[SEED_INIT, DOC_INIT, GET_PHASE, GENERATE, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::InitRetry,
+        statement: "Under restartPolicy Always and OnFailure a failed init container is restarted, with the crash-loop back-off, until it exits 0; an init container that exited 0 is not run again.",
+        sources: &[SEED_INIT, DOC_INIT, INIT_ACTIONS, DO_BACK_OFF, E2E_INIT, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::InitNeverFailsPod,
+        statement: "Under restartPolicy Never a failed init container fails the pod: the phase becomes Failed and no later container starts.",
+        sources: &[SEED_INIT, DOC_INIT, GET_PHASE, INIT_ACTIONS, E2E_INIT, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::InitStatus,
+        statement: "Init containers are reported in initContainerStatuses, waiting with reason PodInitializing until they start; a regular init container is ready once it has exited 0.",
+        sources: &[DOC_INIT, CONVERT_STATUSES, PROBER_MANAGER, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::SidecarStartGate,
+        statement: "The container after a sidecar starts once the sidecar has started: its startup probe has succeeded, or, without one, it is running and its PostStart hook has returned.",
+        sources: &[SEED_SIDECAR, DOC_SIDECAR, INIT_ACTIONS, KEP_SIDECAR, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::SidecarRestartAlways,
+        statement: "A sidecar that exits is restarted with the crash-loop back-off whatever the pod's restartPolicy, until the pod is terminating.",
+        sources: &[SEED_SIDECAR, DOC_SIDECAR, INIT_ACTIONS, KEP_SIDECAR, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::SidecarReadiness,
+        statement: "A sidecar's readiness counts for the pod's ContainersReady and Ready conditions, as a regular container's does.",
+        sources: &[DOC_SIDECAR, GENERATE, KEP_SIDECAR, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::SidecarPhaseIgnored,
+        statement: "A sidecar's exits do not decide the pod's phase: a pod whose regular containers all succeeded is Succeeded whatever code its sidecars were stopped with.",
+        sources: &[SEED_SIDECAR, DOC_SIDECAR, GET_PHASE, KEP_SIDECAR, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::SidecarStoppedAfterRegular,
+        statement: "Once every regular container of a Never or OnFailure pod has terminated for good, the kubelet stops the sidecars, and the pod completes; a sidecar never keeps such a pod running.",
+        sources: &[SEED_SIDECAR, DOC_SIDECAR, COMPUTE_ACTIONS, TERMINATION_ORDER, KEP_SIDECAR, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::SidecarTerminationOrder,
+        statement: "When the pod stops, regular containers are stopped first, then the sidecars in the reverse of their order in the spec, all within the one grace period.",
+        sources: &[SEED_SIDECAR, DOC_SIDECAR, TERMINATION_ORDER, KEP_SIDECAR, FIDELITY_INIT],
     },
 ];
 

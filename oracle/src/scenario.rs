@@ -37,6 +37,80 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
+/// Which list of the pod spec a container is in, and what that makes the kubelet do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerKind {
+    /// An init container: runs to completion, one at a time, before the next.
+    Init,
+    /// A native sidecar: an init container with `restartPolicy: Always`, which the next
+    /// container waits for only until it has started, and which keeps running.
+    Sidecar,
+    /// A regular (app) container.
+    Regular,
+}
+
+impl ContainerKind {
+    /// The status list the kubelet reports it in.
+    pub fn status_list(self) -> &'static str {
+        match self {
+            ContainerKind::Init | ContainerKind::Sidecar => "initContainerStatuses",
+            ContainerKind::Regular => "containerStatuses",
+        }
+    }
+}
+
+/// A container of the pod spec with its kind and its field path
+/// (`pod.spec.initContainers[0]`).
+#[derive(Clone, Debug)]
+pub struct PodContainer<'a> {
+    pub kind: ContainerKind,
+    pub container: &'a Container,
+    pub field: String,
+}
+
+/// Whether an init container is a native sidecar (`restartPolicy: Always`, KEP-753).
+pub fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
+}
+
+/// What the API server refuses in an init container (`validateInitContainers`,
+/// pkg/apis/core/validation/validation.go): a restart policy other than Always, and
+/// probes or lifecycle hooks on an init container that is not a sidecar.
+fn validate_init_fields(
+    kind: ContainerKind,
+    container: &Container,
+    field: &str,
+) -> Result<(), FieldError> {
+    if kind == ContainerKind::Regular {
+        return Ok(());
+    }
+    if let Some(policy) = container.restart_policy.as_deref() {
+        if policy != "Always" {
+            return Err(FieldError::new(
+                format!("{field}.restartPolicy"),
+                format!("Unsupported value: {policy:?}: supported values: \"Always\""),
+            ));
+        }
+    }
+    if kind == ContainerKind::Sidecar {
+        return Ok(());
+    }
+    let forbidden = [
+        ("lifecycle", container.lifecycle.is_some()),
+        ("livenessProbe", container.liveness_probe.is_some()),
+        ("readinessProbe", container.readiness_probe.is_some()),
+        ("startupProbe", container.startup_probe.is_some()),
+    ];
+    match forbidden.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(FieldError::new(
+            format!("{field}.{name}"),
+            "Forbidden: may not be set for init containers without restartPolicy=Always".to_owned(),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An external action on the pod at a point in spec time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -340,12 +414,50 @@ impl Scenario {
         }
     }
 
+    /// The pod's regular (app) containers.
     pub fn containers(&self) -> &[Container] {
         self.pod
             .spec
             .as_ref()
             .map(|spec| spec.containers.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// The pod's init containers, sidecars among them, in the order they start.
+    pub fn init_containers(&self) -> &[Container] {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.init_containers.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// Every container of the pod spec in the order the kubelet starts them: the init
+    /// containers (sidecars among them) one after another, then the regular containers.
+    pub fn pod_containers(&self) -> Vec<PodContainer<'_>> {
+        let init = self
+            .init_containers()
+            .iter()
+            .enumerate()
+            .map(|(index, container)| PodContainer {
+                kind: if is_sidecar(container) {
+                    ContainerKind::Sidecar
+                } else {
+                    ContainerKind::Init
+                },
+                container,
+                field: format!("pod.spec.initContainers[{index}]"),
+            });
+        let regular = self
+            .containers()
+            .iter()
+            .enumerate()
+            .map(|(index, container)| PodContainer {
+                kind: ContainerKind::Regular,
+                container,
+                field: format!("pod.spec.containers[{index}]"),
+            });
+        init.chain(regular).collect()
     }
 
     pub fn behaviour(&self, container: &str) -> Option<&Behaviour> {
@@ -391,15 +503,25 @@ impl Scenario {
                 );
             }
         }
+        let containers = self.pod_containers();
         let mut seen = std::collections::BTreeSet::new();
-        for (index, container) in spec.containers.iter().enumerate() {
-            let field = format!("pod.spec.containers[{index}].name");
+        for PodContainer {
+            kind,
+            container,
+            field,
+        } in &containers
+        {
+            let name_field = format!("{field}.name");
             if !is_dns_label(&container.name) {
-                return invalid(&field, format!("{:?} must be a DNS label", container.name));
+                return invalid(
+                    &name_field,
+                    format!("{:?} must be a DNS label", container.name),
+                );
             }
+            // validateInitContainers and validateContainers share one set of names.
             if !seen.insert(container.name.as_str()) {
                 return invalid(
-                    &field,
+                    &name_field,
                     format!("duplicate container name {:?}", container.name),
                 );
             }
@@ -409,11 +531,12 @@ impl Scenario {
                     format!("container {:?} has no behaviour", container.name),
                 );
             }
+            validate_init_fields(*kind, container, field)?;
             // Invalid probes are refused as the API server would, before anything is
             // refused as not modelled.
             for (name, probe, kind) in container_probes(container) {
                 if let Some(probe) = probe {
-                    validate_probe(probe, kind, &format!("pod.spec.containers[{index}].{name}"))?;
+                    validate_probe(probe, kind, &format!("{field}.{name}"))?;
                 }
             }
         }
@@ -421,7 +544,7 @@ impl Scenario {
         // the reason Kubernetes gives.
         crate::fields::check_pod(&self.pod)?;
         for name in self.behaviours.keys() {
-            if !spec.containers.iter().any(|c| &c.name == name) {
+            if !containers.iter().any(|c| &c.container.name == name) {
                 return invalid(
                     &format!("behaviours.{name}"),
                     format!("no container named {name:?} in the pod"),
@@ -448,11 +571,11 @@ impl Scenario {
             }
         }
         self.validate_health()?;
-        for (index, container) in spec.containers.iter().enumerate() {
-            self.container_probes(container, index)?;
+        for pod_container in &containers {
+            self.container_probes(pod_container.container, &pod_container.field)?;
         }
-        for (index, container) in spec.containers.iter().enumerate() {
-            self.validate_hooks(container, index)?;
+        for pod_container in &containers {
+            self.validate_hooks(pod_container.container, &pod_container.field)?;
         }
         self.validate_faults()?;
         self.kubelet.validate()?;
@@ -462,11 +585,10 @@ impl Scenario {
 
 impl Scenario {
     /// A container's lifecycle handlers, as the oracle reads them.
-    fn validate_hooks(&self, container: &Container, index: usize) -> Result<(), FieldError> {
+    fn validate_hooks(&self, container: &Container, field: &str) -> Result<(), FieldError> {
         use crate::plan::termination::{resolve_hook, HookPoint};
         let forever = Behaviour::forever();
         let behaviour = self.behaviour(&container.name).unwrap_or(&forever);
-        let field = format!("pod.spec.containers[{index}]");
         if !behaviour.hooks.is_empty()
             && behaviour
                 .health
@@ -485,7 +607,7 @@ impl Scenario {
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(crate::plan::termination::DEFAULT_GRACE_SECONDS);
         for point in [HookPoint::PostStart, HookPoint::PreStop] {
-            let call = resolve_hook(container, behaviour, point, &field)
+            let call = resolve_hook(container, behaviour, point, field)
                 .map_err(|(field, reason)| FieldError::new(field, reason))?;
             // validateSleepAction: no longer than the pod's grace period.
             if let Some(crate::plan::termination::HookHandler::Sleep(duration)) =
@@ -607,26 +729,23 @@ impl Scenario {
         Ok(())
     }
 
-    /// The probes of the container at `index`, as the oracle models them.
+    /// The probes of the container at `field` (`pod.spec.containers[0]`), as the oracle
+    /// models them.
     pub fn container_probes(
         &self,
         container: &Container,
-        index: usize,
+        field: &str,
     ) -> Result<ContainerProbes, FieldError> {
         let forever = Behaviour::forever();
         let behaviour = self.behaviour(&container.name).unwrap_or(&forever);
         let others: Vec<(&Container, &Behaviour)> = self
-            .containers()
-            .iter()
+            .pod_containers()
+            .into_iter()
+            .map(|c| c.container)
             .filter(|c| c.name != container.name)
             .filter_map(|c| Some((c, self.behaviour(&c.name)?)))
             .collect();
-        ContainerProbes::resolve(
-            container,
-            behaviour,
-            &others,
-            &format!("pod.spec.containers[{index}]"),
-        )
+        ContainerProbes::resolve(container, behaviour, &others, field)
     }
 
     /// Health endpoints must be servable: names that are paths, scripts with answers, and
@@ -706,4 +825,59 @@ pub fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(init_container: &str) -> Option<(String, String)> {
+        let yaml = format!(
+            "name: x\npod:\n  spec:\n    initContainers:\n      - {init_container}\n    containers:\n      - name: app\nbehaviours:\n  init: {{then: {{exit: {{after: 1s, code: 0}}}}}}\n  app: {{then: forever}}\n"
+        );
+        match Scenario::from_yaml("x.yaml", &yaml) {
+            Ok(_) => None,
+            Err(ScenarioError::Invalid { field, reason, .. }) => Some((field, reason)),
+            Err(other) => Some(("?".to_owned(), other.to_string())),
+        }
+    }
+
+    #[test]
+    fn an_init_container_is_refused_what_the_api_server_refuses() {
+        let (field, reason) =
+            refusal("{name: init, readinessProbe: {tcpSocket: {port: 8080}}}").expect("refused");
+        assert_eq!(field, "pod.spec.initContainers[0].readinessProbe");
+        assert!(reason.contains("restartPolicy=Always"), "{reason}");
+        let (field, reason) = refusal("{name: init, restartPolicy: Never}").expect("refused");
+        assert_eq!(field, "pod.spec.initContainers[0].restartPolicy");
+        assert!(reason.contains("supported values: \"Always\""), "{reason}");
+        let (field, reason) = refusal("{name: app}").expect("refused");
+        assert_eq!(field, "pod.spec.containers[0].name");
+        assert!(reason.contains("duplicate"), "{reason}");
+    }
+
+    #[test]
+    fn a_sidecar_may_carry_probes_and_init_containers_start_first() {
+        assert_eq!(
+            refusal(
+                "{name: init, restartPolicy: Always, readinessProbe: {tcpSocket: {port: 8080}}}"
+            ),
+            None
+        );
+        let yaml = "name: x\npod:\n  spec:\n    initContainers: [{name: a}, {name: b, restartPolicy: Always}]\n    containers: [{name: c}]\nbehaviours:\n  a: {then: forever}\n  b: {then: forever}\n  c: {then: forever}\n";
+        let scenario = Scenario::from_yaml("x.yaml", yaml).expect("valid");
+        let kinds: Vec<(&str, ContainerKind)> = scenario
+            .pod_containers()
+            .iter()
+            .map(|c| (c.container.name.as_str(), c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", ContainerKind::Init),
+                ("b", ContainerKind::Sidecar),
+                ("c", ContainerKind::Regular)
+            ]
+        );
+    }
 }

@@ -4,7 +4,8 @@ use super::args::PredictArgs;
 use super::terminal::outln;
 use super::{CONFORMANT, USAGE_OR_TARGET_ERROR};
 use podcheck_oracle::plan::termination::StopPlan;
-use podcheck_oracle::plan::{AfterExit, CutCause, End};
+use podcheck_oracle::plan::{AfterExit, CutCause, End, SidecarStop};
+use podcheck_oracle::scenario::ContainerKind;
 use podcheck_oracle::{predict, Prediction, Scenario};
 
 pub fn print_prediction(args: &PredictArgs) -> anyhow::Result<u8> {
@@ -67,15 +68,33 @@ fn print_text(prediction: &Prediction) -> std::io::Result<()> {
         prediction.horizon
     )?;
     for plan in &prediction.containers {
-        outln!("container {}:", plan.name)?;
+        let kind = match plan.kind {
+            ContainerKind::Init => " (init container)",
+            ContainerKind::Sidecar => " (sidecar)",
+            ContainerKind::Regular => "",
+        };
+        outln!("container {}{kind}:", plan.name)?;
         for instance in &plan.instances {
             let from = instance.start_gate.describe(&plan.name);
             let run = match (instance.end(), &instance.cut) {
                 (Some(end), Some(cut)) => {
+                    if let CutCause::PodCompleted(sidecar) = &cut.cause {
+                        let (lo, hi) = sidecar.after_done;
+                        outln!(
+                            "  instance {}: starts [{}, {}] after {from}, {}: gone [{lo}, {hi}] after the last regular container exits (exit {})",
+                            instance.index,
+                            instance.start_after.0,
+                            instance.start_after.1,
+                            describe_stop(&sidecar.stop),
+                            end.code
+                        )?;
+                        continue;
+                    }
                     let (lo, hi) = cut.after_action;
                     let how = match &cut.cause {
                         CutCause::Killed => "killed from outside".to_owned(),
-                        CutCause::Deleted(stop) => describe_stop(stop),
+                        CutCause::Deleted(stop)
+                        | CutCause::PodCompleted(SidecarStop { stop, .. }) => describe_stop(stop),
                     };
                     format!(
                         "{how}: gone [{lo}, {hi}] after the action at {} (exit {})",
@@ -104,6 +123,9 @@ fn print_text(prediction: &Prediction) -> std::io::Result<()> {
             let then = match instance.after_exit {
                 Some(AfterExit::StaysTerminated) => ", stays terminated",
                 Some(AfterExit::PodTerminating) => ", not restarted (the pod is being deleted)",
+                Some(AfterExit::PodCompleted) => {
+                    ", not restarted (stopped: the pod's regular containers are done)"
+                }
                 _ => "",
             };
             outln!(

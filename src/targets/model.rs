@@ -49,7 +49,13 @@ impl ModelTarget {
 fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetError> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let mut behaviours = BTreeMap::new();
-    for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+    let containers = pod.spec.iter().flat_map(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+    });
+    for container in containers {
         let text = container
             .env
             .iter()
@@ -110,13 +116,14 @@ fn hash(text: &str) -> u64 {
 /// The first probe port given by name rather than number.
 fn named_probe_port(pod: &Pod) -> Option<String> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or(&[]);
-    containers
+    pod.spec
         .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
         .flat_map(|c| [&c.liveness_probe, &c.readiness_probe, &c.startup_probe])
         .flatten()
         .flat_map(|probe| {

@@ -10,6 +10,7 @@ use crate::plan::{
 };
 use crate::predict::Prediction;
 use crate::rules::RuleId;
+use crate::scenario::ContainerKind;
 use crate::scenario::RestartPolicy;
 use crate::trace::Trace;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus};
@@ -168,14 +169,30 @@ pub(super) fn check_container_snapshot(
     cs: &ContainerStatus,
     plan: Option<&ContainerPlan>,
     policy: RestartPolicy,
+    pod_has_init: bool,
     t: i64,
 ) {
     let name = Some(cs.name.as_str());
     let state = cs.state.as_ref();
     let running = state.and_then(|s| s.running.as_ref()).is_some();
     // Probes decide both flags while the container runs (check_probe_flags); a container
-    // that is not running is never started nor ready, probes or not.
-    if !running && (cs.ready || cs.started == Some(true)) {
+    // that is not running is never started nor ready, probes or not, except a regular init
+    // container that exited 0, which is ready from then on.
+    let init = plan.is_some_and(|p| p.kind == ContainerKind::Init);
+    let completed = state
+        .and_then(|s| s.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 0);
+    if init && completed {
+        if !cs.ready || cs.started == Some(true) {
+            out.add(
+                RuleId::InitStatus,
+                name,
+                "ready=true started=false (init container exited 0)".to_owned(),
+                format!("ready={} started={:?}", cs.ready, cs.started),
+                Some(t),
+            );
+        }
+    } else if !running && (cs.ready || cs.started == Some(true)) {
         out.add(
             RuleId::ContainerReadyNoProbe,
             name,
@@ -231,11 +248,18 @@ pub(super) fn check_container_snapshot(
         } else if cs.restart_count == 0 && !has_last {
             // An empty reason is the state of a container created but not started yet
             // (convertToAPIContainerStatuses: ContainerStateCreated -> Waiting{}).
-            if reason != "ContainerCreating" && !reason.is_empty() {
+            // With init containers every container not yet created waits as
+            // PodInitializing (convertToAPIContainerStatuses' default state).
+            let (first_reason, rule) = if pod_has_init {
+                ("PodInitializing", RuleId::InitStatus)
+            } else {
+                ("ContainerCreating", RuleId::ContainerStateWaitingCreating)
+            };
+            if reason != first_reason && !reason.is_empty() {
                 out.add(
-                    RuleId::ContainerStateWaitingCreating,
+                    rule,
                     name,
-                    "Waiting reason ContainerCreating (or no reason once created) before the first start".to_owned(),
+                    format!("Waiting reason {first_reason} (or no reason once created) before the first start"),
                     format!("Waiting reason {reason:?}"),
                     Some(t),
                 );
@@ -374,6 +398,17 @@ pub(super) fn observed_gate(
                 .get(instance)?
                 .finished
         }
+        // The sidecar's start: the wait for it to turn started is in the window after.
+        StartGate::Started {
+            container,
+            instance,
+        } => {
+            observed
+                .get(container.as_str())?
+                .instances
+                .get(instance)?
+                .started
+        }
     }
 }
 
@@ -399,6 +434,21 @@ pub(super) fn check_instances(
             instance.start_after.1.as_millis() as i64,
         );
         let started = seen.and_then(|s| s.started);
+        let waits_on_another = match &instance.start_gate {
+            StartGate::PodCreated => false,
+            StartGate::Exited { container, .. } => *container != plan.name,
+            StartGate::Started { .. } => true,
+        };
+        if let (None, Some(s), true) = (anchor, started, waits_on_another) {
+            let from = instance.start_gate.describe(&plan.name);
+            out.add(
+                instance.start_rule,
+                name,
+                format!("instance {index} starts only after {from}"),
+                format!("started at {} while the {from} was not seen", secs(s)),
+                Some(s),
+            );
+        }
         if let Some(anchor) = anchor {
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
             let from = instance.start_gate.describe(&plan.name);
@@ -583,6 +633,17 @@ pub(super) fn check_instances(
                     RuleId::TerminationNoRestart,
                     name,
                     format!("instance {index} is not restarted: the pod is being deleted"),
+                    format!("restartCount {max_rc}"),
+                    next_instance_seen(obs, index),
+                );
+            }
+            Some(AfterExit::PodCompleted) if max_rc > i64::from(index) => {
+                out.add(
+                    RuleId::SidecarStoppedAfterRegular,
+                    name,
+                    format!(
+                        "instance {index} is not restarted: the pod's regular containers are done"
+                    ),
                     format!("restartCount {max_rc}"),
                     next_instance_seen(obs, index),
                 );

@@ -10,21 +10,24 @@
 //! One module per rule area (`status`, `instances`, `probes`, `terminal`); a new rule area
 //! gets its own module here, called from [`check`], and reports through the `Collector`.
 
+mod init;
 mod instances;
 mod probes;
 mod status;
 mod terminal;
 mod termination;
 
+use crate::derive::SpecContainer;
 use crate::plan::StartGate;
 use crate::predict::Prediction;
 use crate::rules::RuleId;
+use crate::scenario::ContainerKind;
 use crate::trace::Trace;
 use instances::{
     check_container_snapshot, check_instances, check_restart_count_bound, observed_gate,
     record_container, ObservedContainer,
 };
-use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
 use probes::{
     check_liveness_log, check_probe_cadence, check_probe_flags, check_probe_flags_held,
     check_readiness_log,
@@ -211,12 +214,49 @@ fn check_flags_held(
     held: (i64, i64),
     tol: i64,
 ) {
-    for cs in status.container_statuses.iter().flatten() {
+    for cs in &all_statuses(status) {
         if let (Some(plan), Some(obs)) = (
             prediction.containers.iter().find(|p| p.name == cs.name),
             observed.get(cs.name.as_str()),
         ) {
             check_probe_flags_held(out, plan, obs, cs, held, tol);
+        }
+    }
+}
+
+/// The statuses of every container of the pod spec: init containers' and regular ones'
+/// (names are unique across both lists).
+pub fn all_statuses(status: &PodStatus) -> Vec<ContainerStatus> {
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .cloned()
+        .collect()
+}
+
+/// Each container is reported in the status list of its kind.
+fn check_status_lists(out: &mut Collector, prediction: &Prediction, status: &PodStatus, t: i64) {
+    let lists = [
+        ("initContainerStatuses", &status.init_container_statuses),
+        ("containerStatuses", &status.container_statuses),
+    ];
+    for (list, statuses) in lists {
+        for cs in statuses.iter().flatten() {
+            let Some(plan) = prediction.containers.iter().find(|p| p.name == cs.name) else {
+                continue;
+            };
+            let expected = plan.kind.status_list();
+            if expected != list {
+                out.add(
+                    RuleId::InitStatus,
+                    Some(&cs.name),
+                    format!("the container's status in {expected}"),
+                    format!("its status in {list}"),
+                    Some(t),
+                );
+            }
         }
     }
 }
@@ -257,7 +297,13 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
+    let spec: Vec<SpecContainer<'_>> = prediction
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind))
+        .collect();
     let policy = prediction.restart_policy;
+    let pod_has_init = spec.iter().any(|(_, kind)| *kind != ContainerKind::Regular);
     let mut observed: BTreeMap<&str, ObservedContainer> = names
         .iter()
         .map(|n| (*n, ObservedContainer::default()))
@@ -275,13 +321,14 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         }
         previous = Some((t, &snapshot.status));
         let status = &snapshot.status;
-        let statuses = status.container_statuses.clone().unwrap_or_default();
+        let statuses = all_statuses(status);
+        check_status_lists(&mut out, prediction, status, t);
         let phase = status.phase.clone().unwrap_or_default();
         for cs in &statuses {
             let plan = prediction.containers.iter().find(|p| p.name == cs.name);
             if let Some(obs) = observed.get_mut(cs.name.as_str()) {
                 record_container(obs, cs, t, trace);
-                check_container_snapshot(&mut out, obs, cs, plan, policy, t);
+                check_container_snapshot(&mut out, obs, cs, plan, policy, pod_has_init, t);
                 if let Some(plan) = plan {
                     check_probe_flags(&mut out, plan, obs, cs, t, tol);
                 }
@@ -291,12 +338,12 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
             }
         }
         let deleted = snapshot.metadata.deletion_timestamp.is_some();
-        phases.observe(&mut out, &names, &statuses, &phase, deleted, t);
+        phases.observe(&mut out, &spec, &statuses, &phase, deleted, t);
         if !statuses.is_empty() {
             check_conditions(
                 &mut out,
                 policy,
-                &names,
+                &spec,
                 &statuses,
                 &phase,
                 status.conditions.as_deref().unwrap_or(&[]),
@@ -348,6 +395,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         end,
     );
     termination::check_termination(&mut out, prediction, trace, &observed, tol, end);
+    init::check_sidecar_stops(&mut out, prediction, &observed, tol, end);
 
     verdict.violations = in_reading_order(out.violations);
     verdict.timing_headroom_ms = out.headroom;

@@ -105,6 +105,20 @@ pub(super) fn check_probe_flags(
     };
     let instance = shown_instance(plan, cs).map(|(_, instance)| instance);
     let Some(probes) = instance.and_then(|i| i.probes.as_ref()) else {
+        if plan.kind == crate::scenario::ContainerKind::Init {
+            // A regular init container is started while it runs and ready only once it
+            // has exited 0.
+            if cs.ready || !started {
+                out.add(
+                    RuleId::InitStatus,
+                    name,
+                    "ready=false started=true (init container running)".to_owned(),
+                    format!("ready={} started={:?}", cs.ready, cs.started),
+                    Some(t),
+                );
+            }
+            return;
+        }
         if !cs.ready || !started {
             out.add(
                 RuleId::ContainerReadyNoProbe,

@@ -2,10 +2,11 @@
 //! derives from that snapshot's container states; a terminal phase is never left.
 
 use super::{secs, Collector};
-use crate::derive::{derive_conditions, derive_phase, is_terminal_phase};
+use crate::derive::{derive_conditions, derive_phase, is_terminal_phase, SpecContainer};
 use crate::plan::TERMINAL_PHASE_LAG;
 use crate::predict::Prediction;
 use crate::rules::RuleId;
+use crate::scenario::ContainerKind;
 use crate::scenario::RestartPolicy;
 use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition};
 use std::collections::BTreeSet;
@@ -46,7 +47,7 @@ impl PhaseWatch {
     pub(super) fn observe(
         &mut self,
         out: &mut Collector,
-        names: &[&str],
+        containers: &[SpecContainer<'_>],
         statuses: &[ContainerStatus],
         phase: &str,
         deleted: bool,
@@ -57,7 +58,7 @@ impl PhaseWatch {
         if phase == "Running" {
             self.running_seen = true;
         }
-        let derived = derive_phase(names, statuses, policy, deleted);
+        let derived = derive_phase(containers, statuses, policy, deleted);
         if let Some((terminal_phase, since)) = &self.terminal {
             if phase != terminal_phase {
                 out.add(
@@ -69,7 +70,7 @@ impl PhaseWatch {
                 );
             }
         } else if phase != derived {
-            let rule = phase_rule(derived, phase, statuses, policy, deleted);
+            let rule = phase_rule(derived, phase, containers, statuses, policy, deleted);
             let since = self.mismatch.as_ref().map_or(t, |m| m.since);
             // The kubelet writes the terminal phase only once the pod worker has stopped
             // the sandbox; until then the API keeps the phase it had (mergePodStatus).
@@ -177,10 +178,48 @@ impl PhaseMismatch {
 fn phase_rule(
     derived: &str,
     observed: &str,
+    containers: &[SpecContainer<'_>],
     statuses: &[ContainerStatus],
     policy: RestartPolicy,
     deleted: bool,
 ) -> RuleId {
+    let of_kind = |kind: ContainerKind| {
+        containers
+            .iter()
+            .filter(move |(_, k)| *k == kind)
+            .filter_map(|(name, _)| statuses.iter().find(|s| s.name == *name))
+    };
+    let init_failed = of_kind(ContainerKind::Init).any(|s| {
+        let code = |state: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+            state
+                .and_then(|st| st.terminated.as_ref())
+                .map(|t| t.exit_code)
+        };
+        code(s.state.as_ref())
+            .or(code(s.last_state.as_ref()))
+            .is_some_and(|c| c != 0)
+    });
+    let initializing = containers.iter().any(|(_, k)| *k != ContainerKind::Regular)
+        && !crate::derive::has_any_regular_container_started(containers, statuses);
+    let sidecars_running = of_kind(ContainerKind::Sidecar).any(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.running.as_ref())
+            .is_some()
+    });
+    match derived {
+        "Failed" if init_failed && policy == RestartPolicy::Never && !deleted => {
+            return RuleId::InitNeverFailsPod
+        }
+        "Pending" if initializing => return RuleId::InitPending,
+        "Running" if sidecars_running && policy != RestartPolicy::Always => {
+            return RuleId::SidecarPhaseIgnored
+        }
+        "Succeeded" | "Failed" if !deleted && of_kind(ContainerKind::Sidecar).next().is_some() => {
+            return RuleId::SidecarPhaseIgnored
+        }
+        _ => {}
+    }
     let all_stopped = !statuses.is_empty()
         && statuses.iter().all(|s| {
             s.state
@@ -227,7 +266,7 @@ pub(super) fn describe_states(statuses: &[ContainerStatus]) -> String {
 pub(super) fn check_conditions(
     out: &mut Collector,
     policy: RestartPolicy,
-    names: &[&str],
+    containers: &[SpecContainer<'_>],
     statuses: &[ContainerStatus],
     phase: &str,
     conditions: &[PodCondition],
@@ -243,19 +282,21 @@ pub(super) fn check_conditions(
     // Conditions are generated from the phase the kubelet computes from the container
     // states (generateAPIPodStatus), and mergePodStatus holds back only the phase: while a
     // terminal phase is held back, they may already be the terminal ones.
-    let derived = derive_phase(names, statuses, policy, deleted);
+    let derived = derive_phase(containers, statuses, policy, deleted);
     let held_back = is_terminal_phase(derived) && !is_terminal_phase(phase);
-    let terminal_set = held_back.then(|| derive_conditions(names, statuses, derived, true));
+    let terminal_set = held_back.then(|| derive_conditions(containers, statuses, derived, true));
     // Every version generates PodCompleted for a Succeeded pod; only a Failed one had
     // ContainersNotReady before PodFailed existed, the same as for the phase held back.
     let only_terminal_set = held_back && derived == "Succeeded";
-    for (position, expected) in derive_conditions(names, statuses, phase, true)
+    let initializing = containers.iter().any(|(_, k)| *k != ContainerKind::Regular);
+    for (position, expected) in derive_conditions(containers, statuses, phase, true)
         .into_iter()
         .enumerate()
     {
         let rule = match expected.type_ {
             "PodScheduled" => RuleId::ConditionPodScheduled,
             "PodReadyToStartContainers" => RuleId::ConditionPodReadyToStartContainers,
+            "Initialized" if initializing => RuleId::InitPending,
             "Initialized" => RuleId::ConditionInitialized,
             "ContainersReady" => RuleId::ConditionContainersReady,
             _ => RuleId::ConditionReady,

@@ -17,7 +17,8 @@ use crate::duration::SpecDuration;
 use crate::errors::FieldError;
 use crate::probes::{plan_instance, Ambiguous, Carry, ContainerProbes, ProbeKind, ProbePlan};
 use crate::rules::RuleId;
-use crate::scenario::{BackOffParams, RestartPolicy, Scenario};
+use crate::scenario::{BackOffParams, ContainerKind, RestartPolicy, Scenario};
+use std::collections::BTreeMap;
 
 mod backoff;
 pub mod termination;
@@ -118,6 +119,9 @@ pub enum AfterExit {
     /// Not restarted because the pod is being deleted (`ShouldContainerBeRestarted`:
     /// "Once a pod has been marked deleted, it should not be restarted").
     PodTerminating,
+    /// A sidecar not restarted because every regular container of a Never or OnFailure
+    /// pod is done: `computePodActions` kills the pod and starts no init container.
+    PodCompleted,
 }
 
 impl AfterExit {
@@ -128,6 +132,7 @@ impl AfterExit {
             | AfterExit::RestartWhenBackOffCollected { back_off, .. } => Some(back_off),
             AfterExit::StaysTerminated
             | AfterExit::PodTerminating
+            | AfterExit::PodCompleted
             | AfterExit::RestartImmediately
             | AfterExit::RestartAtOnceOrAfterBackOff(_) => None,
         }
@@ -135,7 +140,10 @@ impl AfterExit {
 
     /// Whether the container is started again.
     pub fn restarts(self) -> bool {
-        !matches!(self, AfterExit::StaysTerminated | AfterExit::PodTerminating)
+        !matches!(
+            self,
+            AfterExit::StaysTerminated | AfterExit::PodTerminating | AfterExit::PodCompleted
+        )
     }
 }
 
@@ -147,8 +155,12 @@ pub enum StartGate {
     /// kubelet starts in one sync without waiting on the others (`SyncPod` step 7).
     PodCreated,
     /// The exit of an instance of a container: for a restart, the same container's
-    /// previous instance.
+    /// previous instance; for the container after an init container, the init
+    /// container's instance that exited 0.
     Exited { container: String, instance: u32 },
+    /// An instance of a sidecar has started (its startup probe succeeded, or it runs and
+    /// its PostStart hook has returned): what the container after it waits for.
+    Started { container: String, instance: u32 },
 }
 
 impl StartGate {
@@ -164,6 +176,10 @@ impl StartGate {
                 container: other,
                 instance,
             } => format!("exit of container {other} instance {instance}"),
+            StartGate::Started {
+                container,
+                instance,
+            } => format!("start of sidecar {container} instance {instance}"),
         }
     }
 
@@ -178,6 +194,37 @@ impl StartGate {
             } => {
                 let plan = planned.iter().find(|p| &p.name == container)?;
                 plan.instances.get(*instance as usize)?.ends()
+            }
+            StartGate::Started {
+                container,
+                instance,
+            } => {
+                // Anchored at the sidecar's start, which every target reports precisely
+                // (startedAt); the wait for its startup probe is part of the window after
+                // (`after_opening`).
+                let plan = planned.iter().find(|p| &p.name == container)?;
+                let instance = plan.instances.get(*instance as usize)?;
+                Some((instance.earliest_start, instance.latest_start))
+            }
+        }
+    }
+
+    /// How long after the gate opens the container that waits on it starts, earliest and
+    /// latest; None when the gate never opens.
+    pub fn after_opening(&self, planned: &[ContainerPlan]) -> Option<(SpecDuration, SpecDuration)> {
+        match self {
+            StartGate::PodCreated => Some((SpecDuration::ZERO, FIRST_START_WITHIN)),
+            // The sync that the exit's PLEG event sets off starts the next container.
+            StartGate::Exited { .. } => Some((SpecDuration::ZERO, NEXT_CONTAINER_WITHIN)),
+            // The sync after the sidecar turned started (its startup probe's result, or its
+            // start's PLEG event) starts the next container.
+            StartGate::Started {
+                container,
+                instance,
+            } => {
+                let plan = planned.iter().find(|p| &p.name == container)?;
+                let (lo, hi) = plan.instances.get(*instance as usize)?.started_after()?;
+                Some((lo, hi + NEXT_CONTAINER_WITHIN))
             }
         }
     }
@@ -220,8 +267,9 @@ pub struct InstancePlan {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cut {
-    /// The index of the action in the scenario's fault schedule.
-    pub fault: usize,
+    /// The index of the action in the scenario's fault schedule; None when the kubelet
+    /// stops the instance of itself (a sidecar once the pod's regular containers are done).
+    pub fault: Option<usize>,
     pub cause: CutCause,
     /// When the process is gone, earliest and latest after the action's scheduled time.
     pub after_action: (SpecDuration, SpecDuration),
@@ -237,6 +285,20 @@ pub enum CutCause {
     Killed,
     /// The pod's deletion: the kubelet's `killContainer`.
     Deleted(StopPlan),
+    /// A sidecar stopped once every regular container has terminated for good (Never and
+    /// OnFailure pods): `killContainer` with the pod's grace period, later sidecars first.
+    /// `action_at` is the earliest last regular exit.
+    PodCompleted(SidecarStop),
+}
+
+/// How the kubelet stops a sidecar once the pod's regular containers are done.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarStop {
+    pub stop: StopPlan,
+    /// When the sidecar is gone, earliest and latest after the last regular container's
+    /// exit: the sync that sees that exit, the wait for the sidecars after it, its stop.
+    pub after_done: (SpecDuration, SpecDuration),
 }
 
 /// How an instance ends: its process exits, or a probe has it killed.
@@ -328,6 +390,16 @@ impl InstancePlan {
         }
     }
 
+    /// When the container shows `started: true` after this instance's start: once its
+    /// startup probe has succeeded, or (without one) once it is shown Running. None when
+    /// it never starts while this instance runs.
+    pub fn started_after(&self) -> Option<(SpecDuration, SpecDuration)> {
+        match &self.probes {
+            Some(probes) => probes.started.as_ref().map(|w| (w.lo, w.hi)),
+            None => Some(self.shown_running_after()),
+        }
+    }
+
     /// When the instance is gone, earliest and latest from pod creation.
     pub fn ends(&self) -> Option<(SpecDuration, SpecDuration)> {
         if let Some(cut) = &self.cut {
@@ -346,6 +418,7 @@ impl InstancePlan {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPlan {
     pub name: String,
+    pub kind: ContainerKind,
     pub instances: Vec<InstancePlan>,
     /// Whether the container settles (runs forever or stays terminated) within the plan;
     /// false for a crash loop that goes on past the horizon.
@@ -379,9 +452,14 @@ impl ContainerPlan {
     pub fn final_exit_code(&self) -> Option<i32> {
         let last = self.last()?;
         match (last.after_exit, last.end()) {
-            (Some(AfterExit::StaysTerminated | AfterExit::PodTerminating), Some(end)) => {
-                Some(end.code)
-            }
+            (
+                Some(
+                    AfterExit::StaysTerminated
+                    | AfterExit::PodTerminating
+                    | AfterExit::PodCompleted,
+                ),
+                Some(end),
+            ) => Some(end.code),
             _ => None,
         }
     }
@@ -408,24 +486,44 @@ pub fn plan_containers_adjusted(
     let deletion = termination::Deletion::of(scenario);
     let mut plans: Vec<ContainerPlan> = Vec::new();
     let mut start_delay = (SpecDuration::ZERO, SpecDuration::ZERO);
-    for (index, container) in scenario.containers().iter().enumerate() {
-        let gate = StartGate::PodCreated;
-        // A gate always refers to a container planned before; one that does not end
-        // never opens, and the container never starts within the plan.
-        let Some(opens) = gate.opens(&plans) else {
-            plans.push(ContainerPlan {
-                name: container.name.clone(),
-                instances: Vec::new(),
-                settles: true,
-                ambiguity: None,
-                undecided: None,
-            });
+    let sidecar_waits = deletion
+        .as_ref()
+        .map(|deletion| sidecar_deletion_waits(scenario, deletion))
+        .unwrap_or_default();
+    // What the next init container, and once they are all done the regular containers,
+    // wait for; None once an init container never completes.
+    let mut init_gate = Some(StartGate::PodCreated);
+    for pod_container in scenario.pod_containers() {
+        let (kind, container) = (pod_container.kind, pod_container.container);
+        let empty = |ambiguity: Option<String>| ContainerPlan {
+            name: container.name.clone(),
+            kind,
+            instances: Vec::new(),
+            settles: true,
+            ambiguity,
+            undecided: None,
+        };
+        // A gate always refers to a container planned before; one that does not open
+        // keeps the container from starting within the plan.
+        let Some((gate, opens, after)) = init_gate.clone().and_then(|gate| {
+            let opens = gate.opens(&plans)?;
+            let after = gate.after_opening(&plans)?;
+            Some((gate, opens, after))
+        }) else {
+            plans.push(empty(None));
             continue;
+        };
+        let rule = match (&gate, kind) {
+            (StartGate::PodCreated, _) => RuleId::ContainerStateRunning,
+            (StartGate::Started { .. }, _) => RuleId::SidecarStartGate,
+            (StartGate::Exited { .. }, ContainerKind::Regular) => RuleId::InitBeforeRegular,
+            (StartGate::Exited { .. }, _) => RuleId::InitSequential,
         };
         let first = FirstStart {
             gate,
             opens,
-            after: (SpecDuration::ZERO, FIRST_START_WITHIN),
+            after,
+            rule,
         };
         let behaviour = scenario
             .behaviour(&container.name)
@@ -433,7 +531,8 @@ pub fn plan_containers_adjusted(
             .unwrap_or_else(Behaviour::forever);
         // Scenarios are validated before they are planned; an unreadable probe here
         // is planned as no probe and reported as an ambiguity.
-        let (probes, unreadable) = match scenario.container_probes(container, index) {
+        let (probes, unreadable) = match scenario.container_probes(container, &pod_container.field)
+        {
             Ok(mut probes) => {
                 adjust(&mut probes);
                 (probes, None)
@@ -443,45 +542,335 @@ pub fn plan_containers_adjusted(
                 Some(format!("{field}: {reason}")),
             ),
         };
-        let stops = stops_of(scenario, deletion.as_ref(), container, index, &behaviour);
-        let hooks = match ContainerHooks::of(scenario, container, index, &behaviour) {
+        let mut stops = stops_of(scenario, deletion.as_ref(), &pod_container, &behaviour);
+        if kind == ContainerKind::Sidecar {
+            for stop in &mut stops {
+                if let StopKind::Delete(plan) = &mut stop.kind {
+                    *plan = sidecar_deletion_stop(
+                        plan.clone(),
+                        sidecar_waits.get(&container.name).copied(),
+                    );
+                }
+            }
+        }
+        let hooks = match ContainerHooks::of(scenario, &pod_container, &behaviour) {
             Ok(hooks) => hooks,
             Err(reason) => {
-                plans.push(ContainerPlan {
-                    name: container.name.clone(),
-                    instances: Vec::new(),
-                    settles: true,
-                    ambiguity: Some(reason),
-                    undecided: None,
-                });
+                plans.push(empty(Some(reason)));
                 continue;
             }
         };
-        // SyncPod starts the containers one after another, each once the PostStart
-        // hook of the one before has returned (or its failure's kill is over).
-        let first = FirstStart {
-            after: (first.after.0 + start_delay.0, first.after.1 + start_delay.1),
-            ..first
+        // SyncPod starts the regular containers one after another, each once the
+        // PostStart hook of the one before has returned (or its failure's kill is over);
+        // init containers start one per sync.
+        let first = if kind == ContainerKind::Regular {
+            let delayed = FirstStart {
+                after: (first.after.0 + start_delay.0, first.after.1 + start_delay.1),
+                ..first
+            };
+            start_delay = (
+                start_delay.0 + hooks.blocks_sync_pod().0,
+                start_delay.1 + hooks.blocks_sync_pod().1,
+            );
+            delayed
+        } else {
+            first
         };
-        start_delay = (
-            start_delay.0 + hooks.blocks_sync_pod().0,
-            start_delay.1 + hooks.blocks_sync_pod().1,
-        );
         let mut plan = plan_one(
             &container.name,
+            kind,
             &behaviour,
             &probes,
             first,
-            policy,
+            container_policy(kind, policy),
             back_off,
             until,
             stops,
             &hooks,
         );
         plan.ambiguity = plan.ambiguity.or(unreadable);
+        match kind {
+            ContainerKind::Init => init_gate = completed(&plan),
+            ContainerKind::Sidecar => init_gate = sidecar_started(&plan),
+            ContainerKind::Regular => {}
+        }
         plans.push(plan);
     }
+    if policy != RestartPolicy::Always {
+        stop_sidecars_when_done(scenario, &mut plans, deletion.as_ref());
+    }
     plans
+}
+
+/// When every regular container of a Never or OnFailure pod has terminated for good, the
+/// kubelet kills the pod (`computePodActions`: KillPod, no init container started):
+/// the sidecars still running are stopped, the last in the spec first
+/// (kuberuntime_termination_order.go), each with the pod's grace period.
+fn stop_sidecars_when_done(
+    scenario: &Scenario,
+    plans: &mut [ContainerPlan],
+    deletion: Option<&termination::Deletion>,
+) {
+    let margin = TERMINATION_MARGIN;
+    let regular: Vec<&ContainerPlan> = plans
+        .iter()
+        .filter(|p| p.kind == ContainerKind::Regular)
+        .collect();
+    // A failed init container under Never kills the pod the same way; an init container
+    // still failing, or a regular container still running, leaves the pod going.
+    let init_failed = plans.iter().any(|p| {
+        p.kind == ContainerKind::Init
+            && p.last().is_some_and(|last| {
+                last.after_exit == Some(AfterExit::StaysTerminated)
+                    && last.end().is_some_and(|end| end.code != 0)
+            })
+    });
+    let done = if init_failed {
+        plans
+            .iter()
+            .filter(|p| p.kind == ContainerKind::Init)
+            .filter_map(|p| p.last()?.ends())
+            .last()
+    } else if !regular.is_empty()
+        && regular.iter().all(|p| {
+            p.last()
+                .is_some_and(|last| last.after_exit == Some(AfterExit::StaysTerminated))
+        })
+    {
+        regular
+            .iter()
+            .filter_map(|p| p.last()?.ends())
+            .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+    } else {
+        None
+    };
+    let Some((done_lo, done_hi)) = done else {
+        return;
+    };
+    // A deletion before the pod is done stops the sidecars its own way.
+    if deletion.is_some_and(|d| d.at < done_hi + NEXT_CONTAINER_WITHIN + margin) {
+        return;
+    }
+    let grace = scenario
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.termination_grace_period_seconds)
+        .unwrap_or(termination::DEFAULT_GRACE_SECONDS);
+    let fields: BTreeMap<String, String> = scenario
+        .pod_containers()
+        .into_iter()
+        .map(|c| (c.container.name.clone(), c.field))
+        .collect();
+    // Each sidecar's SIGTERM waits until the sidecars after it are gone.
+    let mut waits_until = done_hi + NEXT_CONTAINER_WITHIN;
+    for plan in plans
+        .iter_mut()
+        .rev()
+        .filter(|p| p.kind == ContainerKind::Sidecar)
+    {
+        let container = scenario
+            .init_containers()
+            .iter()
+            .find(|c| c.name == plan.name);
+        let behaviour = scenario
+            .behaviour(&plan.name)
+            .cloned()
+            .unwrap_or_else(Behaviour::forever);
+        let field = fields.get(&plan.name).cloned().unwrap_or_default();
+        let stop = container
+            .ok_or_else(|| "not in the pod spec".to_owned())
+            .and_then(|container| {
+                let pre_stop = termination::resolve_hook(
+                    container,
+                    &behaviour,
+                    termination::HookPoint::PreStop,
+                    &field,
+                )
+                .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+                termination::plan_stop(grace, pre_stop.as_ref(), behaviour.on_sigterm)
+            });
+        // The instance the regular containers waited for started before them.
+        let gated = match sidecar_started(plan) {
+            Some(StartGate::Started { instance, .. }) => Some(instance),
+            _ => None,
+        };
+        let running_at = |instance: &InstancePlan| {
+            (instance.latest_start + margin <= done_lo || gated == Some(instance.index))
+                && instance
+                    .ends()
+                    .is_none_or(|(lo, _)| lo >= waits_until + margin)
+        };
+        let Some(position) = plan.instances.iter().position(running_at) else {
+            // Not running when the pod is done: a restart it waits for does not come.
+            let undecided = plan.instances.iter().find(|i| {
+                i.latest_start + margin > done_lo && i.earliest_start < waits_until + margin
+                    || i.ends()
+                        .is_some_and(|(lo, hi)| hi + margin > done_lo && lo < waits_until + margin)
+            });
+            if let Some(instance) = undecided {
+                plan.undecided = Some(Undecided {
+                    at: done_lo,
+                    reason: format!(
+                        "instance {} starts or ends too close to the moment the regular containers are done ({done_lo} to {done_hi}), after which the sidecar is stopped",
+                        instance.index
+                    ),
+                    fault: false,
+                });
+                plan.settles = false;
+                continue;
+            }
+            let before = plan
+                .instances
+                .iter()
+                .rposition(|i| i.latest_start + margin <= done_lo);
+            if let Some(last) = before {
+                plan.instances.truncate(last + 1);
+                plan.instances[last].after_exit = Some(AfterExit::PodCompleted);
+            }
+            plan.settles = true;
+            continue;
+        };
+        let stop = match stop {
+            Ok(stop) => stop,
+            Err(reason) => {
+                plan.undecided = Some(Undecided {
+                    at: done_lo,
+                    reason: format!("stopped once the regular containers are done, but {reason}"),
+                    fault: false,
+                });
+                plan.settles = false;
+                continue;
+            }
+        };
+        plan.instances.truncate(position + 1);
+        let instance = &mut plan.instances[position];
+        let after_done = (stop.end.0, (waits_until - done_hi) + stop.end.1);
+        let after_action = (after_done.0, (done_hi - done_lo) + after_done.1);
+        waits_until = done_hi + after_done.1;
+        if let Some(probes) = instance.probes.as_mut() {
+            probes.kill = None;
+        }
+        instance.cut = Some(Cut {
+            fault: None,
+            code: stop.exit_code,
+            cause: CutCause::PodCompleted(SidecarStop { stop, after_done }),
+            after_action,
+            action_at: done_lo,
+        });
+        instance.after_exit = Some(AfterExit::PodCompleted);
+        plan.settles = true;
+        plan.undecided = None;
+    }
+}
+
+/// How long each sidecar's SIGTERM may wait, at the most, after the kubelet begins to
+/// stop the pod for its deletion: until every regular container and every sidecar after it
+/// in the spec are gone (kuberuntime_termination_order.go). None where some container's
+/// stop has no single prediction.
+fn sidecar_deletion_waits(
+    scenario: &Scenario,
+    deletion: &termination::Deletion,
+) -> BTreeMap<String, SpecDuration> {
+    let forever = Behaviour::forever();
+    let stop_hi = |pod_container: &crate::scenario::PodContainer<'_>| {
+        let behaviour = scenario
+            .behaviour(&pod_container.container.name)
+            .unwrap_or(&forever);
+        deletion
+            .stop_plan(pod_container.container, &pod_container.field, behaviour)
+            .ok()
+            .map(|plan| plan.end.1)
+    };
+    let containers = scenario.pod_containers();
+    let regular = containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Regular)
+        .map(stop_hi)
+        .try_fold(SpecDuration::ZERO, |most, hi| hi.map(|hi| most.max(hi)));
+    let mut waits = BTreeMap::new();
+    let Some(mut wait) = regular else {
+        return waits;
+    };
+    for sidecar in containers
+        .iter()
+        .rev()
+        .filter(|c| c.kind == ContainerKind::Sidecar)
+    {
+        waits.insert(sidecar.container.name.clone(), wait);
+        match stop_hi(sidecar) {
+            Some(hi) => wait = wait + hi,
+            None => break,
+        }
+    }
+    waits
+}
+
+/// A sidecar's stop for the pod's deletion: its SIGTERM (and so its end) may come as late
+/// as `wait` after the kubelet begins; a PreStop hook, which runs at once while the
+/// SIGTERM waits, is not modelled.
+fn sidecar_deletion_stop(
+    plan: Result<StopPlan, String>,
+    wait: Option<SpecDuration>,
+) -> Result<StopPlan, String> {
+    let mut plan = plan?;
+    let Some(wait) = wait else {
+        return Err("another container's stop has no single prediction, and the sidecar's SIGTERM waits for it".to_owned());
+    };
+    if plan.pre_stop.is_some() {
+        return Err("its preStop hook runs at once while its SIGTERM waits for the regular containers; not modelled".to_owned());
+    }
+    if plan.killed && !wait.is_zero() {
+        return Err("its SIGKILL comes at the end of the grace period counted from the start of the pod's stop, while its SIGTERM waits for the regular containers; not modelled".to_owned());
+    }
+    plan.sigterm.1 = plan.sigterm.1 + wait;
+    plan.end.1 = plan.end.1 + wait;
+    Ok(plan)
+}
+
+/// How long after its gate opens the kubelet starts the next init container, or the
+/// regular containers once initialization is done.
+pub const NEXT_CONTAINER_WITHIN: SpecDuration = STATUS_LAG;
+
+/// The restart policy the kubelet applies to a container of `kind` in a pod with
+/// `policy`: init containers are only ever restarted after a failure
+/// (`computeInitContainerActions`: restartOnFailure unless Never), sidecars always.
+pub fn container_policy(kind: ContainerKind, policy: RestartPolicy) -> RestartPolicy {
+    match (kind, policy) {
+        (ContainerKind::Regular, policy) => policy,
+        (ContainerKind::Sidecar, _) => RestartPolicy::Always,
+        (ContainerKind::Init, RestartPolicy::Never) => RestartPolicy::Never,
+        (ContainerKind::Init, _) => RestartPolicy::OnFailure,
+    }
+}
+
+/// The gate after an init container: its instance that exited 0; None when it never
+/// does within the plan (it failed under Never, or crash-loops past the horizon).
+fn completed(plan: &ContainerPlan) -> Option<StartGate> {
+    let last = plan.last()?;
+    let succeeded = last.after_exit == Some(AfterExit::StaysTerminated)
+        && last.end().is_some_and(|end| end.code == 0);
+    succeeded.then(|| StartGate::Exited {
+        container: plan.name.clone(),
+        instance: last.index,
+    })
+}
+
+/// The gate after a sidecar: the first of its instances that starts.
+fn sidecar_started(plan: &ContainerPlan) -> Option<StartGate> {
+    plan.instances
+        .iter()
+        .find(|instance| {
+            instance.started_after().is_some_and(|(_, hi)| {
+                instance
+                    .end()
+                    .is_none_or(|end| hi + TERMINATION_MARGIN <= end.lo)
+            })
+        })
+        .map(|instance| StartGate::Started {
+            container: plan.name.clone(),
+            instance: instance.index,
+        })
 }
 
 /// A container's PostStart hook, and how the kubelet kills the container when it fails.
@@ -493,13 +882,12 @@ struct ContainerHooks {
 impl ContainerHooks {
     fn of(
         scenario: &Scenario,
-        container: &k8s_openapi::api::core::v1::Container,
-        index: usize,
+        pod_container: &crate::scenario::PodContainer<'_>,
         behaviour: &Behaviour,
     ) -> Result<ContainerHooks, String> {
         use termination::{resolve_hook, HookPoint, HOOK_LAG};
-        let field = format!("spec.containers[{index}]");
-        let post_start = resolve_hook(container, behaviour, HookPoint::PostStart, &field)
+        let (container, field) = (pod_container.container, &pod_container.field);
+        let post_start = resolve_hook(container, behaviour, HookPoint::PostStart, field)
             .map_err(|(field, reason)| format!("{field}: {reason}"))?;
         let post_start_kill = match &post_start {
             Some(call) if call.fails => {
@@ -511,7 +899,7 @@ impl ContainerHooks {
                     .as_ref()
                     .and_then(|spec| spec.termination_grace_period_seconds)
                     .unwrap_or(termination::DEFAULT_GRACE_SECONDS);
-                let pre_stop = resolve_hook(container, behaviour, HookPoint::PreStop, &field)
+                let pre_stop = resolve_hook(container, behaviour, HookPoint::PreStop, field)
                     .map_err(|(field, reason)| format!("{field}: {reason}"))?;
                 let mut stop =
                     termination::plan_stop(grace, pre_stop.as_ref(), behaviour.on_sigterm)
@@ -568,10 +956,10 @@ enum StopKind {
 fn stops_of(
     scenario: &Scenario,
     deletion: Option<&termination::Deletion>,
-    container: &k8s_openapi::api::core::v1::Container,
-    index: usize,
+    pod_container: &crate::scenario::PodContainer<'_>,
     behaviour: &Behaviour,
 ) -> Vec<Stop> {
+    let container = pod_container.container;
     let mut stops: Vec<Stop> = scenario
         .faults
         .iter()
@@ -589,7 +977,7 @@ fn stops_of(
         stops.push(Stop {
             fault: deletion.fault,
             at: deletion.at,
-            kind: StopKind::Delete(deletion.stop_plan(container, index, behaviour)),
+            kind: StopKind::Delete(deletion.stop_plan(container, &pod_container.field, behaviour)),
         });
     }
     stops.sort_by_key(|stop| stop.at);
@@ -679,7 +1067,7 @@ fn stop_effect(instance: &InstancePlan, stop: &Stop) -> StopEffect {
         }
     }
     StopEffect::Cuts(Cut {
-        fault: stop.fault,
+        fault: Some(stop.fault),
         cause,
         after_action,
         action_at: at,
@@ -689,6 +1077,8 @@ fn stop_effect(instance: &InstancePlan, stop: &Stop) -> StopEffect {
 
 /// When a container's first instance may start: a window after its gate opens.
 struct FirstStart {
+    /// The rule that decides the first start.
+    rule: RuleId,
     gate: StartGate,
     /// When the gate opens, earliest and latest, from pod creation.
     opens: (SpecDuration, SpecDuration),
@@ -698,6 +1088,7 @@ struct FirstStart {
 #[allow(clippy::too_many_arguments)]
 fn plan_one(
     name: &str,
+    kind: ContainerKind,
     behaviour: &Behaviour,
     probes: &ContainerProbes,
     first: FirstStart,
@@ -709,6 +1100,7 @@ fn plan_one(
 ) -> ContainerPlan {
     let mut plan = ContainerPlan {
         name: name.to_owned(),
+        kind,
         instances: Vec::new(),
         settles: true,
         ambiguity: None,
@@ -720,7 +1112,7 @@ fn plan_one(
     let (mut earliest, mut latest) = (first.opens.0 + first.after.0, first.opens.1 + first.after.1);
     let mut start_gate = first.gate;
     let mut start_after = first.after;
-    let mut start_rule = RuleId::ContainerStateRunning;
+    let mut start_rule = first.rule;
     let mut index = 0u32;
     loop {
         let run = behaviour.run_for_start(index);

@@ -434,15 +434,15 @@ impl Deletion {
         self.api_grace_seconds == 0 && self.finalizers.is_empty()
     }
 
-    /// How the kubelet stops `container` (the `index`th of the pod) for this deletion.
+    /// How the kubelet stops `container` (at `field`, `pod.spec.containers[0]`) for this
+    /// deletion.
     pub fn stop_plan(
         &self,
         container: &Container,
-        index: usize,
+        field: &str,
         behaviour: &Behaviour,
     ) -> Result<StopPlan, Undecidable> {
-        let field = format!("spec.containers[{index}]");
-        let pre_stop = resolve_hook(container, behaviour, HookPoint::PreStop, &field)
+        let pre_stop = resolve_hook(container, behaviour, HookPoint::PreStop, field)
             .map_err(|(field, reason)| format!("{field}: {reason}"))?;
         plan_stop(
             self.node_grace_seconds,

@@ -11,8 +11,8 @@ use crate::duration::SpecDuration;
 use crate::plan::{AfterExit, StartGate, STATUS_LAG};
 use crate::predict::Prediction;
 use crate::probes::{ContainerProbes, ProbePlan};
-use crate::scenario::FaultAction;
 use crate::scenario::Scenario;
+use crate::scenario::{ContainerKind, FaultAction};
 use crate::trace::{PodMetadata, Snapshot, TimingProfile, Trace};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
@@ -200,11 +200,14 @@ pub fn simulate(
         }
         _ => SpecDuration::ZERO,
     };
-    let names: Vec<&str> = prediction
+    let names: Vec<derive::SpecContainer<'_>> = prediction
         .containers
         .iter()
-        .map(|c| c.name.as_str())
+        .map(|c| (c.name.as_str(), c.kind))
         .collect();
+    let has_init = names
+        .iter()
+        .any(|(_, kind)| *kind != ContainerKind::Regular);
     let horizon = prediction.horizon.as_millis();
     let policy = prediction.restart_policy;
     let initial = prediction.back_off.initial;
@@ -216,24 +219,37 @@ pub fn simulate(
     };
     // When each instance exited, for the start gates of the containers planned after it.
     let mut exits: BTreeMap<(&str, u32), u64> = BTreeMap::new();
+    let mut deferred: Vec<DeferredStop> = Vec::new();
+    // When each sidecar instance turned started, for the container after it.
+    let mut sidecars_started: BTreeMap<(&str, u32), u64> = BTreeMap::new();
     // The workload's log of each container's latest instance (what `kubectl logs` shows).
     let mut logs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (container, plan) in planned.containers.iter().enumerate() {
         let Some(first) = plan.instances.first() else {
             continue;
         };
-        let gate_opened = match &first.start_gate {
-            StartGate::PodCreated => Some(0),
+        let (after_lo, after_hi) = first.start_after;
+        let start_at = match &first.start_gate {
+            StartGate::PodCreated => Some(choices.pick(after_lo.as_millis(), after_hi.as_millis())),
             StartGate::Exited {
                 container,
                 instance,
-            } => exits.get(&(container.as_str(), *instance)).copied(),
+            } => exits
+                .get(&(container.as_str(), *instance))
+                .map(|exit| exit + choices.pick(after_lo.as_millis(), after_hi.as_millis())),
+            // The sync after the sidecar turned started starts this one.
+            StartGate::Started {
+                container,
+                instance,
+            } => sidecars_started
+                .get(&(container.as_str(), *instance))
+                .map(|started| {
+                    started + choices.pick(0, crate::plan::NEXT_CONTAINER_WITHIN.as_millis())
+                }),
         };
-        let Some(gate_opened) = gate_opened else {
+        let Some(mut start) = start_at else {
             continue;
         };
-        let (after_lo, after_hi) = first.start_after;
-        let mut start = gate_opened + choices.pick(after_lo.as_millis(), after_hi.as_millis());
         let mut previous_wait: Option<SpecDuration> = None;
         let mut last_kill: Option<u64> = None;
         for instance in &plan.instances {
@@ -257,9 +273,34 @@ pub fn simulate(
             // A planted bug that starts the instance late (a back-off on the first
             // restart) may start it after the fault action meant to stop it: the action
             // then finds nothing running.
+            // A sidecar stopped once the regular containers are done is stopped after the
+            // containers planned after it have been played (`stop_sidecars`).
+            // So is a sidecar's stop for the deletion: its SIGTERM waits for them.
+            let sidecar_stop = match instance.cut.as_ref().map(|c| (&c.cause, c.action_at)) {
+                Some((crate::plan::CutCause::PodCompleted(sidecar), _)) => {
+                    Some((sidecar.stop.clone(), None))
+                }
+                Some((crate::plan::CutCause::Deleted(stop), at))
+                    if plan.kind == ContainerKind::Sidecar =>
+                {
+                    Some((stop.clone(), Some(at.as_millis())))
+                }
+                _ => None,
+            };
+            let stopped_after_others = sidecar_stop.is_some();
+            if let Some((stop, deleted_at)) = sidecar_stop {
+                deferred.push(DeferredStop {
+                    container,
+                    index: instance.index,
+                    start,
+                    stop,
+                    deleted_at,
+                });
+            }
             let stopped = instance
                 .cut
                 .as_ref()
+                .filter(|_| !stopped_after_others)
                 .map(|cut| termination::draw_cut(cut, behaviour, choices, deviation))
                 .filter(|stopped| stopped.finish >= start);
             let mut end = instance.end().map(|end| {
@@ -277,7 +318,9 @@ pub fn simulate(
                 };
                 (start + run_for, end.code)
             });
-            if let Some(stopped) = &stopped {
+            if stopped_after_others {
+                end = None;
+            } else if let Some(stopped) = &stopped {
                 end = Some((stopped.finish, stopped.code));
             } else if let Some(failed) = &post_start.failed {
                 end = Some((failed.finish, failed.code));
@@ -288,6 +331,7 @@ pub fn simulate(
                     Run::Forever => None,
                 };
             }
+            let mut started_flag = None;
             if let Some(probe_plan) = &instance.probes {
                 if deviation == Some(Deviation::ReadinessFailureRestarts) {
                     // The kill comes with the first readiness failure.
@@ -337,6 +381,10 @@ pub fn simulate(
                     lines.sort_by_key(|l| podcheck_wire::LogEvent::parse(l).map_or(0, |e| e.ts_ms));
                     logs.insert(plan.name.clone(), lines);
                 }
+                started_flag = flags
+                    .iter()
+                    .find(|(_, started, _)| *started == Some(true))
+                    .map(|(at, _, _)| *at);
                 for (at, started, ready) in flags {
                     push(
                         &mut events,
@@ -348,6 +396,18 @@ pub fn simulate(
                             ready,
                         },
                     );
+                }
+            }
+            if plan.kind == crate::scenario::ContainerKind::Sidecar {
+                let started = match &instance.probes {
+                    Some(_) => started_flag,
+                    None if post_start.failed.is_none() => Some(post_start.shown),
+                    None => None,
+                };
+                if let Some(started) = started.filter(|at| end.is_none_or(|(e, _)| *at < e)) {
+                    sidecars_started
+                        .entry((plan.name.as_str(), instance.index))
+                        .or_insert(started);
                 }
             }
             if instance.probes.is_none() {
@@ -396,7 +456,9 @@ pub fn simulate(
                 prediction.back_off.max,
             );
             let (lo, hi) = match after_exit {
-                AfterExit::StaysTerminated | AfterExit::PodTerminating => break,
+                AfterExit::StaysTerminated
+                | AfterExit::PodTerminating
+                | AfterExit::PodCompleted => break,
                 AfterExit::RestartImmediately => (SpecDuration::ZERO, STATUS_LAG),
                 AfterExit::RestartAfterBackOff(b) => (b, b + crate::plan::restart_slack(b)),
                 AfterExit::RestartWhenBackOffCollected { after, latest, .. } => (after, latest),
@@ -449,6 +511,16 @@ pub fn simulate(
             }
         }
     }
+    stop_sidecars(
+        scenario,
+        planned,
+        &exits,
+        deferred,
+        choices,
+        deviation,
+        &mut logs,
+        &mut |at, event| push(&mut events, at, event),
+    );
     let deletion = crate::plan::termination::Deletion::of(scenario);
     for (index, fault) in scenario.faults.iter().enumerate() {
         let event = match &fault.action {
@@ -472,7 +544,7 @@ pub fn simulate(
     let pod_name = scenario.pod_name().to_owned();
     let mut statuses: Vec<ContainerStatus> = names
         .iter()
-        .map(|name| ContainerStatus {
+        .map(|(name, _)| ContainerStatus {
             name: (*name).to_owned(),
             image: "podcheck/agent".to_owned(),
             image_id: String::new(),
@@ -480,8 +552,17 @@ pub fn simulate(
             started: Some(false),
             restart_count: 0,
             state: Some(ContainerState {
+                // convertToAPIContainerStatuses: PodInitializing for every container
+                // not yet created, once the pod has init containers.
                 waiting: Some(ContainerStateWaiting {
-                    reason: Some("ContainerCreating".to_owned()),
+                    reason: Some(
+                        if has_init {
+                            "PodInitializing"
+                        } else {
+                            "ContainerCreating"
+                        }
+                        .to_owned(),
+                    ),
                     message: None,
                 }),
                 ..ContainerState::default()
@@ -500,6 +581,7 @@ pub fn simulate(
     let mut started_at: BTreeMap<(usize, u32), u64> = BTreeMap::new();
     // `shown` overrides the phase written while `mergePodStatus` holds a terminal phase
     // back; the conditions always follow the phase the kubelet generated.
+    let of_kind = |statuses: &[ContainerStatus], init: bool| split_statuses(&names, statuses, init);
     let emit = |at: u64,
                 statuses: &[ContainerStatus],
                 terminal: &mut Option<&'static str>,
@@ -535,7 +617,8 @@ pub fn simulate(
             status: PodStatus {
                 phase: Some(written.to_owned()),
                 conditions: Some(conditions),
-                container_statuses: Some(statuses.to_vec()),
+                init_container_statuses: has_init.then(|| of_kind(statuses, true)),
+                container_statuses: Some(of_kind(statuses, false)),
                 qos_class: Some("BestEffort".to_owned()),
                 start_time: Some(wall(0)),
                 ..PodStatus::default()
@@ -740,7 +823,10 @@ pub fn simulate(
                     .get(container)
                     .and_then(|plan| plan.instances.get(index as usize).or(plan.instances.last()))
                     .is_some_and(|instance| instance.probes.is_some());
-                status.ready = !probed;
+                // A regular init container is ready only once it has exited 0
+                // (prober manager UpdatePodStatus).
+                let init = names[container].1 == ContainerKind::Init;
+                status.ready = !probed && !init;
                 status.started = Some(!probed);
             }
             Event::Flag {
@@ -787,7 +873,8 @@ pub fn simulate(
                     }),
                     ..ContainerState::default()
                 });
-                status.ready = deviation == Some(Deviation::ReadyWhileTerminated);
+                status.ready = deviation == Some(Deviation::ReadyWhileTerminated)
+                    || (names[container].1 == ContainerKind::Init && code == 0);
                 status.started = Some(false);
             }
             Event::CrashLoopWait {
@@ -802,7 +889,7 @@ pub fn simulate(
                         message: Some(format!(
                             "back-off {} restarting failed container={} pod={pod_name}_default(model)",
                             derive::go_duration(back_off),
-                            names[container]
+                            names[container].0
                         )),
                     }),
                     ..ContainerState::default()
@@ -897,6 +984,106 @@ pub fn simulate(
 
 /// A new current state; a terminated one moves to lastState, as the kubelet shows the
 /// previous instance's termination.
+/// A sidecar instance the kubelet stops once the regular containers are done.
+struct DeferredStop {
+    container: usize,
+    index: u32,
+    start: u64,
+    stop: crate::plan::termination::StopPlan,
+    /// When the pod was deleted, for a stop of the deletion.
+    deleted_at: Option<u64>,
+}
+
+/// Stops the sidecars once the last regular container (or, under Never, the failed init
+/// container) has exited as this run played it: the sync that sees that exit kills the
+/// pod, the last sidecar of the spec first, each one's SIGTERM after the one behind it is
+/// gone.
+#[allow(clippy::too_many_arguments)]
+fn stop_sidecars(
+    scenario: &Scenario,
+    planned: &Prediction,
+    exits: &BTreeMap<(&str, u32), u64>,
+    deferred: Vec<DeferredStop>,
+    choices: &mut dyn Choices,
+    deviation: Option<Deviation>,
+    logs: &mut BTreeMap<String, Vec<String>>,
+    push: &mut dyn FnMut(u64, Event),
+) {
+    if deferred.is_empty() {
+        return;
+    }
+    let done = planned
+        .containers
+        .iter()
+        .filter(|plan| match plan.kind {
+            ContainerKind::Regular => true,
+            ContainerKind::Init => plan.final_exit_code().is_some_and(|code| code != 0),
+            ContainerKind::Sidecar => false,
+        })
+        .filter_map(|plan| {
+            exits
+                .get(&(plan.name.as_str(), plan.last()?.index))
+                .copied()
+        })
+        .max()
+        .unwrap_or(0);
+    let mut next_free = match deferred.first().and_then(|d| d.deleted_at) {
+        // The kubelet stops every container once it sees the deletion; the sidecars'
+        // SIGTERM waits for the regular containers to be gone.
+        Some(at) => {
+            let notice = at
+                + choices.pick(
+                    0,
+                    crate::plan::termination::DELETION_NOTICED_WITHIN.as_millis(),
+                );
+            notice.max(done)
+        }
+        None => done + choices.pick(0, crate::plan::NEXT_CONTAINER_WITHIN.as_millis()),
+    };
+    for stop in deferred.iter().rev() {
+        let Some(plan) = planned.containers.get(stop.container) else {
+            continue;
+        };
+        let behaviour = scenario.behaviours.get(&plan.name);
+        let drawn =
+            termination::draw_requested_stop(&stop.stop, next_free, behaviour, choices, deviation);
+        next_free = drawn.finish.max(next_free);
+        let lines = logs.entry(plan.name.clone()).or_insert_with(|| {
+            vec![log::start_line(
+                stop.index,
+                behaviour.map_or(crate::behaviour::Run::Forever, |b| {
+                    b.run_for_start(stop.index)
+                }),
+                stop.start,
+            )]
+        });
+        lines.extend(drawn.log.iter().map(ToString::to_string));
+        lines.sort_by_key(|l| podcheck_wire::LogEvent::parse(l).map_or(0, |e| e.ts_ms));
+        push(
+            drawn.finish,
+            Event::Exit {
+                container: stop.container,
+                index: stop.index,
+                code: drawn.code,
+            },
+        );
+    }
+}
+
+/// The statuses of the init containers (`init`) or of the regular ones, in spec order.
+fn split_statuses(
+    names: &[derive::SpecContainer<'_>],
+    statuses: &[ContainerStatus],
+    init: bool,
+) -> Vec<ContainerStatus> {
+    names
+        .iter()
+        .zip(statuses)
+        .filter(|((_, kind), _)| (*kind != ContainerKind::Regular) == init)
+        .map(|(_, status)| status.clone())
+        .collect()
+}
+
 fn replace_state(status: &mut ContainerStatus, state: ContainerState) {
     if status
         .state

@@ -48,7 +48,22 @@ pub(super) fn draw_cut(
             choices,
             deviation,
         ),
+        // Played once the regular containers' exits are known (`stop_sidecars`).
+        CutCause::PodCompleted(sidecar) => {
+            draw_requested_stop(&sidecar.stop, at, behaviour, choices, deviation)
+        }
     }
+}
+
+/// The kubelet's `killContainer` begun at `at`.
+pub(super) fn draw_requested_stop(
+    plan: &StopPlan,
+    at: u64,
+    behaviour: Option<&Behaviour>,
+    choices: &mut dyn Choices,
+    deviation: Option<Deviation>,
+) -> DrawnStop {
+    draw_kill(plan, at, 0, behaviour, choices, deviation)
 }
 
 fn line(at: u64, event: Event) -> LogEvent {
