@@ -7,11 +7,19 @@ use std::path::Path;
 
 fn suite(name: &str) -> Scenario {
     let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
-    let path = ["restart", "probes", "termination", "hooks", "faults"]
-        .iter()
-        .map(|area| suites.join(area).join(format!("{name}.yaml")))
-        .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("no suite case {name}"));
+    let path = [
+        "restart",
+        "probes",
+        "termination",
+        "hooks",
+        "faults",
+        "init",
+        "sidecars",
+    ]
+    .iter()
+    .map(|area| suites.join(area).join(format!("{name}.yaml")))
+    .find(|path| path.exists())
+    .unwrap_or_else(|| panic!("no suite case {name}"));
     match Scenario::from_file(&path) {
         Ok(s) => s,
         Err(err) => panic!("{err}"),
@@ -41,6 +49,71 @@ fn model_traces_pass_at_both_extremes() {
 
 /// Each planted bug, a suite case that exposes it, and the rule it must be flagged with.
 const PLANTED: &[(Deviation, &str, RuleId)] = &[
+    (
+        Deviation::InitContainersTogether,
+        "init-runs-in-order",
+        RuleId::InitSequential,
+    ),
+    (
+        Deviation::RegularBeforeInit,
+        "wait-for-something",
+        RuleId::InitBeforeRegular,
+    ),
+    (
+        Deviation::InitWaitingContainerCreating,
+        "init-runs-in-order",
+        RuleId::InitStatus,
+    ),
+    (
+        Deviation::InitNotRetried,
+        "init-failure-retries-with-back-off",
+        RuleId::InitRetry,
+    ),
+    (
+        Deviation::InitFailureIgnoredUnderNever,
+        "init-failure-fails-pod-under-never",
+        RuleId::InitNeverFailsPod,
+    ),
+    (
+        Deviation::RunningBeforeStart,
+        "wait-for-something",
+        RuleId::InitPending,
+    ),
+    (
+        Deviation::SidecarGateIgnoresStartupProbe,
+        "sidecar-startup-probe-gates-next",
+        RuleId::SidecarStartGate,
+    ),
+    (
+        Deviation::SidecarFollowsPodPolicy,
+        "sidecar-restarts-under-never",
+        RuleId::SidecarRestartAlways,
+    ),
+    (
+        Deviation::SidecarReadinessIgnored,
+        "sidecar-readiness-counts",
+        RuleId::SidecarReadiness,
+    ),
+    (
+        Deviation::SidecarExitDecidesPhase,
+        "job-with-log-shipper-completes",
+        RuleId::SidecarPhaseIgnored,
+    ),
+    (
+        Deviation::SidecarKeepsPodRunning,
+        "job-with-log-shipper-completes",
+        RuleId::SidecarStoppedAfterRegular,
+    ),
+    (
+        Deviation::SidecarsStoppedInSpecOrder,
+        "sidecars-stop-in-reverse-order",
+        RuleId::SidecarTerminationOrder,
+    ),
+    (
+        Deviation::SidecarsStoppedWithRegular,
+        "deletion-stops-regular-then-sidecars",
+        RuleId::SidecarTerminationOrder,
+    ),
     (
         Deviation::FailedPreStopSkipsSigterm,
         "prestop-failure-continues",

@@ -97,7 +97,28 @@ pub(super) fn check_sidecar_stops(
             }
             continue;
         };
-        check_one_stop(out, name, instance.index, sidecar, done, finished, tol, end);
+        // A sidecar ahead of this one in the spec already gone: the late stop is the order's.
+        let ahead_gone_first = stopped
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .zip(finished)
+            .is_some_and(|(ahead, f)| ahead + tol < f);
+        let rule = if ahead_gone_first {
+            RuleId::SidecarTerminationOrder
+        } else {
+            RuleId::SidecarStoppedAfterRegular
+        };
+        check_one_stop(
+            out,
+            rule,
+            name,
+            instance.index,
+            sidecar,
+            (done, finished),
+            tol,
+            end,
+        );
         if let Some(f) = finished {
             stopped.push((name, f));
         }
@@ -115,7 +136,8 @@ pub(super) fn check_sidecar_stops(
                     secs(earlier_at),
                     secs(later_at)
                 ),
-                Some(later_at),
+                // Seen once the earlier one is gone while the later one still runs.
+                Some(earlier_at),
             );
         }
     }
@@ -162,20 +184,19 @@ fn check_after_regular(
                     plan.name,
                     secs(regular_finished)
                 ),
-                Some(regular_finished),
+                Some(finished),
             );
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check_one_stop(
     out: &mut Collector,
+    late_rule: RuleId,
     name: &str,
     index: u32,
     sidecar: &SidecarStop,
-    done: i64,
-    finished: Option<i64>,
+    (done, finished): (i64, Option<i64>),
     tol: i64,
     end: i64,
 ) {
@@ -190,12 +211,19 @@ fn check_one_stop(
         window_text(lo - tol, hi + tol)
     );
     match finished {
-        Some(f) if f < min || f > max => out.add(
+        Some(f) if f > max => out.add(
+            late_rule,
+            Some(name),
+            expected,
+            format!("terminated {} after it", secs(f - done)),
+            Some(max),
+        ),
+        Some(f) if f < min => out.add(
             RuleId::SidecarStoppedAfterRegular,
             Some(name),
             expected,
             format!("terminated {} after it", secs(f - done)),
-            Some(f.min(max)),
+            Some(f),
         ),
         Some(f) => out.inside(f, min, max),
         None if end > max => out.add(

@@ -476,6 +476,11 @@ pub(super) fn check_instances(
                 None if end > max && i64::from(index) > max_rc => out.add(
                     if index == 0 {
                         RuleId::ContainerStateRunning
+                    } else if plan.kind == ContainerKind::Init && obs.ends_terminated {
+                        // Left terminated after a failure: not retried.
+                        RuleId::InitRetry
+                    } else if plan.kind == ContainerKind::Sidecar && obs.ends_terminated {
+                        RuleId::SidecarRestartAlways
                     } else if obs.uncounted_restart.is_some() {
                         RuleId::ContainerRestartCount
                     } else if obs.ends_terminated

@@ -322,6 +322,24 @@ pub(super) fn check_conditions(
                 .and_then(|set| set.get(position))
                 .is_some_and(matches_one);
         if !matches {
+            // Ready while a sidecar is not: the sidecar's readiness was left out.
+            let sidecar_left_out = containers.iter().any(|(name, kind)| {
+                *kind == ContainerKind::Sidecar
+                    && statuses.iter().any(|s| s.name == *name && !s.ready)
+                    && found.is_some_and(|c| {
+                        c.status == "True"
+                            || !c
+                                .message
+                                .as_deref()
+                                .unwrap_or_default()
+                                .split(['[', ']', ' '])
+                                .any(|word| word == *name)
+                    })
+            });
+            let rule = match expected.type_ {
+                "Ready" | "ContainersReady" if sidecar_left_out => RuleId::SidecarReadiness,
+                _ => rule,
+            };
             let expected = match terminal_set.as_ref().and_then(|set| set.get(position)) {
                 Some(terminal) if only_terminal_set => terminal.clone(),
                 _ => expected,

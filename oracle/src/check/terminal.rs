@@ -30,8 +30,21 @@ pub(super) fn check_terminal(
     let sandbox_lag = STATUS_LAG.as_millis() as i64;
     match (prediction.terminal_phase, terminal) {
         (Some(expected), _) => {
+            // A sidecar stopped with a non-zero code must not make the pod fail.
+            let sidecar_failed = prediction
+                .containers
+                .iter()
+                .filter(|plan| plan.kind == crate::scenario::ContainerKind::Sidecar)
+                .filter_map(|plan| observed.get(plan.name.as_str()))
+                .any(|obs| {
+                    obs.instances
+                        .values()
+                        .any(|i| i.exit_code.is_some_and(|code| code != 0))
+                });
             let rule = if prediction.deletion.is_some() {
                 RuleId::TerminationPhase
+            } else if expected == "Succeeded" && sidecar_failed {
+                RuleId::SidecarPhaseIgnored
             } else if expected == "Succeeded" {
                 RuleId::PhaseSucceeded
             } else {
@@ -41,6 +54,8 @@ pub(super) fn check_terminal(
             let anchor = prediction
                 .containers
                 .iter()
+                // A container an init container's failure kept from starting never exits.
+                .filter(|plan| !plan.instances.is_empty())
                 .map(|plan| {
                     let last = plan.last()?.index;
                     observed

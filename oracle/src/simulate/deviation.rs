@@ -137,6 +137,34 @@ pub enum Deviation {
     /// Readiness probes stop with liveness once the pod is being deleted: ready keeps the
     /// value it had.
     ReadinessStopsOnDeletion,
+    /// Init containers start together at the pod's creation, not one after another.
+    InitContainersTogether,
+    /// Regular containers start at the pod's creation, without waiting for the init
+    /// containers.
+    RegularBeforeInit,
+    /// Containers waiting for init containers show ContainerCreating, not PodInitializing.
+    InitWaitingContainerCreating,
+    /// A failed init container is not restarted under Always or OnFailure.
+    InitNotRetried,
+    /// A failed init container under restartPolicy Never leaves the pod Pending.
+    InitFailureIgnoredUnderNever,
+    /// The container after a sidecar starts when the sidecar's process starts, without
+    /// waiting for its startup probe.
+    SidecarGateIgnoresStartupProbe,
+    /// Sidecars follow the pod's restart policy instead of always restarting.
+    SidecarFollowsPodPolicy,
+    /// ContainersReady and Ready leave the sidecars' readiness out.
+    SidecarReadinessIgnored,
+    /// A sidecar stopped with a non-zero code makes a pod whose regular containers
+    /// succeeded Failed.
+    SidecarExitDecidesPhase,
+    /// Sidecars are never stopped when the regular containers of a Never or OnFailure pod
+    /// are done, so the pod never completes.
+    SidecarKeepsPodRunning,
+    /// Sidecars are stopped in the order of the spec, not the reverse.
+    SidecarsStoppedInSpecOrder,
+    /// On deletion the sidecars are stopped at once, together with the regular containers.
+    SidecarsStoppedWithRegular,
 }
 
 impl Deviation {
@@ -196,6 +224,18 @@ impl Deviation {
         Deviation::HttpHooksNotRun,
         Deviation::SleepHooksNotRun,
         Deviation::ReadinessStopsOnDeletion,
+        Deviation::InitContainersTogether,
+        Deviation::RegularBeforeInit,
+        Deviation::InitWaitingContainerCreating,
+        Deviation::InitNotRetried,
+        Deviation::InitFailureIgnoredUnderNever,
+        Deviation::SidecarGateIgnoresStartupProbe,
+        Deviation::SidecarFollowsPodPolicy,
+        Deviation::SidecarReadinessIgnored,
+        Deviation::SidecarExitDecidesPhase,
+        Deviation::SidecarKeepsPodRunning,
+        Deviation::SidecarsStoppedInSpecOrder,
+        Deviation::SidecarsStoppedWithRegular,
     ];
 
     pub fn name(self) -> String {
@@ -278,6 +318,19 @@ impl Deviation {
             Deviation::HttpHooksNotRun => RuleId::HookHandlerHttp,
             Deviation::SleepHooksNotRun => RuleId::HookHandlerSleep,
             Deviation::ReadinessStopsOnDeletion => RuleId::TerminationReadinessContinues,
+            Deviation::InitContainersTogether => RuleId::InitSequential,
+            Deviation::RegularBeforeInit => RuleId::InitBeforeRegular,
+            Deviation::InitWaitingContainerCreating => RuleId::InitStatus,
+            Deviation::InitNotRetried => RuleId::InitRetry,
+            Deviation::InitFailureIgnoredUnderNever => RuleId::InitNeverFailsPod,
+            Deviation::SidecarGateIgnoresStartupProbe => RuleId::SidecarStartGate,
+            Deviation::SidecarFollowsPodPolicy => RuleId::SidecarRestartAlways,
+            Deviation::SidecarReadinessIgnored => RuleId::SidecarReadiness,
+            Deviation::SidecarExitDecidesPhase => RuleId::SidecarPhaseIgnored,
+            Deviation::SidecarKeepsPodRunning => RuleId::SidecarStoppedAfterRegular,
+            Deviation::SidecarsStoppedInSpecOrder | Deviation::SidecarsStoppedWithRegular => {
+                RuleId::SidecarTerminationOrder
+            }
         }
     }
 }
@@ -501,6 +554,10 @@ impl Deviation {
             .or_else(|| match self {
                 Deviation::TerminalPhaseLate if exercised.contains(&RuleId::TerminationPhase) => {
                     Some(RuleId::TerminationPhase)
+                }
+                // Pending while the init containers run is init.pending's.
+                Deviation::RunningBeforeStart if exercised.contains(&RuleId::InitPending) => {
+                    Some(RuleId::InitPending)
                 }
                 _ => None,
             })

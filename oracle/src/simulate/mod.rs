@@ -229,7 +229,20 @@ pub fn simulate(
             continue;
         };
         let (after_lo, after_hi) = first.start_after;
+        // A runtime that does not wait for the init containers starts the container at
+        // the pod's creation.
+        let waits_on_another = !matches!(first.start_gate, StartGate::PodCreated);
+        let ignores_gate = waits_on_another
+            && match (deviation, plan.kind) {
+                (
+                    Some(Deviation::InitContainersTogether),
+                    ContainerKind::Init | ContainerKind::Sidecar,
+                ) => true,
+                (Some(Deviation::RegularBeforeInit), ContainerKind::Regular) => true,
+                _ => false,
+            };
         let start_at = match &first.start_gate {
+            _ if ignores_gate => Some(choices.pick(0, crate::plan::FIRST_START_WITHIN.as_millis())),
             StartGate::PodCreated => Some(choices.pick(after_lo.as_millis(), after_hi.as_millis())),
             StartGate::Exited {
                 container,
@@ -400,6 +413,9 @@ pub fn simulate(
             }
             if plan.kind == crate::scenario::ContainerKind::Sidecar {
                 let started = match &instance.probes {
+                    Some(_) if deviation == Some(Deviation::SidecarGateIgnoresStartupProbe) => {
+                        Some(post_start.shown)
+                    }
                     Some(_) => started_flag,
                     None if post_start.failed.is_none() => Some(post_start.shown),
                     None => None,
@@ -455,6 +471,17 @@ pub fn simulate(
                 previous_wait,
                 prediction.back_off.max,
             );
+            after_exit = match (deviation, plan.kind) {
+                (Some(Deviation::InitNotRetried), ContainerKind::Init) if after_exit.restarts() => {
+                    AfterExit::StaysTerminated
+                }
+                (Some(Deviation::SidecarFollowsPodPolicy), ContainerKind::Sidecar)
+                    if after_exit.restarts() && !policy.restarts_after(code) =>
+                {
+                    AfterExit::StaysTerminated
+                }
+                _ => after_exit,
+            };
             let (lo, hi) = match after_exit {
                 AfterExit::StaysTerminated
                 | AfterExit::PodTerminating
@@ -556,7 +583,7 @@ pub fn simulate(
                 // not yet created, once the pod has init containers.
                 waiting: Some(ContainerStateWaiting {
                     reason: Some(
-                        if has_init {
+                        if has_init && deviation != Some(Deviation::InitWaitingContainerCreating) {
                             "PodInitializing"
                         } else {
                             "ContainerCreating"
@@ -595,7 +622,35 @@ pub fn simulate(
         if deviation == Some(Deviation::RunningBeforeStart) && phase == "Pending" {
             phase = "Running";
         }
-        let written = shown.unwrap_or(phase);
+        let mut written = shown.unwrap_or(phase);
+        let init_failed = names.iter().zip(statuses).any(|((_, kind), status)| {
+            *kind == ContainerKind::Init
+                && status
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code != 0)
+        });
+        if deviation == Some(Deviation::InitFailureIgnoredUnderNever)
+            && init_failed
+            && written == "Failed"
+        {
+            written = "Pending";
+        }
+        let sidecar_failed = names.iter().zip(statuses).any(|((_, kind), status)| {
+            *kind == ContainerKind::Sidecar
+                && status
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code != 0)
+        });
+        if deviation == Some(Deviation::SidecarExitDecidesPhase)
+            && sidecar_failed
+            && written == "Succeeded"
+        {
+            written = "Failed";
+        }
         if terminal.is_none() && derive::is_terminal_phase(written) {
             *terminal = Some(written);
         }
@@ -604,6 +659,22 @@ pub fn simulate(
                 .iter()
                 .map(|c| c.to_pod_condition())
                 .collect();
+        if deviation == Some(Deviation::SidecarReadinessIgnored) {
+            // Readiness judged as if the sidecars were not there.
+            let without: Vec<derive::SpecContainer<'_>> = names
+                .iter()
+                .copied()
+                .filter(|(_, kind)| *kind != ContainerKind::Sidecar)
+                .collect();
+            let unjudged = derive::derive_conditions(&without, statuses, phase, sandbox_ready);
+            for condition in &mut conditions {
+                if let Some(other) = unjudged.iter().find(|c| {
+                    c.type_ == condition.type_ && matches!(c.type_, "Ready" | "ContainersReady")
+                }) {
+                    *condition = other.to_pod_condition();
+                }
+            }
+        }
         if deviation == Some(Deviation::ReadyFollowsHeldPhase) && written != phase {
             // Conditions computed from the phase written, not the phase generated.
             conditions = derive::derive_conditions(&names, statuses, written, sandbox_ready)
@@ -1027,6 +1098,12 @@ fn stop_sidecars(
         })
         .max()
         .unwrap_or(0);
+    if deviation == Some(Deviation::SidecarKeepsPodRunning)
+        && deferred.iter().all(|d| d.deleted_at.is_none())
+    {
+        return;
+    }
+    let with_regular = deviation == Some(Deviation::SidecarsStoppedWithRegular);
     let mut next_free = match deferred.first().and_then(|d| d.deleted_at) {
         // The kubelet stops every container once it sees the deletion; the sidecars'
         // SIGTERM waits for the regular containers to be gone.
@@ -1036,18 +1113,30 @@ fn stop_sidecars(
                     0,
                     crate::plan::termination::DELETION_NOTICED_WITHIN.as_millis(),
                 );
-            notice.max(done)
+            if with_regular {
+                // As soon as any container can be stopped.
+                at
+            } else {
+                notice.max(done)
+            }
         }
         None => done + choices.pick(0, crate::plan::NEXT_CONTAINER_WITHIN.as_millis()),
     };
-    for stop in deferred.iter().rev() {
+    let order: Vec<&DeferredStop> = if deviation == Some(Deviation::SidecarsStoppedInSpecOrder) {
+        deferred.iter().collect()
+    } else {
+        deferred.iter().rev().collect()
+    };
+    for stop in order {
         let Some(plan) = planned.containers.get(stop.container) else {
             continue;
         };
         let behaviour = scenario.behaviours.get(&plan.name);
         let drawn =
             termination::draw_requested_stop(&stop.stop, next_free, behaviour, choices, deviation);
-        next_free = drawn.finish.max(next_free);
+        if !with_regular {
+            next_free = drawn.finish.max(next_free);
+        }
         let lines = logs.entry(plan.name.clone()).or_insert_with(|| {
             vec![log::start_line(
                 stop.index,
