@@ -112,8 +112,7 @@ pub(super) fn check_sidecar_stops(
         check_one_stop(
             out,
             rule,
-            name,
-            instance.index,
+            (name, instance.index),
             sidecar,
             (done, finished),
             tol,
@@ -193,8 +192,7 @@ fn check_after_regular(
 fn check_one_stop(
     out: &mut Collector,
     late_rule: RuleId,
-    name: &str,
-    index: u32,
+    (name, index): (&str, u32),
     sidecar: &SidecarStop,
     (done, finished): (i64, Option<i64>),
     tol: i64,

@@ -207,15 +207,23 @@ fn phase_rule(
             .and_then(|st| st.running.as_ref())
             .is_some()
     });
+    let sidecar_failed = of_kind(ContainerKind::Sidecar).any(|s| {
+        s.state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .is_some_and(|t| t.exit_code != 0)
+    });
     match derived {
         "Failed" if init_failed && policy == RestartPolicy::Never && !deleted => {
             return RuleId::InitNeverFailsPod
         }
         "Pending" if initializing => return RuleId::InitPending,
-        "Running" if sidecars_running && policy != RestartPolicy::Always => {
+        // Done while a sidecar still runs.
+        "Running" if sidecars_running && is_terminal_phase(observed) => {
             return RuleId::SidecarPhaseIgnored
         }
-        "Succeeded" | "Failed" if !deleted && of_kind(ContainerKind::Sidecar).next().is_some() => {
+        // Failed for a sidecar's exit code.
+        "Succeeded" if observed == "Failed" && sidecar_failed => {
             return RuleId::SidecarPhaseIgnored
         }
         _ => {}
@@ -296,7 +304,7 @@ pub(super) fn check_conditions(
         let rule = match expected.type_ {
             "PodScheduled" => RuleId::ConditionPodScheduled,
             "PodReadyToStartContainers" => RuleId::ConditionPodReadyToStartContainers,
-            "Initialized" if initializing => RuleId::InitPending,
+            "Initialized" if initializing && expected.status == "False" => RuleId::InitPending,
             "Initialized" => RuleId::ConditionInitialized,
             "ContainersReady" => RuleId::ConditionContainersReady,
             _ => RuleId::ConditionReady,

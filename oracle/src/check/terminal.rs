@@ -41,10 +41,11 @@ pub(super) fn check_terminal(
                         .values()
                         .any(|i| i.exit_code.is_some_and(|code| code != 0))
                 });
-            let rule = if prediction.deletion.is_some() {
-                RuleId::TerminationPhase
-            } else if expected == "Succeeded" && sidecar_failed {
+            let observed_failed = terminal.is_some_and(|(phase, _)| phase == "Failed");
+            let rule = if expected == "Succeeded" && sidecar_failed && observed_failed {
                 RuleId::SidecarPhaseIgnored
+            } else if prediction.deletion.is_some() {
+                RuleId::TerminationPhase
             } else if expected == "Succeeded" {
                 RuleId::PhaseSucceeded
             } else {

@@ -630,7 +630,7 @@ fn stop_sidecars_when_done(
             .iter()
             .filter(|p| p.kind == ContainerKind::Init)
             .filter_map(|p| p.last()?.ends())
-            .last()
+            .next_back()
     } else if !regular.is_empty()
         && regular.iter().all(|p| {
             p.last()

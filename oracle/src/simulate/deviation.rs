@@ -555,6 +555,20 @@ impl Deviation {
                 Deviation::TerminalPhaseLate if exercised.contains(&RuleId::TerminationPhase) => {
                     Some(RuleId::TerminationPhase)
                 }
+                // A start behind a sidecar is timed by the sidecar's start gate.
+                Deviation::InitContainersTogether | Deviation::RegularBeforeInit
+                    if exercised.contains(&RuleId::SidecarStartGate) =>
+                {
+                    Some(RuleId::SidecarStartGate)
+                }
+                // The late terminal phase of a pod that succeeds, or whose init container
+                // failed under Never.
+                Deviation::TerminalPhaseLate if exercised.contains(&RuleId::InitNeverFailsPod) => {
+                    Some(RuleId::InitNeverFailsPod)
+                }
+                Deviation::TerminalPhaseLate if exercised.contains(&RuleId::PhaseSucceeded) => {
+                    Some(RuleId::PhaseSucceeded)
+                }
                 // Pending while the init containers run is init.pending's.
                 Deviation::RunningBeforeStart if exercised.contains(&RuleId::InitPending) => {
                     Some(RuleId::InitPending)

@@ -233,14 +233,13 @@ pub fn simulate(
         // the pod's creation.
         let waits_on_another = !matches!(first.start_gate, StartGate::PodCreated);
         let ignores_gate = waits_on_another
-            && match (deviation, plan.kind) {
+            && matches!(
+                (deviation, plan.kind),
                 (
                     Some(Deviation::InitContainersTogether),
-                    ContainerKind::Init | ContainerKind::Sidecar,
-                ) => true,
-                (Some(Deviation::RegularBeforeInit), ContainerKind::Regular) => true,
-                _ => false,
-            };
+                    ContainerKind::Init | ContainerKind::Sidecar
+                ) | (Some(Deviation::RegularBeforeInit), ContainerKind::Regular)
+            );
         let start_at = match &first.start_gate {
             _ if ignores_gate => Some(choices.pick(0, crate::plan::FIRST_START_WITHIN.as_millis())),
             StartGate::PodCreated => Some(choices.pick(after_lo.as_millis(), after_hi.as_millis())),
