@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 
 pub mod faults;
 mod fuzzing;
+pub mod init;
 #[cfg(feature = "quickcheck")]
 mod quick;
 
@@ -175,7 +176,7 @@ pub fn assemble(
 /// The health endpoint every generated probe addresses (as `/h`, or its TCP port).
 const ENDPOINT: &str = "h";
 /// A port name generated containers declare for their health port, and one they do not.
-const DECLARED_PORT: &str = "health";
+pub(crate) const DECLARED_PORT: &str = "health";
 const UNDECLARED_PORT: &str = "missing";
 
 pub(crate) fn secs(s: u64) -> SpecDuration {
@@ -359,11 +360,12 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                 (0..count).map(probed_container).collect::<Vec<_>>(),
                 faults::post_start_hooks(usize::from(count)),
                 prop::option::weighted(FAULTS_PROBABILITY, termination(usize::from(count))),
+                prop::option::weighted(init::INIT_PROBABILITY, init::init_containers()),
             )
         }),
     )
         .prop_map(
-            |(policy, kubelet, (containers, post_starts, termination))| {
+            |(policy, kubelet, (containers, post_starts, termination, init))| {
                 let (behaviours, probes): (Vec<_>, Vec<_>) = containers.into_iter().unzip();
                 let scenario =
                     with_probes(assemble("generated", policy, kubelet, behaviours), probes);
@@ -372,6 +374,10 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                     None => scenario,
                 };
                 let scenario = faults::with_post_starts(scenario, &post_starts);
+                let scenario = match &init {
+                    Some(init) => init::with_init(scenario, init),
+                    None => scenario,
+                };
                 faults::at_decidable_times(scenario)
             },
         )
