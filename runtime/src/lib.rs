@@ -270,8 +270,14 @@ impl LocalRuntime {
         let snapshots = entry.snapshots();
         let status = snapshots
             .last()
-            .and_then(|snapshot| snapshot.status.container_statuses.as_ref())
-            .and_then(|statuses| statuses.iter().find(|s| s.name == container))
+            .and_then(|snapshot| {
+                let status = &snapshot.status;
+                [&status.init_container_statuses, &status.container_statuses]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .find(|s| s.name == container)
+            })
             .ok_or_else(not_running)?;
         // A kill that finds no process (the container waits out its back-off, or has
         // stopped for good) does nothing, as `kill -9` of nothing on a node would.

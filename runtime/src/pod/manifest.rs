@@ -313,3 +313,150 @@ pub(super) fn container_spec(
         manifest: container.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, Probe};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn named(name: &str) -> Container {
+        Container {
+            name: name.to_owned(),
+            image: Some(crate::AGENT_IMAGE.to_owned()),
+            ..Container::default()
+        }
+    }
+
+    fn sidecar(name: &str) -> Container {
+        Container {
+            restart_policy: Some("Always".to_owned()),
+            ..named(name)
+        }
+    }
+
+    fn pod(init: Vec<Container>, containers: Vec<Container>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                init_containers: Some(init),
+                containers,
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    /// The field and reason the runtime refuses `pod` with, if it does.
+    fn refusal(pod: &Pod) -> Option<(String, String)> {
+        let invalid = |field: &str, reason: String| RuntimeError::InvalidPod {
+            pod: "p".to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        match read_pod(pod, &invalid) {
+            Ok(_) => None,
+            Err(RuntimeError::InvalidPod { field, reason, .. }) => Some((field, reason)),
+            Err(other) => panic!("not a refusal: {other}"),
+        }
+    }
+
+    fn probe() -> Probe {
+        Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["/podcheck-agent".to_owned()]),
+            }),
+            ..Probe::default()
+        }
+    }
+
+    #[test]
+    fn init_containers_and_sidecars_are_accepted_and_told_apart() {
+        let mut side = sidecar("side");
+        side.liveness_probe = Some(probe());
+        side.lifecycle = Some(Lifecycle::default());
+        let pod = pod(vec![named("init"), side.clone()], vec![named("app")]);
+        assert_eq!(refusal(&pod), None);
+        assert_eq!(init_kind(&named("init")), ContainerKind::Init);
+        assert_eq!(init_kind(&side), ContainerKind::Sidecar);
+    }
+
+    #[test]
+    fn probes_and_hooks_on_an_init_container_that_is_no_sidecar_are_refused() {
+        let forbidden =
+            "Forbidden: may not be set for init containers without restartPolicy=Always";
+        let with = |edit: fn(&mut Container)| {
+            let mut init = named("init");
+            edit(&mut init);
+            pod(vec![named("first"), init], vec![named("app")])
+        };
+        for (edit, field) in [
+            (
+                (|c: &mut Container| c.lifecycle = Some(Lifecycle::default()))
+                    as fn(&mut Container),
+                "lifecycle",
+            ),
+            (|c| c.liveness_probe = Some(probe()), "livenessProbe"),
+            (|c| c.readiness_probe = Some(probe()), "readinessProbe"),
+            (|c| c.startup_probe = Some(probe()), "startupProbe"),
+        ] {
+            assert_eq!(
+                refusal(&with(edit)),
+                Some((
+                    format!("spec.initContainers[1].{field}"),
+                    forbidden.to_owned()
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn an_init_container_restart_policy_other_than_always_is_refused() {
+        let mut init = named("init");
+        init.restart_policy = Some("OnFailure".to_owned());
+        assert_eq!(
+            refusal(&pod(vec![init], vec![named("app")])),
+            Some((
+                "spec.initContainers[0].restartPolicy".to_owned(),
+                "Unsupported value: \"OnFailure\": supported values: \"Always\"".to_owned()
+            ))
+        );
+        let mut app = named("app");
+        app.restart_policy = Some("Always".to_owned());
+        assert_eq!(
+            refusal(&pod(vec![], vec![app])),
+            Some((
+                "spec.containers[0].restartPolicy".to_owned(),
+                "Forbidden: may not be set for non-init containers".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn container_names_must_be_unique_across_init_and_regular_containers() {
+        assert_eq!(
+            refusal(&pod(vec![named("a"), sidecar("app")], vec![named("app")])),
+            Some((
+                "spec.initContainers[1].name".to_owned(),
+                "Duplicate value: \"app\"".to_owned()
+            ))
+        );
+        assert_eq!(
+            refusal(&pod(vec![named("a"), named("a")], vec![named("app")])),
+            Some((
+                "spec.initContainers[1].name".to_owned(),
+                "Duplicate value: \"a\"".to_owned()
+            ))
+        );
+        assert_eq!(
+            refusal(&pod(vec![], vec![named("app"), named("app")])),
+            Some((
+                "spec.containers[1].name".to_owned(),
+                "Duplicate value: \"app\"".to_owned()
+            ))
+        );
+    }
+}
