@@ -148,11 +148,12 @@ impl PodLifecycle {
     }
 
     /// No regular container runs or will run again: none runs, waits to restart or is to
-    /// start.
+    /// start (queued behind a blocked sync, or handed to the pod worker).
     fn regular_done(&self) -> bool {
         self.initialized
             && self.regular().enumerate().all(|(i, run)| {
                 run.pid.is_none()
+                    && !run.launching
                     && run.restart_at.is_none()
                     && run.post_start.is_none()
                     && !self.start_queue.contains(&(self.init_count + i))

@@ -594,3 +594,34 @@ fn an_init_container_that_exited_zero_is_not_restarted_under_always() {
     assert_eq!(started(&pod.handle(Event::RestartsDue)), []);
     assert_eq!(pod.terminated(0), (0, "Completed".to_owned()));
 }
+
+#[test]
+fn a_container_still_to_start_keeps_the_sidecars_running() {
+    // app's postStart fails under Never, which ends it; web, held back by that sync, starts
+    // once the kill is over, in the same handling: the pod is not done.
+    let mut pod = Pod::new(
+        RestartPolicy::Never,
+        vec![
+            sidecar("s", vec![]),
+            ContainerSetup {
+                post_start: true,
+                ..container("app", vec![])
+            },
+            container("web", vec![]),
+        ],
+    );
+    assert_eq!(
+        pod.starts_all(),
+        [(0, 0), (1, 0)],
+        "web waits for app's postStart"
+    );
+    assert_eq!(
+        kills(&pod.post_start_done(1, Err("hook failed"))),
+        [(1, 0, 30)]
+    );
+    pod.advance(SECOND);
+    let effects = pod.exit(1, 143);
+    assert_eq!(started(&effects), [(2, 0)]);
+    assert_eq!(kills(&effects), [], "the sidecar stays");
+    assert!(pod.running(0) && pod.running(2));
+}

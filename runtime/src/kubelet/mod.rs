@@ -314,6 +314,9 @@ struct ContainerLife {
     termination_before_last: Option<ContainerState>,
     /// A start was asked for once: SyncPod has acted on this container.
     requested: bool,
+    /// A start was handed to the pod worker, which has not reported it yet (Started or
+    /// StartFailed).
+    launching: bool,
 }
 
 impl ContainerLife {
@@ -343,6 +346,7 @@ impl ContainerLife {
             post_start_failed: None,
             termination_before_last: None,
             requested: false,
+            launching: false,
         }
     }
 
@@ -463,7 +467,8 @@ impl PodLifecycle {
             }
             return Vec::new();
         }
-        let run = &self.containers[container];
+        let run = &mut self.containers[container];
+        run.launching = true;
         if run.setup.post_start {
             self.blocked_by = Some(container);
         }
@@ -560,6 +565,7 @@ impl PodLifecycle {
             } => self.started(container, instance, pid, at, wall),
             Event::StartFailed { container, message } => {
                 let run = &mut self.containers[container];
+                run.launching = false;
                 let reason = if run.setup.image == AGENT_IMAGE {
                     "RunContainerError"
                 } else {
@@ -621,6 +627,7 @@ impl PodLifecycle {
         let run = &mut self.containers[container];
         run.instance = Some(instance);
         run.pid = Some(pid);
+        run.launching = false;
         run.killing = false;
         run.post_start_failed = None;
         if run.setup.post_start {
