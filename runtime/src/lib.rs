@@ -4,8 +4,9 @@
 //! loopback up), emptyDir volumes, and a cgroup; each container instance runs in the
 //! sandbox's namespaces, in its own mount namespace over an overlay of its image, in its
 //! own cgroup. The runtime restarts containers as the kubelet does (restart policy,
-//! crash-loop back-off) and reports `PodStatus` snapshots. All durations are multiplied
-//! by the time scale.
+//! crash-loop back-off), runs init containers one at a time before the others and native
+//! sidecars (init containers with `restartPolicy: Always`) beside them, and reports
+//! `PodStatus` snapshots. All durations are multiplied by the time scale.
 //!
 //! This is an independent implementation of the kubelet's behaviour: it does not use
 //! podcheck's oracle, or comparing the two would prove nothing.
