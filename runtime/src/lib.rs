@@ -4,8 +4,9 @@
 //! loopback up), emptyDir volumes, and a cgroup; each container instance runs in the
 //! sandbox's namespaces, in its own mount namespace over an overlay of its image, in its
 //! own cgroup. The runtime restarts containers as the kubelet does (restart policy,
-//! crash-loop back-off) and reports `PodStatus` snapshots. All durations are multiplied
-//! by the time scale.
+//! crash-loop back-off), runs init containers one at a time before the others and native
+//! sidecars (init containers with `restartPolicy: Always`) beside them, and reports
+//! `PodStatus` snapshots. All durations are multiplied by the time scale.
 //!
 //! This is an independent implementation of the kubelet's behaviour: it does not use
 //! podcheck's oracle, or comparing the two would prove nothing.
@@ -270,8 +271,14 @@ impl LocalRuntime {
         let snapshots = entry.snapshots();
         let status = snapshots
             .last()
-            .and_then(|snapshot| snapshot.status.container_statuses.as_ref())
-            .and_then(|statuses| statuses.iter().find(|s| s.name == container))
+            .and_then(|snapshot| {
+                let status = &snapshot.status;
+                [&status.init_container_statuses, &status.container_statuses]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .find(|s| s.name == container)
+            })
             .ok_or_else(not_running)?;
         // A kill that finds no process (the container waits out its back-off, or has
         // stopped for good) does nothing, as `kill -9` of nothing on a node would.

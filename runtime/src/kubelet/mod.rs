@@ -8,16 +8,21 @@
 //! without root.
 
 mod backoff;
+mod init;
+#[cfg(test)]
+mod init_tests;
+mod report;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use backoff::{CrashLoop, Restart};
+pub(crate) use init::ContainerKind;
 
-use crate::probe::{ContainerView, Kind, PodView, ProbeUpdate};
-use crate::{status, KubeletConfig, AGENT_IMAGE};
+use crate::probe::{Kind, ProbeUpdate};
+use crate::{KubeletConfig, AGENT_IMAGE};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodStatus,
+    ContainerStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
@@ -58,14 +63,28 @@ pub(crate) fn effective_grace(
 
 /// How long the runtime waits between SIGTERM and SIGKILL (`StopContainer`'s timeout), in
 /// spec seconds, for a container killed with `grace` seconds whose preStop hook ran for
-/// `pre_stop` (spec time; None without a hook or without time for one): `killContainer`
+/// `pre_stop` (spec time; None without a hook or without time for one) and which then
+/// waited `turn` for the containers it outlives (a sidecar, see `init`): `killContainer`
 /// subtracts the hook's whole seconds (`int64(metav1.Now().Sub(start.Time).Seconds())`,
-/// truncated) and never gives less than the minimum.
-pub(crate) fn stop_timeout(grace: i64, pre_stop: Option<Duration>) -> i64 {
-    let spent = pre_stop.map_or(0, |elapsed| {
-        i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-    });
-    grace.saturating_sub(spent).max(MINIMUM_GRACE_SECONDS)
+/// truncated), then, if grace is left, the wait's whole seconds, and never gives less than
+/// the minimum.
+pub(crate) fn stop_timeout(grace: i64, pre_stop: Option<Duration>, turn: Option<Duration>) -> i64 {
+    let left = grace_left(grace, pre_stop);
+    match left > 0 {
+        true => left.saturating_sub(turn.map_or(0, whole_seconds)),
+        false => left,
+    }
+    .max(MINIMUM_GRACE_SECONDS)
+}
+
+/// The grace period left once a preStop hook ran for `pre_stop`, in whole seconds: what a
+/// sidecar may wait for its turn (`waitForTurn` gets it).
+pub(crate) fn grace_left(grace: i64, pre_stop: Option<Duration>) -> i64 {
+    grace.saturating_sub(pre_stop.map_or(0, whole_seconds))
+}
+
+fn whole_seconds(elapsed: Duration) -> i64 {
+    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Whether `killContainer` runs a container's preStop hook: only with a grace period
@@ -136,6 +155,9 @@ pub(crate) struct PodIdentity {
 #[derive(Clone, Debug)]
 pub(crate) struct ContainerSetup {
     pub name: String,
+    /// An init container, a sidecar (an init container with `restartPolicy: Always`) or a
+    /// regular container.
+    pub kind: ContainerKind,
     pub image: String,
     /// Each probe's kind, with its own terminationGracePeriodSeconds if it has one.
     pub probes: Vec<(Kind, Option<Duration>)>,
@@ -237,16 +259,20 @@ pub(crate) enum Effect {
         pid: i32,
     },
     /// Kill an instance as `killContainer` does: its preStop hook if it has one (see
-    /// [`runs_pre_stop`]), bounded by `grace_seconds`; then SIGTERM; then SIGKILL to
-    /// whatever still runs of it after [`stop_timeout`]. A new kill of the same instance
-    /// replaces one under way (the kubelet cancels the sync that was killing it and kills
-    /// again, with the shorter grace period).
+    /// [`runs_pre_stop`]), bounded by `grace_seconds`; then, if `after` names containers,
+    /// wait (within the grace left) until their kills are over ([`PodLifecycle::holding`]);
+    /// then SIGTERM; then SIGKILL to whatever still runs of it after
+    /// [`stop_timeout`]. A new kill of the same instance replaces one under way
+    /// (the kubelet cancels the sync that was killing it and kills again, with the shorter
+    /// grace period).
     Kill {
         container: usize,
         instance: u32,
         pid: i32,
         /// Spec seconds.
         grace_seconds: i64,
+        /// The containers this one outlives (`terminationOrdering`).
+        after: Vec<usize>,
     },
 }
 
@@ -286,10 +312,18 @@ struct ContainerLife {
     /// The termination of the instance before the last one, which a container that is not
     /// restarted any more shows as its lastState.
     termination_before_last: Option<ContainerState>,
+    /// A start was asked for once: SyncPod has acted on this container.
+    requested: bool,
+    /// A start was handed to the pod worker, which has not reported it yet (Started or
+    /// StartFailed).
+    launching: bool,
 }
 
 impl ContainerLife {
-    fn new(setup: ContainerSetup) -> ContainerLife {
+    /// `waiting_reason` is the default Waiting reason of a container not started yet:
+    /// PodInitializing in a pod with init containers, else ContainerCreating
+    /// (`convertToAPIContainerStatuses`' `defaultWaitingState`).
+    fn new(setup: ContainerSetup, waiting_reason: &str) -> ContainerLife {
         ContainerLife {
             status: ContainerStatus {
                 name: setup.name.clone(),
@@ -298,7 +332,7 @@ impl ContainerLife {
                 ready: false,
                 started: Some(false),
                 restart_count: 0,
-                state: Some(waiting("ContainerCreating", None)),
+                state: Some(waiting(waiting_reason, None)),
                 ..ContainerStatus::default()
             },
             setup,
@@ -311,6 +345,8 @@ impl ContainerLife {
             post_start: None,
             post_start_failed: None,
             termination_before_last: None,
+            requested: false,
+            launching: false,
         }
     }
 
@@ -363,6 +399,17 @@ pub(crate) struct PodLifecycle {
     pre_stops: std::collections::HashSet<(usize, u32)>,
     /// The kubelet's own delete of the pod object (grace 0) once it terminated is due.
     final_delete: FinalDelete,
+    /// The pod is being killed without a deletion (`KillPod` once no regular container will
+    /// run again, or `SyncTerminatingPod` after a failed init container under Never): nothing
+    /// starts or restarts any more.
+    stopping: bool,
+    /// How many of `containers` are init containers (sidecars included): they come first.
+    init_count: usize,
+    /// The regular containers were started: every init container was done once.
+    initialized: bool,
+    /// The phase shown before the pod turned terminal: the status manager holds the terminal
+    /// phase back while containers may still run (`mergePodStatus`).
+    held_phase: &'static str,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,6 +420,15 @@ enum FinalDelete {
 
 impl PodLifecycle {
     pub fn new(setup: PodSetup, timing: Timing) -> PodLifecycle {
+        let init_count = setup
+            .containers
+            .iter()
+            .take_while(|c| c.kind != ContainerKind::Regular)
+            .count();
+        let waiting_reason = match init_count {
+            0 => "ContainerCreating",
+            _ => "PodInitializing",
+        };
         PodLifecycle {
             identity: setup.identity,
             restart_policy: setup.restart_policy,
@@ -382,7 +438,7 @@ impl PodLifecycle {
             containers: setup
                 .containers
                 .into_iter()
-                .map(ContainerLife::new)
+                .map(|c| ContainerLife::new(c, waiting_reason))
                 .collect(),
             sandbox_ready: false,
             terminal: None,
@@ -392,21 +448,27 @@ impl PodLifecycle {
             deferred_deletion: None,
             pre_stops: std::collections::HashSet::new(),
             final_delete: FinalDelete::NotYet,
+            stopping: false,
+            init_count,
+            initialized: false,
+            held_phase: "Pending",
         }
     }
 
     /// Starts `container` now, or once SyncPod is no longer blocked.
     fn start(&mut self, container: usize) -> Vec<Effect> {
-        if self.terminating.is_some() {
+        if self.terminating.is_some() || self.stopping {
             return Vec::new();
         }
+        self.containers[container].requested = true;
         if self.blocked_by.is_some() {
             if !self.start_queue.contains(&container) {
                 self.start_queue.push_back(container);
             }
             return Vec::new();
         }
-        let run = &self.containers[container];
+        let run = &mut self.containers[container];
+        run.launching = true;
         if run.setup.post_start {
             self.blocked_by = Some(container);
         }
@@ -436,8 +498,16 @@ impl PodLifecycle {
         effects
     }
 
-    /// A Kill effect, noting a preStop hook that will run.
-    fn kill(&mut self, container: usize, instance: u32, pid: i32, grace_seconds: i64) -> Effect {
+    /// A Kill effect, noting a preStop hook that will run. `ordered` for the kills of a
+    /// whole pod (`killContainersWithSyncResult`), where sidecars wait for their turn.
+    fn kill(
+        &mut self,
+        container: usize,
+        instance: u32,
+        pid: i32,
+        grace_seconds: i64,
+        ordered: bool,
+    ) -> Effect {
         if runs_pre_stop(self.containers[container].setup.pre_stop, grace_seconds) {
             self.pre_stops.insert((container, instance));
         }
@@ -446,6 +516,10 @@ impl PodLifecycle {
             instance,
             pid,
             grace_seconds,
+            after: match ordered {
+                true => self.outlives(container),
+                false => Vec::new(),
+            },
         }
     }
 
@@ -457,6 +531,7 @@ impl PodLifecycle {
         self.restart_policy
     }
 
+    #[cfg(test)]
     pub fn container_statuses(&self) -> Vec<ContainerStatus> {
         self.containers.iter().map(|c| c.status.clone()).collect()
     }
@@ -480,14 +555,7 @@ impl PodLifecycle {
                 }
                 vec![Effect::Publish]
             }
-            Event::SandboxReady => {
-                let mut effects = Vec::new();
-                for container in 0..self.containers.len() {
-                    effects.extend(self.start(container));
-                }
-                effects.push(Effect::Publish);
-                effects
-            }
+            Event::SandboxReady => self.start_initial(),
             Event::Started {
                 container,
                 instance,
@@ -497,6 +565,7 @@ impl PodLifecycle {
             } => self.started(container, instance, pid, at, wall),
             Event::StartFailed { container, message } => {
                 let run = &mut self.containers[container];
+                run.launching = false;
                 let reason = if run.setup.image == AGENT_IMAGE {
                     "RunContainerError"
                 } else {
@@ -520,7 +589,7 @@ impl PodLifecycle {
             Event::Probe(update) => self.probed(update),
             Event::RestartsDue => {
                 let mut effects = Vec::new();
-                if self.terminating.is_some() {
+                if self.terminating.is_some() || self.stopping {
                     return effects;
                 }
                 for container in 0..self.containers.len() {
@@ -538,8 +607,8 @@ impl PodLifecycle {
                 container,
                 instance,
             } => {
-                let was_running = self.pre_stops.remove(&(container, instance));
-                match was_running && self.terminating.is_some() {
+                // A pod's termination (and a terminal phase) waits for its preStop hooks.
+                match self.pre_stops.remove(&(container, instance)) {
                     true => vec![Effect::Publish],
                     false => Vec::new(),
                 }
@@ -558,6 +627,7 @@ impl PodLifecycle {
         let run = &mut self.containers[container];
         run.instance = Some(instance);
         run.pid = Some(pid);
+        run.launching = false;
         run.killing = false;
         run.post_start_failed = None;
         if run.setup.post_start {
@@ -579,8 +649,19 @@ impl PodLifecycle {
         match self.terminating {
             // Started by the sync that was under way when the pod was deleted: the
             // terminating sync that follows kills it.
-            Some(grace) => vec![self.kill(container, instance, pid, grace), Effect::Publish],
-            None => Vec::new(),
+            Some(grace) => vec![
+                self.kill(container, instance, pid, grace, true),
+                Effect::Publish,
+            ],
+            // Started as the pod is being killed: that kill takes it too.
+            None if self.stopping => {
+                let grace = self.pod_grace_seconds();
+                vec![
+                    self.kill(container, instance, pid, grace, true),
+                    Effect::Publish,
+                ]
+            }
+            None => self.sidecar_started(container),
         }
     }
 
@@ -603,10 +684,13 @@ impl PodLifecycle {
         });
         // A new container's initial probe results: startup Unknown (not started),
         // readiness Failure (not ready); without those probes it is started and ready at
-        // once.
+        // once. A regular init container is ready only once it exited 0
+        // (`UpdatePodStatus`).
         let started = !run.setup.has_probe(Kind::Startup);
         run.status.started = Some(started);
-        run.status.ready = started && !run.setup.has_probe(Kind::Readiness);
+        run.status.ready = started
+            && !run.setup.has_probe(Kind::Readiness)
+            && run.setup.kind != ContainerKind::Init;
         run.running_since = Some(at);
     }
 
@@ -632,6 +716,8 @@ impl PodLifecycle {
                 if let Some(exit) = pending.exit {
                     effects.extend(self.exited(exit, now));
                 }
+                // A sidecar counts as started once its postStart returned.
+                effects.extend(self.sidecar_started(container));
                 if self.blocked_by == Some(container) {
                     effects.extend(self.unblock());
                 }
@@ -657,7 +743,7 @@ impl PodLifecycle {
                 };
                 // SyncPod stays blocked until the kill is over.
                 let grace_seconds = self.pod_grace_seconds();
-                vec![self.kill(container, instance, pid, grace_seconds)]
+                vec![self.kill(container, instance, pid, grace_seconds, false)]
             }
         }
     }
@@ -726,19 +812,17 @@ impl PodLifecycle {
             ));
             run.status.image_id = self.image_id.clone();
         }
-        run.status.ready = false;
+        // A regular init container that exited 0 is ready (`UpdatePodStatus`).
+        run.status.ready = run.setup.kind == ContainerKind::Init && exit.code == 0;
         run.status.started = Some(false);
-        // A probe kill restarts under Always and OnFailure whatever the exit code
-        // (`shouldRestartOnFailure`); an exit follows the policy and its code; nothing
-        // restarts once the pod is deleted (`ShouldContainerBeRestarted`: "Once a pod has
-        // been marked deleted, it should not be restarted").
+        // Nothing restarts once the pod is deleted (`ShouldContainerBeRestarted`: "Once a
+        // pod has been marked deleted, it should not be restarted") or being killed; else
+        // each kind of container has its rule ([`PodLifecycle::restarts`]).
         let killed = run.killing;
         let restart = self.terminal.is_none()
             && !terminating
-            && match killed {
-                true => self.restart_policy != RestartPolicy::Never,
-                false => self.restart_policy.restarts(exit.code),
-            };
+            && !self.stopping
+            && self.restarts(exit.container, exit.code, killed);
         // A probe kill or the kill after a failed postStart blocked SyncPod until the
         // container stopped.
         let mut effects = Vec::new();
@@ -749,10 +833,14 @@ impl PodLifecycle {
             if unblocks {
                 effects.extend(self.unblock());
             }
+            // An init container done, a failed initialization, the last regular container
+            // done: what the next sync does about it.
+            effects.extend(self.stayed_down(exit.container, exit.code));
             return effects;
         }
+        let shows_back_off = self.shows_back_off(exit.container, exit.code);
         let run = &mut self.containers[exit.container];
-        if let Some(FailedStart { message, .. }) = post_start_failed {
+        if let (Some(FailedStart { message, .. }), true) = (post_start_failed, shows_back_off) {
             // The sync after the failed one shows the reason cache's ErrPostStartHook for a
             // container that is to restart (`convertToAPIContainerStatuses`), with the
             // killed instance as its lastState.
@@ -788,15 +876,17 @@ impl PodLifecycle {
                     &run.setup.name,
                     &format!("{}_{}({})", identity.name, identity.namespace, identity.uid),
                 );
-                if run
-                    .status
-                    .state
-                    .as_ref()
-                    .is_some_and(|s| s.terminated.is_some())
-                {
-                    run.status.last_state = run.status.state.take();
+                if shows_back_off {
+                    if run
+                        .status
+                        .state
+                        .as_ref()
+                        .is_some_and(|s| s.terminated.is_some())
+                    {
+                        run.status.last_state = run.status.state.take();
+                    }
+                    run.status.state = Some(waiting("CrashLoopBackOff", Some(message)));
                 }
-                run.status.state = Some(waiting("CrashLoopBackOff", Some(message)));
                 run.restart_at = Some(at);
             }
         }
@@ -828,10 +918,13 @@ impl PodLifecycle {
                 if !run.setup.has_probe(Kind::Readiness) {
                     run.status.ready = true;
                 }
+                effects.extend(self.sidecar_started(update.container));
             }
             (Kind::Readiness, ready) => {
                 run.status.ready = ready && run.status.started == Some(true);
             }
+            // A pod being killed has no sync that would act on a failure.
+            (Kind::Liveness | Kind::Startup, false) if self.stopping => {}
             (Kind::Liveness | Kind::Startup, false) => {
                 effects.extend(self.stop_unhealthy(update.container, update.kind));
             }
@@ -844,25 +937,25 @@ impl PodLifecycle {
     /// Kills a container a probe found unhealthy, once per instance, with the grace
     /// period of the probe, else of the pod (`setTerminationGracePeriod`).
     ///
-    /// Under restartPolicy Never, when no other container keeps running, the kubelet's
-    /// `computePodActions` finds nothing to keep nor start and kills the whole pod
-    /// (`KillPod`): `killContainersWithSyncResult` passes reason `reasonUnknown`, so the
-    /// probe's own grace period is ignored and the pod's applies
-    /// (docs/fidelity/phase-conditions.md §1.7).
-    fn stop_unhealthy(&mut self, container: usize, kind: Kind) -> Option<Effect> {
+    /// Under restartPolicy Never, when no other regular container keeps running, the
+    /// kubelet's `computePodActions` finds nothing to keep nor start and kills the whole pod
+    /// (`KillPod`), sidecars included: `killContainersWithSyncResult` passes reason
+    /// `reasonUnknown`, so the probe's own grace period is ignored and the pod's applies
+    /// (docs/fidelity/phase-conditions.md §1.7). A sidecar is killed alone and restarted.
+    fn stop_unhealthy(&mut self, container: usize, kind: Kind) -> Vec<Effect> {
         let pod_grace = self.termination_grace;
-        let others_running = self
-            .containers
-            .iter()
-            .enumerate()
-            .any(|(i, c)| i != container && c.is_running());
-        let whole_pod_killed = self.restart_policy == RestartPolicy::Never && !others_running;
+        let others_running = self.containers.iter().enumerate().any(|(i, c)| {
+            i != container && c.setup.kind == ContainerKind::Regular && c.is_running()
+        });
+        let whole_pod_killed = self.restart_policy == RestartPolicy::Never
+            && self.containers[container].setup.kind == ContainerKind::Regular
+            && !others_running;
         let run = &mut self.containers[container];
         let (Some(pid), Some(instance)) = (run.pid, run.instance) else {
-            return None;
+            return Vec::new();
         };
         if run.killing {
-            return None;
+            return Vec::new();
         }
         run.killing = true;
         let probe_grace = run
@@ -876,7 +969,11 @@ impl PodLifecycle {
             self.blocked_by = Some(container);
         }
         let grace_seconds = secs_i64(probe_grace.unwrap_or(pod_grace));
-        Some(self.kill(container, instance, pid, grace_seconds))
+        let mut effects = vec![self.kill(container, instance, pid, grace_seconds, false)];
+        if whole_pod_killed {
+            effects.extend(self.kill_pod());
+        }
+        effects
     }
 
     /// The pod was deleted, or its deletion's grace period changed: SyncTerminatingPod.
@@ -903,13 +1000,28 @@ impl PodLifecycle {
             return Vec::new();
         }
         self.terminating = Some(grace);
-        self.start_queue.clear();
+        if self.stopping {
+            // The kill under way is the termination: it is not cancelled (kubernetes#83916).
+            return vec![Effect::Publish];
+        }
+        self.give_up_restarts();
         let mut effects = Vec::new();
         for container in 0..self.containers.len() {
-            let run = &mut self.containers[container];
+            let run = &self.containers[container];
+            if let (Some(pid), Some(instance)) = (run.pid, run.instance) {
+                effects.push(self.kill(container, instance, pid, grace, true));
+            }
+        }
+        effects.push(Effect::Publish);
+        effects
+    }
+
+    /// Nothing restarts any more: pending starts and back-offs are dropped, and a container
+    /// waiting to restart shows its last termination again.
+    fn give_up_restarts(&mut self) {
+        self.start_queue.clear();
+        for run in &mut self.containers {
             run.restart_at = None;
-            // A container waiting to restart shows its last termination again, since it
-            // will not be restarted.
             let waiting_to_restart = run.pid.is_none()
                 && run
                     .status
@@ -922,158 +1034,7 @@ impl PodLifecycle {
                     run.status.last_state = run.termination_before_last.take();
                 }
             }
-            if let (Some(pid), Some(instance)) = (run.pid, run.instance) {
-                effects.push(self.kill(container, instance, pid, grace));
-            }
         }
-        effects.push(Effect::Publish);
-        effects
-    }
-
-    /// Settles the phase before a status is published: a pod that reached Succeeded or
-    /// Failed stays there, and its sandbox goes. Returns whether the sandbox must be
-    /// torn down now.
-    ///
-    /// A deleted pod becomes terminal once none of its containers runs (SyncTerminatingPod,
-    /// then `getPhase` with `podIsTerminal`): Succeeded if every container exited 0, else
-    /// Failed, whatever the restart policy. A container that never ran is reported by
-    /// `TerminatePod` as Terminated, reason ContainerStatusUnknown, exit code 137, and the
-    /// pod Failed.
-    pub fn settle(&mut self) -> bool {
-        if self.terminal.is_some() {
-            return false;
-        }
-        if self.terminating.is_some() {
-            // killPod returns once every kill is over, preStop hooks included.
-            if self.containers.iter().any(|c| c.pid.is_some()) || !self.pre_stops.is_empty() {
-                return false;
-            }
-            let mut all_succeeded = true;
-            for run in &mut self.containers {
-                let exit_code = run
-                    .status
-                    .state
-                    .as_ref()
-                    .and_then(|s| s.terminated.as_ref())
-                    .map(|t| t.exit_code);
-                match exit_code {
-                    Some(code) => all_succeeded &= code == 0,
-                    None => {
-                        all_succeeded = false;
-                        let previous = run.status.state.take();
-                        if previous.as_ref().is_some_and(|s| s.terminated.is_some()) {
-                            run.status.last_state = previous;
-                        }
-                        run.status.state = Some(ContainerState {
-                            terminated: Some(ContainerStateTerminated {
-                                exit_code: 137,
-                                reason: Some("ContainerStatusUnknown".to_owned()),
-                                message: Some(
-                                    "The container could not be located when the pod was terminated"
-                                        .to_owned(),
-                                ),
-                                ..ContainerStateTerminated::default()
-                            }),
-                            ..ContainerState::default()
-                        });
-                        run.status.ready = false;
-                        run.status.started = Some(false);
-                    }
-                }
-            }
-            self.terminal = Some(if all_succeeded { "Succeeded" } else { "Failed" });
-            self.sandbox_ready = false;
-            return true;
-        }
-        let phase = status::phase(&self.container_statuses(), self.restart_policy.as_str());
-        if phase == "Succeeded" || phase == "Failed" {
-            self.terminal = Some(phase);
-            self.sandbox_ready = false;
-            return true;
-        }
-        false
-    }
-
-    /// Whether the kubelet's own delete of the pod object is due now: the pod was deleted
-    /// and has reached its terminal phase with every container stopped (the status
-    /// manager's `canBeDeleted`), and the delete was not sent yet. It sends
-    /// `gracePeriodSeconds: 0`.
-    pub fn final_delete_due(&mut self) -> bool {
-        let due = self.terminating.is_some()
-            && self.terminal.is_some()
-            && self.final_delete == FinalDelete::NotYet;
-        if due {
-            self.final_delete = FinalDelete::Sent;
-        }
-        due
-    }
-
-    fn phase(&self, statuses: &[ContainerStatus]) -> &'static str {
-        self.terminal
-            .unwrap_or_else(|| status::phase(statuses, self.restart_policy.as_str()))
-    }
-
-    /// The pod's status at `stamp`; `first` is when its first status was recorded and
-    /// `previous` its last one, whose conditions keep their transition times.
-    pub fn pod_status(
-        &self,
-        stamp: &Time,
-        first: Option<&Time>,
-        previous: Option<&PodStatus>,
-    ) -> PodStatus {
-        let statuses = self.container_statuses();
-        let phase = self.phase(&statuses);
-        let mut conditions = status::conditions(&statuses, phase, self.sandbox_ready, stamp);
-        if let Some(previous) = previous {
-            status::carry_transition_times(
-                &mut conditions,
-                previous.conditions.as_deref().unwrap_or(&[]),
-            );
-        }
-        PodStatus {
-            phase: Some(phase.to_owned()),
-            conditions: Some(conditions),
-            container_statuses: Some(statuses),
-            host_ip: Some("127.0.0.1".to_owned()),
-            qos_class: Some("BestEffort".to_owned()),
-            start_time: first.cloned().or_else(|| Some(stamp.clone())),
-            ..PodStatus::default()
-        }
-    }
-
-    /// What probe workers see of the pod.
-    pub fn probe_view(&self) -> PodView {
-        PodView {
-            containers: self
-                .containers
-                .iter()
-                .map(|c| ContainerView {
-                    instance: c.instance,
-                    running_since: c.running_since,
-                    started: c.status.started == Some(true),
-                    terminated: c
-                        .status
-                        .state
-                        .as_ref()
-                        .is_some_and(|s| s.terminated.is_some()),
-                    pid: c.pid,
-                })
-                .collect(),
-            terminal: self.terminal.is_some(),
-            terminating: self.terminating.is_some(),
-        }
-    }
-
-    /// The pod is going away: no restart is pending any more. Returns the processes of
-    /// the running instances, which must be killed.
-    pub fn stop_all(&mut self) -> Vec<i32> {
-        self.containers
-            .iter_mut()
-            .filter_map(|run| {
-                run.restart_at = None;
-                run.pid.take()
-            })
-            .collect()
     }
 }
 

@@ -4,15 +4,16 @@ use super::backoff::go_duration;
 use super::*;
 use jiff::Timestamp;
 
-const SECOND: Duration = Duration::from_secs(1);
+pub(super) const SECOND: Duration = Duration::from_secs(1);
 
-fn secs(n: u64) -> Duration {
+pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn container(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetup {
+pub(super) fn container(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetup {
     ContainerSetup {
         name: name.to_owned(),
+        kind: ContainerKind::Regular,
         image: AGENT_IMAGE.to_owned(),
         probes,
         post_start: false,
@@ -21,19 +22,23 @@ fn container(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetu
 }
 
 /// One pod driven through the decisions, with a clock the test moves.
-struct Pod {
-    lifecycle: PodLifecycle,
+pub(super) struct Pod {
+    pub(super) lifecycle: PodLifecycle,
     t0: Instant,
-    now: Instant,
+    pub(super) now: Instant,
     next_pid: i32,
 }
 
 impl Pod {
-    fn new(policy: RestartPolicy, containers: Vec<ContainerSetup>) -> Pod {
+    pub(super) fn new(policy: RestartPolicy, containers: Vec<ContainerSetup>) -> Pod {
         Pod::scaled(policy, containers, 1.0)
     }
 
-    fn scaled(policy: RestartPolicy, containers: Vec<ContainerSetup>, time_scale: f64) -> Pod {
+    pub(super) fn scaled(
+        policy: RestartPolicy,
+        containers: Vec<ContainerSetup>,
+        time_scale: f64,
+    ) -> Pod {
         let lifecycle = PodLifecycle::new(
             PodSetup {
                 identity: PodIdentity {
@@ -60,21 +65,22 @@ impl Pod {
         }
     }
 
-    fn wall(&self) -> Time {
+    pub(super) fn wall(&self) -> Time {
         let since = self.now.duration_since(self.t0);
         Time(Timestamp::from_millisecond(since.as_millis() as i64).expect("a time near 1970"))
     }
 
     /// Delivers `event` and carries out the starts it decides, as the worker would
-    /// (every start succeeds); returns every effect.
-    fn handle(&mut self, event: Event) -> Vec<Effect> {
+    /// (every start succeeds, and a start may lead to the next: an init container's);
+    /// returns every effect.
+    pub(super) fn handle(&mut self, event: Event) -> Vec<Effect> {
         let mut effects = self.lifecycle.handle(event, self.now);
-        let mut hooks = Vec::new();
-        for effect in &effects {
+        let mut next = 0;
+        while next < effects.len() {
             if let Effect::Start {
                 container,
                 instance,
-            } = *effect
+            } = effects[next]
             {
                 self.next_pid += 1;
                 let started = Event::Started {
@@ -85,35 +91,33 @@ impl Pod {
                     wall: self.wall(),
                 };
                 let started = self.lifecycle.handle(started, self.now);
-                assert!(
-                    started.iter().all(|e| matches!(
-                        e,
-                        Effect::RunPostStart { .. } | Effect::Kill { .. } | Effect::Publish
-                    )),
-                    "{started:?}"
-                );
-                hooks.extend(started);
+                effects.extend(started);
             }
+            next += 1;
         }
-        effects.extend(hooks);
         effects
     }
 
-    fn start(&mut self) {
+    pub(super) fn start(&mut self) {
         assert_eq!(self.handle(Event::SandboxStarted), [Effect::Publish]);
         self.handle(Event::SandboxReady);
     }
 
-    fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
     }
 
-    fn exit(&mut self, container: usize, code: i32) -> Vec<Effect> {
+    pub(super) fn exit(&mut self, container: usize, code: i32) -> Vec<Effect> {
         let instance = self.status(container).restart_count as u32;
         self.exit_instance(container, instance, code)
     }
 
-    fn exit_instance(&mut self, container: usize, instance: u32, code: i32) -> Vec<Effect> {
+    pub(super) fn exit_instance(
+        &mut self,
+        container: usize,
+        instance: u32,
+        code: i32,
+    ) -> Vec<Effect> {
         let exit = Exit {
             container,
             instance,
@@ -125,7 +129,7 @@ impl Pod {
         self.handle(Event::Exited(exit))
     }
 
-    fn probe(&mut self, container: usize, kind: Kind, success: bool) -> Vec<Effect> {
+    pub(super) fn probe(&mut self, container: usize, kind: Kind, success: bool) -> Vec<Effect> {
         let instance = self.status(container).restart_count as u32;
         self.handle(Event::Probe(ProbeUpdate {
             container,
@@ -136,17 +140,17 @@ impl Pod {
     }
 
     /// Waits for the pending back-off to end and lets it restart the container.
-    fn wait_for_restart(&mut self) -> Vec<Effect> {
+    pub(super) fn wait_for_restart(&mut self) -> Vec<Effect> {
         let at = self.lifecycle.next_restart().expect("a restart is pending");
         self.now = at;
         self.handle(Event::RestartsDue)
     }
 
-    fn status(&self, container: usize) -> ContainerStatus {
+    pub(super) fn status(&self, container: usize) -> ContainerStatus {
         self.lifecycle.container_statuses()[container].clone()
     }
 
-    fn waiting(&self, container: usize) -> (String, Option<String>) {
+    pub(super) fn waiting(&self, container: usize) -> (String, Option<String>) {
         let waiting = self
             .status(container)
             .state
@@ -155,14 +159,14 @@ impl Pod {
         (waiting.reason.unwrap_or_default(), waiting.message)
     }
 
-    fn phase(&mut self) -> String {
+    pub(super) fn phase(&mut self) -> String {
         self.lifecycle.settle();
         let stamp = self.wall();
         let status = self.lifecycle.pod_status(&stamp, None, None);
         status.phase.unwrap_or_default()
     }
 
-    fn condition(&mut self, type_: &str) -> String {
+    pub(super) fn condition(&mut self, type_: &str) -> String {
         self.lifecycle.settle();
         let stamp = self.wall();
         let status = self.lifecycle.pod_status(&stamp, None, None);
@@ -176,7 +180,7 @@ impl Pod {
     }
 
     /// Crashes the running container at once and returns how long it waited to restart.
-    fn crash_and_restart(&mut self) -> Duration {
+    pub(super) fn crash_and_restart(&mut self) -> Duration {
         let exited = self.now;
         let effects = self.exit(0, 1);
         if !effects.iter().any(|e| matches!(e, Effect::Start { .. })) {
@@ -186,7 +190,7 @@ impl Pod {
     }
 }
 
-fn starts(effects: &[Effect]) -> Vec<u32> {
+pub(super) fn starts(effects: &[Effect]) -> Vec<u32> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -467,6 +471,7 @@ fn a_liveness_failure_stops_the_container_and_the_restart_follows_its_exit() {
                 instance: 0,
                 pid,
                 grace_seconds: 30,
+                after: vec![],
             },
             Effect::Publish,
         ]
@@ -518,7 +523,7 @@ fn the_grace_period_is_the_probes_else_the_pods_and_never_below_two_seconds() {
             matches!(effects[0], Effect::Kill { grace_seconds, .. } if grace_seconds == expected),
             "probe grace {probe_grace:?}: {effects:?}"
         );
-        assert_eq!(stop_timeout(expected, None), timeout);
+        assert_eq!(stop_timeout(expected, None, None), timeout);
     }
 }
 
@@ -805,14 +810,14 @@ fn a_startup_success_reported_after_the_exit_does_not_mark_the_container_started
 
 // Termination: deletion, grace periods, hooks.
 
-fn hooked(name: &str) -> ContainerSetup {
+pub(super) fn hooked(name: &str) -> ContainerSetup {
     ContainerSetup {
         post_start: true,
         ..container(name, vec![])
     }
 }
 
-fn kills(effects: &[Effect]) -> Vec<(usize, u32, i64)> {
+pub(super) fn kills(effects: &[Effect]) -> Vec<(usize, u32, i64)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -828,11 +833,15 @@ fn kills(effects: &[Effect]) -> Vec<(usize, u32, i64)> {
 }
 
 impl Pod {
-    fn delete(&mut self, grace_seconds: i64) -> Vec<Effect> {
+    pub(super) fn delete(&mut self, grace_seconds: i64) -> Vec<Effect> {
         self.handle(Event::Deleted { grace_seconds })
     }
 
-    fn post_start_done(&mut self, container: usize, result: Result<(), &str>) -> Vec<Effect> {
+    pub(super) fn post_start_done(
+        &mut self,
+        container: usize,
+        result: Result<(), &str>,
+    ) -> Vec<Effect> {
         let instance = self.lifecycle.probe_view().containers[container]
             .instance
             .expect("an instance was started");
@@ -843,7 +852,7 @@ impl Pod {
         })
     }
 
-    fn terminated(&self, container: usize) -> (i32, String) {
+    pub(super) fn terminated(&self, container: usize) -> (i32, String) {
         let terminated = self
             .status(container)
             .state
@@ -878,12 +887,24 @@ fn the_effective_grace_period_only_shrinks_and_a_force_delete_gets_one_second() 
 #[test]
 fn sigkill_follows_sigterm_after_the_grace_left_by_pre_stop_in_whole_seconds_and_at_least_two() {
     let ms = Duration::from_millis;
-    assert_eq!(stop_timeout(30, None), 30);
-    assert_eq!(stop_timeout(30, Some(ms(4_900))), 26, "4.9 s count as 4");
-    assert_eq!(stop_timeout(30, Some(ms(999))), 30);
-    assert_eq!(stop_timeout(5, Some(secs(4))), 2, "1 s left: the minimum");
-    assert_eq!(stop_timeout(3, Some(secs(3))), 2, "a hook that used it all");
-    assert_eq!(stop_timeout(1, None), 2);
+    assert_eq!(stop_timeout(30, None, None), 30);
+    assert_eq!(
+        stop_timeout(30, Some(ms(4_900)), None),
+        26,
+        "4.9 s count as 4"
+    );
+    assert_eq!(stop_timeout(30, Some(ms(999)), None), 30);
+    assert_eq!(
+        stop_timeout(5, Some(secs(4)), None),
+        2,
+        "1 s left: the minimum"
+    );
+    assert_eq!(
+        stop_timeout(3, Some(secs(3)), None),
+        2,
+        "a hook that used it all"
+    );
+    assert_eq!(stop_timeout(1, None, None), 2);
     assert!(runs_pre_stop(true, 1));
     assert!(!runs_pre_stop(true, 0), "no time for a preStop");
     assert!(!runs_pre_stop(false, 30));

@@ -3,10 +3,10 @@
 use crate::errors::RuntimeError;
 use crate::hook::Handler;
 use crate::image::AGENT_PATH_IN_IMAGE;
-use crate::kubelet::{ContainerSetup, RestartPolicy};
+use crate::kubelet::{ContainerKind, ContainerSetup, RestartPolicy};
 use crate::probe::{Kind, ProbeSpec};
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ pub(super) struct PodManifest<'a> {
 /// Everything decided from a container's manifest before any process starts.
 pub(super) struct ContainerSpec {
     pub name: String,
+    pub kind: ContainerKind,
     pub image: String,
     pub program: String,
     pub args: Vec<String>,
@@ -45,6 +46,7 @@ impl ContainerSpec {
     pub fn setup(&self) -> ContainerSetup {
         ContainerSetup {
             name: self.name.clone(),
+            kind: self.kind,
             image: self.image.clone(),
             probes: self
                 .probes
@@ -84,25 +86,17 @@ pub(super) fn read_pod<'a>(
             "a pod needs at least one container".to_owned(),
         ));
     }
-    for (field, present) in [
-        (
-            "initContainers",
-            spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()),
-        ),
-        (
-            "ephemeralContainers",
-            spec.ephemeral_containers
-                .as_ref()
-                .is_some_and(|c| !c.is_empty()),
-        ),
-    ] {
-        if present {
-            return Err(invalid(
-                &format!("spec.{field}"),
-                "not supported by the local runtime yet".to_owned(),
-            ));
-        }
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(invalid(
+            "spec.ephemeralContainers",
+            "not supported by the local runtime yet".to_owned(),
+        ));
     }
+    check_containers(spec, invalid)?;
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let restart_policy = RestartPolicy::parse(policy).ok_or_else(|| {
         invalid(
@@ -118,6 +112,70 @@ pub(super) fn read_pod<'a>(
         termination_grace: Duration::from_secs(grace_seconds(spec) as u64),
         finalizers: pod.metadata.finalizers.clone().unwrap_or_default(),
     })
+}
+
+/// What the API server refuses of the pod's containers (`validateInitContainers` and
+/// `validateContainers`, pkg/apis/core/validation/validation.go), in its words: names unique
+/// across init and regular containers; an init container's restartPolicy, if set, Always
+/// (a sidecar); no lifecycle hooks and no probes on an init container that is not a
+/// sidecar; no restartPolicy on a regular container.
+fn check_containers(spec: &PodSpec, invalid: Invalid) -> Result<(), RuntimeError> {
+    const NOT_A_SIDECAR: &str =
+        "Forbidden: may not be set for init containers without restartPolicy=Always";
+    let mut names = HashSet::new();
+    for (index, container) in spec.containers.iter().enumerate() {
+        let field = |rest: &str| format!("spec.containers[{index}].{rest}");
+        if !names.insert(container.name.as_str()) {
+            return Err(invalid(
+                &field("name"),
+                format!("Duplicate value: {:?}", container.name),
+            ));
+        }
+        if container.restart_policy.is_some() {
+            return Err(invalid(
+                &field("restartPolicy"),
+                "Forbidden: may not be set for non-init containers".to_owned(),
+            ));
+        }
+    }
+    for (index, container) in spec.init_containers.iter().flatten().enumerate() {
+        let field = |rest: &str| format!("spec.initContainers[{index}].{rest}");
+        if !names.insert(container.name.as_str()) {
+            return Err(invalid(
+                &field("name"),
+                format!("Duplicate value: {:?}", container.name),
+            ));
+        }
+        match container.restart_policy.as_deref() {
+            Some("Always") => continue,
+            Some(other) => {
+                return Err(invalid(
+                    &field("restartPolicy"),
+                    format!("Unsupported value: {other:?}: supported values: \"Always\""),
+                ))
+            }
+            None => {}
+        }
+        for (name, set) in [
+            ("lifecycle", container.lifecycle.is_some()),
+            ("livenessProbe", container.liveness_probe.is_some()),
+            ("readinessProbe", container.readiness_probe.is_some()),
+            ("startupProbe", container.startup_probe.is_some()),
+        ] {
+            if set {
+                return Err(invalid(&field(name), NOT_A_SIDECAR.to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a container of `spec.initContainers` is.
+pub(super) fn init_kind(container: &Container) -> ContainerKind {
+    match container.restart_policy.as_deref() {
+        Some("Always") => ContainerKind::Sidecar,
+        _ => ContainerKind::Init,
+    }
 }
 
 /// terminationGracePeriodSeconds in whole seconds, 30 when unset (the API's default).
@@ -152,14 +210,17 @@ pub(super) fn volumes(
     Ok(volumes)
 }
 
+/// Reads one container; `path` is where it is in the manifest (`spec.containers[0]`,
+/// `spec.initContainers[1]`), for errors.
 pub(super) fn container_spec(
     container: &Container,
-    index: usize,
+    path: &str,
+    kind: ContainerKind,
     volumes: &BTreeMap<String, PathBuf>,
     grace_seconds: i64,
     invalid: Invalid,
 ) -> Result<ContainerSpec, RuntimeError> {
-    let field = |rest: &str| format!("spec.containers[{index}].{rest}");
+    let field = |rest: &str| format!("{path}.{rest}");
     let image = container.image.clone().unwrap_or_default();
     let mut command: Vec<String> = container.command.clone().unwrap_or_default();
     if command.is_empty() {
@@ -236,6 +297,7 @@ pub(super) fn container_spec(
     let pre_stop = hook("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref()))?;
     Ok(ContainerSpec {
         name: container.name.clone(),
+        kind,
         image,
         program,
         args: command,
@@ -250,4 +312,151 @@ pub(super) fn container_spec(
         pre_stop,
         manifest: container.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, Probe};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn named(name: &str) -> Container {
+        Container {
+            name: name.to_owned(),
+            image: Some(crate::AGENT_IMAGE.to_owned()),
+            ..Container::default()
+        }
+    }
+
+    fn sidecar(name: &str) -> Container {
+        Container {
+            restart_policy: Some("Always".to_owned()),
+            ..named(name)
+        }
+    }
+
+    fn pod(init: Vec<Container>, containers: Vec<Container>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                init_containers: Some(init),
+                containers,
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    /// The field and reason the runtime refuses `pod` with, if it does.
+    fn refusal(pod: &Pod) -> Option<(String, String)> {
+        let invalid = |field: &str, reason: String| RuntimeError::InvalidPod {
+            pod: "p".to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        match read_pod(pod, &invalid) {
+            Ok(_) => None,
+            Err(RuntimeError::InvalidPod { field, reason, .. }) => Some((field, reason)),
+            Err(other) => panic!("not a refusal: {other}"),
+        }
+    }
+
+    fn probe() -> Probe {
+        Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["/podcheck-agent".to_owned()]),
+            }),
+            ..Probe::default()
+        }
+    }
+
+    #[test]
+    fn init_containers_and_sidecars_are_accepted_and_told_apart() {
+        let mut side = sidecar("side");
+        side.liveness_probe = Some(probe());
+        side.lifecycle = Some(Lifecycle::default());
+        let pod = pod(vec![named("init"), side.clone()], vec![named("app")]);
+        assert_eq!(refusal(&pod), None);
+        assert_eq!(init_kind(&named("init")), ContainerKind::Init);
+        assert_eq!(init_kind(&side), ContainerKind::Sidecar);
+    }
+
+    #[test]
+    fn probes_and_hooks_on_an_init_container_that_is_no_sidecar_are_refused() {
+        let forbidden =
+            "Forbidden: may not be set for init containers without restartPolicy=Always";
+        let with = |edit: fn(&mut Container)| {
+            let mut init = named("init");
+            edit(&mut init);
+            pod(vec![named("first"), init], vec![named("app")])
+        };
+        for (edit, field) in [
+            (
+                (|c: &mut Container| c.lifecycle = Some(Lifecycle::default()))
+                    as fn(&mut Container),
+                "lifecycle",
+            ),
+            (|c| c.liveness_probe = Some(probe()), "livenessProbe"),
+            (|c| c.readiness_probe = Some(probe()), "readinessProbe"),
+            (|c| c.startup_probe = Some(probe()), "startupProbe"),
+        ] {
+            assert_eq!(
+                refusal(&with(edit)),
+                Some((
+                    format!("spec.initContainers[1].{field}"),
+                    forbidden.to_owned()
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn an_init_container_restart_policy_other_than_always_is_refused() {
+        let mut init = named("init");
+        init.restart_policy = Some("OnFailure".to_owned());
+        assert_eq!(
+            refusal(&pod(vec![init], vec![named("app")])),
+            Some((
+                "spec.initContainers[0].restartPolicy".to_owned(),
+                "Unsupported value: \"OnFailure\": supported values: \"Always\"".to_owned()
+            ))
+        );
+        let mut app = named("app");
+        app.restart_policy = Some("Always".to_owned());
+        assert_eq!(
+            refusal(&pod(vec![], vec![app])),
+            Some((
+                "spec.containers[0].restartPolicy".to_owned(),
+                "Forbidden: may not be set for non-init containers".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn container_names_must_be_unique_across_init_and_regular_containers() {
+        assert_eq!(
+            refusal(&pod(vec![named("a"), sidecar("app")], vec![named("app")])),
+            Some((
+                "spec.initContainers[1].name".to_owned(),
+                "Duplicate value: \"app\"".to_owned()
+            ))
+        );
+        assert_eq!(
+            refusal(&pod(vec![named("a"), named("a")], vec![named("app")])),
+            Some((
+                "spec.initContainers[1].name".to_owned(),
+                "Duplicate value: \"a\"".to_owned()
+            ))
+        );
+        assert_eq!(
+            refusal(&pod(vec![], vec![named("app"), named("app")])),
+            Some((
+                "spec.containers[1].name".to_owned(),
+                "Duplicate value: \"app\"".to_owned()
+            ))
+        );
+    }
 }

@@ -8,7 +8,7 @@ mod worker;
 
 use crate::apiserver::{Deleted, PodObject, PodSnapshot, Refusal};
 use crate::errors::RuntimeError;
-use crate::kubelet::{PodIdentity, PodLifecycle, PodSetup, Timing};
+use crate::kubelet::{ContainerKind, PodIdentity, PodLifecycle, PodSetup, Timing};
 use crate::Shared;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -160,11 +160,27 @@ impl PodEntry {
         let dir = shared.dir.join("pods").join(&uid);
         let volumes = manifest::volumes(manifest.spec, &dir, &invalid)?;
         let grace_seconds = manifest::grace_seconds(manifest.spec);
+        // Init containers first, in spec order, then the regular ones: the kubelet's
+        // decisions index them so.
+        let init = manifest.spec.init_containers.iter().flatten().enumerate();
+        let init = init.map(|(index, container)| {
+            let path = format!("spec.initContainers[{index}]");
+            (container, path, manifest::init_kind(container))
+        });
+        let regular = manifest.spec.containers.iter().enumerate();
+        let regular = regular.map(|(index, container)| {
+            (
+                container,
+                format!("spec.containers[{index}]"),
+                ContainerKind::Regular,
+            )
+        });
         let mut containers = Vec::new();
-        for (index, container) in manifest.spec.containers.iter().enumerate() {
+        for (container, path, kind) in init.chain(regular) {
             containers.push(manifest::container_spec(
                 container,
-                index,
+                &path,
+                kind,
                 &volumes,
                 grace_seconds,
                 &invalid,

@@ -6,7 +6,7 @@ use super::{now, ObjectStore};
 use crate::errors::RuntimeError;
 use crate::hook::{self, HookContext};
 use crate::image::AGENT_PATH_IN_IMAGE;
-use crate::kubelet::{self, Effect, Event, Exit, PodLifecycle, RestartPolicy};
+use crate::kubelet::{self, ContainerKind, Effect, Event, Exit, PodLifecycle, RestartPolicy};
 use crate::probe::{self, PodView, ProbeUpdate, WorkerContext, PROBE_USER_AGENT};
 use crate::{sys, Shared, AGENT_IMAGE};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -60,6 +60,9 @@ pub(super) struct Worker {
     store: Arc<Mutex<ObjectStore>>,
     /// What probe workers see of the containers.
     view: watch::Sender<PodView>,
+    /// Which containers' kills are not over ([`PodLifecycle::holding`]): what a sidecar's
+    /// kill waits on for its turn.
+    holding: watch::Sender<Vec<bool>>,
     probe_tasks: Vec<JoinHandle<()>>,
     /// Kills under way (preStop, SIGTERM, SIGKILL), by container and instance.
     kills: HashMap<(usize, u32), JoinHandle<()>>,
@@ -95,6 +98,7 @@ impl Worker {
             netns: None,
             store,
             view: watch::channel(PodView::default()).0,
+            holding: watch::channel(Vec::new()).0,
             probe_tasks: Vec::new(),
             kills: HashMap::new(),
             post_starts: Vec::new(),
@@ -173,7 +177,9 @@ impl Worker {
 
     /// Lets the kubelet's decisions take in `event`, and carries out what they decide.
     fn apply(&mut self, event: Event, exits: &mpsc::UnboundedSender<ProcessExit>) {
-        for effect in self.lifecycle.handle(event, Instant::now()) {
+        let effects = self.lifecycle.handle(event, Instant::now());
+        self.note_holding();
+        for effect in effects {
             match effect {
                 Effect::Publish => self.publish(),
                 Effect::Start {
@@ -185,7 +191,8 @@ impl Worker {
                     instance,
                     pid,
                     grace_seconds,
-                } => self.kill_instance(container, instance, pid, grace_seconds),
+                    after,
+                } => self.kill_instance(container, instance, pid, grace_seconds, after),
                 Effect::RunPostStart {
                     container,
                     instance,
@@ -193,6 +200,17 @@ impl Worker {
                 } => self.run_post_start(container, instance, pid),
             }
         }
+        self.note_holding();
+    }
+
+    /// Lets kills waiting for their turn see which kills are over.
+    fn note_holding(&self) {
+        let holding = self.lifecycle.holding();
+        self.holding.send_if_modified(|current| {
+            let changed = *current != holding;
+            *current = holding;
+            changed
+        });
     }
 
     fn group(&self, rest: &str) -> PathBuf {
@@ -259,7 +277,9 @@ impl Worker {
                     netns: netns.clone(),
                     spawner: spawner.clone(),
                     time_scale: self.shared.config.time_scale,
-                    restart_never: self.lifecycle.restart_policy() == RestartPolicy::Never,
+                    // A sidecar restarts whatever the pod's policy.
+                    restart_never: self.lifecycle.restart_policy() == RestartPolicy::Never
+                        && spec.kind != ContainerKind::Sidecar,
                     user_agent: PROBE_USER_AGENT.to_owned(),
                     timings: self.shared.probe_timings.clone(),
                 };
@@ -293,10 +313,19 @@ impl Worker {
     }
 
     /// `killContainer`: the preStop hook if there is time for it, bounded by the grace
-    /// period; then SIGTERM to the instance's process; then, after the grace period left
-    /// (at least the minimum), SIGKILL to whatever still runs in its cgroup. Replaces a
-    /// kill of the same instance under way.
-    fn kill_instance(&mut self, container: usize, instance: u32, pid: i32, grace_seconds: i64) {
+    /// period; then, for a sidecar, the wait for its turn (`waitForTurn`: until the kills
+    /// of the containers it outlives are over, within the grace left); then SIGTERM to the
+    /// instance's process; then, after the grace period left (at least the minimum),
+    /// SIGKILL to whatever still runs in its cgroup. Replaces a kill of the same instance
+    /// under way.
+    fn kill_instance(
+        &mut self,
+        container: usize,
+        instance: u32,
+        pid: i32,
+        grace_seconds: i64,
+        after: Vec<usize>,
+    ) {
         if let Some(previous) = self.kills.remove(&(container, instance)) {
             previous.abort();
         }
@@ -312,6 +341,7 @@ impl Worker {
         let wall =
             move |secs: i64| Duration::from_secs(u64::try_from(secs).unwrap_or(0)).mul_f64(scale);
         let done = self.pre_stops_done.clone();
+        let mut holding = self.holding.subscribe();
         let task = tokio::spawn(async move {
             let mut spent = None;
             if let Some(handler) = pre_stop {
@@ -326,7 +356,19 @@ impl Worker {
                 spent = Some(began.elapsed().div_f64(scale));
                 let _ = done.send((container, instance));
             }
-            let timeout = kubelet::stop_timeout(grace_seconds, spent);
+            let mut turn = None;
+            let left = kubelet::grace_left(grace_seconds, spent);
+            if !after.is_empty() && left > 0 {
+                let began = Instant::now();
+                let over = |holding: &Vec<bool>| {
+                    after
+                        .iter()
+                        .all(|c| !holding.get(*c).copied().unwrap_or(false))
+                };
+                let _ = tokio::time::timeout(wall(left), holding.wait_for(over)).await;
+                turn = Some(began.elapsed().div_f64(scale));
+            }
+            let timeout = kubelet::stop_timeout(grace_seconds, spent, turn);
             // The process may have ended meanwhile: signal it only while it is still in
             // its cgroup, so that a reused pid is never hit.
             if shared.cgroups.pids(&group).contains(&pid) {
