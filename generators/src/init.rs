@@ -56,8 +56,25 @@ pub fn init_containers() -> impl Strategy<Value = Vec<InitSpec>> {
                     prop::bool::weighted(0.4),
                     init_behaviour(),
                     probed_container(port_index),
+                    // Probe scripts often have no single prediction: fewer sidecars
+                    // carry them than regular containers do.
+                    prop::bool::weighted(0.4),
                 )
-                    .prop_map(move |(sidecar, init, (mut behaviour, probes))| {
+                    .prop_map(move |(sidecar, init, (probed_behaviour, probes), probed)| {
+                        let probes = if probed { probes } else { [None, None, None] };
+                        // A sidecar runs on; it may crash once first.
+                        let mut behaviour = Behaviour {
+                            starts: match probed_behaviour.starts.first() {
+                                Some(Run::Exit { after, code }) => vec![Run::Exit {
+                                    after: *after + secs(2),
+                                    code: *code,
+                                }],
+                                _ => Vec::new(),
+                            },
+                            then: Run::Forever,
+                            health: probed.then_some(probed_behaviour.health).flatten(),
+                            ..Behaviour::forever()
+                        };
                         if sidecar {
                             // A sidecar dies of SIGTERM: one that outlives it is refused
                             // where its stop waits for the regular containers.
