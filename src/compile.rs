@@ -20,6 +20,10 @@ pub const CASE_LABEL: &str = "podcheck.io/case";
 /// Annotation holding the scenario's fault schedule (JSON), on pods that have one: a
 /// target that plays the scenario out by itself (the model) reads it; a real one ignores it.
 pub const FAULTS_ANNOTATION: &str = "podcheck.io/faults";
+/// Annotation holding the behaviours of the ephemeral containers the fault schedule adds
+/// (JSON: name → the agent's behaviour), which targets read to build each one
+/// ([`ephemeral_container`]) when its action comes.
+pub const EPHEMERAL_ANNOTATION: &str = "podcheck.io/ephemeral-behaviours";
 
 /// The agent's wire format of a behaviour.
 pub fn behaviour_json(behaviour: &Behaviour) -> String {
@@ -159,6 +163,25 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         .labels
         .get_or_insert_with(Default::default)
         .insert(CASE_LABEL.to_owned(), scenario.name.clone());
+    let ephemeral: std::collections::BTreeMap<String, String> = scenario
+        .ephemeral_containers()
+        .into_iter()
+        .map(|(_, name)| {
+            let behaviour = scenario
+                .behaviour(&name)
+                .cloned()
+                .unwrap_or_else(Behaviour::forever);
+            (name, behaviour_json(&behaviour))
+        })
+        .collect();
+    if !ephemeral.is_empty() {
+        if let Ok(text) = serde_json::to_string(&ephemeral) {
+            pod.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(EPHEMERAL_ANNOTATION.to_owned(), text);
+        }
+    }
     if !scenario.faults.is_empty() {
         if let Ok(faults) = serde_json::to_string(&scenario.faults) {
             pod.metadata
@@ -208,6 +231,50 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
             });
     }
     pod
+}
+
+/// The ephemeral container `name` of a compiled pod, as `kubectl debug` would add it: the
+/// agent image and environment of the pod's first container, its own behaviour (from
+/// [`EPHEMERAL_ANNOTATION`]) and name, and `targetContainerName`. None when the pod has no
+/// behaviour for it.
+pub fn ephemeral_container(
+    pod: &Pod,
+    name: &str,
+    target: Option<&str>,
+) -> Option<k8s_openapi::api::core::v1::EphemeralContainer> {
+    let behaviours: std::collections::BTreeMap<String, String> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EPHEMERAL_ANNOTATION))
+        .and_then(|text| serde_json::from_str(text).ok())?;
+    let behaviour = behaviours.get(name)?;
+    let template = pod.spec.as_ref()?.containers.first()?;
+    let env = template
+        .env
+        .iter()
+        .flatten()
+        .map(|var| match var.name.as_str() {
+            wire::env::BEHAVIOUR => EnvVar {
+                value: Some(behaviour.clone()),
+                ..var.clone()
+            },
+            wire::env::CONTAINER => EnvVar {
+                value: Some(name.to_owned()),
+                ..var.clone()
+            },
+            _ => var.clone(),
+        })
+        .collect();
+    Some(k8s_openapi::api::core::v1::EphemeralContainer {
+        name: name.to_owned(),
+        image: template.image.clone(),
+        image_pull_policy: template.image_pull_policy.clone(),
+        env: Some(env),
+        volume_mounts: template.volume_mounts.clone(),
+        target_container_name: target.map(str::to_owned),
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

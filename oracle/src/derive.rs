@@ -43,6 +43,8 @@ pub fn derive_phase(
         let terminated = state.and_then(|s| s.terminated.as_ref());
         let is_waiting = state.and_then(|s| s.waiting.as_ref()).is_some();
         match kind {
+            // Ephemeral containers count for nothing (E6).
+            ContainerKind::Ephemeral => {}
             ContainerKind::Init => match status {
                 None => pending_init += 1,
                 Some(_) if is_running => pending_init += 1,
@@ -163,7 +165,7 @@ pub fn derive_conditions(
     // (GenerateContainersReadyCondition); regular init containers do not.
     let counted: Vec<&str> = containers
         .iter()
-        .filter(|(_, kind)| *kind != ContainerKind::Init)
+        .filter(|(_, kind)| matches!(kind, ContainerKind::Sidecar | ContainerKind::Regular))
         .map(|(name, _)| *name)
         .collect();
     let unknown: Vec<&str> = counted
@@ -231,13 +233,13 @@ fn initialized_condition(
     let (mut unknown, mut incomplete) = (Vec::new(), Vec::new());
     for (name, kind) in containers {
         let Some(status) = find(name) else {
-            if *kind != ContainerKind::Regular {
+            if kind.is_init() {
                 unknown.push(*name);
             }
             continue;
         };
         let complete = match kind {
-            ContainerKind::Regular => continue,
+            ContainerKind::Regular | ContainerKind::Ephemeral => continue,
             ContainerKind::Sidecar => status.started == Some(true),
             ContainerKind::Init => status
                 .state

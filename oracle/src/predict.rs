@@ -443,7 +443,15 @@ fn exercised_rules(
     // The restart policy decides after an exit of the instance's own or a kill from
     // outside; after a deletion's stop, no restart is the rule whatever the policy.
     let deleted = instances().any(|i| i.after_exit == Some(AfterExit::PodTerminating));
-    if instances().any(|i| {
+    // The pod's policy decides for its regular and init containers, not for sidecars and
+    // ephemeral containers.
+    let regular_instances = || {
+        containers
+            .iter()
+            .filter(|c| matches!(c.kind, ContainerKind::Regular | ContainerKind::Init))
+            .flat_map(|c| c.instances.iter())
+    };
+    if regular_instances().any(|i| {
         i.end().is_some()
             && !matches!(
                 i.cut.as_ref().map(|c| &c.cause),
@@ -453,7 +461,8 @@ fn exercised_rules(
     }) {
         rules.push(policy.rule());
     }
-    if instances().any(|i| i.end().is_some()) && policy == RestartPolicy::Always && !deleted {
+    if regular_instances().any(|i| i.end().is_some()) && policy == RestartPolicy::Always && !deleted
+    {
         rules.push(RuleId::PhaseAlwaysNeverTerminal);
     }
     if instances().any(|i| {
@@ -528,6 +537,7 @@ fn exercised_rules(
         }
     }
     init_rules(containers, policy, &mut rules);
+    ephemeral_rules(containers, &mut rules);
     for instance in instances() {
         let Some(call) = &instance.post_start else {
             continue;
@@ -548,6 +558,25 @@ fn exercised_rules(
     rules
 }
 
+/// The rules of ephemeral containers the prediction exercises.
+fn ephemeral_rules(containers: &[ContainerPlan], rules: &mut Vec<RuleId>) {
+    let mut add = |rule: RuleId| {
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    };
+    for plan in containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Ephemeral && !c.instances.is_empty())
+    {
+        add(RuleId::EphemeralStarted);
+        add(RuleId::EphemeralStatus);
+        if plan.instances.iter().any(|i| i.end().is_some()) {
+            add(RuleId::EphemeralNeverRestarted);
+        }
+    }
+}
+
 /// The rules of init containers and sidecars the prediction exercises.
 fn init_rules(containers: &[ContainerPlan], policy: RestartPolicy, rules: &mut Vec<RuleId>) {
     let mut add = |rule: RuleId| {
@@ -556,7 +585,7 @@ fn init_rules(containers: &[ContainerPlan], policy: RestartPolicy, rules: &mut V
         }
     };
     let of_kind = |kind: ContainerKind| containers.iter().filter(move |c| c.kind == kind);
-    if of_kind(ContainerKind::Regular).count() == containers.len() {
+    if !containers.iter().any(|c| c.kind.is_init()) {
         return;
     }
     add(RuleId::InitStatus);
@@ -564,7 +593,7 @@ fn init_rules(containers: &[ContainerPlan], policy: RestartPolicy, rules: &mut V
     add(RuleId::InitBeforeRegular);
     if containers
         .iter()
-        .filter(|c| c.kind != ContainerKind::Regular)
+        .filter(|c| c.kind.is_init())
         .count()
         > 1
     {

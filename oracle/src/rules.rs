@@ -114,6 +114,10 @@ rule_ids! {
     SidecarPhaseIgnored => "sidecar.phase-ignored",
     SidecarStoppedAfterRegular => "sidecar.stopped-after-regular",
     SidecarTerminationOrder => "sidecar.termination-order",
+    EphemeralStarted => "ephemeral.started",
+    EphemeralNeverRestarted => "ephemeral.never-restarted",
+    EphemeralStatus => "ephemeral.status",
+    EphemeralTargetNamespace => "ephemeral.target-namespace",
 }
 
 impl RuleId {
@@ -252,6 +256,14 @@ const TERMINATION_ORDER: &str =
 const E2E_INIT: &str = "kubernetes test/e2e/common/node/init_container.go";
 const KEP_SIDECAR: &str = "KEP-753 sidecar containers";
 const FIDELITY_INIT: &str = "podcheck docs/fidelity/init-sidecar.md";
+const SEED_EPHEMERAL: &str =
+    "seed: Init, Sidecar, and Ephemeral Containers / Ephemeral Containers";
+const DOC_EPHEMERAL: &str =
+    "https://kubernetes.io/docs/concepts/workloads/pods/ephemeral-containers/";
+const EPHEMERAL_ACTIONS: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go computePodActions (EphemeralContainersToStart)";
+const EPHEMERAL_NAMESPACE: &str =
+    "kubernetes pkg/kubelet/kuberuntime/kuberuntime_container_linux.go (NamespaceMode_TARGET); CRI NamespaceOption";
 const MERGE_POD_STATUS: &str =
     "kubernetes pkg/kubelet/status/status_manager.go mergePodStatus, syncPeriod";
 
@@ -660,6 +672,26 @@ pub const CATALOGUE: &[Rule] = &[
         id: RuleId::SidecarTerminationOrder,
         statement: "When the pod stops, regular containers are stopped first, then the sidecars in the reverse of their order in the spec, all within the one grace period.",
         sources: &[SEED_SIDECAR, DOC_SIDECAR, TERMINATION_ORDER, KEP_SIDECAR, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::EphemeralStarted,
+        statement: "An ephemeral container added to a running pod through its ephemeralcontainers subresource is started by the kubelet's next sync of the pod.",
+        sources: &[SEED_EPHEMERAL, DOC_EPHEMERAL, EPHEMERAL_ACTIONS, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::EphemeralNeverRestarted,
+        statement: "An ephemeral container is never restarted, whatever its exit code and the pod's restartPolicy.",
+        sources: &[SEED_EPHEMERAL, DOC_EPHEMERAL, EPHEMERAL_ACTIONS, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::EphemeralStatus,
+        statement: "An ephemeral container is reported in ephemeralContainerStatuses, never ready, and counts for neither the phase nor the pod's readiness.",
+        sources: &[DOC_EPHEMERAL, CONVERT_STATUSES, GENERATE, FIDELITY_INIT],
+    },
+    Rule {
+        id: RuleId::EphemeralTargetNamespace,
+        statement: "An ephemeral container with targetContainerName shares the target container's process namespace: it sees the target's processes; a container sees no other pod's processes.",
+        sources: &[SEED_EPHEMERAL, DOC_EPHEMERAL, EPHEMERAL_NAMESPACE, FIDELITY_INIT],
     },
 ];
 

@@ -48,14 +48,22 @@ pub enum ContainerKind {
     Sidecar,
     /// A regular (app) container.
     Regular,
+    /// An ephemeral container, added to the running pod by a fault action.
+    Ephemeral,
 }
 
 impl ContainerKind {
+    /// An init container or a sidecar: one of `spec.initContainers`.
+    pub fn is_init(self) -> bool {
+        matches!(self, ContainerKind::Init | ContainerKind::Sidecar)
+    }
+
     /// The status list the kubelet reports it in.
     pub fn status_list(self) -> &'static str {
         match self {
             ContainerKind::Init | ContainerKind::Sidecar => "initContainerStatuses",
             ContainerKind::Regular => "containerStatuses",
+            ContainerKind::Ephemeral => "ephemeralContainerStatuses",
         }
     }
 }
@@ -146,6 +154,18 @@ pub enum FaultAction {
     /// The node agent (the kubelet part of a runtime) restarts while the containers keep
     /// running.
     RestartNodeAgent,
+    /// `kubectl debug --target=CONTAINER`: an ephemeral container added to the running pod
+    /// through its `ephemeralcontainers` subresource. Its process acts out `behaviours.NAME`;
+    /// with `targetContainerName` it shares that container's process namespace.
+    AddEphemeralContainer {
+        name: String,
+        #[serde(
+            default,
+            rename = "targetContainerName",
+            skip_serializing_if = "Option::is_none"
+        )]
+        target_container_name: Option<String>,
+    },
 }
 
 impl FaultAction {
@@ -157,6 +177,7 @@ impl FaultAction {
             FaultAction::ForceDelete => "forceDelete",
             FaultAction::RemoveFinalizer { .. } => "removeFinalizer",
             FaultAction::RestartNodeAgent => "restartNodeAgent",
+            FaultAction::AddEphemeralContainer { .. } => "addEphemeralContainer",
         }
     }
 }
@@ -176,6 +197,14 @@ impl std::fmt::Display for FaultAction {
                 write!(f, "removeFinalizer {finalizer}")
             }
             FaultAction::RestartNodeAgent => write!(f, "restartNodeAgent"),
+            FaultAction::AddEphemeralContainer {
+                name,
+                target_container_name: Some(target),
+            } => write!(f, "debug {name} --target={target}"),
+            FaultAction::AddEphemeralContainer {
+                name,
+                target_container_name: None,
+            } => write!(f, "debug {name}"),
         }
     }
 }
@@ -423,6 +452,18 @@ impl Scenario {
             .unwrap_or(&[])
     }
 
+    /// The ephemeral containers the fault schedule adds: (fault index, name).
+    pub fn ephemeral_containers(&self) -> Vec<(usize, String)> {
+        self.faults
+            .iter()
+            .enumerate()
+            .filter_map(|(index, fault)| match &fault.action {
+                FaultAction::AddEphemeralContainer { name, .. } => Some((index, name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The pod's init containers, sidecars among them, in the order they start.
     pub fn init_containers(&self) -> &[Container] {
         self.pod
@@ -543,8 +584,11 @@ impl Scenario {
         // After the API server's checks above, so that an invalid manifest is refused for
         // the reason Kubernetes gives.
         crate::fields::check_pod(&self.pod)?;
+        let ephemeral = self.ephemeral_containers();
         for name in self.behaviours.keys() {
-            if !containers.iter().any(|c| &c.container.name == name) {
+            if !containers.iter().any(|c| &c.container.name == name)
+                && !ephemeral.iter().any(|(_, e)| e == name)
+            {
                 return invalid(
                     &format!("behaviours.{name}"),
                     format!("no container named {name:?} in the pod"),
@@ -640,6 +684,12 @@ impl Scenario {
     fn validate_faults(&self) -> Result<(), FieldError> {
         let finalizers = self.pod.metadata.finalizers.clone().unwrap_or_default();
         let mut deletions = 0;
+        let deletion_at = self
+            .faults
+            .iter()
+            .filter(|f| matches!(f.action, FaultAction::Delete { .. } | FaultAction::ForceDelete))
+            .map(|f| f.at)
+            .min();
         for (index, fault) in self.faults.iter().enumerate() {
             let field = |rest: &str| format!("faults[{index}].{rest}");
             if fault.at > crate::predict::MAX_HORIZON {
@@ -697,6 +747,61 @@ impl Scenario {
                         field("action"),
                         "restartNodeAgent is not modelled by the oracle yet; the scenario would be half-predicted".to_owned(),
                     ));
+                }
+                FaultAction::AddEphemeralContainer {
+                    name,
+                    target_container_name,
+                } => {
+                    let at = |rest: &str| field(&format!("action.addEphemeralContainer.{rest}"));
+                    if !is_dns_label(name) {
+                        return Err(FieldError::new(
+                            at("name"),
+                            format!("{name:?} must be a DNS label"),
+                        ));
+                    }
+                    // Names are unique across containers, init containers and ephemeral
+                    // containers (validateEphemeralContainers).
+                    let taken = self.pod_containers().iter().any(|c| &c.container.name == name)
+                        || self
+                            .ephemeral_containers()
+                            .iter()
+                            .any(|(other, e)| e == name && *other < index);
+                    if taken {
+                        return Err(FieldError::new(
+                            at("name"),
+                            format!("Duplicate value: {name:?}"),
+                        ));
+                    }
+                    if !self.behaviours.contains_key(name) {
+                        return Err(FieldError::new(
+                            "behaviours".to_owned(),
+                            format!("ephemeral container {name:?} has no behaviour"),
+                        ));
+                    }
+                    if let Some(target) = target_container_name {
+                        if !self.containers().iter().any(|c| &c.name == target) {
+                            return Err(FieldError::new(
+                                at("targetContainerName"),
+                                format!("Not found: {target:?}: must be a container of the pod"),
+                            ));
+                        }
+                    }
+                    // Ephemeral containers may not have probes, ports or hooks: the
+                    // behaviour may not script what only those would use.
+                    if let Some(behaviour) = self.behaviours.get(name) {
+                        if behaviour.health.is_some() || !behaviour.hooks.is_empty() {
+                            return Err(FieldError::new(
+                                format!("behaviours.{name}"),
+                                "an ephemeral container has no probes or lifecycle hooks (validateEphemeralContainers): its behaviour serves no health endpoints or hooks".to_owned(),
+                            ));
+                        }
+                    }
+                    if deletion_at.is_some_and(|deleted| deleted <= fault.at) {
+                        return Err(FieldError::new(
+                            field("at"),
+                            "after the pod's deletion: the kubelet starts no container of a terminating pod".to_owned(),
+                        ));
+                    }
                 }
             }
             if deletions > 1 {

@@ -15,6 +15,7 @@ fn suite(name: &str) -> Scenario {
         "faults",
         "init",
         "sidecars",
+        "ephemeral",
     ]
     .iter()
     .map(|area| suites.join(area).join(format!("{name}.yaml")))
@@ -49,6 +50,16 @@ fn model_traces_pass_at_both_extremes() {
 
 /// Each planted bug, a suite case that exposes it, and the rule it must be flagged with.
 const PLANTED: &[(Deviation, &str, RuleId)] = &[
+    (
+        Deviation::EphemeralRestarted,
+        "ephemeral-started-never-restarted",
+        RuleId::EphemeralNeverRestarted,
+    ),
+    (
+        Deviation::EphemeralReady,
+        "ephemeral-targets-a-container",
+        RuleId::EphemeralStatus,
+    ),
     (
         Deviation::InitContainersTogether,
         "init-runs-in-order",

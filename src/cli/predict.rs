@@ -71,6 +71,7 @@ fn print_text(prediction: &Prediction) -> std::io::Result<()> {
         let kind = match plan.kind {
             ContainerKind::Init => " (init container)",
             ContainerKind::Sidecar => " (sidecar)",
+            ContainerKind::Ephemeral => " (ephemeral container)",
             ContainerKind::Regular => "",
         };
         outln!("container {}{kind}:", plan.name)?;

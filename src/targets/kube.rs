@@ -379,6 +379,37 @@ impl KubeTarget {
         )))
     }
 
+    /// Adds an ephemeral container through the pod's `ephemeralcontainers` subresource, as
+    /// `kubectl debug` does, built from the manifest the run applied.
+    async fn add_ephemeral_container(
+        &self,
+        name: &str,
+        container: &str,
+        target: Option<&str>,
+    ) -> Result<(), TargetError> {
+        let action = format!("add ephemeral container {container} to pod {name}");
+        let current = within(&action, API_TIMEOUT, self.pods().get(name)).await?;
+        let ephemeral = crate::compile::ephemeral_container(&current, container, target)
+            .ok_or_else(|| {
+                TargetError::Broken(format!(
+                    "failed to {action}: the pod carries no behaviour for it"
+                ))
+            })?;
+        let patch = serde_json::json!({ "spec": { "ephemeralContainers": [ephemeral] } });
+        within(
+            &action,
+            API_TIMEOUT,
+            self.pods().patch_subresource(
+                "ephemeralcontainers",
+                name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Removes every finalizer of a pod the run made, so that its deletion removes it.
     async fn drop_finalizers(&self, name: &str) -> Result<(), TargetError> {
         let patch = serde_json::json!({ "metadata": { "finalizers": null } });
@@ -637,6 +668,13 @@ impl Target for KubeTarget {
             FaultAction::RestartNodeAgent => Err(TargetError::NotApplicable(
                 "the Kubernetes API has no call that restarts a node's kubelet".to_owned(),
             )),
+            FaultAction::AddEphemeralContainer {
+                name,
+                target_container_name,
+            } => {
+                self.add_ephemeral_container(&pod.name, name, target_container_name.as_deref())
+                    .await
+            }
         }
     }
 

@@ -259,6 +259,9 @@ impl Target for LocalTarget {
                  running"
                     .to_owned(),
             )),
+            FaultAction::AddEphemeralContainer { .. } => Err(TargetError::NotApplicable(
+                "the local runtime does not add ephemeral containers yet".to_owned(),
+            )),
         }
     }
 

@@ -78,6 +78,28 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
         })?;
         behaviours.insert(container.name.clone(), behaviour);
     }
+    // The ephemeral containers' behaviours come with the manifest too.
+    let ephemeral: BTreeMap<String, String> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::compile::EPHEMERAL_ANNOTATION))
+        .map(|text| {
+            serde_json::from_str(text).map_err(|err| {
+                TargetError::rejected(format!(
+                    "malformed {} annotation: {err}",
+                    crate::compile::EPHEMERAL_ANNOTATION
+                ))
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
+    for (name, text) in ephemeral {
+        let behaviour = behaviour_from_json(&text).ok_or_else(|| {
+            TargetError::rejected(format!("ephemeral container {name}: malformed behaviour"))
+        })?;
+        behaviours.insert(name, behaviour);
+    }
     let faults = match pod
         .metadata
         .annotations

@@ -588,6 +588,12 @@ impl Target for PodmanTarget {
                  (each has its own conmon, and `podman` runs only while a command does)"
                     .to_owned(),
             )),
+            FaultAction::AddEphemeralContainer { .. } => Err(TargetError::NotApplicable(
+                "podman has no ephemeral containers: a podman pod takes no containers after \
+                 `kube play` has made it through any call like the ephemeralcontainers \
+                 subresource"
+                    .to_owned(),
+            )),
         }
     }
 

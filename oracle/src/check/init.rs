@@ -28,7 +28,7 @@ pub(super) fn check_sidecar_stops(
         .filter(|plan| match plan.kind {
             ContainerKind::Regular => true,
             ContainerKind::Init => plan.final_exit_code().is_some_and(|code| code != 0),
-            ContainerKind::Sidecar => false,
+            ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
         })
         .filter_map(|plan| {
             let last = plan.last()?;

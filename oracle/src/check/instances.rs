@@ -385,8 +385,19 @@ fn check_terminated_reason(
 pub(super) fn observed_gate(
     gate: &StartGate,
     observed: &BTreeMap<&str, ObservedContainer>,
+    trace: &Trace,
 ) -> Option<i64> {
     match gate {
+        // When the API server accepted the ephemeral container.
+        StartGate::Added { name, .. } => trace
+            .actions
+            .iter()
+            .find(|record| {
+                matches!(&record.action, crate::scenario::FaultAction::AddEphemeralContainer { name: added, .. } if added == name)
+                    && record.result == crate::trace::ActionResult::Done
+            })
+            .and_then(|record| record.acknowledged_at.as_ref())
+            .map(|at| trace.spec_ms(at)),
         StartGate::PodCreated => Some(0),
         StartGate::Exited {
             container,
@@ -438,6 +449,7 @@ pub(super) fn check_instances(
             StartGate::PodCreated => false,
             StartGate::Exited { container, .. } => *container != plan.name,
             StartGate::Started { .. } => true,
+            StartGate::Added { .. } => false,
         };
         if let (None, Some(s), true) = (anchor, started, waits_on_another) {
             let from = instance.start_gate.describe(&plan.name);
@@ -655,7 +667,10 @@ pub(super) fn check_instances(
             }
             Some(AfterExit::StaysTerminated) if max_rc > i64::from(index) => {
                 out.add(
-                    prediction.restart_policy.rule(),
+                    match plan.kind {
+                        ContainerKind::Ephemeral => RuleId::EphemeralNeverRestarted,
+                        _ => prediction.restart_policy.rule(),
+                    },
                     name,
                     no_restart_expected(instance, prediction.restart_policy),
                     format!("restartCount {max_rc}"),

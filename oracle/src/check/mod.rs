@@ -232,6 +232,7 @@ pub fn all_statuses(status: &PodStatus) -> Vec<ContainerStatus> {
         .iter()
         .flatten()
         .chain(status.container_statuses.iter().flatten())
+        .chain(status.ephemeral_container_statuses.iter().flatten())
         .cloned()
         .collect()
 }
@@ -241,6 +242,7 @@ fn check_status_lists(out: &mut Collector, prediction: &Prediction, status: &Pod
     let lists = [
         ("initContainerStatuses", &status.init_container_statuses),
         ("containerStatuses", &status.container_statuses),
+        ("ephemeralContainerStatuses", &status.ephemeral_container_statuses),
     ];
     for (list, statuses) in lists {
         for cs in statuses.iter().flatten() {
@@ -250,7 +252,10 @@ fn check_status_lists(out: &mut Collector, prediction: &Prediction, status: &Pod
             let expected = plan.kind.status_list();
             if expected != list {
                 out.add(
-                    RuleId::InitStatus,
+                    match plan.kind {
+                        ContainerKind::Ephemeral => RuleId::EphemeralStatus,
+                        _ => RuleId::InitStatus,
+                    },
                     Some(&cs.name),
                     format!("the container's status in {expected}"),
                     format!("its status in {list}"),
@@ -303,7 +308,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         .map(|c| (c.name.as_str(), c.kind))
         .collect();
     let policy = prediction.restart_policy;
-    let pod_has_init = spec.iter().any(|(_, kind)| *kind != ContainerKind::Regular);
+    let pod_has_init = spec.iter().any(|(_, kind)| kind.is_init());
     let mut observed: BTreeMap<&str, ObservedContainer> = names
         .iter()
         .map(|n| (*n, ObservedContainer::default()))
@@ -370,7 +375,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
         let Some(obs) = observed.get(plan.name.as_str()) else {
             continue;
         };
-        let gate_opened = |gate: &StartGate| observed_gate(gate, &observed);
+        let gate_opened = |gate: &StartGate| observed_gate(gate, &observed, trace);
         check_instances(&mut out, prediction, plan, obs, &gate_opened, tol, end);
     }
 

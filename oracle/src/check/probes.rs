@@ -105,6 +105,18 @@ pub(super) fn check_probe_flags(
     };
     let instance = shown_instance(plan, cs).map(|(_, instance)| instance);
     let Some(probes) = instance.and_then(|i| i.probes.as_ref()) else {
+        if plan.kind == crate::scenario::ContainerKind::Ephemeral {
+            if cs.ready {
+                out.add(
+                    RuleId::EphemeralStatus,
+                    name,
+                    "ready=false (an ephemeral container is never ready)".to_owned(),
+                    format!("ready={}", cs.ready),
+                    Some(t),
+                );
+            }
+            return;
+        }
         if plan.kind == crate::scenario::ContainerKind::Init {
             // A regular init container is started while it runs and ready only once it
             // has exited 0.

@@ -199,7 +199,7 @@ fn phase_rule(
             .or(code(s.last_state.as_ref()))
             .is_some_and(|c| c != 0)
     });
-    let initializing = containers.iter().any(|(_, k)| *k != ContainerKind::Regular)
+    let initializing = containers.iter().any(|(_, k)| k.is_init())
         && !crate::derive::has_any_regular_container_started(containers, statuses);
     let sidecars_running = of_kind(ContainerKind::Sidecar).any(|s| {
         s.state
@@ -296,7 +296,7 @@ pub(super) fn check_conditions(
     // Every version generates PodCompleted for a Succeeded pod; only a Failed one had
     // ContainersNotReady before PodFailed existed, the same as for the phase held back.
     let only_terminal_set = held_back && derived == "Succeeded";
-    let initializing = containers.iter().any(|(_, k)| *k != ContainerKind::Regular);
+    let initializing = containers.iter().any(|(_, k)| k.is_init());
     for (position, expected) in derive_conditions(containers, statuses, phase, true)
         .into_iter()
         .enumerate()

@@ -161,6 +161,8 @@ pub enum StartGate {
     /// An instance of a sidecar has started (its startup probe succeeded, or it runs and
     /// its PostStart hook has returned): what the container after it waits for.
     Started { container: String, instance: u32 },
+    /// The ephemeral container `name` was added to the pod (the fault action at `at`).
+    Added { name: String, at: SpecDuration },
 }
 
 impl StartGate {
@@ -180,6 +182,7 @@ impl StartGate {
                 container,
                 instance,
             } => format!("start of sidecar {container} instance {instance}"),
+            StartGate::Added { .. } => "its addition to the pod".to_owned(),
         }
     }
 
@@ -188,6 +191,7 @@ impl StartGate {
     pub fn opens(&self, planned: &[ContainerPlan]) -> Option<(SpecDuration, SpecDuration)> {
         match self {
             StartGate::PodCreated => Some((SpecDuration::ZERO, SpecDuration::ZERO)),
+            StartGate::Added { at, .. } => Some((*at, *at)),
             StartGate::Exited {
                 container,
                 instance,
@@ -214,6 +218,7 @@ impl StartGate {
     pub fn after_opening(&self, planned: &[ContainerPlan]) -> Option<(SpecDuration, SpecDuration)> {
         match self {
             StartGate::PodCreated => Some((SpecDuration::ZERO, FIRST_START_WITHIN)),
+            StartGate::Added { .. } => Some((SpecDuration::ZERO, EPHEMERAL_START_WITHIN)),
             // The sync that the exit's PLEG event sets off starts the next container.
             StartGate::Exited { .. } => Some((SpecDuration::ZERO, NEXT_CONTAINER_WITHIN)),
             // The sync after the sidecar turned started (its startup probe's result, or its
@@ -515,6 +520,7 @@ pub fn plan_containers_adjusted(
         };
         let rule = match (&gate, kind) {
             (StartGate::PodCreated, _) => RuleId::ContainerStateRunning,
+            (StartGate::Added { .. }, _) => RuleId::EphemeralStarted,
             (StartGate::Started { .. }, _) => RuleId::SidecarStartGate,
             (StartGate::Exited { .. }, ContainerKind::Regular) => RuleId::InitBeforeRegular,
             (StartGate::Exited { .. }, _) => RuleId::InitSequential,
@@ -592,14 +598,144 @@ pub fn plan_containers_adjusted(
         match kind {
             ContainerKind::Init => init_gate = completed(&plan),
             ContainerKind::Sidecar => init_gate = sidecar_started(&plan),
-            ContainerKind::Regular => {}
+            ContainerKind::Regular | ContainerKind::Ephemeral => {}
         }
         plans.push(plan);
     }
     if policy != RestartPolicy::Always {
         stop_sidecars_when_done(scenario, &mut plans, deletion.as_ref());
     }
+    let done = pod_done(&plans);
+    for (fault, name) in scenario.ephemeral_containers() {
+        let plan = plan_ephemeral(scenario, fault, &name, done, deletion.as_ref(), until);
+        plans.push(plan);
+    }
     plans
+}
+
+/// How long after the API accepted an ephemeral container the kubelet starts it: the pod
+/// update reaches the pod worker, whose next sync starts it (E3).
+pub const EPHEMERAL_START_WITHIN: SpecDuration = SpecDuration::from_secs(3);
+
+/// When every regular container of a Never or OnFailure pod has terminated for good (or a
+/// regular init container failed under Never), earliest and latest: the pod is done.
+fn pod_done(plans: &[ContainerPlan]) -> Option<(SpecDuration, SpecDuration)> {
+    let finished = |p: &&ContainerPlan| {
+        p.last()
+            .is_some_and(|last| last.after_exit == Some(AfterExit::StaysTerminated))
+    };
+    let init_failed = plans
+        .iter()
+        .filter(|p| p.kind == ContainerKind::Init)
+        .find(|p| finished(p) && p.final_exit_code().is_some_and(|code| code != 0));
+    if let Some(plan) = init_failed {
+        return plan.last()?.ends();
+    }
+    let regular: Vec<&ContainerPlan> = plans
+        .iter()
+        .filter(|p| p.kind == ContainerKind::Regular)
+        .collect();
+    if regular.is_empty() || !regular.iter().all(finished) {
+        return None;
+    }
+    regular
+        .iter()
+        .filter_map(|p| p.last()?.ends())
+        .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)))
+}
+
+/// The ephemeral container that fault `fault` adds: started once after its addition,
+/// never restarted (E3); stopped with the others on deletion (E7).
+fn plan_ephemeral(
+    scenario: &Scenario,
+    fault: usize,
+    name: &str,
+    done: Option<(SpecDuration, SpecDuration)>,
+    deletion: Option<&termination::Deletion>,
+    until: SpecDuration,
+) -> ContainerPlan {
+    let at = scenario.faults.get(fault).map_or(SpecDuration::ZERO, |f| f.at);
+    let mut plan = ContainerPlan {
+        name: name.to_owned(),
+        kind: ContainerKind::Ephemeral,
+        instances: Vec::new(),
+        settles: true,
+        ambiguity: None,
+        undecided: None,
+    };
+    let margin = TERMINATION_MARGIN;
+    // A pod that is done starts nothing.
+    if let Some((lo, hi)) = done {
+        if hi + TERMINAL_PHASE_LAG + margin <= at {
+            return plan;
+        }
+        if lo < at + EPHEMERAL_START_WITHIN + margin {
+            plan.undecided = Some(Undecided {
+                at,
+                reason: format!(
+                    "it is added at {at}, too close to the moment the pod is done ({lo} to {hi})"
+                ),
+                fault: true,
+            });
+            plan.settles = false;
+            return plan;
+        }
+    }
+    let container = k8s_openapi::api::core::v1::Container {
+        name: name.to_owned(),
+        ..Default::default()
+    };
+    let pod_container = crate::scenario::PodContainer {
+        kind: ContainerKind::Ephemeral,
+        container: &container,
+        field: format!("faults[{fault}].action.addEphemeralContainer"),
+    };
+    let behaviour = scenario
+        .behaviour(name)
+        .cloned()
+        .unwrap_or_else(Behaviour::forever);
+    let stops = stops_of(scenario, deletion, &pod_container, &behaviour);
+    let hooks = ContainerHooks {
+        post_start: None,
+        post_start_kill: None,
+    };
+    let gate = StartGate::Added {
+        name: name.to_owned(),
+        at,
+    };
+    let first = FirstStart {
+        rule: RuleId::EphemeralStarted,
+        opens: (at, at),
+        after: (SpecDuration::ZERO, EPHEMERAL_START_WITHIN),
+        gate,
+    };
+    let mut plan = plan_one(
+        name,
+        ContainerKind::Ephemeral,
+        &behaviour,
+        &ContainerProbes::default(),
+        first,
+        RestartPolicy::Never,
+        scenario.kubelet.back_off(),
+        until,
+        stops,
+        &hooks,
+    );
+    // One still running when the pod is done is killed with the pod: not modelled.
+    if let (Some((lo, hi)), Some(last)) = (done, plan.last()) {
+        let runs_past = last.cut.is_none() && last.ends().is_none_or(|(_, end)| end + margin > lo);
+        if runs_past {
+            plan.undecided = Some(Undecided {
+                at: lo,
+                reason: format!(
+                    "it still runs when the pod is done ({lo} to {hi}) and is killed with it; not modelled"
+                ),
+                fault: true,
+            });
+            plan.settles = false;
+        }
+    }
+    plan
 }
 
 /// When every regular container of a Never or OnFailure pod has terminated for good, the
@@ -838,6 +974,8 @@ pub const NEXT_CONTAINER_WITHIN: SpecDuration = STATUS_LAG;
 pub fn container_policy(kind: ContainerKind, policy: RestartPolicy) -> RestartPolicy {
     match (kind, policy) {
         (ContainerKind::Regular, policy) => policy,
+        // Never restarted (E3).
+        (ContainerKind::Ephemeral, _) => RestartPolicy::Never,
         (ContainerKind::Sidecar, _) => RestartPolicy::Always,
         (ContainerKind::Init, RestartPolicy::Never) => RestartPolicy::Never,
         (ContainerKind::Init, _) => RestartPolicy::OnFailure,

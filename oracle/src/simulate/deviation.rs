@@ -165,6 +165,10 @@ pub enum Deviation {
     SidecarsStoppedInSpecOrder,
     /// On deletion the sidecars are stopped at once, together with the regular containers.
     SidecarsStoppedWithRegular,
+    /// An ephemeral container that exits is restarted.
+    EphemeralRestarted,
+    /// A running ephemeral container is reported ready.
+    EphemeralReady,
 }
 
 impl Deviation {
@@ -236,6 +240,8 @@ impl Deviation {
         Deviation::SidecarKeepsPodRunning,
         Deviation::SidecarsStoppedInSpecOrder,
         Deviation::SidecarsStoppedWithRegular,
+        Deviation::EphemeralRestarted,
+        Deviation::EphemeralReady,
     ];
 
     pub fn name(self) -> String {
@@ -331,6 +337,8 @@ impl Deviation {
             Deviation::SidecarsStoppedInSpecOrder | Deviation::SidecarsStoppedWithRegular => {
                 RuleId::SidecarTerminationOrder
             }
+            Deviation::EphemeralRestarted => RuleId::EphemeralNeverRestarted,
+            Deviation::EphemeralReady => RuleId::EphemeralStatus,
         }
     }
 }

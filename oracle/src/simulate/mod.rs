@@ -207,7 +207,7 @@ pub fn simulate(
         .collect();
     let has_init = names
         .iter()
-        .any(|(_, kind)| *kind != ContainerKind::Regular);
+        .any(|(_, kind)| kind.is_init());
     let horizon = prediction.horizon.as_millis();
     let policy = prediction.restart_policy;
     let initial = prediction.back_off.initial;
@@ -242,6 +242,9 @@ pub fn simulate(
             );
         let start_at = match &first.start_gate {
             _ if ignores_gate => Some(choices.pick(0, crate::plan::FIRST_START_WITHIN.as_millis())),
+            StartGate::Added { at, .. } => {
+                Some(at.as_millis() + choices.pick(after_lo.as_millis(), after_hi.as_millis()))
+            }
             StartGate::PodCreated => Some(choices.pick(after_lo.as_millis(), after_hi.as_millis())),
             StartGate::Exited {
                 container,
@@ -479,6 +482,11 @@ pub fn simulate(
                 {
                     AfterExit::StaysTerminated
                 }
+                (Some(Deviation::EphemeralRestarted), ContainerKind::Ephemeral)
+                    if after_exit == AfterExit::StaysTerminated =>
+                {
+                    AfterExit::RestartImmediately
+                }
                 _ => after_exit,
             };
             let (lo, hi) = match after_exit {
@@ -570,7 +578,8 @@ pub fn simulate(
     let pod_name = scenario.pod_name().to_owned();
     let mut statuses: Vec<ContainerStatus> = names
         .iter()
-        .map(|(name, _)| ContainerStatus {
+        .map(|(name, kind)| (name, *kind == ContainerKind::Ephemeral))
+        .map(|(name, ephemeral)| ContainerStatus {
             name: (*name).to_owned(),
             image: "podcheck/agent".to_owned(),
             image_id: String::new(),
@@ -592,7 +601,9 @@ pub fn simulate(
                     message: None,
                 }),
                 ..ContainerState::default()
-            }),
+            })
+            // Not shown before it is added.
+            .filter(|_| !ephemeral),
             ..ContainerStatus::default()
         })
         .collect();
@@ -607,7 +618,8 @@ pub fn simulate(
     let mut started_at: BTreeMap<(usize, u32), u64> = BTreeMap::new();
     // `shown` overrides the phase written while `mergePodStatus` holds a terminal phase
     // back; the conditions always follow the phase the kubelet generated.
-    let of_kind = |statuses: &[ContainerStatus], init: bool| split_statuses(&names, statuses, init);
+    let of_kind =
+        |statuses: &[ContainerStatus], list: &str| split_statuses(&names, statuses, list);
     let emit = |at: u64,
                 statuses: &[ContainerStatus],
                 terminal: &mut Option<&'static str>,
@@ -687,8 +699,14 @@ pub fn simulate(
             status: PodStatus {
                 phase: Some(written.to_owned()),
                 conditions: Some(conditions),
-                init_container_statuses: has_init.then(|| of_kind(statuses, true)),
-                container_statuses: Some(of_kind(statuses, false)),
+                init_container_statuses: has_init
+                    .then(|| of_kind(statuses, "initContainerStatuses")),
+                container_statuses: Some(of_kind(statuses, "containerStatuses")),
+                ephemeral_container_statuses: Some(of_kind(
+                    statuses,
+                    "ephemeralContainerStatuses",
+                ))
+                .filter(|list| !list.is_empty()),
                 qos_class: Some("BestEffort".to_owned()),
                 start_time: Some(wall(0)),
                 ..PodStatus::default()
@@ -896,8 +914,12 @@ pub fn simulate(
                 // A regular init container is ready only once it has exited 0
                 // (prober manager UpdatePodStatus).
                 let init = names[container].1 == ContainerKind::Init;
-                status.ready = !probed && !init;
-                status.started = Some(!probed);
+                let ephemeral = names[container].1 == ContainerKind::Ephemeral;
+                status.ready = !probed
+                    && !init
+                    && (!ephemeral || deviation == Some(Deviation::EphemeralReady));
+                // An ephemeral container's `started` is never set (E5).
+                status.started = (!ephemeral).then_some(!probed);
             }
             Event::Flag {
                 container,
@@ -1088,7 +1110,7 @@ fn stop_sidecars(
         .filter(|plan| match plan.kind {
             ContainerKind::Regular => true,
             ContainerKind::Init => plan.final_exit_code().is_some_and(|code| code != 0),
-            ContainerKind::Sidecar => false,
+            ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
         })
         .filter_map(|plan| {
             exits
@@ -1158,16 +1180,18 @@ fn stop_sidecars(
     }
 }
 
-/// The statuses of the init containers (`init`) or of the regular ones, in spec order.
+/// The statuses of one status list (`initContainerStatuses`...), in spec order; an
+/// ephemeral container shows once it has been added (its state is set).
 fn split_statuses(
     names: &[derive::SpecContainer<'_>],
     statuses: &[ContainerStatus],
-    init: bool,
+    list: &str,
 ) -> Vec<ContainerStatus> {
     names
         .iter()
         .zip(statuses)
-        .filter(|((_, kind), _)| (*kind != ContainerKind::Regular) == init)
+        .filter(|((_, kind), _)| kind.status_list() == list)
+        .filter(|(_, status)| status.state.is_some())
         .map(|(_, status)| status.clone())
         .collect()
 }
