@@ -126,8 +126,28 @@ pub fn derive_phase(
     }
 }
 
-/// Whether a regular container has ever started: the pod was initialized before
-/// (`HasAnyRegularContainerStarted`, pkg/kubelet/container/helpers.go).
+/// Whether a regular container's status shows it Running or Terminated
+/// (`HasAnyRegularContainerStarted`, pkg/kubelet/container/helpers.go), what Initialized
+/// reads: one waiting out a back-off does not count, whatever its lastState.
+pub fn regular_container_shown_started(
+    containers: &[SpecContainer<'_>],
+    statuses: &[ContainerStatus],
+) -> bool {
+    containers
+        .iter()
+        .filter(|(_, kind)| *kind == ContainerKind::Regular)
+        .filter_map(|(name, _)| statuses.iter().find(|s| s.name == *name))
+        .any(|status| {
+            status
+                .state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        })
+}
+
+/// Whether a regular container has ever started in the pod's sandbox: the pod was
+/// initialized before (`HasAnyActiveRegularContainerStarted`, what getPhase reads since
+/// 1.33, counts the runtime's exited containers too).
 pub fn has_any_regular_container_started(
     containers: &[SpecContainer<'_>],
     statuses: &[ContainerStatus],
@@ -254,7 +274,7 @@ fn initialized_condition(
     if phase == "Succeeded" && unknown.is_empty() {
         return ExpectedCondition::new("Initialized", "True", Some("PodCompleted"));
     }
-    if has_any_regular_container_started(containers, statuses)
+    if regular_container_shown_started(containers, statuses)
         || (unknown.is_empty() && incomplete.is_empty())
     {
         return ExpectedCondition::new("Initialized", "True", None);

@@ -424,6 +424,9 @@ impl InstancePlan {
 pub struct ContainerPlan {
     pub name: String,
     pub kind: ContainerKind,
+    /// An ephemeral container's `targetContainerName`: whose processes it sees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_container: Option<String>,
     pub instances: Vec<InstancePlan>,
     /// Whether the container settles (runs forever or stays terminated) within the plan;
     /// false for a crash loop that goes on past the horizon.
@@ -503,6 +506,7 @@ pub fn plan_containers_adjusted(
         let empty = |ambiguity: Option<String>| ContainerPlan {
             name: container.name.clone(),
             kind,
+            target_container: None,
             instances: Vec::new(),
             settles: true,
             ambiguity,
@@ -658,6 +662,7 @@ fn plan_ephemeral(
     let mut plan = ContainerPlan {
         name: name.to_owned(),
         kind: ContainerKind::Ephemeral,
+        target_container: None,
         instances: Vec::new(),
         settles: true,
         ambiguity: None,
@@ -721,6 +726,13 @@ fn plan_ephemeral(
         stops,
         &hooks,
     );
+    plan.target_container = match scenario.faults.get(fault).map(|f| &f.action) {
+        Some(crate::scenario::FaultAction::AddEphemeralContainer {
+            target_container_name,
+            ..
+        }) => target_container_name.clone(),
+        _ => None,
+    };
     // One still running when the pod is done is killed with the pod: not modelled.
     if let (Some((lo, hi)), Some(last)) = (done, plan.last()) {
         let runs_past = last.cut.is_none() && last.ends().is_none_or(|(_, end)| end + margin > lo);
@@ -1239,6 +1251,7 @@ fn plan_one(
     let mut plan = ContainerPlan {
         name: name.to_owned(),
         kind,
+        target_container: None,
         instances: Vec::new(),
         settles: true,
         ambiguity: None,
