@@ -405,7 +405,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::ConditionInitialized,
-        statement: "Initialized is True once every init container has completed and every sidecar has started (always, for a pod without init containers), with reason PodCompleted once the pod is Succeeded.",
+        statement: "Initialized is True once every init container has completed and every sidecar has started, or while a regular container is shown running or terminated (always, for a pod without init containers), with reason PodCompleted once the pod is Succeeded.",
         sources: &[SEED_CONDITIONS, GENERATE],
     },
     Rule {
@@ -625,7 +625,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::InitPending,
-        statement: "While init containers run, the pod is Pending and Initialized is False with reason ContainersNotInitialized, naming the init containers not yet complete.",
+        statement: "While init containers run, the pod is Pending and Initialized is False with reason ContainersNotInitialized, its message naming the init containers not exited 0 and the sidecars not started.",
         sources: &[SEED_INIT, DOC_INIT, GET_PHASE, GENERATE, FIDELITY_INIT],
     },
     Rule {
@@ -635,7 +635,7 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::InitNeverFailsPod,
-        statement: "Under restartPolicy Never a failed init container fails the pod: the phase becomes Failed and no later container starts.",
+        statement: "Under restartPolicy Never a failed init container fails the pod: no later container starts, running sidecars are stopped, and the phase becomes Failed once they are.",
         sources: &[SEED_INIT, DOC_INIT, GET_PHASE, INIT_ACTIONS, E2E_INIT, FIDELITY_INIT],
     },
     Rule {
@@ -665,12 +665,12 @@ pub const CATALOGUE: &[Rule] = &[
     },
     Rule {
         id: RuleId::SidecarStoppedAfterRegular,
-        statement: "Once every regular container of a Never or OnFailure pod has terminated for good, the kubelet stops the sidecars, and the pod completes; a sidecar never keeps such a pod running.",
+        statement: "Once every regular container of a Never or OnFailure pod has terminated for good (or an init container failed under Never), the kubelet stops the sidecars, the last in the spec first, and the pod completes; a sidecar never keeps such a pod running.",
         sources: &[SEED_SIDECAR, DOC_SIDECAR, COMPUTE_ACTIONS, TERMINATION_ORDER, KEP_SIDECAR, FIDELITY_INIT],
     },
     Rule {
         id: RuleId::SidecarTerminationOrder,
-        statement: "When the pod stops, regular containers are stopped first, then the sidecars in the reverse of their order in the spec, all within the one grace period.",
+        statement: "When the pod stops, regular containers are stopped first, then the sidecars in the reverse of their order in the spec: each sidecar's SIGTERM waits for the containers it outlives, within its own grace period.",
         sources: &[SEED_SIDECAR, DOC_SIDECAR, TERMINATION_ORDER, KEP_SIDECAR, FIDELITY_INIT],
     },
     Rule {

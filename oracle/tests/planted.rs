@@ -56,6 +56,11 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         RuleId::EphemeralNeverRestarted,
     ),
     (
+        Deviation::EphemeralNotStarted,
+        "ephemeral-started-never-restarted",
+        RuleId::EphemeralStarted,
+    ),
+    (
         Deviation::EphemeralReady,
         "ephemeral-targets-a-container",
         RuleId::EphemeralStatus,

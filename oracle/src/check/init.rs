@@ -80,6 +80,22 @@ pub(super) fn check_sidecar_stops(
             continue;
         };
         let finished = finished_of(instance.index);
+        let code = observed
+            .get(name)
+            .and_then(|obs| obs.instances.get(&instance.index))
+            .and_then(|seen| seen.exit_code);
+        if let Some(code) = code.filter(|code| *code != sidecar.stop.exit_code) {
+            out.add(
+                RuleId::SidecarStoppedAfterRegular,
+                Some(name),
+                format!(
+                    "instance {} stopped with exit code {}",
+                    instance.index, sidecar.stop.exit_code
+                ),
+                format!("exit code {code}"),
+                finished,
+            );
+        }
         let Some(done) = done else {
             // The regular containers were not seen to finish: the sidecar may not stop.
             if let Some(f) = finished {

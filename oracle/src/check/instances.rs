@@ -487,7 +487,8 @@ pub(super) fn check_instances(
                 // a back-off broke the back-off. Broken when the window closed.
                 None if end > max && i64::from(index) > max_rc => out.add(
                     if index == 0 {
-                        RuleId::ContainerStateRunning
+                        // container.state.running, or the rule of the gate it waits on.
+                        instance.start_rule
                     } else if plan.kind == ContainerKind::Init && obs.ends_terminated {
                         // Left terminated after a failure: not retried.
                         RuleId::InitRetry

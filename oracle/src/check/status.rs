@@ -59,6 +59,21 @@ impl PhaseWatch {
             self.running_seen = true;
         }
         let derived = derive_phase(containers, statuses, policy, deleted);
+        // A terminal phase is held back until the pod's running sidecars are stopped
+        // (mergePodStatus waits for SyncTerminatingPod), however long their stop takes:
+        // that is timed by the sidecar rules.
+        let sidecar_running = containers.iter().any(|(name, kind)| {
+            *kind == ContainerKind::Sidecar
+                && statuses.iter().any(|s| {
+                    s.name == *name && s.state.as_ref().is_some_and(|st| st.running.is_some())
+                })
+        });
+        let derived = if is_terminal_phase(derived) && sidecar_running && !is_terminal_phase(phase)
+        {
+            phase
+        } else {
+            derived
+        };
         if let Some((terminal_phase, since)) = &self.terminal {
             if phase != terminal_phase {
                 out.add(
@@ -324,7 +339,35 @@ pub(super) fn check_conditions(
                     && (expected.message.is_none() || c.message == expected.message)
             })
         };
-        let matches = (matches_one(&expected) && !only_terminal_set)
+        // SetContainerStartup writes a sidecar's `started` on its own; Initialized follows
+        // with the sync the result sets off: until then it may still name the sidecar.
+        let sidecar_started = containers.iter().any(|(name, kind)| {
+            *kind == ContainerKind::Sidecar
+                && statuses
+                    .iter()
+                    .any(|s| s.name == *name && s.started == Some(true))
+        });
+        let before_startup = (expected.type_ == "Initialized" && sidecar_started).then(|| {
+            let unstarted: Vec<ContainerStatus> = statuses
+                .iter()
+                .map(|s| {
+                    let sidecar = containers
+                        .iter()
+                        .any(|(name, kind)| *name == s.name && *kind == ContainerKind::Sidecar);
+                    let mut s = s.clone();
+                    if sidecar {
+                        s.started = Some(false);
+                    }
+                    s
+                })
+                .collect();
+            derive_conditions(containers, &unstarted, phase, true)
+                .into_iter()
+                .nth(position)
+        });
+        let stale_initialized = before_startup.flatten().is_some_and(|c| matches_one(&c));
+        let matches = stale_initialized
+            || (matches_one(&expected) && !only_terminal_set)
             || terminal_set
                 .as_ref()
                 .and_then(|set| set.get(position))

@@ -556,10 +556,16 @@ pub fn plan_containers_adjusted(
         if kind == ContainerKind::Sidecar {
             for stop in &mut stops {
                 if let StopKind::Delete(plan) = &mut stop.kind {
-                    *plan = sidecar_deletion_stop(
-                        plan.clone(),
-                        sidecar_waits.get(&container.name).copied(),
-                    );
+                    *plan = if container.liveness_probe.is_some() || container.startup_probe.is_some() {
+                        // StopLivenessAndStartup stops only the regular containers' probes
+                        // (1.33, 1.34): a deleted pod's sidecar goes on being probed.
+                        Err("its liveness or startup probe goes on while the pod is deleted (the kubelet stops only the regular containers' probes); not modelled".to_owned())
+                    } else {
+                        sidecar_deletion_stop(
+                            plan.clone(),
+                            sidecar_waits.get(&container.name).copied(),
+                        )
+                    };
                 }
             }
         }
@@ -606,6 +612,9 @@ pub fn plan_containers_adjusted(
         }
         plans.push(plan);
     }
+    if let Some(deletion) = deletion.as_ref() {
+        refuse_deletion_while_initializing(&mut plans, deletion);
+    }
     if policy != RestartPolicy::Always {
         stop_sidecars_when_done(scenario, &mut plans, deletion.as_ref());
     }
@@ -615,6 +624,38 @@ pub fn plan_containers_adjusted(
         plans.push(plan);
     }
     plans
+}
+
+/// A pod deleted before its regular containers have started: the kubelet's `TerminatePod`
+/// turns the phase Failed and the waiting containers ContainerStatusUnknown while the
+/// object may already be gone; not modelled.
+fn refuse_deletion_while_initializing(plans: &mut [ContainerPlan], deletion: &termination::Deletion) {
+    if !plans.iter().any(|p| p.kind.is_init()) {
+        return;
+    }
+    let margin = TERMINATION_MARGIN;
+    let initializing = plans
+        .iter()
+        .filter(|p| p.kind == ContainerKind::Regular)
+        .any(|p| {
+            p.instances
+                .first()
+                .is_none_or(|first| first.latest_start + margin > deletion.at)
+        });
+    if !initializing {
+        return;
+    }
+    if let Some(plan) = plans.iter_mut().find(|p| p.kind == ContainerKind::Regular) {
+        plan.undecided = Some(Undecided {
+            at: deletion.at,
+            reason: format!(
+                "the deletion at {} may come before the regular containers have started, while the pod initializes, where the kubelet's TerminatePod fails the waiting containers; not modelled",
+                deletion.at
+            ),
+            fault: true,
+        });
+        plan.settles = false;
+    }
 }
 
 /// How long after the API accepted an ephemeral container the kubelet starts it: the pod
@@ -868,17 +909,38 @@ fn stop_sidecars_when_done(
                 plan.settles = false;
                 continue;
             }
-            let before = plan
+            // Waiting out a back-off when the pod is done: TerminatePod shows it
+            // ContainerStatusUnknown (137); not modelled.
+            let waiting = plan
                 .instances
                 .iter()
-                .rposition(|i| i.latest_start + margin <= done_lo);
-            if let Some(last) = before {
-                plan.instances.truncate(last + 1);
-                plan.instances[last].after_exit = Some(AfterExit::PodCompleted);
+                .any(|i| i.ends().is_some_and(|(_, hi)| hi <= done_lo) && i.after_exit.is_some_and(AfterExit::restarts));
+            if waiting {
+                plan.undecided = Some(Undecided {
+                    at: done_lo,
+                    reason: "it waits out a back-off when the regular containers are done, and the kubelet's TerminatePod then shows it ContainerStatusUnknown; not modelled".to_owned(),
+                    fault: false,
+                });
+                plan.settles = false;
             }
-            plan.settles = true;
             continue;
         };
+        // The sidecar's stop begins only when the ones after it are gone, within its own
+        // grace period: one that is not gone at once may be SIGKILLed with what is left.
+        let waited = waits_until.saturating_sub(done_hi + NEXT_CONTAINER_WITHIN);
+        let stop = stop.and_then(|stop| {
+            if grace == 0 {
+                return Err("with no grace period the kubelet stops the sidecars at once, in no order; not modelled".to_owned());
+            }
+            let grace_left = SpecDuration::from_secs(u64::try_from(grace).unwrap_or(0)).saturating_sub(waited);
+            if stop.end.1 + margin > grace_left && !waited.is_zero() {
+                return Err(format!(
+                    "it takes up to {} to stop, while only {grace_left} of its grace period may be left after the sidecars behind it; not modelled",
+                    stop.end.1
+                ));
+            }
+            Ok(stop)
+        });
         let stop = match stop {
             Ok(stop) => stop,
             Err(reason) => {
@@ -970,6 +1032,14 @@ fn sidecar_deletion_stop(
     }
     if plan.killed && !wait.is_zero() {
         return Err("its SIGKILL comes at the end of the grace period counted from the start of the pod's stop, while its SIGTERM waits for the regular containers; not modelled".to_owned());
+    }
+    // After the wait only what is left of the grace period remains (never under 2 s).
+    let grace = SpecDuration::from_secs(u64::try_from(plan.grace_seconds).unwrap_or(0));
+    if plan.end.1 + wait + TERMINATION_MARGIN > grace && !wait.is_zero() {
+        return Err(format!(
+            "it takes up to {} to exit after SIGTERM, which may come {wait} after the kill began, past what is left of its {grace} grace period; not modelled",
+            plan.end.1
+        ));
     }
     plan.sigterm.1 = plan.sigterm.1 + wait;
     plan.end.1 = plan.end.1 + wait;

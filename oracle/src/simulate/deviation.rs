@@ -169,6 +169,8 @@ pub enum Deviation {
     EphemeralRestarted,
     /// A running ephemeral container is reported ready.
     EphemeralReady,
+    /// Ephemeral containers are accepted but never started.
+    EphemeralNotStarted,
 }
 
 impl Deviation {
@@ -242,6 +244,7 @@ impl Deviation {
         Deviation::SidecarsStoppedWithRegular,
         Deviation::EphemeralRestarted,
         Deviation::EphemeralReady,
+        Deviation::EphemeralNotStarted,
     ];
 
     pub fn name(self) -> String {
@@ -339,6 +342,7 @@ impl Deviation {
             }
             Deviation::EphemeralRestarted => RuleId::EphemeralNeverRestarted,
             Deviation::EphemeralReady => RuleId::EphemeralStatus,
+            Deviation::EphemeralNotStarted => RuleId::EphemeralStarted,
         }
     }
 }

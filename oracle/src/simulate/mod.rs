@@ -265,6 +265,10 @@ pub fn simulate(
         let Some(mut start) = start_at else {
             continue;
         };
+        if plan.kind == ContainerKind::Ephemeral && deviation == Some(Deviation::EphemeralNotStarted)
+        {
+            continue;
+        }
         let mut previous_wait: Option<SpecDuration> = None;
         let mut last_kill: Option<u64> = None;
         for instance in &plan.instances {
