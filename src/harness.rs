@@ -141,12 +141,23 @@ pub async fn run_case(
             );
         }
     };
-    for container in scenario.containers() {
-        if let Ok(log) = target.logs(&reference, &container.name, false).await {
-            trace.logs.insert(
-                container.name.clone(),
-                log.lines().map(str::to_owned).collect(),
-            );
+    // Every container's log: init containers and sidecars, regular containers, and the
+    // ephemeral containers the schedule added.
+    let names = scenario
+        .pod_containers()
+        .into_iter()
+        .map(|c| c.container.name.clone())
+        .chain(
+            scenario
+                .ephemeral_containers()
+                .into_iter()
+                .map(|(_, name)| name),
+        );
+    for name in names {
+        if let Ok(log) = target.logs(&reference, &name, false).await {
+            trace
+                .logs
+                .insert(name.clone(), log.lines().map(str::to_owned).collect());
         }
     }
     if trace.ended_early.is_some() {

@@ -26,11 +26,8 @@ const SIDECAR_PORT_OFFSET: u16 = 20;
 
 /// A regular init container: exits 0 after a while, sometimes after failing first.
 fn init_behaviour() -> impl Strategy<Value = Behaviour> {
-    (
-        prop::collection::vec((1u64..=3, 1i32..=2), 0..=2),
-        1u64..=5,
-    )
-        .prop_map(|(failures, after)| Behaviour {
+    (prop::collection::vec((1u64..=3, 1i32..=2), 0..=2), 1u64..=5).prop_map(|(failures, after)| {
+        Behaviour {
             starts: failures
                 .into_iter()
                 .map(|(after, code)| Run::Exit {
@@ -43,7 +40,8 @@ fn init_behaviour() -> impl Strategy<Value = Behaviour> {
                 code: 0,
             },
             ..Behaviour::forever()
-        })
+        }
+    })
 }
 
 /// One to two init containers, each a sidecar with probability 0.4.
@@ -60,38 +58,40 @@ pub fn init_containers() -> impl Strategy<Value = Vec<InitSpec>> {
                     // carry them than regular containers do.
                     prop::bool::weighted(0.4),
                 )
-                    .prop_map(move |(sidecar, init, (probed_behaviour, probes), probed)| {
-                        let probes = if probed { probes } else { [None, None, None] };
-                        // A sidecar runs on; it may crash once first.
-                        let mut behaviour = Behaviour {
-                            starts: match probed_behaviour.starts.first() {
-                                Some(Run::Exit { after, code }) => vec![Run::Exit {
-                                    after: *after + secs(2),
-                                    code: *code,
-                                }],
-                                _ => Vec::new(),
-                            },
-                            then: Run::Forever,
-                            health: probed.then_some(probed_behaviour.health).flatten(),
-                            ..Behaviour::forever()
-                        };
-                        if sidecar {
-                            // A sidecar dies of SIGTERM: one that outlives it is refused
-                            // where its stop waits for the regular containers.
-                            behaviour.on_sigterm = OnSigterm::Die;
-                            InitSpec {
-                                sidecar,
-                                behaviour,
-                                probes,
+                    .prop_map(
+                        move |(sidecar, init, (probed_behaviour, probes), probed)| {
+                            let probes = if probed { probes } else { [None, None, None] };
+                            // A sidecar runs on; it may crash once first.
+                            let mut behaviour = Behaviour {
+                                starts: match probed_behaviour.starts.first() {
+                                    Some(Run::Exit { after, code }) => vec![Run::Exit {
+                                        after: *after + secs(2),
+                                        code: *code,
+                                    }],
+                                    _ => Vec::new(),
+                                },
+                                then: Run::Forever,
+                                health: probed.then_some(probed_behaviour.health).flatten(),
+                                ..Behaviour::forever()
+                            };
+                            if sidecar {
+                                // A sidecar dies of SIGTERM: one that outlives it is refused
+                                // where its stop waits for the regular containers.
+                                behaviour.on_sigterm = OnSigterm::Die;
+                                InitSpec {
+                                    sidecar,
+                                    behaviour,
+                                    probes,
+                                }
+                            } else {
+                                InitSpec {
+                                    sidecar,
+                                    behaviour: init,
+                                    probes: [None, None, None],
+                                }
                             }
-                        } else {
-                            InitSpec {
-                                sidecar,
-                                behaviour: init,
-                                probes: [None, None, None],
-                            }
-                        }
-                    })
+                        },
+                    )
             })
             .collect::<Vec<_>>()
     })
@@ -122,7 +122,9 @@ pub fn with_init(mut scenario: Scenario, specs: &[InitSpec]) -> Scenario {
             readiness_probe: readiness,
             ..Container::default()
         });
-        scenario.behaviours.insert(name, generated.behaviour.clone());
+        scenario
+            .behaviours
+            .insert(name, generated.behaviour.clone());
     }
     spec.init_containers = Some(init);
     scenario

@@ -574,6 +574,9 @@ fn ephemeral_rules(containers: &[ContainerPlan], rules: &mut Vec<RuleId>) {
         if plan.instances.iter().any(|i| i.end().is_some()) {
             add(RuleId::EphemeralNeverRestarted);
         }
+        if plan.target_container.is_some() {
+            add(RuleId::EphemeralTargetNamespace);
+        }
     }
 }
 
@@ -591,12 +594,7 @@ fn init_rules(containers: &[ContainerPlan], policy: RestartPolicy, rules: &mut V
     add(RuleId::InitStatus);
     add(RuleId::InitPending);
     add(RuleId::InitBeforeRegular);
-    if containers
-        .iter()
-        .filter(|c| c.kind.is_init())
-        .count()
-        > 1
-    {
+    if containers.iter().filter(|c| c.kind.is_init()).count() > 1 {
         add(RuleId::InitSequential);
     }
     for plan in of_kind(ContainerKind::Init) {

@@ -256,8 +256,7 @@ const TERMINATION_ORDER: &str =
 const E2E_INIT: &str = "kubernetes test/e2e/common/node/init_container.go";
 const KEP_SIDECAR: &str = "KEP-753 sidecar containers";
 const FIDELITY_INIT: &str = "podcheck docs/fidelity/init-sidecar.md";
-const SEED_EPHEMERAL: &str =
-    "seed: Init, Sidecar, and Ephemeral Containers / Ephemeral Containers";
+const SEED_EPHEMERAL: &str = "seed: Init, Sidecar, and Ephemeral Containers / Ephemeral Containers";
 const DOC_EPHEMERAL: &str =
     "https://kubernetes.io/docs/concepts/workloads/pods/ephemeral-containers/";
 const EPHEMERAL_ACTIONS: &str =

@@ -687,7 +687,12 @@ impl Scenario {
         let deletion_at = self
             .faults
             .iter()
-            .filter(|f| matches!(f.action, FaultAction::Delete { .. } | FaultAction::ForceDelete))
+            .filter(|f| {
+                matches!(
+                    f.action,
+                    FaultAction::Delete { .. } | FaultAction::ForceDelete
+                )
+            })
             .map(|f| f.at)
             .min();
         for (index, fault) in self.faults.iter().enumerate() {
@@ -761,7 +766,10 @@ impl Scenario {
                     }
                     // Names are unique across containers, init containers and ephemeral
                     // containers (validateEphemeralContainers).
-                    let taken = self.pod_containers().iter().any(|c| &c.container.name == name)
+                    let taken = self
+                        .pod_containers()
+                        .iter()
+                        .any(|c| &c.container.name == name)
                         || self
                             .ephemeral_containers()
                             .iter()

@@ -56,6 +56,11 @@ const PLANTED: &[(Deviation, &str, RuleId)] = &[
         RuleId::EphemeralNeverRestarted,
     ),
     (
+        Deviation::EphemeralOwnNamespace,
+        "ephemeral-targets-a-container",
+        RuleId::EphemeralTargetNamespace,
+    ),
+    (
         Deviation::EphemeralNotStarted,
         "ephemeral-started-never-restarted",
         RuleId::EphemeralStarted,

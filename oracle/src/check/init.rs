@@ -6,11 +6,14 @@
 //! other start window, anchored at the observed gate (`instances`).
 
 use super::instances::ObservedContainer;
+use super::termination;
 use super::{secs, window_text, Collector};
 use crate::plan::{CutCause, SidecarStop};
 use crate::predict::Prediction;
 use crate::rules::RuleId;
 use crate::scenario::ContainerKind;
+use crate::trace::Trace;
+use podcheck_wire::{AgentProcess, Event, LogEvent};
 use std::collections::BTreeMap;
 
 pub(super) fn check_sidecar_stops(
@@ -248,5 +251,85 @@ fn check_one_stop(
             Some(max),
         ),
         None => {}
+    }
+}
+
+/// What each container's agent saw of the processes around it (its `processes` lines): no
+/// other pod's agent, ever; and an ephemeral container with a target sees the target's.
+pub(super) fn check_process_namespaces(
+    out: &mut Collector,
+    prediction: &Prediction,
+    trace: &Trace,
+) {
+    for plan in &prediction.containers {
+        let Some(lines) = trace.logs.get(&plan.name) else {
+            continue;
+        };
+        let seen: Vec<(u64, Vec<AgentProcess>)> = lines
+            .iter()
+            .filter_map(|line| LogEvent::parse(line).ok())
+            .filter_map(|e| match e.event {
+                Event::Processes { agents, .. } => Some((e.ts_ms, agents)),
+                _ => None,
+            })
+            .collect();
+        let name = plan.name.as_str();
+        let own_pod = seen
+            .iter()
+            .flat_map(|(_, agents)| agents.iter())
+            .find(|agent| agent.container == name)
+            .and_then(|agent| agent.pod.clone());
+        let foreign = seen.iter().find_map(|(at, agents)| {
+            agents
+                .iter()
+                .find(|agent| agent.pod.is_some() && own_pod.is_some() && agent.pod != own_pod)
+                .map(|agent| (*at, agent))
+        });
+        if let Some((at, agent)) = foreign {
+            out.add(
+                RuleId::EphemeralTargetNamespace,
+                Some(name),
+                "no process of another pod in sight".to_owned(),
+                format!(
+                    "saw the agent of container {} of pod {}",
+                    agent.container,
+                    agent.pod.as_deref().unwrap_or("?")
+                ),
+                Some(termination::log_ms(trace, at)),
+            );
+        }
+        let Some(target) = plan.target_container.as_deref() else {
+            continue;
+        };
+        if seen.is_empty() {
+            continue;
+        }
+        let sees_target = seen.iter().any(|(_, agents)| {
+            agents
+                .iter()
+                .any(|agent| agent.container == target && agent.pod == own_pod)
+        });
+        if !sees_target {
+            let last = seen.last().map(|(at, agents)| {
+                (
+                    *at,
+                    agents
+                        .iter()
+                        .map(|a| a.container.clone())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            });
+            out.add(
+                RuleId::EphemeralTargetNamespace,
+                Some(name),
+                format!("sees the process of its target container {target} (they share its PID namespace)"),
+                format!(
+                    "saw the agents of [{}] only",
+                    last.as_ref().map(|(_, seen)| seen.as_str()).unwrap_or("")
+                ),
+                last.map(|(at, _)| termination::log_ms(trace, at)),
+            );
+        }
     }
 }

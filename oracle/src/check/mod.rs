@@ -242,7 +242,10 @@ fn check_status_lists(out: &mut Collector, prediction: &Prediction, status: &Pod
     let lists = [
         ("initContainerStatuses", &status.init_container_statuses),
         ("containerStatuses", &status.container_statuses),
-        ("ephemeralContainerStatuses", &status.ephemeral_container_statuses),
+        (
+            "ephemeralContainerStatuses",
+            &status.ephemeral_container_statuses,
+        ),
     ];
     for (list, statuses) in lists {
         for cs in statuses.iter().flatten() {
@@ -401,6 +404,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     );
     termination::check_termination(&mut out, prediction, trace, &observed, tol, end);
     init::check_sidecar_stops(&mut out, prediction, &observed, tol, end);
+    init::check_process_namespaces(&mut out, prediction, trace);
 
     verdict.violations = in_reading_order(out.violations);
     verdict.timing_headroom_ms = out.headroom;

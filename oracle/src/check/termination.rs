@@ -62,7 +62,7 @@ fn span_of(trace: &Trace, record: &ActionRecord) -> (i64, i64) {
 }
 
 /// Spec ms since creation of a workload log time stamp.
-fn log_ms(trace: &Trace, ts_ms: u64) -> i64 {
+pub(super) fn log_ms(trace: &Trace, ts_ms: u64) -> i64 {
     let created = trace.created_at.0.as_millisecond();
     let wall = i64::try_from(ts_ms)
         .unwrap_or(i64::MAX)
@@ -515,7 +515,11 @@ fn check_stop_log(
                 acknowledged + noticed + ms(stop.sigterm.1) + tol,
             ),
         },
-        None => (requested - tol, acknowledged + noticed + tol),
+        // A sidecar's SIGTERM may wait for the containers it outlives (sigterm.1).
+        None => (
+            requested - tol,
+            acknowledged + noticed + ms(stop.sigterm.1) + tol,
+        ),
     };
     let late_sigterm = match &stop.pre_stop {
         Some(p) if p.call.fails => RuleId::HookPrestopFailureContinues,

@@ -556,7 +556,9 @@ pub fn plan_containers_adjusted(
         if kind == ContainerKind::Sidecar {
             for stop in &mut stops {
                 if let StopKind::Delete(plan) = &mut stop.kind {
-                    *plan = if container.liveness_probe.is_some() || container.startup_probe.is_some() {
+                    *plan = if container.liveness_probe.is_some()
+                        || container.startup_probe.is_some()
+                    {
                         // StopLivenessAndStartup stops only the regular containers' probes
                         // (1.33, 1.34): a deleted pod's sidecar goes on being probed.
                         Err("its liveness or startup probe goes on while the pod is deleted (the kubelet stops only the regular containers' probes); not modelled".to_owned())
@@ -629,7 +631,10 @@ pub fn plan_containers_adjusted(
 /// A pod deleted before its regular containers have started: the kubelet's `TerminatePod`
 /// turns the phase Failed and the waiting containers ContainerStatusUnknown while the
 /// object may already be gone; not modelled.
-fn refuse_deletion_while_initializing(plans: &mut [ContainerPlan], deletion: &termination::Deletion) {
+fn refuse_deletion_while_initializing(
+    plans: &mut [ContainerPlan],
+    deletion: &termination::Deletion,
+) {
     if !plans.iter().any(|p| p.kind.is_init()) {
         return;
     }
@@ -699,7 +704,10 @@ fn plan_ephemeral(
     deletion: Option<&termination::Deletion>,
     until: SpecDuration,
 ) -> ContainerPlan {
-    let at = scenario.faults.get(fault).map_or(SpecDuration::ZERO, |f| f.at);
+    let at = scenario
+        .faults
+        .get(fault)
+        .map_or(SpecDuration::ZERO, |f| f.at);
     let mut plan = ContainerPlan {
         name: name.to_owned(),
         kind: ContainerKind::Ephemeral,
@@ -911,10 +919,10 @@ fn stop_sidecars_when_done(
             }
             // Waiting out a back-off when the pod is done: TerminatePod shows it
             // ContainerStatusUnknown (137); not modelled.
-            let waiting = plan
-                .instances
-                .iter()
-                .any(|i| i.ends().is_some_and(|(_, hi)| hi <= done_lo) && i.after_exit.is_some_and(AfterExit::restarts));
+            let waiting = plan.instances.iter().any(|i| {
+                i.ends().is_some_and(|(_, hi)| hi <= done_lo)
+                    && i.after_exit.is_some_and(AfterExit::restarts)
+            });
             if waiting {
                 plan.undecided = Some(Undecided {
                     at: done_lo,

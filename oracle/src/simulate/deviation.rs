@@ -171,6 +171,9 @@ pub enum Deviation {
     EphemeralReady,
     /// Ephemeral containers are accepted but never started.
     EphemeralNotStarted,
+    /// An ephemeral container gets a PID namespace of its own despite its
+    /// targetContainerName.
+    EphemeralOwnNamespace,
 }
 
 impl Deviation {
@@ -245,6 +248,7 @@ impl Deviation {
         Deviation::EphemeralRestarted,
         Deviation::EphemeralReady,
         Deviation::EphemeralNotStarted,
+        Deviation::EphemeralOwnNamespace,
     ];
 
     pub fn name(self) -> String {
@@ -343,6 +347,7 @@ impl Deviation {
             Deviation::EphemeralRestarted => RuleId::EphemeralNeverRestarted,
             Deviation::EphemeralReady => RuleId::EphemeralStatus,
             Deviation::EphemeralNotStarted => RuleId::EphemeralStarted,
+            Deviation::EphemeralOwnNamespace => RuleId::EphemeralTargetNamespace,
         }
     }
 }

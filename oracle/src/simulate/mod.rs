@@ -205,9 +205,7 @@ pub fn simulate(
         .iter()
         .map(|c| (c.name.as_str(), c.kind))
         .collect();
-    let has_init = names
-        .iter()
-        .any(|(_, kind)| kind.is_init());
+    let has_init = names.iter().any(|(_, kind)| kind.is_init());
     let horizon = prediction.horizon.as_millis();
     let policy = prediction.restart_policy;
     let initial = prediction.back_off.initial;
@@ -265,7 +263,8 @@ pub fn simulate(
         let Some(mut start) = start_at else {
             continue;
         };
-        if plan.kind == ContainerKind::Ephemeral && deviation == Some(Deviation::EphemeralNotStarted)
+        if plan.kind == ContainerKind::Ephemeral
+            && deviation == Some(Deviation::EphemeralNotStarted)
         {
             continue;
         }
@@ -432,8 +431,29 @@ pub fn simulate(
                         .or_insert(started);
                 }
             }
+            // What the agent sees at its start: an ephemeral container with a target sees
+            // the target's agent (a runtime with the planted bug, only itself).
+            let processes = plan.target_container.as_ref().map(|target| {
+                let pod = Some(scenario.pod_name().to_owned());
+                let mut agents = vec![podcheck_wire::AgentProcess {
+                    pod: pod.clone(),
+                    container: plan.name.clone(),
+                }];
+                if deviation != Some(Deviation::EphemeralOwnNamespace) {
+                    agents.push(podcheck_wire::AgentProcess {
+                        pod,
+                        container: target.clone(),
+                    });
+                }
+                agents.sort();
+                podcheck_wire::LogEvent {
+                    ts_ms: log::ts(post_start.since + 1),
+                    event: podcheck_wire::Event::Processes { agents, others: 0 },
+                }
+            });
             if instance.probes.is_none() {
                 let mut extra: Vec<&podcheck_wire::LogEvent> = post_start.log.iter().collect();
+                extra.extend(processes.iter());
                 extra.extend(post_start.failed.iter().flat_map(|f| f.log.iter()));
                 extra.extend(stopped.iter().flat_map(|s| s.log.iter()));
                 if !extra.is_empty() {
@@ -622,8 +642,7 @@ pub fn simulate(
     let mut started_at: BTreeMap<(usize, u32), u64> = BTreeMap::new();
     // `shown` overrides the phase written while `mergePodStatus` holds a terminal phase
     // back; the conditions always follow the phase the kubelet generated.
-    let of_kind =
-        |statuses: &[ContainerStatus], list: &str| split_statuses(&names, statuses, list);
+    let of_kind = |statuses: &[ContainerStatus], list: &str| split_statuses(&names, statuses, list);
     let emit = |at: u64,
                 statuses: &[ContainerStatus],
                 terminal: &mut Option<&'static str>,
@@ -706,11 +725,8 @@ pub fn simulate(
                 init_container_statuses: has_init
                     .then(|| of_kind(statuses, "initContainerStatuses")),
                 container_statuses: Some(of_kind(statuses, "containerStatuses")),
-                ephemeral_container_statuses: Some(of_kind(
-                    statuses,
-                    "ephemeralContainerStatuses",
-                ))
-                .filter(|list| !list.is_empty()),
+                ephemeral_container_statuses: Some(of_kind(statuses, "ephemeralContainerStatuses"))
+                    .filter(|list| !list.is_empty()),
                 qos_class: Some("BestEffort".to_owned()),
                 start_time: Some(wall(0)),
                 ..PodStatus::default()
