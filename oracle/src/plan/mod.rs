@@ -844,9 +844,26 @@ fn stop_sidecars_when_done(
     let Some((done_lo, done_hi)) = done else {
         return;
     };
-    // A deletion before the pod is done stops the sidecars its own way.
-    if deletion.is_some_and(|d| d.at < done_hi + NEXT_CONTAINER_WITHIN + margin) {
-        return;
+    // A deletion before the pod is done stops the sidecars its own way; one too close to
+    // that moment may come before or after the kubelet kills the pod.
+    if let Some(deletion) = deletion {
+        if deletion.at + margin <= done_lo {
+            return;
+        }
+        if deletion.at < done_hi + NEXT_CONTAINER_WITHIN + margin {
+            if let Some(plan) = plans.iter_mut().find(|p| p.kind == ContainerKind::Sidecar) {
+                plan.undecided = Some(Undecided {
+                    at: deletion.at,
+                    reason: format!(
+                        "the deletion at {} may come before or after the kubelet stops the sidecars once the regular containers are done ({done_lo} to {done_hi})",
+                        deletion.at
+                    ),
+                    fault: true,
+                });
+                plan.settles = false;
+            }
+            return;
+        }
     }
     let grace = scenario
         .pod
