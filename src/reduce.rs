@@ -22,6 +22,7 @@ const SIMPLEST_DURATION: SpecDuration = SpecDuration::from_secs(1);
 pub fn reductions(scenario: &Scenario) -> Vec<Scenario> {
     let mut out = Vec::new();
     drop_containers(scenario, &mut out);
+    drop_init_containers(scenario, &mut out);
     drop_faults(scenario, &mut out);
     drop_finalizers(scenario, &mut out);
     drop_hooks(scenario, &mut out);
@@ -63,11 +64,36 @@ fn fault_edited(
     Some(next)
 }
 
-/// Each fault action dropped.
+/// Each fault action dropped (an ephemeral container's addition with its behaviour).
 fn drop_faults(scenario: &Scenario, out: &mut Vec<Scenario>) {
     for index in 0..scenario.faults.len() {
         let mut next = scenario.clone();
-        next.faults.remove(index);
+        let dropped = next.faults.remove(index);
+        if let FaultAction::AddEphemeralContainer { name, .. } = &dropped.action {
+            next.behaviours.remove(name);
+        }
+        out.push(next);
+    }
+}
+
+/// Each init container (or sidecar) dropped, or made a plain init container.
+fn drop_init_containers(scenario: &Scenario, out: &mut Vec<Scenario>) {
+    let names: Vec<String> = scenario
+        .init_containers()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    for name in names {
+        let mut next = scenario.clone();
+        if let Some(spec) = next.pod.spec.as_mut() {
+            if let Some(init) = spec.init_containers.as_mut() {
+                init.retain(|c| c.name != name);
+            }
+            if spec.init_containers.as_ref().is_some_and(Vec::is_empty) {
+                spec.init_containers = None;
+            }
+        }
+        next.behaviours.remove(&name);
         out.push(next);
     }
 }
@@ -726,6 +752,26 @@ faults:
         let behaviour = current.behaviours.values().next().expect("a behaviour");
         assert_eq!(behaviour.on_sigterm, OnSigterm::Die);
         assert!(behaviour.hooks.is_empty());
+    }
+
+    #[test]
+    fn init_containers_and_ephemeral_containers_can_be_dropped() {
+        let s = scenario(
+            "name: x\npod:\n  spec:\n    initContainers: [{name: init}, {name: side, restartPolicy: Always}]\n    containers: [{name: app}]\nbehaviours:\n  init: {then: {exit: {after: 1s, code: 0}}}\n  side: {then: forever}\n  app: {then: forever}\n  debug: {then: {exit: {after: 2s, code: 0}}}\nfaults:\n  - {at: 6s, action: {addEphemeralContainer: {name: debug, targetContainerName: app}}}\n",
+        );
+        let candidates = reductions(&s);
+        for dropped in ["init", "side"] {
+            assert!(
+                candidates
+                    .iter()
+                    .any(|c| c.init_containers().iter().all(|i| i.name != dropped)
+                        && !c.behaviours.contains_key(dropped)),
+                "no reduction drops {dropped}"
+            );
+        }
+        assert!(candidates
+            .iter()
+            .any(|c| c.faults.is_empty() && !c.behaviours.contains_key("debug")));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use crate::{probed_container, secs, DECLARED_PORT};
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Probe};
 use podcheck_oracle::behaviour::{Behaviour, OnSigterm, Run};
-use podcheck_oracle::Scenario;
+use podcheck_oracle::scenario::{Fault, FaultAction};
+use podcheck_oracle::{Scenario, SpecDuration};
 use proptest::prelude::*;
 
 /// One generated init container: a sidecar or not, its behaviour and, for a sidecar, its
@@ -127,5 +128,115 @@ pub fn with_init(mut scenario: Scenario, specs: &[InitSpec]) -> Scenario {
             .insert(name, generated.behaviour.clone());
     }
     spec.init_containers = Some(init);
+    scenario
+}
+
+/// An ephemeral container `e0` added to the running pod: its behaviour (a short run or
+/// running on), when it is added, and whether it targets the first container.
+#[derive(Clone, Debug)]
+pub struct EphemeralSpec {
+    pub behaviour: Behaviour,
+    pub at: SpecDuration,
+    pub targets_first: bool,
+}
+
+/// How often a generated scenario adds an ephemeral container.
+pub const EPHEMERAL_PROBABILITY: f64 = 0.12;
+
+pub fn ephemeral_container() -> impl Strategy<Value = EphemeralSpec> {
+    (
+        // Mostly a short run: one still running when a Never or OnFailure pod is done is
+        // killed with the pod, which is not modelled.
+        prop::option::weighted(0.8, (1u64..=4, 0i32..=2)),
+        2u64..=8,
+        any::<bool>(),
+    )
+        .prop_map(|(exit, at, targets_first)| EphemeralSpec {
+            behaviour: Behaviour {
+                then: match exit {
+                    Some((after, code)) => Run::Exit {
+                        after: secs(after),
+                        code,
+                    },
+                    None => Run::Forever,
+                },
+                ..Behaviour::forever()
+            },
+            at: secs(at),
+            targets_first,
+        })
+}
+
+/// Adds `spec`'s ephemeral container to the fault schedule, unless the pod is deleted
+/// first (the kubelet starts nothing in a terminating pod; validation refuses it).
+pub fn with_ephemeral(mut scenario: Scenario, spec: &EphemeralSpec) -> Scenario {
+    let deleted_at = scenario
+        .faults
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.action,
+                FaultAction::Delete { .. } | FaultAction::ForceDelete
+            )
+        })
+        .map(|f| f.at)
+        .min();
+    if deleted_at.is_some_and(|deleted| deleted <= spec.at) {
+        return scenario;
+    }
+    let target = spec
+        .targets_first
+        .then(|| scenario.containers().first().map(|c| c.name.clone()))
+        .flatten();
+    scenario
+        .behaviours
+        .insert(EPHEMERAL_NAME.to_owned(), spec.behaviour.clone());
+    scenario.faults.push(Fault {
+        at: spec.at,
+        action: FaultAction::AddEphemeralContainer {
+            name: EPHEMERAL_NAME.to_owned(),
+            target_container_name: target,
+        },
+    });
+    scenario.faults.sort_by_key(|f| f.at);
+    scenario
+}
+
+/// The name of a generated ephemeral container.
+const EPHEMERAL_NAME: &str = "e0";
+
+/// Drops an ephemeral container's addition that placing the faults at decidable times
+/// moved to or past the deletion.
+pub fn ephemeral_before_deletion(mut scenario: Scenario) -> Scenario {
+    let deleted_at = scenario
+        .faults
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.action,
+                FaultAction::Delete { .. } | FaultAction::ForceDelete
+            )
+        })
+        .map(|f| f.at)
+        .min();
+    let Some(deleted_at) = deleted_at else {
+        return scenario;
+    };
+    let dropped: Vec<String> = scenario
+        .faults
+        .iter()
+        .filter_map(|f| match &f.action {
+            FaultAction::AddEphemeralContainer { name, .. } if f.at >= deleted_at => {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    scenario.faults.retain(|f| {
+        !matches!(&f.action, FaultAction::AddEphemeralContainer { name, .. } if dropped.contains(name))
+    });
+    for name in dropped {
+        scenario.behaviours.remove(&name);
+    }
     scenario
 }

@@ -361,11 +361,12 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                 faults::post_start_hooks(usize::from(count)),
                 prop::option::weighted(FAULTS_PROBABILITY, termination(usize::from(count))),
                 prop::option::weighted(init::INIT_PROBABILITY, init::init_containers()),
+                prop::option::weighted(init::EPHEMERAL_PROBABILITY, init::ephemeral_container()),
             )
         }),
     )
         .prop_map(
-            |(policy, kubelet, (containers, post_starts, termination, init))| {
+            |(policy, kubelet, (containers, post_starts, termination, init, ephemeral))| {
                 let (behaviours, probes): (Vec<_>, Vec<_>) = containers.into_iter().unzip();
                 let scenario =
                     with_probes(assemble("generated", policy, kubelet, behaviours), probes);
@@ -378,7 +379,11 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                     Some(init) => init::with_init(scenario, init),
                     None => scenario,
                 };
-                faults::at_decidable_times(scenario)
+                let scenario = match &ephemeral {
+                    Some(ephemeral) => init::with_ephemeral(scenario, ephemeral),
+                    None => scenario,
+                };
+                init::ephemeral_before_deletion(faults::at_decidable_times(scenario))
             },
         )
 }
@@ -519,7 +524,12 @@ mod tests {
                         podcheck_oracle::PredictError::UndecidedRestart { .. } => {
                             "undecided restart"
                         }
-                        podcheck_oracle::PredictError::UndecidedFault { .. } => "undecided fault",
+                        podcheck_oracle::PredictError::UndecidedFault { ref reason, .. } => {
+                            if std::env::var("SHOW_REFUSALS").is_ok() {
+                                eprintln!("REFUSED {reason}");
+                            }
+                            "undecided fault"
+                        }
                     };
                     *refusals
                         .entry(format!(
@@ -538,7 +548,10 @@ mod tests {
     /// that makes most fault schedules undecidable fails here. Scenarios without faults
     /// sit near 68% (probe scripts whose timing decides a threshold); fault schedules
     /// are placed at decidable moments ([`faults::at_decidable_times`]) and reach about as
-    /// much.
+    /// much. With init containers and ephemeral containers the whole stands near 64%:
+    /// deletions that may come while the pod initializes are refused as not modelled, and
+    /// so is an ephemeral container still running when the pod is done
+    /// (`SHOW_REFUSALS=1` prints each undecided fault's reason).
     #[test]
     fn most_generated_scenarios_are_predictable() {
         let (accepted, draws, accepted_with_faults, with_faults, refusals) = acceptance(3000);
@@ -552,13 +565,14 @@ mod tests {
         );
         let share = with_faults as f64 / draws as f64;
         assert!(
-            (0.25..=0.45).contains(&share),
+            // Ephemeral containers are added by fault actions too.
+            (0.25..=0.5).contains(&share),
             "{:.1}% of the scenarios have faults",
             100.0 * share
         );
-        assert!(ratio >= 0.65, "only {:.1}% predictable", 100.0 * ratio);
+        assert!(ratio >= 0.62, "only {:.1}% predictable", 100.0 * ratio);
         assert!(
-            faulty_ratio >= 0.60,
+            faulty_ratio >= 0.55,
             "only {:.1}% of fault schedules predictable",
             100.0 * faulty_ratio
         );

@@ -958,7 +958,11 @@ fn stop_sidecars_when_done(
                 return Err("with no grace period the kubelet stops the sidecars at once, in no order; not modelled".to_owned());
             }
             let grace_left = SpecDuration::from_secs(u64::try_from(grace).unwrap_or(0)).saturating_sub(waited);
-            if stop.end.1 + margin > grace_left && !waited.is_zero() {
+            let reaction = stop.end.1.saturating_sub(stop.sigterm.1);
+            if reaction + margin > termination::MINIMUM_GRACE
+                && stop.end.1 + margin > grace_left
+                && !waited.is_zero()
+            {
                 return Err(format!(
                     "it takes up to {} to stop, while only {grace_left} of its grace period may be left after the sidecars behind it; not modelled",
                     stop.end.1
@@ -1058,9 +1062,14 @@ fn sidecar_deletion_stop(
     if plan.killed && !wait.is_zero() {
         return Err("its SIGKILL comes at the end of the grace period counted from the start of the pod's stop, while its SIGTERM waits for the regular containers; not modelled".to_owned());
     }
-    // After the wait only what is left of the grace period remains (never under 2 s).
+    // After the wait only what is left of the grace period remains, never under 2 s: a
+    // process that takes longer than that to exit after SIGTERM may be SIGKILLed first.
     let grace = SpecDuration::from_secs(u64::try_from(plan.grace_seconds).unwrap_or(0));
-    if plan.end.1 + wait + TERMINATION_MARGIN > grace && !wait.is_zero() {
+    let reaction = plan.end.1.saturating_sub(plan.sigterm.1);
+    if reaction + TERMINATION_MARGIN > termination::MINIMUM_GRACE
+        && plan.end.1 + wait + TERMINATION_MARGIN > grace
+        && !wait.is_zero()
+    {
         return Err(format!(
             "it takes up to {} to exit after SIGTERM, which may come {wait} after the kill began, past what is left of its {grace} grace period; not modelled",
             plan.end.1
