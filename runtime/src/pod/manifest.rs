@@ -23,6 +23,9 @@ pub(super) struct PodManifest<'a> {
     pub termination_grace: Duration,
     /// metadata.finalizers.
     pub finalizers: Vec<String>,
+    /// spec.shareProcessNamespace: the containers share the sandbox's PID namespace
+    /// instead of having one each.
+    pub share_process_namespace: bool,
 }
 
 /// Everything decided from a container's manifest before any process starts.
@@ -103,6 +106,13 @@ pub(super) fn read_pod<'a>(
             ));
         }
     }
+    if spec.host_pid == Some(true) {
+        return Err(invalid(
+            "spec.hostPID",
+            "not supported by the local runtime: containers never see the node's processes"
+                .to_owned(),
+        ));
+    }
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let restart_policy = RestartPolicy::parse(policy).ok_or_else(|| {
         invalid(
@@ -117,6 +127,7 @@ pub(super) fn read_pod<'a>(
         restart_policy,
         termination_grace: Duration::from_secs(grace_seconds(spec) as u64),
         finalizers: pod.metadata.finalizers.clone().unwrap_or_default(),
+        share_process_namespace: spec.share_process_namespace == Some(true),
     })
 }
 

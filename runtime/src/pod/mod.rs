@@ -217,6 +217,7 @@ impl PodEntry {
                 name: manifest.name.clone(),
                 display: format!("{}_{}({uid})", manifest.name, manifest.namespace),
             },
+            manifest.share_process_namespace,
             dir.clone(),
             containers,
             lifecycle,

@@ -33,9 +33,6 @@ struct PostStartResult {
     result: Result<(), String>,
 }
 
-type Spawn =
-    Arc<dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync>;
-
 /// A container instance's end, as its waiter thread saw it.
 struct ProcessExit {
     container: usize,
@@ -48,6 +45,8 @@ struct ProcessExit {
 pub(super) struct Worker {
     shared: Arc<Shared>,
     names: PodNames,
+    /// `shareProcessNamespace`: containers join the sandbox's PID namespace.
+    share_process_namespace: bool,
     uid: String,
     dir: PathBuf,
     specs: Vec<ContainerSpec>,
@@ -76,6 +75,7 @@ impl Worker {
     pub fn new(
         shared: Arc<Shared>,
         names: PodNames,
+        share_process_namespace: bool,
         dir: PathBuf,
         specs: Vec<ContainerSpec>,
         lifecycle: PodLifecycle,
@@ -86,6 +86,7 @@ impl Worker {
         Worker {
             shared,
             names,
+            share_process_namespace,
             uid: lifecycle.uid().to_owned(),
             dir,
             oom_kills_before: vec![0; specs.len()],
@@ -234,7 +235,7 @@ impl Worker {
         Ok(())
     }
 
-    fn spawner(&self) -> Spawn {
+    fn spawner(&self) -> sys::SpawnFn {
         let shared = self.shared.clone();
         Arc::new(move |command| shared.spawner.spawn(command))
     }
@@ -440,6 +441,12 @@ impl Worker {
         self.shared.cgroups.create(&group)?;
         self.oom_kills_before[container] = self.shared.cgroups.oom_kills(&group);
         let spec = &self.specs[container];
+        // The CRI's NamespaceMode: POD with shareProcessNamespace, else CONTAINER.
+        let pid_namespace = match self.share_process_namespace {
+            true => sys::PidNamespace::of(sandbox_pid)
+                .map_err(|e| RuntimeError::io("open the pod's PID namespace", e))?,
+            false => sys::PidNamespace::New,
+        };
         let command = sys::container_command(sys::ContainerLaunch {
             program: spec.program.clone(),
             args: spec.args.clone(),
@@ -453,6 +460,7 @@ impl Worker {
             binds: spec.binds.clone(),
             working_dir: spec.working_dir.clone(),
             log,
+            pid_namespace,
         })
         .map_err(|e| RuntimeError::io(format!("prepare container {}", spec.name), e))?;
         self.shared
