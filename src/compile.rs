@@ -167,6 +167,7 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
                 .insert(FAULTS_ANNOTATION.to_owned(), faults);
         }
     }
+    let pod_name = scenario.pod_name().to_owned();
     let Some(spec) = pod.spec.as_mut() else {
         return pod;
     };
@@ -190,6 +191,7 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
             (wire::env::TIME_SCALE, time_scale.to_string()),
             (wire::env::STATE_DIR, STATE_DIR.to_owned()),
             (wire::env::CONTAINER, container.name.clone()),
+            (wire::env::POD, pod_name.clone()),
         ] {
             env.push(EnvVar {
                 name: name.to_owned(),

@@ -62,10 +62,18 @@
 //! awaited as long as it takes (the kubelet bounds the handler). It neither counts a start
 //! nor logs one.
 //!
+//! Right after its start event, and again whenever the set changes (it looks about once a
+//! second of wall time), the agent logs the processes it can see: the agents' main
+//! processes named by their `PODCHECK_POD` and `PODCHECK_CONTAINER`, itself included, and
+//! how many others (see `podcheck_wire::Event::Processes`).
+//!
 //! `podcheck-agent pause` instead sleeps until killed: the pod sandbox's holder process.
+//! As PID 1 of the pod's PID namespace it inherits the processes whose parent died there;
+//! it ignores SIGCHLD, so the kernel reaps them, as the pause container does.
 
 mod grpc;
 mod health;
+mod processes;
 
 use podcheck_wire::{env, Behaviour, Event, LogEvent, OnSigterm, Run, Signal};
 use std::fs;
@@ -208,6 +216,41 @@ fn die_of_sigterm(set: &libc::sigset_t) -> ! {
     }
 }
 
+/// Logs what the agent sees now, then again whenever that changes, from a thread of its
+/// own.
+fn watch_processes() {
+    let proc = Path::new("/proc");
+    let mut seen = processes::scan(proc);
+    log(Event::Processes {
+        agents: seen.agents.clone(),
+        others: seen.others,
+    });
+    let watcher = std::thread::Builder::new()
+        .name("processes".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(processes::RESCAN);
+            let now = processes::scan(proc);
+            if now != seen {
+                log(Event::Processes {
+                    agents: now.agents.clone(),
+                    others: now.others,
+                });
+                seen = now;
+            }
+        });
+    // Without a thread the first scan stands alone; the behaviour goes on regardless.
+    drop(watcher);
+}
+
+/// The pod sandbox's holder process (see the module documentation).
+fn pause() -> ! {
+    // SAFETY: sets a signal disposition; no memory is touched.
+    unsafe {
+        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+    }
+    sleep_forever()
+}
+
 fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -217,7 +260,7 @@ fn sleep_forever() -> ! {
 fn main() -> ExitCode {
     let started = Instant::now();
     match std::env::args().nth(1).as_deref() {
-        Some("pause") => sleep_forever(),
+        Some("pause") => pause(),
         Some("probe") => return health::probe_command(std::env::args().nth(2)),
         Some("hook") => return health::hook_command(std::env::args().nth(2)),
         _ => {}
@@ -258,6 +301,7 @@ fn main() -> ExitCode {
     };
     let run = behaviour.run_of_start(start);
     log(Event::Start { start, run });
+    watch_processes();
     health::serve(&behaviour, early, clock);
     match run {
         Run::Forever => sleep_forever(),

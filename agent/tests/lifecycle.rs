@@ -51,7 +51,8 @@ fn agent_command(behaviour: &Value, state_dir: &PathBuf) -> Command {
         .env("PODCHECK_BEHAVIOUR", behaviour.to_string())
         .env("PODCHECK_TIME_SCALE", SCALE.to_string())
         .env("PODCHECK_STATE_DIR", state_dir)
-        .env("PODCHECK_CONTAINER", "main");
+        .env("PODCHECK_CONTAINER", "main")
+        .env("PODCHECK_POD", "lifecycle");
     command
 }
 
@@ -90,7 +91,17 @@ impl Agent {
         agent
     }
 
+    /// The log, without the `processes` events: these tests run the agent in the
+    /// machine's PID namespace, where they come whenever any process on the machine
+    /// starts or ends ([`every_event`](Self::every_event) has them).
     fn log(&self) -> Vec<Value> {
+        self.every_event()
+            .into_iter()
+            .filter(|e| e["event"] != "processes")
+            .collect()
+    }
+
+    fn every_event(&self) -> Vec<Value> {
         self.lines
             .lock()
             .expect("log lock")
@@ -103,7 +114,7 @@ impl Agent {
     fn wait_for_logs(&self, n: usize, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let found: Vec<Value> = self.log().into_iter().filter(&wanted).collect();
+            let found: Vec<Value> = self.every_event().into_iter().filter(&wanted).collect();
             if found.len() >= n {
                 return found;
             }
@@ -463,4 +474,26 @@ fn sigterm_with_die_ends_the_process_at_once() {
     agent.wait_for_log(|e| e["event"] == "signal");
     let log = agent.log();
     assert_eq!(log.last().map(|e| &e["event"]), Some(&json!("signal")));
+}
+
+#[test]
+fn the_processes_it_sees_are_logged_right_after_the_start_naming_itself() {
+    let agent = Agent::spawn(json!({"then": "forever"}));
+    let first = agent.wait_for_log(|e| e["event"] == "processes");
+    let events = agent.every_event();
+    assert_eq!(
+        events.iter().position(|e| e["event"] == "processes"),
+        Some(1),
+        "right after the start: {events:?}"
+    );
+    let me = json!({"pod": "lifecycle", "container": "main"});
+    assert!(
+        first["agents"]
+            .as_array()
+            .is_some_and(|agents| agents.contains(&me)),
+        "{first}"
+    );
+    // Outside a PID namespace of its own it sees the machine's processes, this test's
+    // among them.
+    assert!(first["others"].as_u64().is_some_and(|n| n >= 1), "{first}");
 }

@@ -42,8 +42,8 @@ pub use behaviour::{
 };
 pub use errors::{BehaviourError, InvalidBehaviour, InvalidHealth, LogLineError};
 pub use log::{
-    Answered, Event, Events, HookVia, LogEvent, Probe, ProbeAnswer, Request, Signal, Via,
-    WorkloadLog,
+    AgentProcess, Answered, Event, Events, HookVia, LogEvent, Probe, ProbeAnswer, Request, Signal,
+    Via, WorkloadLog,
 };
 
 /// The environment variables through which the harness configures the agent.
@@ -56,6 +56,9 @@ pub mod env {
     pub const STATE_DIR: &str = "PODCHECK_STATE_DIR";
     /// The container's name, which keys the start counter in the state directory.
     pub const CONTAINER: &str = "PODCHECK_CONTAINER";
+    /// The pod's name (its `metadata.name`): with [`CONTAINER`], how an agent names itself
+    /// and the other agents it sees.
+    pub const POD: &str = "PODCHECK_POD";
 }
 
 /// The query parameter that marks an HTTP request to a health endpoint as an exec probe's

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! {"tsMs":1767225600000,"event":"start","start":0,"run":"forever"}
+//! {"tsMs":1767225600001,"event":"processes","agents":[{"pod":"web","container":"app"}],"others":0}
 //! {"tsMs":1767225601000,"event":"probe","via":"http","endpoint":"live","answer":"ok","userAgent":"kube-probe/1.35"}
 //! {"tsMs":1767225601500,"event":"probe","via":"tcp","endpoint":"ready"}
 //! {"tsMs":1767225601800,"event":"hookStarted","name":"pre-stop","via":"exec"}
@@ -59,6 +60,29 @@ pub enum Event {
     /// The behaviour cannot be acted out (a malformed behaviour, a port that cannot be
     /// bound); the process exits with code 125.
     Error { message: String },
+    /// The processes this one can see (those of its PID namespace, through its `/proc`):
+    /// logged right after [`Event::Start`], then whenever the set changes (the agent looks
+    /// again about once a second of wall time). `agents` are the agents' main processes,
+    /// this one included, sorted, each named by its environment ([`env::POD`] and
+    /// [`env::CONTAINER`]); `others` counts every other process, except the agent's exec
+    /// helpers (`podcheck-agent probe|hook`, which come and go with each probe and hook)
+    /// and processes that have exited but were not reaped yet.
+    ///
+    /// [`env::POD`]: crate::env::POD
+    /// [`env::CONTAINER`]: crate::env::CONTAINER
+    Processes {
+        agents: Vec<AgentProcess>,
+        others: u32,
+    },
+}
+
+/// An agent's main process, as another agent (or itself) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AgentProcess {
+    /// Its pod's name; `None` when its environment does not say (an agent started without
+    /// [`env::POD`](crate::env::POD)).
+    pub pod: Option<String>,
+    pub container: String,
 }
 
 /// A probe the agent answered, tagged by `"via"`.
@@ -455,6 +479,35 @@ mod tests {
                 r#"{"tsMs":15,"event":"hookEnded","name":"","ok":false}"#,
             ),
             (
+                at(
+                    16,
+                    Event::Processes {
+                        agents: vec![
+                            AgentProcess {
+                                pod: Some("web".to_owned()),
+                                container: "app".to_owned(),
+                            },
+                            AgentProcess {
+                                pod: None,
+                                container: "debug".to_owned(),
+                            },
+                        ],
+                        others: 1,
+                    },
+                ),
+                r#"{"tsMs":16,"event":"processes","agents":[{"pod":"web","container":"app"},{"pod":null,"container":"debug"}],"others":1}"#,
+            ),
+            (
+                at(
+                    17,
+                    Event::Processes {
+                        agents: Vec::new(),
+                        others: 0,
+                    },
+                ),
+                r#"{"tsMs":17,"event":"processes","agents":[],"others":0}"#,
+            ),
+            (
                 at(10, Event::Exit { code: -1 }),
                 r#"{"tsMs":10,"event":"exit","code":-1}"#,
             ),
@@ -535,6 +588,9 @@ mod tests {
             r#"{"tsMs":1,"event":"hookStarted","name":"a"}"#,
             r#"{"tsMs":1,"event":"hookEnded","name":"a","ok":"yes"}"#,
             r#"{"tsMs":1,"event":"hookEnded","ok":true}"#,
+            r#"{"tsMs":1,"event":"processes","agents":[{"pod":"web"}],"others":0}"#,
+            r#"{"tsMs":1,"event":"processes","agents":[],"others":-1}"#,
+            r#"{"tsMs":1,"event":"processes","others":0}"#,
         ] {
             let err = LogEvent::parse(line).expect_err(line);
             assert!(
