@@ -8,10 +8,12 @@
 //! without root.
 
 mod backoff;
+mod ephemeral;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use backoff::{CrashLoop, Restart};
+pub(crate) use ephemeral::{EphemeralEffect, EphemeralEvent, EphemeralSetup, StartError};
 
 use crate::probe::{ContainerView, Kind, PodView, ProbeUpdate};
 use crate::{status, KubeletConfig, AGENT_IMAGE};
@@ -220,6 +222,8 @@ pub(crate) enum Event {
         container: usize,
         instance: u32,
     },
+    /// Something happened to an ephemeral container (see [`ephemeral`]).
+    Ephemeral(EphemeralEvent),
 }
 
 /// What the pod worker must do, in order.
@@ -248,6 +252,8 @@ pub(crate) enum Effect {
         /// Spec seconds.
         grace_seconds: i64,
     },
+    /// Start or stop an ephemeral container (see [`ephemeral`]).
+    Ephemeral(EphemeralEffect),
 }
 
 /// An instance killed because its postStart hook failed: it never showed Running.
@@ -363,6 +369,8 @@ pub(crate) struct PodLifecycle {
     pre_stops: std::collections::HashSet<(usize, u32)>,
     /// The kubelet's own delete of the pod object (grace 0) once it terminated is due.
     final_delete: FinalDelete,
+    /// The ephemeral containers, in the order they were added.
+    ephemerals: Vec<ephemeral::EphemeralLife>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -392,6 +400,7 @@ impl PodLifecycle {
             deferred_deletion: None,
             pre_stops: std::collections::HashSet::new(),
             final_delete: FinalDelete::NotYet,
+            ephemerals: Vec::new(),
         }
     }
 
@@ -468,6 +477,13 @@ impl PodLifecycle {
 
     /// Decides what `event` changes and what must be done about it; `now` is when.
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
+        let mut effects = self.decide(event, now);
+        // The sync that follows the event also looks at the ephemeral containers.
+        effects.extend(self.sync_ephemerals());
+        effects
+    }
+
+    fn decide(&mut self, event: Event, now: Instant) -> Vec<Effect> {
         match event {
             Event::SandboxStarted => {
                 self.sandbox_ready = true;
@@ -544,6 +560,7 @@ impl PodLifecycle {
                     false => Vec::new(),
                 }
             }
+            Event::Ephemeral(event) => self.ephemeral_event(event),
         }
     }
 
@@ -926,6 +943,9 @@ impl PodLifecycle {
                 effects.push(self.kill(container, instance, pid, grace));
             }
         }
+        for ephemeral in 0..self.ephemerals.len() {
+            effects.extend(self.kill_ephemeral(ephemeral, grace));
+        }
         effects.push(Effect::Publish);
         effects
     }
@@ -945,7 +965,10 @@ impl PodLifecycle {
         }
         if self.terminating.is_some() {
             // killPod returns once every kill is over, preStop hooks included.
-            if self.containers.iter().any(|c| c.pid.is_some()) || !self.pre_stops.is_empty() {
+            if self.containers.iter().any(|c| c.pid.is_some())
+                || !self.pre_stops.is_empty()
+                || self.ephemeral_running()
+            {
                 return false;
             }
             let mut all_succeeded = true;
@@ -986,7 +1009,8 @@ impl PodLifecycle {
             return true;
         }
         let phase = status::phase(&self.container_statuses(), self.restart_policy.as_str());
-        if phase == "Succeeded" || phase == "Failed" {
+        // Ephemeral containers still running are being killed: the sandbox waits for them.
+        if (phase == "Succeeded" || phase == "Failed") && !self.ephemeral_running() {
             self.terminal = Some(phase);
             self.sandbox_ready = false;
             return true;
@@ -1034,6 +1058,7 @@ impl PodLifecycle {
             phase: Some(phase.to_owned()),
             conditions: Some(conditions),
             container_statuses: Some(statuses),
+            ephemeral_container_statuses: self.ephemeral_statuses(),
             host_ip: Some("127.0.0.1".to_owned()),
             qos_class: Some("BestEffort".to_owned()),
             start_time: first.cloned().or_else(|| Some(stamp.clone())),
@@ -1067,13 +1092,16 @@ impl PodLifecycle {
     /// The pod is going away: no restart is pending any more. Returns the processes of
     /// the running instances, which must be killed.
     pub fn stop_all(&mut self) -> Vec<i32> {
-        self.containers
+        let mut pids: Vec<i32> = self
+            .containers
             .iter_mut()
             .filter_map(|run| {
                 run.restart_at = None;
                 run.pid.take()
             })
-            .collect()
+            .collect();
+        pids.extend(self.stop_ephemerals());
+        pids
     }
 }
 

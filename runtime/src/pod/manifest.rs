@@ -87,24 +87,23 @@ pub(super) fn read_pod<'a>(
             "a pod needs at least one container".to_owned(),
         ));
     }
-    for (field, present) in [
-        (
-            "initContainers",
-            spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()),
-        ),
-        (
-            "ephemeralContainers",
-            spec.ephemeral_containers
-                .as_ref()
-                .is_some_and(|c| !c.is_empty()),
-        ),
-    ] {
-        if present {
-            return Err(invalid(
-                &format!("spec.{field}"),
-                "not supported by the local runtime yet".to_owned(),
-            ));
-        }
+    if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(invalid(
+            "spec.initContainers",
+            "not supported by the local runtime yet".to_owned(),
+        ));
+    }
+    // The API server's `ValidatePodCreate`: ephemeral containers come through their
+    // subresource only.
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(invalid(
+            "spec.ephemeralContainers",
+            "Forbidden: cannot be set on create".to_owned(),
+        ));
     }
     if spec.host_pid == Some(true) {
         return Err(invalid(
@@ -163,14 +162,15 @@ pub(super) fn volumes(
     Ok(volumes)
 }
 
+/// Reads the container at `path` (`spec.containers[0]`, `spec.ephemeralContainers[1]`...).
 pub(super) fn container_spec(
     container: &Container,
-    index: usize,
+    path: &str,
     volumes: &BTreeMap<String, PathBuf>,
     grace_seconds: i64,
     invalid: Invalid,
 ) -> Result<ContainerSpec, RuntimeError> {
-    let field = |rest: &str| format!("spec.containers[{index}].{rest}");
+    let field = |rest: &str| format!("{path}.{rest}");
     let image = container.image.clone().unwrap_or_default();
     let mut command: Vec<String> = container.command.clone().unwrap_or_default();
     if command.is_empty() {
