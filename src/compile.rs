@@ -4,7 +4,9 @@
 //! volumes) are refused in scenarios (`podcheck_oracle::fields`), so nothing of the
 //! scenario's is overwritten.
 
-use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    EmptyDirVolumeSource, EnvVar, EphemeralContainer, Pod, Volume, VolumeMount,
+};
 use podcheck_oracle::behaviour::{
     Answer, Behaviour, Endpoint, Health, HookResult, HookScript, OnSigterm, Run, Scripted,
 };
@@ -185,30 +187,69 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         container.image_pull_policy = Some("Never".to_owned());
         container.command = None;
         container.args = None;
-        let env = container.env.get_or_insert_with(Vec::new);
-        for (name, value) in [
-            (wire::env::BEHAVIOUR, behaviour_json(&behaviour)),
-            (wire::env::TIME_SCALE, time_scale.to_string()),
-            (wire::env::STATE_DIR, STATE_DIR.to_owned()),
-            (wire::env::CONTAINER, container.name.clone()),
-            (wire::env::POD, pod_name.clone()),
-        ] {
-            env.push(EnvVar {
-                name: name.to_owned(),
-                value: Some(value),
-                value_from: None,
-            });
-        }
+        let env = agent_env(&pod_name, &container.name, &behaviour, time_scale);
+        container.env.get_or_insert_with(Vec::new).extend(env);
         container
             .volume_mounts
             .get_or_insert_with(Vec::new)
-            .push(VolumeMount {
-                name: STATE_VOLUME.to_owned(),
-                mount_path: STATE_DIR.to_owned(),
-                ..VolumeMount::default()
-            });
+            .push(state_mount());
     }
     pod
+}
+
+/// An ephemeral container of the pod `pod_name` (as [`compile`] named it) that runs the
+/// agent acting out `behaviour`, in the namespaces of `target` when given: what a client
+/// adds through the pod's `ephemeralcontainers` subresource.
+pub fn ephemeral_container(
+    pod_name: &str,
+    name: &str,
+    target: Option<&str>,
+    behaviour: &Behaviour,
+    image: &str,
+    time_scale: f64,
+) -> EphemeralContainer {
+    EphemeralContainer {
+        name: name.to_owned(),
+        image: Some(image.to_owned()),
+        image_pull_policy: Some("Never".to_owned()),
+        env: Some(agent_env(pod_name, name, behaviour, time_scale)),
+        volume_mounts: Some(vec![state_mount()]),
+        target_container_name: target.map(str::to_owned),
+        ..EphemeralContainer::default()
+    }
+}
+
+/// The environment that tells the agent of container `container` its behaviour and who
+/// it is.
+fn agent_env(
+    pod_name: &str,
+    container: &str,
+    behaviour: &Behaviour,
+    time_scale: f64,
+) -> Vec<EnvVar> {
+    [
+        (wire::env::BEHAVIOUR, behaviour_json(behaviour)),
+        (wire::env::TIME_SCALE, time_scale.to_string()),
+        (wire::env::STATE_DIR, STATE_DIR.to_owned()),
+        (wire::env::CONTAINER, container.to_owned()),
+        (wire::env::POD, pod_name.to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    })
+    .collect()
+}
+
+/// The state volume, where the agent counts its starts.
+fn state_mount() -> VolumeMount {
+    VolumeMount {
+        name: STATE_VOLUME.to_owned(),
+        mount_path: STATE_DIR.to_owned(),
+        ..VolumeMount::default()
+    }
 }
 
 #[cfg(test)]
