@@ -6,7 +6,9 @@
 mod common;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerPort, ContainerStatus, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler, PodStatus,
+};
 use libtest_mimic::Arguments;
 use podcheck::compile::{behaviour_from_json, compile, ephemeral_container};
 use podcheck::targets::local::find_agent;
@@ -466,6 +468,35 @@ async fn ephemeral_containers(cgroup_root: Option<&Path>) {
     runtime.shutdown().await;
 }
 
+/// An exec hook runs in the container's PID namespace: the agent sees the hook's process
+/// (a `podcheck-agent pause` that never returns) among its others, and the process is in
+/// the container's namespace.
+async fn exec_hooks_run_in_the_containers_pid_namespace() {
+    let runtime = runtime();
+    let pod = scenario("pidns-exec", &["app"]);
+    let mut manifest = compile(&pod, AGENT_IMAGE, SCALE);
+    if let Some(spec) = manifest.spec.as_mut() {
+        spec.containers[0].lifecycle = Some(Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["/podcheck-agent".to_owned(), "pause".to_owned()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        });
+    }
+    let uid = runtime.create_pod(manifest).expect("pod accepted");
+    let (agents, others) = wait_until_seen(&runtime, &uid, "app", |_, others| others == 1).await;
+    assert_eq!(agents, [agent("pidns-exec", "app")]);
+    let in_group = pids_in(&runtime, &uid, "app-0");
+    assert_eq!(in_group.len(), 2, "the agent and the hook: {in_group:?}");
+    let namespaces: BTreeSet<PathBuf> = in_group.into_iter().map(pid_namespace).collect();
+    assert_eq!(namespaces.len(), 1, "one PID namespace: {namespaces:?}");
+    runtime.shutdown().await;
+    assert_eq!(runtime.process_count(), 0);
+}
+
 /// As PID 1 of its namespace a process ignores a SIGTERM it has no handler for (the
 /// kernel's SIGNAL_UNKILLABLE), as in a container run by runc: only the SIGKILL after the
 /// grace period ends it. The agent, which handles SIGTERM, dies of it with 143.
@@ -560,6 +591,12 @@ fn main() {
             ephemeral_containers_on_a_cgroup_v2_hierarchy,
         )
         .with_ignored_flag(skip || no_cgroup_v2.is_some()),
+        common::async_trial(
+            "exec_hooks_run_in_the_containers_pid_namespace",
+            root,
+            exec_hooks_run_in_the_containers_pid_namespace,
+        )
+        .with_ignored_flag(skip),
         common::async_trial(
             "pid_1_without_a_sigterm_handler_outlives_sigterm_until_sigkill",
             root,
