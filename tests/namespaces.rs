@@ -487,7 +487,7 @@ async fn exec_hooks_run_in_the_containers_pid_namespace() {
         });
     }
     let uid = runtime.create_pod(manifest).expect("pod accepted");
-    let (agents, others) = wait_until_seen(&runtime, &uid, "app", |_, others| others == 1).await;
+    let (agents, _) = wait_until_seen(&runtime, &uid, "app", |_, others| others == 1).await;
     assert_eq!(agents, [agent("pidns-exec", "app")]);
     let in_group = pids_in(&runtime, &uid, "app-0");
     assert_eq!(in_group.len(), 2, "the agent and the hook: {in_group:?}");

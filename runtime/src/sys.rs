@@ -86,10 +86,9 @@ fn common_setup(cgroup_procs: &[File]) -> io::Result<()> {
     Ok(())
 }
 
-/// The PID namespace a spawned process lives in.
+/// The PID namespace a spawned process lives in (never the runtime's own: nothing the
+/// runtime starts sees the node's processes).
 pub enum PidNamespace {
-    /// The runtime's own.
-    Host,
     /// A new one, whose PID 1 the process is: it sees only itself and what it starts or
     /// what joins it later.
     New,
@@ -532,28 +531,21 @@ fn spawn_in_namespace(
     exit_if_runtime_died(&mut command, runtime);
     // SAFETY: unshare/setns of a PID namespace change only this thread's namespace for
     // children; the files are open namespace fds.
-    let switched = unsafe {
+    unsafe {
         match &pid_namespace {
-            PidNamespace::Host => false,
-            PidNamespace::New => {
-                check(libc::unshare(libc::CLONE_NEWPID))?;
-                true
-            }
+            PidNamespace::New => check(libc::unshare(libc::CLONE_NEWPID))?,
             PidNamespace::Join(namespace) => {
-                check(libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWPID))?;
-                true
+                check(libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWPID))?
             }
         }
     };
     let child = command.spawn();
-    if switched {
-        // SAFETY: as above, with the runtime's own namespace, which a thread may always
-        // return to.
-        if let Err(err) = check(unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) }) {
-            *stuck = Some(format!(
-                "the spawner thread could not return to the runtime's PID namespace: {err}"
-            ));
-        }
+    // SAFETY: as above, with the runtime's own namespace, which a thread may always
+    // return to.
+    if let Err(err) = check(unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) }) {
+        *stuck = Some(format!(
+            "the spawner thread could not return to the runtime's PID namespace: {err}"
+        ));
     }
     child
 }

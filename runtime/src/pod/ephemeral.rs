@@ -9,7 +9,7 @@
 
 use super::manifest::{self, ContainerSpec, Invalid};
 use super::now;
-use super::worker::Worker;
+use super::worker::{wait_code, Worker};
 use crate::errors::RuntimeError;
 use crate::kubelet::{self, EphemeralEffect, EphemeralEvent, EphemeralSetup, Event, StartError};
 use crate::{sys, AGENT_IMAGE};
@@ -263,17 +263,5 @@ impl Worker {
             oom_killed,
             wall: exit.wall,
         })
-    }
-}
-
-/// The exit code a container status shows for a child: its own, or 128 + the signal that
-/// ended it.
-pub(super) fn wait_code(mut child: std::process::Child) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match child.wait() {
-        Ok(status) => status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(9)),
-        Err(_) => 128 + libc::SIGKILL,
     }
 }

@@ -1,7 +1,7 @@
 //! The pod worker: carries out the kubelet's decisions with real processes, signals,
 //! cgroups and a sandbox, and feeds what happens back to them.
 
-use super::ephemeral::{self, Ephemerals};
+use super::ephemeral::Ephemerals;
 use super::manifest::ContainerSpec;
 use super::{now, ObjectStore, PodUpdate};
 use crate::errors::RuntimeError;
@@ -400,7 +400,7 @@ impl Worker {
         self.apply(started, exits);
         let exits = exits.clone();
         tokio::task::spawn_blocking(move || {
-            let code = ephemeral::wait_code(child);
+            let code = wait_code(child);
             let _ = exits.send(ProcessExit {
                 container,
                 instance,
@@ -576,6 +576,18 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.shared.cgroups.remove(&group);
+    }
+}
+
+/// The exit code a container status shows for a child: its own, or 128 + the signal that
+/// ended it.
+pub(super) fn wait_code(mut child: std::process::Child) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match child.wait() {
+        Ok(status) => status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(9)),
+        Err(_) => 128 + libc::SIGKILL,
     }
 }
 
