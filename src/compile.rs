@@ -4,7 +4,9 @@
 //! volumes) are refused in scenarios (`podcheck_oracle::fields`), so nothing of the
 //! scenario's is overwritten.
 
-use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, EnvVar, Pod, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    EmptyDirVolumeSource, EnvVar, EphemeralContainer, Pod, Volume, VolumeMount,
+};
 use podcheck_oracle::behaviour::{
     Answer, Behaviour, Endpoint, Health, HookResult, HookScript, OnSigterm, Run, Scripted,
 };
@@ -209,74 +211,109 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
         container.image_pull_policy = Some("Never".to_owned());
         container.command = None;
         container.args = None;
-        let env = container.env.get_or_insert_with(Vec::new);
-        for (name, value) in [
-            (wire::env::BEHAVIOUR, behaviour_json(&behaviour)),
-            (wire::env::TIME_SCALE, time_scale.to_string()),
-            (wire::env::STATE_DIR, STATE_DIR.to_owned()),
-            (wire::env::CONTAINER, container.name.clone()),
-            (wire::env::POD, pod_name.clone()),
-        ] {
-            env.push(EnvVar {
-                name: name.to_owned(),
-                value: Some(value),
-                value_from: None,
-            });
-        }
+        let env = agent_env(&pod_name, &container.name, &behaviour, time_scale);
+        container.env.get_or_insert_with(Vec::new).extend(env);
         container
             .volume_mounts
             .get_or_insert_with(Vec::new)
-            .push(VolumeMount {
-                name: STATE_VOLUME.to_owned(),
-                mount_path: STATE_DIR.to_owned(),
-                ..VolumeMount::default()
-            });
+            .push(state_mount());
     }
     pod
 }
 
-/// The ephemeral container `name` of a compiled pod, as `kubectl debug` would add it: the
-/// agent image and environment of the pod's first container, its own behaviour (from
-/// [`EPHEMERAL_ANNOTATION`]) and name, and `targetContainerName`. None when the pod has no
-/// behaviour for it.
-pub fn ephemeral_container(
+/// The ephemeral container `name` of a compiled pod, as `kubectl debug` would add it: its
+/// behaviour from [`EPHEMERAL_ANNOTATION`], the image, pull policy and time scale of the
+/// pod's first container. None when the pod has no behaviour for it.
+pub fn ephemeral_container_of(
     pod: &Pod,
     name: &str,
     target: Option<&str>,
-) -> Option<k8s_openapi::api::core::v1::EphemeralContainer> {
+) -> Option<EphemeralContainer> {
     let behaviours: std::collections::BTreeMap<String, String> = pod
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(EPHEMERAL_ANNOTATION))
         .and_then(|text| serde_json::from_str(text).ok())?;
-    let behaviour = behaviours.get(name)?;
+    let behaviour = behaviour_from_json(behaviours.get(name)?)?;
     let template = pod.spec.as_ref()?.containers.first()?;
-    let env = template
-        .env
-        .iter()
-        .flatten()
-        .map(|var| match var.name.as_str() {
-            wire::env::BEHAVIOUR => EnvVar {
-                value: Some(behaviour.clone()),
-                ..var.clone()
-            },
-            wire::env::CONTAINER => EnvVar {
-                value: Some(name.to_owned()),
-                ..var.clone()
-            },
-            _ => var.clone(),
-        })
-        .collect();
-    Some(k8s_openapi::api::core::v1::EphemeralContainer {
+    let env_value = |key: &str| {
+        template
+            .env
+            .iter()
+            .flatten()
+            .find(|var| var.name == key)
+            .and_then(|var| var.value.clone())
+    };
+    let time_scale = env_value(wire::env::TIME_SCALE)?.parse().ok()?;
+    let pod_name = env_value(wire::env::POD)
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default();
+    let mut container = ephemeral_container(
+        &pod_name,
+        name,
+        target,
+        &behaviour,
+        template.image.as_deref().unwrap_or_default(),
+        time_scale,
+    );
+    container.image_pull_policy = template.image_pull_policy.clone();
+    Some(container)
+}
+
+/// An ephemeral container of the pod `pod_name` (as [`compile`] named it) that runs the
+/// agent acting out `behaviour`, in the namespaces of `target` when given: what a client
+/// adds through the pod's `ephemeralcontainers` subresource.
+pub fn ephemeral_container(
+    pod_name: &str,
+    name: &str,
+    target: Option<&str>,
+    behaviour: &Behaviour,
+    image: &str,
+    time_scale: f64,
+) -> EphemeralContainer {
+    EphemeralContainer {
         name: name.to_owned(),
-        image: template.image.clone(),
-        image_pull_policy: template.image_pull_policy.clone(),
-        env: Some(env),
-        volume_mounts: template.volume_mounts.clone(),
+        image: Some(image.to_owned()),
+        image_pull_policy: Some("Never".to_owned()),
+        env: Some(agent_env(pod_name, name, behaviour, time_scale)),
+        volume_mounts: Some(vec![state_mount()]),
         target_container_name: target.map(str::to_owned),
-        ..Default::default()
+        ..EphemeralContainer::default()
+    }
+}
+
+/// The environment that tells the agent of container `container` its behaviour and who
+/// it is.
+fn agent_env(
+    pod_name: &str,
+    container: &str,
+    behaviour: &Behaviour,
+    time_scale: f64,
+) -> Vec<EnvVar> {
+    [
+        (wire::env::BEHAVIOUR, behaviour_json(behaviour)),
+        (wire::env::TIME_SCALE, time_scale.to_string()),
+        (wire::env::STATE_DIR, STATE_DIR.to_owned()),
+        (wire::env::CONTAINER, container.to_owned()),
+        (wire::env::POD, pod_name.to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
     })
+    .collect()
+}
+
+/// The state volume, where the agent counts its starts.
+fn state_mount() -> VolumeMount {
+    VolumeMount {
+        name: STATE_VOLUME.to_owned(),
+        mount_path: STATE_DIR.to_owned(),
+        ..VolumeMount::default()
+    }
 }
 
 #[cfg(test)]

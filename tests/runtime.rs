@@ -525,12 +525,20 @@ async fn a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_con
     });
     let mut failing = pod.clone();
     failing.metadata.name = Some("failing".to_owned());
+    // The hook fails once the agent answers it (404: it has no such hook). One that failed
+    // before the agent took SIGTERM in hand would have the kill's SIGTERM reach a PID 1
+    // without a handler, which ignores it (as on a node): SIGKILL would end it, with 137.
+    for var in app(&mut failing).env.iter_mut().flatten() {
+        if var.name == podcheck_wire::env::BEHAVIOUR {
+            var.value = Some(r#"{"then":"forever","hooks":{"other":{}}}"#.to_owned());
+        }
+    }
     app(&mut failing).lifecycle = Some(Lifecycle {
         post_start: Some(LifecycleHandler {
             exec: Some(ExecAction {
                 command: Some(vec![
                     "/podcheck-agent".to_owned(),
-                    "probe".to_owned(),
+                    "hook".to_owned(),
                     "missing".to_owned(),
                 ]),
             }),
@@ -568,7 +576,7 @@ async fn a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_con
         .and_then(|s| s.waiting.as_ref()?.message.clone())
         .unwrap_or_default();
     assert!(
-        message.starts_with("Exec lifecycle hook ([/podcheck-agent probe missing])"),
+        message.starts_with("Exec lifecycle hook ([/podcheck-agent hook missing])"),
         "{message}"
     );
     let killed = status

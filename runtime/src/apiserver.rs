@@ -12,6 +12,8 @@
 //! Durations are spec seconds, as the API speaks; the caller's `wall` turns them into the
 //! wall time a timestamp moves by (the runtime's time scale).
 
+pub(crate) mod ephemeral;
+
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -28,12 +30,15 @@ pub struct ObjectState {
     pub gone: bool,
 }
 
-/// One version of the pod object as a watch delivers it: metadata and status, stamped
-/// with the wall time it was written.
+/// One version of the pod object as a watch delivers it: metadata, the part of the spec
+/// that changes (its ephemeral containers) and status, stamped with the wall time it was
+/// written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodSnapshot {
     pub at: Time,
     pub object: ObjectState,
+    /// `spec.ephemeralContainers`.
+    pub ephemeral_containers: Vec<k8s_openapi::api::core::v1::EphemeralContainer>,
     pub status: k8s_openapi::api::core::v1::PodStatus,
 }
 

@@ -43,6 +43,10 @@ pub enum RuntimeError {
     NoSuchFinalizer { pod: String, finalizer: String },
     #[error("find a running instance of container {container} in pod {pod}: none runs")]
     ContainerNotRunning { pod: String, container: String },
+    /// The API server refused an update through the `ephemeralcontainers` subresource
+    /// (422): each of `errors` as it words a field error.
+    #[error("add an ephemeral container: Pod {pod:?} is invalid: {}", errors.join(", "))]
+    EphemeralContainerRefused { pod: String, errors: Vec<String> },
 }
 
 impl RuntimeError {

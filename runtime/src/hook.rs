@@ -118,8 +118,7 @@ pub(crate) struct HookContext {
     /// The instance's `cgroup.procs` files, which exec hooks join.
     pub cgroup_procs: Vec<std::path::PathBuf>,
     pub netns: Arc<File>,
-    pub spawner:
-        Arc<dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync>,
+    pub spawner: crate::sys::SpawnFn,
     pub time_scale: f64,
 }
 

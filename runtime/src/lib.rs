@@ -1,12 +1,15 @@
 //! podcheck's bundled local runtime: runs pods as real Linux processes.
 //!
-//! Each pod gets a sandbox (a holder process in new network, UTS and IPC namespaces, with
-//! loopback up), emptyDir volumes, and a cgroup; each container instance runs in the
-//! sandbox's namespaces, in its own mount namespace over an overlay of its image, in its
-//! own cgroup. The runtime restarts containers as the kubelet does (restart policy,
-//! crash-loop back-off), runs init containers one at a time before the others and native
-//! sidecars (init containers with `restartPolicy: Always`) beside them, and reports
-//! `PodStatus` snapshots. All durations are multiplied by the time scale.
+//! Each pod gets a sandbox (a holder process in new network, UTS, IPC and PID namespaces,
+//! with loopback up), emptyDir volumes, and a cgroup; each container instance runs in the
+//! sandbox's network, UTS and IPC namespaces, in a PID namespace of its own (the sandbox's
+//! with `shareProcessNamespace`, its target's for an ephemeral container with
+//! `targetContainerName`) with its own `/proc`, in its own mount namespace over an overlay
+//! of its image that `pivot_root` makes its root, in its own cgroup. The runtime restarts
+//! containers as the kubelet does (restart policy, crash-loop back-off), runs init
+//! containers one at a time before the others and native sidecars (init containers with
+//! `restartPolicy: Always`) beside them, and reports `PodStatus` snapshots. All durations
+//! are multiplied by the time scale.
 //!
 //! This is an independent implementation of the kubelet's behaviour: it does not use
 //! podcheck's oracle, or comparing the two would prove nothing.
@@ -246,6 +249,25 @@ impl LocalRuntime {
     /// pod whose deletion has no grace period left removes the object.
     pub fn remove_finalizer(&self, uid: &str, finalizer: &str) -> Result<(), RuntimeError> {
         self.pod(uid)?.remove_finalizer(finalizer)
+    }
+
+    /// An update through the pod's `ephemeralcontainers` subresource that adds `container`
+    /// (as `kubectl debug` sends it): refused as the API server refuses it, else stored in
+    /// `spec.ephemeralContainers`; the kubelet part then starts it once, never restarts it,
+    /// reports it in `status.ephemeralContainerStatuses`, and stops it with the pod. With
+    /// `targetContainerName` it runs in the PID namespace of that container's process.
+    pub fn add_ephemeral_container(
+        &self,
+        uid: &str,
+        container: k8s_openapi::api::core::v1::EphemeralContainer,
+    ) -> Result<(), RuntimeError> {
+        self.pod(uid)?.add_ephemeral_container(container)
+    }
+
+    /// The pod object as a `GET` returns it now: metadata, spec (with the ephemeral
+    /// containers added since its creation) and status.
+    pub fn pod_object(&self, uid: &str) -> Result<Pod, RuntimeError> {
+        self.pod(uid)?.object()
     }
 
     /// A receiver that changes whenever the pod object does (its value is the number of

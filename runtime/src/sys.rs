@@ -2,6 +2,11 @@
 //!
 //! Everything that runs between fork and exec is here, and only uses syscalls on data
 //! prepared before the fork (no allocation), as `pre_exec` requires.
+//!
+//! PID namespaces are the exception to "the child enters its namespaces itself": `setns`
+//! or `unshare` of a PID namespace only changes where the caller's *children* go, so the
+//! [`Spawner`] thread switches its own namespace for children around each fork (see
+//! [`PidNamespace`]).
 
 use crate::errors::RuntimeError;
 use std::ffi::CString;
@@ -63,15 +68,12 @@ fn check(result: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Makes the child die with the spawning thread and join its cgroups.
+/// Makes the child die with the spawning thread and join its cgroups. (Whether the
+/// runtime died before the prctl took effect is checked last, by the [`Spawner`].)
 fn common_setup(cgroup_procs: &[File]) -> io::Result<()> {
     // SAFETY: prctl/write on fds opened before the fork.
     unsafe {
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
-        // The parent may have died between fork and prctl: then nobody would kill us.
-        if libc::getppid() == 1 {
-            libc::_exit(1);
-        }
         for file in cgroup_procs {
             let written = libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1);
             if written != 1 {
@@ -82,6 +84,29 @@ fn common_setup(cgroup_procs: &[File]) -> io::Result<()> {
         libc::setsid();
     }
     Ok(())
+}
+
+/// The PID namespace a spawned process lives in (never the runtime's own: nothing the
+/// runtime starts sees the node's processes).
+pub enum PidNamespace {
+    /// A new one, whose PID 1 the process is: it sees only itself and what it starts or
+    /// what joins it later.
+    New,
+    /// The one of a running process (its `/proc/PID/ns/pid`, opened while it runs).
+    Join(File),
+}
+
+impl PidNamespace {
+    /// The PID namespace `pid` is in.
+    pub fn of(pid: i32) -> io::Result<PidNamespace> {
+        File::open(format!("/proc/{pid}/ns/pid")).map(PidNamespace::Join)
+    }
+}
+
+/// A prepared process and the PID namespace it is to be forked into.
+pub struct Launch {
+    pub command: Command,
+    pub pid_namespace: PidNamespace,
 }
 
 /// What the sandbox holder process needs.
@@ -106,9 +131,13 @@ pub struct ContainerLaunch {
     pub binds: Vec<(std::path::PathBuf, String, bool)>,
     pub working_dir: String,
     pub log: File,
+    /// A new namespace of its own, or the pod's (the sandbox's) or a target container's.
+    pub pid_namespace: PidNamespace,
 }
 
-pub fn sandbox_command(launch: SandboxLaunch) -> io::Result<Command> {
+/// The sandbox holder: PID 1 of the pod's own PID namespace, which the containers of a pod
+/// with `shareProcessNamespace` join (as the pause container is in Kubernetes).
+pub fn sandbox_command(launch: SandboxLaunch) -> io::Result<Launch> {
     let hostname = launch.hostname.into_bytes();
     let procs = launch.cgroup_procs;
     let mut command = Command::new(&launch.agent);
@@ -129,7 +158,10 @@ pub fn sandbox_command(launch: SandboxLaunch) -> io::Result<Command> {
             loopback_up()
         });
     }
-    Ok(command)
+    Ok(Launch {
+        command,
+        pid_namespace: PidNamespace::New,
+    })
 }
 
 /// Brings `lo` up in the current network namespace, so containers reach each other on
@@ -154,7 +186,11 @@ fn loopback_up() -> io::Result<()> {
     }
 }
 
-pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
+/// A container's main process: the sandbox's network, UTS and IPC namespaces, its own
+/// mount namespace over an overlay of its image, with its own `/proc` (of the PID namespace
+/// it is in), and that overlay as its root (`pivot_root`: nothing of the host's tree stays
+/// reachable, as with runc).
+pub fn container_command(launch: ContainerLaunch) -> io::Result<Launch> {
     let open_ns = |kind: &str| File::open(format!("/proc/{}/ns/{kind}", launch.sandbox_pid));
     let namespaces = [open_ns("net")?, open_ns("uts")?, open_ns("ipc")?];
     let merged = cstring(&launch.merged)?;
@@ -184,6 +220,9 @@ pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
     let procs = launch.cgroup_procs;
     let overlay = CString::new("overlay").map_err(io::Error::other)?;
     let root = CString::new("/").map_err(io::Error::other)?;
+    let dot = CString::new(".").map_err(io::Error::other)?;
+    let proc_type = CString::new("proc").map_err(io::Error::other)?;
+    let proc_dir = CString::new("/proc").map_err(io::Error::other)?;
 
     let mut command = Command::new(&launch.program);
     command
@@ -253,11 +292,28 @@ pub fn container_command(launch: ContainerLaunch) -> io::Result<Command> {
                 libc::MS_BIND,
                 std::ptr::null(),
             ))?;
-            check(libc::chroot(merged.as_ptr()))?;
+            // pivot_root(".", "."): the old root ends up stacked on the new one, and the
+            // lazy unmount takes it (and every host mount below it) out of this namespace.
+            check(libc::chdir(merged.as_ptr()))?;
+            check(libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int)?;
+            check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH))?;
+            check(libc::chdir(root.as_ptr()))?;
+            // A proc mount shows the PID namespace of the process that mounts it: this
+            // one's, which it already is in (it was forked into it).
+            check(libc::mount(
+                proc_type.as_ptr(),
+                proc_dir.as_ptr(),
+                proc_type.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
             check(libc::chdir(working_dir.as_ptr()))
         });
     }
-    Ok(command)
+    Ok(Launch {
+        command,
+        pid_namespace: launch.pid_namespace,
+    })
 }
 
 /// What an exec probe needs: the container to enter and the command to run there.
@@ -272,8 +328,9 @@ pub struct ExecLaunch {
     pub capture_output: bool,
 }
 
-/// A command that runs inside a running container: its namespaces and its root.
-pub fn exec_command(launch: ExecLaunch) -> io::Result<Command> {
+/// A command that runs inside a running container: its namespaces (its PID namespace
+/// too, so that it sees what the container sees) and its root.
+pub fn exec_command(launch: ExecLaunch) -> io::Result<Launch> {
     let Some((program, args)) = launch.argv.split_first() else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -295,6 +352,7 @@ pub fn exec_command(launch: ExecLaunch) -> io::Result<Command> {
         open_ns("ipc")?,
         open_ns("mnt")?,
     ];
+    let pid_namespace = PidNamespace::of(launch.container_pid)?;
     let root = File::open(format!("{proc_dir}/root"))?;
     let dot = CString::new(".").map_err(io::Error::other)?;
     let slash = CString::new("/").map_err(io::Error::other)?;
@@ -323,7 +381,10 @@ pub fn exec_command(launch: ExecLaunch) -> io::Result<Command> {
             check(libc::chdir(slash.as_ptr()))
         });
     }
-    Ok(command)
+    Ok(Launch {
+        command,
+        pid_namespace,
+    })
 }
 
 /// An unconnected, non-blocking TCP socket that belongs to the network namespace `netns`
@@ -351,7 +412,11 @@ pub fn tcp_socket_in(netns: &File) -> io::Result<std::os::fd::OwnedFd> {
     .map_err(|_| io::Error::other("the namespace thread panicked"))?
 }
 
-type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
+type SpawnJob = (Launch, mpsc::Sender<io::Result<Child>>);
+
+/// How probes, hooks and the pod worker start processes: through the runtime's
+/// [`Spawner`].
+pub type SpawnFn = std::sync::Arc<dyn Fn(Launch) -> io::Result<Child> + Send + Sync>;
 
 /// Spawns every pod process from one long-lived thread.
 ///
@@ -359,33 +424,130 @@ type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 /// spawning from async worker or blocking-pool threads would kill containers whenever
 /// such a thread retires. This thread lives as long as the runtime, so its children die
 /// with the runtime, also when the harness is killed.
+///
+/// It is also the one thread whose namespace for children changes: for each launch it
+/// enters (or creates) the launch's PID namespace, forks, and returns to the runtime's.
 pub struct Spawner {
     jobs: mpsc::Sender<SpawnJob>,
 }
 
 impl Spawner {
     pub fn start() -> Result<Spawner, RuntimeError> {
+        let own =
+            File::open("/proc/self/ns/pid").map_err(|source| RuntimeError::HostUnreadable {
+                path: "/proc/self/ns/pid".into(),
+                source,
+            })?;
+        let runtime = RuntimeProcess::open();
         let (jobs, receiver) = mpsc::channel::<SpawnJob>();
         std::thread::Builder::new()
             .name("podcheck-spawner".to_owned())
             .spawn(move || {
-                for (mut command, reply) in receiver {
-                    let _ = reply.send(command.spawn());
+                let mut stuck: Option<String> = None;
+                for (launch, reply) in receiver {
+                    let result = match &stuck {
+                        Some(reason) => Err(io::Error::other(reason.clone())),
+                        None => spawn_in_namespace(launch, &own, &runtime, &mut stuck),
+                    };
+                    let _ = reply.send(result);
                 }
             })
             .map_err(|e| RuntimeError::io("start the process spawner thread", e))?;
         Ok(Spawner { jobs })
     }
 
-    pub fn spawn(&self, command: Command) -> io::Result<Child> {
+    pub fn spawn(&self, launch: Launch) -> io::Result<Child> {
         let (reply, answer) = mpsc::channel();
         self.jobs
-            .send((command, reply))
+            .send((launch, reply))
             .map_err(|_| io::Error::other("the spawner thread is gone"))?;
         answer
             .recv()
             .map_err(|_| io::Error::other("the spawner thread is gone"))?
     }
+}
+
+/// The runtime's own process, as its children check for it right before their exec.
+struct RuntimeProcess {
+    /// A pidfd: it becomes readable once the process has exited. Without one (kernels
+    /// before 5.3), a child can only tell by being reparented to PID 1, which a child in a
+    /// PID namespace of its own cannot see.
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl RuntimeProcess {
+    fn open() -> RuntimeProcess {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open on our own pid; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        let pidfd = i32::try_from(fd)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            // SAFETY: the fd was just returned by pidfd_open and is owned by nobody else.
+            .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        RuntimeProcess { pidfd }
+    }
+}
+
+/// Adds the last step before exec: a child whose runtime died before its
+/// `PR_SET_PDEATHSIG` took effect ends itself, or nobody would ever kill it.
+fn exit_if_runtime_died(command: &mut Command, runtime: &RuntimeProcess) {
+    let pidfd = runtime.pidfd.as_ref().map(|fd| fd.as_raw_fd());
+    // SAFETY: the closure only makes syscalls on an fd opened before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            match pidfd {
+                Some(fd) => {
+                    let mut poll = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    if libc::poll(&mut poll, 1, 0) > 0 && poll.revents & libc::POLLIN != 0 {
+                        libc::_exit(1);
+                    }
+                }
+                None if libc::getppid() == 1 => libc::_exit(1),
+                None => {}
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Forks `launch` into its PID namespace from the spawner thread, which returns to the
+/// runtime's namespace (`own`) afterwards. Should that return fail, every later child
+/// would land in a pod's namespace: `stuck` then refuses them.
+fn spawn_in_namespace(
+    launch: Launch,
+    own: &File,
+    runtime: &RuntimeProcess,
+    stuck: &mut Option<String>,
+) -> io::Result<Child> {
+    let Launch {
+        mut command,
+        pid_namespace,
+    } = launch;
+    exit_if_runtime_died(&mut command, runtime);
+    // SAFETY: unshare/setns of a PID namespace change only this thread's namespace for
+    // children; the files are open namespace fds.
+    unsafe {
+        match &pid_namespace {
+            PidNamespace::New => check(libc::unshare(libc::CLONE_NEWPID))?,
+            PidNamespace::Join(namespace) => {
+                check(libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWPID))?
+            }
+        }
+    };
+    let child = command.spawn();
+    // SAFETY: as above, with the runtime's own namespace, which a thread may always
+    // return to.
+    if let Err(err) = check(unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) }) {
+        *stuck = Some(format!(
+            "the spawner thread could not return to the runtime's PID namespace: {err}"
+        ));
+    }
+    child
 }
 
 pub fn kill(pid: i32, signal: libc::c_int) {

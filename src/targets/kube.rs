@@ -389,7 +389,7 @@ impl KubeTarget {
     ) -> Result<(), TargetError> {
         let action = format!("add ephemeral container {container} to pod {name}");
         let current = within(&action, API_TIMEOUT, self.pods().get(name)).await?;
-        let ephemeral = crate::compile::ephemeral_container(&current, container, target)
+        let ephemeral = crate::compile::ephemeral_container_of(&current, container, target)
             .ok_or_else(|| {
                 TargetError::Broken(format!(
                     "failed to {action}: the pod carries no behaviour for it"

@@ -259,9 +259,28 @@ impl Target for LocalTarget {
                  running"
                     .to_owned(),
             )),
-            FaultAction::AddEphemeralContainer { .. } => Err(TargetError::NotApplicable(
-                "the local runtime does not add ephemeral containers yet".to_owned(),
-            )),
+            // As `kubectl debug` would: built from the pod object the runtime keeps.
+            FaultAction::AddEphemeralContainer {
+                name,
+                target_container_name,
+            } => {
+                let runtime = self.runtime(pod)?;
+                let object = runtime.pod_object(&pod.uid).map_err(runtime_error)?;
+                let container = crate::compile::ephemeral_container_of(
+                    &object,
+                    name,
+                    target_container_name.as_deref(),
+                )
+                .ok_or_else(|| {
+                    TargetError::Broken(format!(
+                        "pod {} carries no behaviour for ephemeral container {name}",
+                        pod.name
+                    ))
+                })?;
+                runtime
+                    .add_ephemeral_container(&pod.uid, container)
+                    .map_err(runtime_error)
+            }
         }
     }
 

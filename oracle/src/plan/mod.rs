@@ -622,7 +622,25 @@ pub fn plan_containers_adjusted(
     }
     let done = pod_done(&plans);
     for (fault, name) in scenario.ephemeral_containers() {
-        let plan = plan_ephemeral(scenario, fault, &name, done, deletion.as_ref(), until);
+        let mut plan = plan_ephemeral(scenario, fault, &name, done, deletion.as_ref(), until);
+        // Sharing its target's PID namespace, it is killed by the kernel when the
+        // target's process (PID 1 there) exits first: not modelled.
+        if let Some(target) = plan.target_container.clone() {
+            let target_plan = plans.iter().find(|p| p.name == target);
+            if let Some(reason) =
+                target_plan.and_then(|t| target_may_go_first(&plan, t, deletion.as_ref()))
+            {
+                plan.undecided = Some(Undecided {
+                    at: plan
+                        .instances
+                        .first()
+                        .map_or(SpecDuration::ZERO, |i| i.earliest_start),
+                    reason,
+                    fault: true,
+                });
+                plan.settles = false;
+            }
+        }
         plans.push(plan);
     }
     plans
@@ -660,6 +678,59 @@ fn refuse_deletion_while_initializing(
             fault: true,
         });
         plan.settles = false;
+    }
+}
+
+/// Why the target's process may exit while the ephemeral container `plan` still runs (the
+/// kernel then kills every process of the target's PID namespace), if it may.
+fn target_may_go_first(
+    plan: &ContainerPlan,
+    target_plan: &ContainerPlan,
+    deletion: Option<&termination::Deletion>,
+) -> Option<String> {
+    let margin = TERMINATION_MARGIN;
+    let target = target_plan.name.as_str();
+    let instance = plan.instances.first()?;
+    let ephemeral_end = instance.ends().map(|(_, hi)| hi);
+    // The target's instance running when the ephemeral container starts.
+    let running = target_plan.instances.iter().find(|i| {
+        i.latest_start + margin <= instance.earliest_start
+            && i.ends().is_none_or(|(lo, _)| lo > instance.earliest_start)
+    });
+    let Some(running) = running else {
+        return Some(format!(
+            "its target {target} may not be running when it starts; not modelled"
+        ));
+    };
+    let target_end = match (&running.cut, deletion) {
+        // On deletion both are stopped at once: the target must outlive it.
+        (
+            Some(Cut {
+                cause: CutCause::Deleted(stop),
+                ..
+            }),
+            Some(deletion),
+        ) => {
+            let own = match instance.cut.as_ref().map(|c| &c.cause) {
+                Some(CutCause::Deleted(own)) => own.end.1,
+                _ => SpecDuration::ZERO,
+            };
+            if stop.end.0 < own + margin {
+                return Some(format!(
+                    "its target {target} may exit before it when the pod is deleted at {}, and the kernel then kills it with the target's PID namespace; not modelled",
+                    deletion.at
+                ));
+            }
+            return None;
+        }
+        _ => running.ends().map(|(lo, _)| lo),
+    };
+    match (target_end, ephemeral_end) {
+        (Some(target_end), Some(end)) if target_end >= end + margin => None,
+        (None, _) => None,
+        _ => Some(format!(
+            "its target {target} may exit while it runs, and the kernel then kills it with the target's PID namespace; not modelled"
+        )),
     }
 }
 

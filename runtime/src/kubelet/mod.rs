@@ -8,6 +8,7 @@
 //! without root.
 
 mod backoff;
+mod ephemeral;
 mod init;
 #[cfg(test)]
 mod init_tests;
@@ -16,6 +17,7 @@ mod report;
 mod tests;
 
 pub(crate) use backoff::{CrashLoop, Restart};
+pub(crate) use ephemeral::{EphemeralEffect, EphemeralEvent, EphemeralSetup, StartError};
 pub(crate) use init::ContainerKind;
 
 use crate::probe::{Kind, ProbeUpdate};
@@ -242,6 +244,8 @@ pub(crate) enum Event {
         container: usize,
         instance: u32,
     },
+    /// Something happened to an ephemeral container (see [`ephemeral`]).
+    Ephemeral(EphemeralEvent),
 }
 
 /// What the pod worker must do, in order.
@@ -274,6 +278,8 @@ pub(crate) enum Effect {
         /// The containers this one outlives (`terminationOrdering`).
         after: Vec<usize>,
     },
+    /// Start or stop an ephemeral container (see [`ephemeral`]).
+    Ephemeral(EphemeralEffect),
 }
 
 /// An instance killed because its postStart hook failed: it never showed Running.
@@ -410,6 +416,8 @@ pub(crate) struct PodLifecycle {
     /// The phase shown before the pod turned terminal: the status manager holds the terminal
     /// phase back while containers may still run (`mergePodStatus`).
     held_phase: &'static str,
+    /// The ephemeral containers, in the order they were added.
+    ephemerals: Vec<ephemeral::EphemeralLife>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -452,6 +460,7 @@ impl PodLifecycle {
             init_count,
             initialized: false,
             held_phase: "Pending",
+            ephemerals: Vec::new(),
         }
     }
 
@@ -543,6 +552,13 @@ impl PodLifecycle {
 
     /// Decides what `event` changes and what must be done about it; `now` is when.
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
+        let mut effects = self.decide(event, now);
+        // The sync that follows the event also looks at the ephemeral containers.
+        effects.extend(self.sync_ephemerals());
+        effects
+    }
+
+    fn decide(&mut self, event: Event, now: Instant) -> Vec<Effect> {
         match event {
             Event::SandboxStarted => {
                 self.sandbox_ready = true;
@@ -613,6 +629,7 @@ impl PodLifecycle {
                     false => Vec::new(),
                 }
             }
+            Event::Ephemeral(event) => self.ephemeral_event(event),
         }
     }
 
@@ -1011,6 +1028,9 @@ impl PodLifecycle {
             if let (Some(pid), Some(instance)) = (run.pid, run.instance) {
                 effects.push(self.kill(container, instance, pid, grace, true));
             }
+        }
+        for ephemeral in 0..self.ephemerals.len() {
+            effects.extend(self.kill_ephemeral(ephemeral, grace));
         }
         effects.push(Effect::Publish);
         effects

@@ -59,8 +59,10 @@ impl PodLifecycle {
         if self.terminal.is_some() {
             return false;
         }
-        let still_running =
-            self.containers.iter().any(|c| c.pid.is_some()) || !self.pre_stops.is_empty();
+        // Ephemeral containers still running are being killed: the sandbox waits for them.
+        let still_running = self.containers.iter().any(|c| c.pid.is_some())
+            || !self.pre_stops.is_empty()
+            || self.ephemeral_running();
         if self.terminating.is_some() {
             // killPod returns once every kill is over, preStop hooks included.
             if still_running {
@@ -143,7 +145,7 @@ impl PodLifecycle {
 
     /// `getPhase` on the current statuses; `HasAnyActiveRegularContainerStarted` is whether
     /// a regular container was ever created.
-    fn computed_phase(&self, pod_is_terminal: bool) -> &'static str {
+    pub(super) fn computed_phase(&self, pod_is_terminal: bool) -> &'static str {
         let init: Vec<ContainerStatus> = self.init_containers().map(|c| c.status.clone()).collect();
         let regular: Vec<ContainerStatus> = self.regular().map(|c| c.status.clone()).collect();
         let has_initialized = self.regular().any(|c| c.instance.is_some());
@@ -201,6 +203,7 @@ impl PodLifecycle {
             conditions: Some(conditions),
             init_container_statuses: (!init.is_empty()).then_some(init),
             container_statuses: Some(regular),
+            ephemeral_container_statuses: self.ephemeral_statuses(),
             host_ip: Some("127.0.0.1".to_owned()),
             qos_class: Some("BestEffort".to_owned()),
             start_time: first.cloned().or_else(|| Some(stamp.clone())),
@@ -246,12 +249,15 @@ impl PodLifecycle {
     /// The pod is going away: no restart is pending any more. Returns the processes of
     /// the running instances, which must be killed.
     pub fn stop_all(&mut self) -> Vec<i32> {
-        self.containers
+        let mut pids: Vec<i32> = self
+            .containers
             .iter_mut()
             .filter_map(|run| {
                 run.restart_at = None;
                 run.pid.take()
             })
-            .collect()
+            .collect();
+        pids.extend(self.stop_ephemerals());
+        pids
     }
 }

@@ -23,6 +23,9 @@ pub(super) struct PodManifest<'a> {
     pub termination_grace: Duration,
     /// metadata.finalizers.
     pub finalizers: Vec<String>,
+    /// spec.shareProcessNamespace: the containers share the sandbox's PID namespace
+    /// instead of having one each.
+    pub share_process_namespace: bool,
 }
 
 /// Everything decided from a container's manifest before any process starts.
@@ -86,6 +89,8 @@ pub(super) fn read_pod<'a>(
             "a pod needs at least one container".to_owned(),
         ));
     }
+    // The API server's `ValidatePodCreate`: ephemeral containers come through their
+    // subresource only.
     if spec
         .ephemeral_containers
         .as_ref()
@@ -93,7 +98,14 @@ pub(super) fn read_pod<'a>(
     {
         return Err(invalid(
             "spec.ephemeralContainers",
-            "not supported by the local runtime yet".to_owned(),
+            "Forbidden: cannot be set on create".to_owned(),
+        ));
+    }
+    if spec.host_pid == Some(true) {
+        return Err(invalid(
+            "spec.hostPID",
+            "not supported by the local runtime: containers never see the node's processes"
+                .to_owned(),
         ));
     }
     check_containers(spec, invalid)?;
@@ -111,6 +123,7 @@ pub(super) fn read_pod<'a>(
         restart_policy,
         termination_grace: Duration::from_secs(grace_seconds(spec) as u64),
         finalizers: pod.metadata.finalizers.clone().unwrap_or_default(),
+        share_process_namespace: spec.share_process_namespace == Some(true),
     })
 }
 
@@ -211,7 +224,7 @@ pub(super) fn volumes(
 }
 
 /// Reads one container; `path` is where it is in the manifest (`spec.containers[0]`,
-/// `spec.initContainers[1]`), for errors.
+/// `spec.initContainers[1]`, `spec.ephemeralContainers[0]`), for errors.
 pub(super) fn container_spec(
     container: &Container,
     path: &str,

@@ -3,15 +3,17 @@
 //! The manifest is read in `manifest`; the kubelet's decisions are in `crate::kubelet`;
 //! the worker here only carries them out (processes, signals, cgroups, the sandbox).
 
+mod ephemeral;
 mod manifest;
 mod worker;
 
-use crate::apiserver::{Deleted, PodObject, PodSnapshot, Refusal};
+use crate::apiserver::{self, Deleted, PodObject, PodSnapshot, Refusal};
 use crate::errors::RuntimeError;
 use crate::kubelet::{ContainerKind, PodIdentity, PodLifecycle, PodSetup, Timing};
 use crate::Shared;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{EphemeralContainer, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -22,19 +24,32 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// What the kubelet's watch of the pod object delivers.
+enum PodUpdate {
+    /// A new `deletionGracePeriodSeconds`.
+    Deleted { grace_seconds: i64 },
+    /// An ephemeral container was added (`spec.ephemeralContainers[index]`), as the runtime
+    /// prepared it.
+    EphemeralContainerAdded(Box<ephemeral::Added>),
+}
+
 /// The pod object as clients see it: every version written (by the kubelet's status
-/// updates and by API requests), and what the kubelet learns of its deletion.
+/// updates and by API requests), and what the kubelet learns of it.
 pub(crate) struct ObjectStore {
     uid: String,
+    /// The metadata as created (name, namespace, labels, annotations).
+    metadata: ObjectMeta,
     object: PodObject,
+    /// The spec as stored: as created, with the ephemeral containers added since.
+    spec: PodSpec,
     snapshots: Vec<PodSnapshot>,
     /// The latest status the kubelet wrote.
     status: PodStatus,
     version: u64,
     time_scale: f64,
     notify: watch::Sender<usize>,
-    /// The kubelet's watch of the pod: each new `deletionGracePeriodSeconds`.
-    kubelet: mpsc::UnboundedSender<i64>,
+    /// The kubelet's watch of the pod.
+    kubelet: mpsc::UnboundedSender<PodUpdate>,
 }
 
 impl ObjectStore {
@@ -43,6 +58,7 @@ impl ObjectStore {
         self.snapshots.push(PodSnapshot {
             at,
             object: self.object.state(self.version),
+            ephemeral_containers: self.spec.ephemeral_containers.clone().unwrap_or_default(),
             status: self.status.clone(),
         });
         self.notify.send_replace(self.snapshots.len());
@@ -100,7 +116,7 @@ impl ObjectStore {
         if !from_kubelet {
             // The kubelet's pod worker learns the new grace period from its watch; a
             // worker that is gone has nothing left to terminate.
-            let _ = self.kubelet.send(grace_seconds);
+            let _ = self.kubelet.send(PodUpdate::Deleted { grace_seconds });
         }
         Ok(())
     }
@@ -124,6 +140,63 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// An update through the `ephemeralcontainers` subresource that appends `container`,
+    /// which `prepare` turns into what the kubelet starts (or refuses, for what the local
+    /// runtime cannot run). Refused as the API server refuses it; once stored, the kubelet
+    /// hears of it.
+    fn add_ephemeral_container(
+        &mut self,
+        at: Time,
+        container: EphemeralContainer,
+        prepare: impl FnOnce(&PodSpec, usize) -> Result<ephemeral::Added, RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        if self.object.is_gone() {
+            return Err(RuntimeError::PodGone(self.uid.clone()));
+        }
+        let errors = apiserver::ephemeral::validate_addition(&self.spec, &container);
+        if !errors.is_empty() {
+            return Err(RuntimeError::EphemeralContainerRefused {
+                pod: self.metadata.name.clone().unwrap_or_default(),
+                errors: errors.iter().map(ToString::to_string).collect(),
+            });
+        }
+        let index = self.spec.ephemeral_containers.as_ref().map_or(0, Vec::len);
+        let mut spec = self.spec.clone();
+        spec.ephemeral_containers
+            .get_or_insert_with(Vec::new)
+            .push(container);
+        let added = prepare(&spec, index)?;
+        self.spec = spec;
+        self.record(at);
+        // A worker that is gone has nothing left to start.
+        let _ = self
+            .kubelet
+            .send(PodUpdate::EphemeralContainerAdded(Box::new(added)));
+        Ok(())
+    }
+
+    /// The pod object as a `GET` returns it: metadata, spec and status.
+    fn object(&self) -> Result<Pod, RuntimeError> {
+        let last = self
+            .snapshots
+            .last()
+            .filter(|s| !s.object.gone)
+            .ok_or_else(|| RuntimeError::PodGone(self.uid.clone()))?;
+        let state = &last.object;
+        Ok(Pod {
+            metadata: ObjectMeta {
+                uid: Some(self.uid.clone()),
+                resource_version: Some(state.resource_version.clone()),
+                deletion_timestamp: state.deletion_timestamp.clone(),
+                deletion_grace_period_seconds: state.deletion_grace_period_seconds,
+                finalizers: (!state.finalizers.is_empty()).then(|| state.finalizers.clone()),
+                ..self.metadata.clone()
+            },
+            spec: Some(self.spec.clone()),
+            status: Some(last.status.clone()),
+        })
+    }
+
     fn refused(&self, refusal: Refusal) -> RuntimeError {
         match refusal {
             Refusal::NotFound => RuntimeError::PodGone(self.uid.clone()),
@@ -138,6 +211,9 @@ impl ObjectStore {
 /// A pod the runtime runs: its object as clients see it and the handle to stop its worker.
 pub(crate) struct PodEntry {
     pub uid: String,
+    name: String,
+    /// terminationGracePeriodSeconds, after defaulting.
+    spec_grace_seconds: i64,
     dir: PathBuf,
     store: Arc<Mutex<ObjectStore>>,
     changes: watch::Receiver<usize>,
@@ -215,10 +291,16 @@ impl PodEntry {
             },
         );
         let (notify, changes) = watch::channel(0usize);
-        let (kubelet, deletions) = mpsc::unbounded_channel();
+        let (kubelet, updates) = mpsc::unbounded_channel();
         let store = Arc::new(Mutex::new(ObjectStore {
             uid: uid.clone(),
+            metadata: ObjectMeta {
+                name: Some(manifest.name.clone()),
+                namespace: Some(manifest.namespace.clone()),
+                ..pod.metadata.clone()
+            },
             object: PodObject::new(manifest.finalizers.clone(), grace_seconds),
+            spec: manifest.spec.clone(),
             snapshots: Vec::new(),
             status: PodStatus::default(),
             version: 0,
@@ -233,14 +315,17 @@ impl PodEntry {
                 name: manifest.name.clone(),
                 display: format!("{}_{}({uid})", manifest.name, manifest.namespace),
             },
+            manifest.share_process_namespace,
             dir.clone(),
             containers,
             lifecycle,
             store.clone(),
         );
-        let handle = tokio::spawn(worker.run(stop_receiver, deletions));
+        let handle = tokio::spawn(worker.run(stop_receiver, updates));
         Ok(Arc::new(PodEntry {
             uid,
+            name: manifest.name.clone(),
+            spec_grace_seconds: grace_seconds,
             dir,
             store,
             changes,
@@ -266,6 +351,29 @@ impl PodEntry {
 
     pub fn remove_finalizer(&self, finalizer: &str) -> Result<(), RuntimeError> {
         self.lock_store().remove_finalizer(now(), finalizer)
+    }
+
+    /// The `ephemeralcontainers` subresource, adding `container`.
+    pub fn add_ephemeral_container(
+        &self,
+        container: EphemeralContainer,
+    ) -> Result<(), RuntimeError> {
+        let invalid = |field: &str, reason: String| RuntimeError::InvalidPod {
+            pod: self.name.clone(),
+            field: field.to_owned(),
+            reason,
+        };
+        let dir = self.dir.clone();
+        let grace_seconds = self.spec_grace_seconds;
+        self.lock_store()
+            .add_ephemeral_container(now(), container, |spec, index| {
+                ephemeral::prepare(spec, index, &dir, grace_seconds, &invalid)
+            })
+    }
+
+    /// The pod object as a `GET` returns it.
+    pub fn object(&self) -> Result<Pod, RuntimeError> {
+        self.lock_store().object()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<usize> {

@@ -1,8 +1,9 @@
 //! The pod worker: carries out the kubelet's decisions with real processes, signals,
 //! cgroups and a sandbox, and feeds what happens back to them.
 
+use super::ephemeral::Ephemerals;
 use super::manifest::ContainerSpec;
-use super::{now, ObjectStore};
+use super::{now, ObjectStore, PodUpdate};
 use crate::errors::RuntimeError;
 use crate::hook::{self, HookContext};
 use crate::image::AGENT_PATH_IN_IMAGE;
@@ -33,9 +34,6 @@ struct PostStartResult {
     result: Result<(), String>,
 }
 
-type Spawn =
-    Arc<dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync>;
-
 /// A container instance's end, as its waiter thread saw it.
 struct ProcessExit {
     container: usize,
@@ -46,11 +44,13 @@ struct ProcessExit {
 }
 
 pub(super) struct Worker {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     names: PodNames,
+    /// `shareProcessNamespace`: containers join the sandbox's PID namespace.
+    share_process_namespace: bool,
     uid: String,
     dir: PathBuf,
-    specs: Vec<ContainerSpec>,
+    pub(super) specs: Vec<ContainerSpec>,
     lifecycle: PodLifecycle,
     /// Each container's OOM kill count before its current instance started.
     oom_kills_before: Vec<u64>,
@@ -73,12 +73,14 @@ pub(super) struct Worker {
     /// Kills whose preStop hook returned (or was no longer waited for).
     pre_stops_done: mpsc::UnboundedSender<(usize, u32)>,
     pre_stops_receiver: Option<mpsc::UnboundedReceiver<(usize, u32)>>,
+    pub(super) ephemerals: Ephemerals,
 }
 
 impl Worker {
     pub fn new(
         shared: Arc<Shared>,
         names: PodNames,
+        share_process_namespace: bool,
         dir: PathBuf,
         specs: Vec<ContainerSpec>,
         lifecycle: PodLifecycle,
@@ -89,6 +91,7 @@ impl Worker {
         Worker {
             shared,
             names,
+            share_process_namespace,
             uid: lifecycle.uid().to_owned(),
             dir,
             oom_kills_before: vec![0; specs.len()],
@@ -106,21 +109,23 @@ impl Worker {
             post_start_receiver: Some(receiver),
             pre_stops_done,
             pre_stops_receiver: Some(pre_stops_receiver),
+            ephemerals: Ephemerals::new(),
         }
     }
 
-    /// Runs the pod until `stop`; `deletions` carries each `deletionGracePeriodSeconds`
-    /// the pod object gets.
+    /// Runs the pod until `stop`; `updates` carries what the kubelet's watch of the pod
+    /// object sees (each `deletionGracePeriodSeconds`, each ephemeral container added).
     pub async fn run(
         mut self,
         mut stop: tokio::sync::oneshot::Receiver<()>,
-        mut deletions: mpsc::UnboundedReceiver<i64>,
+        mut updates: mpsc::UnboundedReceiver<PodUpdate>,
     ) {
         let (exits_tx, mut exits) = mpsc::unbounded_channel::<ProcessExit>();
         let (probe_tx, mut probe_updates) = mpsc::unbounded_channel::<ProbeUpdate>();
-        let (Some(mut post_start_results), Some(mut pre_stops_done)) = (
+        let (Some(mut post_start_results), Some(mut pre_stops_done), Some(mut ephemeral_exits)) = (
             self.post_start_receiver.take(),
             self.pre_stops_receiver.take(),
+            self.ephemerals.take_exits(),
         ) else {
             return;
         };
@@ -164,8 +169,16 @@ impl Worker {
                 Some((container, instance)) = pre_stops_done.recv() => {
                     self.apply(Event::PreStopDone { container, instance }, &exits_tx);
                 }
-                Some(grace_seconds) = deletions.recv() => {
-                    self.apply(Event::Deleted { grace_seconds }, &exits_tx);
+                Some(update) = updates.recv() => {
+                    let event = match update {
+                        PodUpdate::Deleted { grace_seconds } => Event::Deleted { grace_seconds },
+                        PodUpdate::EphemeralContainerAdded(added) => self.add_ephemeral(*added),
+                    };
+                    self.apply(event, &exits_tx);
+                }
+                Some(exit) = ephemeral_exits.recv() => {
+                    let event = self.reap_ephemeral(exit);
+                    self.apply(event, &exits_tx);
                 }
                 _ = sleep_until(next_restart) => {
                     self.apply(Event::RestartsDue, &exits_tx);
@@ -198,6 +211,11 @@ impl Worker {
                     instance,
                     pid,
                 } => self.run_post_start(container, instance, pid),
+                Effect::Ephemeral(effect) => {
+                    if let Some(event) = self.apply_ephemeral(effect) {
+                        self.apply(event, exits);
+                    }
+                }
             }
         }
         self.note_holding();
@@ -213,7 +231,7 @@ impl Worker {
         });
     }
 
-    fn group(&self, rest: &str) -> PathBuf {
+    pub(super) fn group(&self, rest: &str) -> PathBuf {
         self.shared.cgroup(&Path::new(&self.uid).join(rest))
     }
 
@@ -252,7 +270,7 @@ impl Worker {
         Ok(())
     }
 
-    fn spawner(&self) -> Spawn {
+    fn spawner(&self) -> sys::SpawnFn {
         let shared = self.shared.clone();
         Arc::new(move |command| shared.spawner.spawn(command))
     }
@@ -424,16 +442,7 @@ impl Worker {
         self.apply(started, exits);
         let exits = exits.clone();
         tokio::task::spawn_blocking(move || {
-            let mut child = child;
-            let code = match child.wait() {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    status
-                        .code()
-                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
-                }
-                Err(_) => 128 + libc::SIGKILL,
-            };
+            let code = wait_code(child);
             let _ = exits.send(ProcessExit {
                 container,
                 instance,
@@ -449,10 +458,40 @@ impl Worker {
         container: usize,
         instance: u32,
     ) -> Result<std::process::Child, RuntimeError> {
+        let group = self.instance_group(container, instance);
+        let pid_namespace = self.pod_pid_namespace()?;
+        let (child, oom_kills_before) =
+            self.spawn_container(&self.specs[container], instance, &group, pid_namespace)?;
+        self.oom_kills_before[container] = oom_kills_before;
+        Ok(child)
+    }
+
+    /// The PID namespace of a container without a target: the CRI's NamespaceMode POD
+    /// (the sandbox's) with shareProcessNamespace, else CONTAINER (a new one).
+    pub(super) fn pod_pid_namespace(&self) -> Result<sys::PidNamespace, RuntimeError> {
         let sandbox_pid = self.sandbox_pid.ok_or(RuntimeError::NoSandbox {
             action: "start a container",
         })?;
-        let spec = &self.specs[container];
+        match self.share_process_namespace {
+            true => sys::PidNamespace::of(sandbox_pid)
+                .map_err(|e| RuntimeError::io("open the pod's PID namespace", e)),
+            false => Ok(sys::PidNamespace::New),
+        }
+    }
+
+    /// Starts instance `instance` of `spec` in the cgroup `group` and `pid_namespace`: its
+    /// writable layer, its log, its process. Returns the process and the group's OOM kill
+    /// count before it started.
+    pub(super) fn spawn_container(
+        &self,
+        spec: &ContainerSpec,
+        instance: u32,
+        group: &Path,
+        pid_namespace: sys::PidNamespace,
+    ) -> Result<(std::process::Child, u64), RuntimeError> {
+        let sandbox_pid = self.sandbox_pid.ok_or(RuntimeError::NoSandbox {
+            action: "start a container",
+        })?;
         if spec.image != AGENT_IMAGE {
             return Err(RuntimeError::ImageNotPresent {
                 image: spec.image.clone(),
@@ -478,16 +517,14 @@ impl Worker {
         let log_path = log_dir.join(format!("{instance}.log"));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| RuntimeError::io(format!("create {}", log_path.display()), e))?;
-        let group = self.instance_group(container, instance);
-        self.shared.cgroups.create(&group)?;
-        self.oom_kills_before[container] = self.shared.cgroups.oom_kills(&group);
-        let spec = &self.specs[container];
+        self.shared.cgroups.create(group)?;
+        let oom_kills_before = self.shared.cgroups.oom_kills(group);
         let command = sys::container_command(sys::ContainerLaunch {
             program: spec.program.clone(),
             args: spec.args.clone(),
             env: spec.env.clone(),
             sandbox_pid,
-            cgroup_procs: open_procs(&self.shared.cgroups.procs_files(&group))?,
+            cgroup_procs: open_procs(&self.shared.cgroups.procs_files(group))?,
             image_root: self.shared.agent_image.clone(),
             upper,
             work,
@@ -495,12 +532,15 @@ impl Worker {
             binds: spec.binds.clone(),
             working_dir: spec.working_dir.clone(),
             log,
+            pid_namespace,
         })
         .map_err(|e| RuntimeError::io(format!("prepare container {}", spec.name), e))?;
-        self.shared
+        let child = self
+            .shared
             .spawner
             .spawn(command)
-            .map_err(|e| RuntimeError::io(format!("start container {}", spec.name), e))
+            .map_err(|e| RuntimeError::io(format!("start container {}", spec.name), e))?;
+        Ok((child, oom_kills_before))
     }
 
     /// Cleans up after an instance's process: leftover processes die with it, then its
@@ -560,6 +600,7 @@ impl Worker {
             .drain(..)
             .chain(self.post_starts.drain(..))
             .chain(self.kills.drain().map(|(_, task)| task))
+            .chain(self.ephemerals.drain_kills())
         {
             task.abort();
         }
@@ -577,6 +618,18 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.shared.cgroups.remove(&group);
+    }
+}
+
+/// The exit code a container status shows for a child: its own, or 128 + the signal that
+/// ended it.
+pub(super) fn wait_code(mut child: std::process::Child) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match child.wait() {
+        Ok(status) => status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(9)),
+        Err(_) => 128 + libc::SIGKILL,
     }
 }
 

@@ -150,8 +150,7 @@ pub(crate) struct WorkerContext {
     pub spec: Container,
     pub env: Vec<(String, String)>,
     pub netns: Arc<File>,
-    pub spawner:
-        Arc<dyn Fn(std::process::Command) -> std::io::Result<std::process::Child> + Send + Sync>,
+    pub spawner: crate::sys::SpawnFn,
     pub time_scale: f64,
     pub restart_never: bool,
     pub user_agent: String,
