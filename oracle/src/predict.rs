@@ -251,7 +251,9 @@ fn terminal_before(
 ) -> Result<bool, (String, String)> {
     let margin = plan::termination::TERMINATION_MARGIN;
     let mut latest_final = SpecDuration::ZERO;
-    for plan in containers {
+    // A container that never starts (kept back by an init container that failed, or an
+    // ephemeral container added too late) has nothing to stop.
+    for plan in containers.iter().filter(|p| !p.instances.is_empty()) {
         let Some(last) = plan.last() else {
             return Ok(false);
         };

@@ -39,6 +39,8 @@ pub(super) struct ObservedContainer {
     /// Whether the latest snapshot showed the container terminated (as opposed to
     /// running or waiting for a restart).
     pub(super) ends_terminated: bool,
+    /// Whether the latest snapshot showed the container running.
+    pub(super) ends_running: bool,
     /// The instance and ready flag the latest snapshot showed, and since when.
     pub(super) ready_since: Option<(u32, bool, i64)>,
 }
@@ -51,6 +53,7 @@ pub(super) fn record_container(
 ) {
     let rc = cs.restart_count;
     obs.ends_terminated = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
+    obs.ends_running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
     obs.max_restart_count = Some(obs.max_restart_count.map_or(rc, |m| m.max(rc)));
     obs.restart_counts_seen.entry(rc).or_insert(t);
     let Ok(index) = u32::try_from(rc) else { return };

@@ -63,7 +63,7 @@ impl PhaseWatch {
         // (mergePodStatus waits for SyncTerminatingPod), however long their stop takes:
         // that is timed by the sidecar rules.
         let sidecar_running = containers.iter().any(|(name, kind)| {
-            *kind == ContainerKind::Sidecar
+            matches!(kind, ContainerKind::Sidecar | ContainerKind::Ephemeral)
                 && statuses.iter().any(|s| {
                     s.name == *name && s.state.as_ref().is_some_and(|st| st.running.is_some())
                 })

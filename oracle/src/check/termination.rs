@@ -726,7 +726,9 @@ fn check_removal(
                 .is_some_and(crate::derive::is_terminal_phase)
         })
         .map(|s| trace.spec_ms(&s.at));
-    let all_stopped = observed.values().all(|o| o.ends_terminated);
+    // Nothing runs: a container never started (waiting while the pod initialized, or an
+    // ephemeral container never added) has nothing to stop.
+    let all_stopped = !observed.values().any(|o| o.ends_running);
     if let Some(gone) = gone_at {
         let left: Vec<String> = trace
             .snapshots

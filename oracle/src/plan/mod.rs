@@ -855,7 +855,9 @@ fn plan_ephemeral(
     };
     // One still running when the pod is done is killed with the pod: not modelled.
     if let (Some((lo, hi)), Some(last)) = (done, plan.last()) {
-        let runs_past = last.cut.is_none() && last.ends().is_none_or(|(_, end)| end + margin > lo);
+        // Whether a deletion or its own exit ends it, it must be gone before the pod is.
+        let runs_past = last.earliest_start <= hi + margin
+            && last.ends().is_none_or(|(_, end)| end + margin > lo);
         if runs_past {
             plan.undecided = Some(Undecided {
                 at: lo,

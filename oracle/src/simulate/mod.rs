@@ -1014,9 +1014,16 @@ pub fn simulate(
         // A kubelet that restarts the containers of a deleted pod never finishes
         // terminating it.
         let never_terminal = deviation == Some(Deviation::RestartDuringTermination) && deleted;
+        // The pod worker stops the running sidecars and ephemeral containers before it
+        // writes the terminal phase.
+        let sidecar_running = names.iter().zip(&statuses).any(|((_, kind), status)| {
+            matches!(kind, ContainerKind::Sidecar | ContainerKind::Ephemeral)
+                && status.state.as_ref().is_some_and(|s| s.running.is_some())
+        });
         if terminal.is_none()
             && held.is_none()
             && !never_terminal
+            && !sidecar_running
             && derive::is_terminal_phase(generated)
         {
             // The sync that sees the last exit generates the terminal phase and its
@@ -1044,7 +1051,11 @@ pub fn simulate(
                 &mut snapshots,
             );
         } else {
-            let shown = held.map(|(shown, _, _)| shown);
+            // While sidecars are being stopped, the phase shown is the last one before.
+            let holding_for_sidecars = sidecar_running && derive::is_terminal_phase(generated);
+            let shown = held
+                .map(|(shown, _, _)| shown)
+                .or(holding_for_sidecars.then_some(last_shown));
             last_shown = emit(
                 at,
                 &statuses,

@@ -13,7 +13,8 @@
 //!   (CreateContainerConfigError); the runtime then joins the namespaces of the target's
 //!   process, which must run.
 //! - Their statuses are `convertToAPIContainerStatuses` of the pod's ephemeral containers:
-//!   Waiting ContainerCreating until the first start, then Running and Terminated, or
+//!   Waiting ContainerCreating (PodInitializing in a pod with init containers) until the
+//!   first start, then Running and Terminated, or
 //!   Waiting with the reason of a failed start; never `ready`, and no `started` (the prober
 //!   manager sets those for regular and init containers only).
 //! - They are killed with the pod: by its deletion, with the deletion's grace period, and
@@ -116,7 +117,10 @@ pub(super) struct EphemeralLife {
 }
 
 impl EphemeralLife {
-    fn new(setup: EphemeralSetup) -> EphemeralLife {
+    /// `waiting_reason`: PodInitializing in a pod with init containers, else
+    /// ContainerCreating (`convertToAPIContainerStatuses` passes `hasInitContainers` for
+    /// the ephemeral containers too).
+    fn new(setup: EphemeralSetup, waiting_reason: &str) -> EphemeralLife {
         EphemeralLife {
             status: ContainerStatus {
                 name: setup.name.clone(),
@@ -124,7 +128,7 @@ impl EphemeralLife {
                 image_id: String::new(),
                 ready: false,
                 restart_count: 0,
-                state: Some(waiting("ContainerCreating", None)),
+                state: Some(waiting(waiting_reason, None)),
                 ..ContainerStatus::default()
             },
             setup,
@@ -140,7 +144,12 @@ impl PodLifecycle {
     pub(super) fn ephemeral_event(&mut self, event: EphemeralEvent) -> Vec<Effect> {
         match event {
             EphemeralEvent::Added(setup) => {
-                self.ephemerals.push(EphemeralLife::new(setup));
+                let waiting_reason = match self.init_count {
+                    0 => "ContainerCreating",
+                    _ => "PodInitializing",
+                };
+                self.ephemerals
+                    .push(EphemeralLife::new(setup, waiting_reason));
                 vec![Effect::Publish]
             }
             EphemeralEvent::Started {
