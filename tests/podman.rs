@@ -49,6 +49,7 @@ async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
     let run_options = RunOptions {
         keep_traces: true,
         max_horizon: Some(SpecDuration::from_secs(26)),
+        to_horizon: false,
     };
     let mut verdicts = Vec::new();
     for round in 0..2 {
