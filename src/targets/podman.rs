@@ -46,6 +46,12 @@
 //! keeps the pod starting forever. It refuses init containers with probes or lifecycle
 //! hooks: a refusal of the manifest (`pod.accepted`).
 //!
+//! Ephemeral containers: `kube play` ignores `spec.ephemeralContainers`, but a podman pod
+//! takes containers at any time; `kubectl debug` is played as `podman create --pod`, never
+//! restarted, in the target container's PID namespace (`--pid container:`), and shown in
+//! `ephemeralContainerStatuses`. podman counts such a container in its pod state as any
+//! other.
+//!
 //! Here podman needs lower ulimits (no CAP_SYS_RESOURCE) and the runc runtime; the target
 //! uses its own containers.conf through `CONTAINERS_CONF` and never edits the machine's.
 
@@ -96,6 +102,9 @@ struct PodmanPod {
     containers: SpecContainers,
     /// The manifest's `terminationGracePeriodSeconds`.
     spec_grace_seconds: Option<i64>,
+    /// The pod as played, with the behaviours of the ephemeral containers the fault
+    /// schedule adds (None: it adds none): what each one is made from.
+    ephemeral_template: Option<Arc<Pod>>,
     shared: Arc<Shared>,
 }
 
@@ -106,6 +115,8 @@ struct SpecContainers {
     init: Vec<InitSpec>,
     /// `spec.containers`.
     regular: Vec<String>,
+    /// The ephemeral containers added so far ([`PodmanTarget::add_ephemeral_container`]).
+    ephemeral: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +143,15 @@ impl SpecContainers {
                 })
                 .collect(),
             regular: spec.containers.iter().map(|c| c.name.clone()).collect(),
+            ephemeral: Vec::new(),
+        }
+    }
+
+    /// These containers with the ephemeral ones added so far.
+    fn with_ephemeral(&self, shared: &Shared) -> SpecContainers {
+        SpecContainers {
+            ephemeral: locked(&shared.ephemeral).clone(),
+            ..self.clone()
         }
     }
 
@@ -141,6 +161,7 @@ impl SpecContainers {
             .iter()
             .map(|c| c.name.as_str())
             .chain(self.regular.iter().map(String::as_str))
+            .chain(self.ephemeral.iter().map(String::as_str))
     }
 }
 
@@ -152,6 +173,8 @@ struct Shared {
     termination: Mutex<Termination>,
     start: Mutex<PodStart>,
     init: Mutex<InitMemory>,
+    /// The ephemeral containers added, in order.
+    ephemeral: Mutex<Vec<String>>,
 }
 
 /// `podman pod start` of a pod with init containers, run in the background (see the module
@@ -331,6 +354,82 @@ impl PodmanTarget {
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// `kubectl debug` as podman does it: a container added to the running pod with
+    /// `podman create --pod` (podman 4.3's `kube play` ignores `spec.ephemeralContainers`,
+    /// and podman has no ephemeral containers of its own; a pod takes containers at any
+    /// time), never restarted (`--restart no`, the ephemeral container's policy), in the
+    /// process namespace of `target` with `--pid container:` (the pod's PID namespace is per
+    /// container, as `kube play` makes it), made from the pod's first container as
+    /// `compile::ephemeral_container` makes it for the API. Acknowledged once podman has
+    /// it, as the API server acknowledges before the kubelet starts it; `podman start`
+    /// follows in the background.
+    async fn add_ephemeral_container(
+        &self,
+        pod: &PodRef,
+        name: &str,
+        target: Option<&str>,
+    ) -> Result<(), TargetError> {
+        let record = self
+            .lock()
+            .get(&pod.uid)
+            .cloned()
+            .ok_or_else(|| TargetError::NoSuchPod(pod.uid.clone()))?;
+        let container = record
+            .ephemeral_template
+            .as_deref()
+            .and_then(|template| crate::compile::ephemeral_container(template, name, target))
+            .ok_or_else(|| {
+                TargetError::Broken(format!(
+                    "the pod has no behaviour for ephemeral container {name}"
+                ))
+            })?;
+        let podman_name = format!("{}-{name}", pod.name);
+        let mut args: Vec<String> = [
+            "create",
+            "--pod",
+            &pod.name,
+            "--name",
+            &podman_name,
+            "--restart",
+            "no",
+            "--pull",
+            "never",
+            "--log-driver",
+            "k8s-file",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        if let Some(target) = target {
+            args.push("--pid".to_owned());
+            args.push(format!("container:{}-{target}", pod.name));
+        }
+        for var in container.env.iter().flatten() {
+            if let Some(value) = &var.value {
+                args.push("--env".to_owned());
+                args.push(format!("{}={value}", var.name));
+            }
+        }
+        for mount in container.volume_mounts.iter().flatten() {
+            args.push("--volume".to_owned());
+            args.push(format!("{}:{}", mount.name, mount.mount_path));
+        }
+        args.push(
+            container
+                .image
+                .unwrap_or_else(|| crate::image::AGENT_IMAGE.to_owned()),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.podman(&args).await?;
+        locked(&record.shared.ephemeral).push(name.to_owned());
+        let conf = self.dir.join("containers.conf");
+        // A start that fails shows in the watch: the container stays created.
+        tokio::spawn(async move {
+            let _ = run_podman(&conf, &["start", &podman_name]).await;
+        });
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodmanPod>> {
@@ -585,6 +684,15 @@ fn convert(
             ))
         })
         .collect();
+    // Never ready, `started` unset: the prober manager does not touch them (E5).
+    let ephemeral_statuses: Vec<ContainerStatus> = spec
+        .ephemeral
+        .iter()
+        .filter_map(|name| {
+            let container = find(name)?;
+            Some(container_status(name, container, waiting_reason))
+        })
+        .collect();
     let all_exited_zero = statuses.iter().all(|s| {
         s.state
             .as_ref()
@@ -603,6 +711,7 @@ fn convert(
         phase: Some(phase.to_owned()),
         init_container_statuses: (!spec.init.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
+        ephemeral_container_statuses: (!spec.ephemeral.is_empty()).then_some(ephemeral_statuses),
         ..PodStatus::default()
     }
 }
@@ -722,6 +831,12 @@ impl Target for PodmanTarget {
             .labels
             .get_or_insert_with(Default::default)
             .insert(RUN_LABEL.to_owned(), self.run_id.clone());
+        let ephemeral_behaviours = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(EPHEMERAL_ANNOTATION))
+            .cloned();
         without_harness_annotations(&mut pod);
         // podman turns an emptyDir into a named volume shared by every pod that uses the
         // name; give each pod its own, or concurrent pods would share their state.
@@ -748,6 +863,15 @@ impl Target for PodmanTarget {
             }
         }
         let containers = SpecContainers::of(&pod);
+        let ephemeral_template = ephemeral_behaviours.map(|behaviours| {
+            let mut template = pod.clone();
+            template
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(EPHEMERAL_ANNOTATION.to_owned(), behaviours);
+            Arc::new(template)
+        });
         let yaml = self.dir.join(format!("{name}.yaml"));
         let text =
             serde_saphyr::to_string(&pod).map_err(|e| TargetError::rejected(e.to_string()))?;
@@ -763,6 +887,7 @@ impl Target for PodmanTarget {
                 .spec
                 .as_ref()
                 .and_then(|spec| spec.termination_grace_period_seconds),
+            ephemeral_template,
             shared: Arc::new(Shared {
                 since: created_at.0.to_string(),
                 ..Shared::default()
@@ -884,12 +1009,13 @@ impl Target for PodmanTarget {
                  (each has its own conmon, and `podman` runs only while a command does)"
                     .to_owned(),
             )),
-            FaultAction::AddEphemeralContainer { .. } => Err(TargetError::NotApplicable(
-                "podman has no ephemeral containers: a podman pod takes no containers after \
-                 `kube play` has made it through any call like the ephemeralcontainers \
-                 subresource"
-                    .to_owned(),
-            )),
+            FaultAction::AddEphemeralContainer {
+                name,
+                target_container_name,
+            } => {
+                self.add_ephemeral_container(pod, name, target_container_name.as_deref())
+                    .await
+            }
         }
     }
 
@@ -1010,6 +1136,7 @@ async fn poll(
     containers: &SpecContainers,
     shared: &Shared,
 ) -> Option<PodStatus> {
+    let containers = &containers.with_ephemeral(shared);
     // Read first: a start that ends while the containers are read leaves the phase Pending
     // for one more poll rather than asking podman for a state it is still changing.
     let starting = locked(&shared.start).under_way;
@@ -1213,7 +1340,7 @@ async fn terminate(
     }
     let read_at = Time(jiff::Timestamp::now());
     let mut logs = HashMap::new();
-    for container in containers.names() {
+    for container in containers.with_ephemeral(&shared).names() {
         if let Ok(log) = run_podman(&conf, &["logs", &format!("{name}-{container}")]).await {
             logs.insert(container.to_owned(), log);
         }
@@ -1360,8 +1487,8 @@ mod tests {
 
     fn names(list: &[&str]) -> SpecContainers {
         SpecContainers {
-            init: Vec::new(),
             regular: list.iter().map(|s| s.to_string()).collect(),
+            ..SpecContainers::default()
         }
     }
 
@@ -1528,6 +1655,7 @@ mod tests {
                 })
                 .collect(),
             regular: regular.iter().map(|s| s.to_string()).collect(),
+            ephemeral: Vec::new(),
         }
     }
 
@@ -1611,6 +1739,43 @@ mod tests {
             &InitMemory::default(),
         );
         assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    }
+
+    #[test]
+    fn ephemeral_containers_are_reported_apart_never_ready_and_out_of_the_phase() {
+        let spec = SpecContainers {
+            regular: vec!["app".to_owned()],
+            ephemeral: vec!["debug".to_owned(), "later".to_owned()],
+            ..SpecContainers::default()
+        };
+        let inspected = vec![
+            container("app", "exited", 0, false, 0),
+            container("debug", "running", 0, false, 0),
+        ];
+        let status = convert(
+            &spec,
+            "p",
+            Some("Degraded"),
+            &inspected,
+            &InitMemory::default(),
+        );
+        let ephemeral = status
+            .ephemeral_container_statuses
+            .expect("ephemeral statuses");
+        // "later" is not in podman yet: not shown.
+        assert_eq!(ephemeral.len(), 1);
+        assert!(state_of(&ephemeral[0]).running.is_some());
+        assert!(!ephemeral[0].ready && ephemeral[0].started.is_none());
+        assert_eq!(status.container_statuses.expect("statuses").len(), 1);
+        assert!(convert(
+            &names(&["app"]),
+            "p",
+            Some("Running"),
+            &[],
+            &InitMemory::default()
+        )
+        .ephemeral_container_statuses
+        .is_none());
     }
 
     fn event(status: &str, time: &str, exit_code: i32) -> PodmanEvent {
