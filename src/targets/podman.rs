@@ -752,6 +752,18 @@ fn status_after_removal(
         .filter(|e| e.status == "start")
         .count();
     let restart_count = i32::try_from(starts.saturating_sub(1)).unwrap_or(i32::MAX);
+    // The target read this very instance's end itself: podman's own FinishedAt is the
+    // exit, where the event is when podman noticed it.
+    let read_end = last.filter(|l| {
+        l.restart_count == restart_count
+            && l.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == died.exit_code)
+    });
+    if let Some(read_end) = read_end {
+        return Some(read_end.clone());
+    }
     let last_start = events[..died_at].iter().rev().find(|e| e.status == "start");
     // podman's own StartedAt, where the target read it for this very instance.
     let read_start = last
@@ -1820,6 +1832,17 @@ mod tests {
         );
         assert_eq!(removed.restart_count, 1);
         assert!(removed.ready && removed.started == Some(false));
+        // The end the target read itself (podman's FinishedAt) stands.
+        let mut exited = container("migrate", "exited", 0, false, 1);
+        exited.state.finished_at = "2026-01-01T00:00:04.01Z".to_owned();
+        let read = with_flags(
+            container_status("migrate", &exited, "PodInitializing"),
+            true,
+        );
+        assert_eq!(
+            status_after_removal(migrate, Some(&read), &events),
+            Some(read.clone())
+        );
         // Without podman's record the last read stands, as it was: nothing is made up.
         assert_eq!(
             status_after_removal(migrate, Some(&last_read), &[]),
