@@ -1,6 +1,6 @@
 //! The podman target's harness: every case completes with a verdict (not a harness
-//! error), traces hold every container (init containers and sidecars too, also once podman
-//! removed them), verdicts are stable from run to run, and nothing of a run is left in
+//! error), traces hold every container and its log (init containers and sidecars too, also
+//! once podman removed them), verdicts are stable from run to run, and nothing of a run is left in
 //! podman afterwards (also of a pod whose start never ends). Nothing here asserts what
 //! podman gets right or wrong: that is what the verdicts are for.
 //!
@@ -192,6 +192,24 @@ async fn init_containers_and_sidecars_are_observed_to_the_end_on_podman() {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(shown, spec, "{}: every init container observed", v.scenario);
+        // The workload's own record of every init container that ran, also of one podman
+        // removed.
+        for status in last.status.init_container_statuses.iter().flatten() {
+            let ran = status
+                .state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+            let logged = trace
+                .logs
+                .get(&status.name)
+                .is_some_and(|lines| lines.iter().any(|l| l.contains("\"event\":\"start\"")));
+            assert!(
+                !ran || logged,
+                "{}: the log of init container {}",
+                v.scenario,
+                status.name
+            );
+        }
         let regular: BTreeSet<&str> = last
             .status
             .container_statuses

@@ -39,7 +39,9 @@
 //! `io.podman.annotations.init.container.type: always`, podman removes each init container
 //! once it exited 0: its status is then what podman's event log says of it (the last
 //! `died` event: when podman saw the exit, and the exit code), else the last state the
-//! target read while it existed. Nothing is made up.
+//! target read while it existed. Nothing is made up. Its log goes with it; the target keeps
+//! a second name of the log file from the container's start on, so the workload's record
+//! stays in the trace.
 //! podman's pod state leaves init containers out, so they play no part in the phase.
 //! podman 4.3 knows no `restartPolicy` on a container (its Kubernetes types predate
 //! sidecars): a sidecar is an init container that must exit, and one that runs forever
@@ -170,6 +172,8 @@ impl SpecContainers {
 struct Shared {
     /// When the target created the pod (RFC 3339), where podman's event log is read from.
     since: String,
+    /// Where the init containers' log files are linked ([`keep_init_logs`]).
+    log_dir: PathBuf,
     termination: Mutex<Termination>,
     start: Mutex<PodStart>,
     init: Mutex<InitMemory>,
@@ -197,6 +201,8 @@ struct InitMemory {
     /// The init containers podman removed, each with the status that stands for it from
     /// then on (see [`status_after_removal`]; None: the target knows nothing of it).
     removed: HashMap<String, Option<ContainerStatus>>,
+    /// A second name of each init container's log file, kept by the target.
+    log_links: HashMap<String, PathBuf>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -445,6 +451,7 @@ impl PodmanTarget {
         }
         // A start still under way would hold the removal back (see [`end_start`]).
         end_start(&pod.shared).await;
+        let _ = std::fs::remove_dir_all(&pod.shared.log_dir);
         // `--ignore`: a deleted pod is gone already. Stopped first: see [`remove_pod`].
         let pod_result = remove_pod(&self.dir.join("containers.conf"), name).await;
         let volume_result = self.podman(&["volume", "rm", "--force", &pod.volume]).await;
@@ -540,6 +547,23 @@ struct Inspected {
     state: InspectedState,
     #[serde(default)]
     image: String,
+    #[serde(default)]
+    host_config: InspectedHostConfig,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedHostConfig {
+    #[serde(default)]
+    log_config: InspectedLogConfig,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedLogConfig {
+    /// The container's log file (`k8s-file`), which podman deletes with the container.
+    #[serde(default)]
+    path: String,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -902,6 +926,7 @@ impl Target for PodmanTarget {
             ephemeral_template,
             shared: Arc::new(Shared {
                 since: created_at.0.to_string(),
+                log_dir: self.dir.join("logs").join(&name),
                 ..Shared::default()
             }),
         };
@@ -965,18 +990,26 @@ impl Target for PodmanTarget {
         container: &str,
         _previous: bool,
     ) -> Result<String, TargetError> {
-        let kept = self.lock().get(&pod.uid).and_then(|record| {
-            locked(&record.shared.termination)
-                .logs
-                .get(container)
-                .cloned()
-        });
-        match kept {
-            Some(log) => Ok(log),
-            None => {
-                self.podman(&["logs", &format!("{}-{container}", pod.name)])
-                    .await
-            }
+        let shared = self
+            .lock()
+            .get(&pod.uid)
+            .map(|record| record.shared.clone());
+        let kept = shared
+            .as_ref()
+            .and_then(|shared| locked(&shared.termination).logs.get(container).cloned());
+        if let Some(log) = kept {
+            return Ok(log);
+        }
+        let read = self
+            .podman(&["logs", &format!("{}-{container}", pod.name)])
+            .await;
+        match (
+            read,
+            shared.and_then(|shared| kept_init_log(&shared, container)),
+        ) {
+            // An init container podman removed: its log as the target kept it.
+            (Err(_), Some(log)) => Ok(log),
+            (read, _) => read,
         }
     }
 
@@ -1181,6 +1214,7 @@ async fn poll(
         }
         Some(pod.state)
     };
+    keep_init_logs(containers, name, shared, &inspected);
     let mut memory = locked(&shared.init);
     let status = convert(containers, name, pod_state.as_deref(), &inspected, &memory);
     for shown in status.init_container_statuses.iter().flatten() {
@@ -1192,6 +1226,67 @@ async fn poll(
         }
     }
     Some(status)
+}
+
+/// Gives each init container's log file a second name in the target's directory, once the
+/// file exists (podman creates it when the container starts): podman deletes the file with
+/// the container, which it does as soon as an init container succeeded, and the link keeps
+/// what the workload wrote up to then. Best effort: a link across file systems fails, and
+/// that container's log is then gone with it.
+fn keep_init_logs(
+    containers: &SpecContainers,
+    name: &str,
+    shared: &Shared,
+    inspected: &[Inspected],
+) {
+    let mut memory = locked(&shared.init);
+    for init in &containers.init {
+        if memory.log_links.contains_key(&init.name) {
+            continue;
+        }
+        let podman_name = format!("{name}-{}", init.name);
+        let Some(path) = inspected
+            .iter()
+            .find(|c| c.name == podman_name)
+            .map(|c| Path::new(&c.host_config.log_config.path))
+            .filter(|path| path.is_file())
+        else {
+            continue;
+        };
+        let link = shared.log_dir.join(format!("{}.log", init.name));
+        let linked = std::fs::create_dir_all(&shared.log_dir)
+            .and_then(|()| std::fs::hard_link(path, &link))
+            .is_ok();
+        if linked {
+            memory.log_links.insert(init.name.clone(), link);
+        }
+    }
+}
+
+/// An init container's log as the target kept it ([`keep_init_logs`]).
+fn kept_init_log(shared: &Shared, container: &str) -> Option<String> {
+    let link = locked(&shared.init).log_links.get(container).cloned()?;
+    std::fs::read_to_string(link)
+        .ok()
+        .map(|text| k8s_file_messages(&text))
+}
+
+/// The messages of a `k8s-file` log as `podman logs` shows them: each line is
+/// `TIME STREAM TAG MESSAGE`, TAG `F` for a full line and `P` for part of a longer one.
+fn k8s_file_messages(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(4, ' ');
+        let (Some(_time), Some(_stream), Some(tag)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        out.push_str(fields.next().unwrap_or(""));
+        if tag != "P" {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `podman inspect` of every container podman has not removed.
@@ -1353,7 +1448,8 @@ async fn terminate(
     let read_at = Time(jiff::Timestamp::now());
     let mut logs = HashMap::new();
     for container in containers.with_ephemeral(&shared).names() {
-        if let Ok(log) = run_podman(&conf, &["logs", &format!("{name}-{container}")]).await {
+        let read = run_podman(&conf, &["logs", &format!("{name}-{container}")]).await;
+        if let Some(log) = read.ok().or_else(|| kept_init_log(&shared, container)) {
             logs.insert(container.to_owned(), log);
         }
     }
@@ -1494,6 +1590,7 @@ mod tests {
                 started_at: "2026-01-01T00:00:01.5Z".to_owned(),
                 finished_at: "0001-01-01T00:00:00Z".to_owned(),
             },
+            host_config: InspectedHostConfig::default(),
         }
     }
 
@@ -1880,6 +1977,7 @@ mod tests {
         let memory = InitMemory {
             last: [("seed".to_owned(), seed_running.clone())].into(),
             removed: [("migrate".to_owned(), done.clone())].into(),
+            log_links: HashMap::new(),
         };
         // migrate is gone from podman; seed is being removed.
         let inspected = vec![
@@ -1980,5 +2078,17 @@ mod tests {
             refusal_or_error(trouble),
             TargetError::Command { .. }
         ));
+    }
+
+    #[test]
+    fn a_kept_log_reads_as_podman_logs_shows_it() {
+        let text = "2026-11-29T08:20:29.706+00:00 stdout F {\"event\":\"start\"}\n\
+                    2026-11-29T08:20:29.707+00:00 stdout P {\"event\":\n\
+                    2026-11-29T08:20:29.708+00:00 stdout F \"exit\"}\n\
+                    2026-11-29T08:20:29.709+00:00 stderr F \n";
+        assert_eq!(
+            k8s_file_messages(text),
+            "{\"event\":\"start\"}\n{\"event\":\"exit\"}\n\n"
+        );
     }
 }
