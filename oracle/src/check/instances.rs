@@ -461,6 +461,9 @@ pub(super) fn check_instances(
                 Some(s),
             );
         }
+        // A restartCount of 0 says nothing of the first instance: a container never started
+        // shows it too.
+        let not_counted_as_started = i64::from(index) > max_rc || (index == 0 && max_rc == 0);
         if let Some(anchor) = anchor {
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
             let from = instance.start_gate.describe(&plan.name);
@@ -484,46 +487,42 @@ pub(super) fn check_instances(
                 // Not started in time. A new instance shown under an old restartCount
                 // was started but not counted; a container left terminated was never
                 // going to be restarted: the restart policy was broken; one waiting out
-                // a back-off broke the back-off. Broken when the window closed. A
-                // restartCount of 0 says nothing of the first instance: a container never
-                // started shows it too.
-                None if end > max && (i64::from(index) > max_rc || (index == 0 && max_rc == 0)) => {
-                    out.add(
-                        if index == 0 {
-                            // container.state.running, or the rule of the gate it waits on.
-                            instance.start_rule
-                        } else if plan.kind == ContainerKind::Init && obs.ends_terminated {
-                            // Left terminated after a failure: not retried.
-                            RuleId::InitRetry
-                        } else if plan.kind == ContainerKind::Sidecar && obs.ends_terminated {
-                            RuleId::SidecarRestartAlways
-                        } else if obs.uncounted_restart.is_some() {
-                            RuleId::ContainerRestartCount
-                        } else if obs.ends_terminated
-                            && (crash_loop_state_sustained(instance.start_after.0)
-                                || (instance.start_after.0.is_zero()
-                                    && end - anchor > initial_back_off_wait(prediction)))
-                        {
-                            // A back-off too short to be sure to show Waiting may be waited
-                            // out in the Terminated state: that is no sign of a broken policy,
-                            // and neither is a missing immediate restart until a wrongly
-                            // applied initial back-off would have ended.
-                            prediction.restart_policy.rule()
-                        } else {
-                            instance.start_rule
-                        },
-                        name,
-                        format!(
-                            "instance {index} starts {} after {from}",
-                            window_text(lo - tol, hi + tol)
-                        ),
-                        format!(
-                            "not started {} after {from} (restartCount {max_rc})",
-                            secs(end - anchor)
-                        ),
-                        Some(max),
-                    )
-                }
+                // a back-off broke the back-off. Broken when the window closed.
+                None if end > max && not_counted_as_started => out.add(
+                    if index == 0 {
+                        // container.state.running, or the rule of the gate it waits on.
+                        instance.start_rule
+                    } else if plan.kind == ContainerKind::Init && obs.ends_terminated {
+                        // Left terminated after a failure: not retried.
+                        RuleId::InitRetry
+                    } else if plan.kind == ContainerKind::Sidecar && obs.ends_terminated {
+                        RuleId::SidecarRestartAlways
+                    } else if obs.uncounted_restart.is_some() {
+                        RuleId::ContainerRestartCount
+                    } else if obs.ends_terminated
+                        && (crash_loop_state_sustained(instance.start_after.0)
+                            || (instance.start_after.0.is_zero()
+                                && end - anchor > initial_back_off_wait(prediction)))
+                    {
+                        // A back-off too short to be sure to show Waiting may be waited
+                        // out in the Terminated state: that is no sign of a broken policy,
+                        // and neither is a missing immediate restart until a wrongly
+                        // applied initial back-off would have ended.
+                        prediction.restart_policy.rule()
+                    } else {
+                        instance.start_rule
+                    },
+                    name,
+                    format!(
+                        "instance {index} starts {} after {from}",
+                        window_text(lo - tol, hi + tol)
+                    ),
+                    format!(
+                        "not started {} after {from} (restartCount {max_rc})",
+                        secs(end - anchor)
+                    ),
+                    Some(max),
+                ),
                 Some(s) => out.inside(s, min, max),
                 _ => {}
             }
