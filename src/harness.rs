@@ -83,6 +83,26 @@ pub async fn run_case(
     source: &str,
     keep_trace: bool,
 ) -> CaseResult {
+    run_case_observing(target, scenario, source, keep_trace, Ending::Early).await
+}
+
+/// When a wall-clock observation ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// At the first violation that nothing later can undo, or at the horizon.
+    Early,
+    /// At the horizon (or once the pod settled), whatever was seen before.
+    AtHorizon,
+}
+
+/// [`run_case`], observing until `ending`.
+pub async fn run_case_observing(
+    target: &dyn Target,
+    scenario: &Scenario,
+    source: &str,
+    keep_trace: bool,
+    ending: Ending,
+) -> CaseResult {
     let started = std::time::Instant::now();
     let target_name = target.name();
     let finish = |verdict: Verdict, trace: Option<Trace>, manifest: Option<String>| CaseResult {
@@ -130,7 +150,8 @@ pub async fn run_case(
         Some(applied) => serde_saphyr::to_string(applied).ok(),
         None => compiled,
     };
-    let mut trace = match observe(target, &reference, &prediction, &scenario.faults).await {
+    let observed = observe_until(target, &reference, &prediction, &scenario.faults, ending).await;
+    let mut trace = match observed {
         Ok(trace) => trace,
         Err(err) => {
             let _ = target.remove(&reference).await;
@@ -251,6 +272,17 @@ pub async fn observe(
     prediction: &Prediction,
     faults: &[Fault],
 ) -> Result<Trace, TargetError> {
+    observe_until(target, reference, prediction, faults, Ending::Early).await
+}
+
+/// [`observe`], ending as `ending` says.
+pub async fn observe_until(
+    target: &dyn Target,
+    reference: &PodRef,
+    prediction: &Prediction,
+    faults: &[Fault],
+    ending: Ending,
+) -> Result<Trace, TargetError> {
     let timing = target.timing();
     let virtual_clock = target.capabilities().virtual_clock;
     let scale = timing.time_scale;
@@ -334,7 +366,7 @@ pub async fn observe(
                 }
                 record(&mut trace, observation);
             }
-            _ = online.tick() => {
+            _ = online.tick(), if ending == Ending::Early => {
                 if let Some((cut, reason)) = definite_violation(prediction, &trace) {
                     trace = trace.so_far(cut);
                     trace.ended_early = Some(reason);

@@ -1,7 +1,7 @@
 //! Loads suites and runs their cases on a target, concurrently, emitting results as they
 //! finish. Reporters consume the events; the runner never prints.
 
-use crate::harness::run_case;
+use crate::harness::{run_case_observing, Ending};
 use crate::targets::Target;
 use futures::StreamExt;
 use podcheck_oracle::{predict, Scenario, ScenarioError, SpecDuration, Verdict};
@@ -95,6 +95,10 @@ pub struct RunOptions {
     pub keep_traces: bool,
     /// Skip cases the oracle would watch longer than this (spec time).
     pub max_horizon: Option<SpecDuration>,
+    /// Watch every case to its horizon on wall-clock targets, also after a violation that
+    /// nothing later can undo: on a target that lacks what the first rules read (podman
+    /// reports no conditions), the rest of the case is seen only this way.
+    pub to_horizon: bool,
 }
 
 fn too_long(scenario: &Scenario, max_horizon: Option<SpecDuration>) -> Option<String> {
@@ -134,7 +138,18 @@ pub async fn run_cases(
             }
             (
                 index,
-                run_case(target, &case.scenario, &source, keep_traces).await,
+                run_case_observing(
+                    target,
+                    &case.scenario,
+                    &source,
+                    keep_traces,
+                    if options.to_horizon {
+                        Ending::AtHorizon
+                    } else {
+                        Ending::Early
+                    },
+                )
+                .await,
             )
         })
         .buffer_unordered(concurrency)

@@ -8,10 +8,13 @@ mod common;
 use futures::StreamExt;
 use libtest_mimic::Arguments;
 use podcheck::compile::compile;
-use podcheck::harness::observe;
-use podcheck::targets::{self, TargetError, TargetOptions};
-use podcheck_oracle::scenario::{Fault, FaultAction};
-use podcheck_oracle::{predict, ActionResult, Observation, Scenario, SpecDuration};
+use podcheck::harness::{observe, observe_until, Ending};
+use podcheck::targets::{self, Capabilities, PodRef, Target, TargetError, TargetOptions};
+use podcheck_oracle::scenario::{Fault, FaultAction, KubeletParams};
+use podcheck_oracle::{
+    check, predict, ActionResult, Observation, RuleId, Scenario, Snapshot, SpecDuration,
+    TimingProfile,
+};
 
 const FOREVER: &str = r#"
 name: killed-from-outside
@@ -205,6 +208,108 @@ async fn a_delete_is_acknowledged_and_the_watch_ends_with_the_pod_gone() {
     assert!(matches!(restart, Err(TargetError::NotApplicable(_))));
 }
 
+/// A wall-clock target whose pod never starts its container: one Pending snapshot, then
+/// nothing, for as long as it is watched.
+struct NeverStarts;
+
+#[async_trait::async_trait]
+impl Target for NeverStarts {
+    fn name(&self) -> String {
+        "never-starts".to_owned()
+    }
+    fn timing(&self) -> TimingProfile {
+        TimingProfile {
+            time_scale: 1.0,
+            tolerance_ms: 500,
+        }
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            concurrency: 1,
+            virtual_clock: false,
+            launch_spacing: std::time::Duration::ZERO,
+        }
+    }
+    fn agent_image(&self) -> String {
+        "agent".to_owned()
+    }
+    async fn create(
+        &self,
+        _pod: k8s_openapi::api::core::v1::Pod,
+        _kubelet: &KubeletParams,
+    ) -> Result<PodRef, TargetError> {
+        Ok(PodRef {
+            name: "p".to_owned(),
+            uid: "p".to_owned(),
+            created_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+            node: "node".to_owned(),
+            applied: None,
+        })
+    }
+    async fn watch(
+        &self,
+        pod: &PodRef,
+    ) -> Result<futures::stream::BoxStream<'static, Observation>, TargetError> {
+        let waiting: k8s_openapi::api::core::v1::PodStatus =
+            serde_json::from_value(serde_json::json!({
+                "phase": "Pending",
+                "containerStatuses": [{
+                    "name": "app", "image": "agent", "imageID": "", "ready": false,
+                    "restartCount": 0, "started": false,
+                    "state": {"waiting": {"reason": "ContainerCreating"}}
+                }]
+            }))
+            .expect("status");
+        let first = Observation::Snapshot(Snapshot::of_status(pod.created_at.clone(), waiting));
+        Ok(futures::stream::once(async move { first })
+            .chain(futures::stream::pending())
+            .boxed())
+    }
+    async fn act(&self, _pod: &PodRef, _action: &FaultAction) -> Result<(), TargetError> {
+        Ok(())
+    }
+    async fn logs(&self, _pod: &PodRef, _c: &str, _previous: bool) -> Result<String, TargetError> {
+        Ok(String::new())
+    }
+    async fn remove(&self, _pod: &PodRef) -> Result<(), TargetError> {
+        Ok(())
+    }
+    async fn cleanup(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
+}
+
+/// A wall-clock case ends once what it saw breaks a rule for good, unless it is watched to
+/// its horizon (`run --to-horizon`): then it is watched to the end and the verdict holds
+/// the same violation.
+async fn a_wall_clock_case_ends_early_unless_watched_to_its_horizon() {
+    let scenario = Scenario::from_yaml("actions", FOREVER).expect("scenario");
+    let prediction = predict(&scenario).expect("prediction");
+    let horizon_ms = prediction.horizon.as_millis() as i64;
+    let target = NeverStarts;
+    let pod = compile(&scenario, &target.agent_image(), 1.0);
+    let early = {
+        let reference = target
+            .create(pod.clone(), &scenario.kubelet)
+            .await
+            .expect("create");
+        observe_until(&target, &reference, &prediction, &[], Ending::Early)
+            .await
+            .expect("observe")
+    };
+    assert!(early.ended_early.is_some(), "{early:?}");
+    assert!(early.spec_ms(&early.ended_at) < horizon_ms);
+    let reference = target.create(pod, &scenario.kubelet).await.expect("create");
+    let full = observe_until(&target, &reference, &prediction, &[], Ending::AtHorizon)
+        .await
+        .expect("observe");
+    assert!(full.ended_early.is_none());
+    assert!(full.spec_ms(&full.ended_at) >= horizon_ms);
+    assert!(check(&prediction, &full)
+        .violated_rules()
+        .contains(&RuleId::ContainerStateRunning));
+}
+
 fn main() {
     let args = Arguments::from_args();
     let no_root = common::skip_reason(|| {
@@ -238,6 +343,11 @@ fn main() {
             "actions_a_target_cannot_perform_are_not_applicable",
             common::anywhere,
             actions_a_target_cannot_perform_are_not_applicable,
+        ),
+        common::async_trial(
+            "a_wall_clock_case_ends_early_unless_watched_to_its_horizon",
+            common::anywhere,
+            a_wall_clock_case_ends_early_unless_watched_to_its_horizon,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

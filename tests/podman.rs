@@ -1,7 +1,8 @@
 //! The podman target's harness: every case completes with a verdict (not a harness
-//! error), traces hold every container, verdicts are stable from run to run, and nothing
-//! of a run is left in podman afterwards. Nothing here asserts what podman gets right or
-//! wrong: that is what the verdicts are for.
+//! error), traces hold every container and its log (init containers and sidecars too, also
+//! once podman removed them), verdicts are stable from run to run, and nothing of a run is left in
+//! podman afterwards (also of a pod whose start never ends). Nothing here asserts what
+//! podman gets right or wrong: that is what the verdicts are for.
 //!
 //! Needs podman and runc: without them the test is ignored (skipped) with the reason
 //! printed, except under `CI=true`, where it runs and fails if it cannot.
@@ -12,7 +13,7 @@ use libtest_mimic::Arguments;
 use podcheck::runner::{load_cases, run_cases, RunOptions};
 use podcheck::targets::podman::PodmanTarget;
 use podcheck::targets::{Target, TargetOptions};
-use podcheck_oracle::{Outcome, SpecDuration};
+use podcheck_oracle::{Outcome, RuleId, SpecDuration};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -49,6 +50,7 @@ async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
     let run_options = RunOptions {
         keep_traces: true,
         max_horizon: Some(SpecDuration::from_secs(26)),
+        to_horizon: false,
     };
     let mut verdicts = Vec::new();
     for round in 0..2 {
@@ -134,15 +136,120 @@ async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
     assert_eq!(verdicts[0], verdicts[1], "verdicts differ between two runs");
 }
 
+/// Every init container is in the trace's `initContainerStatuses` to the end, the ones
+/// podman removed once they succeeded included; the pods are removed afterwards, also
+/// those whose start never ends (a sidecar that runs forever is an init container podman
+/// waits for). The cases are watched to their horizons, past the missing conditions.
+async fn init_containers_and_sidecars_are_observed_to_the_end_on_podman() {
+    let options = TargetOptions::default();
+    let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let cases = load_cases(&[suites.join("init"), suites.join("sidecars")]).expect("suites load");
+    let run_options = RunOptions {
+        keep_traces: true,
+        max_horizon: Some(SpecDuration::from_secs(32)),
+        to_horizon: true,
+    };
+    let target = match PodmanTarget::new(&options).await {
+        Ok(target) => target,
+        Err(err) => panic!("podman target unavailable: {err}"),
+    };
+    let report = run_cases(&target, &cases, &run_options, |_| {}).await;
+    target.cleanup().await.expect("cleanup");
+    let mut played = 0;
+    for case in &report.cases {
+        let v = &case.verdict;
+        if v.outcome == Outcome::Skipped {
+            continue;
+        }
+        assert!(
+            matches!(v.outcome, Outcome::Pass | Outcome::Fail),
+            "{}: harness error {:?}",
+            v.scenario,
+            v.error
+        );
+        // podman refuses init containers with probes or hooks: a verdict, no trace.
+        if v.violated_rules().contains(&RuleId::PodAccepted) {
+            continue;
+        }
+        played += 1;
+        let scenario = &cases
+            .iter()
+            .find(|c| c.scenario.name == v.scenario)
+            .expect("the case")
+            .scenario;
+        let trace = case.trace.as_ref().expect("trace kept");
+        let last = trace.snapshots.last().expect("snapshots");
+        let shown: Vec<&str> = last
+            .status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        let spec: Vec<&str> = scenario
+            .init_containers()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(shown, spec, "{}: every init container observed", v.scenario);
+        // The workload's own record of every init container that ran, also of one podman
+        // removed.
+        for status in last.status.init_container_statuses.iter().flatten() {
+            let ran = status
+                .state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+            let logged = trace
+                .logs
+                .get(&status.name)
+                .is_some_and(|lines| lines.iter().any(|l| l.contains("\"event\":\"start\"")));
+            assert!(
+                !ran || logged,
+                "{}: the log of init container {}",
+                v.scenario,
+                status.name
+            );
+        }
+        let regular: BTreeSet<&str> = last
+            .status
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            scenario
+                .containers()
+                .iter()
+                .all(|c| regular.contains(c.name.as_str())),
+            "{}: every regular container observed",
+            v.scenario
+        );
+    }
+    assert!(played >= 5, "only {played} cases played");
+    let leftovers = podman(&["pod", "ps", "--quiet", "--filter", "label=podcheck.io/run"]);
+    assert!(leftovers.trim().is_empty(), "pods left behind: {leftovers}");
+}
+
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // The verdicts compared depend on podman's timing: one trial at a time.
+    args.test_threads.get_or_insert(1);
     let missing = common::skip_reason(podman_missing);
     common::note_skipped(&args, "the podman target's tests", missing.as_ref());
-    let trial = common::async_trial(
-        "the_restart_suite_runs_cleanly_and_stably_on_podman",
-        podman_missing,
-        the_restart_suite_runs_cleanly_and_stably_on_podman,
-    )
-    .with_ignored_flag(missing.is_some());
-    libtest_mimic::run(&args, vec![trial]).exit();
+    let trials = vec![
+        common::async_trial(
+            "the_restart_suite_runs_cleanly_and_stably_on_podman",
+            podman_missing,
+            the_restart_suite_runs_cleanly_and_stably_on_podman,
+        )
+        .with_ignored_flag(missing.is_some()),
+        common::async_trial(
+            "init_containers_and_sidecars_are_observed_to_the_end_on_podman",
+            podman_missing,
+            init_containers_and_sidecars_are_observed_to_the_end_on_podman,
+        )
+        .with_ignored_flag(missing.is_some()),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }

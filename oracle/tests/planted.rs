@@ -560,7 +560,9 @@ fn every_suite_case_passes_on_the_model_whatever_the_timing() {
     assert!(count >= 30);
 }
 
-use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateWaiting, ContainerStatus, PodCondition, PodStatus,
+};
 use podcheck_oracle::Trace;
 
 fn each_status(trace: &mut Trace, mut change: impl FnMut(&mut PodStatus)) {
@@ -589,8 +591,48 @@ fn running(c: &ContainerStatus) -> bool {
 
 type Mutation = fn(&mut Trace);
 
+/// `name` never starts: every status shows it waiting to be created, restartCount 0, as a
+/// kubelet shows a container it never started.
+fn never_started(trace: &mut Trace, name: &str) {
+    each_status(trace, |s| {
+        let reason = if s.init_container_statuses.is_some() {
+            "PodInitializing"
+        } else {
+            "ContainerCreating"
+        };
+        let init = s.init_container_statuses.iter_mut().flatten();
+        for c in init.chain(s.container_statuses.iter_mut().flatten()) {
+            if c.name == name {
+                c.state = Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some(reason.to_owned()),
+                        message: None,
+                    }),
+                    ..ContainerState::default()
+                });
+                c.last_state = None;
+                c.restart_count = 0;
+                c.ready = false;
+                c.started = Some(false);
+            }
+        }
+    })
+}
+
 /// Faults planted directly into correct traces: a target that reports the wrong field.
 const MUTATIONS: &[(&str, &str, RuleId, Mutation)] = &[
+    (
+        "a container that never starts (waiting, restartCount 0)",
+        "run-forever-ready",
+        RuleId::ContainerStateRunning,
+        |t| never_started(t, "app"),
+    ),
+    (
+        "the container after a sidecar never starts (waiting, restartCount 0)",
+        "sidecar-keeps-running",
+        RuleId::SidecarStartGate,
+        |t| never_started(t, "app"),
+    ),
     (
         "no deletionTimestamp",
         "delete-unprepared-process-dies-of-sigterm",

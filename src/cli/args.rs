@@ -113,6 +113,11 @@ pub struct RunArgs {
     /// targets whose time cannot be scaled.
     #[arg(long, value_parser = SpecDuration::parse)]
     pub max_horizon: Option<SpecDuration>,
+    /// Watch every case to its horizon, also after a violation nothing later can undo (a
+    /// wall-clock case otherwise ends there): on a target that lacks what the first rules
+    /// read, such as podman's missing conditions, the rest of each case shows only so.
+    #[arg(long)]
+    pub to_horizon: bool,
 }
 
 #[derive(Args)]

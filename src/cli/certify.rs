@@ -7,6 +7,7 @@ use super::session::set_up_target;
 use super::terminal::outln;
 use super::{INTERRUPTED, USAGE_OR_TARGET_ERROR};
 use anyhow::Context;
+use podcheck::runner::RunOptions;
 use podcheck_oracle::rules;
 use podcheck_reports::RunReport;
 use std::path::Path;
@@ -21,7 +22,12 @@ pub async fn certify(args: CertifyArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let environment = target.environment();
-    let Some(report) = run_and_print(target.as_ref(), &cases, args.max_horizon).await? else {
+    let options = RunOptions {
+        keep_traces: true,
+        max_horizon: args.max_horizon,
+        to_horizon: false,
+    };
+    let Some(report) = run_and_print(target.as_ref(), &cases, &options).await? else {
         return Ok(INTERRUPTED);
     };
     let about = serde_json::json!({

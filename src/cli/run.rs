@@ -7,7 +7,7 @@ use super::{CONFORMANT, INTERRUPTED, NONCONFORMANT, USAGE_OR_TARGET_ERROR};
 use anyhow::Context;
 use podcheck::runner::{load_cases, run_cases, RunOptions, SuiteCase};
 use podcheck::targets::Target;
-use podcheck_oracle::{Outcome, SpecDuration};
+use podcheck_oracle::Outcome;
 use podcheck_reports::RunReport;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(target) => target,
         Err(code) => return Ok(code),
     };
-    let Some(mut report) = run_and_print(target.as_ref(), &cases, args.max_horizon).await? else {
+    let options = RunOptions {
+        keep_traces: true,
+        max_horizon: args.max_horizon,
+        to_horizon: args.to_horizon,
+    };
+    let Some(mut report) = run_and_print(target.as_ref(), &cases, &options).await? else {
         return Ok(INTERRUPTED);
     };
     write_reports(&mut report, &args.output, args.traces)?;
@@ -50,7 +55,7 @@ pub fn load(paths: &[PathBuf]) -> Option<Vec<SuiteCase>> {
 pub async fn run_and_print(
     target: &dyn Target,
     cases: &[SuiteCase],
-    max_horizon: Option<SpecDuration>,
+    options: &RunOptions,
 ) -> anyhow::Result<Option<RunReport>> {
     outln!(
         "podcheck {}: {} cases on target {}",
@@ -61,11 +66,7 @@ pub async fn run_and_print(
     let total = cases.len();
     let mut done = 0usize;
     let mut stdout_error = FirstError::default();
-    let options = RunOptions {
-        keep_traces: true,
-        max_horizon,
-    };
-    let run = run_cases(target, cases, &options, |result| {
+    let run = run_cases(target, cases, options, |result| {
         done += 1;
         stdout_error.keep(print_case(result));
         if done % 10 == 0 && done < total {

@@ -464,6 +464,9 @@ pub(super) fn check_instances(
                 Some(s),
             );
         }
+        // A restartCount of 0 says nothing of the first instance: a container never started
+        // shows it too.
+        let not_counted_as_started = i64::from(index) > max_rc || (index == 0 && max_rc == 0);
         if let Some(anchor) = anchor {
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
             let from = instance.start_gate.describe(&plan.name);
@@ -488,7 +491,7 @@ pub(super) fn check_instances(
                 // was started but not counted; a container left terminated was never
                 // going to be restarted: the restart policy was broken; one waiting out
                 // a back-off broke the back-off. Broken when the window closed.
-                None if end > max && i64::from(index) > max_rc => out.add(
+                None if end > max && not_counted_as_started => out.add(
                     if index == 0 {
                         // container.state.running, or the rule of the gate it waits on.
                         instance.start_rule
