@@ -466,7 +466,10 @@ pub(super) fn check_instances(
         }
         // A restartCount of 0 says nothing of the first instance: a container never started
         // shows it too.
-        let not_counted_as_started = i64::from(index) > max_rc || (index == 0 && max_rc == 0);
+        // An instance its failing PostStart hook has killed is never shown Running (its
+        // kill is timed by the hook's rules).
+        let not_counted_as_started = i64::from(index) > max_rc
+            || (index == 0 && max_rc == 0 && instance.post_start_kill.is_none());
         if let Some(anchor) = anchor {
             let (min, max) = (anchor + lo - tol, anchor + hi + tol);
             let from = instance.start_gate.describe(&plan.name);
