@@ -170,17 +170,7 @@ pub fn ephemeral_container() -> impl Strategy<Value = EphemeralSpec> {
 /// Adds `spec`'s ephemeral container to the fault schedule, unless the pod is deleted
 /// first (the kubelet starts nothing in a terminating pod; validation refuses it).
 pub fn with_ephemeral(mut scenario: Scenario, spec: &EphemeralSpec) -> Scenario {
-    let deleted_at = scenario
-        .faults
-        .iter()
-        .filter(|f| {
-            matches!(
-                f.action,
-                FaultAction::Delete { .. } | FaultAction::ForceDelete
-            )
-        })
-        .map(|f| f.at)
-        .min();
+    let deleted_at = scenario.deleted_at();
     if deleted_at.is_some_and(|deleted| deleted <= spec.at) {
         return scenario;
     }
@@ -208,17 +198,7 @@ const EPHEMERAL_NAME: &str = "e0";
 /// Drops an ephemeral container's addition that placing the faults at decidable times
 /// moved to or past the deletion.
 pub fn ephemeral_before_deletion(mut scenario: Scenario) -> Scenario {
-    let deleted_at = scenario
-        .faults
-        .iter()
-        .filter(|f| {
-            matches!(
-                f.action,
-                FaultAction::Delete { .. } | FaultAction::ForceDelete
-            )
-        })
-        .map(|f| f.at)
-        .min();
+    let deleted_at = scenario.deleted_at();
     let Some(deleted_at) = deleted_at else {
         return scenario;
     };

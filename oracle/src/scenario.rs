@@ -452,6 +452,20 @@ impl Scenario {
             .unwrap_or(&[])
     }
 
+    /// When the fault schedule first deletes the pod (graceful or forced), if it does.
+    pub fn deleted_at(&self) -> Option<SpecDuration> {
+        self.faults
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.action,
+                    FaultAction::Delete { .. } | FaultAction::ForceDelete
+                )
+            })
+            .map(|f| f.at)
+            .min()
+    }
+
     /// The ephemeral containers the fault schedule adds: (fault index, name).
     pub fn ephemeral_containers(&self) -> Vec<(usize, String)> {
         self.faults
@@ -684,17 +698,7 @@ impl Scenario {
     fn validate_faults(&self) -> Result<(), FieldError> {
         let finalizers = self.pod.metadata.finalizers.clone().unwrap_or_default();
         let mut deletions = 0;
-        let deletion_at = self
-            .faults
-            .iter()
-            .filter(|f| {
-                matches!(
-                    f.action,
-                    FaultAction::Delete { .. } | FaultAction::ForceDelete
-                )
-            })
-            .map(|f| f.at)
-            .min();
+        let deletion_at = self.deleted_at();
         for (index, fault) in self.faults.iter().enumerate() {
             let field = |rest: &str| format!("faults[{index}].{rest}");
             if fault.at > crate::predict::MAX_HORIZON {
