@@ -28,11 +28,7 @@ pub(super) fn check_sidecar_stops(
     let finishing: Vec<Option<i64>> = prediction
         .containers
         .iter()
-        .filter(|plan| match plan.kind {
-            ContainerKind::Regular => true,
-            ContainerKind::Init => plan.final_exit_code().is_some_and(|code| code != 0),
-            ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
-        })
+        .filter(|plan| plan.ends_the_pod())
         .filter_map(|plan| {
             let last = plan.last()?;
             Some(

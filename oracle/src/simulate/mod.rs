@@ -1138,11 +1138,7 @@ fn stop_sidecars(
     let done = planned
         .containers
         .iter()
-        .filter(|plan| match plan.kind {
-            ContainerKind::Regular => true,
-            ContainerKind::Init => plan.final_exit_code().is_some_and(|code| code != 0),
-            ContainerKind::Sidecar | ContainerKind::Ephemeral => false,
-        })
+        .filter(|plan| plan.ends_the_pod())
         .filter_map(|plan| {
             exits
                 .get(&(plan.name.as_str(), plan.last()?.index))
