@@ -95,7 +95,14 @@ pub enum Ending {
     AtHorizon,
 }
 
-/// [`run_case`], observing until `ending`.
+/// How many times a case runs at most when its failures come with timing slips.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// [`run_case`], observing until `ending`. A failing attempt across which the target's own
+/// timing slipped (a stalled machine under a scaled clock) is run again, up to
+/// [`MAX_ATTEMPTS`] in all: a correct target must not fail on timing noise, and a wrong
+/// one fails every attempt, so the last attempt's verdict stands and the result says why
+/// the earlier ones were set aside.
 pub async fn run_case_observing(
     target: &dyn Target,
     scenario: &Scenario,
@@ -104,14 +111,59 @@ pub async fn run_case_observing(
     ending: Ending,
 ) -> CaseResult {
     let started = std::time::Instant::now();
+    let mut reruns = Vec::new();
+    loop {
+        let (mut result, slips) = run_attempt(target, scenario, source, keep_trace, ending).await;
+        if result.verdict.outcome != Outcome::Fail
+            || slips.is_empty()
+            || reruns.len() + 1 >= MAX_ATTEMPTS
+        {
+            result.reruns = reruns;
+            result.timing_slips = slips;
+            result.wall_ms = started.elapsed().as_millis() as u64;
+            return result;
+        }
+        reruns.push(set_aside(&result.verdict, reruns.len() + 1, &slips));
+    }
+}
+
+/// Why a failing attempt was set aside and the case run again.
+fn set_aside(verdict: &Verdict, attempt: usize, slips: &[String]) -> String {
+    let mut rules: Vec<String> = verdict
+        .violations
+        .iter()
+        .map(|v| v.rule.to_string())
+        .collect();
+    rules.dedup();
+    format!(
+        "attempt {attempt} failed ({}) across {} timing slip(s) of the target; the first: {}",
+        rules.join(", "),
+        slips.len(),
+        slips.first().map_or("", String::as_str)
+    )
+}
+
+/// One run of the case: its result, and the target's timing slips while it ran.
+async fn run_attempt(
+    target: &dyn Target,
+    scenario: &Scenario,
+    source: &str,
+    keep_trace: bool,
+    ending: Ending,
+) -> (CaseResult, Vec<String>) {
+    let started = std::time::Instant::now();
     let target_name = target.name();
-    let finish = |verdict: Verdict, trace: Option<Trace>, manifest: Option<String>| CaseResult {
+    let result = |verdict: Verdict, trace: Option<Trace>, manifest: Option<String>| CaseResult {
         verdict,
         source: source.to_owned(),
         wall_ms: started.elapsed().as_millis() as u64,
         manifest,
         trace: if keep_trace { trace } else { None },
+        reruns: Vec::new(),
+        timing_slips: Vec::new(),
     };
+    // Ended before the pod ran long enough for timing to matter: no slips to weigh.
+    let finish = |verdict, trace, manifest| (result(verdict, trace, manifest), Vec::new());
     let error = |message: String| Verdict::error(&scenario.name, &target_name, message);
     let prediction = match predict(scenario) {
         Ok(p) => p,
@@ -185,6 +237,7 @@ pub async fn run_case_observing(
         // Log lines written after observation stopped are not part of what was seen.
         trace = trace.so_far(trace.spec_ms(&trace.ended_at));
     }
+    let slips = target.timing_slips(&reference);
     let removed = target.remove(&reference).await;
     let mut verdict = match unperformed_action(&trace) {
         Some((action, ActionResult::NotApplicable(reason))) => {
@@ -203,7 +256,7 @@ pub async fn run_case_observing(
             ));
         }
     }
-    finish(verdict, Some(trace), manifest)
+    (result(verdict, Some(trace), manifest), slips)
 }
 
 /// The verdict on a target that refused a pod the oracle accepts.

@@ -133,6 +133,8 @@ pub async fn run_cases(
                         wall_ms: 0,
                         manifest: None,
                         trace: None,
+                        reruns: Vec::new(),
+                        timing_slips: Vec::new(),
                     },
                 );
             }

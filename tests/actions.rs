@@ -310,6 +310,141 @@ async fn a_wall_clock_case_ends_early_unless_watched_to_its_horizon() {
         .contains(&RuleId::ContainerStateRunning));
 }
 
+const CRASHES: &str = r#"
+name: crashes
+observeFor: 60s
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {name: crashes}
+  spec:
+    containers:
+      - name: app
+behaviours:
+  app: {then: {exit: {after: 1s, code: 1}}}
+"#;
+
+/// The model target whose attempts at a case run in turn on the given deviations (the
+/// last one for every further attempt), reporting a timing slip in each attempt or in
+/// none: a stand-in for a scaled target on a machine that stalls.
+struct Attempts {
+    targets: Vec<targets::model::ModelTarget>,
+    current: std::sync::atomic::AtomicUsize,
+    created: std::sync::atomic::AtomicUsize,
+    slips: bool,
+}
+
+impl Attempts {
+    fn new(deviations: &[&str], slips: bool) -> Attempts {
+        Attempts {
+            targets: deviations
+                .iter()
+                .map(|d| targets::model::ModelTarget::new(d, 1).expect("model target"))
+                .collect(),
+            current: 0.into(),
+            created: 0.into(),
+            slips,
+        }
+    }
+
+    fn target(&self) -> &targets::model::ModelTarget {
+        &self.targets[self.current.load(std::sync::atomic::Ordering::SeqCst)]
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for Attempts {
+    fn name(&self) -> String {
+        "attempts".to_owned()
+    }
+    fn timing(&self) -> TimingProfile {
+        self.target().timing()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.target().capabilities()
+    }
+    fn agent_image(&self) -> String {
+        self.target().agent_image()
+    }
+    async fn create(
+        &self,
+        pod: k8s_openapi::api::core::v1::Pod,
+        kubelet: &KubeletParams,
+    ) -> Result<PodRef, TargetError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let attempt = self.created.fetch_add(1, SeqCst);
+        self.current
+            .store(attempt.min(self.targets.len() - 1), SeqCst);
+        self.target().create(pod, kubelet).await
+    }
+    async fn watch(
+        &self,
+        pod: &PodRef,
+    ) -> Result<futures::stream::BoxStream<'static, Observation>, TargetError> {
+        self.target().watch(pod).await
+    }
+    async fn act(&self, pod: &PodRef, action: &FaultAction) -> Result<(), TargetError> {
+        self.target().act(pod, action).await
+    }
+    async fn logs(&self, pod: &PodRef, c: &str, previous: bool) -> Result<String, TargetError> {
+        self.target().logs(pod, c, previous).await
+    }
+    async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
+        self.target().remove(pod).await
+    }
+    async fn cleanup(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
+    fn timing_slips(&self, _pod: &PodRef) -> Vec<String> {
+        if self.slips {
+            vec!["a probe ticked 30 ms late".to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// A failure across which the target's timing slipped is run again, up to three attempts:
+/// a runtime that is wrong fails every one of them and the verdict says so; one that failed
+/// on noise passes the next and the result keeps why the first was set aside; without a
+/// slip, a failure stands at once.
+async fn a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_every_attempt() {
+    use podcheck::harness::{run_case_observing, MAX_ATTEMPTS};
+    use podcheck_oracle::Outcome;
+    let scenario = Scenario::from_yaml("crashes", CRASHES).expect("scenario");
+    let run = |target: Attempts| {
+        let scenario = scenario.clone();
+        async move {
+            let result =
+                run_case_observing(&target, &scenario, "crashes", false, Ending::Early).await;
+            let attempts = target.created.load(std::sync::atomic::Ordering::SeqCst);
+            (result, attempts)
+        }
+    };
+
+    let (wrong, attempts) = run(Attempts::new(&["no-back-off-doubling"], true)).await;
+    assert_eq!(wrong.verdict.outcome, Outcome::Fail, "{:?}", wrong.verdict);
+    assert_eq!(attempts, MAX_ATTEMPTS);
+    assert_eq!(wrong.reruns.len(), MAX_ATTEMPTS - 1, "{:?}", wrong.reruns);
+    assert!(
+        wrong.reruns[0].starts_with("attempt 1 failed (restart.backoff.doubling")
+            && wrong.reruns[0].contains("a probe ticked 30 ms late"),
+        "{:?}",
+        wrong.reruns
+    );
+    assert_eq!(wrong.timing_slips, ["a probe ticked 30 ms late"]);
+
+    let (noisy, attempts) = run(Attempts::new(&["no-back-off-doubling", ""], true)).await;
+    assert_eq!(noisy.verdict.outcome, Outcome::Pass, "{:?}", noisy.verdict);
+    assert_eq!(attempts, 2);
+    assert_eq!(noisy.reruns.len(), 1);
+
+    let (clean, attempts) = run(Attempts::new(&["no-back-off-doubling", ""], false)).await;
+    assert_eq!(clean.verdict.outcome, Outcome::Fail);
+    assert_eq!(attempts, 1);
+    assert!(clean.reruns.is_empty());
+}
+
 fn main() {
     let args = Arguments::from_args();
     let no_root = common::skip_reason(|| {
@@ -348,6 +483,11 @@ fn main() {
             "a_wall_clock_case_ends_early_unless_watched_to_its_horizon",
             common::anywhere,
             a_wall_clock_case_ends_early_unless_watched_to_its_horizon,
+        ),
+        common::async_trial(
+            "a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_every_attempt",
+            common::anywhere,
+            a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_every_attempt,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

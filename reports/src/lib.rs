@@ -28,6 +28,14 @@ pub struct CaseResult {
     pub manifest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
+    /// Why earlier attempts were set aside: failures across which the target's timing
+    /// slipped, each followed by another attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reruns: Vec<String>,
+    /// Moments of the last attempt where the target's own timing slipped past what its
+    /// time scale absorbs; a passing verdict stands whatever they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timing_slips: Vec<String>,
 }
 
 /// A whole run: one target, many cases.
@@ -105,6 +113,8 @@ pub(crate) mod tests {
             wall_ms: 1200,
             manifest: None,
             trace: None,
+            reruns: Vec::new(),
+            timing_slips: Vec::new(),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod image;
 mod kubelet;
 mod pod;
 mod probe;
+mod slips;
 pub mod status;
 pub mod sys;
 
@@ -115,6 +116,10 @@ pub(crate) struct Shared {
     pub pod_counter: AtomicU64,
     /// How long each probe took to run, by handler: the runtime's probe overhead.
     pub probe_timings: Arc<Mutex<Vec<(&'static str, Duration)>>>,
+    /// When the runtime's own timing ran later than its scaled clock absorbs.
+    pub slips: Arc<slips::Slips>,
+    /// Whether the slip monitor runs (it starts with the first pod, inside tokio).
+    pub monitoring: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -165,7 +170,6 @@ impl LocalRuntime {
         let spawner = sys::Spawner::start()?;
         Ok(LocalRuntime {
             shared: Arc::new(Shared {
-                config,
                 id,
                 dir,
                 cgroups,
@@ -173,6 +177,9 @@ impl LocalRuntime {
                 agent_image,
                 pod_counter: AtomicU64::new(0),
                 probe_timings: Arc::new(Mutex::new(Vec::new())),
+                slips: Arc::new(slips::Slips::new(config.time_scale)),
+                monitoring: std::sync::atomic::AtomicBool::new(false),
+                config,
             }),
             pods: Mutex::new(HashMap::new()),
         })
@@ -194,6 +201,9 @@ impl LocalRuntime {
     /// Accepts a pod and starts running it; returns its uid. Must be called inside a
     /// tokio runtime.
     pub fn create_pod(&self, pod: Pod) -> Result<String, RuntimeError> {
+        if !self.shared.monitoring.swap(true, Ordering::Relaxed) {
+            tokio::spawn(slips::monitor(Arc::downgrade(&self.shared.slips)));
+        }
         let entry = pod::PodEntry::start(self.shared.clone(), pod)?;
         let uid = entry.uid.clone();
         self.lock_pods().insert(uid.clone(), entry);
@@ -345,6 +355,13 @@ impl LocalRuntime {
             .lock()
             .map(|t| t.clone())
             .unwrap_or_default()
+    }
+
+    /// Moments since `since` where this runtime ran later than its time scale absorbs,
+    /// in the pod's own work or in the whole runtime's: a verdict taken across them may
+    /// rest on timing noise rather than on what the runtime decided.
+    pub fn timing_slips(&self, uid: &str, since: jiff::Timestamp) -> Vec<String> {
+        self.shared.slips.of_pod_since(uid, since)
     }
 
     pub fn process_count(&self) -> usize {

@@ -85,6 +85,9 @@ pub fn print_case(result: &CaseResult) -> io::Result<()> {
         }
         Outcome::Pass => {}
     }
+    for why in &result.reruns {
+        outln!("      rerun: {why}")?;
+    }
     Ok(())
 }
 

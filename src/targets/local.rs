@@ -284,6 +284,12 @@ impl Target for LocalTarget {
         }
     }
 
+    fn timing_slips(&self, pod: &PodRef) -> Vec<String> {
+        self.runtime(pod)
+            .map(|runtime| runtime.timing_slips(&pod.uid, pod.created_at.0))
+            .unwrap_or_default()
+    }
+
     async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {
         self.runtime(pod)?
             .delete_pod(&pod.uid)

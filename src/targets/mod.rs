@@ -82,6 +82,13 @@ pub trait Target: Send + Sync {
     fn probe_timings(&self) -> Vec<(&'static str, std::time::Duration)> {
         Vec::new()
     }
+    /// Moments while `pod` ran where the target's own timing slipped past what its time
+    /// scale absorbs (a stalled machine under a scaled clock). A failing verdict taken
+    /// across a slip may rest on timing noise, so the case is run again; a target that
+    /// cannot tell says none.
+    fn timing_slips(&self, _pod: &PodRef) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether the target has a node with this kubelet configuration (the fuzzer draws
     /// only scenarios it can run); a target that makes nodes as cases ask says yes.
     fn runs_kubelet(&self, _kubelet: &KubeletParams) -> bool {

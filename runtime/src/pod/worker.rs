@@ -300,6 +300,8 @@ impl Worker {
                         && spec.kind != ContainerKind::Sidecar,
                     user_agent: PROBE_USER_AGENT.to_owned(),
                     timings: self.shared.probe_timings.clone(),
+                    pod: self.uid.clone(),
+                    slips: self.shared.slips.clone(),
                 };
                 self.probe_tasks.push(tokio::spawn(probe::run_worker(
                     context,

@@ -27,6 +27,16 @@ pub(crate) enum Kind {
     Readiness,
 }
 
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "startup",
+            Kind::Liveness => "liveness",
+            Kind::Readiness => "readiness",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Action {
     Http {
@@ -155,6 +165,9 @@ pub(crate) struct WorkerContext {
     pub restart_never: bool,
     pub user_agent: String,
     pub timings: Arc<std::sync::Mutex<Vec<(&'static str, Duration)>>>,
+    /// The pod's uid, for the slips this worker records.
+    pub pod: String,
+    pub slips: Arc<crate::slips::Slips>,
 }
 
 /// Kubelets identify their probes as `kube-probe/<major>.<minor>`.
@@ -186,7 +199,14 @@ pub(crate) async fn run_worker(
     let mut run = 0u32;
     let mut on_hold = false;
     loop {
-        ticker.tick().await;
+        let due = ticker.tick().await.into_std();
+        context.slips.late(Some(&context.pod), due, || {
+            format!(
+                "{} probe of container {} ticked",
+                probe.kind.name(),
+                context.spec.name
+            )
+        });
         if view.has_changed().is_err() {
             return;
         }
@@ -226,6 +246,21 @@ pub(crate) async fn run_worker(
         }
         let began = Instant::now();
         let result = execute(&context, &probe, container.pid).await;
+        let took = began.elapsed();
+        let timeout = context.scaled(probe.timeout);
+        if took >= timeout {
+            // A failure the kubelet would count too; but at a scaled timeout it may be the
+            // machine's stall rather than the workload's slowness.
+            context.slips.record(
+                Some(&context.pod),
+                format!(
+                    "{} probe of container {} ran to its timeout ({} ms)",
+                    probe.kind.name(),
+                    context.spec.name,
+                    timeout.as_millis()
+                ),
+            );
+        }
         if let Ok(mut timings) = context.timings.lock() {
             if timings.len() < TIMINGS_KEPT {
                 let handler = match probe.action {
@@ -234,7 +269,7 @@ pub(crate) async fn run_worker(
                     Action::Exec { .. } => "exec",
                     Action::Grpc { .. } => "grpc",
                 };
-                timings.push((handler, began.elapsed()));
+                timings.push((handler, took));
             }
         }
         let Ok(success) = result else {
