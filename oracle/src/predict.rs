@@ -92,7 +92,9 @@ pub enum PredictError {
         container: String,
         reason: String,
     },
-    #[error("scenario {scenario}, container {container}: the restart {reason}, so it has no single prediction")]
+    #[error(
+        "scenario {scenario}, container {container}: {reason}, so it has no single prediction"
+    )]
     UndecidedRestart {
         scenario: String,
         container: String,

@@ -337,7 +337,7 @@ pub(super) fn stop_sidecars_when_done(
             });
         // The instance the regular containers waited for started before them.
         let gated = match sidecar_started(plan) {
-            Some(StartGate::Started { instance, .. }) => Some(instance),
+            Ok(Some(StartGate::Started { instance, .. })) => Some(instance),
             _ => None,
         };
         let running_at = |instance: &InstancePlan| {
@@ -541,19 +541,98 @@ pub(super) fn completed(plan: &ContainerPlan) -> Option<StartGate> {
     })
 }
 
-/// The gate after a sidecar: the first of its instances that starts.
-pub(super) fn sidecar_started(plan: &ContainerPlan) -> Option<StartGate> {
-    plan.instances
-        .iter()
-        .find(|instance| {
-            instance.started_after().is_some_and(|(_, hi)| {
-                instance
-                    .end()
-                    .is_none_or(|end| hi + TERMINATION_MARGIN <= end.lo)
-            })
-        })
-        .map(|instance| StartGate::Started {
-            container: plan.name.clone(),
-            instance: instance.index,
-        })
+/// The gate after a sidecar: the first of its instances that is seen started, which it
+/// must be before it ends (`computeInitContainerActions` moves past a sidecar only once
+/// its status says started); None when none is. An instance that may as well end before
+/// as after it is seen started (a liveness kill or an exit as early as its start) leaves
+/// whether the containers after it start to timing: undecided.
+pub(super) fn sidecar_started(plan: &ContainerPlan) -> Result<Option<StartGate>, Undecided> {
+    for instance in &plan.instances {
+        let Some((lo, hi)) = instance.started_after() else {
+            continue;
+        };
+        let end = instance.end();
+        if end
+            .as_ref()
+            .is_none_or(|end| hi + TERMINATION_MARGIN <= end.lo)
+        {
+            return Ok(Some(StartGate::Started {
+                container: plan.name.clone(),
+                instance: instance.index,
+            }));
+        }
+        if end.is_some_and(|end| lo < end.hi + TERMINATION_MARGIN) {
+            return Err(Undecided {
+                at: instance.earliest_start + lo,
+                reason: format!(
+                    "instance {} may end before or after it is seen started ({lo} to {hi} after its start), so whether the containers after it start then is up to timing",
+                    instance.index
+                ),
+                fault: false,
+            });
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::predict::{predict, PredictError};
+    use crate::scenario::Scenario;
+
+    /// A sidecar whose liveness probe (failureThreshold 1, on an endpoint nobody serves)
+    /// kills every instance about when it turns started; `initialDelay` puts its first
+    /// probe later.
+    fn crash_looping_sidecar(initial_delay: u32) -> Scenario {
+        let yaml = format!(
+            r#"
+name: gate
+pod:
+  apiVersion: v1
+  kind: Pod
+  metadata: {{name: gate}}
+  spec:
+    restartPolicy: Never
+    initContainers:
+      - name: side
+        restartPolicy: Always
+        livenessProbe:
+          httpGet: {{path: /h, port: 8080}}
+          failureThreshold: 1
+          initialDelaySeconds: {initial_delay}
+    containers:
+      - name: app
+behaviours:
+  side: {{then: forever}}
+  app: {{then: {{exit: {{after: 1s, code: 0}}}}}}
+"#
+        );
+        Scenario::from_yaml("gate", &yaml).expect("scenario")
+    }
+
+    /// Found by random scenarios on the local runtime: the model gated the app on the
+    /// first sidecar instance sure to be seen started, and predicted it never starts when
+    /// none is, while the kubelet starts it behind whichever instance it saw started.
+    #[test]
+    fn a_sidecar_that_may_end_before_it_is_seen_started_leaves_the_next_start_undecided() {
+        let refused = predict(&crash_looping_sidecar(0));
+        assert!(
+            matches!(&refused, Err(PredictError::UndecidedRestart { container, reason, .. })
+                if container == "side" && reason.contains("instance 0 may end before or after it is seen started")),
+            "{refused:?}"
+        );
+        let prediction = predict(&crash_looping_sidecar(10)).expect("a later first probe");
+        let app = prediction
+            .containers
+            .iter()
+            .find(|c| c.name == "app")
+            .expect("app");
+        assert_eq!(
+            app.instances[0].start_gate,
+            crate::plan::StartGate::Started {
+                container: "side".to_owned(),
+                instance: 0
+            }
+        );
+    }
 }

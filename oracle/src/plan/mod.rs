@@ -626,7 +626,12 @@ pub fn plan_containers_adjusted(
         plan.ambiguity = plan.ambiguity.or(unreadable);
         match kind {
             ContainerKind::Init => init_gate = completed(&plan),
-            ContainerKind::Sidecar => init_gate = sidecar_started(&plan),
+            ContainerKind::Sidecar => {
+                init_gate = sidecar_started(&plan).unwrap_or_else(|undecided| {
+                    plan.undecided.get_or_insert(undecided);
+                    None
+                })
+            }
             ContainerKind::Regular | ContainerKind::Ephemeral => {}
         }
         plans.push(plan);
@@ -1047,7 +1052,7 @@ fn plan_one(
             Err(reason) => {
                 plan.undecided = Some(Undecided {
                     at: finished.lo,
-                    reason: format!("after instance {index}: {reason}"),
+                    reason: format!("the restart after instance {index}: {reason}"),
                     fault: false,
                 });
                 plan.instances.push(instance);
@@ -1075,7 +1080,7 @@ fn plan_one(
             plan.undecided = Some(Undecided {
                 at: earliest,
                 reason: format!(
-                    "after instance {}: more than {MAX_PLANNED_INSTANCES} instances would be planned",
+                    "the restart after instance {}: more than {MAX_PLANNED_INSTANCES} instances would be planned",
                     index - 1
                 ),
                 fault: false,
