@@ -21,7 +21,7 @@ const PROBE_SLIP_SPEC: Duration = Duration::from_millis(400);
 const STALL_SPEC: Duration = Duration::from_secs(4);
 
 /// How often the monitor checks that the runtime's executor still runs on time.
-const MONITOR_PERIOD: Duration = Duration::from_millis(5);
+const MONITOR_PERIOD: Duration = Duration::from_millis(20);
 
 /// Slips kept; older ones are dropped first.
 const SLIPS_KEPT: usize = 10_000;
