@@ -1,6 +1,6 @@
 //! Init containers and sidecars, driven through the decisions: no process, no root.
 
-use super::tests::{container, kills, secs, Pod, SECOND};
+use super::test_pod::{container, kills, secs, Pod, SECOND};
 use super::*;
 use k8s_openapi::api::core::v1::PodCondition;
 
