@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::local;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     Container, ContainerStateTerminated, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler,
@@ -11,9 +12,8 @@ use k8s_openapi::api::core::v1::{
 };
 use libtest_mimic::Arguments;
 use podcheck::compile::compile;
-use podcheck::targets::local::find_agent;
 use podcheck_oracle::Scenario;
-use podcheck_runtime::{LocalRuntime, PodSnapshot, RuntimeConfig, RuntimeError, AGENT_IMAGE};
+use podcheck_runtime::{LocalRuntime, PodSnapshot, RuntimeError, AGENT_IMAGE};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,38 +35,15 @@ behaviours:
     then: forever
 "#;
 
-fn config(cgroup_root: Option<&Path>) -> RuntimeConfig {
-    let agent = find_agent(None).expect("agent binary");
-    let mut config = RuntimeConfig::new(agent, 0.05);
-    if let Some(root) = cgroup_root {
-        config.cgroup_root = root.to_path_buf();
-    }
-    config
-}
+/// Wall seconds per spec second in the tests of the runtime's processes.
+const SCALE: f64 = 0.05;
 
 async fn wait_for(
     runtime: &LocalRuntime,
     uid: &str,
     what: impl Fn(&PodStatus) -> bool,
 ) -> PodStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut changes = runtime.watch(uid).expect("watch");
-    loop {
-        if let Some((_, status)) = runtime.status_history(uid).expect("history").last() {
-            if what(status) {
-                return status.clone();
-            }
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            panic!(
-                "timed out; history: {:#?}",
-                runtime.status_history(uid).expect("history").last()
-            );
-        }
-    }
+    local::wait_for_status(runtime, uid, Duration::from_secs(10), what).await
 }
 
 fn restarted_and_running(status: &PodStatus) -> bool {
@@ -96,11 +73,11 @@ fn mounts_under(dir: &Path) -> usize {
 
 async fn exercise(cgroup_root: Option<&Path>) {
     let scenario = Scenario::from_yaml("runtime-probe", SCENARIO).expect("scenario");
-    let config = config(cgroup_root);
+    let config = local::runtime_config(SCALE, cgroup_root);
     let state_root = config.state_root.clone();
     let runtime = LocalRuntime::start(config).expect("runtime starts");
     let uid = runtime
-        .create_pod(compile(&scenario, AGENT_IMAGE, 0.05))
+        .create_pod(compile(&scenario, AGENT_IMAGE, SCALE))
         .expect("pod accepted");
     let status = wait_for(&runtime, &uid, restarted_and_running).await;
     assert_eq!(status.phase.as_deref(), Some("Running"));
@@ -142,37 +119,11 @@ async fn exercise(cgroup_root: Option<&Path>) {
 
 fn process_ids(runtime: &LocalRuntime) -> Vec<i32> {
     // The runtime reports its processes by count; find them by their cgroup membership.
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc")
-        .expect("proc")
-        .filter_map(|e| e.ok())
-    {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        // By runtime id, not process id: `cargo test` runs several runtimes in one process.
-        if cgroup.contains("/podcheck/") && cgroup.contains(&format!("/{}/", runtime.id())) {
-            pids.push(pid);
-        }
-    }
+    // By runtime id, not process id: `cargo test` runs several runtimes in one process.
+    let own = format!("/{}/", runtime.id());
+    let pids = local::pids_where(|cgroup| cgroup.contains("/podcheck/") && cgroup.contains(&own));
     assert_eq!(pids.len(), runtime.process_count());
     pids
-}
-
-/// The unified (v2) cgroup hierarchy: on a v2 host the default root already is v2; on a
-/// hybrid host it is mounted beside the v1 controllers.
-fn cgroup_v2_root() -> Option<&'static Path> {
-    [
-        Path::new("/sys/fs/cgroup"),
-        Path::new("/sys/fs/cgroup/unified"),
-    ]
-    .into_iter()
-    .find(|root| root.join("cgroup.controllers").exists())
 }
 
 async fn pods_run_in_their_own_namespaces_and_leave_nothing_behind() {
@@ -180,13 +131,13 @@ async fn pods_run_in_their_own_namespaces_and_leave_nothing_behind() {
 }
 
 async fn runs_on_a_cgroup_v2_hierarchy() {
-    let root = cgroup_v2_root().expect("a cgroup v2 hierarchy");
+    let root = local::cgroup_v2_root().expect("a cgroup v2 hierarchy");
     exercise(Some(root)).await;
 }
 
 async fn unsupported_volumes_are_refused_naming_the_field() {
     let scenario = Scenario::from_yaml("runtime-probe", SCENARIO).expect("scenario");
-    let mut pod = compile(&scenario, AGENT_IMAGE, 0.05);
+    let mut pod = compile(&scenario, AGENT_IMAGE, SCALE);
     if let Some(spec) = pod.spec.as_mut() {
         spec.volumes.get_or_insert_with(Vec::new).insert(
             0,
@@ -197,7 +148,7 @@ async fn unsupported_volumes_are_refused_naming_the_field() {
             },
         );
     }
-    let runtime = LocalRuntime::start(config(None)).expect("runtime starts");
+    let runtime = LocalRuntime::start(local::runtime_config(SCALE, None)).expect("runtime starts");
     match runtime.create_pod(pod) {
         Err(RuntimeError::InvalidPod { field, .. }) => assert_eq!(field, "spec.volumes[0]"),
         other => panic!("expected a refusal, got {other:?}"),
@@ -234,8 +185,7 @@ async fn running_pod(edit: impl FnOnce(&mut Pod)) -> (LocalRuntime, String) {
     let scenario = Scenario::from_yaml("termination", FOREVER).expect("scenario");
     let mut pod = compile(&scenario, AGENT_IMAGE, TERMINATION_SCALE);
     edit(&mut pod);
-    let mut config = config(None);
-    config.time_scale = TERMINATION_SCALE;
+    let config = local::runtime_config(TERMINATION_SCALE, None);
     let runtime = LocalRuntime::start(config).expect("runtime starts");
     let uid = runtime.create_pod(pod).expect("pod accepted");
     wait_for(&runtime, &uid, |status| {
@@ -546,8 +496,7 @@ async fn a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_con
         }),
         ..Lifecycle::default()
     });
-    let mut config = config(None);
-    config.time_scale = TERMINATION_SCALE;
+    let config = local::runtime_config(TERMINATION_SCALE, None);
     let runtime = LocalRuntime::start(config).expect("runtime starts");
     let uid = runtime.create_pod(pod).expect("pod accepted");
     let running = wait_for_version(&runtime, &uid, |v| {
@@ -740,8 +689,7 @@ fn waiting_reason(status: Option<&ContainerStatus>) -> Option<String> {
 }
 
 async fn init_containers_and_a_sidecar_run_in_order_and_the_pod_completes() {
-    let mut config = config(None);
-    config.time_scale = TERMINATION_SCALE;
+    let config = local::runtime_config(TERMINATION_SCALE, None);
     let runtime = LocalRuntime::start(config).expect("runtime starts");
     let uid = runtime.create_pod(init_pod(|_| {})).expect("pod accepted");
     let done = wait_for_version(&runtime, &uid, |v| {
@@ -844,8 +792,7 @@ async fn init_containers_and_a_sidecar_run_in_order_and_the_pod_completes() {
 }
 
 async fn a_deleted_pod_stops_its_app_before_its_sidecar() {
-    let mut config = config(None);
-    config.time_scale = TERMINATION_SCALE;
+    let config = local::runtime_config(TERMINATION_SCALE, None);
     let runtime = LocalRuntime::start(config).expect("runtime starts");
     let pod = init_pod(|pod| {
         let spec = spec(pod);
@@ -897,7 +844,7 @@ async fn an_init_container_without_restart_policy_always_may_not_have_probes() {
             });
         }
     });
-    let runtime = LocalRuntime::start(config(None)).expect("runtime starts");
+    let runtime = LocalRuntime::start(local::runtime_config(SCALE, None)).expect("runtime starts");
     match runtime.create_pod(pod) {
         Err(RuntimeError::InvalidPod { field, reason, .. }) => {
             assert_eq!(field, "spec.initContainers[0].livenessProbe");
@@ -908,98 +855,37 @@ async fn an_init_container_without_restart_policy_always_may_not_have_probes() {
     assert_eq!(runtime.process_count(), 0);
 }
 
-/// A trial that runs `test` on a multi-threaded tokio runtime once the runtime's
-/// privileges are there; it fails naming what is missing otherwise.
 fn main() {
     let args = Arguments::from_args();
-    let no_root = common::skip_reason(|| {
-        podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string())
-    });
-    let no_cgroup_v2 = cgroup_v2_root()
-        .is_none()
-        .then(|| "no cgroup v2 hierarchy on this host".to_owned());
+    let no_root = common::no_root();
     common::note_skipped(&args, "the local runtime's tests", no_root.as_ref());
-    if no_root.is_none() {
-        common::note_skipped(&args, "cgroup v2 tests", no_cgroup_v2.as_ref());
-    }
-    let trials = vec![
-        common::async_trial(
-            "pods_run_in_their_own_namespaces_and_leave_nothing_behind",
-            common::root,
-            pods_run_in_their_own_namespaces_and_leave_nothing_behind,
-        )
-        .with_ignored_flag(no_root.is_some()),
-        common::async_trial(
-            "runs_on_a_cgroup_v2_hierarchy",
-            common::root,
-            runs_on_a_cgroup_v2_hierarchy,
-        )
-        .with_ignored_flag(no_root.is_some() || no_cgroup_v2.is_some()),
-        common::async_trial(
-            "unsupported_volumes_are_refused_naming_the_field",
-            common::root,
-            unsupported_volumes_are_refused_naming_the_field,
-        )
-        .with_ignored_flag(no_root.is_some()),
-    ];
-    let mut trials = trials;
+    let no_cgroup_v2 = local::no_cgroup_v2(&args, no_root.as_ref());
     let skip = no_root.is_some();
-    let root = common::root;
-    trials.extend([
-        common::async_trial(
-            "sigkill_follows_a_sigterm_that_did_not_end_the_process_after_the_grace_period",
-            root,
+    let mut trials = common::async_trials!(
+        common::root,
+        skip,
+        [pods_run_in_their_own_namespaces_and_leave_nothing_behind]
+    );
+    trials.extend(common::async_trials!(
+        common::root,
+        skip || no_cgroup_v2.is_some(),
+        [runs_on_a_cgroup_v2_hierarchy]
+    ));
+    trials.extend(common::async_trials!(
+        common::root,
+        skip,
+        [
+            unsupported_volumes_are_refused_naming_the_field,
             sigkill_follows_a_sigterm_that_did_not_end_the_process_after_the_grace_period,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "a_pre_stop_exec_hook_runs_before_sigterm",
-            root,
             a_pre_stop_exec_hook_runs_before_sigterm,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "a_sleep_pre_stop_hook_delays_sigterm_within_the_grace_period",
-            root,
             a_sleep_pre_stop_hook_delays_sigterm_within_the_grace_period,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "finalizers_keep_the_deleted_object_until_the_last_one_is_removed",
-            root,
             finalizers_keep_the_deleted_object_until_the_last_one_is_removed,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "a_force_deleted_pod_is_gone_at_once_while_its_containers_stop",
-            root,
             a_force_deleted_pod_is_gone_at_once_while_its_containers_stop,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_container",
-            root,
             a_post_start_hook_holds_running_back_and_a_failing_one_restarts_the_container,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "init_containers_and_a_sidecar_run_in_order_and_the_pod_completes",
-            root,
             init_containers_and_a_sidecar_run_in_order_and_the_pod_completes,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "a_deleted_pod_stops_its_app_before_its_sidecar",
-            root,
             a_deleted_pod_stops_its_app_before_its_sidecar,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "an_init_container_without_restart_policy_always_may_not_have_probes",
-            root,
             an_init_container_without_restart_policy_always_may_not_have_probes,
-        )
-        .with_ignored_flag(skip),
-    ]);
+        ]
+    ));
     libtest_mimic::run(&args, trials).exit();
 }
