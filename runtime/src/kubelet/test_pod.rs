@@ -160,12 +160,7 @@ impl Pod {
     }
 
     pub(super) fn waiting(&self, container: usize) -> (String, Option<String>) {
-        let waiting = self
-            .status(container)
-            .state
-            .and_then(|s| s.waiting)
-            .expect("a waiting container");
-        (waiting.reason.unwrap_or_default(), waiting.message)
+        waiting_of(self.status(container))
     }
 
     pub(super) fn phase(&mut self) -> String {
@@ -225,6 +220,15 @@ impl Pod {
             .expect("a terminated container");
         (terminated.exit_code, terminated.reason.unwrap_or_default())
     }
+}
+
+/// The reason and message of a container that waits.
+pub(super) fn waiting_of(status: ContainerStatus) -> (String, Option<String>) {
+    let waiting = status
+        .state
+        .and_then(|s| s.waiting)
+        .expect("a waiting container");
+    (waiting.reason.unwrap_or_default(), waiting.message)
 }
 
 /// The instances `effects` start.

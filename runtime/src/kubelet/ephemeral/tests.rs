@@ -1,6 +1,6 @@
 //! The kubelet's decisions for ephemeral containers, driven by events: no process, no root.
 
-use super::super::test_pod::{container, Pod};
+use super::super::test_pod::{container, waiting_of, Pod};
 use super::super::*;
 use super::*;
 use crate::AGENT_IMAGE;
@@ -95,12 +95,7 @@ impl Pod {
     }
 
     fn ephemeral_waiting(&mut self, name: &str) -> (String, Option<String>) {
-        let waiting = self
-            .ephemeral(name)
-            .state
-            .and_then(|s| s.waiting)
-            .expect("a waiting ephemeral container");
-        (waiting.reason.unwrap_or_default(), waiting.message)
+        waiting_of(self.ephemeral(name))
     }
 
     fn ephemeral_exit_code(&mut self, name: &str) -> Option<i32> {
