@@ -516,35 +516,17 @@ type ContainerStatusTime = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn main() {
     let args = Arguments::from_args();
-    let no_root = common::no_root();
-    common::note_skipped(
+    let trials = common::root_trials!(
         &args,
         "the local runtime's namespace tests",
-        no_root.as_ref(),
-    );
-    let no_cgroup_v2 = local::no_cgroup_v2(&args, no_root.as_ref());
-    let skip = no_root.is_some();
-    let mut trials = common::async_trials!(
-        common::root,
-        skip,
         [
             containers_see_only_themselves_and_nothing_of_the_host,
             share_process_namespace_makes_the_pods_containers_see_each_other,
             an_ephemeral_container_joins_its_target_runs_once_and_stops_with_the_pod,
-        ]
-    );
-    trials.extend(common::async_trials!(
-        common::root,
-        skip || no_cgroup_v2.is_some(),
-        [ephemeral_containers_on_a_cgroup_v2_hierarchy]
-    ));
-    trials.extend(common::async_trials!(
-        common::root,
-        skip,
-        [
             exec_hooks_run_in_the_containers_pid_namespace,
             pid_1_without_a_sigterm_handler_outlives_sigterm_until_sigkill,
-        ]
-    ));
+        ],
+        cgroup_v2: [ephemeral_containers_on_a_cgroup_v2_hierarchy]
+    );
     libtest_mimic::run(&args, trials).exit();
 }

@@ -213,27 +213,15 @@ async fn wait_for_version(
     uid: &str,
     what: impl Fn(&PodSnapshot) -> bool,
 ) -> PodSnapshot {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut changes = runtime.watch(uid).expect("watch");
-    loop {
-        if let Some(found) = runtime
-            .snapshots(uid)
-            .expect("snapshots")
-            .into_iter()
-            .find(|v| what(v))
-        {
-            return found;
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            panic!(
-                "timed out; last version: {:#?}",
-                runtime.snapshots(uid).expect("snapshots").last()
-            );
-        }
-    }
+    let versions = || runtime.snapshots(uid).expect("snapshots");
+    local::wait_until(
+        runtime,
+        uid,
+        Duration::from_secs(20),
+        || versions().into_iter().find(|v| what(v)),
+        || format!("last version: {:#?}", versions().last()),
+    )
+    .await
 }
 
 fn spec_secs_between(from: &Timestamp, to: &Timestamp) -> f64 {
@@ -857,24 +845,11 @@ async fn an_init_container_without_restart_policy_always_may_not_have_probes() {
 
 fn main() {
     let args = Arguments::from_args();
-    let no_root = common::no_root();
-    common::note_skipped(&args, "the local runtime's tests", no_root.as_ref());
-    let no_cgroup_v2 = local::no_cgroup_v2(&args, no_root.as_ref());
-    let skip = no_root.is_some();
-    let mut trials = common::async_trials!(
-        common::root,
-        skip,
-        [pods_run_in_their_own_namespaces_and_leave_nothing_behind]
-    );
-    trials.extend(common::async_trials!(
-        common::root,
-        skip || no_cgroup_v2.is_some(),
-        [runs_on_a_cgroup_v2_hierarchy]
-    ));
-    trials.extend(common::async_trials!(
-        common::root,
-        skip,
+    let trials = common::root_trials!(
+        &args,
+        "the local runtime's tests",
         [
+            pods_run_in_their_own_namespaces_and_leave_nothing_behind,
             unsupported_volumes_are_refused_naming_the_field,
             sigkill_follows_a_sigterm_that_did_not_end_the_process_after_the_grace_period,
             a_pre_stop_exec_hook_runs_before_sigterm,
@@ -885,7 +860,8 @@ fn main() {
             init_containers_and_a_sidecar_run_in_order_and_the_pod_completes,
             a_deleted_pod_stops_its_app_before_its_sidecar,
             an_init_container_without_restart_policy_always_may_not_have_probes,
-        ]
-    ));
+        ],
+        cgroup_v2: [runs_on_a_cgroup_v2_hierarchy]
+    );
     libtest_mimic::run(&args, trials).exit();
 }

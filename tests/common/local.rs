@@ -41,6 +41,30 @@ pub fn no_cgroup_v2(args: &libtest_mimic::Arguments, no_root: Option<&String>) -
     reason
 }
 
+/// Waits up to `patience` (wall time), looking again at each change of the pod, until
+/// `found` finds what it looks for, and returns it; panics saying `last` otherwise.
+pub async fn wait_until<T>(
+    runtime: &LocalRuntime,
+    uid: &str,
+    patience: Duration,
+    found: impl Fn() -> Option<T>,
+    last: impl Fn() -> String,
+) -> T {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut changes = runtime.watch(uid).expect("watch");
+    loop {
+        if let Some(found) = found() {
+            return found;
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            panic!("timed out; {}", last());
+        }
+    }
+}
+
 /// Waits up to `patience` (wall time) for a status of the pod that `what` accepts, and
 /// returns it; panics with the last status when none comes.
 pub async fn wait_for_status(
@@ -49,24 +73,15 @@ pub async fn wait_for_status(
     patience: Duration,
     what: impl Fn(&PodStatus) -> bool,
 ) -> PodStatus {
-    let deadline = tokio::time::Instant::now() + patience;
-    let mut changes = runtime.watch(uid).expect("watch");
-    loop {
-        if let Some((_, status)) = runtime.status_history(uid).expect("history").last() {
-            if what(status) {
-                return status.clone();
-            }
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            panic!(
-                "timed out; last status: {:#?}",
-                runtime.status_history(uid).expect("history").last()
-            );
-        }
-    }
+    let history = || runtime.status_history(uid).expect("history");
+    wait_until(
+        runtime,
+        uid,
+        patience,
+        || history().pop().map(|(_, status)| status).filter(&what),
+        || format!("last status: {:#?}", history().last()),
+    )
+    .await
 }
 
 /// The processes on the machine whose cgroups (`/proc/PID/cgroup`) `in_cgroup` accepts.

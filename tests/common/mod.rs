@@ -81,3 +81,25 @@ macro_rules! async_trials {
 }
 #[allow(unused_imports, reason = "not every harness has async tests")]
 pub(crate) use async_trials;
+
+/// The trials of a harness of root tests, named after their functions: `$tests` need root,
+/// `$cgroup_v2` a cgroup v2 hierarchy too. Without them they are skipped, and stderr says
+/// why (`$what` names them).
+#[allow(unused_macros, reason = "not every harness has root tests")]
+macro_rules! root_trials {
+    ($args:expr, $what:expr, [$($test:ident),+ $(,)?], cgroup_v2: [$($v2:ident),+ $(,)?]) => {{
+        let no_root = $crate::common::no_root();
+        $crate::common::note_skipped($args, $what, no_root.as_ref());
+        let no_cgroup_v2 = $crate::common::local::no_cgroup_v2($args, no_root.as_ref());
+        let mut trials =
+            $crate::common::async_trials!($crate::common::root, no_root.is_some(), [$($test),+]);
+        trials.extend($crate::common::async_trials!(
+            $crate::common::root,
+            no_root.is_some() || no_cgroup_v2.is_some(),
+            [$($v2),+]
+        ));
+        trials
+    }};
+}
+#[allow(unused_imports, reason = "not every harness has root tests")]
+pub(crate) use root_trials;
