@@ -447,48 +447,29 @@ async fn a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_ev
 
 fn main() {
     let args = Arguments::from_args();
-    let no_root = common::skip_reason(|| {
-        podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string())
-    });
+    let no_root = common::no_root();
     common::note_skipped(
         &args,
         "fault actions on the local runtime",
         no_root.as_ref(),
     );
-    let trials = vec![
-        common::async_trial(
-            "a_scheduled_kill_is_performed_on_time_and_recorded",
-            common::root,
+    let mut trials = common::async_trials!(
+        common::root,
+        no_root.is_some(),
+        [
             a_scheduled_kill_is_performed_on_time_and_recorded,
-        )
-        .with_ignored_flag(no_root.is_some()),
-        common::async_trial(
-            "killing_a_container_that_does_not_run_is_an_error_not_a_success",
-            common::root,
             killing_a_container_that_does_not_run_is_an_error_not_a_success,
-        )
-        .with_ignored_flag(no_root.is_some()),
-        common::async_trial(
-            "a_delete_is_acknowledged_and_the_watch_ends_with_the_pod_gone",
-            common::root,
             a_delete_is_acknowledged_and_the_watch_ends_with_the_pod_gone,
-        )
-        .with_ignored_flag(no_root.is_some()),
-        common::async_trial(
-            "actions_a_target_cannot_perform_are_not_applicable",
-            common::anywhere,
+        ]
+    );
+    trials.extend(common::async_trials!(
+        common::anywhere,
+        false,
+        [
             actions_a_target_cannot_perform_are_not_applicable,
-        ),
-        common::async_trial(
-            "a_wall_clock_case_ends_early_unless_watched_to_its_horizon",
-            common::anywhere,
             a_wall_clock_case_ends_early_unless_watched_to_its_horizon,
-        ),
-        common::async_trial(
-            "a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_every_attempt",
-            common::anywhere,
             a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_every_attempt,
-        ),
-    ];
+        ]
+    ));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -5,15 +5,15 @@
 
 mod common;
 
+use common::local;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerPort, ContainerStatus, ExecAction, Lifecycle, LifecycleHandler, PodStatus,
 };
 use libtest_mimic::Arguments;
 use podcheck::compile::{behaviour_from_json, compile, ephemeral_container};
-use podcheck::targets::local::find_agent;
 use podcheck_oracle::Scenario;
-use podcheck_runtime::{LocalRuntime, RuntimeConfig, RuntimeError, AGENT_IMAGE};
+use podcheck_runtime::{LocalRuntime, RuntimeError, AGENT_IMAGE};
 use podcheck_wire::{AgentProcess, Event, LogEvent};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,23 +32,7 @@ fn runtime() -> LocalRuntime {
 
 /// A runtime on the cgroup hierarchy at `cgroup_root` (the host's default without one).
 fn runtime_on(cgroup_root: Option<&Path>) -> LocalRuntime {
-    let agent = find_agent(None).expect("agent binary");
-    let mut config = RuntimeConfig::new(agent, SCALE);
-    if let Some(root) = cgroup_root {
-        config.cgroup_root = root.to_path_buf();
-    }
-    LocalRuntime::start(config).expect("runtime starts")
-}
-
-/// The unified (v2) cgroup hierarchy: on a v2 host the default root already is v2; on a
-/// hybrid host it is mounted beside the v1 controllers.
-fn cgroup_v2_root() -> Option<&'static Path> {
-    [
-        Path::new("/sys/fs/cgroup"),
-        Path::new("/sys/fs/cgroup/unified"),
-    ]
-    .into_iter()
-    .find(|root| root.join("cgroup.controllers").exists())
+    LocalRuntime::start(local::runtime_config(SCALE, cgroup_root)).expect("runtime starts")
 }
 
 /// A pod named `name` whose containers run forever.
@@ -74,24 +58,7 @@ async fn wait_for_status(
     uid: &str,
     what: impl Fn(&PodStatus) -> bool,
 ) -> PodStatus {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let mut changes = runtime.watch(uid).expect("watch");
-    loop {
-        if let Some((_, status)) = runtime.status_history(uid).expect("history").last() {
-            if what(status) {
-                return status.clone();
-            }
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            panic!(
-                "timed out; status: {:#?}",
-                runtime.status_history(uid).expect("history").last()
-            );
-        }
-    }
+    local::wait_for_status(runtime, uid, PATIENCE, what).await
 }
 
 fn all_running(status: &PodStatus) -> bool {
@@ -175,24 +142,8 @@ async fn wait_until_seen(
 
 /// The runtime's processes in the pod's cgroup of `group` (`app-0`, `sandbox`...).
 fn pids_in(runtime: &LocalRuntime, uid: &str, group: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc")
-        .expect("proc")
-        .filter_map(|e| e.ok())
-    {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if cgroup.contains(&format!("/{}/{uid}/{group}\n", runtime.id())) {
-            pids.push(pid);
-        }
-    }
-    pids
+    let path = format!("/{}/{uid}/{group}\n", runtime.id());
+    local::pids_where(|cgroup| cgroup.contains(&path))
 }
 
 fn pid_namespace(pid: i32) -> PathBuf {
@@ -349,7 +300,10 @@ async fn an_ephemeral_container_joins_its_target_runs_once_and_stops_with_the_po
 }
 
 async fn ephemeral_containers_on_a_cgroup_v2_hierarchy() {
-    ephemeral_containers(Some(cgroup_v2_root().expect("a cgroup v2 hierarchy"))).await;
+    ephemeral_containers(Some(
+        local::cgroup_v2_root().expect("a cgroup v2 hierarchy"),
+    ))
+    .await;
 }
 
 async fn ephemeral_containers(cgroup_root: Option<&Path>) {
@@ -562,59 +516,17 @@ type ContainerStatusTime = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn main() {
     let args = Arguments::from_args();
-    let no_root = common::skip_reason(|| {
-        podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string())
-    });
-    common::note_skipped(
+    let trials = common::root_trials!(
         &args,
         "the local runtime's namespace tests",
-        no_root.as_ref(),
-    );
-    let no_cgroup_v2 = cgroup_v2_root()
-        .is_none()
-        .then(|| "no cgroup v2 hierarchy on this host".to_owned());
-    if no_root.is_none() {
-        common::note_skipped(&args, "cgroup v2 tests", no_cgroup_v2.as_ref());
-    }
-    let skip = no_root.is_some();
-    let root = common::root;
-    let trials = vec![
-        common::async_trial(
-            "containers_see_only_themselves_and_nothing_of_the_host",
-            root,
+        [
             containers_see_only_themselves_and_nothing_of_the_host,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "share_process_namespace_makes_the_pods_containers_see_each_other",
-            root,
             share_process_namespace_makes_the_pods_containers_see_each_other,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "an_ephemeral_container_joins_its_target_runs_once_and_stops_with_the_pod",
-            root,
             an_ephemeral_container_joins_its_target_runs_once_and_stops_with_the_pod,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "ephemeral_containers_on_a_cgroup_v2_hierarchy",
-            root,
-            ephemeral_containers_on_a_cgroup_v2_hierarchy,
-        )
-        .with_ignored_flag(skip || no_cgroup_v2.is_some()),
-        common::async_trial(
-            "exec_hooks_run_in_the_containers_pid_namespace",
-            root,
             exec_hooks_run_in_the_containers_pid_namespace,
-        )
-        .with_ignored_flag(skip),
-        common::async_trial(
-            "pid_1_without_a_sigterm_handler_outlives_sigterm_until_sigkill",
-            root,
             pid_1_without_a_sigterm_handler_outlives_sigterm_until_sigkill,
-        )
-        .with_ignored_flag(skip),
-    ];
+        ],
+        cgroup_v2: [ephemeral_containers_on_a_cgroup_v2_hierarchy]
+    );
     libtest_mimic::run(&args, trials).exit();
 }

@@ -4,6 +4,9 @@
 //! passed, and the reason is printed. Under `CI=true` they are never ignored: CI must
 //! exercise them, and one that cannot run fails saying why.
 
+#[allow(dead_code, reason = "not every harness runs the local runtime")]
+pub mod local;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::future::Future;
 
@@ -15,6 +18,13 @@ pub fn skip_reason(check: impl FnOnce() -> Result<(), String>) -> Option<String>
         return None;
     }
     check().err()
+}
+
+/// Why tests that need root are skipped here: None under `CI=true` or as root (the local
+/// runtime's own privilege check, which starts nothing).
+#[allow(dead_code, reason = "not every harness runs the local runtime")]
+pub fn no_root() -> Option<String> {
+    skip_reason(|| podcheck_runtime::sys::check_privileges().map_err(|e| e.to_string()))
 }
 
 /// Says on stderr which tests are skipped and why; listing stays quiet.
@@ -57,3 +67,39 @@ where
         Ok(())
     })
 }
+
+/// One [`async_trial`] per test function, named after it, each needing `$needs` and
+/// ignored when `$ignored` holds.
+#[allow(unused_macros, reason = "not every harness has async tests")]
+macro_rules! async_trials {
+    ($needs:expr, $ignored:expr, [$($test:ident),+ $(,)?]) => {
+        vec![$(
+            $crate::common::async_trial(stringify!($test), $needs, $test)
+                .with_ignored_flag($ignored)
+        ),+]
+    };
+}
+#[allow(unused_imports, reason = "not every harness has async tests")]
+pub(crate) use async_trials;
+
+/// The trials of a harness of root tests, named after their functions: `$tests` need root,
+/// `$cgroup_v2` a cgroup v2 hierarchy too. Without them they are skipped, and stderr says
+/// why (`$what` names them).
+#[allow(unused_macros, reason = "not every harness has root tests")]
+macro_rules! root_trials {
+    ($args:expr, $what:expr, [$($test:ident),+ $(,)?], cgroup_v2: [$($v2:ident),+ $(,)?]) => {{
+        let no_root = $crate::common::no_root();
+        $crate::common::note_skipped($args, $what, no_root.as_ref());
+        let no_cgroup_v2 = $crate::common::local::no_cgroup_v2($args, no_root.as_ref());
+        let mut trials =
+            $crate::common::async_trials!($crate::common::root, no_root.is_some(), [$($test),+]);
+        trials.extend($crate::common::async_trials!(
+            $crate::common::root,
+            no_root.is_some() || no_cgroup_v2.is_some(),
+            [$($v2),+]
+        ));
+        trials
+    }};
+}
+#[allow(unused_imports, reason = "not every harness has root tests")]
+pub(crate) use root_trials;

@@ -1,6 +1,6 @@
 //! Init containers and sidecars, driven through the decisions: no process, no root.
 
-use super::tests::{container, kills, secs, Pod, SECOND};
+use super::test_pod::{container, kills, secs, Pod, SECOND};
 use super::*;
 use k8s_openapi::api::core::v1::PodCondition;
 
@@ -11,11 +11,20 @@ fn init(name: &str) -> ContainerSetup {
     }
 }
 
-fn sidecar(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetup {
+fn sidecar(name: &str) -> ContainerSetup {
+    probed_sidecar(name, vec![])
+}
+
+fn probed_sidecar(name: &str, probes: Vec<(Kind, Option<Duration>)>) -> ContainerSetup {
     ContainerSetup {
         kind: ContainerKind::Sidecar,
         ..container(name, probes)
     }
+}
+
+/// A regular container without probes.
+fn regular(name: &str) -> ContainerSetup {
+    container(name, vec![])
 }
 
 /// The containers an effect list starts, with their instance.
@@ -95,7 +104,7 @@ fn says(
 fn init_containers_run_one_at_a_time_in_order_before_the_app() {
     let mut pod = Pod::new(
         RestartPolicy::Always,
-        vec![init("a"), init("b"), container("app", vec![])],
+        vec![init("a"), init("b"), regular("app")],
     );
     assert_eq!(pod.starts_all(), [(0, 0)], "only the first init container");
     assert_eq!(pod.phase(), "Pending");
@@ -147,7 +156,7 @@ fn init_containers_run_one_at_a_time_in_order_before_the_app() {
 fn the_pod_status_lists_init_containers_apart_in_spec_order() {
     let mut pod = Pod::new(
         RestartPolicy::Always,
-        vec![init("a"), sidecar("s", vec![]), container("app", vec![])],
+        vec![init("a"), sidecar("s"), regular("app")],
     );
     pod.start();
     let stamp = pod.wall();
@@ -158,7 +167,7 @@ fn the_pod_status_lists_init_containers_apart_in_spec_order() {
     assert_eq!(names(status.init_container_statuses), ["a", "s"]);
     assert_eq!(names(status.container_statuses), ["app"]);
 
-    let mut plain = Pod::new(RestartPolicy::Always, vec![container("app", vec![])]);
+    let mut plain = Pod::new(RestartPolicy::Always, vec![regular("app")]);
     assert_eq!(
         plain.waiting(0).0,
         "ContainerCreating",
@@ -172,7 +181,7 @@ fn the_pod_status_lists_init_containers_apart_in_spec_order() {
 #[test]
 fn a_failing_init_container_restarts_with_the_back_off_and_holds_back_the_next() {
     for policy in [RestartPolicy::OnFailure, RestartPolicy::Always] {
-        let mut pod = Pod::new(policy, vec![init("a"), init("b"), container("app", vec![])]);
+        let mut pod = Pod::new(policy, vec![init("a"), init("b"), regular("app")]);
         pod.starts_all();
         pod.advance(SECOND);
         assert_eq!(
@@ -213,7 +222,7 @@ fn a_failing_init_container_restarts_with_the_back_off_and_holds_back_the_next()
 fn under_never_a_failing_init_container_fails_the_pod_and_nothing_else_starts() {
     let mut pod = Pod::new(
         RestartPolicy::Never,
-        vec![init("a"), init("b"), container("app", vec![])],
+        vec![init("a"), init("b"), regular("app")],
     );
     pod.starts_all();
     pod.advance(SECOND);
@@ -240,9 +249,9 @@ fn a_sidecar_lets_the_next_init_container_start_once_its_startup_probe_succeeded
     let mut pod = Pod::new(
         RestartPolicy::Always,
         vec![
-            sidecar("s", vec![(Kind::Startup, None)]),
+            probed_sidecar("s", vec![(Kind::Startup, None)]),
             init("b"),
-            container("app", vec![]),
+            regular("app"),
         ],
     );
     assert_eq!(pod.starts_all(), [(0, 0)]);
@@ -274,9 +283,9 @@ fn a_sidecar_without_a_startup_probe_lets_the_next_start_once_its_post_start_ret
         vec![
             ContainerSetup {
                 post_start: true,
-                ..sidecar("s", vec![])
+                ..sidecar("s")
             },
-            container("app", vec![]),
+            regular("app"),
         ],
     );
     assert_eq!(pod.starts_all(), [(0, 0)]);
@@ -292,7 +301,7 @@ fn a_sidecar_restarts_with_the_back_off_whatever_the_restart_policy() {
         RestartPolicy::OnFailure,
         RestartPolicy::Always,
     ] {
-        let mut pod = Pod::new(policy, vec![sidecar("s", vec![]), container("app", vec![])]);
+        let mut pod = Pod::new(policy, vec![sidecar("s"), regular("app")]);
         assert_eq!(pod.starts_all(), [(0, 0), (1, 0)]);
         pod.advance(SECOND);
         assert_eq!(started(&pod.exit(0, 0)), [(0, 1)], "{policy:?}: at once");
@@ -326,8 +335,8 @@ fn a_sidecar_failing_its_liveness_probe_is_killed_alone_and_restarted() {
     let mut pod = Pod::new(
         RestartPolicy::Never,
         vec![
-            sidecar("s", vec![(Kind::Liveness, Some(secs(5)))]),
-            container("app", vec![]),
+            probed_sidecar("s", vec![(Kind::Liveness, Some(secs(5)))]),
+            regular("app"),
         ],
     );
     pod.starts_all();
@@ -350,8 +359,8 @@ fn the_readiness_of_a_sidecar_counts_for_the_pod() {
     let mut pod = Pod::new(
         RestartPolicy::Always,
         vec![
-            sidecar("s", vec![(Kind::Readiness, None)]),
-            container("app", vec![]),
+            probed_sidecar("s", vec![(Kind::Readiness, None)]),
+            regular("app"),
         ],
     );
     assert_eq!(
@@ -378,9 +387,9 @@ fn during_initialization_the_pod_is_not_ready_and_names_its_sidecars_and_apps() 
     let mut pod = Pod::new(
         RestartPolicy::Always,
         vec![
-            sidecar("s", vec![(Kind::Startup, None)]),
+            probed_sidecar("s", vec![(Kind::Startup, None)]),
             init("b"),
-            container("app", vec![]),
+            regular("app"),
         ],
     );
     pod.starts_all();
@@ -399,11 +408,7 @@ fn during_initialization_the_pod_is_not_ready_and_names_its_sidecars_and_apps() 
 fn once_the_regular_containers_are_done_the_sidecars_stop_in_reverse_order() {
     let mut pod = Pod::new(
         RestartPolicy::Never,
-        vec![
-            sidecar("s1", vec![]),
-            sidecar("s2", vec![]),
-            container("app", vec![]),
-        ],
+        vec![sidecar("s1"), sidecar("s2"), regular("app")],
     );
     assert_eq!(pod.starts_all(), [(0, 0), (1, 0), (2, 0)]);
     pod.advance(SECOND);
@@ -441,7 +446,7 @@ fn the_phase_comes_from_the_regular_containers_only() {
         (RestartPolicy::Never, 0, 1, "Succeeded"),
         (RestartPolicy::OnFailure, 0, 137, "Succeeded"),
     ] {
-        let mut pod = Pod::new(policy, vec![sidecar("s", vec![]), container("app", vec![])]);
+        let mut pod = Pod::new(policy, vec![sidecar("s"), regular("app")]);
         pod.starts_all();
         pod.advance(SECOND);
         let effects = pod.exit(1, app_exit);
@@ -458,7 +463,7 @@ fn the_phase_comes_from_the_regular_containers_only() {
 #[test]
 fn sidecars_are_not_stopped_while_a_regular_container_will_run_again() {
     for policy in [RestartPolicy::OnFailure, RestartPolicy::Always] {
-        let mut pod = Pod::new(policy, vec![sidecar("s", vec![]), container("app", vec![])]);
+        let mut pod = Pod::new(policy, vec![sidecar("s"), regular("app")]);
         pod.starts_all();
         pod.advance(SECOND);
         let effects = pod.exit(1, 1);
@@ -472,7 +477,7 @@ fn a_failed_init_container_under_never_stops_the_sidecars_and_the_failure_shows_
 {
     let mut pod = Pod::new(
         RestartPolicy::Never,
-        vec![sidecar("s", vec![]), init("b"), container("app", vec![])],
+        vec![sidecar("s"), init("b"), regular("app")],
     );
     assert_eq!(pod.starts_all(), [(0, 0), (1, 0)]);
     pod.advance(SECOND);
@@ -490,12 +495,7 @@ fn a_failed_init_container_under_never_stops_the_sidecars_and_the_failure_shows_
 fn a_deleted_pod_stops_its_regular_containers_first_then_its_sidecars_in_reverse_order() {
     let mut pod = Pod::new(
         RestartPolicy::Always,
-        vec![
-            sidecar("s1", vec![]),
-            sidecar("s2", vec![]),
-            container("app", vec![]),
-            container("web", vec![]),
-        ],
+        vec![sidecar("s1"), sidecar("s2"), regular("app"), regular("web")],
     );
     pod.starts_all();
     assert_eq!(
@@ -521,12 +521,7 @@ fn a_sidecar_waits_only_for_containers_that_run_when_the_kill_starts() {
     // does not wait for the stopped s2, nor through it for s3.
     let mut pod = Pod::new(
         RestartPolicy::Always,
-        vec![
-            sidecar("s1", vec![]),
-            sidecar("s2", vec![]),
-            sidecar("s3", vec![]),
-            container("app", vec![]),
-        ],
+        vec![sidecar("s1"), sidecar("s2"), sidecar("s3"), regular("app")],
     );
     pod.starts_all();
     pod.advance(SECOND);
@@ -543,7 +538,7 @@ fn a_sidecar_waits_only_for_containers_that_run_when_the_kill_starts() {
 fn a_pod_deleted_during_initialization_fails_and_reports_what_never_ran_as_waiting() {
     let mut pod = Pod::new(
         RestartPolicy::Always,
-        vec![init("a"), init("b"), container("app", vec![])],
+        vec![init("a"), init("b"), regular("app")],
     );
     pod.starts_all();
     assert_eq!(kills(&pod.delete(30)), [(0, 0, 30)]);
@@ -582,10 +577,7 @@ fn a_sidecar_kill_subtracts_its_wait_for_its_turn_in_whole_seconds() {
 
 #[test]
 fn an_init_container_that_exited_zero_is_not_restarted_under_always() {
-    let mut pod = Pod::new(
-        RestartPolicy::Always,
-        vec![init("a"), container("app", vec![])],
-    );
+    let mut pod = Pod::new(RestartPolicy::Always, vec![init("a"), regular("app")]);
     pod.starts_all();
     pod.advance(SECOND);
     let effects = pod.exit(0, 0);
@@ -602,12 +594,12 @@ fn a_container_still_to_start_keeps_the_sidecars_running() {
     let mut pod = Pod::new(
         RestartPolicy::Never,
         vec![
-            sidecar("s", vec![]),
+            sidecar("s"),
             ContainerSetup {
                 post_start: true,
-                ..container("app", vec![])
+                ..regular("app")
             },
-            container("web", vec![]),
+            regular("web"),
         ],
     );
     assert_eq!(

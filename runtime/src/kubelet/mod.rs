@@ -13,87 +13,26 @@ mod init;
 #[cfg(test)]
 mod init_tests;
 mod report;
+mod start;
+mod termination;
+#[cfg(test)]
+mod test_pod;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use backoff::{CrashLoop, Restart};
 pub(crate) use ephemeral::{EphemeralEffect, EphemeralEvent, EphemeralSetup, StartError};
 pub(crate) use init::ContainerKind;
+pub(crate) use termination::{grace_left, runs_pre_stop, stop_timeout};
 
 use crate::probe::{Kind, ProbeUpdate};
-use crate::{KubeletConfig, AGENT_IMAGE};
+use crate::KubeletConfig;
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus,
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// The kubelet never gives a container less than this between SIGTERM and SIGKILL
-/// (`minimumGracePeriodInSeconds`, kuberuntime_manager.go), in spec seconds.
-pub(crate) const MINIMUM_GRACE_SECONDS: i64 = 2;
-
-/// The grace period a terminating pod's containers are killed with, in spec seconds:
-/// `calculateEffectiveGracePeriod` (pod_workers.go). It can only shrink once set: a new
-/// `deletionGracePeriodSeconds` counts only if shorter than the `current` one. Without
-/// one, the pod's `terminationGracePeriodSeconds`; never below 1 s.
-///
-/// A force delete sets `deletionGracePeriodSeconds` to 0. Kubelets before the fix for
-/// kubernetes/kubernetes#115819 read that 0 as "no value" and fell back to
-/// `terminationGracePeriodSeconds`; the kubelet this runtime follows (1.35) records the
-/// override (`overridden`) and kills with the floor of 1 s, after which `killContainer`
-/// still gives 2 s between SIGTERM and SIGKILL.
-pub(crate) fn effective_grace(
-    current: Option<i64>,
-    deletion_grace: Option<i64>,
-    spec_grace: i64,
-) -> i64 {
-    let mut grace = current.unwrap_or(0);
-    let mut overridden = false;
-    if let Some(requested) = deletion_grace {
-        if grace == 0 || requested < grace {
-            grace = requested;
-            overridden = true;
-        }
-    }
-    if !overridden && grace == 0 {
-        grace = spec_grace;
-    }
-    grace.max(1)
-}
-
-/// How long the runtime waits between SIGTERM and SIGKILL (`StopContainer`'s timeout), in
-/// spec seconds, for a container killed with `grace` seconds whose preStop hook ran for
-/// `pre_stop` (spec time; None without a hook or without time for one) and which then
-/// waited `turn` for the containers it outlives (a sidecar, see `init`): `killContainer`
-/// subtracts the hook's whole seconds (`int64(metav1.Now().Sub(start.Time).Seconds())`,
-/// truncated), then, if grace is left, the wait's whole seconds, and never gives less than
-/// the minimum.
-pub(crate) fn stop_timeout(grace: i64, pre_stop: Option<Duration>, turn: Option<Duration>) -> i64 {
-    let left = grace_left(grace, pre_stop);
-    match left > 0 {
-        true => left.saturating_sub(turn.map_or(0, whole_seconds)),
-        false => left,
-    }
-    .max(MINIMUM_GRACE_SECONDS)
-}
-
-/// The grace period left once a preStop hook ran for `pre_stop`, in whole seconds: what a
-/// sidecar may wait for its turn (`waitForTurn` gets it).
-pub(crate) fn grace_left(grace: i64, pre_stop: Option<Duration>) -> i64 {
-    grace.saturating_sub(pre_stop.map_or(0, whole_seconds))
-}
-
-fn whole_seconds(elapsed: Duration) -> i64 {
-    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Whether `killContainer` runs a container's preStop hook: only with a grace period
-/// left ("if there is enough time to run it").
-pub(crate) fn runs_pre_stop(has_pre_stop: bool, grace: i64) -> bool {
-    has_pre_stop && grace > 0
-}
 
 /// The pod's `restartPolicy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -464,74 +403,6 @@ impl PodLifecycle {
         }
     }
 
-    /// Starts `container` now, or once SyncPod is no longer blocked.
-    fn start(&mut self, container: usize) -> Vec<Effect> {
-        if self.terminating.is_some() || self.stopping {
-            return Vec::new();
-        }
-        self.containers[container].requested = true;
-        if self.blocked_by.is_some() {
-            if !self.start_queue.contains(&container) {
-                self.start_queue.push_back(container);
-            }
-            return Vec::new();
-        }
-        let run = &mut self.containers[container];
-        run.launching = true;
-        if run.setup.post_start {
-            self.blocked_by = Some(container);
-        }
-        vec![Effect::Start {
-            container,
-            instance: run.next_instance(),
-        }]
-    }
-
-    /// SyncPod returned from what blocked it: a deletion that came meanwhile is taken up,
-    /// else the containers it still had to start are started.
-    fn unblock(&mut self) -> Vec<Effect> {
-        self.blocked_by = None;
-        if let Some(grace) = self.deferred_deletion.take() {
-            return self.deleted(grace);
-        }
-        let mut effects = Vec::new();
-        while self.blocked_by.is_none() {
-            let Some(container) = self.start_queue.pop_front() else {
-                break;
-            };
-            effects.extend(self.start(container));
-        }
-        if !effects.is_empty() {
-            effects.push(Effect::Publish);
-        }
-        effects
-    }
-
-    /// A Kill effect, noting a preStop hook that will run. `ordered` for the kills of a
-    /// whole pod (`killContainersWithSyncResult`), where sidecars wait for their turn.
-    fn kill(
-        &mut self,
-        container: usize,
-        instance: u32,
-        pid: i32,
-        grace_seconds: i64,
-        ordered: bool,
-    ) -> Effect {
-        if runs_pre_stop(self.containers[container].setup.pre_stop, grace_seconds) {
-            self.pre_stops.insert((container, instance));
-        }
-        Effect::Kill {
-            container,
-            instance,
-            pid,
-            grace_seconds,
-            after: match ordered {
-                true => self.outlives(container),
-                false => Vec::new(),
-            },
-        }
-    }
-
     pub fn uid(&self) -> &str {
         &self.identity.uid
     }
@@ -579,23 +450,7 @@ impl PodLifecycle {
                 at,
                 wall,
             } => self.started(container, instance, pid, at, wall),
-            Event::StartFailed { container, message } => {
-                let run = &mut self.containers[container];
-                run.launching = false;
-                let reason = if run.setup.image == AGENT_IMAGE {
-                    "RunContainerError"
-                } else {
-                    "ErrImageNeverPull"
-                };
-                run.status.state = Some(waiting(reason, Some(message)));
-                run.status.ready = false;
-                run.status.started = Some(false);
-                // Its postStart will not run: SyncPod goes on with the next start.
-                match self.blocked_by == Some(container) {
-                    true => self.unblock(),
-                    false => Vec::new(),
-                }
-            }
+            Event::StartFailed { container, message } => self.start_failed(container, message),
             Event::PostStartDone {
                 container,
                 instance,
@@ -622,155 +477,9 @@ impl PodLifecycle {
             Event::PreStopDone {
                 container,
                 instance,
-            } => {
-                // A pod's termination (and a terminal phase) waits for its preStop hooks.
-                match self.pre_stops.remove(&(container, instance)) {
-                    true => vec![Effect::Publish],
-                    false => Vec::new(),
-                }
-            }
+            } => self.pre_stop_done(container, instance),
             Event::Ephemeral(event) => self.ephemeral_event(event),
         }
-    }
-
-    fn started(
-        &mut self,
-        container: usize,
-        instance: u32,
-        pid: i32,
-        at: Instant,
-        wall: Time,
-    ) -> Vec<Effect> {
-        let run = &mut self.containers[container];
-        run.instance = Some(instance);
-        run.pid = Some(pid);
-        run.launching = false;
-        run.killing = false;
-        run.post_start_failed = None;
-        if run.setup.post_start {
-            // startContainer runs the hook inside the sync that started the process: the
-            // status the kubelet publishes next, and with it Running, comes after the hook.
-            run.post_start = Some(PendingStart {
-                instance,
-                at,
-                wall,
-                exit: None,
-            });
-            return vec![Effect::RunPostStart {
-                container,
-                instance,
-                pid,
-            }];
-        }
-        self.show_running(container, instance, at, wall);
-        match self.terminating {
-            // Started by the sync that was under way when the pod was deleted: the
-            // terminating sync that follows kills it.
-            Some(grace) => vec![
-                self.kill(container, instance, pid, grace, true),
-                Effect::Publish,
-            ],
-            // Started as the pod is being killed: that kill takes it too.
-            None if self.stopping => {
-                let grace = self.pod_grace_seconds();
-                vec![
-                    self.kill(container, instance, pid, grace, true),
-                    Effect::Publish,
-                ]
-            }
-            None => self.sidecar_started(container),
-        }
-    }
-
-    /// The container's status shows its instance running since `wall`.
-    fn show_running(&mut self, container: usize, instance: u32, at: Instant, wall: Time) {
-        let uid = &self.identity.uid;
-        let run = &mut self.containers[container];
-        let previous = run.status.state.take();
-        if previous.as_ref().is_some_and(|s| s.terminated.is_some()) {
-            run.status.last_state = previous;
-        }
-        run.status.restart_count = instance as i32;
-        run.status.container_id = Some(format!("podcheck://{uid}/{}/{instance}", run.setup.name));
-        run.status.image_id = self.image_id.clone();
-        run.status.state = Some(ContainerState {
-            running: Some(ContainerStateRunning {
-                started_at: Some(wall),
-            }),
-            ..ContainerState::default()
-        });
-        // A new container's initial probe results: startup Unknown (not started),
-        // readiness Failure (not ready); without those probes it is started and ready at
-        // once. A regular init container is ready only once it exited 0
-        // (`UpdatePodStatus`).
-        let started = !run.setup.has_probe(Kind::Startup);
-        run.status.started = Some(started);
-        run.status.ready = started
-            && !run.setup.has_probe(Kind::Readiness)
-            && run.setup.kind != ContainerKind::Init;
-        run.running_since = Some(at);
-    }
-
-    fn post_start_done(
-        &mut self,
-        container: usize,
-        instance: u32,
-        result: Result<(), String>,
-        now: Instant,
-    ) -> Vec<Effect> {
-        let run = &mut self.containers[container];
-        let Some(pending) = run
-            .post_start
-            .take_if(|pending| pending.instance == instance)
-        else {
-            // Not awaited any more: the pod's deletion went ahead without it.
-            return Vec::new();
-        };
-        match result {
-            Ok(()) => {
-                self.show_running(container, instance, pending.at, pending.wall);
-                let mut effects = vec![Effect::Publish];
-                if let Some(exit) = pending.exit {
-                    effects.extend(self.exited(exit, now));
-                }
-                // A sidecar counts as started once its postStart returned.
-                effects.extend(self.sidecar_started(container));
-                if self.blocked_by == Some(container) {
-                    effects.extend(self.unblock());
-                }
-                effects
-            }
-            Err(message) => {
-                // The event FailedPostStartHook, then killContainer with the reason
-                // reasonFailedPostStartHook: the pod's grace period (a probe's does not
-                // apply), preStop included; the sync fails with ErrPostStartHook, whose
-                // text the container shows as its Waiting reason once it is to restart.
-                // The kill runs inside the failed sync, so no status shows the instance
-                // before it ended.
-                run.post_start_failed = Some(FailedStart {
-                    wall: pending.wall.clone(),
-                    message,
-                });
-                if let Some(exit) = pending.exit {
-                    // The kill found nothing to stop: SyncPod goes on.
-                    return self.exited(exit, now);
-                }
-                let Some(pid) = run.pid else {
-                    return Vec::new();
-                };
-                // SyncPod stays blocked until the kill is over.
-                let grace_seconds = self.pod_grace_seconds();
-                vec![self.kill(container, instance, pid, grace_seconds, false)]
-            }
-        }
-    }
-
-    /// The grace period of a kill for a reason other than a probe
-    /// (`setTerminationGracePeriod`): the deletion's if the pod was deleted, else the
-    /// pod's terminationGracePeriodSeconds.
-    fn pod_grace_seconds(&self) -> i64 {
-        self.terminating
-            .unwrap_or_else(|| secs_i64(self.termination_grace))
     }
 
     fn exited(&mut self, exit: Exit, now: Instant) -> Vec<Effect> {
@@ -991,70 +700,6 @@ impl PodLifecycle {
             effects.extend(self.kill_pod());
         }
         effects
-    }
-
-    /// The pod was deleted, or its deletion's grace period changed: SyncTerminatingPod.
-    /// Nothing restarts any more; every running container is killed, all at once
-    /// (`killContainersWithSyncResult`), with the effective grace period.
-    ///
-    /// While SyncPod is blocked (a postStart hook, a kill inside it), the termination waits
-    /// for it: SyncPod runs on a context deletion does not cancel (kubernetes#116032). A
-    /// shorter grace period that comes once the kill is under way is recorded but does not
-    /// reach the kill (SyncTerminatingPod is not cancelled either: kubernetes#83916).
-    fn deleted(&mut self, deletion_grace: i64) -> Vec<Effect> {
-        let spec_grace = secs_i64(self.termination_grace);
-        if self.terminating.is_none() && self.blocked_by.is_some() {
-            self.deferred_deletion = Some(effective_grace(
-                self.deferred_deletion,
-                Some(deletion_grace),
-                spec_grace,
-            ));
-            return Vec::new();
-        }
-        let grace = effective_grace(self.terminating, Some(deletion_grace), spec_grace);
-        if self.terminating.is_some() {
-            self.terminating = Some(grace);
-            return Vec::new();
-        }
-        self.terminating = Some(grace);
-        if self.stopping {
-            // The kill under way is the termination: it is not cancelled (kubernetes#83916).
-            return vec![Effect::Publish];
-        }
-        self.give_up_restarts();
-        let mut effects = Vec::new();
-        for container in 0..self.containers.len() {
-            let run = &self.containers[container];
-            if let (Some(pid), Some(instance)) = (run.pid, run.instance) {
-                effects.push(self.kill(container, instance, pid, grace, true));
-            }
-        }
-        for ephemeral in 0..self.ephemerals.len() {
-            effects.extend(self.kill_ephemeral(ephemeral, grace));
-        }
-        effects.push(Effect::Publish);
-        effects
-    }
-
-    /// Nothing restarts any more: pending starts and back-offs are dropped, and a container
-    /// waiting to restart shows its last termination again.
-    fn give_up_restarts(&mut self) {
-        self.start_queue.clear();
-        for run in &mut self.containers {
-            run.restart_at = None;
-            let waiting_to_restart = run.pid.is_none()
-                && run
-                    .status
-                    .state
-                    .as_ref()
-                    .is_some_and(|s| s.waiting.is_some());
-            if waiting_to_restart {
-                if let Some(last) = run.status.last_state.take() {
-                    run.status.state = Some(last);
-                    run.status.last_state = run.termination_before_last.take();
-                }
-            }
-        }
     }
 }
 

@@ -1,26 +1,15 @@
 //! The kubelet's decisions for ephemeral containers, driven by events: no process, no root.
 
+use super::super::test_pod::{container, waiting_of, Pod};
 use super::super::*;
 use super::*;
-use jiff::Timestamp;
+use crate::AGENT_IMAGE;
 use k8s_openapi::api::core::v1::PodStatus;
-
-/// One pod driven through the decisions; regular containers start as soon as asked.
-struct Pod {
-    lifecycle: PodLifecycle,
-    t0: Instant,
-    now: Instant,
-    next_pid: i32,
-}
 
 fn setup(name: &str, post_start: bool) -> ContainerSetup {
     ContainerSetup {
-        name: name.to_owned(),
-        kind: ContainerKind::Regular,
-        image: AGENT_IMAGE.to_owned(),
-        probes: Vec::new(),
         post_start,
-        pre_stop: false,
+        ..container(name, vec![])
     }
 }
 
@@ -62,64 +51,6 @@ fn kills(effects: &[Effect]) -> Vec<(usize, i32, i64)> {
 }
 
 impl Pod {
-    fn new(policy: RestartPolicy, containers: Vec<ContainerSetup>) -> Pod {
-        let lifecycle = PodLifecycle::new(
-            PodSetup {
-                identity: PodIdentity {
-                    name: "web".to_owned(),
-                    namespace: "default".to_owned(),
-                    uid: "uid-1".to_owned(),
-                },
-                restart_policy: policy,
-                termination_grace: Duration::from_secs(30),
-                image_id: "podcheck.local/images/agent".to_owned(),
-                containers,
-            },
-            Timing {
-                kubelet: KubeletConfig::default(),
-                time_scale: 1.0,
-            },
-        );
-        let t0 = Instant::now();
-        Pod {
-            lifecycle,
-            t0,
-            now: t0,
-            next_pid: 100,
-        }
-    }
-
-    fn wall(&self) -> Time {
-        let since = self.now.duration_since(self.t0);
-        Time(Timestamp::from_millisecond(since.as_millis() as i64).expect("a time near 1970"))
-    }
-
-    /// Delivers `event`, starting the regular containers it asks for (the ephemeral ones
-    /// are left to the test); returns every effect.
-    fn handle(&mut self, event: Event) -> Vec<Effect> {
-        let mut effects = self.lifecycle.handle(event, self.now);
-        let mut more = Vec::new();
-        for effect in &effects {
-            if let Effect::Start {
-                container,
-                instance,
-            } = *effect
-            {
-                self.next_pid += 1;
-                let started = Event::Started {
-                    container,
-                    instance,
-                    pid: self.next_pid,
-                    at: self.now,
-                    wall: self.wall(),
-                };
-                more.extend(self.lifecycle.handle(started, self.now));
-            }
-        }
-        effects.extend(more);
-        effects
-    }
-
     fn start_sandbox(&mut self) -> Vec<Effect> {
         let mut effects = self.handle(Event::SandboxStarted);
         effects.extend(self.handle(Event::SandboxReady));
@@ -149,26 +80,13 @@ impl Pod {
         }))
     }
 
-    fn exit(&mut self, container: usize, code: i32) -> Vec<Effect> {
-        let instance = self.lifecycle.container_statuses()[container].restart_count as u32;
-        let exit = Exit {
-            container,
-            instance,
-            code,
-            oom_killed: false,
-            at: self.now,
-            wall: self.wall(),
-        };
-        self.handle(Event::Exited(exit))
-    }
-
-    fn status(&mut self) -> PodStatus {
+    fn pod_status(&mut self) -> PodStatus {
         let stamp = self.wall();
         self.lifecycle.pod_status(&stamp, None, None)
     }
 
     fn ephemeral(&mut self, name: &str) -> ContainerStatus {
-        self.status()
+        self.pod_status()
             .ephemeral_container_statuses
             .into_iter()
             .flatten()
@@ -177,12 +95,7 @@ impl Pod {
     }
 
     fn ephemeral_waiting(&mut self, name: &str) -> (String, Option<String>) {
-        let waiting = self
-            .ephemeral(name)
-            .state
-            .and_then(|s| s.waiting)
-            .expect("a waiting ephemeral container");
-        (waiting.reason.unwrap_or_default(), waiting.message)
+        waiting_of(self.ephemeral(name))
     }
 
     fn ephemeral_exit_code(&mut self, name: &str) -> Option<i32> {
@@ -329,7 +242,7 @@ fn a_deletion_kills_it_with_the_grace_period_and_waits_for_it() {
     );
     pod.ephemeral_exited(0, 143);
     assert!(pod.lifecycle.settle());
-    assert_eq!(pod.status().phase.as_deref(), Some("Failed"));
+    assert_eq!(pod.pod_status().phase.as_deref(), Some("Failed"));
     assert_eq!(pod.ephemeral_exit_code("debug"), Some(143));
     assert!(pod.lifecycle.stop_all().is_empty());
 }
@@ -345,14 +258,14 @@ fn a_pod_that_finishes_without_it_kills_it_with_its_own_grace_period() {
     // Succeeded as generated, but held back (mergePodStatus) and the sandbox kept until
     // the ephemeral container stopped.
     assert!(!pod.lifecycle.settle());
-    assert_ne!(pod.status().phase.as_deref(), Some("Succeeded"));
+    assert_ne!(pod.pod_status().phase.as_deref(), Some("Succeeded"));
     assert!(
         kills(&pod.handle(Event::RestartsDue)).is_empty(),
         "killed once"
     );
     pod.ephemeral_exited(0, 143);
     assert!(pod.lifecycle.settle());
-    assert_eq!(pod.status().phase.as_deref(), Some("Succeeded"));
+    assert_eq!(pod.pod_status().phase.as_deref(), Some("Succeeded"));
 }
 
 #[test]
@@ -390,11 +303,11 @@ fn failed_starts_show_their_reason_and_only_a_missing_target_is_retried() {
 fn statuses_are_sorted_by_name_and_absent_without_ephemeral_containers() {
     let mut pod = Pod::new(RestartPolicy::Always, vec![setup("app", false)]);
     pod.start_sandbox();
-    assert_eq!(pod.status().ephemeral_container_statuses, None);
+    assert_eq!(pod.pod_status().ephemeral_container_statuses, None);
     pod.add(debugger("zeta", None));
     pod.add(debugger("alpha", None));
     let names: Vec<String> = pod
-        .status()
+        .pod_status()
         .ephemeral_container_statuses
         .into_iter()
         .flatten()
@@ -403,7 +316,7 @@ fn statuses_are_sorted_by_name_and_absent_without_ephemeral_containers() {
     assert_eq!(names, ["alpha", "zeta"]);
     // The pod's own conditions ignore them.
     let ready = pod
-        .status()
+        .pod_status()
         .conditions
         .into_iter()
         .flatten()
