@@ -1,0 +1,361 @@
+//! A case's timeline as inline SVG: one lane per container, the pod's phase on top, a time
+//! axis in spec seconds below. Every text goes through maud, which escapes it.
+
+use crate::timeline::{
+    Band, Expected, Flag, Lane, ObservedStart, State, TickKind, Timeline, ViolationPin,
+};
+use maud::{html, Markup};
+
+/// Drawing width in SVG units; the page scales it to the column.
+const WIDTH: i64 = 960;
+/// Room for the lane names on the left.
+const GUTTER: i64 = 150;
+const RIGHT_PAD: i64 = 24;
+/// Room above the lanes for fault and violation labels.
+const TOP: i64 = 30;
+const PHASE_HEIGHT: i64 = 18;
+const LANE_HEIGHT: i64 = 62;
+const AXIS_HEIGHT: i64 = 24;
+/// Approximate width of one character of the 10-unit font, to keep labels inside.
+const CHAR_WIDTH: i64 = 6;
+
+/// Maps spec milliseconds onto the drawing.
+struct Scale {
+    until_ms: i64,
+}
+
+impl Scale {
+    fn of(timeline: &Timeline) -> Scale {
+        Scale {
+            until_ms: timeline.observed_until_ms.max(1000),
+        }
+    }
+
+    fn x(&self, ms: i64) -> i64 {
+        let plot = (WIDTH - GUTTER - RIGHT_PAD) as f64;
+        GUTTER + (ms.clamp(0, self.until_ms) as f64 / self.until_ms as f64 * plot).round() as i64
+    }
+
+    /// The spacing of axis ticks: about ten of them, at a round number of seconds.
+    fn tick_step_ms(&self) -> i64 {
+        const STEPS: [i64; 12] = [
+            500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+            1_800_000,
+        ];
+        STEPS
+            .into_iter()
+            .find(|step| self.until_ms / step <= 12)
+            .unwrap_or(3_600_000)
+    }
+}
+
+/// Spec milliseconds as seconds, as the axis and labels say them.
+pub(crate) fn secs(ms: i64) -> String {
+    let s = format!("{:.1}", ms as f64 / 1000.0);
+    format!("{}s", s.strip_suffix(".0").unwrap_or(&s))
+}
+
+/// The label of a start outside its window: `restart 3: 7.5s early`.
+pub(crate) fn start_offset_label(start: &ObservedStart) -> Option<String> {
+    let off = start.off_by_ms();
+    let what = if start.instance == 0 {
+        "start".to_owned()
+    } else {
+        format!("restart {}", start.instance)
+    };
+    match (start.window, off) {
+        (None, _) if start.instance > 0 => Some(format!("{what}: not expected")),
+        (_, 0) => None,
+        (_, off) if off < 0 => Some(format!("{what}: {} early", secs(-off))),
+        (_, off) => Some(format!("{what}: {} late", secs(off))),
+    }
+}
+
+fn state_class(state: &State) -> &'static str {
+    match state {
+        State::Waiting { .. } => "sw",
+        State::Running => "sr",
+        State::Terminated { exit_code: 0, .. } => "st0",
+        State::Terminated { .. } => "st1",
+    }
+}
+
+/// What a state segment says inside its bar when there is room.
+fn state_text(instance: u32, state: &State) -> String {
+    match state {
+        State::Waiting { reason } if reason.is_empty() => format!("#{instance} Waiting"),
+        State::Waiting { reason } => format!("#{instance} {reason}"),
+        State::Running => format!("#{instance} Running"),
+        State::Terminated { exit_code, .. } => format!("#{instance} exit {exit_code}"),
+    }
+}
+
+fn band_class(what: Expected) -> &'static str {
+    match what {
+        Expected::Start => "bs",
+        Expected::End => "be",
+        Expected::Started | Expected::Ready | Expected::NotReady => "bf",
+    }
+}
+
+fn band_title(band: &Band) -> String {
+    format!(
+        "instance {}: {} expected {}..{} ({})",
+        band.instance,
+        band.label,
+        secs(band.from_ms),
+        secs(band.until_ms),
+        band.rule
+    )
+}
+
+/// `text` cut to what fits in `width` drawing units; None when not even a few letters do.
+fn fitted(text: &str, width: i64) -> Option<String> {
+    let fits = (width / CHAR_WIDTH) as usize;
+    let count = text.chars().count();
+    if count <= fits {
+        Some(text.to_owned())
+    } else if fits >= 4 {
+        Some(text.chars().take(fits - 1).chain(['…']).collect())
+    } else {
+        None
+    }
+}
+
+/// The violation's number on the drawing and in the list under it.
+pub(crate) fn pin_number(index: usize) -> String {
+    (index + 1).to_string()
+}
+
+/// The whole timeline of one case.
+pub(crate) fn timeline_svg(timeline: &Timeline, id_prefix: &str) -> Markup {
+    let scale = Scale::of(timeline);
+    let lanes_top = TOP + PHASE_HEIGHT;
+    let lanes_bottom = lanes_top + LANE_HEIGHT * timeline.lanes.len() as i64;
+    let height = lanes_bottom + AXIS_HEIGHT;
+    let view_box = format!("0 0 {WIDTH} {height}");
+    html! {
+        svg.timeline xmlns="http://www.w3.org/2000/svg" viewBox=(view_box) role="img" {
+            title { "timeline over spec time; shaded: predicted windows, bars: observed states" }
+            (axis(&scale, lanes_top, lanes_bottom))
+            (phases(timeline, &scale))
+            @for (index, lane) in timeline.lanes.iter().enumerate() {
+                (lane_markup(lane, &scale, lanes_top + LANE_HEIGHT * index as i64))
+            }
+            @for fault in &timeline.faults {
+                @let x = scale.x(fault.at_ms);
+                g.fault {
+                    title { (fault.action) " at " (secs(fault.at_ms)) " (due " (secs(fault.due_ms)) "): " (fault.result) }
+                    line x1=(x) x2=(x) y1=(TOP - 12) y2=(lanes_bottom);
+                    text x=(x + 3) y=(TOP - 14) { (fitted(&fault.action, 200).unwrap_or_default()) }
+                }
+            }
+            @for (index, pin) in timeline.violations.iter().enumerate() {
+                @if let Some(at) = pin.at_ms {
+                    (violation_pin(index, pin, scale.x(at), lanes_bottom, id_prefix))
+                }
+            }
+        }
+    }
+}
+
+fn axis(scale: &Scale, lanes_top: i64, lanes_bottom: i64) -> Markup {
+    let step = scale.tick_step_ms();
+    let ticks: Vec<i64> = (0..=scale.until_ms / step).map(|i| i * step).collect();
+    html! {
+        g.axis {
+            line x1=(GUTTER) x2=(WIDTH - RIGHT_PAD) y1=(lanes_bottom) y2=(lanes_bottom);
+            @for ms in ticks {
+                @let x = scale.x(ms);
+                line.grid x1=(x) x2=(x) y1=(lanes_top) y2=(lanes_bottom + 4);
+                text x=(x) y=(lanes_bottom + 16) text-anchor="middle" { (secs(ms)) }
+            }
+            text x="4" y=(lanes_bottom + 16) { "spec time" }
+        }
+    }
+}
+
+fn phases(timeline: &Timeline, scale: &Scale) -> Markup {
+    let y = TOP + 2;
+    html! {
+        g.phases {
+            text.lane-name x="4" y=(y + 11) { "pod phase" }
+            @for segment in &timeline.phases {
+                @let (x1, x2) = (scale.x(segment.from_ms), scale.x(segment.until_ms));
+                @let class = format!("ph ph-{}", segment.phase.split(' ').next().unwrap_or("").to_ascii_lowercase());
+                rect class=(class) x=(x1) y=(y) width=((x2 - x1).max(1)) height=(PHASE_HEIGHT - 4) {
+                    title { (segment.phase) " from " (secs(segment.from_ms)) }
+                }
+                @if let Some(label) = fitted(&segment.phase, x2 - x1 - 4) {
+                    text x=(x1 + 3) y=(y + 10) { (label) }
+                }
+            }
+        }
+    }
+}
+
+fn lane_markup(lane: &Lane, scale: &Scale, top: i64) -> Markup {
+    // Top to bottom: room for early/late labels, predicted windows, observed states, the
+    // workload's log.
+    let band_y = top + 16;
+    let state_y = top + 32;
+    let tick_y = top + 48;
+    html! {
+        g.lane {
+            line.lane-sep x1="0" x2=(WIDTH) y1=(top) y2=(top);
+            text.lane-name x="4" y=(state_y + 11) { (fitted(&lane.container, GUTTER - 8).unwrap_or_default()) }
+            text.lane-kind x="4" y=(state_y + 23) { (lane.kind.as_str()) }
+            @for band in &lane.predicted {
+                @let (x1, x2) = (scale.x(band.from_ms), scale.x(band.until_ms));
+                rect class=(band_class(band.what)) x=(x1) y=(band_y) width=((x2 - x1).max(2)) height="14" {
+                    title { (band_title(band)) }
+                }
+                @if band.what == Expected::Start {
+                    @if let Some(label) = fitted(&format!("#{}", band.instance), x2 - x1 - 2) {
+                        text.band-label x=(x1 + 2) y=(band_y + 11) { (label) }
+                    }
+                }
+            }
+            @for segment in &lane.states {
+                @let (x1, x2) = (scale.x(segment.from_ms), scale.x(segment.until_ms));
+                rect class=(state_class(&segment.state)) x=(x1) y=(state_y) width=((x2 - x1).max(1)) height="14" {
+                    title { "#" (segment.instance) " " (segment.state.describe()) " from " (secs(segment.from_ms)) " to " (secs(segment.until_ms)) }
+                }
+                @if let Some(label) = fitted(&state_text(segment.instance, &segment.state), x2 - x1 - 4) {
+                    text.state-label x=(x1 + 2) y=(state_y + 11) { (label) }
+                }
+            }
+            @for flip in &lane.flips {
+                @let x = scale.x(flip.at_ms);
+                @let class = match (flip.flag, flip.to) { (Flag::Ready, true) => "fr1", (Flag::Ready, false) => "fr0", (Flag::Started, _) => "fs" };
+                path class=(class) d=(format!("M{x} {} l-3 -5 h6 z", state_y)) {
+                    title { (match flip.flag { Flag::Ready => "ready", Flag::Started => "started" }) " turned " (if flip.to { "true" } else { "false" }) " at " (secs(flip.at_ms)) }
+                }
+            }
+            (ticks(lane, scale, tick_y))
+            @for start in &lane.starts {
+                (start_marker(start, scale, band_y, state_y))
+            }
+        }
+    }
+}
+
+/// The workload's log: one short stroke per line, grouped by kind so a case with hundreds
+/// of probes stays small; each group's title lists what it holds.
+fn ticks(lane: &Lane, scale: &Scale, y: i64) -> Markup {
+    let groups: [(&str, fn(TickKind, Option<bool>) -> bool); 5] = [
+        ("tk-ok", |k, ok| k == TickKind::Probe && ok != Some(false)),
+        ("tk-fail", |k, ok| k == TickKind::Probe && ok == Some(false)),
+        ("tk-hook", |k, _| k == TickKind::Hook),
+        ("tk-signal", |k, _| {
+            k == TickKind::Signal || k == TickKind::Error
+        }),
+        ("tk-life", |k, _| {
+            k == TickKind::Start || k == TickKind::Exit
+        }),
+    ];
+    html! {
+        @for (class, belongs) in groups {
+            @let members: Vec<_> = lane.ticks.iter().filter(|t| belongs(t.kind, t.ok)).collect();
+            @if !members.is_empty() {
+                @let path: String = members.iter().map(|t| format!("M{} {y}v10", scale.x(t.at_ms))).collect();
+                @let listing: Vec<String> = members.iter().take(40).map(|t| format!("{} {}", secs(t.at_ms), t.label)).collect();
+                path class=(class) d=(path) {
+                    title {
+                        (listing.join("\n"))
+                        @if members.len() > 40 { "\n… " (members.len() - 40) " more" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The observed start of an instance: a stroke through the band and state rows; outside
+/// its window, a bracket to the window's edge and how far off it was.
+fn start_marker(start: &ObservedStart, scale: &Scale, band_y: i64, state_y: i64) -> Markup {
+    let x = scale.x(start.at_ms);
+    let label = start_offset_label(start);
+    let edge = start.window.map(|(lo, hi)| {
+        if start.at_ms < lo {
+            scale.x(lo)
+        } else {
+            scale.x(hi)
+        }
+    });
+    html! {
+        @if let Some(label) = label {
+            g.off {
+                title { (label) " (observed " (secs(start.at_ms)) @if let Some((lo, hi)) = start.window { ", expected " (secs(lo)) ".." (secs(hi)) } ")" }
+                line x1=(x) x2=(x) y1=(band_y - 2) y2=(state_y + 14);
+                @if let Some(edge) = edge {
+                    @let y = band_y + 7;
+                    path d=(format!("M{x} {y}H{edge}m0 -4v8M{x} {}v8", y - 4));
+                }
+                @let anchor_left = edge.is_none_or(|edge| edge >= x);
+                @let text_x = if anchor_left { x - 3 } else { x + 3 };
+                text x=(text_x) y=(band_y - 4) text-anchor=(if anchor_left { "end" } else { "start" }) { (label) }
+            }
+        } @else {
+            line.start x1=(x) x2=(x) y1=(band_y) y2=(state_y + 14) {
+                title { "#" (start.instance) " started at " (secs(start.at_ms)) }
+            }
+        }
+    }
+}
+
+fn violation_pin(
+    index: usize,
+    pin: &ViolationPin,
+    x: i64,
+    lanes_bottom: i64,
+    id_prefix: &str,
+) -> Markup {
+    html! {
+        a href=(format!("#{id_prefix}-v-{}", index + 1)) {
+            g.pin {
+                title { (pin.rule) ": expected " (pin.expected) "; observed " (pin.observed) }
+                line x1=(x) x2=(x) y1=(TOP - 8) y2=(lanes_bottom);
+                circle cx=(x) cy=(TOP - 8) r="7";
+                text x=(x) y=(TOP - 5) text-anchor="middle" { (pin_number(index)) }
+            }
+        }
+    }
+}
+
+/// The legend: what each mark means, drawn with the same classes.
+pub(crate) fn legend() -> Markup {
+    let items: [(&str, &str, &str); 12] = [
+        ("rect", "sw", "Waiting"),
+        ("rect", "sr", "Running"),
+        ("rect", "st0", "Terminated, exit 0"),
+        ("rect", "st1", "Terminated, exit ≠ 0"),
+        ("rect", "bs", "predicted start window"),
+        ("rect", "be", "predicted exit window"),
+        ("rect", "bf", "predicted started/ready"),
+        ("mark", "off", "start outside its window"),
+        ("tick", "tk-ok", "probe answered ok"),
+        ("tick", "tk-fail", "probe failed"),
+        ("tick", "tk-hook", "hook call"),
+        ("tick", "tk-signal", "SIGTERM"),
+    ];
+    html! {
+        div.legend {
+            @for (shape, class, text) in items {
+                span {
+                    svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" {
+                        @match shape {
+                            "rect" => { rect class=(class) x="1" y="1" width="16" height="12"; },
+                            "tick" => { path class=(class) d="M9 2v10"; },
+                            _ => { g class=(class) { line x1="9" x2="9" y1="1" y2="13"; } },
+                        }
+                    }
+                    (text)
+                }
+            }
+            span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.fault { line x1="9" x2="9" y1="1" y2="13"; } } "fault action" }
+            span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.pin { circle cx="9" cy="7" r="6"; } } "violation (numbered)" }
+            span { "#N: instance N (restartCount)" }
+        }
+    }
+}
