@@ -14,6 +14,7 @@ use podcheck_reports::timeline::{
 };
 use podcheck_reports::{rule_source_link, rule_statement};
 use podcheck_wire::{Answered, Event, WorkloadLog};
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 /// The longest log message a tick keeps: the timeline is a summary, the trace has it all.
@@ -176,6 +177,14 @@ impl LaneObserver {
         });
     }
 
+    /// An instance seen running only through its terminated state: it ran from `at_ms`.
+    fn first_start(&mut self, instance: u32, at_ms: i64) {
+        if let Entry::Vacant(entry) = self.starts.entry(instance) {
+            entry.insert(at_ms);
+            self.change(at_ms, instance, State::Running);
+        }
+    }
+
     fn see(&mut self, cs: &ContainerStatus, t: i64, trace: &Trace) {
         let index = u32::try_from(cs.restart_count).unwrap_or(0);
         let state = cs.state.as_ref();
@@ -197,10 +206,7 @@ impl LaneObserver {
         ) {
             if !self.ends.contains_key(&previous) {
                 if let Some(started) = last.started_at.as_ref().map(spec) {
-                    if !self.starts.contains_key(&previous) {
-                        self.starts.insert(previous, started);
-                        self.change(started, previous, State::Running);
-                    }
+                    self.first_start(previous, started);
                 }
                 let finished = last.finished_at.as_ref().map_or(t, spec);
                 self.ends.insert(previous, finished);
@@ -219,11 +225,8 @@ impl LaneObserver {
             let at = *self.starts.entry(index).or_insert(at);
             self.change(at, index, State::Running);
         } else if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
-            if !self.starts.contains_key(&index) {
-                if let Some(started) = terminated.started_at.as_ref().map(spec) {
-                    self.starts.insert(index, started);
-                    self.change(started, index, State::Running);
-                }
+            if let Some(started) = terminated.started_at.as_ref().map(spec) {
+                self.first_start(index, started);
             }
             let finished = terminated.finished_at.as_ref().map_or(t, spec);
             let finished = *self.ends.entry(index).or_insert(finished);

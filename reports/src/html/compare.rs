@@ -165,12 +165,12 @@ pub fn compare_html(runs: &[(String, RunReport)]) -> String {
                         @let id_prefix = format!("row-{row}-{column}");
                         details open[case.verdict.outcome == Outcome::Fail] {
                             summary { span class=(format!("badge {class}")) { (label) } (name) }
+                            @if let Some(timeline) = &case.timeline { (timeline_figure(timeline, &id_prefix)) }
                             @match case.verdict.outcome {
                                 Outcome::Fail => { (violation_list(case, &id_prefix)) },
                                 Outcome::Error | Outcome::Skipped => { pre { (case.verdict.error.as_deref().unwrap_or_default()) } },
                                 Outcome::Pass => {},
                             }
-                            @if let Some(timeline) = &case.timeline { (timeline_figure(timeline, &id_prefix)) }
                             @if case.verdict.outcome == Outcome::Fail { pre { (run.reproduce_command(case)) } }
                         }
                     }

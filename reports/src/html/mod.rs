@@ -211,11 +211,14 @@ pub(crate) fn violation_list(case: &CaseResult, id_prefix: &str) -> Markup {
                     @if let Some(at) = v.at_ms { " at " (svg::secs(at)) }
                     ": expected " (v.expected) "; observed " (v.observed)
                     @if v.occurrences > 1 { " (" (v.occurrences) " snapshots)" }
-                    br;
-                    span.statement {
-                        (pin.map_or(crate::rule_statement(v.rule), |p| p.statement.as_str()))
-                        @if let Some(link) = pin.and_then(|p| p.source.clone()).or_else(|| crate::rule_source_link(v.rule)) {
-                            " " a href=(link) { "source" }
+                    // What the rule says, once per rule: a crash loop breaks one rule many times.
+                    @if case.verdict.violations[..index].iter().all(|earlier| earlier.rule != v.rule) {
+                        br;
+                        span.statement {
+                            (pin.map_or(crate::rule_statement(v.rule), |p| p.statement.as_str()))
+                            @if let Some(link) = pin.and_then(|p| p.source.clone()).or_else(|| crate::rule_source_link(v.rule)) {
+                                " " a href=(link) { "source" }
+                            }
                         }
                     }
                 }

@@ -46,7 +46,7 @@ line.start{stroke:#111;stroke-width:1.5}\
 .pin line{stroke:#d00;stroke-width:1.5;stroke-dasharray:2 2}.pin circle{fill:#d00}.pin text{fill:#fff;font-weight:700}\
 .legend .off line{stroke:#d00;stroke-width:2.5}.legend .fault line{stroke:#444}\
 details>summary{cursor:pointer;color:#1d4ed8}\
-.matrix td,.matrix th{text-align:center}.matrix td:first-child,.matrix th:first-child{text-align:left}\
+.matrix{width:auto;min-width:40em}.matrix td,.matrix th{text-align:center;padding:.15em 1em}.matrix td:first-child,.matrix th:first-child{text-align:left}\
 ";
 
 /// Shows only the cases that match the filters, and how many that is. Without script the

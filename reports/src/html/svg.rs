@@ -55,20 +55,69 @@ pub(crate) fn secs(ms: i64) -> String {
     format!("{}s", s.strip_suffix(".0").unwrap_or(&s))
 }
 
-/// The label of a start outside its window: `restart 3: 7.5s early`.
-pub(crate) fn start_offset_label(start: &ObservedStart) -> Option<String> {
+/// How a start outside its window is labelled, in full (`restart 3: 7.5s early`) and
+/// short (`#3 7.5s early`); None inside its window or without one (an instance past the
+/// plan: the violations say what was wrong with it).
+pub(crate) fn start_offset_labels(start: &ObservedStart) -> Option<(String, String)> {
     let off = start.off_by_ms();
+    if start.window.is_none() || off == 0 {
+        return None;
+    }
+    let how = if off < 0 {
+        format!("{} early", secs(-off))
+    } else {
+        format!("{} late", secs(off))
+    };
     let what = if start.instance == 0 {
         "start".to_owned()
     } else {
         format!("restart {}", start.instance)
     };
-    match (start.window, off) {
-        (None, _) if start.instance > 0 => Some(format!("{what}: not expected")),
-        (_, 0) => None,
-        (_, off) if off < 0 => Some(format!("{what}: {} early", secs(-off))),
-        (_, off) => Some(format!("{what}: {} late", secs(off))),
-    }
+    Some((
+        format!("{what}: {how}"),
+        format!("#{} {how}", start.instance),
+    ))
+}
+
+/// Width of one character of the bold 12-unit labels of early and late starts.
+const OFF_CHAR_WIDTH: i64 = 7;
+
+/// A placed label: its text, where it is anchored and on which side.
+struct PlacedLabel {
+    text: String,
+    x: i64,
+    anchor: &'static str,
+}
+
+/// The labels of the starts outside their windows, each above its bracket (right of an
+/// early start, left of a late one), in full where it fits, else short, else left out
+/// (its bracket's hover title still says it): they never overlap.
+fn place_start_labels(lane: &Lane, scale: &Scale) -> Vec<Option<PlacedLabel>> {
+    let mut taken_until = i64::MIN;
+    lane.starts
+        .iter()
+        .map(|start| {
+            let (full, short) = start_offset_labels(start)?;
+            let x = scale.x(start.at_ms);
+            let early = start.off_by_ms() < 0;
+            [full, short].into_iter().find_map(|text| {
+                let width = text.chars().count() as i64 * OFF_CHAR_WIDTH;
+                let (from, to) = if early {
+                    (x + 3, x + 3 + width)
+                } else {
+                    (x - 3 - width, x - 3)
+                };
+                (from > taken_until + 6 && from >= 0 && to <= WIDTH).then(|| {
+                    taken_until = to;
+                    PlacedLabel {
+                        text,
+                        x: if early { x + 3 } else { x - 3 },
+                        anchor: if early { "start" } else { "end" },
+                    }
+                })
+            })
+        })
+        .collect()
 }
 
 fn state_class(state: &State) -> &'static str {
@@ -146,14 +195,12 @@ pub(crate) fn timeline_svg(timeline: &Timeline, id_prefix: &str) -> Markup {
                 @let x = scale.x(fault.at_ms);
                 g.fault {
                     title { (fault.action) " at " (secs(fault.at_ms)) " (due " (secs(fault.due_ms)) "): " (fault.result) }
-                    line x1=(x) x2=(x) y1=(TOP - 12) y2=(lanes_bottom);
+                    line x1=(x) x2=(x) y1=(TOP - 12) y2=(lanes_bottom) {}
                     text x=(x + 3) y=(TOP - 14) { (fitted(&fault.action, 200).unwrap_or_default()) }
                 }
             }
-            @for (index, pin) in timeline.violations.iter().enumerate() {
-                @if let Some(at) = pin.at_ms {
-                    (violation_pin(index, pin, scale.x(at), lanes_bottom, id_prefix))
-                }
+            @for (index, pin, x, numbered) in placed_pins(timeline, &scale) {
+                (violation_pin(index, pin, x, numbered, lanes_bottom, id_prefix))
             }
         }
     }
@@ -164,10 +211,10 @@ fn axis(scale: &Scale, lanes_top: i64, lanes_bottom: i64) -> Markup {
     let ticks: Vec<i64> = (0..=scale.until_ms / step).map(|i| i * step).collect();
     html! {
         g.axis {
-            line x1=(GUTTER) x2=(WIDTH - RIGHT_PAD) y1=(lanes_bottom) y2=(lanes_bottom);
+            line x1=(GUTTER) x2=(WIDTH - RIGHT_PAD) y1=(lanes_bottom) y2=(lanes_bottom) {}
             @for ms in ticks {
                 @let x = scale.x(ms);
-                line.grid x1=(x) x2=(x) y1=(lanes_top) y2=(lanes_bottom + 4);
+                line.grid x1=(x) x2=(x) y1=(lanes_top) y2=(lanes_bottom + 4) {}
                 text x=(x) y=(lanes_bottom + 16) text-anchor="middle" { (secs(ms)) }
             }
             text x="4" y=(lanes_bottom + 16) { "spec time" }
@@ -202,7 +249,7 @@ fn lane_markup(lane: &Lane, scale: &Scale, top: i64) -> Markup {
     let tick_y = top + 48;
     html! {
         g.lane {
-            line.lane-sep x1="0" x2=(WIDTH) y1=(top) y2=(top);
+            line.lane-sep x1="0" x2=(WIDTH) y1=(top) y2=(top) {}
             text.lane-name x="4" y=(state_y + 11) { (fitted(&lane.container, GUTTER - 8).unwrap_or_default()) }
             text.lane-kind x="4" y=(state_y + 23) { (lane.kind.as_str()) }
             @for band in &lane.predicted {
@@ -218,32 +265,57 @@ fn lane_markup(lane: &Lane, scale: &Scale, top: i64) -> Markup {
             }
             @for segment in &lane.states {
                 @let (x1, x2) = (scale.x(segment.from_ms), scale.x(segment.until_ms));
-                rect class=(state_class(&segment.state)) x=(x1) y=(state_y) width=((x2 - x1).max(1)) height="14" {
-                    title { "#" (segment.instance) " " (segment.state.describe()) " from " (secs(segment.from_ms)) " to " (secs(segment.until_ms)) }
+                @let text = state_text(segment.instance, &segment.state);
+                @let label = fitted(&text, x2 - x1 - 4);
+                // A hover title only where the bar is too narrow to say it all: a report of
+                // a thousand crash loops stays small.
+                @if label.as_deref() == Some(text.as_str()) {
+                    rect class=(state_class(&segment.state)) x=(x1) y=(state_y) width=((x2 - x1).max(1)) height="14" {}
+                } @else {
+                    rect class=(state_class(&segment.state)) x=(x1) y=(state_y) width=((x2 - x1).max(1)) height="14" {
+                        title { "#" (segment.instance) " " (segment.state.describe()) " " (secs(segment.from_ms)) "–" (secs(segment.until_ms)) }
+                    }
                 }
-                @if let Some(label) = fitted(&state_text(segment.instance, &segment.state), x2 - x1 - 4) {
+                @if let Some(label) = label {
                     text.state-label x=(x1 + 2) y=(state_y + 11) { (label) }
                 }
             }
-            @for flip in &lane.flips {
-                @let x = scale.x(flip.at_ms);
-                @let class = match (flip.flag, flip.to) { (Flag::Ready, true) => "fr1", (Flag::Ready, false) => "fr0", (Flag::Started, _) => "fs" };
-                path class=(class) d=(format!("M{x} {} l-3 -5 h6 z", state_y)) {
-                    title { (match flip.flag { Flag::Ready => "ready", Flag::Started => "started" }) " turned " (if flip.to { "true" } else { "false" }) " at " (secs(flip.at_ms)) }
-                }
-            }
+            (flips(lane, scale, state_y))
             (ticks(lane, scale, tick_y))
-            @for start in &lane.starts {
-                (start_marker(start, scale, band_y, state_y))
+            @for (start, label) in lane.starts.iter().zip(place_start_labels(lane, scale)) {
+                (start_marker(start, label, scale, band_y, state_y))
             }
         }
     }
 }
 
+/// The observed flips of `ready` and `started`: a small triangle on the state bar each,
+/// one path per kind (a crash loop flips them at every restart).
+fn flips(lane: &Lane, scale: &Scale, state_y: i64) -> Markup {
+    let kinds = [
+        ("fr1", Flag::Ready, true, "ready turned true"),
+        ("fr0", Flag::Ready, false, "ready turned false"),
+        ("fs", Flag::Started, true, "started turned true"),
+    ];
+    html! {
+        @for (class, flag, to, what) in kinds {
+            @let at: Vec<i64> = lane.flips.iter().filter(|f| f.flag == flag && f.to == to).map(|f| f.at_ms).collect();
+            @if !at.is_empty() {
+                @let path: String = at.iter().map(|ms| format!("M{} {state_y}l-3-5h6z", scale.x(*ms))).collect();
+                @let times: Vec<String> = at.iter().map(|ms| secs(*ms)).collect();
+                path class=(class) d=(path) { title { (what) " at " (times.join(", ")) } }
+            }
+        }
+    }
+}
+
+/// Which ticks, by kind and success, a group of strokes holds.
+type TickFilter = fn(TickKind, Option<bool>) -> bool;
+
 /// The workload's log: one short stroke per line, grouped by kind so a case with hundreds
 /// of probes stays small; each group's title lists what it holds.
 fn ticks(lane: &Lane, scale: &Scale, y: i64) -> Markup {
-    let groups: [(&str, fn(TickKind, Option<bool>) -> bool); 5] = [
+    let groups: [(&str, TickFilter); 5] = [
         ("tk-ok", |k, ok| k == TickKind::Probe && ok != Some(false)),
         ("tk-fail", |k, ok| k == TickKind::Probe && ok == Some(false)),
         ("tk-hook", |k, _| k == TickKind::Hook),
@@ -272,10 +344,18 @@ fn ticks(lane: &Lane, scale: &Scale, y: i64) -> Markup {
 }
 
 /// The observed start of an instance: a stroke through the band and state rows; outside
-/// its window, a bracket to the window's edge and how far off it was.
-fn start_marker(start: &ObservedStart, scale: &Scale, band_y: i64, state_y: i64) -> Markup {
+/// its window, in red, a bracket to the window's edge and how far off it was.
+fn start_marker(
+    start: &ObservedStart,
+    label: Option<PlacedLabel>,
+    scale: &Scale,
+    band_y: i64,
+    state_y: i64,
+) -> Markup {
     let x = scale.x(start.at_ms);
-    let label = start_offset_label(start);
+    let Some((full, _)) = start_offset_labels(start) else {
+        return html! { line.start x1=(x) x2=(x) y1=(band_y) y2=(state_y + 14) {} };
+    };
     let edge = start.window.map(|(lo, hi)| {
         if start.at_ms < lo {
             scale.x(lo)
@@ -284,40 +364,59 @@ fn start_marker(start: &ObservedStart, scale: &Scale, band_y: i64, state_y: i64)
         }
     });
     html! {
-        @if let Some(label) = label {
-            g.off {
-                title { (label) " (observed " (secs(start.at_ms)) @if let Some((lo, hi)) = start.window { ", expected " (secs(lo)) ".." (secs(hi)) } ")" }
-                line x1=(x) x2=(x) y1=(band_y - 2) y2=(state_y + 14);
-                @if let Some(edge) = edge {
-                    @let y = band_y + 7;
-                    path d=(format!("M{x} {y}H{edge}m0 -4v8M{x} {}v8", y - 4));
-                }
-                @let anchor_left = edge.is_none_or(|edge| edge >= x);
-                @let text_x = if anchor_left { x - 3 } else { x + 3 };
-                text x=(text_x) y=(band_y - 4) text-anchor=(if anchor_left { "end" } else { "start" }) { (label) }
+        g.off {
+            title { (full) " (observed " (secs(start.at_ms)) @if let Some((lo, hi)) = start.window { ", expected " (secs(lo)) ".." (secs(hi)) } ")" }
+            line x1=(x) x2=(x) y1=(band_y - 2) y2=(state_y + 14) {}
+            @if let Some(edge) = edge {
+                @let y = band_y + 7;
+                path d=(format!("M{x} {y}H{edge}m0 -4v8M{x} {}v8", y - 4)) {}
             }
-        } @else {
-            line.start x1=(x) x2=(x) y1=(band_y) y2=(state_y + 14) {
-                title { "#" (start.instance) " started at " (secs(start.at_ms)) }
+            @if let Some(label) = label {
+                text x=(label.x) y=(band_y - 4) text-anchor=(label.anchor) { (label.text) }
             }
         }
     }
+}
+
+/// The violations seen at a known time, each with its place; a pin too close to the one
+/// before keeps its line but not its numbered head, which would cover the other.
+fn placed_pins<'t>(
+    timeline: &'t Timeline,
+    scale: &Scale,
+) -> Vec<(usize, &'t ViolationPin, i64, bool)> {
+    let mut last_head: Option<i64> = None;
+    timeline
+        .violations
+        .iter()
+        .enumerate()
+        .filter_map(|(index, pin)| {
+            let x = scale.x(pin.at_ms?);
+            let numbered = last_head.is_none_or(|last| x - last >= 16);
+            if numbered {
+                last_head = Some(x);
+            }
+            Some((index, pin, x, numbered))
+        })
+        .collect()
 }
 
 fn violation_pin(
     index: usize,
     pin: &ViolationPin,
     x: i64,
+    numbered: bool,
     lanes_bottom: i64,
     id_prefix: &str,
 ) -> Markup {
     html! {
         a href=(format!("#{id_prefix}-v-{}", index + 1)) {
             g.pin {
-                title { (pin.rule) ": expected " (pin.expected) "; observed " (pin.observed) }
-                line x1=(x) x2=(x) y1=(TOP - 8) y2=(lanes_bottom);
-                circle cx=(x) cy=(TOP - 8) r="7";
-                text x=(x) y=(TOP - 5) text-anchor="middle" { (pin_number(index)) }
+                title { (pin_number(index)) ". " (pin.rule) ": expected " (pin.expected) "; observed " (pin.observed) }
+                line x1=(x) x2=(x) y1=(TOP - 8) y2=(lanes_bottom) {}
+                @if numbered {
+                    circle cx=(x) cy=(TOP - 8) r="7" {}
+                    text x=(x) y=(TOP - 5) text-anchor="middle" { (pin_number(index)) }
+                }
             }
         }
     }
@@ -345,16 +444,16 @@ pub(crate) fn legend() -> Markup {
                 span {
                     svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" {
                         @match shape {
-                            "rect" => { rect class=(class) x="1" y="1" width="16" height="12"; },
-                            "tick" => { path class=(class) d="M9 2v10"; },
-                            _ => { g class=(class) { line x1="9" x2="9" y1="1" y2="13"; } },
+                            "rect" => { rect class=(class) x="1" y="1" width="16" height="12" {} },
+                            "tick" => { path class=(class) d="M9 2v10" {} },
+                            _ => { g class=(class) { line x1="9" x2="9" y1="1" y2="13" {} } },
                         }
                     }
                     (text)
                 }
             }
-            span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.fault { line x1="9" x2="9" y1="1" y2="13"; } } "fault action" }
-            span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.pin { circle cx="9" cy="7" r="6"; } } "violation (numbered)" }
+            span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.fault { line x1="9" x2="9" y1="1" y2="13" {} } } "fault action" }
+            span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.pin { circle cx="9" cy="7" r="6" {} } } "violation (numbered)" }
             span { "#N: instance N (restartCount)" }
         }
     }
