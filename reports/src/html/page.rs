@@ -6,6 +6,8 @@ use base64::Engine as _;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use sha2::{Digest, Sha256};
 
+/// The style sheet. Cases are `content-visibility: auto`: the browser lays out only those
+/// on screen, so a report of a thousand timelines opens in seconds.
 pub(crate) const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:82em;padding:0 1em;color:#1d1d1f}\
 h1{margin-bottom:.2em}h2{margin-top:1.6em}\
@@ -18,7 +20,7 @@ code,pre{font-size:90%}pre{white-space:pre-wrap;overflow-wrap:anywhere;backgroun
 .about{color:#444;margin:.2em 0}.about li{overflow-wrap:anywhere}\
 [hidden]{display:none!important}\
 #filters{margin:1em 0;padding:.5em;background:#f6f8fa}#filters label{margin-right:1em}\
-.case{border-top:1px solid #ddd;padding:.5em 0 1em}\
+.case{border-top:1px solid #ddd;padding:.5em 0 1em;content-visibility:auto;contain-intrinsic-size:auto 420px}\
 .case h3{margin:.3em 0;overflow-wrap:anywhere}.case h3 small{font-weight:normal;color:#555}\
 .badge{display:inline-block;min-width:3.5em;text-align:center;border-radius:3px;padding:0 .3em;margin-right:.4em;color:#fff;font-size:80%}\
 .badge.pass{background:#2e7d32}.badge.fail{background:#c62828}.badge.error{background:#b26a00}.badge.skipped{background:#777}\
@@ -29,7 +31,7 @@ ol.violations .statement{color:#555;font-size:90%}\
 .legend span{display:inline-flex;align-items:center;gap:.3em}\
 svg.timeline{width:100%;height:auto;display:block;margin:.4em 0;font:10px system-ui,sans-serif}\
 .lane-name{font-weight:600;font-size:11px}.lane-kind{fill:#777}\
-.lane-sep{stroke:#e5e5e5}.axis line{stroke:#999}.axis .grid{stroke:#eee}.axis text{fill:#555}\
+.lane-sep{stroke:#e5e5e5}.axis line{stroke:#999}.axis .grid{stroke:#eee;fill:none}.axis text{fill:#555}\
 .ph{fill:#e3e8f0}.ph-running{fill:#cfe8d2}.ph-succeeded{fill:#d8d8f0}.ph-failed{fill:#f3d0d0}.ph-gone{fill:#eee}\
 .sw{fill:#f6c343}.sr{fill:#3fa34d}.st0{fill:#b8b8b8}.st1{fill:#5f5f5f}\
 .state-label{fill:#fff;font-weight:600}.sw+.state-label,.st0+.state-label{fill:#222}\
