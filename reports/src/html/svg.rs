@@ -159,7 +159,7 @@ fn band_title(band: &Band) -> String {
 
 /// `text` cut to what fits in `width` drawing units; None when not even a few letters do.
 fn fitted(text: &str, width: i64) -> Option<String> {
-    let fits = (width / CHAR_WIDTH) as usize;
+    let fits = usize::try_from(width / CHAR_WIDTH).ok()?;
     let count = text.chars().count();
     if count <= fits {
         Some(text.to_owned())
@@ -456,5 +456,18 @@ pub(crate) fn legend() -> Markup {
             span { svg xmlns="http://www.w3.org/2000/svg" width="18" height="14" viewBox="0 0 18 14" { g.pin { circle cx="9" cy="7" r="6" {} } } "violation (numbered)" }
             span { "#N: instance N (restartCount)" }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_cut_to_their_room_and_left_out_without_any() {
+        assert_eq!(fitted("#2 Running", 200).as_deref(), Some("#2 Running"));
+        assert_eq!(fitted("#2 Running", 36).as_deref(), Some("#2 Ru…"));
+        assert_eq!(fitted("#2 Running", 12), None);
+        assert_eq!(fitted("#2 Running", -40), None);
     }
 }
