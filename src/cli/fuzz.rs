@@ -63,10 +63,11 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
     };
     let mut done = 0u32;
     let mut stdout_error = FirstError::default();
-    // The fuzzer reports each drawn scenario as it ends (not as it starts, nor the reductions
-    // after): the bar counts them against --cases, or spins under --duration.
+    // The bar counts the drawn scenarios (not the reductions after) against --cases, or
+    // spins under --duration.
     let progress = Progress::new(options.cases.map(u64::from));
-    let fuzzing = podcheck::fuzz::fuzz(target.as_ref(), &options, |result| {
+    let on_start = |name: &str| progress.started(name);
+    let fuzzing = podcheck::fuzz::fuzz_reporting(target.as_ref(), &options, on_start, |result| {
         done += 1;
         let failed = result.verdict.outcome != Outcome::Pass;
         stdout_error.keep(progress.finished(&result.verdict.scenario, || {
