@@ -593,6 +593,75 @@ mod tests {
             }));
     }
 
+    /// The workload's log becomes ticks at spec times: a line written 100 wall ms after
+    /// creation under a time scale of 0.05 is at 2s.
+    #[test]
+    fn the_workload_log_becomes_ticks_in_spec_time() {
+        use podcheck_oracle::{TimingProfile, Trace};
+        use podcheck_reports::timeline::TickKind;
+        let created: jiff::Timestamp = "2026-11-28T04:00:00Z".parse().expect("timestamp");
+        let at = |ms: i64| created.as_millisecond() + ms;
+        let lines = [
+            format!(
+                r#"{{"tsMs":{},"event":"start","start":0,"run":"forever"}}"#,
+                at(0)
+            ),
+            format!(
+                r#"{{"tsMs":{},"event":"processes","agents":[],"others":0}}"#,
+                at(1)
+            ),
+            format!(
+                r#"{{"tsMs":{},"event":"probe","via":"http","endpoint":"live","answer":"ok","userAgent":"kube-probe/1.35"}}"#,
+                at(100)
+            ),
+            format!(
+                r#"{{"tsMs":{},"event":"probe","via":"exec","endpoint":"live","answer":"fail","userAgent":""}}"#,
+                at(200)
+            ),
+            format!(
+                r#"{{"tsMs":{},"event":"hookEnded","name":"drain","ok":false}}"#,
+                at(300)
+            ),
+            format!(
+                r#"{{"tsMs":{},"event":"signal","signal":"SIGTERM"}}"#,
+                at(400)
+            ),
+            "not a log line of the agent".to_owned(),
+            format!(r#"{{"tsMs":{},"event":"exit","code":143}}"#, at(500)),
+        ];
+        let time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created);
+        let trace = Trace {
+            target: "local".to_owned(),
+            timing: TimingProfile {
+                time_scale: 0.05,
+                tolerance_ms: 5000,
+            },
+            created_at: time.clone(),
+            ended_at: time,
+            snapshots: Vec::new(),
+            events: Vec::new(),
+            actions: Vec::new(),
+            logs: [("app".to_owned(), lines.to_vec())].into_iter().collect(),
+            ended_early: None,
+        };
+        let ticks: Vec<(i64, TickKind, Option<bool>, String)> = super::ticks(&trace, "app")
+            .into_iter()
+            .map(|t| (t.at_ms, t.kind, t.ok, t.label))
+            .collect();
+        assert_eq!(
+            ticks,
+            [
+                (0, TickKind::Start, None, "start 0".to_owned()),
+                (2000, TickKind::Probe, Some(true), "live ok".to_owned()),
+                (4000, TickKind::Probe, Some(false), "live fail".to_owned()),
+                (6000, TickKind::Hook, Some(false), "drain failed".to_owned()),
+                (8000, TickKind::Signal, None, "SIGTERM".to_owned()),
+                (10000, TickKind::Exit, Some(false), "exit 143".to_owned()),
+            ]
+        );
+        assert!(super::ticks(&trace, "other").is_empty());
+    }
+
     /// Without the back-off's doubling, a restart comes before its window: the timeline
     /// says which one and by how much.
     #[tokio::test]
