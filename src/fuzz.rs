@@ -257,8 +257,20 @@ fn divergence_rule(result: &CaseResult) -> Option<RuleId> {
 pub async fn fuzz(
     target: &dyn Target,
     options: &FuzzOptions,
+    progress: impl FnMut(&CaseResult),
+) -> Result<FuzzReport, FuzzError> {
+    fuzz_reporting(target, options, |_| {}, progress).await
+}
+
+/// [`fuzz`], calling `on_start` with each drawn scenario's name as it starts (a progress
+/// display's "running now").
+pub async fn fuzz_reporting(
+    target: &dyn Target,
+    options: &FuzzOptions,
+    on_start: impl Fn(&str),
     mut progress: impl FnMut(&CaseResult),
 ) -> Result<FuzzReport, FuzzError> {
+    let on_start = &on_start;
     let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
     let mut drawer = Drawer::new(options.seed, options.max_horizon, |kubelet| {
@@ -288,6 +300,7 @@ pub async fn fuzz(
                     let launch_at = pacer.next();
                     running.push(async move {
                         tokio::time::sleep_until(launch_at).await;
+                        on_start(&scenario.name);
                         let result = run_case(target, &scenario, &source, true).await;
                         (scenario, result)
                     });

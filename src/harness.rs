@@ -156,11 +156,13 @@ async fn run_attempt(
     let result = |verdict: Verdict, trace: Option<Trace>, manifest: Option<String>| CaseResult {
         verdict,
         source: source.to_owned(),
+        description: scenario.description.clone(),
         wall_ms: started.elapsed().as_millis() as u64,
         manifest,
         trace: if keep_trace { trace } else { None },
         reruns: Vec::new(),
         timing_slips: Vec::new(),
+        timeline: None,
     };
     // Ended before the pod ran long enough for timing to matter: no slips to weigh.
     let finish = |verdict, trace, manifest| (result(verdict, trace, manifest), Vec::new());
@@ -256,7 +258,10 @@ async fn run_attempt(
             ));
         }
     }
-    (result(verdict, Some(trace), manifest), slips)
+    let timeline = crate::timeline::timeline(&prediction, &trace, &verdict);
+    let mut case = result(verdict, Some(trace), manifest);
+    case.timeline = Some(timeline);
+    (case, slips)
 }
 
 /// The verdict on a target that refused a pod the oracle accepts.

@@ -10,3 +10,4 @@ pub mod interrupt;
 pub mod reduce;
 pub mod runner;
 pub mod targets;
+pub mod timeline;

@@ -5,7 +5,7 @@ use crate::harness::{run_case_observing, Ending};
 use crate::targets::Target;
 use futures::StreamExt;
 use podcheck_oracle::{predict, Scenario, ScenarioError, SpecDuration, Verdict};
-use podcheck_reports::{CaseResult, RunReport};
+use podcheck_reports::{CaseResult, RunReport, RunSettings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -115,14 +115,28 @@ pub async fn run_cases(
     target: &dyn Target,
     cases: &[SuiteCase],
     options: &RunOptions,
+    on_result: impl FnMut(&CaseResult),
+) -> RunReport {
+    run_cases_reporting(target, cases, options, |_| {}, on_result).await
+}
+
+/// [`run_cases`], calling `on_start` as each case starts (a progress display's "running
+/// now").
+pub async fn run_cases_reporting(
+    target: &dyn Target,
+    cases: &[SuiteCase],
+    options: &RunOptions,
+    on_start: impl Fn(&SuiteCase),
     mut on_result: impl FnMut(&CaseResult),
 ) -> RunReport {
+    let on_start = &on_start;
     let keep_traces = options.keep_traces;
     let started = std::time::Instant::now();
     let concurrency = target.capabilities().concurrency.max(1);
     let mut results: Vec<(usize, CaseResult)> = futures::stream::iter(cases.iter().enumerate())
         .map(|(index, case)| async move {
-            let source = case.path.display().to_string();
+            on_start(case);
+            let source = relative_to_current_dir(&case.path);
             if let Some(reason) = too_long(&case.scenario, options.max_horizon) {
                 let verdict = Verdict::skipped(&case.scenario.name, &target.name(), reason);
                 return (
@@ -130,11 +144,13 @@ pub async fn run_cases(
                     CaseResult {
                         verdict,
                         source,
+                        description: case.scenario.description.clone(),
                         wall_ms: 0,
                         manifest: None,
                         trace: None,
                         reruns: Vec::new(),
                         timing_slips: Vec::new(),
+                        timeline: None,
                     },
                 );
             }
@@ -159,10 +175,38 @@ pub async fn run_cases(
         .collect()
         .await;
     results.sort_by_key(|(index, _)| *index);
+    let timing = target.timing();
     RunReport {
         target: target.name(),
         podcheck_version: env!("CARGO_PKG_VERSION").to_owned(),
         wall_ms: started.elapsed().as_millis() as u64,
         cases: results.into_iter().map(|(_, r)| r).collect(),
+        settings: RunSettings {
+            environment: target.summary(),
+            seed: None,
+            time_scale: Some(timing.time_scale),
+            tolerance_ms: Some(timing.tolerance_ms),
+            directory: std::env::current_dir()
+                .ok()
+                .map(|dir| dir.display().to_string()),
+            run_options: format!("--target {}", target.name()),
+        },
     }
+}
+
+/// `path` as a person in the run's directory names it: relative to the current directory
+/// when it lies under it, else as given.
+pub fn relative_to_current_dir(path: &Path) -> String {
+    let relative = std::env::current_dir().ok().and_then(|dir| {
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            dir.join(path)
+        };
+        absolute.strip_prefix(&dir).ok().map(Path::to_path_buf)
+    });
+    relative
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
 }

@@ -116,3 +116,78 @@ fn a_scenario_with_a_field_the_oracle_does_not_model_is_a_usage_error_naming_it(
         "{stderr}"
     );
 }
+
+/// `podcheck` with stdout and stderr captured, run from the repository.
+fn podcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_podcheck"))
+        .args(args)
+        .current_dir(manifest_dir())
+        .output()
+        .expect("podcheck runs")
+}
+
+#[test]
+fn report_puts_runs_side_by_side_and_names_a_file_it_cannot_read() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("podcheck-cli-test-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (target, out) in [
+        ("model", "correct"),
+        ("model:no-back-off-doubling", "buggy"),
+    ] {
+        let out = dir.join(out).display().to_string();
+        podcheck(&[
+            "run",
+            "suites/restart/always-crash-loop-backoff.yaml",
+            "--target",
+            target,
+            "--output",
+            &out,
+        ]);
+    }
+    let page = dir.join("side-by-side.html");
+    let correct = dir.join("correct/results.json").display().to_string();
+    let buggy = dir.join("buggy/results.json").display().to_string();
+    let output = podcheck(&[
+        "report",
+        &correct,
+        &buggy,
+        "-o",
+        &page.display().to_string(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&page).expect("the page is written");
+    assert!(
+        html.contains("<th>model</th><th>model:no-back-off-doubling</th>"),
+        "one column per run"
+    );
+    assert!(
+        html.contains("<td class=\"fail\">FAIL</td>"),
+        "the buggy run fails"
+    );
+
+    let malformed = dir.join("malformed.json");
+    std::fs::write(&malformed, "{\"target\": \"local\", \"cases\": [").expect("written");
+    let malformed = malformed.display().to_string();
+    let output = podcheck(&["report", &correct, &malformed]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&malformed) && stderr.contains("is not a podcheck results.json"),
+        "{stderr}"
+    );
+    let missing = dir.join("missing.json").display().to_string();
+    let output = podcheck(&["report", &missing]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("failed to read {missing}")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,13 +2,14 @@
 
 use crate::{describe_violations, ReportError, RunReport};
 use podcheck_oracle::{Outcome, RuleId};
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
 
 impl RunReport {
     /// A failing case's failure names the rules it violates and lists each violation.
     pub fn to_junit(&self) -> Result<String, ReportError> {
         let mut suite = TestSuite::new(self.target.as_str());
+        suite.add_properties(self.junit_properties());
         for case in &self.cases {
             let v = &case.verdict;
             let status = match v.outcome {
@@ -49,6 +50,33 @@ impl RunReport {
             .add_test_suite(suite);
         report.to_string().map_err(ReportError::Junit)
     }
+
+    /// What CI shows beside the verdicts: the target, podcheck's version, the seed and the
+    /// time scale the run used, where known.
+    fn junit_properties(&self) -> Vec<Property> {
+        let settings = &self.settings;
+        let mut properties = vec![
+            Property::new("target", self.target.as_str()),
+            Property::new("podcheck.version", self.podcheck_version.as_str()),
+        ];
+        if let Some(seed) = settings.seed {
+            properties.push(Property::new("seed", seed.to_string()));
+        }
+        if let Some(scale) = settings.time_scale {
+            properties.push(Property::new("time-scale", scale.to_string()));
+        }
+        if let Some(tolerance) = settings.tolerance_ms {
+            properties.push(Property::new("tolerance-ms", tolerance.to_string()));
+        }
+        properties.extend(
+            settings
+                .environment
+                .iter()
+                .enumerate()
+                .map(|(index, line)| Property::new(format!("environment.{index}"), line.as_str())),
+        );
+        properties
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +103,31 @@ mod tests {
         assert!(xml.contains("&amp; &quot;more&quot;"), "{xml}");
         assert!(!xml.contains("<creation>"), "unescaped text in {xml}");
         assert_eq!(xml.matches("<testcase").count(), 4);
+    }
+
+    #[test]
+    fn junit_properties_name_target_version_seed_and_time_scale() {
+        let mut report = report();
+        report.settings.seed = Some(7);
+        report.settings.time_scale = Some(0.05);
+        let xml = report.to_junit().expect("serializes");
+        let parsed = Report::deserialize_from_str(&xml).expect("well-formed JUnit");
+        let properties: Vec<(String, String)> = parsed.test_suites[0]
+            .properties
+            .iter()
+            .map(|p| (p.name.to_string(), p.value.to_string()))
+            .collect();
+        for (name, value) in [
+            ("target", "local"),
+            ("podcheck.version", "0.1.0"),
+            ("seed", "7"),
+            ("time-scale", "0.05"),
+        ] {
+            assert!(
+                properties.contains(&(name.to_owned(), value.to_owned())),
+                "{name}={value} in {properties:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use podcheck::targets::{TargetOptions, TARGET_HELP};
 use podcheck_oracle::SpecDuration;
+use podcheck_reports::shell_word;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -19,15 +20,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--time-scale` unless given.
+pub const DEFAULT_TIME_SCALE: f64 = 0.05;
+/// `--tolerance-ms` unless given.
+pub const DEFAULT_TOLERANCE_MS: u64 = 250;
+
 #[derive(Args, Clone)]
 pub struct TargetArgs {
     #[arg(long, short = 't', help = TARGET_HELP, long_help = format!("{TARGET_HELP}. Default: local (kube for certify)"))]
     pub target: Option<String>,
     /// Wall seconds per spec second on the local target (0.05: a 10s back-off lasts 0.5s).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = DEFAULT_TIME_SCALE)]
     pub time_scale: f64,
     /// Timing tolerance in wall milliseconds, added to both ends of every predicted window.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = DEFAULT_TOLERANCE_MS)]
     pub tolerance_ms: u64,
     /// How many cases run at once (default: what the target allows).
     #[arg(long, short = 'j')]
@@ -52,6 +58,34 @@ impl TargetArgs {
     /// The target named, or the subcommand's default.
     pub fn spec<'a>(&'a self, default: &'a str) -> &'a str {
         self.target.as_deref().unwrap_or(default)
+    }
+
+    /// The options of `podcheck run` that set the target up as these arguments do, for a
+    /// command that reproduces one case: the target, and every setting not at its default.
+    pub fn reproduce_options(&self, default: &str, seed: u64, to_horizon: bool) -> String {
+        let mut options = format!("--target {}", shell_word(self.spec(default)));
+        if self.time_scale != DEFAULT_TIME_SCALE {
+            options += &format!(" --time-scale {}", self.time_scale);
+        }
+        if self.tolerance_ms != DEFAULT_TOLERANCE_MS {
+            options += &format!(" --tolerance-ms {}", self.tolerance_ms);
+        }
+        if self.agent_image != podcheck::image::AGENT_IMAGE {
+            options += &format!(" --agent-image {}", shell_word(&self.agent_image));
+        }
+        if let Some(config) = &self.kubelet_config {
+            options += &format!(
+                " --kubelet-config {}",
+                shell_word(&config.display().to_string())
+            );
+        }
+        if seed != 0 {
+            options += &format!(" --seed {seed}");
+        }
+        if to_horizon {
+            options += " --to-horizon";
+        }
+        options
     }
 
     pub fn options(&self, seed: u64) -> TargetOptions {
@@ -87,6 +121,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Render one page from several runs' results.json (a local runtime, podman, a
+    /// cluster): a rules × targets matrix and each case's verdicts and timelines side by side.
+    Report(ReportArgs),
     /// List the rules catalogue.
     Rules,
     /// List the planted bugs the model target can act out.
@@ -164,6 +201,16 @@ pub struct FuzzArgs {
 }
 
 #[derive(Args)]
+pub struct ReportArgs {
+    /// results.json files written by `podcheck run` (or found in a certification bundle).
+    #[arg(required = true, value_name = "RESULTS.json")]
+    pub results: Vec<PathBuf>,
+    /// The page to write.
+    #[arg(long, short = 'o', default_value = "podcheck-report.html")]
+    pub output: PathBuf,
+}
+
+#[derive(Args)]
 pub struct PredictArgs {
     pub file: PathBuf,
     /// Print JSON instead of text.
@@ -233,6 +280,34 @@ mod tests {
             }
         }
         assert_eq!(with_target, ["run", "fuzz", "certify", "bench"]);
+    }
+
+    #[test]
+    fn reproduce_options_name_the_target_and_every_setting_not_at_its_default() {
+        let parsed = Cli::try_parse_from([
+            "podcheck",
+            "run",
+            "--target",
+            "model:no-back-off-doubling",
+            "--time-scale",
+            "0.1",
+        ])
+        .expect("parses");
+        let Command::Run(args) = parsed.command else {
+            panic!("a run");
+        };
+        assert_eq!(
+            args.target.reproduce_options("local", 3, true),
+            "--target model:no-back-off-doubling --time-scale 0.1 --seed 3 --to-horizon"
+        );
+        let parsed = Cli::try_parse_from(["podcheck", "run"]).expect("parses");
+        let Command::Run(args) = parsed.command else {
+            panic!("a run");
+        };
+        assert_eq!(
+            args.target.reproduce_options("local", 0, false),
+            "--target local"
+        );
     }
 
     #[test]

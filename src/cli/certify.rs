@@ -27,9 +27,11 @@ pub async fn certify(args: CertifyArgs) -> anyhow::Result<u8> {
         max_horizon: args.max_horizon,
         to_horizon: false,
     };
-    let Some(report) = run_and_print(target.as_ref(), &cases, &options).await? else {
+    let Some(mut report) = run_and_print(target.as_ref(), &cases, &options).await? else {
         return Ok(INTERRUPTED);
     };
+    report.settings.seed = Some(args.seed);
+    report.settings.run_options = args.target.reproduce_options("kube", args.seed, false);
     let about = serde_json::json!({
         "podcheckVersion": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>(),

@@ -2,6 +2,7 @@
 //! minimal scenario, saved, and listed in a final table.
 
 use super::args::FuzzArgs;
+use super::progress::Progress;
 use super::session::{set_up_target, until_interrupted};
 use super::terminal::{out, outln, print_case, FirstError};
 use super::{CONFORMANT, INTERRUPTED, NONCONFORMANT, USAGE_OR_TARGET_ERROR};
@@ -62,18 +63,30 @@ pub async fn fuzz(args: FuzzArgs) -> anyhow::Result<u8> {
     };
     let mut done = 0u32;
     let mut stdout_error = FirstError::default();
-    let fuzzing = podcheck::fuzz::fuzz(target.as_ref(), &options, |result| {
+    // The bar counts the drawn scenarios (not the reductions after) against --cases, or
+    // spins under --duration.
+    let progress = Progress::new(options.cases.map(u64::from));
+    let on_start = |name: &str| progress.started(name);
+    let fuzzing = podcheck::fuzz::fuzz_reporting(target.as_ref(), &options, on_start, |result| {
         done += 1;
-        if result.verdict.outcome != Outcome::Pass {
-            stdout_error.keep(print_case(result));
-        } else if done % 10 == 0 {
+        let failed = result.verdict.outcome != Outcome::Pass;
+        stdout_error.keep(progress.finished(&result.verdict.scenario, || {
+            if failed {
+                print_case(result)
+            } else {
+                Ok(())
+            }
+        }));
+        if !failed && !progress.drawn() && done % 10 == 0 {
             stdout_error.keep(match options.cases {
                 Some(cases) => outln!("      ... {done}/{cases} run so far"),
                 None => outln!("      ... {done} run so far"),
             });
         }
     });
-    let Some(report) = until_interrupted(target.as_ref(), fuzzing).await else {
+    let finished = until_interrupted(target.as_ref(), fuzzing).await;
+    progress.finish();
+    let Some(report) = finished else {
         return Ok(INTERRUPTED);
     };
     let _ = target.cleanup().await;

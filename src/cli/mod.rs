@@ -8,6 +8,8 @@ pub mod certify;
 pub mod fuzz;
 pub mod image;
 pub mod predict;
+pub mod progress;
+pub mod report;
 pub mod run;
 pub mod session;
 pub mod terminal;
@@ -32,6 +34,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(&args),
+        Command::Report(args) => report::report(&args),
         Command::Rules => catalogue::print_rules(),
         Command::Deviations => catalogue::print_deviations(),
     }

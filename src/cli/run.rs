@@ -1,11 +1,12 @@
 //! `podcheck run`: suite cases on a target, verdicts on the terminal, reports on disk.
 
 use super::args::RunArgs;
+use super::progress::Progress;
 use super::session::{set_up_target, until_interrupted};
 use super::terminal::{outln, print_case, FirstError};
 use super::{CONFORMANT, INTERRUPTED, NONCONFORMANT, USAGE_OR_TARGET_ERROR};
 use anyhow::Context;
-use podcheck::runner::{load_cases, run_cases, RunOptions, SuiteCase};
+use podcheck::runner::{load_cases, run_cases_reporting, RunOptions, SuiteCase};
 use podcheck::targets::Target;
 use podcheck_oracle::Outcome;
 use podcheck_reports::RunReport;
@@ -27,6 +28,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let Some(mut report) = run_and_print(target.as_ref(), &cases, &options).await? else {
         return Ok(INTERRUPTED);
     };
+    report.settings.seed = Some(args.seed);
+    report.settings.run_options =
+        args.target
+            .reproduce_options("local", args.seed, args.to_horizon);
     write_reports(&mut report, &args.output, args.traces)?;
     let output = args.output.display();
     outln!("results: {output}/results.json, {output}/junit.xml, {output}/report.html")?;
@@ -66,14 +71,24 @@ pub async fn run_and_print(
     let total = cases.len();
     let mut done = 0usize;
     let mut stdout_error = FirstError::default();
-    let run = run_cases(target, cases, options, |result| {
-        done += 1;
-        stdout_error.keep(print_case(result));
-        if done % 10 == 0 && done < total {
-            stdout_error.keep(outln!("      ... {done}/{total} done"));
-        }
-    });
-    let Some(report) = until_interrupted(target, run).await else {
+    let progress = Progress::new(Some(total as u64));
+    let run = run_cases_reporting(
+        target,
+        cases,
+        options,
+        |case| progress.started(&case.scenario.name),
+        |result| {
+            done += 1;
+            stdout_error.keep(progress.finished(&result.verdict.scenario, || print_case(result)));
+            // Off a terminal, a line now and then says how far the run is.
+            if !progress.drawn() && done % 10 == 0 && done < total {
+                stdout_error.keep(outln!("      ... {done}/{total} done"));
+            }
+        },
+    );
+    let finished = until_interrupted(target, run).await;
+    progress.finish();
+    let Some(report) = finished else {
         return Ok(None);
     };
     if let Err(err) = target.cleanup().await {
