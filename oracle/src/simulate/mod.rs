@@ -20,14 +20,16 @@ use std::collections::BTreeMap;
 
 mod deviation;
 mod log;
+mod misread;
 mod play;
 mod termination;
 
 mod init;
 
 pub use deviation::Deviation;
-use deviation::{deviate, misread};
+use deviation::{deviate, Exited};
 use init::{stop_sidecars, DeferredStop};
+use misread::misread;
 use play::{play, Event, Playing};
 
 /// Where the model target draws its timing from.
@@ -173,7 +175,6 @@ pub fn simulate(
         .collect();
     let horizon = prediction.horizon.as_millis();
     let policy = prediction.restart_policy;
-    let initial = prediction.back_off.initial;
     let mut events: Vec<(u64, usize, Event)> = Vec::new();
     let mut sequence = 0usize;
     let mut push = |events: &mut Vec<(u64, usize, Event)>, at: u64, event: Event| {
@@ -450,17 +451,19 @@ pub fn simulate(
             exits.insert((plan.name.as_str(), instance.index), finish);
             let planned_after_exit = instance.after_exit.unwrap_or(AfterExit::StaysTerminated);
             let mut after_exit = planned_after_exit;
+            let exited = Exited {
+                code,
+                killed: instance.end().is_some_and(|end| end.killed_by.is_some()),
+                ran: SpecDuration::from_millis(finish.saturating_sub(start)),
+                index: instance.index,
+            };
             after_exit = deviate(
                 after_exit,
                 deviation,
                 policy,
-                code,
-                instance.end().is_some_and(|end| end.killed_by.is_some()),
-                SpecDuration::from_millis(finish.saturating_sub(start)),
-                instance.index,
-                initial,
+                exited,
                 previous_wait,
-                prediction.back_off.max,
+                prediction.back_off,
             );
             after_exit = match (deviation, plan.kind) {
                 (Some(Deviation::InitNotRetried), ContainerKind::Init) if after_exit.restarts() => {
