@@ -32,7 +32,7 @@ pub const GENERATE_POST_START: bool = false;
 
 /// Whether a kill may come after the pod's deletion. Off while the oracle's planner stops a
 /// container's plan at the deletion and ignores a later kill (`plan_one` in
-/// oracle/src/plan/mod.rs), whereas a node ends the process at the kill: a process that
+/// oracle/src/plan/instances.rs), whereas a node ends the process at the kill: a process that
 /// ignores SIGTERM, or is still in its preStop hook, would be predicted to run until the
 /// grace period ends and every real target would diverge. Turn it on once the oracle
 /// models a kill during termination.

@@ -14,6 +14,7 @@ mod init;
 mod instances;
 mod probes;
 mod status;
+mod stop;
 mod terminal;
 mod termination;
 

@@ -1,19 +1,17 @@
 //! Termination: what a deletion does to the pod object (deletionTimestamp, removal,
-//! finalizers), how the kubelet stops each running container (PreStop, SIGTERM, SIGKILL
-//! within the grace period), which probes stop; and what a kill from outside does.
+//! finalizers), what a kill from outside does, and PostStart's timing; how the kubelet
+//! stops each running container for a deletion is checked in `stop`.
 //!
 //! Windows count from the observed action: the harness's request and the target's
 //! acknowledgement. The workload's log gives the order and spacing of what the process
 //! saw (hook calls, SIGTERM); the container status gives when the process was gone.
 
 use super::instances::ObservedContainer;
+use super::stop::{check_probes_stop, check_stop};
 use super::{secs, window_text, Collector};
-use crate::plan::termination::{
-    HookHandler, StopPlan, DELETION_NOTICED_WITHIN, HOOK_LAG, OBJECT_REMOVAL_LAG, SIGNAL_LAG,
-};
+use crate::plan::termination::{OBJECT_REMOVAL_LAG, SIGNAL_LAG};
 use crate::plan::{CutCause, STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::predict::{DeletionPrediction, Prediction};
-use crate::probes::{Handler, PROBE_SLACK};
 use crate::rules::RuleId;
 use crate::scenario::FaultAction;
 use crate::trace::{ActionRecord, ActionResult, Trace};
@@ -70,8 +68,19 @@ pub(super) fn log_ms(trace: &Trace, ts_ms: u64) -> i64 {
     (wall as f64 / trace.timing.time_scale.max(1e-9)).round() as i64
 }
 
-fn ms(d: crate::SpecDuration) -> i64 {
+pub(super) fn ms(d: crate::SpecDuration) -> i64 {
     d.as_millis() as i64
+}
+
+/// The deletion as the trace shows it: when it was requested and acknowledged, and up to
+/// when the trace can tell (spec ms since creation), with the target's tolerance.
+#[derive(Clone, Copy)]
+pub(super) struct DeletionSeen<'t> {
+    pub(super) trace: &'t Trace,
+    pub(super) requested: i64,
+    pub(super) acknowledged: i64,
+    pub(super) tol: i64,
+    pub(super) end: i64,
 }
 
 pub(super) fn check_termination(
@@ -100,7 +109,19 @@ pub(super) fn check_termination(
         check_gone_at_once(out, gone_at, acknowledged, tol, end);
         return;
     }
+    let seen = DeletionSeen {
+        trace,
+        requested,
+        acknowledged,
+        tol,
+        end,
+    };
     check_deletion_metadata(out, deletion, trace, requested, acknowledged, tol, end);
+    // A container's stop is not due past the object's removal.
+    let until_gone = DeletionSeen {
+        end: end.min(gone_at.unwrap_or(i64::MAX)),
+        ..seen
+    };
     let mut last_stop: Option<i64> = None;
     // A container the deletion stops that has not been seen stopping yet (a trace cut
     // short): nothing after the stop is due.
@@ -118,15 +139,11 @@ pub(super) fn check_termination(
             let code = obs.instances.get(&instance.index).and_then(|i| i.exit_code);
             check_stop(
                 out,
+                until_gone,
                 &plan.name,
                 instance.index,
                 stop,
-                (requested, acknowledged),
                 finished.zip(code),
-                trace.logs.get(&plan.name).map(Vec::as_slice),
-                trace,
-                tol,
-                end.min(gone_at.unwrap_or(i64::MAX)),
             );
             match finished {
                 Some(f) => last_stop = Some(last_stop.map_or(f, |l: i64| l.max(f))),
@@ -141,9 +158,7 @@ pub(super) fn check_termination(
     } else {
         last_stop.unwrap_or(acknowledged)
     };
-    check_removal(
-        out, deletion, trace, observed, stopped_by, gone_at, tol, end,
-    );
+    check_removal(out, seen, deletion, observed, stopped_by, gone_at);
 }
 
 /// A force delete without finalizers: the API object is gone at once.
@@ -277,423 +292,19 @@ fn check_deletion_metadata(
     }
 }
 
-/// How one running container was stopped for the deletion.
-#[allow(clippy::too_many_arguments)]
-fn check_stop(
-    out: &mut Collector,
-    name: &str,
-    index: u32,
-    stop: &StopPlan,
-    (requested, acknowledged): (i64, i64),
-    finished: Option<(i64, i32)>,
-    lines: Option<&[String]>,
-    trace: &Trace,
-    tol: i64,
-    end: i64,
-) {
-    let container = Some(name);
-    let noticed = ms(DELETION_NOTICED_WITHIN);
-    let (lo, hi) = (
-        requested + ms(stop.end.0) - tol,
-        acknowledged + noticed + ms(stop.end.1) + tol,
-    );
-    let how = if stop.killed {
-        "is killed with SIGKILL".to_owned()
-    } else {
-        format!("exits with code {}", stop.exit_code)
-    };
-    let (early_rule, late_rule) = match (&stop.pre_stop, stop.killed) {
-        (Some(pre_stop), true) if pre_stop.cut_off => (
-            RuleId::TerminationMinimumGrace,
-            RuleId::TerminationPrestopInGrace,
-        ),
-        (Some(_), true) => (
-            RuleId::TerminationGracePeriod,
-            RuleId::TerminationPrestopInGrace,
-        ),
-        (None, true) if stop.grace_seconds < 2 => (
-            RuleId::TerminationMinimumGrace,
-            RuleId::TerminationGracePeriod,
-        ),
-        (None, true) => (
-            RuleId::TerminationGracePeriod,
-            RuleId::TerminationGracePeriod,
-        ),
-        (Some(_), false) => (RuleId::TerminationPrestopFirst, RuleId::TerminationSigterm),
-        (None, false) => (RuleId::TerminationSigterm, RuleId::TerminationSigterm),
-    };
-    let expected = format!(
-        "instance {index} {how} {} after the delete request",
-        window_text(lo - requested, hi - requested)
-    );
-    let prestop_fails = stop.pre_stop.as_ref().is_some_and(|p| p.call.fails);
-    let late_rule = if prestop_fails {
-        RuleId::HookPrestopFailureContinues
-    } else {
-        late_rule
-    };
-    match finished {
-        Some((f, code)) => {
-            if code != stop.exit_code {
-                let rule = if prestop_fails {
-                    RuleId::HookPrestopFailureContinues
-                } else if stop.exit_code == crate::plan::termination::SIGKILL_EXIT_CODE
-                    || code == crate::plan::termination::SIGKILL_EXIT_CODE
-                {
-                    RuleId::TerminationGracePeriod
-                } else {
-                    RuleId::TerminationSigterm
-                };
-                out.add(
-                    rule,
-                    container,
-                    format!(
-                        "instance {index} stopped for the deletion with exit code {}",
-                        stop.exit_code
-                    ),
-                    format!("exit code {code}"),
-                    Some(f),
-                );
-            }
-            if f < lo {
-                out.add(
-                    early_rule,
-                    container,
-                    expected,
-                    format!("gone {} after it", secs(f - requested)),
-                    Some(f),
-                );
-            } else if f > hi {
-                out.add(
-                    late_rule,
-                    container,
-                    expected,
-                    format!("gone {} after it", secs(f - requested)),
-                    Some(f),
-                );
-            } else {
-                out.inside(f, lo, hi);
-            }
-        }
-        None if end > hi + ms(STATUS_LAG) => out.add(
-            late_rule,
-            container,
-            expected,
-            format!("still not terminated {} after it", secs(end - requested)),
-            Some(hi + ms(STATUS_LAG)),
-        ),
-        None => {}
-    }
-    if let Some(lines) = lines {
-        check_stop_log(
-            out,
-            name,
-            stop,
-            (requested, acknowledged),
-            finished.map(|f| f.0),
-            lines,
-            trace,
-            tol,
-        );
-    }
-}
-
-/// The rule of a hook handler kind.
-fn handler_rule(handler: &HookHandler) -> RuleId {
-    match handler {
-        HookHandler::Exec { .. } => RuleId::HookHandlerExec,
-        HookHandler::Http { .. } => RuleId::HookHandlerHttp,
-        HookHandler::Sleep(_) => RuleId::HookHandlerSleep,
-        HookHandler::TcpSocket => RuleId::HookHandlerTcpRefused,
-    }
-}
-
-/// The order and spacing of what the workload saw of its stop: the PreStop call, SIGTERM,
-/// and (from the status) when it was gone.
-#[allow(clippy::too_many_arguments)]
-fn check_stop_log(
-    out: &mut Collector,
-    name: &str,
-    stop: &StopPlan,
-    (requested, acknowledged): (i64, i64),
-    finished: Option<i64>,
-    lines: &[String],
-    trace: &Trace,
-    tol: i64,
-) {
-    let container = Some(name);
-    let log = WorkloadLog::parse(lines);
-    let events = log.events().since_last_start();
-    if events.is_empty() {
-        return;
-    }
-    let noticed = ms(DELETION_NOTICED_WITHIN);
-    let after_request = |ts: u64| log_ms(trace, ts) >= requested - tol;
-    let hook_name = stop
-        .pre_stop
-        .as_ref()
-        .and_then(|p| p.call.handler.logged_name().map(str::to_owned));
-    let mut hook_started = None;
-    let mut hook_ended = None;
-    let mut sigterm = None;
-    for event in events.iter().filter(|e| after_request(e.ts_ms)) {
-        match &event.event {
-            Event::HookStarted { name, .. } if Some(name) == hook_name.as_ref() => {
-                hook_started.get_or_insert(log_ms(trace, event.ts_ms));
-            }
-            Event::HookEnded { name, .. } if Some(name) == hook_name.as_ref() => {
-                hook_ended.get_or_insert(log_ms(trace, event.ts_ms));
-            }
-            Event::Signal { .. } => {
-                sigterm.get_or_insert(log_ms(trace, event.ts_ms));
-            }
-            _ => {}
-        }
-    }
-    // PreStop first: called once the deletion is seen, and SIGTERM only after its answer.
-    if let (Some(pre_stop), Some(_)) = (&stop.pre_stop, &hook_name) {
-        let call_due = acknowledged + noticed + ms(HOOK_LAG) + tol;
-        match (hook_started, sigterm) {
-            (Some(called), Some(signalled)) if signalled < called => out.add(
-                RuleId::TerminationPrestopFirst,
-                container,
-                "the preStop hook called before SIGTERM".to_owned(),
-                format!(
-                    "SIGTERM at {}, the hook called at {}",
-                    secs(signalled),
-                    secs(called)
-                ),
-                Some(signalled),
-            ),
-            (None, Some(signalled)) => out.add(
-                handler_rule(&pre_stop.call.handler),
-                container,
-                "the preStop hook called before SIGTERM".to_owned(),
-                format!(
-                    "SIGTERM at {} without a hook call before it",
-                    secs(signalled)
-                ),
-                Some(signalled),
-            ),
-            (Some(called), _) if called > call_due => out.add(
-                RuleId::TerminationPrestopFirst,
-                container,
-                format!(
-                    "the preStop hook called within {} of the delete",
-                    secs(call_due - requested)
-                ),
-                format!("called {} after it", secs(called - requested)),
-                Some(called),
-            ),
-            _ => {}
-        }
-        if let (Some(answered), Some(signalled), false) = (hook_ended, sigterm, pre_stop.cut_off) {
-            if signalled < answered {
-                out.add(
-                    RuleId::TerminationPrestopFirst,
-                    container,
-                    "SIGTERM once the preStop hook has completed".to_owned(),
-                    format!(
-                        "SIGTERM {} before the hook's answer",
-                        secs(answered - signalled)
-                    ),
-                    Some(signalled),
-                );
-            }
-        }
-    }
-    // SIGTERM comes when the deletion is seen and PreStop is done, and not before.
-    let (earliest, latest) = match &stop.pre_stop {
-        Some(pre_stop) if pre_stop.cut_off => (
-            requested + ms(stop.sigterm.0) - tol,
-            acknowledged + noticed + ms(stop.sigterm.1) + tol,
-        ),
-        Some(_) => match hook_ended {
-            Some(answered) => (answered - tol, answered + ms(HOOK_LAG) + noticed + tol),
-            None => (
-                requested + ms(stop.sigterm.0) - tol,
-                acknowledged + noticed + ms(stop.sigterm.1) + tol,
-            ),
-        },
-        // A sidecar's SIGTERM may wait for the containers it outlives (sigterm.1).
-        None => (
-            requested - tol,
-            acknowledged + noticed + ms(stop.sigterm.1) + tol,
-        ),
-    };
-    let late_sigterm = match &stop.pre_stop {
-        Some(p) if p.call.fails => RuleId::HookPrestopFailureContinues,
-        Some(p) if p.cut_off => RuleId::HookPrestopCutOff,
-        _ => RuleId::TerminationSigterm,
-    };
-    match sigterm {
-        Some(signalled) if signalled > latest => out.add(
-            late_sigterm,
-            container,
-            format!(
-                "SIGTERM {} after the delete request",
-                window_text(earliest - requested, latest - requested)
-            ),
-            format!("SIGTERM {} after it", secs(signalled - requested)),
-            Some(signalled),
-        ),
-        Some(signalled) if signalled < earliest && stop.pre_stop.is_some() => out.add(
-            match stop.pre_stop.as_ref().map(|p| &p.call.handler) {
-                Some(HookHandler::Sleep(_)) => RuleId::HookHandlerSleep,
-                _ => RuleId::TerminationPrestopFirst,
-            },
-            container,
-            format!(
-                "SIGTERM once the preStop hook has completed{}, {} after the delete request",
-                if stop.pre_stop.as_ref().is_some_and(|p| p.cut_off) {
-                    " or the grace period has run out"
-                } else {
-                    ""
-                },
-                window_text(earliest - requested, latest - requested)
-            ),
-            format!("SIGTERM {} after it", secs(signalled - requested)),
-            Some(signalled),
-        ),
-        None if finished.is_some_and(|f| f > latest) => out.add(
-            late_sigterm,
-            container,
-            format!(
-                "SIGTERM {} after the delete request",
-                window_text(earliest - requested, latest - requested)
-            ),
-            "no SIGTERM in the workload's log".to_owned(),
-            Some(latest),
-        ),
-        _ => {}
-    }
-    // SIGKILL: what is left of the grace period after SIGTERM, never less than 2 s.
-    if let (true, Some(signalled), Some(gone)) = (stop.killed, sigterm, finished) {
-        let (lo, hi) = (
-            signalled + ms(stop.sigkill_after.0) - tol,
-            signalled + ms(stop.sigkill_after.1) + ms(SIGNAL_LAG) + tol,
-        );
-        let cut_off = stop.pre_stop.as_ref().is_some_and(|p| p.cut_off);
-        let expected = format!(
-            "SIGKILL {} after SIGTERM (grace period {}s{})",
-            window_text(lo - signalled, hi - signalled),
-            stop.grace_seconds,
-            if stop.pre_stop.is_some() {
-                ", less the whole seconds preStop took, at least 2s"
-            } else {
-                ""
-            }
-        );
-        let rule = if gone < lo && (cut_off || stop.grace_seconds < 2) {
-            Some(RuleId::TerminationMinimumGrace)
-        } else if gone < lo {
-            Some(RuleId::TerminationGracePeriod)
-        } else if gone > hi && stop.pre_stop.is_some() {
-            Some(RuleId::TerminationPrestopInGrace)
-        } else if gone > hi {
-            Some(RuleId::TerminationGracePeriod)
-        } else {
-            None
-        };
-        if let Some(rule) = rule {
-            out.add(
-                rule,
-                container,
-                expected,
-                format!("gone {} after SIGTERM", secs(gone - signalled)),
-                Some(gone),
-            );
-        }
-    }
-}
-
-/// Liveness and startup probes stop once the kubelet has seen the deletion.
-fn check_probes_stop(
-    out: &mut Collector,
-    plan: &crate::plan::ContainerPlan,
-    trace: &Trace,
-    acknowledged: i64,
-    tol: i64,
-) {
-    let Some(instance) = plan
-        .instances
-        .iter()
-        .find(|i| matches!(i.cut.as_ref().map(|c| &c.cause), Some(CutCause::Deleted(_))))
-    else {
-        return;
-    };
-    let Some(probes) = &instance.probes else {
-        return;
-    };
-    let Some(lines) = trace.logs.get(&plan.name) else {
-        return;
-    };
-    let all = [
-        &probes.probes.startup,
-        &probes.probes.liveness,
-        &probes.probes.readiness,
-    ];
-    let stopped_by = acknowledged + ms(DELETION_NOTICED_WITHIN) + ms(PROBE_SLACK) + tol;
-    let log = WorkloadLog::parse(lines);
-    let events = log.events().since_last_start();
-    for probe in [&probes.probes.startup, &probes.probes.liveness]
-        .into_iter()
-        .flatten()
-    {
-        let Some(endpoint) = probe.endpoint().filter(|_| probe.handler != Handler::Tcp) else {
-            continue;
-        };
-        // An endpoint another probe shares tells nothing of which probe asked.
-        if all
-            .iter()
-            .copied()
-            .flatten()
-            .filter(|p| p.endpoint() == Some(endpoint))
-            .count()
-            > 1
-        {
-            continue;
-        }
-        let late = events.iter().find_map(|e| match &e.event {
-            Event::Probe(p)
-                if p.endpoint() == Some(endpoint) && log_ms(trace, e.ts_ms) > stopped_by =>
-            {
-                Some(log_ms(trace, e.ts_ms))
-            }
-            _ => None,
-        });
-        if let Some(at) = late {
-            out.add(
-                RuleId::TerminationLivenessStops,
-                Some(&plan.name),
-                format!(
-                    "no {:?} probe of /{endpoint} later than {} after the delete",
-                    probe.kind,
-                    secs(stopped_by - acknowledged)
-                ),
-                format!(
-                    "probed {} after it (the workload's log)",
-                    secs(at - acknowledged)
-                ),
-                Some(at),
-            );
-        }
-    }
-}
-
 /// The object goes once its containers stopped and its terminal phase is written, when no
 /// finalizer is left; never before.
-#[allow(clippy::too_many_arguments)]
 fn check_removal(
     out: &mut Collector,
+    seen: DeletionSeen<'_>,
     deletion: &DeletionPrediction,
-    trace: &Trace,
     observed: &BTreeMap<&str, ObservedContainer>,
     stopped_by: i64,
     gone_at: Option<i64>,
-    tol: i64,
-    end: i64,
 ) {
+    let DeletionSeen {
+        trace, tol, end, ..
+    } = seen;
     let cleared = deletion.finalizers_cleared_at();
     // The acknowledged removal of the last finalizer, where one was removed.
     let cleared_ack = match cleared {

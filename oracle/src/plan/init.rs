@@ -192,18 +192,15 @@ pub(super) fn plan_ephemeral(
         after: (SpecDuration::ZERO, EPHEMERAL_START_WITHIN),
         gate,
     };
-    let mut plan = plan_one(
+    let to_plan = ContainerToPlan {
         name,
-        ContainerKind::Ephemeral,
-        &behaviour,
-        &ContainerProbes::default(),
-        first,
-        RestartPolicy::Never,
-        scenario.kubelet.back_off(),
-        until,
-        stops,
-        &hooks,
-    );
+        kind: ContainerKind::Ephemeral,
+        behaviour: &behaviour,
+        probes: &ContainerProbes::default(),
+        hooks: &hooks,
+        policy: RestartPolicy::Never,
+    };
+    let mut plan = plan_one(to_plan, first, scenario.kubelet.back_off(), until, stops);
     plan.target_container = match scenario.faults.get(fault).map(|f| &f.action) {
         Some(crate::scenario::FaultAction::AddEphemeralContainer {
             target_container_name,

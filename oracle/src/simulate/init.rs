@@ -2,6 +2,7 @@
 //! stop once the regular containers' exits are played, and the status list of each kind.
 
 use super::*;
+use k8s_openapi::api::core::v1::ContainerStatus;
 
 /// A sidecar instance the kubelet stops once the regular containers are done.
 pub(super) struct DeferredStop {
