@@ -3,7 +3,7 @@
 
 use crate::compile::compile;
 use crate::errors::describe;
-use crate::targets::{PodRef, Target, TargetError};
+use crate::targets::{PodRef, Target, TargetError, TimingSlip};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -98,11 +98,16 @@ pub enum Ending {
 /// How many times a case runs at most when its failures come with timing slips.
 pub const MAX_ATTEMPTS: usize = 3;
 
-/// [`run_case`], observing until `ending`. A failing attempt across which the target's own
-/// timing slipped (a stalled machine under a scaled clock) is run again, up to
-/// [`MAX_ATTEMPTS`] in all: a correct target must not fail on timing noise, and a wrong
-/// one fails every attempt, so the last attempt's verdict stands and the result says why
-/// the earlier ones were set aside.
+/// How long after a timing slip (spec ms) a violation may be its effect: a probe that timed
+/// out is followed by the kill within a period or two, and a stall by a late start within
+/// its window.
+const SLIP_REACH_MS: i64 = 10_000;
+
+/// [`run_case`], observing until `ending`. A failing attempt whose every violation could be
+/// the effect of a timing slip of the target's own (a stalled machine under a scaled clock)
+/// is run again, up to [`MAX_ATTEMPTS`] in all: a correct target must not fail on timing
+/// noise, and a wrong one fails every attempt, or fails where no slip explains it, so the
+/// last attempt's verdict stands and the result says why the earlier ones were set aside.
 pub async fn run_case_observing(
     target: &dyn Target,
     scenario: &Scenario,
@@ -115,11 +120,11 @@ pub async fn run_case_observing(
     loop {
         let (mut result, slips) = run_attempt(target, scenario, source, keep_trace, ending).await;
         if result.verdict.outcome != Outcome::Fail
-            || slips.is_empty()
+            || slips.explaining.is_none()
             || reruns.len() + 1 >= MAX_ATTEMPTS
         {
             result.reruns = reruns;
-            result.timing_slips = slips;
+            result.timing_slips = slips.all.iter().map(ToString::to_string).collect();
             result.wall_ms = started.elapsed().as_millis() as u64;
             return result;
         }
@@ -128,7 +133,7 @@ pub async fn run_case_observing(
 }
 
 /// Why a failing attempt was set aside and the case run again.
-fn set_aside(verdict: &Verdict, attempt: usize, slips: &[String]) -> String {
+fn set_aside(verdict: &Verdict, attempt: usize, slips: &Slips) -> String {
     let mut rules: Vec<String> = verdict
         .violations
         .iter()
@@ -136,11 +141,48 @@ fn set_aside(verdict: &Verdict, attempt: usize, slips: &[String]) -> String {
         .collect();
     rules.dedup();
     format!(
-        "attempt {attempt} failed ({}) across {} timing slip(s) of the target; the first: {}",
+        "attempt {attempt} failed ({}) after {} timing slip(s) of the target; the first that could explain it: {}",
         rules.join(", "),
-        slips.len(),
-        slips.first().map_or("", String::as_str)
+        slips.all.len(),
+        slips
+            .explaining
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     )
+}
+
+/// The target's timing slips while an attempt ran, and the first one that could explain
+/// its failure, if slips explain every violation.
+#[derive(Default)]
+struct Slips {
+    all: Vec<TimingSlip>,
+    explaining: Option<TimingSlip>,
+}
+
+/// The first slip that precedes some violation of `verdict` by at most [`SLIP_REACH_MS`]
+/// (the target's tolerance allowed for), provided every violation has such a slip before it:
+/// None when some violation has none, as a wrong target's has. A violation without a time
+/// could follow any slip.
+fn explaining_slip(verdict: &Verdict, trace: &Trace, slips: &[TimingSlip]) -> Option<TimingSlip> {
+    let tolerance = i64::try_from(trace.timing.tolerance_ms).unwrap_or(i64::MAX);
+    let explains = |slip: &TimingSlip, violation: &Violation| {
+        violation.at_ms.is_none_or(|at| {
+            let since = at.saturating_sub(trace.spec_ms(&Time(slip.at)));
+            since >= -tolerance && since <= SLIP_REACH_MS
+        })
+    };
+    let all_explained = verdict
+        .violations
+        .iter()
+        .all(|violation| slips.iter().any(|slip| explains(slip, violation)));
+    if !all_explained {
+        return None;
+    }
+    slips
+        .iter()
+        .find(|slip| verdict.violations.iter().any(|v| explains(slip, v)))
+        .cloned()
 }
 
 /// One run of the case: its result, and the target's timing slips while it ran.
@@ -150,7 +192,7 @@ async fn run_attempt(
     source: &str,
     keep_trace: bool,
     ending: Ending,
-) -> (CaseResult, Vec<String>) {
+) -> (CaseResult, Slips) {
     let started = std::time::Instant::now();
     let target_name = target.name();
     let result = |verdict: Verdict, trace: Option<Trace>, manifest: Option<String>| CaseResult {
@@ -165,7 +207,7 @@ async fn run_attempt(
         timeline: None,
     };
     // Ended before the pod ran long enough for timing to matter: no slips to weigh.
-    let finish = |verdict, trace, manifest| (result(verdict, trace, manifest), Vec::new());
+    let finish = |verdict, trace, manifest| (result(verdict, trace, manifest), Slips::default());
     let error = |message: String| Verdict::error(&scenario.name, &target_name, message);
     let prediction = match predict(scenario) {
         Ok(p) => p,
@@ -259,9 +301,16 @@ async fn run_attempt(
         }
     }
     let timeline = crate::timeline::timeline(&prediction, &trace, &verdict);
+    let explaining = explaining_slip(&verdict, &trace, &slips);
     let mut case = result(verdict, Some(trace), manifest);
     case.timeline = Some(timeline);
-    (case, slips)
+    (
+        case,
+        Slips {
+            all: slips,
+            explaining,
+        },
+    )
 }
 
 /// The verdict on a target that refused a pod the oracle accepts.

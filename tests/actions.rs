@@ -324,18 +324,28 @@ behaviours:
   app: {then: {exit: {after: 1s, code: 1}}}
 "#;
 
+/// When an [`Attempts`] target's timing slips, in spec seconds after the pod's creation.
+#[derive(Clone, Copy)]
+enum SlipsAt {
+    Never,
+    /// Once, at the creation: long before anything could go wrong.
+    Creation,
+    /// Every 5 s for two minutes: whatever fails, a slip came shortly before.
+    Throughout,
+}
+
 /// The model target whose attempts at a case run in turn on the given deviations (the
-/// last one for every further attempt), reporting a timing slip in each attempt or in
-/// none: a stand-in for a scaled target on a machine that stalls.
+/// last one for every further attempt), reporting timing slips as `slips` says: a stand-in
+/// for a scaled target on a machine that stalls.
 struct Attempts {
     targets: Vec<targets::model::ModelTarget>,
     current: std::sync::atomic::AtomicUsize,
     created: std::sync::atomic::AtomicUsize,
-    slips: bool,
+    slips: SlipsAt,
 }
 
 impl Attempts {
-    fn new(deviations: &[&str], slips: bool) -> Attempts {
+    fn new(deviations: &[&str], slips: SlipsAt) -> Attempts {
         Attempts {
             targets: deviations
                 .iter()
@@ -395,19 +405,27 @@ impl Target for Attempts {
     async fn cleanup(&self) -> Result<(), TargetError> {
         Ok(())
     }
-    fn timing_slips(&self, _pod: &PodRef) -> Vec<String> {
-        if self.slips {
-            vec!["a probe ticked 30 ms late".to_owned()]
-        } else {
-            Vec::new()
-        }
+    fn timing_slips(&self, pod: &PodRef) -> Vec<targets::TimingSlip> {
+        let seconds: Vec<i64> = match self.slips {
+            SlipsAt::Never => Vec::new(),
+            SlipsAt::Creation => vec![0],
+            SlipsAt::Throughout => (0..24).map(|i| i * 5).collect(),
+        };
+        seconds
+            .into_iter()
+            .map(|s| targets::TimingSlip {
+                at: pod.created_at.0 + jiff::SignedDuration::from_secs(s),
+                what: format!("a probe ticked 30 ms late at {s}s"),
+            })
+            .collect()
     }
 }
 
-/// A failure across which the target's timing slipped is run again, up to three attempts:
-/// a runtime that is wrong fails every one of them and the verdict says so; one that failed
-/// on noise passes the next and the result keeps why the first was set aside; without a
-/// slip, a failure stands at once.
+/// A failure whose violations could all be the effects of the target's timing slips is run
+/// again, up to three attempts: a runtime that is wrong fails every one of them and the
+/// verdict says so; one that failed on noise passes the next and the result keeps why the
+/// first was set aside; without a slip shortly before the violations, a failure stands at
+/// once.
 async fn a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_every_attempt() {
     use podcheck::harness::{run_case_observing, MAX_ATTEMPTS};
     use podcheck_oracle::Outcome;
@@ -422,27 +440,36 @@ async fn a_failure_across_a_timing_slip_is_run_again_and_a_wrong_target_fails_ev
         }
     };
 
-    let (wrong, attempts) = run(Attempts::new(&["no-back-off-doubling"], true)).await;
+    let doubling = ["no-back-off-doubling"];
+    let (wrong, attempts) = run(Attempts::new(&doubling, SlipsAt::Throughout)).await;
     assert_eq!(wrong.verdict.outcome, Outcome::Fail, "{:?}", wrong.verdict);
     assert_eq!(attempts, MAX_ATTEMPTS);
     assert_eq!(wrong.reruns.len(), MAX_ATTEMPTS - 1, "{:?}", wrong.reruns);
     assert!(
         wrong.reruns[0].starts_with("attempt 1 failed (restart.backoff.doubling")
-            && wrong.reruns[0].contains("a probe ticked 30 ms late"),
+            && wrong.reruns[0].contains("a probe ticked 30 ms late at"),
         "{:?}",
         wrong.reruns
     );
-    assert_eq!(wrong.timing_slips, ["a probe ticked 30 ms late"]);
+    assert_eq!(wrong.timing_slips.len(), 24);
 
-    let (noisy, attempts) = run(Attempts::new(&["no-back-off-doubling", ""], true)).await;
+    let (noisy, attempts) = run(Attempts::new(
+        &["no-back-off-doubling", ""],
+        SlipsAt::Throughout,
+    ))
+    .await;
     assert_eq!(noisy.verdict.outcome, Outcome::Pass, "{:?}", noisy.verdict);
     assert_eq!(attempts, 2);
     assert_eq!(noisy.reruns.len(), 1);
 
-    let (clean, attempts) = run(Attempts::new(&["no-back-off-doubling", ""], false)).await;
-    assert_eq!(clean.verdict.outcome, Outcome::Fail);
-    assert_eq!(attempts, 1);
-    assert!(clean.reruns.is_empty());
+    // The back-off's violations come 20 s and more after the creation: a slip at the
+    // creation explains none of them.
+    for slips in [SlipsAt::Never, SlipsAt::Creation] {
+        let (clean, attempts) = run(Attempts::new(&["no-back-off-doubling", ""], slips)).await;
+        assert_eq!(clean.verdict.outcome, Outcome::Fail);
+        assert_eq!(attempts, 1);
+        assert!(clean.reruns.is_empty());
+    }
 }
 
 fn main() {

@@ -360,7 +360,11 @@ impl LocalRuntime {
     /// Moments since `since` where this runtime ran later than its time scale absorbs,
     /// in the pod's own work or in the whole runtime's: a verdict taken across them may
     /// rest on timing noise rather than on what the runtime decided.
-    pub fn timing_slips(&self, uid: &str, since: jiff::Timestamp) -> Vec<String> {
+    pub fn timing_slips(
+        &self,
+        uid: &str,
+        since: jiff::Timestamp,
+    ) -> Vec<(jiff::Timestamp, String)> {
         self.shared.slips.of_pod_since(uid, since)
     }
 

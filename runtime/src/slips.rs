@@ -78,13 +78,18 @@ impl Slips {
         }
     }
 
-    /// The slips that may have touched `pod` since `since`: its own and the runtime's.
-    pub fn of_pod_since(&self, pod: &str, since: jiff::Timestamp) -> Vec<String> {
+    /// The slips that may have touched `pod` since `since`, its own and the runtime's: when
+    /// each happened and what ran late.
+    pub fn of_pod_since(
+        &self,
+        pod: &str,
+        since: jiff::Timestamp,
+    ) -> Vec<(jiff::Timestamp, String)> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .iter()
             .filter(|slip| slip.at >= since && slip.pod.as_deref().is_none_or(|p| p == pod))
-            .map(|slip| format!("{}: {}", slip.at, slip.what))
+            .map(|slip| (slip.at, slip.what.clone()))
             .collect()
     }
 }
@@ -121,7 +126,7 @@ mod tests {
         let of_b = slips.of_pod_since("b", before);
         assert_eq!(of_a.len(), 2);
         assert_eq!(of_b.len(), 1);
-        assert!(of_b[0].ends_with("the runtime's executor woke 40 ms late"));
+        assert_eq!(of_b[0].1, "the runtime's executor woke 40 ms late");
         let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
         assert!(slips.of_pod_since("a", later).is_empty());
     }
@@ -139,7 +144,7 @@ mod tests {
         slips.late(None, long_ago, || "the runtime woke".to_owned());
         let recorded = slips.of_pod_since("a", before);
         assert_eq!(recorded.len(), 1);
-        assert!(recorded[0].contains("a probe ticked"), "{recorded:?}");
+        assert!(recorded[0].1.starts_with("a probe ticked"), "{recorded:?}");
         slips.late(None, Instant::now() - Duration::from_millis(250), || {
             "the runtime woke".to_owned()
         });

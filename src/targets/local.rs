@@ -1,6 +1,6 @@
 //! The bundled local runtime as a target: real processes, namespaces and cgroups.
 
-use super::{Capabilities, PodRef, Target, TargetError, TargetOptions};
+use super::{Capabilities, PodRef, Target, TargetError, TargetOptions, TimingSlip};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
@@ -284,10 +284,13 @@ impl Target for LocalTarget {
         }
     }
 
-    fn timing_slips(&self, pod: &PodRef) -> Vec<String> {
+    fn timing_slips(&self, pod: &PodRef) -> Vec<TimingSlip> {
         self.runtime(pod)
             .map(|runtime| runtime.timing_slips(&pod.uid, pod.created_at.0))
             .unwrap_or_default()
+            .into_iter()
+            .map(|(at, what)| TimingSlip { at, what })
+            .collect()
     }
 
     async fn remove(&self, pod: &PodRef) -> Result<(), TargetError> {

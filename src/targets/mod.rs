@@ -49,6 +49,20 @@ pub struct Capabilities {
     pub launch_spacing: std::time::Duration,
 }
 
+/// A moment the target's own timing ran later than its time scale absorbs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimingSlip {
+    pub at: jiff::Timestamp,
+    /// What ran late, and by how much.
+    pub what: String,
+}
+
+impl std::fmt::Display for TimingSlip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.what)
+    }
+}
+
 #[async_trait]
 pub trait Target: Send + Sync {
     /// How the target is named on the command line and in reports.
@@ -83,10 +97,10 @@ pub trait Target: Send + Sync {
         Vec::new()
     }
     /// Moments while `pod` ran where the target's own timing slipped past what its time
-    /// scale absorbs (a stalled machine under a scaled clock). A failing verdict taken
-    /// across a slip may rest on timing noise, so the case is run again; a target that
-    /// cannot tell says none.
-    fn timing_slips(&self, _pod: &PodRef) -> Vec<String> {
+    /// scale absorbs (a stalled machine under a scaled clock). A failing verdict whose
+    /// violations all follow a slip closely may rest on timing noise, so the case is run
+    /// again; a target that cannot tell says none.
+    fn timing_slips(&self, _pod: &PodRef) -> Vec<TimingSlip> {
         Vec::new()
     }
     /// Whether the target has a node with this kubelet configuration (the fuzzer draws
