@@ -162,7 +162,13 @@ impl Target for LocalTarget {
     }
 
     async fn create(&self, pod: Pod, kubelet: &KubeletParams) -> Result<PodRef, TargetError> {
-        let (node, runtime) = self.node(kubelet)?;
+        // The first pod of a kubelet configuration starts its node (the agent image is
+        // built, dead runtimes swept) while every other creation waits on the nodes' lock:
+        // on the executor's own threads, that stalls every pod's probes and restarts.
+        let (node, runtime) = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => self.node(kubelet)?,
+            _ => tokio::task::block_in_place(|| self.node(kubelet))?,
+        };
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = runtime.create_pod(pod).map_err(runtime_error)?;
         let created_at = runtime
