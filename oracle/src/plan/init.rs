@@ -293,12 +293,7 @@ pub(super) fn stop_sidecars_when_done(
             return;
         }
     }
-    let grace = scenario
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.termination_grace_period_seconds)
-        .unwrap_or(termination::DEFAULT_GRACE_SECONDS);
+    let grace = scenario.grace_period_seconds();
     let fields: BTreeMap<String, String> = scenario
         .pod_containers()
         .into_iter()

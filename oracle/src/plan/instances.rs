@@ -213,12 +213,7 @@ impl ContainerHooks {
             Some(call) if call.fails => {
                 // killContainer with the pod's grace period (no deletion yet), PreStop
                 // included, right after the hook's failure.
-                let grace = scenario
-                    .pod
-                    .spec
-                    .as_ref()
-                    .and_then(|spec| spec.termination_grace_period_seconds)
-                    .unwrap_or(termination::DEFAULT_GRACE_SECONDS);
+                let grace = scenario.grace_period_seconds();
                 let pre_stop = resolve_hook(container, behaviour, HookPoint::PreStop, field)
                     .map_err(|(field, reason)| format!("{field}: {reason}"))?;
                 let mut stop =

@@ -399,12 +399,7 @@ impl Deletion {
     /// The first `delete` or `forceDelete` of the schedule (validation allows one).
     pub fn of(scenario: &crate::Scenario) -> Option<Deletion> {
         use crate::scenario::FaultAction;
-        let spec_grace = scenario
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.termination_grace_period_seconds)
-            .unwrap_or(DEFAULT_GRACE_SECONDS);
+        let spec_grace = scenario.grace_period_seconds();
         let (fault, at, api_grace_seconds) =
             scenario
                 .faults

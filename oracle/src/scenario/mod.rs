@@ -392,6 +392,15 @@ impl Scenario {
             .unwrap_or(&[])
     }
 
+    /// The pod's `terminationGracePeriodSeconds`, or the API server's default (30).
+    pub fn grace_period_seconds(&self) -> i64 {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.termination_grace_period_seconds)
+            .unwrap_or(crate::plan::termination::DEFAULT_GRACE_SECONDS)
+    }
+
     /// When the fault schedule first deletes the pod (graceful or forced), if it does.
     pub fn deleted_at(&self) -> Option<SpecDuration> {
         self.faults

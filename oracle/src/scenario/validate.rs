@@ -142,12 +142,7 @@ impl Scenario {
                 "the workload answers hook calls on its health listener, which must listen from the start when it has hooks".to_owned(),
             ));
         }
-        let grace = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(crate::plan::termination::DEFAULT_GRACE_SECONDS);
+        let grace = self.grace_period_seconds();
         for point in [HookPoint::PostStart, HookPoint::PreStop] {
             let call = resolve_hook(container, behaviour, point, field)
                 .map_err(|(field, reason)| FieldError::new(field, reason))?;
