@@ -134,12 +134,11 @@ pub async fn run_case_observing(
 
 /// Why a failing attempt was set aside and the case run again.
 fn set_aside(verdict: &Verdict, attempt: usize, slips: &Slips) -> String {
-    let mut rules: Vec<String> = verdict
-        .violations
-        .iter()
-        .map(|v| v.rule.to_string())
+    let rules: Vec<&str> = verdict
+        .violated_rules()
+        .into_iter()
+        .map(RuleId::as_str)
         .collect();
-    rules.dedup();
     format!(
         "attempt {attempt} failed ({}) after {} timing slip(s) of the target; the first that could explain it: {}",
         rules.join(", "),
