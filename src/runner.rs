@@ -4,6 +4,7 @@
 use crate::harness::{run_case_observing, Ending};
 use crate::targets::Target;
 use futures::StreamExt;
+use podcheck_oracle::scenario::FieldLocations;
 use podcheck_oracle::{predict, Scenario, ScenarioError, SpecDuration, Verdict};
 use podcheck_reports::{CaseResult, RunReport, RunSettings};
 use std::collections::BTreeMap;
@@ -33,6 +34,9 @@ pub fn load_cases(paths: &[PathBuf]) -> Result<Vec<SuiteCase>, Vec<ScenarioError
                 if let Some(first) = names.insert(scenario.name.clone(), file.clone()) {
                     errors.push(ScenarioError::Invalid {
                         source_name: file.display().to_string(),
+                        line: std::fs::read_to_string(&file)
+                            .ok()
+                            .and_then(|text| FieldLocations::of(&text).line_of("name")),
                         field: "name".to_owned(),
                         reason: format!(
                             "{:?} is already the name of {}",

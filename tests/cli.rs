@@ -191,3 +191,83 @@ fn report_puts_runs_side_by_side_and_names_a_file_it_cannot_read() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Writes `text` as a scenario file of its own and runs `podcheck run FILE --target model`.
+fn run_scenario_text(stem: &str, text: &str) -> (Output, String) {
+    let dir = std::env::temp_dir().join(format!("podcheck-cli-{stem}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let path = dir.join(format!("{stem}.yaml"));
+    std::fs::write(&path, text).expect("scenario written");
+    let output = Command::new(env!("CARGO_BIN_EXE_podcheck"))
+        .args([
+            "run",
+            &path.display().to_string(),
+            "--target",
+            "model",
+            "-o",
+        ])
+        .arg(dir.join("results"))
+        .current_dir(manifest_dir())
+        .output()
+        .expect("podcheck runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    (output, path.display().to_string())
+}
+
+/// A suite file with one line replaced, as a user's edit would leave it.
+fn suite_file_with(path: &str, old: &str, new: &str) -> String {
+    let text = std::fs::read_to_string(manifest_dir().join(path)).expect("suite file");
+    assert_eq!(text.matches(old).count(), 1, "{old:?} in {path}");
+    text.replace(old, new)
+}
+
+#[test]
+fn an_observation_window_too_short_to_show_the_pod_running_is_refused_naming_file_line_and_field() {
+    for window in ["0", "0.001", "2s"] {
+        let text = suite_file_with(
+            "suites/restart/run-forever-ready.yaml",
+            "behaviours:\n",
+            &format!("observeFor: {window}\nbehaviours:\n"),
+        );
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("observeFor"))
+            .expect("written")
+            + 1;
+        let (output, path) = run_scenario_text("too-short", &text);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "observeFor {window}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{path}:{line}: field `observeFor`"))
+                && stderr.contains("observe for at least"),
+            "observeFor {window}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_duration_past_the_maximum_is_refused_naming_file_line_and_field() {
+    let text = suite_file_with(
+        "suites/restart/always-crash-then-run.yaml",
+        "exit: {after: 1s, code: 2}",
+        "exit: {after: 999999999999999999992s, code: 2}",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains("99999"))
+        .expect("written")
+        + 1;
+    let (output, path) = run_scenario_text("too-long", &text);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{path}:{line}: field `behaviours.app.starts[1].exit.after`"
+        )) && stderr.contains("longer than the maximum of 24h"),
+        "{stderr}"
+    );
+}

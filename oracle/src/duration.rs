@@ -14,20 +14,18 @@ pub struct SpecDuration(u64);
 impl SpecDuration {
     pub const ZERO: SpecDuration = SpecDuration(0);
 
+    /// The longest duration a scenario may state. A case is observed for an hour at most
+    /// (`predict::MAX_HORIZON`), so anything longer only ever means "after the
+    /// observation"; refusing what lies beyond a day keeps every sum of durations exact
+    /// instead of saturated.
+    pub const MAX: SpecDuration = SpecDuration::from_secs(24 * 3600);
+
     pub const fn from_millis(millis: u64) -> Self {
         SpecDuration(millis)
     }
 
     pub const fn from_secs(secs: u64) -> Self {
         SpecDuration(secs * 1000)
-    }
-
-    pub fn from_secs_f64(secs: f64) -> Self {
-        if secs.is_finite() && secs > 0.0 {
-            SpecDuration((secs * 1000.0).round() as u64)
-        } else {
-            SpecDuration(0)
-        }
     }
 
     pub const fn is_zero(&self) -> bool {
@@ -54,6 +52,31 @@ impl SpecDuration {
         SpecDuration(self.0.max(other.0))
     }
 
+    /// A duration of `millis` milliseconds, as written in `text`: refused when it is
+    /// negative, longer than [`SpecDuration::MAX`] or finer than a millisecond, the
+    /// model's resolution.
+    fn checked_millis(millis: f64, text: &str) -> Result<Self, String> {
+        if !(millis.is_finite() && millis >= 0.0) {
+            return Err(format!(
+                "duration {text:?} must be a non-negative number of seconds"
+            ));
+        }
+        if millis > Self::MAX.0 as f64 {
+            return Err(format!(
+                "duration {text:?} is longer than the maximum of {} (a case is observed for 1h at most)",
+                Self::MAX
+            ));
+        }
+        let rounded = millis.round();
+        // Decimal fractions of a second are not exact in binary: allow their rounding error.
+        if (millis - rounded).abs() > 1e-9 * millis.max(1.0) {
+            return Err(format!(
+                "duration {text:?} is finer than a millisecond, the resolution of scenario time"
+            ));
+        }
+        Ok(SpecDuration(rounded as u64))
+    }
+
     /// Parses `1h2m3s`, `1.5s`, `250ms` or a bare number of seconds.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
@@ -61,13 +84,7 @@ impl SpecDuration {
             return Err("empty duration".to_owned());
         }
         if let Ok(secs) = text.parse::<f64>() {
-            return if secs >= 0.0 && secs.is_finite() {
-                Ok(Self::from_secs_f64(secs))
-            } else {
-                Err(format!(
-                    "duration {text:?} must be a non-negative number of seconds"
-                ))
-            };
+            return Self::checked_millis(secs * 1000.0, text);
         }
         let mut total_ms = 0f64;
         let mut rest = text;
@@ -99,7 +116,7 @@ impl SpecDuration {
             total_ms += value * factor;
             rest = &rest[unit_len..];
         }
-        Ok(SpecDuration(total_ms.round() as u64))
+        Self::checked_millis(total_ms, text)
     }
 }
 
@@ -174,21 +191,13 @@ impl<'de> Deserialize<'de> for SpecDuration {
                 SpecDuration::parse(v).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<SpecDuration, E> {
-                Ok(SpecDuration::from_secs(v))
+                SpecDuration::checked_millis(v as f64 * 1000.0, &v.to_string()).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<SpecDuration, E> {
-                u64::try_from(v)
-                    .map(SpecDuration::from_secs)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                SpecDuration::checked_millis(v as f64 * 1000.0, &v.to_string()).map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<SpecDuration, E> {
-                if v >= 0.0 && v.is_finite() {
-                    Ok(SpecDuration::from_secs_f64(v))
-                } else {
-                    Err(E::custom(
-                        "a duration must be a non-negative number of seconds",
-                    ))
-                }
+                SpecDuration::checked_millis(v * 1000.0, &v.to_string()).map_err(E::custom)
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -218,6 +227,61 @@ mod tests {
         assert!(SpecDuration::parse("10 parsecs").is_err());
         assert!(SpecDuration::parse("-1").is_err());
         assert!(SpecDuration::parse("s").is_err());
+    }
+
+    #[test]
+    fn durations_past_the_maximum_or_finer_than_a_millisecond_are_refused() {
+        assert_eq!(SpecDuration::parse("24h"), Ok(SpecDuration::MAX));
+        assert_eq!(SpecDuration::parse("86400"), Ok(SpecDuration::MAX));
+        for text in [
+            "24h1ms",
+            "86400.001",
+            "999999999999999999992s",
+            "1e300",
+            "25h",
+        ] {
+            let err = SpecDuration::parse(text).expect_err(text);
+            assert!(
+                err.contains("longer than the maximum of 24h"),
+                "{text}: {err}"
+            );
+        }
+        for text in ["0.0000001ms", "0.5ms", "1.0005s", "0.0001"] {
+            let err = SpecDuration::parse(text).expect_err(text);
+            assert!(err.contains("finer than a millisecond"), "{text}: {err}");
+        }
+        // Decimal fractions that binary floating point cannot hold exactly still parse.
+        assert_eq!(
+            SpecDuration::parse("0.3"),
+            Ok(SpecDuration::from_millis(300))
+        );
+        assert_eq!(
+            SpecDuration::parse("1.1s"),
+            Ok(SpecDuration::from_millis(1100))
+        );
+        assert_eq!(
+            SpecDuration::parse("0.001"),
+            Ok(SpecDuration::from_millis(1))
+        );
+    }
+
+    #[test]
+    fn numbers_in_a_scenario_are_held_to_the_same_limits() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Field {
+            at: SpecDuration,
+        }
+        let read = |text: &str| serde_saphyr::from_str::<Field>(text).map(|f| f.at);
+        assert_eq!(read("at: 90").ok(), Some(SpecDuration::from_secs(90)));
+        assert_eq!(read("at: 0.25").ok(), Some(SpecDuration::from_millis(250)));
+        for text in [
+            "at: 18446744073709551615",
+            "at: -3",
+            "at: 1e30",
+            "at: 0.0000001",
+        ] {
+            assert!(read(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -5,14 +5,20 @@ use thiserror::Error;
 pub enum ScenarioError {
     #[error("{path}: cannot read: {message}")]
     Read { path: String, message: String },
-    #[error("{source_name}: {message}")]
+    #[error("{source_name}{}: {}{message}", line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_deref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
     Parse {
         source_name: String,
+        /// Where the text could not be read, when the parser says.
+        line: Option<usize>,
+        /// The field written there, when it is known.
+        field: Option<String>,
         message: String,
     },
-    #[error("{source_name}: field `{field}`: {reason}")]
+    #[error("{source_name}{}: field `{field}`: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
         source_name: String,
+        /// The line the field (or its nearest enclosing field) is written on.
+        line: Option<usize>,
         field: String,
         reason: String,
     },

@@ -1,6 +1,7 @@
 //! `predict`: what must happen to a scenario's pod, as time windows and expected states.
 
 use crate::duration::SpecDuration;
+use crate::errors::FieldError;
 use crate::plan::termination::{Deletion, OBJECT_REMOVAL_LAG};
 use crate::plan::{self, AfterExit, ContainerPlan, STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::rules::RuleId;
@@ -106,9 +107,59 @@ pub enum PredictError {
         container: String,
         reason: String,
     },
+    #[error("scenario {scenario}: {0}", .window)]
+    ObservationWindow {
+        scenario: String,
+        window: FieldError,
+    },
+}
+
+impl Scenario {
+    /// Refuses an `observeFor` the harness cannot honour or that ends before the
+    /// prediction's milestones are due: a pod that must be seen Running or terminal, a
+    /// settling container watched until it settled, a crash loop through its first exit,
+    /// a fault and what follows it. A shorter window would fail a correct target for what
+    /// the observation could not show.
+    pub fn check_observation_window(&self) -> Result<(), FieldError> {
+        let Some(observe_for) = self.observe_for else {
+            return Ok(());
+        };
+        if observe_for > MAX_HORIZON {
+            return Err(FieldError::new(
+                "observeFor",
+                format!(
+                    "{observe_for} is longer than the {MAX_HORIZON} a case is observed at most"
+                ),
+            ));
+        }
+        let plans = plan::plan_containers(self, MAX_HORIZON);
+        let needed = watched_until(&plans, self, 1).min(MAX_HORIZON);
+        if observe_for < needed {
+            return Err(FieldError::new(
+                "observeFor",
+                format!(
+                    "{observe_for} ends before what the prediction must show is due (every container settled or through its first exit, every fault and what follows, then {SETTLE} more): observe for at least {needed}, or leave observeFor out for the oracle to choose ({})",
+                    default_horizon(&plans, self).min(MAX_HORIZON)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub fn predict(scenario: &Scenario) -> Result<Prediction, PredictError> {
+    scenario
+        .check_observation_window()
+        .map_err(|window| PredictError::ObservationWindow {
+            scenario: scenario.name.clone(),
+            window,
+        })?;
+    predict_over_window(scenario)
+}
+
+/// [`predict`] over the scenario's observation window, however short: a planted bug that
+/// misreads the scenario is played over the correct scenario's window.
+pub(crate) fn predict_over_window(scenario: &Scenario) -> Result<Prediction, PredictError> {
     let probe = plan::plan_containers(scenario, MAX_HORIZON);
     if let Some(plan) = probe.iter().find(|p| p.ambiguity.is_some()) {
         return Err(PredictError::AmbiguousProbe {
@@ -353,6 +404,17 @@ fn deletion_rules(
 }
 
 fn default_horizon(plans: &[ContainerPlan], scenario: &Scenario) -> SpecDuration {
+    watched_until(plans, scenario, CRASH_LOOP_RESTARTS_WATCHED + 1)
+}
+
+/// How long to watch so that every fault and what follows it shows, every container
+/// that settles is seen settled, and a crash loop is seen through `crash_loop_instances`
+/// of its instances, then [`SETTLE`] more for late surprises.
+fn watched_until(
+    plans: &[ContainerPlan],
+    scenario: &Scenario,
+    crash_loop_instances: usize,
+) -> SpecDuration {
     // Every fault action is watched, and what follows it: a deletion until the object
     // could be gone.
     let faults = scenario
@@ -371,7 +433,7 @@ fn default_horizon(plans: &[ContainerPlan], scenario: &Scenario) -> SpecDuration
             let watched = if plan.settles {
                 plan.instances.len()
             } else {
-                plan.instances.len().min(CRASH_LOOP_RESTARTS_WATCHED + 1)
+                plan.instances.len().min(crash_loop_instances)
             };
             let Some(last) = plan.instances.get(watched.saturating_sub(1)) else {
                 // A container whose start gate never opens has nothing to watch.

@@ -6,6 +6,7 @@
 //! applied after `SetDefaults_Probe` (pkg/apis/core/v1/defaults.go), which turns a 0 in
 //! timeout, period and thresholds into the default. See docs/fidelity/probes.md.
 
+use crate::duration::SpecDuration;
 use crate::errors::FieldError;
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -131,7 +132,32 @@ pub fn validate_probe(probe: &Probe, kind: ProbeKind, path: &str) -> Result<(), 
             ))
         }
         _ => Ok(()),
+    }?;
+    // What the API server accepts but scenario time does not hold.
+    let longest = SpecDuration::MAX.as_millis() / 1000;
+    for (field, value) in [
+        (
+            "initialDelaySeconds",
+            probe.initial_delay_seconds.map(i64::from),
+        ),
+        ("timeoutSeconds", probe.timeout_seconds.map(i64::from)),
+        ("periodSeconds", probe.period_seconds.map(i64::from)),
+        (
+            "terminationGracePeriodSeconds",
+            probe.termination_grace_period_seconds,
+        ),
+    ] {
+        if let Some(value) = value.filter(|v| u64::try_from(*v).is_ok_and(|v| v > longest)) {
+            return Err(FieldError::new(
+                at(field),
+                format!(
+                    "{value}s is longer than the maximum of {} of scenario time",
+                    SpecDuration::MAX
+                ),
+            ));
+        }
     }
+    Ok(())
 }
 
 /// `ValidatePortNumOrName`: 1..=65535, or an IANA service name.

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod locate;
 mod validate;
+
+pub use locate::FieldLocations;
 
 pub use validate::is_dns_label;
 
@@ -329,31 +332,45 @@ impl RestartPolicy {
 impl Scenario {
     /// Parses one scenario document; errors name the source, line and field.
     pub fn from_yaml(source: &str, text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario =
-            serde_saphyr::from_str(text).map_err(|err| ScenarioError::Parse {
+        let parse_error = |err: serde_saphyr::Error| {
+            let at = err.location().and_then(|at| {
+                Some((
+                    usize::try_from(at.line()).ok()?,
+                    usize::try_from(at.column()).ok()?,
+                ))
+            });
+            let mut message = err.to_string();
+            if let Some((line, column)) = at {
+                // The position goes in front, with the file's name; the snippet names it too.
+                let prefix = format!("error: line {line} column {column}: ");
+                if let Some(rest) = message.strip_prefix(&prefix) {
+                    message = rest.to_owned();
+                }
+                message = message.replace("--> <input>:", &format!("--> {source}:"));
+            }
+            ScenarioError::Parse {
                 source_name: source.to_owned(),
-                message: err.to_string(),
-            })?;
-        scenario
-            .validate()
-            .map_err(|FieldError { field, reason }| ScenarioError::Invalid {
-                source_name: source.to_owned(),
-                field,
-                reason,
-            })?;
+                line: at.map(|(line, _)| line),
+                field: at.and_then(|(line, column)| {
+                    FieldLocations::of(text)
+                        .field_at(line, column)
+                        .map(str::to_owned)
+                }),
+                message,
+            }
+        };
+        let invalid = |FieldError { field, reason }| ScenarioError::Invalid {
+            source_name: source.to_owned(),
+            line: FieldLocations::of(text).line_of(&field),
+            field,
+            reason,
+        };
+        let scenario: Scenario = serde_saphyr::from_str(text).map_err(parse_error)?;
+        scenario.validate().map_err(invalid)?;
         // k8s-openapi drops fields it does not know: read the pod as written to refuse them.
-        let written: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|err| ScenarioError::Parse {
-                source_name: source.to_owned(),
-                message: err.to_string(),
-            })?;
-        crate::fields::check_written_pod(&written["pod"]).map_err(
-            |FieldError { field, reason }| ScenarioError::Invalid {
-                source_name: source.to_owned(),
-                field,
-                reason,
-            },
-        )?;
+        let written: serde_json::Value = serde_saphyr::from_str(text).map_err(parse_error)?;
+        crate::fields::check_written_pod(&written["pod"]).map_err(invalid)?;
+        scenario.check_observation_window().map_err(invalid)?;
         Ok(scenario)
     }
 

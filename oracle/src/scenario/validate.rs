@@ -485,6 +485,50 @@ mod tests {
         }
     }
 
+    fn observed_for(observe_for: &str, behaviour: &str) -> Result<Scenario, ScenarioError> {
+        let yaml = format!(
+            "name: x\nobserveFor: {observe_for}\npod:\n  spec:\n    restartPolicy: Never\n    containers:\n      - name: app\nbehaviours:\n  app: {{then: {behaviour}}}\n"
+        );
+        Scenario::from_yaml("x.yaml", &yaml)
+    }
+
+    #[test]
+    fn an_observation_window_must_reach_the_milestones_and_stay_within_the_longest() {
+        // Exits after 10s under Never: terminal within TERMINAL_PHASE_LAG, then settled.
+        let exits = "{exit: {after: 10s, code: 0}}";
+        // For a pod that settles, what it must show is what the oracle watches by default.
+        let mut unbounded = observed_for("1h", exits).expect("accepted");
+        unbounded.observe_for = None;
+        let needed = crate::predict::predict(&unbounded)
+            .expect("predicted")
+            .horizon;
+        assert!(observed_for(&needed.to_string(), exits).is_ok());
+        for short in ["0", "1ms", "10s"] {
+            match observed_for(short, exits) {
+                Err(ScenarioError::Invalid {
+                    line,
+                    field,
+                    reason,
+                    ..
+                }) => {
+                    assert_eq!((line, field.as_str()), (Some(2), "observeFor"));
+                    assert!(
+                        reason.contains(&format!("observe for at least {needed}")),
+                        "{reason}"
+                    );
+                }
+                other => panic!("observeFor {short} must be refused: {other:?}"),
+            }
+        }
+        match observed_for("2h", "forever") {
+            Err(ScenarioError::Invalid { field, reason, .. }) => {
+                assert_eq!(field, "observeFor");
+                assert!(reason.contains("longer than the 1h"), "{reason}");
+            }
+            other => panic!("observeFor 2h must be refused: {other:?}"),
+        }
+    }
+
     #[test]
     fn an_init_container_is_refused_what_the_api_server_refuses() {
         let (field, reason) =

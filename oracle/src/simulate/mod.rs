@@ -148,7 +148,7 @@ pub fn simulate(
             .and_then(|d| misread(scenario, d))
             .and_then(|mut s| {
                 s.observe_for = Some(prediction.horizon);
-                match crate::predict::predict(&s) {
+                match crate::predict::predict_over_window(&s) {
                     Ok(misread) => Some(misread),
                     Err(crate::predict::PredictError::UndecidedRestart { .. }) => {
                         Some(Prediction {
