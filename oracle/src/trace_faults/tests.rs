@@ -120,6 +120,22 @@ fn every_trace_the_model_allows_is_sane() {
     }
 }
 
+/// A planted bug models a runtime whose semantics are wrong, never a broken report: every
+/// one of them stays a matter for the checker in every suite case.
+#[test]
+fn no_planted_bug_is_a_target_fault() {
+    let scenarios = suite_runs(&mut Earliest);
+    for deviation in crate::simulate::Deviation::ALL {
+        for (path, prediction, _) in &scenarios {
+            let scenario = Scenario::from_file(std::path::Path::new(path)).expect("loads");
+            let trace = simulate(&scenario, prediction, &mut Seeded(2), Some(*deviation));
+            if let Err(fault) = check_reported(prediction, &trace) {
+                panic!("{path} under {}: {fault}", deviation.name());
+            }
+        }
+    }
+}
+
 /// One kind of nonsense, applied everywhere in a trace: its time stamps, every container
 /// status, the workload's log.
 type Corruption = fn(&mut Trace, Timestamp);
