@@ -11,8 +11,8 @@ use podcheck_oracle::plan::AfterExit;
 use podcheck_oracle::predict::SETTLE;
 use podcheck_oracle::scenario::Fault;
 use podcheck_oracle::{
-    check, predict, ActionRecord, ActionResult, Observation, Outcome, Prediction, RuleId, Run,
-    Scenario, Trace, Verdict, Violation,
+    check, check_reported, predict, ActionRecord, ActionResult, Observation, Outcome, Prediction,
+    RuleId, Run, Scenario, Trace, Verdict, Violation,
 };
 use podcheck_reports::CaseResult;
 use std::collections::{BTreeMap, VecDeque};
@@ -282,14 +282,21 @@ async fn run_attempt(
     }
     let slips = target.timing_slips(&reference);
     let removed = target.remove(&reference).await;
-    let mut verdict = match unperformed_action(&trace) {
-        Some((action, ActionResult::NotApplicable(reason))) => {
+    // What no Kubernetes implementation can report says the target is broken, not how its
+    // semantics differ: an error naming the field, before anything is checked against the
+    // prediction.
+    let mut verdict = match (
+        check_reported(&prediction, &trace),
+        unperformed_action(&trace),
+    ) {
+        (Err(fault), _) => error(fault.to_string()),
+        (Ok(()), Some((action, ActionResult::NotApplicable(reason)))) => {
             Verdict::skipped(&scenario.name, &target_name, format!("{action}: {reason}"))
         }
-        Some((action, ActionResult::Failed(reason))) => {
+        (Ok(()), Some((action, ActionResult::Failed(reason)))) => {
             error(format!("failed to perform {action}: {reason}"))
         }
-        _ => check(&prediction, &trace),
+        (Ok(()), _) => check(&prediction, &trace),
     };
     if let Err(err) = removed {
         if verdict.error.is_none() {
@@ -493,16 +500,23 @@ pub async fn observe_until(
 /// How often a wall-clock observation checks whether what it saw already fails.
 const ONLINE_CHECK_EVERY: Duration = Duration::from_millis(250);
 
-/// A violation the trace already shows for good (nothing later can undo it), with the
-/// moment (spec ms since creation) observation can stop and why. Only what happened up
-/// to one target tolerance ago counts: a snapshot may arrive up to that late.
+/// A violation the trace already shows for good (nothing later can undo it), or a report
+/// no Kubernetes implementation can make, with the moment (spec ms since creation)
+/// observation can stop and why. Only what happened up to one target tolerance ago counts:
+/// a snapshot may arrive up to that late.
 fn definite_violation(prediction: &Prediction, trace: &Trace) -> Option<(i64, String)> {
     let now = trace.spec_ms(&wall_now());
-    let cut = now - trace.timing.tolerance_ms as i64;
+    let cut = now.saturating_sub(i64::try_from(trace.timing.tolerance_ms).unwrap_or(i64::MAX));
     if cut <= 0 || trace.snapshots.is_empty() {
         return None;
     }
-    let verdict = check(prediction, &trace.so_far(cut));
+    let so_far = trace.so_far(cut);
+    // The same trace, cut at the same moment, is checked for it again once observation
+    // stopped: the case's verdict names the fault.
+    if let Err(fault) = check_reported(prediction, &so_far) {
+        return Some((cut, format!("the target reported what cannot be: {fault}")));
+    }
+    let verdict = check(prediction, &so_far);
     if verdict.outcome != Outcome::Fail {
         return None;
     }

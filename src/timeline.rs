@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
 use podcheck_oracle::plan::{AfterExit, ContainerPlan, CutCause, InstancePlan, StartGate};
 use podcheck_oracle::probes::ProbeKind;
 use podcheck_oracle::scenario::{ContainerKind, FaultAction};
+use podcheck_oracle::trace::SPEC_MS_LIMIT;
 use podcheck_oracle::{ActionResult, Prediction, RuleId, Trace, Verdict};
 use podcheck_reports::timeline::{
     Band, Expected, FaultMarker, Flag, FlagFlip, Lane, LaneKind, ObservedStart, PhaseSegment,
@@ -500,7 +501,11 @@ fn ticks(trace: &Trace, container: &str) -> Vec<Tick> {
     log.events()
         .iter()
         .filter_map(|line| {
-            let at_ms = ((line.ts_ms as i64 - created_ms) as f64 / scale).round() as i64;
+            let wall_ms = i64::try_from(line.ts_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(created_ms);
+            let at_ms =
+                ((wall_ms as f64 / scale).round() as i64).clamp(-SPEC_MS_LIMIT, SPEC_MS_LIMIT);
             let (kind, ok, label) = match &line.event {
                 Event::Start { start, .. } => (TickKind::Start, None, format!("start {start}")),
                 Event::Probe(probe) => {

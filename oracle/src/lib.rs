@@ -17,6 +17,7 @@ pub mod rules;
 pub mod scenario;
 pub mod simulate;
 pub mod trace;
+pub mod trace_faults;
 pub mod validation;
 
 pub use behaviour::{Behaviour, Run};
@@ -29,3 +30,4 @@ pub use scenario::{RestartPolicy, Scenario};
 pub use trace::{
     ActionRecord, ActionResult, Observation, PodEvent, PodMetadata, Snapshot, TimingProfile, Trace,
 };
+pub use trace_faults::{check_reported, TargetFault};

@@ -10,6 +10,11 @@ use k8s_openapi::api::core::v1::PodStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
 
+/// The largest distance from the pod's creation, in spec ms either way, that
+/// [`Trace::spec_ms`] gives (about 285,000 years): far beyond any trace, and far enough
+/// inside `i64` that sums of such times cannot overflow.
+pub const SPEC_MS_LIMIT: i64 = 1 << 53;
+
 /// One observed state of the pod object and when the harness received it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,23 +169,30 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Spec milliseconds since creation of a wall time (negative before creation).
+    /// Spec milliseconds since creation of a wall time (negative before creation), within
+    /// [`SPEC_MS_LIMIT`] either way: times a broken target reports may lie anywhere, and
+    /// the checker adds and subtracts a few of them.
     pub fn spec_ms(&self, at: &Time) -> i64 {
         let wall = at.0.duration_since(self.created_at.0);
         let wall_ms = wall.as_secs_f64() * 1000.0;
-        (wall_ms / self.timing.time_scale.max(1e-9)).round() as i64
+        // Saturating float-to-int, then clamped: NaN (a zero scale) reads as creation.
+        let spec_ms = (wall_ms / self.timing.time_scale.max(1e-9)).round() as i64;
+        spec_ms.clamp(-SPEC_MS_LIMIT, SPEC_MS_LIMIT)
     }
 
-    /// The wall time `spec_ms` after creation.
+    /// The wall time `spec_ms` after creation (the last representable time beyond it).
     pub fn wall_at(&self, spec_ms: i64) -> Time {
         let wall_ms = spec_ms as f64 * self.timing.time_scale;
-        let offset = jiff::SignedDuration::from_secs_f64(wall_ms / 1000.0);
-        Time(
-            self.created_at
-                .0
-                .saturating_add(offset)
-                .unwrap_or(self.created_at.0),
-        )
+        let created = self.created_at.0;
+        let at = match jiff::SignedDuration::try_from_secs_f64(wall_ms / 1000.0) {
+            Ok(offset) => created.saturating_add(offset).ok(),
+            Err(_) => None,
+        };
+        Time(at.unwrap_or(if wall_ms < 0.0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        }))
     }
 
     /// The trace as it stood `spec_ms` after creation: what a check during observation
@@ -216,8 +228,9 @@ impl Trace {
                     let kept = lines
                         .iter()
                         .filter(|line| {
-                            podcheck_wire::LogEvent::parse(line)
-                                .map_or(true, |e| e.ts_ms as i64 <= cut_unix_ms)
+                            podcheck_wire::LogEvent::parse(line).map_or(true, |e| {
+                                i64::try_from(e.ts_ms).is_ok_and(|ts| ts <= cut_unix_ms)
+                            })
                         })
                         .cloned()
                         .collect();

@@ -8,7 +8,7 @@ use crate::duration::SpecDuration;
 use crate::plan::{ContainerPlan, InstancePlan, STATUS_LAG};
 use crate::probes::{Handler, ProbeKind, ProbeModel, PROBE_SLACK};
 use crate::rules::RuleId;
-use crate::trace::Trace;
+use crate::trace::{Trace, SPEC_MS_LIMIT};
 use k8s_openapi::api::core::v1::ContainerStatus;
 use podcheck_wire::{Answered, Event, WorkloadLog};
 
@@ -392,7 +392,9 @@ pub(super) fn check_readiness_log(
     let successes = longest_ok_run(
         log.events()
             .answers(&endpoint)
-            .filter(|a| i64::try_from(a.ts_ms).is_ok_and(|ts| ts <= ready_at + slack_ms))
+            .filter(|a| {
+                i64::try_from(a.ts_ms).is_ok_and(|ts| ts <= ready_at.saturating_add(slack_ms))
+            })
             .map(|a| a.answer == Some(Answered::Ok)),
     );
     if successes < threshold as usize {
@@ -471,7 +473,7 @@ pub(super) fn check_probe_cadence(
         let wall = i64::try_from(ts)
             .unwrap_or(i64::MAX)
             .saturating_sub(start_ms);
-        (wall as f64 / scale).round() as i64
+        ((wall as f64 / scale).round() as i64).clamp(-SPEC_MS_LIMIT, SPEC_MS_LIMIT)
     };
     let band = PROBE_SLACK.as_millis() as i64 + tol;
     let all = [
@@ -504,8 +506,9 @@ pub(super) fn check_probe_cadence(
             })
             .collect();
         let at_ms = |arrival: &Arrival| {
-            let wall = start_ms - created_ms;
-            Some((wall as f64 / scale).round() as i64 + arrival.at)
+            let wall = start_ms.saturating_sub(created_ms);
+            let start = ((wall as f64 / scale).round() as i64).clamp(-SPEC_MS_LIMIT, SPEC_MS_LIMIT);
+            Some(start + arrival.at)
         };
         let cadence = Cadence {
             probe,

@@ -14,7 +14,7 @@ use crate::plan::{CutCause, STATUS_LAG, TERMINAL_PHASE_LAG};
 use crate::predict::{DeletionPrediction, Prediction};
 use crate::rules::RuleId;
 use crate::scenario::FaultAction;
-use crate::trace::{ActionRecord, ActionResult, Trace};
+use crate::trace::{ActionRecord, ActionResult, Trace, SPEC_MS_LIMIT};
 use podcheck_wire::{Event, WorkloadLog};
 use std::collections::BTreeMap;
 
@@ -59,13 +59,15 @@ fn span_of(trace: &Trace, record: &ActionRecord) -> (i64, i64) {
     (requested, acknowledged.max(requested))
 }
 
-/// Spec ms since creation of a workload log time stamp.
+/// Spec ms since creation of a workload log time stamp, within the bounds of
+/// [`Trace::spec_ms`] (a log line may carry any number).
 pub(super) fn log_ms(trace: &Trace, ts_ms: u64) -> i64 {
     let created = trace.created_at.0.as_millisecond();
     let wall = i64::try_from(ts_ms)
         .unwrap_or(i64::MAX)
         .saturating_sub(created);
-    (wall as f64 / trace.timing.time_scale.max(1e-9)).round() as i64
+    let spec = (wall as f64 / trace.timing.time_scale.max(1e-9)).round() as i64;
+    spec.clamp(-SPEC_MS_LIMIT, SPEC_MS_LIMIT)
 }
 
 pub(super) fn ms(d: crate::SpecDuration) -> i64 {
