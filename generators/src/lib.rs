@@ -530,6 +530,9 @@ mod tests {
                             }
                             "undecided fault"
                         }
+                        podcheck_oracle::PredictError::ObservationWindow { .. } => {
+                            "observation window"
+                        }
                     };
                     *refusals
                         .entry(format!(
