@@ -18,8 +18,11 @@ impl SpecDuration {
         SpecDuration(millis)
     }
 
+    /// Saturates, as the rest of the arithmetic does: a bare number of seconds in a
+    /// scenario (`after: 18446744073709551615`) is read through here before validation
+    /// can refuse it, and must not overflow.
     pub const fn from_secs(secs: u64) -> Self {
-        SpecDuration(secs * 1000)
+        SpecDuration(secs.saturating_mul(1000))
     }
 
     pub fn from_secs_f64(secs: f64) -> Self {
@@ -218,6 +221,16 @@ mod tests {
         assert!(SpecDuration::parse("10 parsecs").is_err());
         assert!(SpecDuration::parse("-1").is_err());
         assert!(SpecDuration::parse("s").is_err());
+    }
+
+    #[test]
+    fn a_bare_number_of_seconds_past_u64_milliseconds_saturates() {
+        let read: Result<SpecDuration, _> = serde_saphyr::from_str("18446744073709551615");
+        assert_eq!(read.ok(), Some(SpecDuration::from_millis(u64::MAX)));
+        assert_eq!(
+            SpecDuration::from_secs(u64::MAX / 999),
+            SpecDuration::from_millis(u64::MAX)
+        );
     }
 
     #[test]

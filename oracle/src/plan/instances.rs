@@ -225,13 +225,34 @@ impl ContainerHooks {
             }
             _ => None,
         };
-        if let (Some(kill), Run::Exit { after, .. }) =
-            (&post_start_kill, behaviour.run_for_start(0))
-        {
-            if after < kill.end.1 + TERMINATION_MARGIN {
-                return Err(format!(
-                    "{field}: the process exits {after} after its start, before the kill that follows its failing postStart hook is over; not modelled"
-                ));
+        // Every start runs the hook: a run of any start that ends while the kubelet is still
+        // in the hook (or in the kill after its failure) is not modelled.
+        let exits = behaviour
+            .starts
+            .iter()
+            .chain(std::iter::once(&behaviour.then))
+            .filter_map(|run| match run {
+                Run::Exit { after, .. } => Some(*after),
+                Run::Forever => None,
+            });
+        for after in exits {
+            if let Some(kill) = &post_start_kill {
+                if after < kill.end.1 + TERMINATION_MARGIN {
+                    return Err(format!(
+                        "{field}: the process exits {after} after its start, before the kill that follows its failing postStart hook is over; not modelled"
+                    ));
+                }
+            } else if let Some(call) = &post_start {
+                // startContainer runs the hook inside SyncPod (kuberuntime_container.go,
+                // "Step 4: execute the post start hook"): a process that exits meanwhile
+                // is shown and restarted only once the hook has returned, and an exec or
+                // httpGet hook that reaches no process fails and kills the container.
+                if after < call.takes + HOOK_LAG + TERMINATION_MARGIN {
+                    return Err(format!(
+                        "{field}: the process exits {after} after its start, before its postStart hook (taking {}) has returned; not modelled",
+                        call.takes
+                    ));
+                }
             }
         }
         Ok(ContainerHooks {

@@ -558,4 +558,31 @@ behaviours:
         assert_eq!(forever.opens(&plans), None);
         assert_eq!(exit_of(2).opens(&plans), None);
     }
+
+    /// fuzz/regressions/poststart-outlived-by-its-process.yaml: a process that exits while
+    /// the kubelet is still in its postStart hook is shown and restarted only once the hook
+    /// returns; the model planned its exit and restart as if there were no hook.
+    #[test]
+    fn a_process_that_exits_within_its_post_start_hook_is_refused() {
+        let yaml = |then: &str| {
+            format!(
+                "name: x\npod:\n  spec:\n    containers:\n      - name: app\n        lifecycle:\n          postStart:\n            sleep: {{seconds: 7}}\nbehaviours:\n  app:\n    starts: [{{exit: {{after: 20s, code: 1}}}}]\n    then: {then}\n"
+            )
+        };
+        let refusal = |then: &str| {
+            let scenario = Scenario::from_yaml("x", &yaml(then)).expect("valid");
+            match crate::predict::predict(&scenario) {
+                Ok(_) => None,
+                Err(err) => Some(err.to_string()),
+            }
+        };
+        // The second start's run is as much in the hook as the first's.
+        let reason = refusal("{exit: {after: 0s, code: 0}}").expect("refused");
+        assert!(
+            reason.contains("before its postStart hook (taking 7s) has returned"),
+            "{reason}"
+        );
+        assert_eq!(refusal("{exit: {after: 20s, code: 0}}"), None);
+        assert_eq!(refusal("forever"), None);
+    }
 }
