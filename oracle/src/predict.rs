@@ -354,17 +354,23 @@ fn deletion_rules(
 
 fn default_horizon(plans: &[ContainerPlan], scenario: &Scenario) -> SpecDuration {
     // Every fault action is watched, and what follows it: a deletion until the object
-    // could be gone.
+    // could be gone. A pod whose containers have all stopped before its deletion turns
+    // terminal only once the kubelet has noticed the deletion: its containers' exits say
+    // nothing about when.
+    let removal = TERMINAL_PHASE_LAG + OBJECT_REMOVAL_LAG;
     let faults = scenario
         .faults
         .iter()
         .map(|fault| match &fault.action {
             crate::scenario::FaultAction::RemoveFinalizer { .. } => fault.at + STATUS_LAG + SETTLE,
+            crate::scenario::FaultAction::Delete { .. }
+            | crate::scenario::FaultAction::ForceDelete => {
+                fault.at + crate::plan::termination::DELETION_NOTICED_WITHIN + removal + SETTLE
+            }
             _ => fault.at + SETTLE,
         })
         .max()
         .unwrap_or(SpecDuration::ZERO);
-    let removal = TERMINAL_PHASE_LAG + OBJECT_REMOVAL_LAG;
     plans
         .iter()
         .map(|plan| {

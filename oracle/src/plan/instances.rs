@@ -628,7 +628,13 @@ pub(super) fn plan_one(
         start_after = restart.window;
         start_rule = restart.rule;
         index += 1;
-        if earliest > until {
+        // A deletion within the observation that comes before this start stops the crash
+        // loop there (the kubelet starts no container of a terminating pod), however far
+        // past the observation the start would have been: the next round decides it.
+        let deleted_by_then = stops
+            .iter()
+            .any(|stop| matches!(stop.kind, StopKind::Delete(_)) && stop.at <= until);
+        if earliest > until && !deleted_by_then {
             plan.settles = false;
             return plan;
         }

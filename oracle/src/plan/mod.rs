@@ -585,4 +585,21 @@ behaviours:
         assert_eq!(refusal("{exit: {after: 20s, code: 0}}"), None);
         assert_eq!(refusal("forever"), None);
     }
+
+    /// fuzz/regressions/crash-loop-deleted-in-back-off.yaml: a deletion while the
+    /// container waits in back-off ends the crash loop even when the next start would lie
+    /// past the observation, and the pod is watched until it can have turned terminal.
+    #[test]
+    fn a_deletion_during_a_back_off_ends_the_crash_loop() {
+        let yaml = "name: x\npod:\n  spec:\n    containers: [{name: app}]\nbehaviours:\n  app: {then: {exit: {after: 0s, code: 0}}}\nfaults:\n  - {at: 271, action: {delete: {gracePeriodSeconds: 10}}}\n";
+        let scenario = Scenario::from_yaml("x", yaml).expect("valid");
+        let prediction = crate::predict::predict(&scenario).expect("predicted");
+        let last = prediction.containers[0].last().expect("instances");
+        assert_eq!(last.after_exit, Some(AfterExit::PodTerminating));
+        assert_eq!(prediction.terminal_phase, Some("Succeeded"));
+        let terminal_by = SpecDuration::from_secs(271)
+            + termination::DELETION_NOTICED_WITHIN
+            + TERMINAL_PHASE_LAG;
+        assert!(prediction.horizon > terminal_by, "{}", prediction.horizon);
+    }
 }
