@@ -204,7 +204,10 @@ fn simulated_failures(scenario: &Scenario, prediction: &Prediction, text: &str) 
             };
             let trace = simulate(scenario, prediction, choices, None);
             let verdict = check(prediction, &trace);
-            (verdict.outcome != Outcome::Pass).then(|| FailedRun {
+            if verdict.outcome == Outcome::Pass {
+                return None;
+            }
+            Some(FailedRun {
                 run,
                 outcome: verdict.outcome,
                 violations: verdict.violations,

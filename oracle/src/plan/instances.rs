@@ -225,6 +225,25 @@ impl ContainerHooks {
             }
             _ => None,
         };
+        // A sidecar that never turns started holds back every container after it: the
+        // planner gates them on its first start, which a failing hook never gives.
+        if post_start_kill.is_some()
+            && pod_container.kind == crate::scenario::ContainerKind::Sidecar
+        {
+            return Err(format!(
+                "{field}.lifecycle.postStart: the hook fails, so the sidecar is killed before it has started, every time; the containers after it wait for that start, which the oracle does not model"
+            ));
+        }
+        // Fuzzing found the model failing its own traces wherever a container killed after
+        // its failing hook shares the pod with another container (restart windows of the
+        // killed container that its trace starts before the exit they follow, Waiting
+        // reasons between the two): until that is understood, refused rather than
+        // half-predicted (fuzz/regressions/poststart-kill-beside-*.yaml).
+        if post_start_kill.is_some() && scenario.pod_containers().len() > 1 {
+            return Err(format!(
+                "{field}.lifecycle.postStart: the hook fails, and the kill that follows it is not modelled in a pod with other containers"
+            ));
+        }
         // Every start runs the hook: a run of any start that ends while the kubelet is still
         // in the hook (or in the kill after its failure) is not modelled.
         let exits = behaviour
