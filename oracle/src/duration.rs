@@ -24,8 +24,10 @@ impl SpecDuration {
         SpecDuration(millis)
     }
 
+    /// Saturates, as the rest of the arithmetic does; scenario text never comes through
+    /// here (it is held to [`SpecDuration::MAX`] as it is read).
     pub const fn from_secs(secs: u64) -> Self {
-        SpecDuration(secs * 1000)
+        SpecDuration(secs.saturating_mul(1000))
     }
 
     pub const fn is_zero(&self) -> bool {

@@ -237,14 +237,27 @@ pub(crate) fn predict_over_window(scenario: &Scenario) -> Result<Prediction, Pre
     } else {
         terminal_phase_of(&containers, policy)
     };
+    // An object that is gone at once shows nothing after its deletion: a Running phase must
+    // have lasted long enough before it.
+    let gone_at = deletion
+        .as_ref()
+        .filter(|d| d.object_gone_at_once())
+        .map(|d| d.deletion.at);
     let running_observable = containers
         .iter()
         .filter(|c| c.kind == ContainerKind::Regular)
         .any(|c| {
+            // A container killed after its failing postStart hook is never shown Running
+            // (SyncPod kills it before any status shows it), however long the kill takes.
             c.instances.first().is_some_and(|first| {
-                first
-                    .end()
-                    .is_none_or(|end| end.lo >= SpecDuration::from_secs(5))
+                let shown_for_long = first.end().is_none_or(|end| {
+                    !end.post_start_failed && end.lo >= SpecDuration::from_secs(5)
+                });
+                let shown_before_gone = gone_at.is_none_or(|gone| {
+                    first.latest_start + first.shown_running_after().1 + SpecDuration::from_secs(5)
+                        <= gone
+                });
+                shown_for_long && shown_before_gone
             })
         });
     let mut rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
@@ -416,17 +429,23 @@ fn watched_until(
     crash_loop_instances: usize,
 ) -> SpecDuration {
     // Every fault action is watched, and what follows it: a deletion until the object
-    // could be gone.
+    // could be gone. A pod whose containers have all stopped before its deletion turns
+    // terminal only once the kubelet has noticed the deletion: its containers' exits say
+    // nothing about when.
+    let removal = TERMINAL_PHASE_LAG + OBJECT_REMOVAL_LAG;
     let faults = scenario
         .faults
         .iter()
         .map(|fault| match &fault.action {
             crate::scenario::FaultAction::RemoveFinalizer { .. } => fault.at + STATUS_LAG + SETTLE,
+            crate::scenario::FaultAction::Delete { .. }
+            | crate::scenario::FaultAction::ForceDelete => {
+                fault.at + crate::plan::termination::DELETION_NOTICED_WITHIN + removal + SETTLE
+            }
             _ => fault.at + SETTLE,
         })
         .max()
         .unwrap_or(SpecDuration::ZERO);
-    let removal = TERMINAL_PHASE_LAG + OBJECT_REMOVAL_LAG;
     plans
         .iter()
         .map(|plan| {

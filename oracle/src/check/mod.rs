@@ -370,7 +370,7 @@ pub fn check(prediction: &Prediction, trace: &Trace) -> Verdict {
     // Once the object is gone nothing more shows: a phase held back until then has not
     // outlasted its lag unless it had by then (the removal's own timing is
     // termination.object-removed's).
-    phases.report_lasting_mismatch(&mut out, (so_far || gone_at.is_some()).then_some(end));
+    phases.report_lasting_mismatch(&mut out, (so_far || gone_at.is_some()).then_some(end), end);
     // The last status holds until observation ends (a flip that never came shows only here).
     if let Some((since, last)) = previous {
         check_flags_held(&mut out, prediction, &observed, last, (since, end), tol);

@@ -142,10 +142,20 @@ impl PhaseWatch {
 
     /// A disagreement still going on when observation ends has lasted as long as it could;
     /// when observation ended early (`so_far_end`), only if it has already lasted longer
-    /// than it may.
-    pub(super) fn report_lasting_mismatch(&mut self, out: &mut Collector, so_far_end: Option<i64>) {
+    /// than it may. A terminal phase held back is allowed its lag even at the end (`end`):
+    /// observation that ends within it shows no late phase, as `check_terminal` agrees.
+    pub(super) fn report_lasting_mismatch(
+        &mut self,
+        out: &mut Collector,
+        so_far_end: Option<i64>,
+        end: i64,
+    ) {
         if let Some(m) = self.mismatch.take() {
-            if so_far_end.is_none_or(|end| m.outlasted(end)) {
+            let lasted = match so_far_end {
+                Some(so_far) => m.outlasted(so_far),
+                None => !m.held_back || m.outlasted(end),
+            };
+            if lasted {
                 out.add(m.rule, None, m.expected, m.observed, Some(m.since));
             }
         }

@@ -225,13 +225,53 @@ impl ContainerHooks {
             }
             _ => None,
         };
-        if let (Some(kill), Run::Exit { after, .. }) =
-            (&post_start_kill, behaviour.run_for_start(0))
+        // A sidecar that never turns started holds back every container after it: the
+        // planner gates them on its first start, which a failing hook never gives.
+        if post_start_kill.is_some()
+            && pod_container.kind == crate::scenario::ContainerKind::Sidecar
         {
-            if after < kill.end.1 + TERMINATION_MARGIN {
-                return Err(format!(
-                    "{field}: the process exits {after} after its start, before the kill that follows its failing postStart hook is over; not modelled"
-                ));
+            return Err(format!(
+                "{field}.lifecycle.postStart: the hook fails, so the sidecar is killed before it has started, every time; the containers after it wait for that start, which the oracle does not model"
+            ));
+        }
+        // Fuzzing found the model failing its own traces wherever a container killed after
+        // its failing hook shares the pod with another container (restart windows of the
+        // killed container that its trace starts before the exit they follow, Waiting
+        // reasons between the two): until that is understood, refused rather than
+        // half-predicted (fuzz/regressions/poststart-kill-beside-*.yaml).
+        if post_start_kill.is_some() && scenario.pod_containers().len() > 1 {
+            return Err(format!(
+                "{field}.lifecycle.postStart: the hook fails, and the kill that follows it is not modelled in a pod with other containers"
+            ));
+        }
+        // Every start runs the hook: a run of any start that ends while the kubelet is still
+        // in the hook (or in the kill after its failure) is not modelled.
+        let exits = behaviour
+            .starts
+            .iter()
+            .chain(std::iter::once(&behaviour.then))
+            .filter_map(|run| match run {
+                Run::Exit { after, .. } => Some(*after),
+                Run::Forever => None,
+            });
+        for after in exits {
+            if let Some(kill) = &post_start_kill {
+                if after < kill.end.1 + TERMINATION_MARGIN {
+                    return Err(format!(
+                        "{field}: the process exits {after} after its start, before the kill that follows its failing postStart hook is over; not modelled"
+                    ));
+                }
+            } else if let Some(call) = &post_start {
+                // startContainer runs the hook inside SyncPod (kuberuntime_container.go,
+                // "Step 4: execute the post start hook"): a process that exits meanwhile
+                // is shown and restarted only once the hook has returned, and an exec or
+                // httpGet hook that reaches no process fails and kills the container.
+                if after < call.takes + HOOK_LAG + TERMINATION_MARGIN {
+                    return Err(format!(
+                        "{field}: the process exits {after} after its start, before its postStart hook (taking {}) has returned; not modelled",
+                        call.takes
+                    ));
+                }
             }
         }
         Ok(ContainerHooks {
@@ -607,7 +647,13 @@ pub(super) fn plan_one(
         start_after = restart.window;
         start_rule = restart.rule;
         index += 1;
-        if earliest > until {
+        // A deletion within the observation that comes before this start stops the crash
+        // loop there (the kubelet starts no container of a terminating pod), however far
+        // past the observation the start would have been: the next round decides it.
+        let deleted_by_then = stops
+            .iter()
+            .any(|stop| matches!(stop.kind, StopKind::Delete(_)) && stop.at <= until);
+        if earliest > until && !deleted_by_then {
             plan.settles = false;
             return plan;
         }

@@ -558,4 +558,48 @@ behaviours:
         assert_eq!(forever.opens(&plans), None);
         assert_eq!(exit_of(2).opens(&plans), None);
     }
+
+    /// fuzz/regressions/poststart-outlived-by-its-process.yaml: a process that exits while
+    /// the kubelet is still in its postStart hook is shown and restarted only once the hook
+    /// returns; the model planned its exit and restart as if there were no hook.
+    #[test]
+    fn a_process_that_exits_within_its_post_start_hook_is_refused() {
+        let yaml = |then: &str| {
+            format!(
+                "name: x\npod:\n  spec:\n    containers:\n      - name: app\n        lifecycle:\n          postStart:\n            sleep: {{seconds: 7}}\nbehaviours:\n  app:\n    starts: [{{exit: {{after: 20s, code: 1}}}}]\n    then: {then}\n"
+            )
+        };
+        let refusal = |then: &str| {
+            let scenario = Scenario::from_yaml("x", &yaml(then)).expect("valid");
+            match crate::predict::predict(&scenario) {
+                Ok(_) => None,
+                Err(err) => Some(err.to_string()),
+            }
+        };
+        // The second start's run is as much in the hook as the first's.
+        let reason = refusal("{exit: {after: 0s, code: 0}}").expect("refused");
+        assert!(
+            reason.contains("before its postStart hook (taking 7s) has returned"),
+            "{reason}"
+        );
+        assert_eq!(refusal("{exit: {after: 20s, code: 0}}"), None);
+        assert_eq!(refusal("forever"), None);
+    }
+
+    /// fuzz/regressions/crash-loop-deleted-in-back-off.yaml: a deletion while the
+    /// container waits in back-off ends the crash loop even when the next start would lie
+    /// past the observation, and the pod is watched until it can have turned terminal.
+    #[test]
+    fn a_deletion_during_a_back_off_ends_the_crash_loop() {
+        let yaml = "name: x\npod:\n  spec:\n    containers: [{name: app}]\nbehaviours:\n  app: {then: {exit: {after: 0s, code: 0}}}\nfaults:\n  - {at: 271, action: {delete: {gracePeriodSeconds: 10}}}\n";
+        let scenario = Scenario::from_yaml("x", yaml).expect("valid");
+        let prediction = crate::predict::predict(&scenario).expect("predicted");
+        let last = prediction.containers[0].last().expect("instances");
+        assert_eq!(last.after_exit, Some(AfterExit::PodTerminating));
+        assert_eq!(prediction.terminal_phase, Some("Succeeded"));
+        let terminal_by = SpecDuration::from_secs(271)
+            + termination::DELETION_NOTICED_WITHIN
+            + TERMINAL_PHASE_LAG;
+        assert!(prediction.horizon > terminal_by, "{}", prediction.horizon);
+    }
 }

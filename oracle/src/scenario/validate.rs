@@ -150,7 +150,7 @@ impl Scenario {
             if let Some(crate::plan::termination::HookHandler::Sleep(duration)) =
                 call.as_ref().map(|c| &c.handler)
             {
-                if duration.as_millis() > u64::try_from(grace).unwrap_or(0) * 1000 {
+                if duration.as_millis() > u64::try_from(grace).unwrap_or(0).saturating_mul(1000) {
                     return Err(FieldError::new(
                         format!("{field}.lifecycle.{}.sleep.seconds", point.field()),
                         format!(
@@ -293,6 +293,42 @@ impl Scenario {
                             "after the pod's deletion: the kubelet starts no container of a terminating pod".to_owned(),
                         ));
                     }
+                }
+            }
+            // A deletion is watched until the object could be gone: that must fit in the
+            // longest observation, or the prediction would end before what it predicts.
+            let deletion_grace = match &fault.action {
+                FaultAction::Delete {
+                    grace_period_seconds: Some(grace),
+                } => Some(*grace),
+                FaultAction::Delete { .. } => Some(self.grace_period_seconds()),
+                FaultAction::ForceDelete => Some(0),
+                _ => None,
+            };
+            if let Some(grace) = deletion_grace {
+                use crate::duration::SpecDuration;
+                use crate::plan::termination::{
+                    DELETION_NOTICED_WITHIN, OBJECT_REMOVAL_LAG, SIGNAL_LAG,
+                };
+                // The kubelet never kills with less than 1 s; a grace period the oracle
+                // does not model is refused below for its own reason.
+                let grace = grace.clamp(1, MAX_GRACE_SECONDS);
+                let watched = fault.at
+                    + SpecDuration::from_secs(u64::try_from(grace).unwrap_or(1))
+                    + DELETION_NOTICED_WITHIN
+                    + SIGNAL_LAG
+                    + crate::plan::TERMINAL_PHASE_LAG
+                    + OBJECT_REMOVAL_LAG
+                    + crate::predict::SETTLE;
+                if watched > crate::predict::MAX_HORIZON {
+                    return Err(FieldError::new(
+                        field("at"),
+                        format!(
+                            "the deletion at {} is watched until {watched} (its {grace}s grace period, the kubelet noticing it, the terminal phase and the object's removal), past the longest observation ({})",
+                            fault.at,
+                            crate::predict::MAX_HORIZON
+                        ),
+                    ));
                 }
             }
             if deletions > 1 {
