@@ -35,8 +35,6 @@ pub enum Refusal {
     Invalid(ScenarioError),
     /// A valid scenario without a single prediction.
     Unpredictable(PredictError),
-    /// TEMPORARY: what main is about to refuse (`check_scenario_text_except_known`).
-    KnownOpenFinding(KnownFinding),
 }
 
 impl fmt::Display for Refusal {
@@ -44,7 +42,6 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Invalid(err) => write!(f, "invalid: {err}"),
             Refusal::Unpredictable(err) => write!(f, "cannot predict: {err}"),
-            Refusal::KnownOpenFinding(finding) => write!(f, "known open finding: {finding:?}"),
         }
     }
 }
@@ -259,93 +256,6 @@ fn harness_failures(source: &str, scenario: &Scenario) -> Vec<FailedRun> {
             }
         })
         .collect()
-}
-
-/// TEMPORARY, remove once main refuses both: [`check_scenario_text`], with two known
-/// invariant breaks, being fixed by validation on main, counted as refusals, so that
-/// fuzzing and the hostile-input tests get past them to new findings.
-///
-/// (a) `observeFor` shorter than what the prediction needs the pod to show (`observeFor:
-/// 0` on a pod that must be seen Running fails `phase.running` on the model): recognised
-/// as a break that goes away when the scenario is observed for the oracle's own horizon.
-///
-/// (b) durations beyond any sane maximum (`exit: {after: 999999999999999999992s}`
-/// saturates u64 milliseconds and mis-plans, or overflows while simulated): recognised as
-/// a scenario with a duration over 24 h anywhere outside its pod, before it is predicted
-/// (main refuses such durations "at most 24h" in validation).
-pub fn check_scenario_text_except_known(
-    source: &str,
-    text: &str,
-) -> Result<Acceptance, InvariantBroken> {
-    let scenario = match Scenario::from_yaml(source, text) {
-        Ok(scenario) => scenario,
-        Err(err) => return Ok(Acceptance::Refused(Refusal::Invalid(err))),
-    };
-    if longest_scenario_duration(&scenario) > podcheck_oracle::SpecDuration::from_secs(24 * 3600) {
-        return Ok(Acceptance::Refused(Refusal::KnownOpenFinding(
-            KnownFinding::DurationOverADay,
-        )));
-    }
-    match check_scenario(source, text, scenario) {
-        Err(broken) if broken.scenario.observe_for.is_some() => {
-            let mut own_horizon = (*broken.scenario).clone();
-            own_horizon.observe_for = None;
-            if check_scenario(source, text, own_horizon).is_ok() {
-                Ok(Acceptance::Refused(Refusal::KnownOpenFinding(
-                    KnownFinding::ObserveForTooShort,
-                )))
-            } else {
-                Err(broken)
-            }
-        }
-        other => other,
-    }
-}
-
-/// TEMPORARY: the invariant breaks [`check_scenario_text_except_known`] lets through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KnownFinding {
-    /// (a): `observeFor` shorter than the prediction needs.
-    ObserveForTooShort,
-    /// (b): a duration over 24 h.
-    DurationOverADay,
-}
-
-/// The longest duration a scenario gives outside its pod: behaviours, faults,
-/// `observeFor`, the kubelet's settings.
-fn longest_scenario_duration(scenario: &Scenario) -> podcheck_oracle::SpecDuration {
-    use podcheck_oracle::behaviour::{Answer, OnSigterm};
-    use podcheck_oracle::{Run, SpecDuration};
-    let mut all: Vec<SpecDuration> = Vec::new();
-    all.extend(scenario.observe_for);
-    all.extend(
-        scenario
-            .kubelet
-            .crash_loop_back_off
-            .max_container_restart_period,
-    );
-    all.extend(scenario.faults.iter().map(|f| f.at));
-    for behaviour in scenario.behaviours.values() {
-        for run in behaviour.starts.iter().chain([&behaviour.then]) {
-            if let Run::Exit { after, .. } = run {
-                all.push(*after);
-            }
-        }
-        if let OnSigterm::Exit { after, .. } = behaviour.on_sigterm {
-            all.push(after);
-        }
-        all.extend(behaviour.hooks.values().map(|h| h.takes));
-        if let Some(health) = &behaviour.health {
-            all.push(health.listen_after);
-            for scripted in health.endpoints.values().flat_map(|e| &e.answers) {
-                all.extend(scripted.for_);
-                if let Answer::Slow(delay) = scripted.answer {
-                    all.push(delay);
-                }
-            }
-        }
-    }
-    all.into_iter().max().unwrap_or_default()
 }
 
 #[cfg(test)]

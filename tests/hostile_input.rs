@@ -6,7 +6,7 @@
 //! `fuzz/regressions/`, so they stay fixed without cargo-fuzz.
 
 use podcheck::hostile::{mutate, HostileDuration, HostileInt, HostileValue, TextMutation};
-use podcheck::selfcheck::{check_scenario_text, check_scenario_text_except_known, Acceptance};
+use podcheck::selfcheck::{check_scenario_text, Acceptance};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::path::{Path, PathBuf};
@@ -109,9 +109,7 @@ fn mutated_suite_file() -> impl Strategy<Value = (usize, Vec<TextMutation>)> {
 
 /// Asserts the invariant on one text.
 fn assert_invariant(source: &str, text: &str) -> Result<(), TestCaseError> {
-    // TEMPORARY: the two known open findings are let through; use `check_scenario_text`
-    // once main refuses them.
-    match check_scenario_text_except_known(source, text) {
+    match check_scenario_text(source, text) {
         Ok(_) => Ok(()),
         Err(broken) => Err(TestCaseError::fail(format!("{source}: {broken}"))),
     }

@@ -7,13 +7,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use podcheck::hostile::FuzzInput;
-// TEMPORARY: `check_scenario_text_except_known` lets two known findings through that are
-// being fixed on main; use `check_scenario_text` once main refuses them.
-use podcheck::selfcheck::check_scenario_text_except_known;
+use podcheck::selfcheck::check_scenario_text;
 
 fuzz_target!(|data: &[u8]| {
     let text = FuzzInput::from_bytes(data).text();
-    if let Err(broken) = check_scenario_text_except_known("fuzz.yaml", &text) {
+    if let Err(broken) = check_scenario_text("fuzz.yaml", &text) {
         panic!("{broken}");
     }
 });
