@@ -26,6 +26,9 @@ pub const FAULTS_ANNOTATION: &str = "podcheck.io/faults";
 /// (JSON: name → the agent's behaviour), which targets read to build each one
 /// ([`ephemeral_container`]) when its action comes.
 pub const EPHEMERAL_ANNOTATION: &str = "podcheck.io/ephemeral-behaviours";
+/// Annotation holding the scenario's `observeFor`, on pods whose scenario sets one: the
+/// model plays the pod out over the window the harness checks; a real target ignores it.
+pub const OBSERVE_FOR_ANNOTATION: &str = "podcheck.io/observe-for";
 
 /// The agent's wire format of a behaviour.
 pub fn behaviour_json(behaviour: &Behaviour) -> String {
@@ -183,6 +186,12 @@ pub fn compile(scenario: &Scenario, image: &str, time_scale: f64) -> Pod {
                 .get_or_insert_with(Default::default)
                 .insert(EPHEMERAL_ANNOTATION.to_owned(), text);
         }
+    }
+    if let Some(observe_for) = scenario.observe_for {
+        pod.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(OBSERVE_FOR_ANNOTATION.to_owned(), observe_for.to_string());
     }
     if !scenario.faults.is_empty() {
         if let Ok(faults) = serde_json::to_string(&scenario.faults) {

@@ -3,14 +3,14 @@
 //! deviation it shows that the suite catches that bug.
 
 use super::{Capabilities, PodRef, Target, TargetError};
-use crate::compile::{behaviour_from_json, CASE_LABEL, FAULTS_ANNOTATION};
+use crate::compile::{behaviour_from_json, CASE_LABEL, FAULTS_ANNOTATION, OBSERVE_FOR_ANNOTATION};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Pod;
 use podcheck_oracle::predict::MAX_HORIZON;
 use podcheck_oracle::scenario::{FaultAction, KubeletParams};
 use podcheck_oracle::simulate::{simulate, Deviation, Seeded};
-use podcheck_oracle::{predict, Observation, Scenario, TimingProfile, Trace};
+use podcheck_oracle::{predict, Observation, Scenario, SpecDuration, TimingProfile, Trace};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -111,6 +111,17 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
         })?,
         None => Vec::new(),
     };
+    let observe_for = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OBSERVE_FOR_ANNOTATION))
+        .map(|text| {
+            SpecDuration::parse(text).map_err(|err| {
+                TargetError::rejected(format!("malformed {OBSERVE_FOR_ANNOTATION} annotation: {err}"))
+            })
+        })
+        .transpose()?;
     let scenario = Scenario {
         name: pod
             .metadata
@@ -121,7 +132,7 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
         description: None,
         rules: Vec::new(),
         kubelet: *kubelet,
-        observe_for: Some(MAX_HORIZON),
+        observe_for,
         pod: pod.clone(),
         behaviours,
         faults,
@@ -198,13 +209,20 @@ impl Target for ModelTarget {
             }
         }
         let mut scenario = scenario_of(&pod, kubelet)?;
-        // Played as long as any case may watch it; where that far ahead has no single
-        // prediction, as long as the scenario's own prediction watches it.
-        let prediction = match predict(&scenario) {
-            Ok(prediction) => prediction,
-            Err(_) => {
-                scenario.observe_for = None;
-                predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?
+        // Played over the scenario's own window when it sets one. Otherwise as long as any
+        // case may watch it; where that far ahead has no single prediction, as long as the
+        // scenario's own prediction watches it.
+        let prediction = match scenario.observe_for {
+            Some(_) => predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?,
+            None => {
+                scenario.observe_for = Some(MAX_HORIZON);
+                match predict(&scenario) {
+                    Ok(prediction) => prediction,
+                    Err(_) => {
+                        scenario.observe_for = None;
+                        predict(&scenario).map_err(|e| TargetError::Rejected(Box::new(e)))?
+                    }
+                }
             }
         };
         let mut choices = Seeded(self.seed ^ hash(&scenario.name));

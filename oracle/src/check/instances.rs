@@ -494,7 +494,8 @@ pub(super) fn check_instances(
                 // was started but not counted; a container left terminated was never
                 // going to be restarted: the restart policy was broken; one waiting out
                 // a back-off broke the back-off. Broken when the window closed.
-                None if end > max && not_counted_as_started => out.add(
+                // An instance its PostStart hook kills shows only once it is killed.
+                None if end > max + shown_only_when_killed(instance) && not_counted_as_started => out.add(
                     if index == 0 {
                         // container.state.running, or the rule of the gate it waits on.
                         instance.start_rule
@@ -768,4 +769,12 @@ fn next_instance_seen(obs: &ObservedContainer, index: u32) -> Option<i64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// How long after its start an instance may first show: SyncPod kills an instance whose
+/// PostStart hook failed before it writes any status, so its start shows with its kill.
+fn shown_only_when_killed(instance: &crate::plan::InstancePlan) -> i64 {
+    instance.post_start_kill.as_ref().map_or(0, |kill| {
+        (kill.end.1 + crate::plan::STATUS_LAG).as_millis() as i64
+    })
 }
