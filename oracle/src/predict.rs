@@ -257,7 +257,11 @@ pub(crate) fn predict_over_window(scenario: &Scenario) -> Result<Prediction, Pre
                     first.latest_start + first.shown_running_after().1 + SpecDuration::from_secs(5)
                         <= gone
                 });
-                shown_for_long && shown_before_gone
+                // A start held back past the horizon (by an init container that runs
+                // long) shows nothing.
+                let shown_before_the_horizon =
+                    first.latest_start + first.shown_running_after().1 + STATUS_LAG <= horizon;
+                shown_for_long && shown_before_gone && shown_before_the_horizon
             })
         });
     let mut rules = exercised_rules(&containers, policy, terminal_phase, running_observable);
