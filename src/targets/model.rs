@@ -118,7 +118,9 @@ fn scenario_of(pod: &Pod, kubelet: &KubeletParams) -> Result<Scenario, TargetErr
         .and_then(|a| a.get(OBSERVE_FOR_ANNOTATION))
         .map(|text| {
             SpecDuration::parse(text).map_err(|err| {
-                TargetError::rejected(format!("malformed {OBSERVE_FOR_ANNOTATION} annotation: {err}"))
+                TargetError::rejected(format!(
+                    "malformed {OBSERVE_FOR_ANNOTATION} annotation: {err}"
+                ))
             })
         })
         .transpose()?;

@@ -495,41 +495,43 @@ pub(super) fn check_instances(
                 // going to be restarted: the restart policy was broken; one waiting out
                 // a back-off broke the back-off. Broken when the window closed.
                 // An instance its PostStart hook kills shows only once it is killed.
-                None if end > max + shown_only_when_killed(instance) && not_counted_as_started => out.add(
-                    if index == 0 {
-                        // container.state.running, or the rule of the gate it waits on.
-                        instance.start_rule
-                    } else if plan.kind == ContainerKind::Init && obs.ends_terminated {
-                        // Left terminated after a failure: not retried.
-                        RuleId::InitRetry
-                    } else if plan.kind == ContainerKind::Sidecar && obs.ends_terminated {
-                        RuleId::SidecarRestartAlways
-                    } else if obs.uncounted_restart.is_some() {
-                        RuleId::ContainerRestartCount
-                    } else if obs.ends_terminated
-                        && (crash_loop_state_sustained(instance.start_after.0)
-                            || (instance.start_after.0.is_zero()
-                                && end - anchor > initial_back_off_wait(prediction)))
-                    {
-                        // A back-off too short to be sure to show Waiting may be waited
-                        // out in the Terminated state: that is no sign of a broken policy,
-                        // and neither is a missing immediate restart until a wrongly
-                        // applied initial back-off would have ended.
-                        prediction.restart_policy.rule()
-                    } else {
-                        instance.start_rule
-                    },
-                    name,
-                    format!(
-                        "instance {index} starts {} after {from}",
-                        window_text(lo - tol, hi + tol)
-                    ),
-                    format!(
-                        "not started {} after {from} (restartCount {max_rc})",
-                        secs(end - anchor)
-                    ),
-                    Some(max),
-                ),
+                None if end > max + shown_only_when_killed(instance) && not_counted_as_started => {
+                    out.add(
+                        if index == 0 {
+                            // container.state.running, or the rule of the gate it waits on.
+                            instance.start_rule
+                        } else if plan.kind == ContainerKind::Init && obs.ends_terminated {
+                            // Left terminated after a failure: not retried.
+                            RuleId::InitRetry
+                        } else if plan.kind == ContainerKind::Sidecar && obs.ends_terminated {
+                            RuleId::SidecarRestartAlways
+                        } else if obs.uncounted_restart.is_some() {
+                            RuleId::ContainerRestartCount
+                        } else if obs.ends_terminated
+                            && (crash_loop_state_sustained(instance.start_after.0)
+                                || (instance.start_after.0.is_zero()
+                                    && end - anchor > initial_back_off_wait(prediction)))
+                        {
+                            // A back-off too short to be sure to show Waiting may be waited
+                            // out in the Terminated state: that is no sign of a broken policy,
+                            // and neither is a missing immediate restart until a wrongly
+                            // applied initial back-off would have ended.
+                            prediction.restart_policy.rule()
+                        } else {
+                            instance.start_rule
+                        },
+                        name,
+                        format!(
+                            "instance {index} starts {} after {from}",
+                            window_text(lo - tol, hi + tol)
+                        ),
+                        format!(
+                            "not started {} after {from} (restartCount {max_rc})",
+                            secs(end - anchor)
+                        ),
+                        Some(max),
+                    )
+                }
                 Some(s) => out.inside(s, min, max),
                 _ => {}
             }
