@@ -139,11 +139,17 @@ async fn the_restart_suite_runs_cleanly_and_stably_on_podman() {
 /// Every init container is in the trace's `initContainerStatuses` to the end, the ones
 /// podman removed once they succeeded included; the pods are removed afterwards, also
 /// those whose start never ends (a sidecar that runs forever is an init container podman
-/// waits for). The cases are watched to their horizons, past the missing conditions.
-async fn init_containers_and_sidecars_are_observed_to_the_end_on_podman() {
+/// waits for), and with them their state volumes, which an ephemeral container shares. The
+/// cases are watched to their horizons, past the missing conditions.
+async fn init_sidecar_and_ephemeral_containers_are_observed_to_the_end_on_podman() {
     let options = TargetOptions::default();
     let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
-    let cases = load_cases(&[suites.join("init"), suites.join("sidecars")]).expect("suites load");
+    let cases = load_cases(&[
+        suites.join("init"),
+        suites.join("sidecars"),
+        suites.join("ephemeral"),
+    ])
+    .expect("suites load");
     let run_options = RunOptions {
         keep_traces: true,
         max_horizon: Some(SpecDuration::from_secs(32)),
@@ -229,6 +235,12 @@ async fn init_containers_and_sidecars_are_observed_to_the_end_on_podman() {
     assert!(played >= 5, "only {played} cases played");
     let leftovers = podman(&["pod", "ps", "--quiet", "--filter", "label=podcheck.io/run"]);
     assert!(leftovers.trim().is_empty(), "pods left behind: {leftovers}");
+    // An ephemeral container mounts the pod's own state volume, which goes with the pod.
+    let volumes = podman(&["volume", "ls", "--quiet"]);
+    assert!(
+        !volumes.lines().any(|v| v.ends_with("-state")),
+        "volumes left behind: {volumes}"
+    );
 }
 
 fn main() {
@@ -245,9 +257,9 @@ fn main() {
         )
         .with_ignored_flag(missing.is_some()),
         common::async_trial(
-            "init_containers_and_sidecars_are_observed_to_the_end_on_podman",
+            "init_sidecar_and_ephemeral_containers_are_observed_to_the_end_on_podman",
             podman_missing,
-            init_containers_and_sidecars_are_observed_to_the_end_on_podman,
+            init_sidecar_and_ephemeral_containers_are_observed_to_the_end_on_podman,
         )
         .with_ignored_flag(missing.is_some()),
     ];

@@ -146,9 +146,17 @@ impl PodmanTarget {
                 args.push(format!("{}={value}", var.name));
             }
         }
+        // The pod's state volume goes by the pod's own name here (`create` renames it), so
+        // the ephemeral container shares the pod's volume and `remove` deletes it; under
+        // the manifest's name it would be one volume for all pods, left behind.
         for mount in container.volume_mounts.iter().flatten() {
+            let volume = if mount.name == crate::compile::STATE_VOLUME {
+                record.volume.as_str()
+            } else {
+                mount.name.as_str()
+            };
             args.push("--volume".to_owned());
-            args.push(format!("{}:{}", mount.name, mount.mount_path));
+            args.push(format!("{volume}:{}", mount.mount_path));
         }
         args.push(
             container
