@@ -494,8 +494,9 @@ pub(super) fn check_instances(
                 // was started but not counted; a container left terminated was never
                 // going to be restarted: the restart policy was broken; one waiting out
                 // a back-off broke the back-off. Broken when the window closed.
-                // An instance its PostStart hook kills shows only once it is killed.
-                None if end > max + shown_only_when_killed(instance) && not_counted_as_started => {
+                // An instance with a PostStart hook shows only once the hook returned, or
+                // once it is killed when the hook failed.
+                None if end > max + shown_late_by(instance) && not_counted_as_started => {
                     out.add(
                         if index == 0 {
                             // container.state.running, or the rule of the gate it waits on.
@@ -773,10 +774,14 @@ fn next_instance_seen(obs: &ObservedContainer, index: u32) -> Option<i64> {
     }
 }
 
-/// How long after its start an instance may first show: SyncPod kills an instance whose
-/// PostStart hook failed before it writes any status, so its start shows with its kill.
-fn shown_only_when_killed(instance: &crate::plan::InstancePlan) -> i64 {
-    instance.post_start_kill.as_ref().map_or(0, |kill| {
-        (kill.end.1 + crate::plan::STATUS_LAG).as_millis() as i64
-    })
+/// How long after its start an instance may first show: SyncPod runs the PostStart hook
+/// before it writes any status, so the start shows once the hook has returned, or with the
+/// kill when the hook failed.
+fn shown_late_by(instance: &crate::plan::InstancePlan) -> i64 {
+    let lag = |at: crate::SpecDuration| (at + crate::plan::STATUS_LAG).as_millis() as i64;
+    match (&instance.post_start_kill, &instance.post_start) {
+        (Some(kill), _) => lag(kill.end.1),
+        (None, Some(_)) => lag(instance.shown_running_after().1),
+        (None, None) => 0,
+    }
 }
